@@ -1,0 +1,116 @@
+import type { BrokerOptions, Errors } from "moleculer";
+import type { RegionDefinition } from "./regions/region.ts";
+import { envChoice, envFloat, envInt, envString } from "./regions/runtime/env.ts";
+import type { Env } from "./regions/runtime/env.ts";
+import { rootLogger } from "./regions/runtime/logger.ts";
+import { OpsReporter } from "./regions/runtime/ops-reporter.ts";
+import { RequestContextMiddleware } from "./regions/runtime/request-context.ts";
+import { redisOptions } from "./regions/stores/redis.ts";
+
+/** How a node reaches its peers: one process holding every region, or NATS. */
+export type Transport = "embedded" | "nats";
+
+export interface NodeSettings {
+	region: RegionDefinition;
+	/** The service group this process runs (one container per group in production). */
+	group: string;
+	transport: Transport;
+	env?: Env;
+}
+
+/** Only errors that prove the request was not run are retried; a timeout may have run it. */
+function retryable(err: Error): boolean {
+	const e = err as Errors.MoleculerError;
+	return Boolean(e.retryable) && e.type !== "REQUEST_TIMEOUT";
+}
+
+/** The one broker configuration, derived from a region definition and the environment. */
+export function brokerConfig({ region, group, transport, env = process.env }: NodeSettings): BrokerOptions {
+	const logLevel = envChoice(env, "EDGEHOME_LOG_LEVEL", ["fatal", "error", "warn", "info", "debug", "trace"], "info");
+	const logFormat = envChoice(env, "EDGEHOME_LOG_FORMAT", ["json", "pretty"], process.stdout.isTTY ? "pretty" : "json");
+	const metricsPort = env.EDGEHOME_METRICS_PORT === "off" ? 0 : envInt(env, "EDGEHOME_METRICS_PORT", region.ports.metrics, 1, 65535);
+	const cacher = envChoice(env, "EDGEHOME_CACHER", ["redis", "memory", "off"], transport === "nats" ? "redis" : "memory");
+	const logger = rootLogger(logLevel, logFormat);
+
+	return {
+		namespace: region.id,
+		nodeID: envString(env, "EDGEHOME_NODE_ID", `${region.id}-${group}-${process.pid}`),
+		logger: {
+			type: "Pino",
+			options: {
+				level: logLevel,
+				createLogger: (level: string, bindings: Record<string, unknown>) =>
+					logger.child({ region: region.id, nodeID: bindings.nodeID, svc: bindings.svc, mod: bindings.mod }, { level })
+			}
+		},
+		transporter:
+			transport === "nats"
+				? {
+						type: "NATS",
+						options: {
+							url: envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats),
+							maxReconnectAttempts: -1,
+							reconnectTimeWait: 1000
+						}
+					}
+				: "Fake",
+		cacher:
+			cacher === "off"
+				? null
+				: cacher === "redis"
+					? {
+							type: "Redis",
+							options: {
+								prefix: `${envString(env, "EDGEHOME_KEY_PREFIX", "edgehome")}:${region.id}:cache`,
+								ttl: envInt(env, "EDGEHOME_CACHE_TTL_S", 300, 1),
+								redis: redisOptions(envString(env, "EDGEHOME_REDIS_URL", region.endpoints.redis))
+							}
+						}
+					: { type: "MemoryLRU", options: { max: envInt(env, "EDGEHOME_CACHE_MAX", 10_000, 1), ttl: envInt(env, "EDGEHOME_CACHE_TTL_S", 300, 1) } },
+		serializer: "JSON",
+		requestTimeout: envInt(env, "EDGEHOME_REQUEST_TIMEOUT_MS", 10_000, 100),
+		retryPolicy: {
+			enabled: true,
+			retries: envInt(env, "EDGEHOME_RETRIES", 2, 0, 10),
+			delay: envInt(env, "EDGEHOME_RETRY_DELAY_MS", 100, 1),
+			maxDelay: 2000,
+			factor: 2,
+			check: retryable
+		},
+		circuitBreaker: {
+			enabled: true,
+			threshold: envFloat(env, "EDGEHOME_CB_THRESHOLD", 0.5, 0.01, 1),
+			minRequestCount: envInt(env, "EDGEHOME_CB_MIN_REQUESTS", 20, 1),
+			windowTime: envInt(env, "EDGEHOME_CB_WINDOW_S", 60, 1),
+			halfOpenTime: envInt(env, "EDGEHOME_CB_HALF_OPEN_MS", 10_000, 100)
+		},
+		bulkhead: {
+			enabled: true,
+			concurrency: envInt(env, "EDGEHOME_BULKHEAD_CONCURRENCY", 100, 1),
+			maxQueueSize: envInt(env, "EDGEHOME_BULKHEAD_QUEUE", 1000, 0)
+		},
+		tracking: {
+			enabled: true,
+			shutdownTimeout: envInt(env, "EDGEHOME_SHUTDOWN_TIMEOUT_MS", 10_000, 100)
+		},
+		heartbeatInterval: envInt(env, "EDGEHOME_HEARTBEAT_INTERVAL_S", 5, 1),
+		heartbeatTimeout: envInt(env, "EDGEHOME_HEARTBEAT_TIMEOUT_S", 15, 2),
+		registry: { strategy: "RoundRobin", preferLocal: true, stopDelay: 100 },
+		metrics: metricsPort
+			? {
+					enabled: true,
+					// Moleculer accepts a reporter instance; its typings only list the built-in names.
+					reporter: [
+						new OpsReporter({
+							host: envString(env, "EDGEHOME_METRICS_HOST", transport === "nats" ? "0.0.0.0" : "127.0.0.1"),
+							port: metricsPort,
+							path: "/metrics", defaultLabels: () => ({ region: region.id }) })
+					] as unknown as Exclude<BrokerOptions["metrics"], boolean | undefined>["reporter"]
+				}
+			: false,
+		middlewares: [RequestContextMiddleware],
+		// Signals are handled by the launcher, which drains gateways before brokers.
+		skipProcessEventRegistration: true,
+		metadata: { region: region.id, group }
+	};
+}

@@ -1,0 +1,27 @@
+import type { RegionNode } from "../node.ts";
+
+/** What `npm start` prints once every region is up: where each one is and commands that work as printed. */
+export function banner(unordered: RegionNode[], readyMs: number, storage: string): string {
+	// Regions are numbered by their port block (cn-east 81xx, ap-south 82xx, …): list them that way.
+	const nodes = [...unordered].sort((a, b) => a.region.ports.metrics - b.region.ports.metrics);
+	const lines = [``, `edgehome — ${nodes.length} regions embedded in one process (ready in ${(readyMs / 1000).toFixed(1)} s, data: ${storage})`, ``];
+	for (const { region, broker } of nodes) {
+		const ops = `http://127.0.0.1:${region.ports.metrics}`;
+		lines.push(
+			`  ${region.id.padEnd(11)} ${region.name} · countries ${region.countries.slice(0, 6).join(" ")}${region.countries.length > 6 ? " …" : ""}`,
+			`              services: ${broker.services.map(s => s.fullName).filter(n => !n.startsWith("$")).join(", ")}`,
+			`              ops: ${ops}/healthz  ${ops}/readyz  ${ops}/metrics`
+		);
+	}
+	const first = nodes[0]!.region.ports.metrics;
+	lines.push(
+		``,
+		`Try:`,
+		`  curl -s http://127.0.0.1:${first}/readyz`,
+		`  curl -s http://127.0.0.1:${first}/metrics | grep moleculer_request_total`,
+		``,
+		`Ctrl-C stops every region cleanly.`,
+		``
+	);
+	return lines.join("\n");
+}
