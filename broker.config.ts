@@ -24,6 +24,14 @@ function retryable(err: Error): boolean {
 	return Boolean(e.retryable) && e.type !== "REQUEST_TIMEOUT";
 }
 
+/**
+ * The Moleculer namespace of a region. A prefix (EDGEHOME_NAMESPACE_PREFIX) lets test runs and
+ * staging stacks share one NATS without ever seeing each other.
+ */
+export function regionNamespace(regionId: string, env: Env = process.env): string {
+	return `${envString(env, "EDGEHOME_NAMESPACE_PREFIX", "")}${regionId}`;
+}
+
 /** The one broker configuration, derived from a region definition and the environment. */
 export function brokerConfig({ region, group, transport, env = process.env }: NodeSettings): BrokerOptions {
 	const logLevel = envChoice(env, "EDGEHOME_LOG_LEVEL", ["fatal", "error", "warn", "info", "debug", "trace"], "info");
@@ -33,7 +41,7 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 	const logger = rootLogger(logLevel, logFormat);
 
 	return {
-		namespace: region.id,
+		namespace: regionNamespace(region.id, env),
 		nodeID: envString(env, "EDGEHOME_NODE_ID", `${region.id}-${group}-${process.pid}`),
 		logger: {
 			type: "Pino",

@@ -3,7 +3,8 @@ import { basename, join, relative } from "node:path";
 import FastestValidatorModule from "fastest-validator";
 import type { RegionDefinition } from "./region.ts";
 
-export const DEFINITIONS_DIR = join(import.meta.dirname, "definitions");
+/** The shipped region files; EDGEHOME_REGIONS_DIR points a deployment at its own. */
+export const DEFINITIONS_DIR = process.env.EDGEHOME_REGIONS_DIR || join(import.meta.dirname, "definitions");
 
 /** A region file that cannot be used; names the file and the field so the fix is obvious. */
 export class RegionConfigError extends Error {

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { ServiceBroker } from "moleculer";
 import type { BrokerOptions } from "moleculer";
-import { brokerConfig } from "../broker.config.ts";
+import { brokerConfig, regionNamespace } from "../broker.config.ts";
 import type { Transport } from "../broker.config.ts";
 import { SERVICES } from "../services/index.ts";
 import type { AnyServiceSchema } from "../services/index.ts";
@@ -71,7 +71,7 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	const broker = new ServiceBroker(options);
 	const links = new RegionLinks(target => ({
 		...options,
-		namespace: target,
+		namespace: regionNamespace(target, env),
 		nodeID: `${broker.nodeID}-link-${target}`,
 		cacher: null,
 		metrics: false,

@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import type { Kysely } from "kysely";
+import type { SqlDialectName } from "../../regions/stores/sql.ts";
 
 export type ConfigScope = "global" | "region";
 
@@ -39,8 +40,10 @@ function toEntry(row: Row): ConfigEntry {
 /** sv-config's data access: the only code that touches `config_entries`. */
 export class ConfigStore {
 	private readonly db: Kysely<ConfigTables>;
-	constructor(db: Kysely<ConfigTables>) {
+	private readonly dialect: SqlDialectName;
+	constructor(db: Kysely<ConfigTables>, dialect: SqlDialectName) {
 		this.db = db;
+		this.dialect = dialect;
 	}
 
 	async current(scope: ConfigScope, key: string): Promise<ConfigEntry | undefined> {
@@ -67,30 +70,30 @@ export class ConfigStore {
 	}
 
 	/**
-	 * Appends the next version. Two writers racing for the same version collide on the
-	 * primary key; the loser re-reads and tries the version after.
+	 * Appends the next version. The read of the latest version and the insert share a
+	 * transaction (rows locked on MySQL; SQLite serialises writers), and a writer that still
+	 * loses a race (duplicate key or deadlock) tries again with the version after.
 	 */
 	async append(scope: ConfigScope, key: string, value: string, author: string | null): Promise<ConfigEntry> {
-		for (let attempt = 0; ; attempt++) {
-			const latest = await this.db
-				.selectFrom("config_entries")
-				.select(eb => eb.fn.max("version").as("v"))
-				.where("scope", "=", scope)
-				.where("key", "=", key)
-				.executeTakeFirst();
-			const row: Row = {
-				scope,
-				key,
-				version: Number(latest?.v ?? 0) + 1,
-				value,
-				author,
-				created_at: Date.now()
-			};
+		for (let attempt = 1; ; attempt++) {
 			try {
-				await this.db.insertInto("config_entries").values(row).execute();
-				return toEntry(row);
+				return await this.db.transaction().execute(async trx => {
+					let latest = trx
+						.selectFrom("config_entries")
+						.select("version")
+						.where("scope", "=", scope)
+						.where("key", "=", key)
+						.orderBy("version", "desc")
+						.limit(1);
+					if (this.dialect === "mysql") latest = latest.forUpdate();
+					const current = await latest.executeTakeFirst();
+					const row: Row = { scope, key, version: Number(current?.version ?? 0) + 1, value, author, created_at: Date.now() };
+					await trx.insertInto("config_entries").values(row).execute();
+					return toEntry(row);
+				});
 			} catch (err) {
-				if (attempt >= 4 || !isDuplicateKey(err)) throw err;
+				if (attempt >= 10 || !isWriteConflict(err)) throw err;
+				await new Promise(r => setTimeout(r, Math.random() * 5 * attempt));
 			}
 		}
 	}
@@ -137,7 +140,7 @@ export class ConfigStore {
 	}
 }
 
-function isDuplicateKey(err: unknown): boolean {
-	const e = err as { code?: string; errcode?: number; message?: string };
-	return e.code === "ER_DUP_ENTRY" || /UNIQUE constraint failed|PRIMARY KEY/i.test(e.message ?? "");
+function isWriteConflict(err: unknown): boolean {
+	const e = err as { code?: string; message?: string };
+	return e.code === "ER_DUP_ENTRY" || e.code === "ER_LOCK_DEADLOCK" || /UNIQUE constraint failed/.test(e.message ?? "");
 }

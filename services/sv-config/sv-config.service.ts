@@ -104,7 +104,7 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 	},
 
 	started() {
-		this.store = new ConfigStore(this.db);
+		this.store = new ConfigStore(this.db, this.dialect);
 	}
 };
 

@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+	test: {
+		include: ["test/**/*.spec.ts"],
+		// Two cores: multi-region files start several nats-server processes; keep them from piling up.
+		maxWorkers: 2,
+		testTimeout: 30_000,
+		hookTimeout: 60_000,
+		pool: "forks",
+		env: { EDGEHOME_LOG_LEVEL: "warn", EDGEHOME_LOG_FORMAT: "json" }
+	}
+});
