@@ -46,7 +46,7 @@ describe("migrations", () => {
 		store = await openSqlStore("sqlite::memory:");
 		const broken = {
 			...notes,
-			"0003_broken": { up: (db: any) => sql`create table notes (id integer)`.execute(db) },
+			"0003_broken": { up: async (db: any) => void (await sql`create table notes (id integer)`.execute(db)) },
 			"0004_after": { up: (db: any) => db.schema.createTable("after").addColumn("id", "integer").execute() }
 		};
 		const err = await migrate(store.db, "sv-notes", broken).catch(e => e);
@@ -59,7 +59,7 @@ describe("migrations", () => {
 	it("make a service with a failing migration fail start-up", async () => {
 		const schema: ServiceSchema = {
 			name: "sv-broken",
-			mixins: [dbMixin({ "0001_bad": { up: (db: any) => sql`create tabel oops`.execute(db) } })]
+			mixins: [dbMixin({ "0001_bad": { up: async (db: any) => void (await sql`create tabel oops`.execute(db)) } })]
 		};
 		await expect(startServices([schema])).rejects.toThrow(/migration sv-broken\/0001_bad failed/);
 	});

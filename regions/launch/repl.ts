@@ -1,0 +1,33 @@
+import { ServiceBroker } from "moleculer";
+import { brokerConfig, regionNamespace } from "../../broker.config.ts";
+import { attachLinks, RegionLinks } from "../links.ts";
+import { findRegion, loadRegions, RegionConfigError } from "../loader.ts";
+import { replCommands } from "../repl/index.ts";
+import { envString } from "../runtime/env.ts";
+import { launcherArgs } from "./args.ts";
+import { waitForServer } from "./preflight.ts";
+import { fail } from "./shutdown.ts";
+
+/** `npm run repl -- --region <id>`: moleculer-repl on a service-less node joined to that region. */
+async function main(): Promise<void> {
+	const args = launcherArgs({ region: { type: "string" } });
+	if (!args.region) throw new RegionConfigError("--region", "id", "is required, e.g. --region cn-east");
+	const regions = loadRegions();
+	const region = findRegion(regions, args.region as string);
+	// The REPL is a guest: no metrics port, no cache of its own, quiet unless asked.
+	const env = { EDGEHOME_LOG_LEVEL: "warn", ...process.env, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" };
+	await waitForServer("NATS", envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats), { attempts: 3, delayS: 1 });
+	const options = brokerConfig({ region, group: "repl", transport: "nats", env });
+	const print = (line: string) => console.log(line);
+	const broker = new ServiceBroker({
+		...options,
+		replOptions: { delimiter: `${region.id} $`, customCommands: replCommands({ regions, print }) }
+	});
+	const links = new RegionLinks(target => ({ ...options, namespace: regionNamespace(target, env), nodeID: `${broker.nodeID}-link-${target}` }));
+	attachLinks(broker, links);
+	broker.localBus.on("$broker.stopped", () => void links.stop());
+	await broker.start();
+	broker.repl();
+}
+
+main().catch(err => fail(err instanceof Error ? err.message : String(err), err instanceof RegionConfigError ? 2 : 1));

@@ -1,0 +1,34 @@
+import type { ReplOptions, ServiceBroker } from "moleculer";
+import type { RegionDefinition } from "../region.ts";
+import { regionSubcommands } from "./region.command.ts";
+
+type ReplCustomCommand = NonNullable<ReplOptions["customCommands"]>[number];
+
+export interface ReplContext {
+	regions: RegionDefinition[];
+	print: (line: string) => void;
+}
+
+/**
+ * Every project command of `npm run repl`, registered here and nowhere else. Ops commands
+ * are grouped under one verb per concern (`region …`), each sub-command in its own entry.
+ */
+export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
+	const subs = regionSubcommands(ctx);
+	return [
+		{
+			command: "region <sub> [arg1] [arg2]",
+			description: `Regions: ${Object.values(subs).map(s => s.usage).join(" | ")}`,
+			async action(broker: ServiceBroker, args: any) {
+				const sub = subs[args.sub as string];
+				if (!sub) return ctx.print(`unknown sub-command "${args.sub}"; try: ${Object.values(subs).map(s => s.usage).join(" | ")}`);
+				const rest = [args.arg1, args.arg2].filter((a): a is string => typeof a === "string");
+				try {
+					await sub.run(broker, rest);
+				} catch (err) {
+					ctx.print(`error: ${(err as Error).message}`);
+				}
+			}
+		}
+	];
+}
