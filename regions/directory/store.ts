@@ -1,0 +1,72 @@
+/**
+ * The global directory's storage: a small key-value contract that both the NATS JetStream KV
+ * bucket (production) and SQLite (embedded) fulfil, proven by one shared contract suite
+ * (test/unit/regions/directory/contract.ts). Keys are dotted: `[A-Za-z0-9_=-]` segments joined
+ * by "." (what a NATS KV key allows), e.g. `user.01J…` or `identity.email.3f9a…`.
+ * Values are JSON objects. Every write gets a revision, increasing across the whole store.
+ */
+
+export interface DirectoryEntry<T = unknown> {
+	key: string;
+	value: T;
+	revision: number;
+}
+
+export interface DirectoryChange<T = unknown> {
+	key: string;
+	/** `undefined` when the key was deleted. */
+	value: T | undefined;
+	revision: number;
+}
+
+export interface DirectoryPage<T = unknown> {
+	entries: DirectoryEntry<T>[];
+	/** Pass as `afterRevision` for the next page; `null` when this page is the last. */
+	next: number | null;
+}
+
+export interface DirectoryWatch {
+	stop(): Promise<void>;
+}
+
+export interface DirectoryStore {
+	/** The current entry, or undefined. Served locally (a mirror in production). */
+	get<T>(key: string): Promise<DirectoryEntry<T> | undefined>;
+	/** Creates the key only if absent (or deleted); `KEY_EXISTS` otherwise. Returns the revision. */
+	create<T>(key: string, value: T): Promise<number>;
+	/** Replaces the value only if the key is still at `revision`; `REVISION_MISMATCH` otherwise. */
+	update<T>(key: string, value: T, revision: number): Promise<number>;
+	/** Deletes the key; with `revision`, only if it is still at that revision (`REVISION_MISMATCH`). */
+	delete(key: string, revision?: number): Promise<void>;
+	/**
+	 * Live entries whose key starts with `prefix`, in revision order, at most `limit` (≤ 1000),
+	 * those with revision > `afterRevision`.
+	 */
+	list<T>(prefix: string, opts: { afterRevision?: number; limit: number }): Promise<DirectoryPage<T>>;
+	/**
+	 * Calls `onChange` for every change after `fromRevision` (default: only changes from now on),
+	 * in revision order, including deletes.
+	 */
+	watch<T>(onChange: (change: DirectoryChange<T>) => void, opts?: { fromRevision?: number }): Promise<DirectoryWatch>;
+	close(): Promise<void>;
+}
+
+export type DirectoryErrorCode = "KEY_EXISTS" | "REVISION_MISMATCH" | "INVALID_KEY" | "DIRECTORY_UNAVAILABLE";
+
+export class DirectoryError extends Error {
+	readonly code: DirectoryErrorCode;
+	constructor(code: DirectoryErrorCode, message: string, options?: ErrorOptions) {
+		super(message, options);
+		this.name = "DirectoryError";
+		this.code = code;
+	}
+}
+
+const KEY = /^[A-Za-z0-9_=-]+(\.[A-Za-z0-9_=-]+)*$/;
+export const MAX_KEY_LENGTH = 256;
+export const MAX_LIST_LIMIT = 1000;
+
+export function assertKey(key: string): void {
+	if (typeof key !== "string" || key.length > MAX_KEY_LENGTH || !KEY.test(key))
+		throw new DirectoryError("INVALID_KEY", `invalid directory key "${String(key).slice(0, 80)}"`);
+}
