@@ -40,7 +40,7 @@ export class RegionLinks {
 		const link = await this.broker(regionId);
 		const service = action.slice(0, action.lastIndexOf("."));
 		if (!link.registry.getActionEndpoints(action)?.hasAvailable())
-			await link.waitForServices(service, this.discoveryTimeoutMs);
+			await link.waitForServices(service, this.discoveryTimeoutMs, 20);
 		return link.call(action, params, opts) as Promise<T>;
 	}
 

@@ -5,15 +5,24 @@ import { brokerConfig, regionNamespace } from "../broker.config.ts";
 import type { Transport } from "../broker.config.ts";
 import { SERVICES } from "../services/index.ts";
 import type { AnyServiceSchema } from "../services/index.ts";
+import { randomBytes } from "node:crypto";
+import { HomeDirectory } from "./directory/home-directory.ts";
+import { openSqliteDirectory } from "./directory/sqlite-store.ts";
+import type { DirectoryStore } from "./directory/store.ts";
+import { HomeRouter } from "./home-router.ts";
 import { attachLinks, RegionLinks } from "./links.ts";
+import { loadRegions } from "./loader.ts";
 import type { RegionDefinition } from "./region.ts";
-import { envString } from "./runtime/env.ts";
+import { attachRegionRuntime } from "./runtime/region-runtime.ts";
+import { envInt, envString } from "./runtime/env.ts";
 import type { Env } from "./runtime/env.ts";
 import { attachStores, openRegionStores } from "./stores/index.ts";
 import type { RegionStores, StoreSettings } from "./stores/index.ts";
 
 export interface RegionNodeOptions {
 	region: RegionDefinition;
+	/** Every region (assignment, routing); the shipped definitions when absent. */
+	regions?: RegionDefinition[];
 	transport: Transport;
 	/** Names from services/index.ts; all of them when absent. */
 	services?: string[];
@@ -22,6 +31,11 @@ export interface RegionNodeOptions {
 	/** Names the process group in the nodeID, e.g. "all" or "core". */
 	group?: string;
 	stores: StoreSettings;
+	/**
+	 * The global directory, shared by every node (NATS KV, or one SQLite store embedded); with
+	 * `blindIndexKey`, the same for every node. Absent: a private in-memory one (single-node tests).
+	 */
+	directory?: { store: DirectoryStore; blindIndexKey: Buffer };
 	env?: Env;
 	/** Applied last: tests silence the logger or turn metrics off. */
 	overrides?: Partial<BrokerOptions>;
@@ -33,6 +47,7 @@ export interface RegionNode {
 	readonly broker: ServiceBroker;
 	readonly stores: RegionStores;
 	readonly links: RegionLinks;
+	readonly directory: HomeDirectory;
 	stop(): Promise<void>;
 }
 
@@ -66,32 +81,48 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	const unknown = unknownServices(names);
 	if (unknown.length) throw new Error(`unknown service(s): ${unknown.join(", ")}; known: ${Object.keys(SERVICES).join(", ")}`);
 
+	const regions = opts.regions ?? loadRegions();
+	const ownDirectory = opts.directory ? undefined : await openSqliteDirectory(":memory:");
+	const directory = new HomeDirectory({
+		store: opts.directory?.store ?? ownDirectory!,
+		regions: regions.map(r => r.id),
+		blindIndexKey: opts.directory?.blindIndexKey ?? randomBytes(32),
+		cacheSize: envInt(env, "EDGEHOME_HOME_CACHE_SIZE", 100_000, 1)
+	});
 	const stores = await openRegionStores(opts.stores);
-	const options: BrokerOptions = { ...brokerConfig({ region: opts.region, group, transport: opts.transport, env }), ...opts.overrides };
-	const broker = new ServiceBroker(options);
+	const base: BrokerOptions = { ...brokerConfig({ region: opts.region, group, transport: opts.transport, env }), ...opts.overrides };
+	const nodeID = base.nodeID!;
 	const links = new RegionLinks(target => ({
-		...options,
+		...base,
 		namespace: regionNamespace(target, env),
-		nodeID: `${broker.nodeID}-link-${target}`,
+		nodeID: `${nodeID}-link-${target}`,
 		cacher: null,
 		metrics: false,
 		middlewares: []
 	}));
+	const broker = new ServiceBroker({
+		...base,
+		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links })]
+	});
 	attachStores(broker, stores);
 	attachLinks(broker, links);
+	attachRegionRuntime(broker, { region: opts.region, regions, directory, links });
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);
 
 	const stop = async () => {
 		await broker.stop();
 		await links.stop();
+		await directory.stop();
+		await ownDirectory?.close();
 		await stores.close();
 	};
 	try {
+		await directory.start();
 		await broker.start();
 	} catch (err) {
 		await stop().catch(() => undefined);
 		throw err;
 	}
-	return { region: opts.region, broker, stores, links, stop };
+	return { region: opts.region, broker, stores, links, directory, stop };
 }

@@ -6,7 +6,7 @@ import { replCommands } from "../repl/index.ts";
 import { envString } from "../runtime/env.ts";
 import { launcherArgs } from "./args.ts";
 import { waitForServer } from "./preflight.ts";
-import { fail } from "./shutdown.ts";
+import { fail, isConfigError } from "./shutdown.ts";
 
 /** `npm run repl -- --region <id>`: moleculer-repl on a service-less node joined to that region. */
 async function main(): Promise<void> {
@@ -30,4 +30,4 @@ async function main(): Promise<void> {
 	broker.repl();
 }
 
-main().catch(err => fail(err instanceof Error ? err.message : String(err), err instanceof RegionConfigError ? 2 : 1));
+main().catch(err => fail(err instanceof Error ? err.message : String(err), isConfigError(err) ? 2 : 1));

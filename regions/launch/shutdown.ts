@@ -1,3 +1,6 @@
+import { RegionConfigError } from "../loader.ts";
+import { EnvError } from "../runtime/env.ts";
+
 /**
  * Stops the process cleanly on SIGTERM / SIGINT: `stop` drains (the brokers stop taking new
  * requests and finish in-flight ones, bounded by their shutdown timeout), then exit 0.
@@ -28,4 +31,9 @@ export function exitOnSignal(stop: () => Promise<void>, log: (msg: string) => vo
 export function fail(message: string, code = 1): never {
 	console.error(`edgehome: ${message}`);
 	process.exit(code);
+}
+
+/** Configuration mistakes exit 2, so scripts can tell them from a server that is down (1). */
+export function isConfigError(err: unknown): boolean {
+	return err instanceof RegionConfigError || err instanceof EnvError;
 }

@@ -1,0 +1,44 @@
+import { randomBytes } from "node:crypto";
+
+/** Where a user lives, as the directory says: `user.<id>` → HomeEntry. */
+export interface HomeEntry {
+	region: string;
+	/** Bumped by every move; a write carrying an older epoch is refused (fencing). */
+	epoch: number;
+	state: "active" | "moving";
+	/** Residency rule: the user may only move within its jurisdiction. */
+	pinned: boolean;
+}
+
+/** Identity kinds that resolve to a user through a blind index (`identity.<kind>.<hmac>` → { userId }). */
+export const IDENTITY_KINDS = ["username", "email", "phone", "wechat"] as const;
+export type IdentityKind = (typeof IDENTITY_KINDS)[number];
+
+export interface IdentityEntry {
+	userId: string;
+}
+
+const USER_ID = /^[0-9a-z]{26}$/;
+
+export function isUserId(id: unknown): id is string {
+	return typeof id === "string" && USER_ID.test(id);
+}
+
+export const userKey = (userId: string) => `user.${userId}`;
+export const identityKey = (kind: IdentityKind, blind: string) => `identity.${kind}.${blind}`;
+export const USER_PREFIX = "user.";
+
+const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
+
+/**
+ * A new user id: 26 lower-case base32 characters, time-ordered (48-bit milliseconds) then
+ * 80 random bits, so ids sort by creation and never collide in practice.
+ */
+export function newUserId(now = Date.now()): string {
+	let time = "";
+	for (let t = now, i = 0; i < 10; i++, t = Math.floor(t / 32)) time = ALPHABET[t % 32] + time;
+	const random = randomBytes(16);
+	let tail = "";
+	for (let i = 0; i < 16; i++) tail += ALPHABET[random[i]! % 32];
+	return time + tail;
+}

@@ -1,0 +1,124 @@
+import { blindIndex } from "./blind-index.ts";
+import { identityKey, USER_PREFIX, userKey } from "./entries.ts";
+import type { HomeEntry, IdentityEntry, IdentityKind } from "./entries.ts";
+import { HomeCache } from "./home-cache.ts";
+import { DirectoryError } from "./store.ts";
+import type { DirectoryChange, DirectoryEntry, DirectoryStore, DirectoryWatch } from "./store.ts";
+
+export interface Identity {
+	kind: IdentityKind;
+	value: string;
+}
+
+export interface HomeDirectoryOptions {
+	store: DirectoryStore;
+	/** Every region id, in a stable order (the cache packs an index into it). */
+	regions: string[];
+	blindIndexKey: Buffer;
+	cacheSize?: number;
+}
+
+/**
+ * A node's view of the directory: lookups answered from a bounded cache filled on demand and
+ * kept current by the store's change feed, plus the writes registration and moves need.
+ */
+export class HomeDirectory {
+	readonly store: DirectoryStore;
+	readonly cache: HomeCache;
+	private readonly key: Buffer;
+	private watch: DirectoryWatch | undefined;
+	/**
+	 * Users being read past the cache, with the newest revision the feed reported meanwhile: a read
+	 * older than that must not be cached, or the change it missed would be lost until the next one.
+	 */
+	private readonly filling = new Map<string, { readers: number; revision: number }>();
+	lookups = 0;
+
+	constructor(opts: HomeDirectoryOptions) {
+		this.store = opts.store;
+		this.key = opts.blindIndexKey;
+		this.cache = new HomeCache(opts.regions, opts.cacheSize);
+	}
+
+	/** Subscribes to the change feed; until then nothing is cached, so nothing can go stale. */
+	async start(): Promise<void> {
+		this.watch = await this.store.watch<HomeEntry>(change => this.onChange(change));
+	}
+
+	async stop(): Promise<void> {
+		await this.watch?.stop();
+		this.watch = undefined;
+		this.cache.clear();
+	}
+
+	private onChange(change: DirectoryChange<HomeEntry>): void {
+		if (!change.key.startsWith(USER_PREFIX)) return;
+		const userId = change.key.slice(USER_PREFIX.length);
+		const fill = this.filling.get(userId);
+		if (fill) fill.revision = Math.max(fill.revision, change.revision);
+		// Only refresh what this node already holds: the feed must not fill the cache with every user.
+		if (!this.cache.has(userId)) return;
+		if (change.value) this.cache.set(userId, change.value);
+		else this.cache.delete(userId);
+	}
+
+	/** Where `userId` lives, or undefined for a user the directory does not know. */
+	async home(userId: string): Promise<HomeEntry | undefined> {
+		this.lookups++;
+		const cached = this.cache.get(userId);
+		if (cached) return cached;
+		return this.refresh(userId);
+	}
+
+	/** Reads past the cache and re-fills it: used to heal after a WRONG_REGION answer. */
+	async refresh(userId: string): Promise<HomeEntry | undefined> {
+		if (!this.watch) return (await this.store.get<HomeEntry>(userKey(userId)))?.value;
+		let fill = this.filling.get(userId);
+		if (!fill) this.filling.set(userId, (fill = { readers: 0, revision: 0 }));
+		fill.readers++;
+		try {
+			const entry = await this.store.get<HomeEntry>(userKey(userId));
+			if (entry && entry.revision >= fill.revision) this.cache.set(userId, entry.value);
+			else this.cache.delete(userId);
+			return entry?.value;
+		} finally {
+			if (--fill.readers === 0) this.filling.delete(userId);
+		}
+	}
+
+	/** The directory entry with its revision, for compare-and-set. */
+	entry(userId: string): Promise<DirectoryEntry<HomeEntry> | undefined> {
+		return this.store.get<HomeEntry>(userKey(userId));
+	}
+
+	blind(identity: Identity): string {
+		return blindIndex(this.key, identity.kind, identity.value);
+	}
+
+	async resolve(identity: Identity): Promise<string | undefined> {
+		const entry = await this.store.get<IdentityEntry>(identityKey(identity.kind, this.blind(identity)));
+		return entry?.value.userId;
+	}
+
+	/**
+	 * Reserves every identity and creates the user entry, all or nothing: on any failure the
+	 * reservations made so far are released before the error is rethrown.
+	 */
+	async register(userId: string, identities: Identity[], home: HomeEntry): Promise<void> {
+		const made: { key: string; revision: number }[] = [];
+		try {
+			for (const identity of identities) {
+				const key = identityKey(identity.kind, this.blind(identity));
+				made.push({ key, revision: await this.store.create<IdentityEntry>(key, { userId }) });
+			}
+			await this.store.create<HomeEntry>(userKey(userId), home);
+		} catch (err) {
+			await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
+			if (err instanceof DirectoryError && err.code === "KEY_EXISTS" && made.length < identities.length) {
+				const taken = identities[made.length]!;
+				throw new DirectoryError("KEY_EXISTS", `${taken.kind} is already taken`, { cause: { kind: taken.kind } });
+			}
+			throw err;
+		}
+	}
+}

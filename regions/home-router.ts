@@ -1,0 +1,215 @@
+import type { CallingOptions, Context, Middleware, ServiceBroker } from "moleculer";
+import type { HomeDirectory } from "./directory/home-directory.ts";
+import type { HomeEntry } from "./directory/entries.ts";
+import { RegionUnavailableError, RoutingLoopError, UserMovingError, UserNotFoundError, WrongRegionError } from "./errors.ts";
+import type { RegionLinks } from "./links.ts";
+
+/**
+ * What an action or event declares to be home-routed: the path of the parameter naming the
+ * user (`home: "userId"`), or `{ param, readonly }`. Reads may still be served while the user
+ * is moving; writes may not.
+ */
+export type HomeSpec = string | { param: string; readonly?: boolean };
+
+// Lets schemas declare `home:` on actions and events with type checking.
+declare module "../node_modules/moleculer/src/service.js" {
+	interface ActionSchema<TThis> {
+		home?: HomeSpec;
+	}
+	interface EventSchema {
+		home?: HomeSpec;
+	}
+}
+
+/** Routing facts carried in `ctx.meta.$home` from the caller's region to the home region. */
+export interface HomeMeta {
+	epoch: number;
+	originRegion: string;
+	hops: number;
+}
+
+export interface HomeRouterOptions {
+	region: string;
+	directory: HomeDirectory;
+	links: RegionLinks;
+	/** How long a write for a moving user waits for the move to finish before USER_MOVING. */
+	movingWaitMs?: number;
+	/** A forwarded call may take at most this many hops (first forward + one healed retry). */
+	maxHops?: number;
+}
+
+interface ParsedSpec {
+	path: string[];
+	write: boolean;
+}
+
+function parseSpec(spec: unknown): ParsedSpec | undefined {
+	if (typeof spec === "string") return { path: spec.split("."), write: true };
+	if (spec && typeof spec === "object" && typeof (spec as { param?: unknown }).param === "string") {
+		const s = spec as { param: string; readonly?: boolean };
+		return { path: s.param.split("."), write: !s.readonly };
+	}
+	return undefined;
+}
+
+function userIdAt(params: unknown, path: string[]): string | undefined {
+	let v: unknown = params;
+	for (const p of path) v = v && typeof v === "object" ? (v as Record<string, unknown>)[p] : undefined;
+	return typeof v === "string" ? v : undefined;
+}
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+/**
+ * Runs every call that concerns a user in that user's home region, the way Orleans routes a
+ * call to a grain's activation:
+ * - caller side (`call` hook): resolve the home (cached), call locally or forward through the
+ *   link to the home region; on WRONG_REGION heal the cache and retry once;
+ * - home side (`localAction` hook): check ownership and epoch before the handler runs, fence
+ *   older epochs, hold writes for a moving user briefly;
+ * - inside the region, calls for one user stick to one node (Shard strategy on the same key).
+ */
+export function HomeRouter(opts: HomeRouterOptions): Middleware {
+	const { region, directory, links } = opts;
+	const movingWaitMs = opts.movingWaitMs ?? 1000;
+	const maxHops = opts.maxHops ?? 2;
+	const specs = new Map<string, ParsedSpec | null>();
+	let broker: ServiceBroker;
+
+	function specOf(actionName: string): ParsedSpec | undefined {
+		let spec = specs.get(actionName);
+		if (spec === undefined) {
+			const endpoint = broker.registry.getActionEndpoints(actionName)?.endpoints[0] as { action?: { home?: unknown } } | undefined;
+			// Unknown yet (not discovered): decide on the next call rather than caching "not routed".
+			if (!endpoint) return undefined;
+			spec = parseSpec(endpoint.action?.home) ?? null;
+			specs.set(actionName, spec);
+		}
+		return spec ?? undefined;
+	}
+
+	function count(name: string, labels: Record<string, string>): void {
+		if (broker.isMetricsEnabled()) broker.metrics.increment(name, labels);
+	}
+
+	async function forward(target: string, actionName: string, params: unknown, callOpts: CallingOptions, meta: Record<string, unknown>) {
+		count("edgehome.routing.forwards", { from: region, to: target });
+		try {
+			return await links.call(target, actionName, params, {
+				meta,
+				timeout: callOpts.timeout ?? undefined,
+				requestID: callOpts.parentCtx?.requestID ?? callOpts.requestID,
+				headers: callOpts.headers
+			});
+		} catch (err) {
+			const type = (err as { type?: string }).type;
+			if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND" || /waiting is timed out/i.test((err as Error).message))
+				throw new RegionUnavailableError(target, 5, (err as Error).message);
+			throw err;
+		}
+	}
+
+	async function route(next: ServiceBroker["call"], actionName: string, params: unknown, callOpts: CallingOptions | undefined, spec: ParsedSpec) {
+		const userId = userIdAt(params, spec.path);
+		// No user named: let the action's own validation answer.
+		if (userId === undefined) return next(actionName, params, callOpts);
+		const o: CallingOptions = callOpts ?? {};
+		const baseMeta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta };
+		let home: HomeEntry | undefined = await directory.home(userId);
+		for (let attempt = 1; ; attempt++) {
+			if (!home) throw new UserNotFoundError(userId);
+			const $home: HomeMeta = { epoch: home.epoch, originRegion: region, hops: home.region === region ? 0 : attempt };
+			try {
+				if (home.region === region) return await next(actionName, params, { ...o, meta: { ...o.meta, $home } });
+				return await forward(home.region, actionName, params, o, { ...baseMeta, $home });
+			} catch (err) {
+				if ((err as { type?: string }).type !== "WRONG_REGION" || attempt >= 2) throw err;
+				// Our view was stale: re-read the directory and try once more (Orleans' cache invalidation).
+				count("edgehome.routing.heals", { region });
+				home = await directory.refresh(userId);
+			}
+		}
+	}
+
+	/** The home side: this region must own the user, at least at the caller's epoch. */
+	async function admit(ctx: Context, spec: ParsedSpec): Promise<void> {
+		const userId = userIdAt(ctx.params, spec.path);
+		if (userId === undefined) return;
+		const meta = (ctx.meta as { $home?: HomeMeta }).$home;
+		if (meta && meta.hops > maxHops) throw new RoutingLoopError(userId, meta.hops);
+		let home = await directory.home(userId);
+		// The caller saw a newer directory than our cache: ours is the stale one.
+		if (home && meta && meta.epoch > home.epoch) home = await directory.refresh(userId);
+		if (!home) throw new UserNotFoundError(userId);
+		if (home.region !== region) throw new WrongRegionError(userId, home.region, home.epoch);
+		// Fencing: a caller holding an older epoch may not act on the new home's data.
+		if (meta && meta.epoch < home.epoch) throw new WrongRegionError(userId, home.region, home.epoch);
+		if (home.state === "moving" && spec.write) {
+			const deadline = Date.now() + movingWaitMs;
+			while (home?.state === "moving" && Date.now() < deadline) {
+				await sleep(50);
+				home = await directory.home(userId);
+			}
+			if (!home) throw new UserNotFoundError(userId);
+			if (home.region !== region) throw new WrongRegionError(userId, home.region, home.epoch);
+			if (home.state === "moving") throw new UserMovingError(userId);
+		}
+	}
+
+	return {
+		name: "HomeRouter",
+
+		created(b: ServiceBroker) {
+			broker = b;
+			b.localBus.on("$services.changed", () => specs.clear());
+			if (b.isMetricsEnabled()) {
+				b.metrics.register({ type: "counter", name: "edgehome.routing.forwards", labelNames: ["from", "to"], description: "Calls forwarded to another region" });
+				b.metrics.register({ type: "counter", name: "edgehome.routing.heals", labelNames: ["region"], description: "WRONG_REGION answers healed by a directory re-read" });
+			}
+		},
+
+		// Calls for one user stick to one node of the home region.
+		serviceCreating(_service: unknown, schema: { actions?: Record<string, unknown> }) {
+			for (const action of Object.values(schema.actions ?? {})) {
+				if (!action || typeof action !== "object") continue;
+				const a = action as { home?: unknown; strategy?: string; strategyOptions?: unknown };
+				const spec = parseSpec(a.home);
+				if (spec && !a.strategy) {
+					a.strategy = "Shard";
+					a.strategyOptions = { shardKey: spec.path.join(".") };
+				}
+			}
+		},
+
+		call(next: ServiceBroker["call"]) {
+			return ((actionName: string, params?: unknown, callOpts?: CallingOptions) => {
+				const spec = typeof actionName === "string" ? specOf(actionName) : undefined;
+				if (!spec) return next(actionName, params, callOpts);
+				return route(next, actionName, params, callOpts, spec);
+			}) as ServiceBroker["call"];
+		},
+
+		localAction(next: (ctx: Context) => Promise<unknown>, action: { home?: unknown }) {
+			const spec = parseSpec(action.home);
+			if (!spec) return next;
+			return async (ctx: Context) => {
+				await admit(ctx, spec);
+				return next(ctx);
+			};
+		},
+
+		localEvent(next: (ctx: Context) => Promise<unknown>, event: { home?: unknown; name?: string }) {
+			const spec = parseSpec(event.home);
+			if (!spec) return next;
+			return async (ctx: Context) => {
+				const userId = userIdAt(ctx.params, spec.path);
+				const home = userId === undefined ? undefined : await directory.home(userId);
+				if (!home || home.region === region) return next(ctx);
+				// Handled where the user lives; a forwarded copy is never forwarded again, so no event loops.
+				if ((ctx.meta as { $homeForwarded?: boolean }).$homeForwarded) return;
+				const link = await links.broker(home.region);
+				await link.emit(ctx.eventName!, ctx.params, { meta: { ...ctx.meta, $homeForwarded: true } });
+			};
+		}
+	} as unknown as Middleware;
+}

@@ -1,0 +1,24 @@
+import type { ServiceBroker } from "moleculer";
+import type { HomeDirectory } from "../directory/home-directory.ts";
+import type { RegionLinks } from "../links.ts";
+import type { RegionDefinition } from "../region.ts";
+
+/** What the region runtime hands to sv-region: the one service that knows about regions. */
+export interface RegionRuntime {
+	region: RegionDefinition;
+	regions: RegionDefinition[];
+	directory: HomeDirectory;
+	links: RegionLinks;
+}
+
+const runtimes = new WeakMap<ServiceBroker, RegionRuntime>();
+
+export function attachRegionRuntime(broker: ServiceBroker, runtime: RegionRuntime): void {
+	runtimes.set(broker, runtime);
+}
+
+export function regionRuntimeOf(broker: ServiceBroker): RegionRuntime {
+	const rt = runtimes.get(broker);
+	if (!rt) throw new Error(`broker ${broker.nodeID} runs outside a region node (no region runtime attached)`);
+	return rt;
+}

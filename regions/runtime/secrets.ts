@@ -1,0 +1,30 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { MIN_BLIND_INDEX_KEY_BYTES } from "../directory/blind-index.ts";
+import { EnvError } from "./env.ts";
+import type { Env } from "./env.ts";
+
+/** The directory's blind-index key from EDGEHOME_BLIND_INDEX_KEY (base64, ≥ 32 bytes), or undefined. */
+export function blindIndexKeyFromEnv(env: Env): Buffer | undefined {
+	const raw = env.EDGEHOME_BLIND_INDEX_KEY;
+	if (!raw) return undefined;
+	const key = Buffer.from(raw, "base64");
+	if (key.length < MIN_BLIND_INDEX_KEY_BYTES) throw new EnvError("EDGEHOME_BLIND_INDEX_KEY", "(hidden)", `base64 of at least ${MIN_BLIND_INDEX_KEY_BYTES} bytes`);
+	return key;
+}
+
+/**
+ * Embedded mode needs no configuration: without EDGEHOME_BLIND_INDEX_KEY a key is made once and
+ * kept beside the data (mode 0600), so identities stay findable across restarts.
+ */
+export function embeddedBlindIndexKey(env: Env, file: string | undefined): Buffer {
+	const fromEnv = blindIndexKeyFromEnv(env);
+	if (fromEnv) return fromEnv;
+	if (!file) return randomBytes(32);
+	if (existsSync(file)) return Buffer.from(readFileSync(file, "utf8").trim(), "base64");
+	const key = randomBytes(32);
+	mkdirSync(dirname(file), { recursive: true });
+	writeFileSync(file, key.toString("base64"), { mode: 0o600 });
+	return key;
+}

@@ -1,0 +1,134 @@
+import { Errors } from "moleculer";
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { assignRegion } from "../../regions/assignment.ts";
+import { IDENTITY_KINDS, identityKey, isUserId, newUserId, userKey } from "../../regions/directory/entries.ts";
+import type { HomeEntry, IdentityEntry } from "../../regions/directory/entries.ts";
+import type { Identity } from "../../regions/directory/home-directory.ts";
+import { DirectoryError } from "../../regions/directory/store.ts";
+import { DirectoryUnavailableError, UserNotFoundError } from "../../regions/errors.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
+
+export const MAX_IDENTITY_LENGTH = 320;
+
+const userId = { type: "string", pattern: /^[0-9a-z]{26}$/, messages: { stringPattern: "userId must be a 26-character user id" } } as const;
+const country = { type: "string", pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
+const identity = {
+	type: "object",
+	strict: true,
+	props: { kind: { type: "enum", values: [...IDENTITY_KINDS] }, value: { type: "string", min: 1, max: MAX_IDENTITY_LENGTH } }
+} as const;
+
+interface Vars {
+	runtime: RegionRuntime;
+}
+
+/** Directory failures in the words clients get: a taken identity is a conflict, an unreachable primary a 503. */
+function fromDirectory(err: unknown): never {
+	if (err instanceof DirectoryError) {
+		if (err.code === "KEY_EXISTS") {
+			const kind = (err.cause as { kind?: string } | undefined)?.kind ?? "identity";
+			throw new Errors.MoleculerClientError(`${kind} is already taken`, 409, "IDENTITY_TAKEN", { kind });
+		}
+		if (err.code === "DIRECTORY_UNAVAILABLE") throw new DirectoryUnavailableError(err.message);
+	}
+	throw err;
+}
+
+/**
+ * The global directory's front: registration (assignment + identity reservation), lookups,
+ * region registry. Every region runs it over its own replica of the directory.
+ */
+const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars> = {
+	name: "sv-region",
+
+	actions: {
+		register: {
+			params: {
+				$$strict: true,
+				identities: { type: "array", min: 1, max: IDENTITY_KINDS.length, items: identity },
+				country
+			},
+			async handler(ctx: Context<{ identities: Identity[]; country?: string }>) {
+				const { identities, country: c } = ctx.params;
+				const kinds = identities.map(i => i.kind);
+				if (new Set(kinds).size !== kinds.length)
+					throw new Errors.ValidationError("each identity kind may appear once", "VALIDATION_ERROR", [{ field: "identities", type: "unique" }]);
+				const { region, regions, directory } = this.runtime;
+				const assignment = assignRegion(regions, region.id, c);
+				const id = newUserId();
+				const home: HomeEntry = { region: assignment.region, epoch: 1, state: "active", pinned: assignment.pinned };
+				await directory.register(id, identities, home).catch(fromDirectory);
+				return { userId: id, ...home };
+			}
+		},
+
+		unregister: {
+			params: { $$strict: true, userId, identities: { type: "array", max: IDENTITY_KINDS.length, items: identity } },
+			async handler(ctx: Context<{ userId: string; identities: Identity[] }>) {
+				const { directory } = this.runtime;
+				const { userId: id, identities } = ctx.params;
+				// Release only reservations that really belong to this user.
+				for (const i of identities) {
+					const key = identityKey(i.kind, directory.blind(i));
+					const entry = await directory.store.get<IdentityEntry>(key).catch(fromDirectory);
+					if (entry?.value.userId === id) await directory.store.delete(key, entry.revision).catch(fromDirectory);
+				}
+				const user = await directory.entry(id).catch(fromDirectory);
+				if (user) await directory.store.delete(userKey(id), user.revision).catch(fromDirectory);
+				return { userId: id, removed: Boolean(user) };
+			}
+		},
+
+		lookup: {
+			params: { $$strict: true, userId },
+			async handler(ctx: Context<{ userId: string }>) {
+				const home = await this.runtime.directory.home(ctx.params.userId).catch(fromDirectory);
+				if (!home) throw new UserNotFoundError(ctx.params.userId);
+				return { userId: ctx.params.userId, ...home };
+			}
+		},
+
+		resolve: {
+			params: { $$strict: true, kind: { type: "enum", values: [...IDENTITY_KINDS] }, value: { type: "string", min: 1, max: MAX_IDENTITY_LENGTH } },
+			async handler(ctx: Context<Identity>) {
+				const id = await this.runtime.directory.resolve(ctx.params).catch(fromDirectory);
+				if (!id || !isUserId(id)) throw new Errors.MoleculerClientError(`no user has this ${ctx.params.kind}`, 404, "USER_NOT_FOUND", { kind: ctx.params.kind });
+				return { userId: id };
+			}
+		},
+
+		assign: {
+			params: { $$strict: true, country },
+			handler(ctx: Context<{ country?: string }>) {
+				return assignRegion(this.runtime.regions, this.runtime.region.id, ctx.params.country);
+			}
+		},
+
+		regions: {
+			params: { $$strict: true },
+			handler() {
+				return this.runtime.regions.map(r => ({ id: r.id, name: r.name, countries: r.countries, residency: r.residency }));
+			}
+		},
+
+		stats: {
+			params: { $$strict: true },
+			handler() {
+				const { directory, region } = this.runtime;
+				const { cache } = directory;
+				return {
+					region: region.id,
+					lookups: directory.lookups,
+					cache: { size: cache.size, max: cache.max, hits: cache.hits, misses: cache.misses, hitRate: cache.hitRate() }
+				};
+			}
+		}
+	},
+
+	created() {
+		this.runtime = regionRuntimeOf(this.broker);
+	}
+};
+
+export default svRegion;

@@ -1,0 +1,150 @@
+import { randomBytes } from "node:crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { userKey } from "../../../regions/directory/entries.ts";
+import type { HomeEntry } from "../../../regions/directory/entries.ts";
+import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
+import type { DirectoryStore } from "../../../regions/directory/store.ts";
+import { loadRegions } from "../../../regions/loader.ts";
+import { startRegionNode } from "../../../regions/node.ts";
+import type { RegionNode } from "../../../regions/node.ts";
+
+/** A per-user actor: where it ran, and a write counter kept in the node's memory. */
+const handled: { event: string; region: string; userId: string }[] = [];
+const profile: ServiceSchema = {
+	name: "profile",
+	actions: {
+		where: {
+			home: { param: "userId", readonly: true },
+			params: { userId: "string" },
+			handler(ctx: Context<{ userId: string }>) {
+				return { region: this.broker.metadata.region, nodeID: this.broker.nodeID, meta: (ctx.meta as { $home?: unknown }).$home };
+			}
+		},
+		touch: {
+			home: "userId",
+			params: { userId: "string" },
+			handler(ctx: Context<{ userId: string }>) {
+				ctx.emit("profile.touched", { userId: ctx.params.userId });
+				return { region: this.broker.metadata.region };
+			}
+		}
+	},
+	events: {
+		"profile.touched": {
+			home: "userId",
+			handler(ctx: Context<{ userId: string }>) {
+				handled.push({ event: ctx.eventName!, region: this.broker.metadata.region, userId: ctx.params.userId });
+			}
+		}
+	}
+};
+
+const regions = loadRegions();
+const ids = ["cn-east", "ap-south", "eu-central"];
+const nodes: Record<string, RegionNode> = {};
+let store: DirectoryStore;
+const users: Record<string, string> = {};
+
+beforeAll(async () => {
+	store = await openSqliteDirectory(":memory:");
+	const directory = { store, blindIndexKey: randomBytes(32) };
+	for (const id of ids) {
+		nodes[id] = await startRegionNode({
+			region: regions.find(r => r.id === id)!,
+			regions,
+			transport: "embedded",
+			services: ["sv-region"],
+			schemas: [profile],
+			stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
+			directory,
+			env: { EDGEHOME_NAMESPACE_PREFIX: "router-", EDGEHOME_METRICS_PORT: "off" },
+			overrides: { logger: false }
+		});
+	}
+	const countries: Record<string, string> = { "cn-east": "JP", "ap-south": "SG", "eu-central": "DE" };
+	for (const id of ids) {
+		const res = await nodes["cn-east"]!.broker.call<{ userId: string; region: string }, unknown>("sv-region.register", {
+			identities: [{ kind: "username", value: `user-${id}` }],
+			country: countries[id]
+		});
+		expect(res.region).toBe(id);
+		users[id] = res.userId;
+	}
+});
+
+afterAll(async () => {
+	for (const n of Object.values(nodes)) await n.stop();
+	await store.close();
+});
+
+async function moveBehindTheBack(userId: string, to: string): Promise<HomeEntry> {
+	const entry = (await store.get<HomeEntry>(userKey(userId)))!;
+	const moved = { ...entry.value, region: to, epoch: entry.value.epoch + 1 };
+	await store.update(userKey(userId), moved, entry.revision);
+	return entry.value;
+}
+
+describe("home routing (embedded, three regions)", () => {
+	it("runs every user's call in its home region, whichever region it entered", async () => {
+		for (const from of ids)
+			for (const home of ids) {
+				const res = await nodes[from]!.broker.call<{ region: string; meta: { originRegion: string; hops: number } }, unknown>("profile.where", { userId: users[home] });
+				expect(res.region).toBe(home);
+				expect(res.meta).toMatchObject({ originRegion: from, hops: from === home ? 0 : 1, epoch: 1 });
+			}
+	});
+
+	it("handles an event about a user in the user's home region only", async () => {
+		handled.length = 0;
+		await nodes["cn-east"]!.broker.emit("profile.touched", { userId: users["eu-central"] });
+		await new Promise(r => setTimeout(r, 100));
+		expect(handled).toEqual([{ event: "profile.touched", region: "eu-central", userId: users["eu-central"] }]);
+	});
+
+	it("heals a stale cache with one retry after WRONG_REGION", async () => {
+		const userId = users["ap-south"]!;
+		const caller = nodes["cn-east"]!;
+		await caller.broker.call("profile.where", { userId });
+		const old = await moveBehindTheBack(userId, "eu-central");
+		// The caller's feed has not caught up yet: it still believes the old home.
+		caller.directory.cache.set(userId, old);
+		const res = await caller.broker.call<{ region: string; meta: { epoch: number; hops: number } }, unknown>("profile.where", { userId });
+		expect(res.region).toBe("eu-central");
+		expect(res.meta).toMatchObject({ epoch: 2, hops: 2 });
+		expect(caller.directory.cache.get(userId)).toMatchObject({ region: "eu-central", epoch: 2 });
+	});
+
+	it("fences a caller whose epoch is older than the directory's", async () => {
+		const userId = users["cn-east"]!;
+		const home = nodes["cn-east"]!;
+		await expect(
+			home.broker.call("profile.touch", { userId }, { meta: { $home: { epoch: 0, originRegion: "ap-south", hops: 1 } }, nodeID: home.broker.nodeID })
+		).resolves.toMatchObject({ region: "cn-east" });
+		// Bypass the caller-side router: deliver straight to the handler with a stale epoch.
+		const svc = home.broker.getLocalService("profile")!;
+		const action = (svc as unknown as { actions: Record<string, (p: unknown, o: unknown) => Promise<unknown>> }).actions;
+		await expect(action.touch!({ userId }, { meta: { $home: { epoch: 0, originRegion: "ap-south", hops: 1 } } })).rejects.toMatchObject({
+			type: "WRONG_REGION",
+			code: 421,
+			data: { region: "cn-east", epoch: 1 }
+		});
+	});
+
+	it("holds a write for a moving user, then answers USER_MOVING; reads still served", async () => {
+		const userId = users["cn-east"]!;
+		const entry = (await store.get<HomeEntry>(userKey(userId)))!;
+		await store.update(userKey(userId), { ...entry.value, state: "moving" }, entry.revision);
+		const started = Date.now();
+		await expect(nodes["ap-south"]!.broker.call("profile.touch", { userId })).rejects.toMatchObject({ type: "USER_MOVING", code: 503 });
+		expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+		await expect(nodes["ap-south"]!.broker.call("profile.where", { userId })).resolves.toMatchObject({ region: "cn-east" });
+		const moving = (await store.get<HomeEntry>(userKey(userId)))!;
+		setTimeout(() => void store.update(userKey(userId), { ...moving.value, state: "active" }, moving.revision), 300);
+		await expect(nodes["ap-south"]!.broker.call("profile.touch", { userId })).resolves.toMatchObject({ region: "cn-east" });
+	});
+
+	it("answers USER_NOT_FOUND for a user the directory does not know", async () => {
+		await expect(nodes["cn-east"]!.broker.call("profile.where", { userId: "0".repeat(26) })).rejects.toMatchObject({ type: "USER_NOT_FOUND", code: 404 });
+	});
+});
