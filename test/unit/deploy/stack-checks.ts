@@ -1,0 +1,538 @@
+import { existsSync, readFileSync } from "node:fs";
+import { isBuiltin } from "node:module";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { parseDocument } from "yaml";
+import type { RegionDefinition } from "../../../regions/region.ts";
+import { isNatsMap, parseNatsConf } from "./nats-conf.ts";
+import type { NatsMap, NatsValue } from "./nats-conf.ts";
+
+/**
+ * Static checks of deploy/: each returns the problems it finds, one readable line each, so that a
+ * test can both require none for the shipped files and prove that a broken copy is caught.
+ */
+
+export const ROOT = resolve(import.meta.dirname, "../../..");
+export const DEPLOY = join(ROOT, "deploy");
+export const DOCKERFILE = join(DEPLOY, "Dockerfile");
+
+export const composePath = (regionId: string) => join(DEPLOY, "regions", regionId, "compose.yml");
+export const natsConfPath = (regionId: string) => join(DEPLOY, "nats", `${regionId}.conf`);
+
+/** The NATS ports the stacks are built around (the brief's fixed layout, same in every region). */
+export const NATS_CLIENT_PORT = 4222;
+export const NATS_GATEWAY_PORT = 7222;
+export const NATS_MONITOR_PORT = 8222;
+/** EDGEHOME_SHUTDOWN_TIMEOUT_MS when a service does not set it (broker.config.ts). */
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+
+export const gatewayHost = (regionId: string) => `nats.${regionId}.edgehome.internal`;
+
+export interface ComposeService {
+	image?: string;
+	build?: { context?: string; dockerfile?: string } | string;
+	command?: string[] | string;
+	environment?: Record<string, unknown> | string[];
+	ports?: (string | number | { target?: number; published?: number | string; host_ip?: string })[];
+	depends_on?: string[] | Record<string, { condition?: string }>;
+	healthcheck?: { test?: string[] | string; disable?: boolean };
+	restart?: string;
+	stop_grace_period?: string;
+	volumes?: (string | { type?: string; source?: string; target?: string })[];
+}
+
+export interface ComposeFile {
+	services?: Record<string, ComposeService>;
+	[key: string]: unknown;
+}
+
+/** Parses a compose file as Compose does: YAML with merge keys; an error or duplicate key throws. */
+export function parseCompose(text: string): ComposeFile {
+	const doc = parseDocument(text, { merge: true, uniqueKeys: true });
+	const problems = [...doc.errors, ...doc.warnings];
+	if (problems.length) throw new Error(problems.map(p => p.message).join("\n"));
+	const data = doc.toJS({ maxAliasCount: 100 }) as unknown;
+	if (typeof data !== "object" || data === null || Array.isArray(data)) throw new Error("not a YAML mapping");
+	return data as ComposeFile;
+}
+
+// ---- compose interpolation ----
+
+const REFERENCE = /\$\{([^}]*)\}/g;
+const REFERENCE_BODY = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?$/s;
+/** A value that is nothing but a required-variable reference: `${NAME:?message}`. */
+const REQUIRED_REFERENCE = /^\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^}]*\}$/;
+const SECRET_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|_AUTH$|_KEY$/i;
+
+/** The value Compose would hand the container, with every variable replaced by `x` (for parsing URLs). */
+export function interpolate(value: string): string {
+	return value.replace(/\$\$/g, "\u0000").replace(REFERENCE, "x").replace(/\u0000/g, "$");
+}
+
+function environment(svc: ComposeService): Record<string, string> {
+	const env = svc.environment;
+	if (!env) return {};
+	if (Array.isArray(env)) {
+		return Object.fromEntries(
+			env.map(e => {
+				const i = e.indexOf("=");
+				return i < 0 ? [e, ""] : [e.slice(0, i), e.slice(i + 1)];
+			})
+		);
+	}
+	return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v === null || v === undefined ? "" : String(v)]));
+}
+
+function commandArgs(svc: ComposeService): string[] {
+	if (!svc.command) return [];
+	return Array.isArray(svc.command) ? svc.command.map(String) : svc.command.split(/\s+/).filter(Boolean);
+}
+
+function flag(args: string[], name: string): string | undefined {
+	for (let i = 0; i < args.length; i++) {
+		if (args[i] === name) return args[i + 1];
+		if (args[i]!.startsWith(`${name}=`)) return args[i]!.slice(name.length + 1);
+	}
+	return undefined;
+}
+
+/** `30s`, `1m30s`, `500ms` → milliseconds; NaN when it is not a Compose duration. */
+export function durationMs(text: string | undefined): number {
+	if (!text || !/^(\d+(\.\d+)?(h|m|s|ms|us|ns))+$/.test(text)) return NaN;
+	const unit: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 1e-3, ns: 1e-6 };
+	let ms = 0;
+	for (const [, n, , u] of text.matchAll(/(\d+(\.\d+)?)(h|ms|m|s|us|ns)/g)) ms += Number(n) * unit[u!]!;
+	return ms;
+}
+
+interface Published {
+	hostIp: string;
+	published: number | undefined;
+	target: number;
+}
+
+function publishedPorts(svc: ComposeService): Published[] {
+	return (svc.ports ?? []).map(p => {
+		if (typeof p === "object")
+			return { hostIp: p.host_ip ?? "", published: p.published === undefined ? undefined : Number(p.published), target: Number(p.target) };
+		const [spec] = String(p).split("/");
+		const parts = spec!.split(":");
+		const target = Number(parts.pop());
+		const published = parts.length ? Number(parts.pop()) : undefined;
+		return { hostIp: parts.join(":"), published, target };
+	});
+}
+
+function volumeMounts(svc: ComposeService): { source: string; target: string }[] {
+	return (svc.volumes ?? []).map(v => {
+		if (typeof v === "object") return { source: v.source ?? "", target: v.target ?? "" };
+		const [source = "", target = ""] = v.split(":");
+		return { source, target };
+	});
+}
+
+function dependsOn(svc: ComposeService): Record<string, string | undefined> {
+	const d = svc.depends_on;
+	if (!d) return {};
+	if (Array.isArray(d)) return Object.fromEntries(d.map(name => [name, undefined]));
+	return Object.fromEntries(Object.entries(d).map(([name, v]) => [name, v?.condition]));
+}
+
+function hasHealthcheck(svc: ComposeService | undefined): boolean {
+	const test = svc?.healthcheck?.test;
+	if (!test || svc?.healthcheck?.disable) return false;
+	const first = Array.isArray(test) ? test[0] : test;
+	return first !== "NONE";
+}
+
+/** Services built from deploy/Dockerfile: the edgehome service groups. */
+export function edgehomeServices(compose: ComposeFile, file: string): [string, ComposeService][] {
+	return Object.entries(compose.services ?? {}).filter(([, svc]) => {
+		if (!svc.build) return false;
+		const build = typeof svc.build === "string" ? { context: svc.build } : svc.build;
+		const context = resolve(dirname(file), build.context ?? ".");
+		return resolve(context, build.dockerfile ?? "Dockerfile") === DOCKERFILE;
+	});
+}
+
+function urlOf(value: string | undefined): URL | undefined {
+	if (!value) return undefined;
+	try {
+		return new URL(interpolate(value));
+	} catch {
+		return undefined;
+	}
+}
+
+/** Everything the stack of `region` must get right, given the service names the launcher knows. */
+export function checkCompose(
+	region: RegionDefinition,
+	compose: ComposeFile,
+	file: string,
+	knownServices: string[],
+	rawText: string
+): string[] {
+	const problems: string[] = [];
+	const services = compose.services ?? {};
+	const groups = edgehomeServices(compose, file);
+	if (groups.length === 0) problems.push("no service is built from deploy/Dockerfile");
+	const metricsPort = region.ports.metrics;
+	const database = new URL(region.endpoints.mysql).pathname.slice(1);
+	const seen = { group: new Map<string, string>(), nodeID: new Map<string, string>() };
+
+	for (const [name, svc] of groups) {
+		const at = `service ${name}`;
+		const args = commandArgs(svc);
+		const regionArg = flag(args, "--region");
+		if (regionArg !== region.id) problems.push(`${at}: runs --region ${regionArg ?? "(none)"}, not ${region.id}`);
+		const list = flag(args, "--services");
+		const names = list ? list.split(",").map(s => s.trim()).filter(Boolean) : [];
+		if (names.length === 0) problems.push(`${at}: names no --services (it would run every service)`);
+		for (const s of names) if (!knownServices.includes(s)) problems.push(`${at}: --services names "${s}", which services/index.ts does not have`);
+
+		const env = environment(svc);
+		const stores: [string, string, string[]][] = [
+			["EDGEHOME_NATS_URL", "NATS", ["nats:"]],
+			["EDGEHOME_MYSQL_URL", "MySQL", ["mysql:"]],
+			["EDGEHOME_REDIS_URL", "Redis", ["redis:", "rediss:"]]
+		];
+		const storeHosts: string[] = [];
+		for (const [variable, what, protocols] of stores) {
+			const url = urlOf(env[variable]);
+			if (!url) {
+				problems.push(`${at}: ${variable} is ${env[variable] ? "not a URL" : "not set"} (the ${what} URL of the region file would be used)`);
+				continue;
+			}
+			if (!protocols.includes(url.protocol)) problems.push(`${at}: ${variable} has protocol ${url.protocol}, expected ${protocols.join(" or ")}`);
+			if (!services[url.hostname]) problems.push(`${at}: ${variable} points at "${url.hostname}", which is no service of this file`);
+			else storeHosts.push(url.hostname);
+			if (variable === "EDGEHOME_NATS_URL" && Number(url.port || NATS_CLIENT_PORT) !== NATS_CLIENT_PORT)
+				problems.push(`${at}: ${variable} uses port ${url.port}, NATS listens on ${NATS_CLIENT_PORT}`);
+			if (variable === "EDGEHOME_MYSQL_URL" && url.pathname.slice(1) !== database)
+				problems.push(`${at}: ${variable} names database "${url.pathname.slice(1)}", the region file says "${database}"`);
+		}
+
+		const deps = dependsOn(svc);
+		for (const host of new Set(storeHosts)) {
+			if (deps[host] !== "service_healthy") problems.push(`${at}: does not depend on ${host} with condition service_healthy`);
+			if (!hasHealthcheck(services[host])) problems.push(`${at}: depends on ${host}, which has no healthcheck`);
+		}
+		for (const [dep, condition] of Object.entries(deps)) {
+			if (!services[dep]) problems.push(`${at}: depends on "${dep}", which is no service of this file`);
+			else if (condition !== "service_healthy") problems.push(`${at}: depends on ${dep} without condition service_healthy`);
+		}
+
+		if (env.EDGEHOME_METRICS_PORT !== String(metricsPort))
+			problems.push(`${at}: EDGEHOME_METRICS_PORT is ${env.EDGEHOME_METRICS_PORT || "(not set)"}, the region's metrics port is ${metricsPort} (the image's healthcheck reads it)`);
+		if (!publishedPorts(svc).some(p => p.target === metricsPort && p.published === metricsPort))
+			problems.push(`${at}: does not publish the region's metrics port ${metricsPort}:${metricsPort}`);
+
+		const group = env.EDGEHOME_GROUP;
+		if (!group) problems.push(`${at}: EDGEHOME_GROUP is not set`);
+		else if (seen.group.has(group)) problems.push(`${at}: EDGEHOME_GROUP "${group}" is also ${seen.group.get(group)}'s`);
+		else seen.group.set(group, name);
+		const nodeID = env.EDGEHOME_NODE_ID;
+		if (nodeID && seen.nodeID.has(nodeID)) problems.push(`${at}: EDGEHOME_NODE_ID "${nodeID}" is also ${seen.nodeID.get(nodeID)}'s`);
+		else if (nodeID) seen.nodeID.set(nodeID, name);
+
+		const shutdownMs = env.EDGEHOME_SHUTDOWN_TIMEOUT_MS ? Number(env.EDGEHOME_SHUTDOWN_TIMEOUT_MS) : DEFAULT_SHUTDOWN_TIMEOUT_MS;
+		const graceMs = durationMs(svc.stop_grace_period);
+		if (!(graceMs > shutdownMs))
+			problems.push(`${at}: stop_grace_period ${svc.stop_grace_period ?? "(default 10s)"} is not longer than EDGEHOME_SHUTDOWN_TIMEOUT_MS ${shutdownMs}`);
+		if (env.EDGEHOME_LOG_FORMAT !== "json") problems.push(`${at}: EDGEHOME_LOG_FORMAT is not json`);
+	}
+
+	const endpoints = new Map<string, string>();
+	for (const [name, svc] of Object.entries(services)) {
+		if (!svc.restart || svc.restart === "no") problems.push(`service ${name}: has no restart policy`);
+		if (!groups.some(([g]) => g === name) && !hasHealthcheck(svc)) problems.push(`service ${name}: has no healthcheck`);
+		for (const p of publishedPorts(svc)) {
+			if (p.published === undefined) continue;
+			const key = `${p.hostIp || "0.0.0.0"}:${p.published}`;
+			const other = endpoints.get(key);
+			if (other) problems.push(`service ${name}: publishes ${key}, as ${other} already does`);
+			endpoints.set(key, name);
+		}
+	}
+
+	problems.push(...checkSecrets(compose, rawText));
+	return problems;
+}
+
+/** No password, token or secret is written into the file: each is a required `${VAR:?…}` reference. */
+export function checkSecrets(compose: ComposeFile, rawText: string): string[] {
+	const problems: string[] = [];
+	for (const [, body] of rawText.matchAll(REFERENCE)) {
+		const m = REFERENCE_BODY.exec(body!);
+		if (!m) {
+			problems.push(`"\${${body}}" is not a valid variable reference`);
+			continue;
+		}
+		const [, name, modifier] = m;
+		if (SECRET_NAME.test(name!) && modifier !== ":?" && modifier !== "?")
+			problems.push(`\${${body}}: a secret must be required (\${${name}:?…}), never defaulted or optional`);
+	}
+	for (const [name, svc] of Object.entries(compose.services ?? {})) {
+		for (const [key, value] of Object.entries(environment(svc))) {
+			if (/ALLOW_EMPTY|RANDOM_ROOT/i.test(key) && value && !/^(0|no|false)$/i.test(value))
+				problems.push(`service ${name}: ${key} leaves a password empty or unknown`);
+			else if (SECRET_NAME.test(key) && !REQUIRED_REFERENCE.test(value))
+				problems.push(`service ${name}: ${key} is not a \${VAR:?…} reference`);
+		}
+		const args = commandArgs(svc);
+		args.forEach((arg, i) => {
+			const inline = /^--?[\w-]*(pass|secret|token|auth)[\w-]*=(.*)$/i.exec(arg);
+			const value = inline ? inline[2]! : /^--?[\w-]*(pass|secret|token|auth)[\w-]*$/i.test(arg) ? args[i + 1] : undefined;
+			if (value !== undefined && !REQUIRED_REFERENCE.test(value))
+				problems.push(`service ${name}: command argument ${arg} is not given a \${VAR:?…} reference`);
+		});
+	}
+	walkStrings(compose, text => {
+		// A reference's message may hold spaces, so `${…}` is matched whole inside the password.
+		for (const [, password] of text.matchAll(/[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:((?:\$\{[^}]*\}|[^@\s/])*)@/gi))
+			if (!REQUIRED_REFERENCE.test(password!)) problems.push(`URL "${text}" holds a password that is not a \${VAR:?…} reference`);
+	});
+	return problems;
+}
+
+function walkStrings(value: unknown, visit: (text: string) => void): void {
+	if (typeof value === "string") visit(value);
+	else if (Array.isArray(value)) for (const v of value) walkStrings(v, visit);
+	else if (typeof value === "object" && value !== null) for (const v of Object.values(value)) walkStrings(v, visit);
+}
+
+// ---- NATS ----
+
+function str(v: NatsValue | undefined): string | undefined {
+	return typeof v === "string" ? v : undefined;
+}
+
+function portOf(listen: string | undefined): number | undefined {
+	const m = listen ? /(?:^|:)(\d+)$/.exec(listen) : null;
+	return m ? Number(m[1]) : undefined;
+}
+
+/** Checks one region's NATS config as a member of the supercluster of `allRegionIds`. */
+export function checkNatsConf(regionId: string, allRegionIds: string[], conf: NatsMap): string[] {
+	const problems: string[] = [];
+	if (!str(conf.server_name)) problems.push("server_name is not set");
+	const client = portOf(str(conf.listen)) ?? (conf.port === undefined ? NATS_CLIENT_PORT : Number(str(conf.port)));
+	if (client !== NATS_CLIENT_PORT) problems.push(`clients listen on ${client}, not ${NATS_CLIENT_PORT}`);
+	const monitor = portOf(str(conf.http)) ?? (conf.http_port === undefined ? undefined : Number(str(conf.http_port)));
+	if (monitor !== NATS_MONITOR_PORT) problems.push(`monitoring is on ${monitor ?? "(off)"}, not ${NATS_MONITOR_PORT}`);
+	if (!isNatsMap(conf.jetstream) || !str(conf.jetstream.store_dir)) problems.push("jetstream { store_dir } is not set");
+
+	const cluster = conf.cluster;
+	if (!isNatsMap(cluster)) problems.push("has no cluster block");
+	else {
+		if (str(cluster.name) !== regionId) problems.push(`cluster name is ${str(cluster.name) ?? "(none)"}, not ${regionId}`);
+		if (!str(cluster.listen)) problems.push("cluster listen is not set");
+		if (!Array.isArray(cluster.routes) || cluster.routes.length === 0) problems.push("cluster has no routes (JetStream then refuses the gateway)");
+	}
+
+	const gateway = conf.gateway;
+	if (!isNatsMap(gateway)) {
+		problems.push("has no gateway block");
+		return problems;
+	}
+	if (str(gateway.name) !== regionId) problems.push(`gateway name is ${str(gateway.name) ?? "(none)"}, not ${regionId}`);
+	if (portOf(str(gateway.listen)) !== NATS_GATEWAY_PORT) problems.push(`gateway listens on ${str(gateway.listen) ?? "(nothing)"}, not port ${NATS_GATEWAY_PORT}`);
+	const advertise = str(gateway.advertise);
+	if (advertise !== undefined && advertise !== `${gatewayHost(regionId)}:${NATS_GATEWAY_PORT}`)
+		problems.push(`gateway advertises ${advertise}, but the other regions dial ${gatewayHost(regionId)}:${NATS_GATEWAY_PORT}`);
+	const entries = Array.isArray(gateway.gateways) ? gateway.gateways.filter(isNatsMap) : [];
+	const named = new Map<string, NatsMap>();
+	for (const e of entries) {
+		const name = str(e.name) ?? "(no name)";
+		if (named.has(name)) problems.push(`gateway ${name} is listed twice`);
+		named.set(name, e);
+	}
+	for (const id of allRegionIds) {
+		const e = named.get(id);
+		if (!e) {
+			problems.push(`lists no gateway for region ${id}`);
+			continue;
+		}
+		const urls = Array.isArray(e.urls) ? e.urls.map(str) : [str(e.url)];
+		const expected = `nats://${gatewayHost(id)}:${NATS_GATEWAY_PORT}`;
+		if (!urls.includes(expected)) problems.push(`gateway ${id} does not dial ${expected} (got ${urls.join(", ")})`);
+	}
+	for (const name of named.keys()) if (!allRegionIds.includes(name)) problems.push(`lists a gateway for "${name}", which is no region`);
+	return problems;
+}
+
+/** What ties a region's compose file to its NATS config: the right file mounted, ports, storage. */
+export function checkNatsService(regionId: string, compose: ComposeFile, file: string, conf: NatsMap): string[] {
+	const problems: string[] = [];
+	const groups = edgehomeServices(compose, file);
+	const hosts = new Set(groups.map(([, svc]) => urlOf(environment(svc).EDGEHOME_NATS_URL)?.hostname).filter(h => h !== undefined));
+	if (hosts.size !== 1) return [`the service groups do not agree on one NATS service (${[...hosts].join(", ") || "none"})`];
+	const [name] = hosts;
+	const svc = compose.services?.[name!];
+	if (!svc) return [];
+	const at = `service ${name}`;
+	const mounts = volumeMounts(svc);
+	const confMount = mounts.find(m => resolve(dirname(file), m.source) === natsConfPath(regionId));
+	if (!confMount) problems.push(`${at}: does not mount deploy/nats/${regionId}.conf`);
+	else if (flag(commandArgs(svc), "--config") !== confMount.target && flag(commandArgs(svc), "-c") !== confMount.target)
+		problems.push(`${at}: does not start with --config ${confMount.target}`);
+	for (const m of mounts)
+		if (m.source.endsWith(".conf") && resolve(dirname(file), m.source) !== natsConfPath(regionId))
+			problems.push(`${at}: mounts ${m.source}, another region's config`);
+	const storeDir = isNatsMap(conf.jetstream) ? str(conf.jetstream.store_dir) : undefined;
+	if (storeDir && !mounts.some(m => m !== confMount && (storeDir === m.target || storeDir.startsWith(`${m.target}/`))))
+		problems.push(`${at}: JetStream's store_dir ${storeDir} is on no volume, so it is lost with the container`);
+	if (!publishedPorts(svc).some(p => p.target === NATS_GATEWAY_PORT && p.published === NATS_GATEWAY_PORT))
+		problems.push(`${at}: does not publish the gateway port ${NATS_GATEWAY_PORT}, so no other region can connect`);
+	const test = svc.healthcheck?.test;
+	const healthcheck = Array.isArray(test) ? test.join(" ") : (test ?? "");
+	if (!healthcheck.includes(`:${NATS_MONITOR_PORT}/`)) problems.push(`${at}: healthcheck does not probe the monitoring port ${NATS_MONITOR_PORT}`);
+	return problems;
+}
+
+export function readNatsConf(regionId: string): NatsMap {
+	return parseNatsConf(readFileSync(natsConfPath(regionId), "utf8"));
+}
+
+// ---- Dockerfile ----
+
+export interface Dockerfile {
+	from: string[];
+	user: string | undefined;
+	entrypoint: string[];
+	healthcheck: string | undefined;
+	/** Source paths of every COPY from the build context, relative to the repository root. */
+	copied: string[];
+}
+
+export function parseDockerfile(text: string): Dockerfile {
+	const lines = text.replace(/\\\r?\n/g, " ").split(/\r?\n/).map(l => l.trim()).filter(l => l && !l.startsWith("#"));
+	const result: Dockerfile = { from: [], user: undefined, entrypoint: [], healthcheck: undefined, copied: [] };
+	for (const line of lines) {
+		const [instruction = "", ...rest] = line.split(/\s+/);
+		const args = line.slice(instruction.length).trim();
+		switch (instruction.toUpperCase()) {
+			case "FROM":
+				result.from.push(rest[0] ?? "");
+				break;
+			case "USER":
+				result.user = rest[0];
+				break;
+			case "ENTRYPOINT":
+				result.entrypoint = args.startsWith("[") ? (JSON.parse(args) as string[]) : ["/bin/sh", "-c", args];
+				break;
+			case "HEALTHCHECK":
+				result.healthcheck = args;
+				break;
+			case "COPY":
+			case "ADD": {
+				const words = rest.filter(w => !w.startsWith("--"));
+				// --from copies out of another stage, not from the context.
+				if (rest.some(w => w.startsWith("--from"))) break;
+				result.copied.push(...words.slice(0, -1).map(w => w.replace(/^\.\/|\/$/g, "")));
+				break;
+			}
+		}
+	}
+	return result;
+}
+
+/**
+ * Every file the program loads from `entry` on (relative imports, followed), and every package
+ * it imports. Type-only imports are skipped: type stripping erases them.
+ */
+export function runtimeImports(entry: string): { files: string[]; packages: string[]; missing: string[] } {
+	const files = new Set<string>();
+	const packages = new Set<string>();
+	const missing: string[] = [];
+	const pending: [file: string, importer: string][] = [[resolve(entry), "(entry point)"]];
+	while (pending.length) {
+		const [file, importer] = pending.pop()!;
+		if (files.has(file)) continue;
+		if (!existsSync(file)) {
+			missing.push(`${relative(ROOT, importer)} imports ${relative(ROOT, file)}, which does not exist`);
+			continue;
+		}
+		files.add(file);
+		const text = readFileSync(file, "utf8");
+		const specifiers = [
+			...[...text.matchAll(/^\s*(?:import|export)\s+(?!type\b)(?:[^"';()=]*?\s+from\s+)?["']([^"']+)["']/gm)].map(m => m[1]!),
+			...[...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)].map(m => m[1]!)
+		];
+		for (const spec of specifiers) {
+			if (spec.startsWith(".")) pending.push([resolve(dirname(file), spec), file]);
+			else if (!isBuiltin(spec)) packages.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
+		}
+	}
+	return { files: [...files].map(f => relative(ROOT, f)), packages: [...packages].sort(), missing };
+}
+
+/** Problems of the image: entry point, user, healthcheck, and whether the program fits in it. */
+export function checkDockerfile(docker: Dockerfile, pkg: { dependencies?: Record<string, string>; engines?: { node?: string } }): string[] {
+	const problems: string[] = [];
+	const base = docker.from.at(-1) ?? "";
+	const major = /^node:(\d+)/.exec(base)?.[1];
+	const wanted = /(\d+)/.exec(pkg.engines?.node ?? "")?.[1];
+	if (!major) problems.push(`the final stage is built on ${base || "(nothing)"}, not an official node:<major> image`);
+	else if (wanted && Number(major) < Number(wanted)) problems.push(`${base} is older than engines.node ${pkg.engines?.node}`);
+	if (!docker.user || /^(root|0)(:|$)/.test(docker.user)) problems.push("runs as root (no USER, or USER root)");
+	if (!docker.healthcheck?.includes("/healthz") || !docker.healthcheck.includes("EDGEHOME_METRICS_PORT"))
+		problems.push("HEALTHCHECK does not probe /healthz on EDGEHOME_METRICS_PORT");
+
+	const [runtime, script] = docker.entrypoint;
+	if (runtime !== "node" || !script) {
+		problems.push(`ENTRYPOINT is ${JSON.stringify(docker.entrypoint)}, not ["node", "<file>"]`);
+		return problems;
+	}
+	if (!existsSync(join(ROOT, script))) {
+		problems.push(`ENTRYPOINT runs ${script}, which does not exist`);
+		return problems;
+	}
+	const inImage = (path: string) => docker.copied.some(c => c === "." || path === c || path.startsWith(`${c}/`));
+	const graph = runtimeImports(join(ROOT, script));
+	problems.push(...graph.missing);
+	for (const f of graph.files) if (!inImage(f.split(sep).join("/"))) problems.push(`${f} is loaded at run time but no COPY puts it in the image`);
+	for (const p of graph.packages)
+		if (!pkg.dependencies?.[p]) problems.push(`${p} is imported at run time but is not in dependencies (the image installs no devDependencies)`);
+	for (const f of ["package.json", "package-lock.json"]) if (!inImage(f)) problems.push(`no COPY puts ${f} in the image`);
+	return problems;
+}
+
+// ---- Prometheus ----
+
+export interface ScrapeTarget {
+	address: string;
+	labels: Record<string, string>;
+}
+
+export function scrapeTargets(prometheus: unknown): ScrapeTarget[] {
+	const configs = (prometheus as { scrape_configs?: { static_configs?: { targets?: string[]; labels?: Record<string, string> }[] }[] })
+		.scrape_configs ?? [];
+	return configs.flatMap(c => (c.static_configs ?? []).flatMap(s => (s.targets ?? []).map(address => ({ address, labels: s.labels ?? {} }))));
+}
+
+/** Every group of every region is scraped on its region's metrics port, and nothing else is. */
+export function checkPrometheus(targets: ScrapeTarget[], groupsByRegion: Map<RegionDefinition, string[]>): string[] {
+	const problems: string[] = [];
+	const regions = [...groupsByRegion.keys()];
+	for (const t of targets) {
+		const region = regions.find(r => r.id === t.labels.region);
+		if (!region) {
+			problems.push(`target ${t.address} has region label "${t.labels.region ?? ""}", which is no region`);
+			continue;
+		}
+		if (portOf(t.address) !== region.ports.metrics)
+			problems.push(`target ${t.address} (${region.id}) is not on ${region.id}'s metrics port ${region.ports.metrics}`);
+		if (!groupsByRegion.get(region)!.includes(t.labels.group ?? ""))
+			problems.push(`target ${t.address} has group label "${t.labels.group ?? ""}", which ${region.id}'s stack does not run`);
+	}
+	for (const [region, groups] of groupsByRegion)
+		for (const group of groups)
+			if (!targets.some(t => t.labels.region === region.id && t.labels.group === group))
+				problems.push(`group ${group} of ${region.id} is not scraped`);
+	return problems;
+}
+
+/** The EDGEHOME_GROUP of each service group in a compose file. */
+export function groupNames(compose: ComposeFile, file: string): string[] {
+	return edgehomeServices(compose, file).map(([, svc]) => environment(svc).EDGEHOME_GROUP ?? "");
+}

@@ -1,0 +1,216 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { loadRegions } from "../../../regions/loader.ts";
+import { SERVICES } from "../../../services/index.ts";
+import { parseNatsConf } from "./nats-conf.ts";
+import {
+	checkCompose,
+	checkDockerfile,
+	checkNatsConf,
+	checkNatsService,
+	checkPrometheus,
+	checkSecrets,
+	composePath,
+	DEPLOY,
+	DOCKERFILE,
+	durationMs,
+	groupNames,
+	natsConfPath,
+	parseCompose,
+	parseDockerfile,
+	readNatsConf,
+	ROOT,
+	scrapeTargets
+} from "./stack-checks.ts";
+import type { ComposeFile } from "./stack-checks.ts";
+
+/**
+ * deploy/ cannot be run here (no Docker engine in CI, and `docker compose` is not installed), so
+ * the stacks are checked statically: every region has one, and each one runs its own region, only
+ * known services, against its own containers, with no password written down.
+ */
+
+// The shipped definitions, whatever EDGEHOME_REGIONS_DIR says.
+const REGIONS = loadRegions(join(ROOT, "regions", "definitions"));
+const REGION_IDS = REGIONS.map(r => r.id);
+const KNOWN_SERVICES = Object.keys(SERVICES);
+const NATS_SERVER = process.env.EDGEHOME_TEST_NATS_SERVER ?? "nats-server";
+const natsServerRuns = !spawnSync(NATS_SERVER, ["--version"]).error;
+
+function readCompose(regionId: string): { compose: ComposeFile; text: string; file: string } {
+	const file = composePath(regionId);
+	const text = readFileSync(file, "utf8");
+	return { compose: parseCompose(text), text, file };
+}
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+describe("deploy/ has a stack for every region and none for a region that does not exist", () => {
+	it.each(REGION_IDS)("%s has deploy/regions/<id>/compose.yml and deploy/nats/<id>.conf", id => {
+		expect(existsSync(composePath(id)), `deploy/regions/${id}/compose.yml`).toBe(true);
+		expect(existsSync(natsConfPath(id)), `deploy/nats/${id}.conf`).toBe(true);
+	});
+
+	it("holds no stack or NATS config for an unknown region", () => {
+		const stacks = readdirSync(join(DEPLOY, "regions"));
+		const confs = readdirSync(join(DEPLOY, "nats")).map(f => f.replace(/\.conf$/, ""));
+		expect(stacks.filter(s => !REGION_IDS.includes(s))).toEqual([]);
+		expect(confs.filter(c => !REGION_IDS.includes(c))).toEqual([]);
+	});
+});
+
+describe.each(REGIONS)("the $id stack", region => {
+	it("parses as YAML", () => {
+		expect(() => readCompose(region.id)).not.toThrow();
+	});
+
+	it("runs its own region, only known services, against its own containers, with no password written down", () => {
+		const { compose, text, file } = readCompose(region.id);
+		expect(checkCompose(region, compose, file, KNOWN_SERVICES, text)).toEqual([]);
+	});
+
+	it("runs a NATS server from its own region's config, with JetStream on a volume and the gateway published", () => {
+		const { compose, file } = readCompose(region.id);
+		expect(checkNatsService(region.id, compose, file, readNatsConf(region.id))).toEqual([]);
+	});
+});
+
+describe.each(REGIONS)("deploy/nats/$id.conf", region => {
+	it("names its own region as cluster and gateway and has a gateway to every region", () => {
+		expect(checkNatsConf(region.id, REGION_IDS, readNatsConf(region.id))).toEqual([]);
+	});
+
+	it.skipIf(!natsServerRuns)("is accepted by nats-server -t", () => {
+		const run = spawnSync(NATS_SERVER, ["-t", "-c", natsConfPath(region.id)], { encoding: "utf8" });
+		expect(run.status, `${run.stdout}${run.stderr}`).toBe(0);
+	});
+});
+
+describe("the NATS configs together", () => {
+	it("give every server its own name", () => {
+		const names = REGION_IDS.map(id => readNatsConf(id).server_name);
+		expect(new Set(names).size).toBe(names.length);
+	});
+});
+
+describe("deploy/Dockerfile", () => {
+	const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+		dependencies?: Record<string, string>;
+		engines?: { node?: string };
+	};
+
+	it("runs the region launcher as a non-root user, with a /healthz healthcheck, and holds every file and package it loads", () => {
+		expect(checkDockerfile(parseDockerfile(readFileSync(DOCKERFILE, "utf8")), pkg)).toEqual([]);
+	});
+
+	it("has the modules Moleculer loads by name for the NATS transporter and the Redis cacher among the dependencies", () => {
+		expect(Object.keys(pkg.dependencies ?? {})).toEqual(expect.arrayContaining(["nats", "ioredis"]));
+	});
+});
+
+describe("deploy/prometheus/prometheus.yml", () => {
+	it("scrapes every service group of every region on the region's metrics port", () => {
+		const prometheus = parseYaml(readFileSync(join(DEPLOY, "prometheus", "prometheus.yml"), "utf8")) as unknown;
+		const groups = new Map(REGIONS.map(r => [r, groupNames(readCompose(r.id).compose, composePath(r.id))]));
+		expect(checkPrometheus(scrapeTargets(prometheus), groups)).toEqual([]);
+	});
+});
+
+// The checks above pass on the shipped files; these prove that they fail on the mistakes they are for.
+describe("the checks catch a broken stack", () => {
+	const region = REGIONS.find(r => r.id === "ap-south")!;
+	const { compose, text, file } = readCompose(region.id);
+	const problemsOf = (change: (c: ComposeFile) => void, raw = text) => {
+		const copy = clone(compose);
+		change(copy);
+		return checkCompose(region, copy, file, KNOWN_SERVICES, raw).join("\n");
+	};
+	const core = (c: ComposeFile) => c.services!.core!;
+	const env = (c: ComposeFile) => core(c).environment as Record<string, string>;
+
+	it("another region's id on the command line", () => {
+		expect(problemsOf(c => (core(c).command = ["--region", "cn-east", "--services", "sv-config"]))).toMatch(/runs --region cn-east, not ap-south/);
+	});
+
+	it("a service that services/index.ts does not have", () => {
+		expect(problemsOf(c => (core(c).command = ["--region", "ap-south", "--services", "sv-config,sv-nope"]))).toMatch(/"sv-nope"/);
+	});
+
+	it("a store URL pointing at a container the file does not define", () => {
+		expect(problemsOf(c => (env(c).EDGEHOME_REDIS_URL = "redis://cache:6379/0"))).toMatch(/EDGEHOME_REDIS_URL points at "cache"/);
+	});
+
+	it("another region's database", () => {
+		expect(problemsOf(c => (env(c).EDGEHOME_MYSQL_URL = "mysql://edgehome:${MYSQL_PASSWORD:?x}@mariadb:3306/edgehome_cn_east"))).toMatch(
+			/database "edgehome_cn_east"/
+		);
+	});
+
+	it("another region's metrics port", () => {
+		const problems = problemsOf(c => {
+			core(c).ports = ["8190:8190"];
+			env(c).EDGEHOME_METRICS_PORT = "8190";
+		});
+		expect(problems).toMatch(/does not publish the region's metrics port 8290/);
+		expect(problems).toMatch(/EDGEHOME_METRICS_PORT is 8190/);
+	});
+
+	it("a store not waited for until healthy, or without a healthcheck", () => {
+		expect(problemsOf(c => (core(c).depends_on = { nats: { condition: "service_healthy" }, mariadb: { condition: "service_started" } }))).toMatch(
+			/does not depend on mariadb with condition service_healthy[^]*does not depend on redis/
+		);
+		expect(problemsOf(c => delete c.services!.redis!.healthcheck)).toMatch(/depends on redis, which has no healthcheck/);
+	});
+
+	it("a stop_grace_period that cuts the drain short", () => {
+		expect(problemsOf(c => (core(c).stop_grace_period = "10s"))).toMatch(/stop_grace_period 10s is not longer/);
+		expect(durationMs("1m30s")).toBe(90_000);
+	});
+
+	it("a second group publishing the same host port", () => {
+		const problems = problemsOf(c => {
+			c.services!.edge = clone(core(c));
+			(c.services!.edge.environment as Record<string, string>).EDGEHOME_GROUP = "edge";
+		});
+		expect(problems).toMatch(/publishes 0\.0\.0\.0:8290, as core already does/);
+		expect(problems).toMatch(/EDGEHOME_NODE_ID "ap-south-core" is also core's/);
+	});
+
+	it("a password written down, defaulted, or left empty", () => {
+		const secrets = (change: (c: ComposeFile) => void, raw = "") => {
+			const copy = clone(compose);
+			change(copy);
+			return checkSecrets(copy, raw).join("\n");
+		};
+		expect(secrets(c => (c.services!.mariadb!.environment = { MARIADB_ROOT_PASSWORD: "hunter2" }))).toMatch(/MARIADB_ROOT_PASSWORD is not/);
+		expect(secrets(c => (c.services!.mariadb!.environment = { MARIADB_ALLOW_EMPTY_ROOT_PASSWORD: "1" }))).toMatch(/leaves a password empty/);
+		expect(secrets(c => (env(c).EDGEHOME_MYSQL_URL = "mysql://edgehome:hunter2@mariadb:3306/edgehome_ap_south"))).toMatch(/holds a password/);
+		expect(secrets(c => (c.services!.redis!.command = ["redis-server", "--requirepass", "hunter2"]))).toMatch(/--requirepass/);
+		expect(secrets(() => undefined, "x: ${MYSQL_PASSWORD:-edgehome}")).toMatch(/must be required/);
+		expect(secrets(() => undefined, text)).toBe("");
+	});
+
+	it("a NATS config copied from another region", () => {
+		const conf = readNatsConf("cn-east");
+		expect(checkNatsConf("ap-south", REGION_IDS, conf).join("\n")).toMatch(/cluster name is cn-east[^]*gateway name is cn-east/);
+		const fewer = parseNatsConf(readFileSync(natsConfPath("ap-south"), "utf8").replace(/^.*name: "eu-central".*$/m, ""));
+		expect(checkNatsConf("ap-south", REGION_IDS, fewer)).toEqual(["lists no gateway for region eu-central"]);
+	});
+
+	it("a stack mounting another region's NATS config", () => {
+		const copy = clone(compose);
+		copy.services!.nats!.volumes = ["../../nats/cn-east.conf:/etc/nats/edgehome.conf:ro", "nats-data:/data"];
+		expect(checkNatsService("ap-south", copy, file, readNatsConf("ap-south")).join("\n")).toMatch(/does not mount deploy\/nats\/ap-south\.conf/);
+	});
+
+	it("an image missing a folder the program loads, or running as root", () => {
+		const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+		const docker = parseDockerfile(readFileSync(DOCKERFILE, "utf8"));
+		const problems = checkDockerfile({ ...docker, user: undefined, copied: docker.copied.filter(c => c !== "mixins") }, pkg).join("\n");
+		expect(problems).toMatch(/runs as root/);
+		expect(problems).toMatch(/mixins\/.* is loaded at run time but no COPY puts it in the image/);
+	});
+});
