@@ -1,0 +1,126 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { userKey } from "../../../regions/directory/entries.ts";
+import type { DirectoryEntry } from "../../../regions/directory/store.ts";
+import { loadRegions } from "../../../regions/loader.ts";
+import { startRegionNode } from "../../../regions/node.ts";
+import type { RegionNode } from "../../../regions/node.ts";
+
+let node: RegionNode;
+const call = <T = any>(action: string, params: unknown) => node.broker.call<T, unknown>(`sv-region.${action}`, params);
+
+/** Everything in the directory, to prove a refused call wrote nothing. */
+async function snapshot(): Promise<string[]> {
+	const all: DirectoryEntry[] = [];
+	for (let after = 0; ; ) {
+		const page = await node.directory.store.list("", { afterRevision: after, limit: 1000 });
+		all.push(...page.entries);
+		if (page.next === null) break;
+		after = page.next;
+	}
+	return all.map(e => `${e.key}=${JSON.stringify(e.value)}`).sort();
+}
+
+beforeAll(async () => {
+	node = await startRegionNode({
+		region: loadRegions().find(r => r.id === "ap-south")!,
+		transport: "embedded",
+		services: ["sv-region"],
+		stores: { sql: "sqlite::memory:", keyPrefix: "svr:" },
+		env: { EDGEHOME_NAMESPACE_PREFIX: "svregion-", EDGEHOME_METRICS_PORT: "off" },
+		overrides: { logger: false }
+	});
+});
+afterAll(() => node.stop());
+
+describe("sv-region", () => {
+	it("registers a user in the region of its country and finds it by every identity", async () => {
+		const res = await call("register", {
+			identities: [
+				{ kind: "username", value: "ann" },
+				{ kind: "email", value: "Ann@Example.com" }
+			],
+			country: "JP"
+		});
+		expect(res).toMatchObject({ region: "cn-east", epoch: 1, state: "active", pinned: false });
+		expect(res.userId).toMatch(/^[0-9a-z]{26}$/);
+		expect(await call("resolve", { kind: "email", value: "ann@example.com" })).toEqual({ userId: res.userId });
+		expect(await call("resolve", { kind: "username", value: "ANN" })).toEqual({ userId: res.userId });
+		expect(await call("lookup", { userId: res.userId })).toMatchObject({ userId: res.userId, region: "cn-east", epoch: 1 });
+	});
+
+	it("pins a residency country and keeps a country-less user in the receiving region", async () => {
+		expect(await call("register", { identities: [{ kind: "username", value: "dieter" }], country: "DE" })).toMatchObject({ region: "eu-central", pinned: true });
+		expect(await call("register", { identities: [{ kind: "username", value: "nomad" }] })).toMatchObject({ region: "ap-south", pinned: false });
+	});
+
+	it("never stores an e-mail or phone in clear text", async () => {
+		await call("register", { identities: [{ kind: "username", value: "carol" }, { kind: "email", value: "carol@example.org" }, { kind: "phone", value: "+6591234567" }] });
+		const all = (await snapshot()).join("\n");
+		expect(all).not.toContain("carol@example.org");
+		expect(all).not.toContain("6591234567");
+		expect(all).not.toContain("carol");
+	});
+
+	it("refuses a taken identity with IDENTITY_TAKEN and leaves no reservation behind", async () => {
+		const before = await snapshot();
+		await expect(
+			call("register", { identities: [{ kind: "username", value: "fresh-name" }, { kind: "email", value: "ann@example.com" }] })
+		).rejects.toMatchObject({ code: 409, type: "IDENTITY_TAKEN", data: { kind: "email" } });
+		expect(await snapshot()).toEqual(before);
+		await expect(call("resolve", { kind: "username", value: "fresh-name" })).rejects.toMatchObject({ code: 404 });
+	});
+
+	it("gives one of two racing registrations the name, and the loser no leftovers", async () => {
+		const results = await Promise.allSettled([
+			call("register", { identities: [{ kind: "username", value: "racer" }, { kind: "email", value: "r1@example.com" }] }),
+			call("register", { identities: [{ kind: "username", value: "racer" }, { kind: "email", value: "r2@example.com" }] })
+		]);
+		expect(results.filter(r => r.status === "fulfilled")).toHaveLength(1);
+		const loser = results.findIndex(r => r.status === "rejected");
+		await expect(call("resolve", { kind: "email", value: `r${loser + 1}@example.com` })).rejects.toMatchObject({ code: 404 });
+	});
+
+	it("releases a registration with unregister, only for the identities that are the user's", async () => {
+		const a = await call("register", { identities: [{ kind: "username", value: "temp" }] });
+		await call("unregister", { userId: a.userId, identities: [{ kind: "username", value: "temp" }, { kind: "username", value: "ann" }] });
+		await expect(call("resolve", { kind: "username", value: "temp" })).rejects.toMatchObject({ code: 404 });
+		await expect(call("lookup", { userId: a.userId })).rejects.toMatchObject({ type: "USER_NOT_FOUND" });
+		await expect(call("resolve", { kind: "username", value: "ann" })).resolves.toHaveProperty("userId");
+	});
+
+	it("answers the region registry and its cache statistics", async () => {
+		expect((await call("regions", {})).map((r: { id: string }) => r.id).sort()).toEqual(["ap-south", "cn-east", "eu-central"]);
+		const stats = await call("stats", {});
+		expect(stats).toMatchObject({ region: "ap-south", cache: { max: 100_000 } });
+		expect(stats.lookups).toBeGreaterThan(0);
+	});
+
+	describe("bad input is refused and writes nothing", () => {
+		const cases: [string, string, Record<string, unknown>][] = [
+			["extra fields", "register", { identities: [{ kind: "username", value: "x1" }], region: "cn-east" }],
+			["an extra field inside an identity", "register", { identities: [{ kind: "username", value: "x2", userId: "0".repeat(26) }] }],
+			["no identity", "register", { identities: [] }],
+			["an unknown identity kind", "register", { identities: [{ kind: "passport", value: "x" }] }],
+			["an identity over 320 characters", "register", { identities: [{ kind: "email", value: `${"a".repeat(320)}@x.y` }] }],
+			["a lower-case country", "register", { identities: [{ kind: "username", value: "x3" }], country: "jp" }],
+			["a malformed user id", "lookup", { userId: "../../etc" }]
+		];
+		for (const [name, action, params] of cases)
+			it(`refuses ${name}`, async () => {
+				const before = await snapshot();
+				await expect(call(action, params)).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
+				expect(await snapshot()).toEqual(before);
+			});
+
+		it("refuses the same identity kind twice", async () => {
+			const before = await snapshot();
+			await expect(call("register", { identities: [{ kind: "username", value: "d1" }, { kind: "username", value: "d2" }] })).rejects.toMatchObject({ code: 422 });
+			expect(await snapshot()).toEqual(before);
+		});
+	});
+
+	it("keeps the user entry in the directory under user.<id>", async () => {
+		const { userId } = await call("register", { identities: [{ kind: "username", value: "keyed" }] });
+		expect((await node.directory.store.get(userKey(userId)))?.value).toMatchObject({ region: "ap-south", epoch: 1 });
+	});
+});
