@@ -1,9 +1,12 @@
+import { regionNamespace } from "../../broker.config.ts";
+import { openNatsKvDirectory } from "../directory/nats-kv-store.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../loader.ts";
 import { startRegionNode, storeSettings, unknownServices } from "../node.ts";
-import { envInt, envString } from "../runtime/env.ts";
+import { EnvError, envInt, envString } from "../runtime/env.ts";
+import { blindIndexKeyFromEnv } from "../runtime/secrets.ts";
 import { launcherArgs } from "./args.ts";
 import { waitForServer } from "./preflight.ts";
-import { exitOnSignal, fail } from "./shutdown.ts";
+import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
 
 /**
  * `npm run region -- --region <id> [--services a,b]`: one region, or one group of its
@@ -12,22 +15,43 @@ import { exitOnSignal, fail } from "./shutdown.ts";
 async function main(): Promise<void> {
 	const args = launcherArgs({ region: { type: "string" }, services: { type: "string" } });
 	if (!args.region) throw new RegionConfigError("--region", "id", "is required, e.g. --region cn-east");
-	const region = findRegion(loadRegions(), args.region as string);
+	const regions = loadRegions();
+	const region = findRegion(regions, args.region as string);
 	const services = args.services ? (args.services as string).split(",").map(s => s.trim()).filter(Boolean) : undefined;
 	const unknown = unknownServices(services ?? []);
 	if (unknown.length) throw new RegionConfigError("--services", "services", `unknown service(s): ${unknown.join(", ")}`);
 
 	const env = process.env;
+	const blindIndexKey = blindIndexKeyFromEnv(env);
+	if (!blindIndexKey) throw new EnvError("EDGEHOME_BLIND_INDEX_KEY", "", "the directory's blind-index key (base64, ≥ 32 bytes), the same in every region");
+	const primary = env.EDGEHOME_DIRECTORY_PRIMARY;
+	if (primary) findRegion(regions, primary);
 	const stores = storeSettings(region, "nats", env);
+	const natsUrl = envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats);
 	const retry = { attempts: envInt(env, "EDGEHOME_CONNECT_ATTEMPTS", 5, 1, 100), delayS: envInt(env, "EDGEHOME_CONNECT_RETRY_S", 2, 0, 60) };
-	await waitForServer("NATS", envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats), retry);
+	await waitForServer("NATS", natsUrl, retry);
 	await waitForServer("MySQL", stores.sql, retry);
 	if (stores.redis) await waitForServer("Redis", stores.redis, retry);
 
 	const group = envString(env, "EDGEHOME_GROUP", services ? services.join("+") : "all");
-	const node = await startRegionNode({ region, transport: "nats", services, group, stores });
-	exitOnSignal(node.stop, m => node.broker.logger.info(m));
-	node.broker.logger.info(`region ${region.id} group ${group} ready: ops on http://127.0.0.1:${region.ports.metrics}`);
+	// Production directory: a JetStream KV bucket in the primary region, mirrored into this one.
+	const store = await openNatsKvDirectory({
+		servers: natsUrl,
+		bucket: `${regionNamespace("edgehome-directory", env)}`,
+		...(primary ? { cluster: region.id, primaryCluster: primary } : {}),
+		timeoutMs: envInt(env, "EDGEHOME_DIRECTORY_TIMEOUT_MS", 2000, 100),
+		name: `${region.id}-${group}-${process.pid}-directory`
+	});
+	const node = await startRegionNode({ region, regions, transport: "nats", services, group, stores, directory: { store, blindIndexKey } }).catch(async err => {
+		await store.close();
+		throw err;
+	});
+	exitOnSignal(async () => {
+		await node.stop();
+		await store.close();
+	}, m => node.broker.logger.info(m));
+	const ops = env.EDGEHOME_METRICS_PORT === "off" ? "off" : `port ${envInt(env, "EDGEHOME_METRICS_PORT", region.ports.metrics, 1, 65535)}`;
+	node.broker.logger.info(`region ${region.id} group ${group} ready; ops endpoint: ${ops}`);
 }
 
-main().catch(err => fail(err instanceof Error ? err.message : String(err), err instanceof RegionConfigError ? 2 : 1));
+main().catch(err => fail(err instanceof Error ? err.message : String(err), isConfigError(err) ? 2 : 1));

@@ -1,0 +1,114 @@
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+
+/** What every bench measures the same way: throughput at a fixed concurrency, sequential latency. */
+
+export const IN_FLIGHT = 100;
+export const THROUGHPUT_MS = 3000;
+export const WARMUP_MS = 5000;
+export const MAX_CALLS = 3_000_000;
+export const SEQUENTIAL_CALLS = 2000;
+export const READY_TIMEOUT_MS = 20_000;
+
+export type Call = () => Promise<unknown>;
+
+export interface Figures {
+	callsPerSec: number;
+	p50Ms: number;
+	p99Ms: number;
+}
+
+/** Cleanups of the case being run, undone last-in first-out whatever happens. */
+export type Cleanups = (() => Promise<void>)[];
+
+export async function throughput(call: Call, durationMs: number): Promise<number> {
+	let issued = 0;
+	let done = 0;
+	const start = performance.now();
+	const deadline = start + durationMs;
+	const worker = async () => {
+		while (issued < MAX_CALLS && performance.now() < deadline) {
+			issued++;
+			await call();
+			done++;
+		}
+	};
+	await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+	return done / ((performance.now() - start) / 1000);
+}
+
+export async function latencies(call: Call): Promise<{ p50Ms: number; p99Ms: number }> {
+	const ms: number[] = [];
+	for (let i = 0; i < SEQUENTIAL_CALLS; i++) {
+		const start = performance.now();
+		await call();
+		ms.push(performance.now() - start);
+	}
+	ms.sort((a, b) => a - b);
+	const rank = (p: number) => ms[Math.ceil(p * ms.length) - 1]!;
+	return { p50Ms: rank(0.5), p99Ms: rank(0.99) };
+}
+
+export async function measure(call: Call): Promise<Figures> {
+	// Untimed first: connections, link discovery and JIT; with two busy cores, throughput keeps climbing for seconds.
+	await throughput(call, WARMUP_MS);
+	const callsPerSec = await throughput(call, THROUGHPUT_MS);
+	return { callsPerSec, ...(await latencies(call)) };
+}
+
+/** Starts a bench server script in its own process; it prints "ready" and lives until its stdin is closed. */
+export async function startServer(cleanups: Cleanups, script: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
+	const child = spawn(process.execPath, [script, ...args], { env: env ?? process.env, stdio: ["pipe", "pipe", "inherit"] });
+	cleanups.push(() => stopServer(child));
+	await new Promise<void>((resolve, reject) => {
+		const timer = setTimeout(() => fail(new Error(`${script} not ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+		const onExit = (code: number | null) => fail(new Error(`${script} exited (${code}) before it was ready`));
+		const fail = (err: Error) => {
+			clearTimeout(timer);
+			child.off("exit", onExit);
+			reject(err);
+		};
+		child.once("error", fail);
+		child.once("exit", onExit);
+		child.stdout!.setEncoding("utf8").on("data", (text: string) => {
+			if (!text.includes("ready")) return;
+			clearTimeout(timer);
+			child.off("exit", onExit);
+			resolve();
+		});
+	});
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+	if (child.exitCode !== null || child.signalCode !== null) return;
+	const gone = new Promise(resolve => child.once("exit", resolve));
+	child.stdin!.end();
+	// It drains and exits on its own; a server that hangs must not hang the bench.
+	const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+	await gone;
+	clearTimeout(timer);
+}
+
+export async function withCleanups<T>(run: (cleanups: Cleanups) => Promise<T>): Promise<T> {
+	const cleanups: Cleanups = [];
+	try {
+		return await run(cleanups);
+	} finally {
+		for (const cleanup of cleanups.reverse()) await cleanup();
+	}
+}
+
+export function table(rows: Record<string, Figures>): string {
+	const header = ["case", `calls/s (${IN_FLIGHT} in flight)`, "p50 ms", "p99 ms"];
+	const body = Object.entries(rows).map(([name, f]) => [
+		name,
+		Math.round(f.callsPerSec).toLocaleString("en-US"),
+		f.p50Ms.toFixed(3),
+		f.p99Ms.toFixed(3)
+	]);
+	const widths = header.map((h, i) => Math.max(h.length, ...body.map(r => r[i]!.length)));
+	return [header, ...body].map(r => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")).join("\n");
+}
+
+export const round = (n: number, digits: number) => Number(n.toFixed(digits));
+

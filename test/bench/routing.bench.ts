@@ -1,0 +1,144 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { newUserId } from "../../regions/directory/entries.ts";
+import { HomeCache } from "../../regions/directory/home-cache.ts";
+import { runId } from "../harness/real-servers.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
+import { IN_FLIGHT, latencies, READY_TIMEOUT_MS, round, startServer, table, THROUGHPUT_MS, throughput, WARMUP_MS, withCleanups } from "./measure.ts";
+import type { Call, Figures } from "./measure.ts";
+import { startRoutingNode } from "./routing-server.ts";
+
+/**
+ * `npm run bench:routing`: what home routing costs. (a) the same remote action plain and with
+ * `home:` for a user of this region; (b) a user homed in the other region of a 2-region
+ * supercluster; (c) a cached directory lookup; (d) the heap of a 1M-entry lookup cache.
+ * Ends with one JSON line.
+ */
+
+const SERVER_SCRIPT = join(import.meta.dirname, "routing-server.ts");
+const ROUNDS = 3;
+const LOOKUPS = 200_000;
+const CACHE_ENTRIES = 1_000_000;
+
+/** Throughput of two calls measured in alternating windows, so machine noise hits both alike. */
+async function alternate(a: Call, b: Call): Promise<[number, number]> {
+	await throughput(a, WARMUP_MS);
+	await throughput(b, WARMUP_MS);
+	let sumA = 0;
+	let sumB = 0;
+	for (let i = 0; i < ROUNDS; i++) {
+		sumA += await throughput(a, THROUGHPUT_MS);
+		sumB += await throughput(b, THROUGHPUT_MS);
+	}
+	return [sumA / ROUNDS, sumB / ROUNDS];
+}
+
+async function lookupLatency(lookup: () => Promise<unknown>): Promise<{ p50Us: number; p99Us: number }> {
+	for (let i = 0; i < 10_000; i++) await lookup();
+	const ns: number[] = new Array(LOOKUPS);
+	for (let i = 0; i < LOOKUPS; i++) {
+		const start = process.hrtime.bigint();
+		await lookup();
+		ns[i] = Number(process.hrtime.bigint() - start);
+	}
+	ns.sort((x, y) => x - y);
+	return { p50Us: ns[Math.floor(LOOKUPS * 0.5)]! / 1000, p99Us: ns[Math.floor(LOOKUPS * 0.99)]! / 1000 };
+}
+
+function cacheHeapMb(): number {
+	const gc = (globalThis as { gc?: () => void }).gc;
+	if (!gc) throw new Error("run with --expose-gc (npm run bench:routing does)");
+	gc();
+	const before = process.memoryUsage().heapUsed;
+	const cache = new HomeCache(["cn-east", "ap-south", "eu-central"], CACHE_ENTRIES);
+	// The ids are made here, so the figure includes the key strings the cache keeps alive.
+	for (let i = 0; i < CACHE_ENTRIES; i++) cache.set(newUserId(), { region: "eu-central", epoch: 1 + (i % 7), state: "active", pinned: i % 2 === 0 });
+	gc();
+	const after = process.memoryUsage().heapUsed;
+	if (cache.size !== CACHE_ENTRIES) throw new Error("cache lost entries");
+	return (after - before) / 1024 / 1024;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+	const deadline = Date.now() + READY_TIMEOUT_MS;
+	for (;;) {
+		const value = await probe().catch(() => undefined);
+		if (value !== undefined) return value;
+		if (Date.now() > deadline) throw new Error(`${what} not seen within ${READY_TIMEOUT_MS} ms`);
+		await new Promise(r => setTimeout(r, 100));
+	}
+}
+
+async function main(): Promise<void> {
+	const heapMb = cacheHeapMb();
+	const figures = await withCleanups(async cleanups => {
+		const cluster = await startSupercluster(["cn-east", "eu-central"]);
+		cleanups.push(cluster.stop);
+		const run = runId();
+		const namespacePrefix = `bench-${run}-`;
+		const bucket = `bench-directory-${run}`;
+		const key = randomBytes(32);
+		const env = { ...process.env, EDGEHOME_BLIND_INDEX_KEY: key.toString("base64") };
+		const cn = cluster.urls["cn-east"]!;
+		const eu = cluster.urls["eu-central"]!;
+		await startServer(cleanups, SERVER_SCRIPT, ["cn-east", cn, bucket, namespacePrefix, "cn-east"], env);
+		await startServer(cleanups, SERVER_SCRIPT, ["eu-central", eu, bucket, namespacePrefix, "cn-east"], env);
+		const caller = await startRoutingNode({ region: "cn-east", natsUrl: cn, bucket, primary: "cn-east", namespacePrefix, blindIndexKey: key });
+		cleanups.push(caller.stop);
+		const { broker, links, directory } = caller.node;
+		await broker.waitForServices("profile", READY_TIMEOUT_MS, 50);
+
+		const register = (country: string) =>
+			broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: `bench-${country}-${run}` }], country });
+		const local = (await register("JP")).userId;
+		const remote = (await register("GB")).userId;
+		// The eu-central node reads its own mirror: wait until the new user has reached it.
+		await until("user in eu-central's mirror", () => links.call("eu-central", "sv-region.lookup", { userId: remote }));
+
+		const plain: Call = () => broker.call("profile.plain", { userId: local });
+		const homed: Call = () => broker.call("profile.homed", { userId: local });
+		const away: Call = () => broker.call("profile.homed", { userId: remote });
+
+		const [plainRate, homedRate] = await alternate(plain, homed);
+		const plainLat = await latencies(plain);
+		const homedLat = await latencies(homed);
+		await throughput(away, WARMUP_MS);
+		const awayRate = await throughput(away, THROUGHPUT_MS);
+		const awayLat = await latencies(away);
+		const lookup = await lookupLatency(() => directory.home(local));
+		return {
+			plain: { callsPerSec: plainRate, ...plainLat },
+			homed: { callsPerSec: homedRate, ...homedLat },
+			otherRegion: { callsPerSec: awayRate, ...awayLat },
+			lookup
+		};
+	});
+
+	const ratios = {
+		homedOverPlainThroughput: figures.homed.callsPerSec / figures.plain.callsPerSec,
+		otherRegionOverPlainP50: figures.otherRegion.p50Ms / figures.plain.p50Ms
+	};
+	const rows: Record<string, Figures> = { "plain (same region, remote node)": figures.plain, "home: user of this region": figures.homed, "home: user of the other region": figures.otherRegion };
+	console.log(`routing bench: ${IN_FLIGHT} in flight, ${ROUNDS} alternating ${THROUGHPUT_MS / 1000} s windows for (a)\n`);
+	console.log(table(rows));
+	console.log(`\n(a) home/plain throughput: x${ratios.homedOverPlainThroughput.toFixed(3)} (goal >= 0.9)`);
+	console.log(`(b) other-region p50 / same-region remote p50: x${ratios.otherRegionOverPlainP50.toFixed(2)} (goal <= 1.6)`);
+	console.log(`(c) cached lookup: p50 ${figures.lookup.p50Us.toFixed(2)} us, p99 ${figures.lookup.p99Us.toFixed(2)} us (goal p50 <= 2 us)`);
+	console.log(`(d) lookup cache at ${CACHE_ENTRIES.toLocaleString("en-US")} entries: ${heapMb.toFixed(1)} MB of heap (goal <= 150 MB)\n`);
+	const f = (x: Figures) => ({ callsPerSec: Math.round(x.callsPerSec), p50Ms: round(x.p50Ms, 4), p99Ms: round(x.p99Ms, 4) });
+	console.log(
+		JSON.stringify({
+			plain: f(figures.plain),
+			homed: f(figures.homed),
+			otherRegion: f(figures.otherRegion),
+			lookup: { p50Us: round(figures.lookup.p50Us, 3), p99Us: round(figures.lookup.p99Us, 3) },
+			cacheHeapMbAt1M: round(heapMb, 1),
+			ratios: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, round(v, 4)]))
+		})
+	);
+}
+
+main().catch(err => {
+	console.error(err);
+	process.exitCode = 1;
+});
