@@ -216,10 +216,10 @@ export class SqliteDirectoryStore implements DirectoryStore {
 	}
 
 	private catchUp(watcher: Watcher): void {
-		for (;;) {
+		// A callback may stop this watch or close the store: both take the watcher out of the set.
+		while (this.watchers.has(watcher)) {
 			const rows = this.stmt.changesAfter.all(watcher.cursor, CATCH_UP_BATCH) as unknown as ChangeRow[];
 			for (const row of rows) {
-				// A callback may have stopped this watch or closed the store.
 				if (!this.watchers.has(watcher)) return;
 				watcher.cursor = row.revision;
 				deliver(watcher.onChange, {

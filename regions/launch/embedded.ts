@@ -1,9 +1,12 @@
+import { join } from "node:path";
+import { openSqliteDirectory } from "../directory/sqlite-store.ts";
 import { loadRegions, RegionConfigError } from "../loader.ts";
 import { startRegionNode, storeSettings } from "../node.ts";
 import type { RegionNode } from "../node.ts";
 import { launcherArgs } from "./args.ts";
 import { banner } from "./banner.ts";
-import { exitOnSignal, fail } from "./shutdown.ts";
+import { embeddedBlindIndexKey } from "../runtime/secrets.ts";
+import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
 
 /**
  * `npm start`: every region in one process over the in-process transporter,
@@ -13,19 +16,27 @@ async function main(): Promise<void> {
 	const args = launcherArgs({ memory: { type: "boolean", default: false }, data: { type: "string", default: "data" } });
 	const started = performance.now();
 	const regions = loadRegions();
+	const dataDir = args.data as string;
+	const memory = args.memory as boolean;
+	// One directory for the whole process: every embedded region reads the same global view.
+	const store = await openSqliteDirectory(memory ? ":memory:" : join(dataDir, "directory.sqlite"));
+	const directory = { store, blindIndexKey: embeddedBlindIndexKey(process.env, memory ? undefined : join(dataDir, "blind-index.key")) };
 	const nodes: RegionNode[] = [];
-	const stopAll = () => Promise.all(nodes.map(n => n.stop())).then(() => undefined);
+	const stopAll = async () => {
+		await Promise.all(nodes.map(n => n.stop()));
+		await store.close();
+	};
 	exitOnSignal(stopAll);
 	try {
 		for (const region of regions) {
-			const stores = storeSettings(region, "embedded", process.env, { dataDir: args.data as string, memory: args.memory as boolean });
-			nodes.push(await startRegionNode({ region, transport: "embedded", stores }));
+			const stores = storeSettings(region, "embedded", process.env, { dataDir, memory });
+			nodes.push(await startRegionNode({ region, regions, transport: "embedded", stores, directory }));
 		}
 	} catch (err) {
 		await stopAll().catch(() => undefined);
 		throw err;
 	}
-	console.log(banner(nodes, performance.now() - started, args.memory ? "in memory" : `${args.data}/<region>.sqlite`));
+	console.log(banner(nodes, performance.now() - started, memory ? "in memory" : `${dataDir}/<region>.sqlite`));
 }
 
-main().catch(err => fail(err instanceof Error ? err.message : String(err), err instanceof RegionConfigError ? 2 : 1));
+main().catch(err => fail(err instanceof Error ? err.message : String(err), isConfigError(err) ? 2 : 1));

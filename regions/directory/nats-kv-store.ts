@@ -1,0 +1,403 @@
+import { AckPolicy, connect, DeliverPolicy, ErrorCode, JSONCodec, nanos, NatsError } from "nats";
+import type {
+	Consumer,
+	ConsumerMessages,
+	JetStreamClient,
+	JetStreamManager,
+	JsMsg,
+	KV,
+	MsgHdrs,
+	NatsConnection,
+	OrderedConsumerOptions
+} from "nats";
+import { assertKey, DirectoryError, MAX_KEY_LENGTH, MAX_LIST_LIMIT } from "./store.ts";
+import type {
+	DirectoryChange,
+	DirectoryEntry,
+	DirectoryErrorCode,
+	DirectoryPage,
+	DirectoryStore,
+	DirectoryWatch
+} from "./store.ts";
+
+export interface NatsKvDirectoryOptions {
+	servers: string;
+	bucket: string;
+	/** This region's cluster name, when the server is part of a supercluster. */
+	cluster?: string;
+	/** The cluster that holds the origin bucket. */
+	primaryCluster?: string;
+	/** Bound on every operation, end to end (default 2000). */
+	timeoutMs?: number;
+	/** Connection name, as the server's monitoring shows it. */
+	name?: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 2000;
+/** The server's answer to a publish whose expected last sequence for the key does not hold. */
+const WRONG_LAST_SEQUENCE = 10071;
+/** JetStream answers that mean "cannot serve this now": temporarily unavailable, stream offline, no peers in the placement cluster. */
+const UNAVAILABLE_API_ERRORS = new Set([10008, 10118, 10194, 10005]);
+const UNAVAILABLE_CODES = new Set<string>([
+	ErrorCode.NoResponders,
+	ErrorCode.Timeout,
+	ErrorCode.ConnectionClosed,
+	ErrorCode.ConnectionDraining,
+	ErrorCode.ConnectionRefused,
+	ErrorCode.ConnectionTimeout,
+	ErrorCode.Disconnect
+]);
+/** The client's minimum; a page's fetch only waits this long if messages vanish under it (an outside purge). */
+const FETCH_EXPIRES_MS = 1000;
+/** The server removes a page's consumer on its own after this, should the explicit delete not arrive. */
+const PAGE_CONSUMER_IDLE_MS = 30_000;
+/** A watch's pull interval: with the heartbeats at half of it, a lost consumer is recreated within seconds. */
+const WATCH_EXPIRES_MS = 5000;
+
+const PREFIX = /^([A-Za-z0-9_=-]+\.)*[A-Za-z0-9_=-]*$/;
+const json = JSONCodec<unknown>();
+
+interface StoreParts {
+	nc: NatsConnection;
+	js: JetStreamClient;
+	jsm: JetStreamManager;
+	origin: KV;
+	reader: KV;
+	bucket: string;
+	readStream: string;
+	timeoutMs: number;
+}
+
+/**
+ * The directory on a JetStream KV bucket. Writes go to the origin bucket (in the primary
+ * region); reads and change feeds come from this region's mirror of it when there is one, so
+ * they keep working while the primary is down. Mirrors keep the origin's sequence numbers,
+ * which are the revisions. With history 1 the stream holds exactly one message per key, its
+ * latest (a delete marker for a deleted key), which is what lets `list` page by sequence; it
+ * also means a replaying watch gets each key's latest change after the revision, not every one.
+ * A mirror trails the origin by the replication delay, so a read right after a write made in
+ * another region (or in this one) may not see it yet.
+ */
+export class NatsKvDirectoryStore implements DirectoryStore {
+	private readonly nc: NatsConnection;
+	private readonly js: JetStreamClient;
+	private readonly jsm: JetStreamManager;
+	private readonly origin: KV;
+	/** The origin's keys, read from the stream reads come from. */
+	private readonly reader: KV;
+	/** The stream reads come from: the origin's, or this region's mirror. */
+	private readonly readStream: string;
+	/** Subjects of the origin's keys, kept as they are in a mirror. */
+	private readonly subjectPrefix: string;
+	private readonly timeoutMs: number;
+	private readonly watches = new Set<DirectoryWatch>();
+	private closed = false;
+
+	constructor(parts: StoreParts) {
+		this.nc = parts.nc;
+		this.js = parts.js;
+		this.jsm = parts.jsm;
+		this.origin = parts.origin;
+		this.reader = parts.reader;
+		this.readStream = parts.readStream;
+		this.subjectPrefix = `$KV.${parts.bucket}.`;
+		this.timeoutMs = parts.timeoutMs;
+	}
+
+	async get<T>(key: string): Promise<DirectoryEntry<T> | undefined> {
+		assertKey(key);
+		return this.bounded("get", async () => {
+			const entry = await this.reader.get(key);
+			if (!entry || entry.operation !== "PUT") return undefined;
+			return { key, value: entry.json<T>(), revision: entry.revision };
+		});
+	}
+
+	async create<T>(key: string, value: T): Promise<number> {
+		assertKey(key);
+		const data = encode(value);
+		// KV create also takes over a key whose latest message is a delete marker.
+		return this.bounded("create", () => this.origin.create(key, data), "KEY_EXISTS");
+	}
+
+	async update<T>(key: string, value: T, revision: number): Promise<number> {
+		assertKey(key);
+		assertRevision(revision);
+		const data = encode(value);
+		return this.bounded("update", () => this.origin.update(key, data, revision), "REVISION_MISMATCH");
+	}
+
+	async delete(key: string, revision?: number): Promise<void> {
+		assertKey(key);
+		if (revision !== undefined) assertRevision(revision);
+		const opts = revision === undefined ? undefined : { previousSeq: revision };
+		await this.bounded("delete", () => this.origin.delete(key, opts), "REVISION_MISMATCH");
+	}
+
+	async list<T>(prefix: string, opts: { afterRevision?: number; limit: number }): Promise<DirectoryPage<T>> {
+		assertPrefix(prefix);
+		const { afterRevision = 0, limit } = opts;
+		assertListBounds(afterRevision, limit);
+		return this.bounded("list", () => this.page<T>(prefix, afterRevision, limit));
+	}
+
+	async watch<T>(
+		onChange: (change: DirectoryChange<T>) => void,
+		opts: { fromRevision?: number } = {}
+	): Promise<DirectoryWatch> {
+		const { fromRevision } = opts;
+		if (fromRevision !== undefined) assertAfter("fromRevision", fromRevision);
+		let stopped = false;
+		const starting = (async () => {
+			// "From now on" is pinned to a sequence rather than left to DeliverPolicy.New, so that a
+			// consumer recreated after a server restart resumes where this one was instead of skipping.
+			const start = fromRevision ?? (await this.jsm.streams.info(this.readStream)).state.last_seq;
+			const consumerOpts: Partial<OrderedConsumerOptions> = {
+				filterSubjects: `${this.subjectPrefix}>`,
+				opt_start_seq: start + 1
+			};
+			const consumer = await this.js.consumers.get(this.readStream, consumerOpts);
+			const messages = await consumer.consume({
+				expires: WATCH_EXPIRES_MS,
+				callback: m => {
+					if (!stopped) deliver(onChange, this.change<T>(m));
+				}
+			});
+			return { consumer, messages };
+		})();
+		const halt = async ({ consumer, messages }: { consumer: Consumer; messages: ConsumerMessages }) => {
+			await messages.close();
+			await consumer.delete().catch(() => false);
+		};
+		let started: Awaited<typeof starting>;
+		try {
+			started = await this.bounded("watch", () => starting);
+		} catch (err) {
+			stopped = true;
+			// The consumer may still come up after the deadline: take it down then.
+			starting.then(halt).catch(() => undefined);
+			throw err;
+		}
+		const watch: DirectoryWatch = {
+			stop: async () => {
+				if (stopped) return;
+				stopped = true;
+				this.watches.delete(watch);
+				await halt(started);
+			}
+		};
+		this.watches.add(watch);
+		return watch;
+	}
+
+	async close(): Promise<void> {
+		if (this.closed) return;
+		this.closed = true;
+		await Promise.allSettled([...this.watches].map(w => w.stop()));
+		// Draining waits for the server; a server that is gone gets the connection closed instead.
+		await this.bounded("close", () => this.nc.drain()).catch(() => this.nc.close());
+	}
+
+	/**
+	 * Reads the stream from `afterRevision + 1` through a short-lived consumer filtered on the
+	 * prefix, until the page is full and one more live entry proves there is a next page, or
+	 * the consumer has nothing pending.
+	 */
+	private async page<T>(prefix: string, afterRevision: number, limit: number): Promise<DirectoryPage<T>> {
+		// A subject filter matches whole tokens: it narrows to the prefix's last dot, and keys are compared for the rest.
+		const filter = `${this.subjectPrefix}${prefix.slice(0, prefix.lastIndexOf(".") + 1)}>`;
+		const info = await this.jsm.consumers.add(this.readStream, {
+			deliver_policy: DeliverPolicy.StartSequence,
+			opt_start_seq: afterRevision + 1,
+			filter_subject: filter,
+			ack_policy: AckPolicy.None,
+			mem_storage: true,
+			num_replicas: 1,
+			inactive_threshold: nanos(PAGE_CONSUMER_IDLE_MS)
+		});
+		const consumer = this.js.consumers.getPullConsumerFor(info);
+		const entries: DirectoryEntry<T>[] = [];
+		let pending = info.num_pending;
+		let more = false;
+		try {
+			while (pending > 0 && !more) {
+				const batch = await consumer.fetch({
+					max_messages: Math.min(pending, limit + 1 - entries.length),
+					expires: FETCH_EXPIRES_MS
+				});
+				let received = 0;
+				for await (const m of batch) {
+					received++;
+					pending = m.info.pending;
+					const key = m.subject.slice(this.subjectPrefix.length);
+					if (!isDelete(m.headers) && key.startsWith(prefix)) {
+						if (entries.length === limit) {
+							more = true;
+							break;
+						}
+						entries.push({ key, value: m.json<T>(), revision: m.seq });
+					}
+					if (pending === 0) break;
+				}
+				if (received === 0) break;
+			}
+		} finally {
+			consumer.delete().catch(() => false);
+		}
+		return { entries, next: more ? entries[entries.length - 1]!.revision : null };
+	}
+
+	private change<T>(m: JsMsg): DirectoryChange<T> {
+		return {
+			key: m.subject.slice(this.subjectPrefix.length),
+			value: isDelete(m.headers) ? undefined : m.json<T>(),
+			revision: m.seq
+		};
+	}
+
+	/**
+	 * Runs `op` within the store's timeout and turns what nats.js throws into the directory's
+	 * errors: a failed expectation of the key's last sequence is the caller's `conflict`; a server
+	 * or stream that cannot answer is DIRECTORY_UNAVAILABLE; anything else is a bug and stays as is.
+	 */
+	private async bounded<R>(what: string, op: () => Promise<R>, conflict?: DirectoryErrorCode): Promise<R> {
+		let timer: ReturnType<typeof setTimeout> | undefined;
+		const deadline = new Promise<never>((_, reject) => {
+			timer = setTimeout(
+				() => reject(new DirectoryError("DIRECTORY_UNAVAILABLE", `directory ${what} took over ${this.timeoutMs} ms`)),
+				this.timeoutMs
+			);
+		});
+		try {
+			return await Promise.race([op(), deadline]);
+		} catch (err) {
+			throw translate(err, what, conflict);
+		} finally {
+			clearTimeout(timer);
+		}
+	}
+}
+
+/**
+ * Connects and makes sure the buckets exist: the origin (placed in `primaryCluster` when given)
+ * and, in a region other than the primary, this region's mirror `<bucket>-<cluster>`. A region
+ * whose primary is down still opens when its mirror exists: reads work, writes fail until the
+ * primary is back.
+ */
+export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise<NatsKvDirectoryStore> {
+	const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+	const mirrorCluster =
+		opts.cluster !== undefined && opts.primaryCluster !== undefined && opts.cluster !== opts.primaryCluster
+			? opts.cluster
+			: undefined;
+	let nc: NatsConnection;
+	try {
+		nc = await connect({
+			servers: opts.servers,
+			name: opts.name,
+			timeout: timeoutMs,
+			// The directory outlives any outage of its server: keep reconnecting, never give up.
+			maxReconnectAttempts: -1,
+			reconnectTimeWait: 500
+		});
+	} catch (err) {
+		throw translate(err, `connect to ${opts.servers}`);
+	}
+	try {
+		const js = nc.jetstream({ timeout: timeoutMs, checkAPI: false });
+		const jsm = await nc.jetstreamManager({ timeout: timeoutMs, checkAPI: false });
+		try {
+			await js.views.kv(opts.bucket, {
+				history: 1,
+				...(opts.primaryCluster === undefined ? {} : { placement: { cluster: opts.primaryCluster, tags: [] } })
+			});
+		} catch (err) {
+			if (mirrorCluster === undefined || !isUnavailable(err)) throw err;
+		}
+		// Bound without direct gets: mirrors answer the origin's direct gets too, and KV create must read the origin itself.
+		const origin = await js.views.kv(opts.bucket, { bindOnly: true });
+		const readBucket = mirrorCluster === undefined ? opts.bucket : `${opts.bucket}-${mirrorCluster}`;
+		if (mirrorCluster !== undefined)
+			await js.views.kv(readBucket, {
+				history: 1,
+				mirror: { name: opts.bucket },
+				placement: { cluster: mirrorCluster, tags: [] }
+			});
+		const readStream = `KV_${readBucket}`;
+		const { config } = await jsm.streams.info(readStream);
+		if (config.max_msgs_per_subject !== 1)
+			throw new Error(
+				`directory stream ${readStream} keeps ${config.max_msgs_per_subject} messages per key; it must keep 1 (history 1)`
+			);
+		// A mirror stores the origin's subjects: a handle named after the origin but bound to the
+		// mirror's stream reads them right (nats.js's own handle on a mirror looks under the mirror's name).
+		const reader = await js.views.kv(opts.bucket, {
+			bindOnly: true,
+			streamName: readStream,
+			allow_direct: config.allow_direct === true
+		});
+		return new NatsKvDirectoryStore({ nc, js, jsm, origin, reader, bucket: opts.bucket, readStream, timeoutMs });
+	} catch (err) {
+		await nc.close();
+		throw translate(err, `open bucket ${opts.bucket}`);
+	}
+}
+
+function isUnavailable(err: unknown): boolean {
+	if (!(err instanceof NatsError)) return false;
+	const api = err.api_error;
+	return UNAVAILABLE_CODES.has(err.code) || api?.code === 503 || UNAVAILABLE_API_ERRORS.has(api?.err_code ?? 0);
+}
+
+function translate(err: unknown, what: string, conflict?: DirectoryErrorCode): unknown {
+	if (err instanceof DirectoryError || !(err instanceof NatsError)) return err;
+	if (conflict && err.api_error?.err_code === WRONG_LAST_SEQUENCE)
+		return new DirectoryError(conflict, `directory ${what} refused: ${err.message}`, { cause: err });
+	if (isUnavailable(err))
+		return new DirectoryError("DIRECTORY_UNAVAILABLE", `directory ${what} failed: ${err.message}`, { cause: err });
+	return err;
+}
+
+function isDelete(headers: MsgHdrs | undefined): boolean {
+	const op = headers?.get("KV-Operation");
+	return op === "DEL" || op === "PURGE";
+}
+
+/** `undefined` is how a change says "deleted", so it cannot be a value. */
+function encode(value: unknown): Uint8Array {
+	if (value === undefined) throw new TypeError("a directory value must be JSON-serialisable");
+	return json.encode(value);
+}
+
+/** A throwing callback must not stop the feed (nats.js would end it); it surfaces as an uncaught error. */
+function deliver<T>(onChange: (change: DirectoryChange<T>) => void, change: DirectoryChange<T>): void {
+	try {
+		onChange(change);
+	} catch (err) {
+		queueMicrotask(() => {
+			throw err;
+		});
+	}
+}
+
+function assertRevision(revision: number): void {
+	if (!Number.isSafeInteger(revision) || revision < 1)
+		throw new RangeError(`a directory revision is a positive integer (got ${revision})`);
+}
+
+function assertAfter(name: string, revision: number): void {
+	if (!Number.isSafeInteger(revision) || revision < 0)
+		throw new RangeError(`${name} is a non-negative integer (got ${revision})`);
+}
+
+function assertListBounds(afterRevision: number, limit: number): void {
+	assertAfter("afterRevision", afterRevision);
+	if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
+		throw new RangeError(`list limit must be an integer from 1 to ${MAX_LIST_LIMIT} (got ${limit})`);
+}
+
+/** A prefix is a key, a key followed by ".", a key cut inside its last segment, or "". */
+function assertPrefix(prefix: string): void {
+	if (typeof prefix !== "string" || prefix.length > MAX_KEY_LENGTH || !PREFIX.test(prefix))
+		throw new DirectoryError("INVALID_KEY", `invalid directory key prefix "${String(prefix).slice(0, 80)}"`);
+}
