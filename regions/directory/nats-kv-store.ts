@@ -10,7 +10,7 @@ import type {
 	NatsConnection,
 	OrderedConsumerOptions
 } from "nats";
-import { assertKey, DirectoryError, MAX_KEY_LENGTH, MAX_LIST_LIMIT } from "./store.ts";
+import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, deliver, DirectoryError } from "./store.ts";
 import type {
 	DirectoryChange,
 	DirectoryEntry,
@@ -54,7 +54,6 @@ const PAGE_CONSUMER_IDLE_MS = 30_000;
 /** A watch's pull interval: with the heartbeats at half of it, a lost consumer is recreated within seconds. */
 const WATCH_EXPIRES_MS = 5000;
 
-const PREFIX = /^([A-Za-z0-9_=-]+\.)*[A-Za-z0-9_=-]*$/;
 const json = JSONCodec<unknown>();
 
 interface StoreParts {
@@ -367,37 +366,4 @@ function isDelete(headers: MsgHdrs | undefined): boolean {
 function encode(value: unknown): Uint8Array {
 	if (value === undefined) throw new TypeError("a directory value must be JSON-serialisable");
 	return json.encode(value);
-}
-
-/** A throwing callback must not stop the feed (nats.js would end it); it surfaces as an uncaught error. */
-function deliver<T>(onChange: (change: DirectoryChange<T>) => void, change: DirectoryChange<T>): void {
-	try {
-		onChange(change);
-	} catch (err) {
-		queueMicrotask(() => {
-			throw err;
-		});
-	}
-}
-
-function assertRevision(revision: number): void {
-	if (!Number.isSafeInteger(revision) || revision < 1)
-		throw new RangeError(`a directory revision is a positive integer (got ${revision})`);
-}
-
-function assertAfter(name: string, revision: number): void {
-	if (!Number.isSafeInteger(revision) || revision < 0)
-		throw new RangeError(`${name} is a non-negative integer (got ${revision})`);
-}
-
-function assertListBounds(afterRevision: number, limit: number): void {
-	assertAfter("afterRevision", afterRevision);
-	if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
-		throw new RangeError(`list limit must be an integer from 1 to ${MAX_LIST_LIMIT} (got ${limit})`);
-}
-
-/** A prefix is a key, a key followed by ".", a key cut inside its last segment, or "". */
-function assertPrefix(prefix: string): void {
-	if (typeof prefix !== "string" || prefix.length > MAX_KEY_LENGTH || !PREFIX.test(prefix))
-		throw new DirectoryError("INVALID_KEY", `invalid directory key prefix "${String(prefix).slice(0, 80)}"`);
 }

@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
-import { assertKey, DirectoryError, MAX_KEY_LENGTH, MAX_LIST_LIMIT } from "./store.ts";
+import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, deliver, DirectoryError } from "./store.ts";
 import type { DirectoryChange, DirectoryEntry, DirectoryPage, DirectoryStore, DirectoryWatch } from "./store.ts";
 
 /** How often watchers look for changes written by another connection (another process) to the same file. */
@@ -10,7 +10,6 @@ const POLL_MS = 100;
 /** Changes read per query while a watcher catches up. */
 const CATCH_UP_BATCH = 500;
 
-const PREFIX = /^([A-Za-z0-9_=-]+\.)*[A-Za-z0-9_=-]*$/;
 
 interface Watcher {
 	/** The last revision delivered. */
@@ -257,37 +256,4 @@ function encode(value: unknown): string {
 function mismatch(key: string, expected: number, current: EntryRow | undefined): DirectoryError {
 	const actual = current ? `revision ${current.revision}` : "absent";
 	return new DirectoryError("REVISION_MISMATCH", `directory key "${key}" is ${actual}, not at revision ${expected}`);
-}
-
-/** A throwing callback must not undo a committed write nor stop the feed; it surfaces as an uncaught error. */
-function deliver<T>(onChange: (change: DirectoryChange<T>) => void, change: DirectoryChange<T>): void {
-	try {
-		onChange(change);
-	} catch (err) {
-		queueMicrotask(() => {
-			throw err;
-		});
-	}
-}
-
-function assertRevision(revision: number): void {
-	if (!Number.isSafeInteger(revision) || revision < 1)
-		throw new RangeError(`a directory revision is a positive integer (got ${revision})`);
-}
-
-function assertAfter(name: string, revision: number): void {
-	if (!Number.isSafeInteger(revision) || revision < 0)
-		throw new RangeError(`${name} is a non-negative integer (got ${revision})`);
-}
-
-function assertListBounds(afterRevision: number, limit: number): void {
-	assertAfter("afterRevision", afterRevision);
-	if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
-		throw new RangeError(`list limit must be an integer from 1 to ${MAX_LIST_LIMIT} (got ${limit})`);
-}
-
-/** A prefix is a key, a key followed by ".", a key cut inside its last segment, or "". */
-function assertPrefix(prefix: string): void {
-	if (typeof prefix !== "string" || prefix.length > MAX_KEY_LENGTH || !PREFIX.test(prefix))
-		throw new DirectoryError("INVALID_KEY", `invalid directory key prefix "${String(prefix).slice(0, 80)}"`);
 }

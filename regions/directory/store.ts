@@ -70,3 +70,39 @@ export function assertKey(key: string): void {
 	if (typeof key !== "string" || key.length > MAX_KEY_LENGTH || !KEY.test(key))
 		throw new DirectoryError("INVALID_KEY", `invalid directory key "${String(key).slice(0, 80)}"`);
 }
+
+/** A prefix is a key, a key followed by ".", a key cut inside its last segment, or "". */
+const PREFIX = /^([A-Za-z0-9_=-]+\.)*[A-Za-z0-9_=-]*$/;
+
+/** A throwing callback must not undo a committed write nor stop the feed; it surfaces as an uncaught error. */
+export function deliver<T>(onChange: (change: DirectoryChange<T>) => void, change: DirectoryChange<T>): void {
+	try {
+		onChange(change);
+	} catch (err) {
+		queueMicrotask(() => {
+			throw err;
+		});
+	}
+}
+
+export function assertRevision(revision: number): void {
+	if (!Number.isSafeInteger(revision) || revision < 1)
+		throw new RangeError(`a directory revision is a positive integer (got ${revision})`);
+}
+
+export function assertAfter(name: string, revision: number): void {
+	if (!Number.isSafeInteger(revision) || revision < 0)
+		throw new RangeError(`${name} is a non-negative integer (got ${revision})`);
+}
+
+export function assertListBounds(afterRevision: number, limit: number): void {
+	assertAfter("afterRevision", afterRevision);
+	if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
+		throw new RangeError(`list limit must be an integer from 1 to ${MAX_LIST_LIMIT} (got ${limit})`);
+}
+
+/** A prefix is a key, a key followed by ".", a key cut inside its last segment, or "". */
+export function assertPrefix(prefix: string): void {
+	if (typeof prefix !== "string" || prefix.length > MAX_KEY_LENGTH || !PREFIX.test(prefix))
+		throw new DirectoryError("INVALID_KEY", `invalid directory key prefix "${String(prefix).slice(0, 80)}"`);
+}
