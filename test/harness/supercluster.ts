@@ -211,8 +211,21 @@ async function firstUnready(running: Server[]): Promise<string | undefined> {
 		const outbound = await outboundGateways(server.ports.http);
 		const missing = running.filter(s => s !== server && !outbound.includes(s.region)).map(s => s.region);
 		if (missing.length) return `${server.region} has no outbound gateway to ${missing.join(", ")}`;
+		// Streams and consumers can only be created once JetStream has elected its meta leader.
+		if (!(await jetStreamLeader(server.ports.http))) return `${server.region} sees no JetStream meta leader yet`;
 	}
 	return undefined;
+}
+
+async function jetStreamLeader(httpPort: number): Promise<string | undefined> {
+	try {
+		const res = await fetch(`http://127.0.0.1:${httpPort}/jsz`, { signal: AbortSignal.timeout(1000) });
+		if (!res.ok) return undefined;
+		const body = (await res.json()) as { meta_cluster?: { leader?: string } };
+		return body.meta_cluster?.leader || undefined;
+	} catch {
+		return undefined;
+	}
 }
 
 /** True once the server greets a client connection with its INFO line. */
