@@ -3,6 +3,7 @@ import type { HomeDirectory } from "./directory/home-directory.ts";
 import type { HomeEntry } from "./directory/entries.ts";
 import { RegionUnavailableError, RoutingLoopError, UserMovingError, UserNotFoundError, WrongRegionError } from "./errors.ts";
 import type { RegionLinks } from "./links.ts";
+import type { RegionHealth } from "./region-health.ts";
 
 /**
  * What an action or event declares to be home-routed: the path of the parameter naming the
@@ -32,6 +33,8 @@ export interface HomeRouterOptions {
 	region: string;
 	directory: HomeDirectory;
 	links: RegionLinks;
+	/** Reachability of the other regions: a forward to one that is down fails at once. */
+	health?: RegionHealth;
 	/** How long a write for a moving user waits for the move to finish before USER_MOVING. */
 	movingWaitMs?: number;
 	/** A forwarded call may take at most this many hops (first forward + one healed retry). */
@@ -70,7 +73,7 @@ const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
  * - inside the region, calls for one user stick to one node (Shard strategy on the same key).
  */
 export function HomeRouter(opts: HomeRouterOptions): Middleware {
-	const { region, directory, links } = opts;
+	const { region, directory, links, health } = opts;
 	const movingWaitMs = opts.movingWaitMs ?? 1000;
 	const maxHops = opts.maxHops ?? 2;
 	const specs = new Map<string, ParsedSpec | null>();
@@ -95,12 +98,13 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	async function forward(target: string, actionName: string, params: unknown, callOpts: CallingOptions, meta: Record<string, unknown>) {
 		count("edgehome.routing.forwards", { from: region, to: target });
 		try {
-			return await links.call(target, actionName, params, {
+			const call = links.call(target, actionName, params, {
 				meta,
 				timeout: callOpts.timeout ?? undefined,
 				requestID: callOpts.parentCtx?.requestID ?? callOpts.requestID,
 				headers: callOpts.headers
 			});
+			return await (health ? health.guard(target, call) : call);
 		} catch (err) {
 			const type = (err as { type?: string }).type;
 			if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND" || /waiting is timed out/i.test((err as Error).message))

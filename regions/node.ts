@@ -10,6 +10,7 @@ import { HomeDirectory } from "./directory/home-directory.ts";
 import { openSqliteDirectory } from "./directory/sqlite-store.ts";
 import type { DirectoryStore } from "./directory/store.ts";
 import { HomeRouter } from "./home-router.ts";
+import { RegionHealth } from "./region-health.ts";
 import { attachLinks, RegionLinks } from "./links.ts";
 import { loadRegions } from "./loader.ts";
 import type { RegionDefinition } from "./region.ts";
@@ -48,6 +49,7 @@ export interface RegionNode {
 	readonly stores: RegionStores;
 	readonly links: RegionLinks;
 	readonly directory: HomeDirectory;
+	readonly health: RegionHealth;
 	stop(): Promise<void>;
 }
 
@@ -100,17 +102,34 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		metrics: false,
 		middlewares: []
 	}));
+	let onRegionChange: (region: string, up: boolean, reason?: string) => void = () => undefined;
+	const health = new RegionHealth({
+		self: opts.region.id,
+		regions: regions.map(r => r.id),
+		links,
+		intervalMs: envInt(env, "EDGEHOME_REGION_PROBE_MS", 300, 50),
+		probeTimeoutMs: envInt(env, "EDGEHOME_REGION_PROBE_TIMEOUT_MS", 600, 50),
+		onChange: (region, state) => onRegionChange(region, state.status === "up", state.reason)
+	});
 	const broker = new ServiceBroker({
 		...base,
-		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links })]
+		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links, health })]
 	});
+	onRegionChange = (region, up, reason) => {
+		if (up) broker.logger.info(`region ${region} is reachable`);
+		else broker.logger.warn(`region ${region} is unreachable: ${reason ?? "unknown"}`);
+		if (broker.isMetricsEnabled()) broker.metrics.set("edgehome.region.reachable", up ? 1 : 0, { region });
+	};
+	if (broker.isMetricsEnabled())
+		broker.metrics.register({ type: "gauge", name: "edgehome.region.reachable", labelNames: ["region"], description: "1 while the region answers its probes" });
 	attachStores(broker, stores);
 	attachLinks(broker, links);
-	attachRegionRuntime(broker, { region: opts.region, regions, directory, links });
+	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health });
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);
 
 	const stop = async () => {
+		health.stop();
 		await broker.stop();
 		await links.stop();
 		await directory.stop();
@@ -120,9 +139,10 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	try {
 		await directory.start();
 		await broker.start();
+		health.start();
 	} catch (err) {
 		await stop().catch(() => undefined);
 		throw err;
 	}
-	return { region: opts.region, broker, stores, links, directory, stop };
+	return { region: opts.region, broker, stores, links, directory, health, stop };
 }

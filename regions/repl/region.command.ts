@@ -27,7 +27,7 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 				const registry = broker.namespace.endsWith(region.id) ? broker.registry : (await linksOf(broker).broker(region.id)).registry;
 				// A new link needs a moment to hear the region's nodes announce themselves.
 				if (registry !== broker.registry) await new Promise(r => setTimeout(r, 1000));
-				const nodes = registry.getNodeList({ onlyAvailable: true, withServices: true }).filter(n => !n.local);
+				const nodes = registry.getNodeList({ onlyAvailable: true, withServices: true }).filter(n => !n.local && n.metadata?.region === region.id);
 				if (!nodes.length) return print(`${region.id}: no node is reachable`);
 				for (const n of nodes)
 					print(`${region.id} ${n.id.padEnd(36)} services=${(n.services ?? []).map(s => String(s.name)).filter(s => !s.startsWith("$")).join(",")}`);

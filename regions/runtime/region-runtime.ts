@@ -2,6 +2,7 @@ import type { ServiceBroker } from "moleculer";
 import type { HomeDirectory } from "../directory/home-directory.ts";
 import type { RegionLinks } from "../links.ts";
 import type { RegionDefinition } from "../region.ts";
+import type { RegionHealth } from "../region-health.ts";
 
 /** What the region runtime hands to sv-region: the one service that knows about regions. */
 export interface RegionRuntime {
@@ -9,6 +10,7 @@ export interface RegionRuntime {
 	regions: RegionDefinition[];
 	directory: HomeDirectory;
 	links: RegionLinks;
+	health: RegionHealth;
 }
 
 const runtimes = new WeakMap<ServiceBroker, RegionRuntime>();

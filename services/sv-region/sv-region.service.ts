@@ -108,7 +108,16 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 		regions: {
 			params: { $$strict: true },
 			handler() {
-				return this.runtime.regions.map(r => ({ id: r.id, name: r.name, countries: r.countries, residency: r.residency }));
+				const { regions, health } = this.runtime;
+				return regions.map(r => ({ id: r.id, name: r.name, status: health.status(r.id), countries: r.countries, residency: r.residency }));
+			}
+		},
+
+		status: {
+			params: { $$strict: true },
+			handler() {
+				const { region, health } = this.runtime;
+				return { region: region.id, regions: health.all() };
 			}
 		},
 

@@ -6,7 +6,7 @@ import { runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
 import { IN_FLIGHT, latencies, READY_TIMEOUT_MS, round, startServer, table, THROUGHPUT_MS, throughput, WARMUP_MS, withCleanups } from "./measure.ts";
 import type { Call, Figures } from "./measure.ts";
-import { startRoutingNode } from "./routing-server.ts";
+import { startKvNode } from "../harness/kv-node.ts";
 
 /**
  * `npm run bench:routing`: what home routing costs. (a) the same remote action plain and with
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
 		const eu = cluster.urls["eu-central"]!;
 		await startServer(cleanups, SERVER_SCRIPT, ["cn-east", cn, bucket, namespacePrefix, "cn-east"], env);
 		await startServer(cleanups, SERVER_SCRIPT, ["eu-central", eu, bucket, namespacePrefix, "cn-east"], env);
-		const caller = await startRoutingNode({ region: "cn-east", natsUrl: cn, bucket, primary: "cn-east", namespacePrefix, blindIndexKey: key });
+		const caller = await startKvNode({ region: "cn-east", natsUrl: cn, bucket, primary: "cn-east", namespacePrefix, blindIndexKey: key });
 		cleanups.push(caller.stop);
 		const { broker, links, directory } = caller.node;
 		await broker.waitForServices("profile", READY_TIMEOUT_MS, 50);

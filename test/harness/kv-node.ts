@@ -1,0 +1,83 @@
+import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
+import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store.ts";
+import { DirectoryError } from "../../regions/directory/store.ts";
+import { findRegion, loadRegions } from "../../regions/loader.ts";
+import { startRegionNode } from "../../regions/node.ts";
+import type { RegionNode } from "../../regions/node.ts";
+import type { StoreSettings } from "../../regions/stores/index.ts";
+import type { AnyServiceSchema } from "../../services/index.ts";
+
+export interface KvNodeOptions {
+	region: string;
+	natsUrl: string;
+	/** The run's directory bucket, shared by every node. */
+	bucket: string;
+	/** The region holding the origin bucket; absent on a single NATS server (no mirrors). */
+	primary?: string;
+	namespacePrefix: string;
+	blindIndexKey: Buffer;
+	services?: string[];
+	schemas?: AnyServiceSchema[];
+	stores?: StoreSettings;
+	env?: Record<string, string>;
+}
+
+export interface KvNode {
+	node: RegionNode;
+	store: NatsKvDirectoryStore;
+	stop(): Promise<void>;
+}
+
+/** Opens the directory, waiting out a JetStream that is still electing its leader (bounded). */
+export async function openKvDirectory(opts: KvNodeOptions, waitMs = 15_000): Promise<NatsKvDirectoryStore> {
+	const deadline = Date.now() + waitMs;
+	for (;;) {
+		try {
+			return await openNatsKvDirectory({
+				servers: opts.natsUrl,
+				bucket: opts.bucket,
+				...(opts.primary ? { cluster: opts.region, primaryCluster: opts.primary } : {})
+			});
+		} catch (err) {
+			if (!(err instanceof DirectoryError && err.code === "DIRECTORY_UNAVAILABLE") || Date.now() > deadline) throw err;
+			await new Promise(r => setTimeout(r, 250));
+		}
+	}
+}
+
+/** A region node as in production: NATS transport, the NATS KV directory, sv-region; silent, no metrics or cache. */
+export async function startKvNode(opts: KvNodeOptions): Promise<KvNode> {
+	const regions = loadRegions();
+	const store = await openKvDirectory(opts);
+	try {
+		const node = await startRegionNode({
+			region: findRegion(regions, opts.region),
+			regions,
+			transport: "nats",
+			group: "test",
+			services: opts.services ?? ["sv-region"],
+			schemas: opts.schemas,
+			stores: opts.stores ?? { sql: "sqlite::memory:", keyPrefix: `${opts.region}:` },
+			directory: { store, blindIndexKey: opts.blindIndexKey },
+			env: {
+				EDGEHOME_NATS_URL: opts.natsUrl,
+				EDGEHOME_NAMESPACE_PREFIX: opts.namespacePrefix,
+				EDGEHOME_METRICS_PORT: "off",
+				EDGEHOME_CACHER: "off",
+				...opts.env
+			},
+			overrides: { logger: false }
+		});
+		return {
+			node,
+			store,
+			async stop() {
+				await node.stop();
+				await store.close();
+			}
+		};
+	} catch (err) {
+		await store.close();
+		throw err;
+	}
+}
