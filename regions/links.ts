@@ -8,31 +8,42 @@ import type { BrokerOptions, CallingOptions } from "moleculer";
  * any of its nodes would. Each link is created on first use, once.
  */
 export class RegionLinks {
-	private readonly links = new Map<string, Promise<ServiceBroker>>();
+	private readonly links = new Map<string, { broker: ServiceBroker; started: Promise<ServiceBroker> }>();
 	private readonly optionsFor: (regionId: string) => BrokerOptions;
 	private readonly discoveryTimeoutMs: number;
+	private readonly startTimeoutMs: number;
 
-	constructor(optionsFor: (regionId: string) => BrokerOptions, discoveryTimeoutMs = 2000) {
+	constructor(optionsFor: (regionId: string) => BrokerOptions, discoveryTimeoutMs = 2000, startTimeoutMs = 5000) {
 		this.optionsFor = optionsFor;
 		this.discoveryTimeoutMs = discoveryTimeoutMs;
+		this.startTimeoutMs = startTimeoutMs;
 	}
 
-	/** The started link broker for `regionId`. */
+	/** The started link broker for `regionId`; rejects (and forgets the link) if it cannot start in time. */
 	broker(regionId: string): Promise<ServiceBroker> {
-		let link = this.links.get(regionId);
-		if (!link) {
-			const broker = new ServiceBroker(this.optionsFor(regionId));
-			link = broker.start().then(
-				() => broker,
-				err => {
-					// Forget a failed link so the next call tries again instead of failing forever.
-					this.links.delete(regionId);
-					throw err;
-				}
-			);
-			this.links.set(regionId, link);
-		}
-		return link;
+		const existing = this.links.get(regionId);
+		if (existing) return existing.started;
+		const broker = new ServiceBroker(this.optionsFor(regionId));
+		let timer: NodeJS.Timeout | undefined;
+		// Moleculer retries a connection forever; a link that cannot connect must not hang its callers.
+		const timeout = new Promise<never>((_, reject) => {
+			timer = setTimeout(() => reject(new Error(`link to ${regionId} did not connect within ${this.startTimeoutMs} ms`)), this.startTimeoutMs);
+		});
+		const started = Promise.race([broker.start().then(() => broker), timeout]).then(
+			b => {
+				clearTimeout(timer);
+				return b;
+			},
+			async err => {
+				clearTimeout(timer);
+				// Forget a failed link so the next call tries again instead of failing forever.
+				if (this.links.get(regionId)?.broker === broker) this.links.delete(regionId);
+				await broker.stop().catch(() => undefined);
+				throw err;
+			}
+		);
+		this.links.set(regionId, { broker, started });
+		return started;
 	}
 
 	/** Calls `action` in `regionId`, waiting (bounded) for its service to be discovered on a new link. */
@@ -49,10 +60,11 @@ export class RegionLinks {
 		return [...this.links.keys()];
 	}
 
+	/** Stops every link, also one still trying to connect. */
 	async stop(): Promise<void> {
 		const links = [...this.links.values()];
 		this.links.clear();
-		await Promise.allSettled(links.map(async l => (await l).stop()));
+		await Promise.allSettled(links.map(l => l.broker.stop()));
 	}
 }
 

@@ -48,8 +48,9 @@ interface Server {
 class PortTakenError extends Error {}
 
 export async function startSupercluster(regionIds: string[], opts: SuperclusterOptions = {}): Promise<Supercluster> {
-	if (regionIds.length === 0 || new Set(regionIds).size !== regionIds.length)
-		throw new Error(`startSupercluster needs distinct region ids, got [${regionIds.join(", ")}]`);
+	// One server routed to itself never elects a JetStream leader: a supercluster needs two regions.
+	if (regionIds.length < 2 || new Set(regionIds).size !== regionIds.length)
+		throw new Error(`startSupercluster needs at least two distinct region ids, got [${regionIds.join(", ")}]`);
 	const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
 	// freePort() only says a port was free a moment ago; losing that race is retried with new ports.
 	for (let attempt = 1; ; attempt++) {
