@@ -41,3 +41,21 @@ export class DirectoryUnavailableError extends Errors.MoleculerError {
 		super(message, 503, "DIRECTORY_UNAVAILABLE", { retryAfter: 5 });
 	}
 }
+
+export class ResidencyViolationError extends Errors.MoleculerClientError {
+	constructor(userId: string, from: string, to: string) {
+		super(`user ${userId} is pinned to ${from}'s jurisdiction and cannot move to ${to}`, 403, "RESIDENCY_VIOLATION", { userId, from, to });
+	}
+}
+
+export class MoveInProgressError extends Errors.MoleculerClientError {
+	constructor(userId: string) {
+		super(`user ${userId} is already being moved`, 409, "MOVE_IN_PROGRESS", { userId });
+	}
+}
+
+export class MoveFailedError extends Errors.MoleculerError {
+	constructor(userId: string, step: string, cause: string) {
+		super(`moving user ${userId} failed at ${step} and was rolled back: ${cause}`, 500, "MOVE_FAILED", { userId, step });
+	}
+}

@@ -12,16 +12,6 @@ import type { RegionHealth } from "./region-health.ts";
  */
 export type HomeSpec = string | { param: string; readonly?: boolean };
 
-// Lets schemas declare `home:` on actions and events with type checking.
-declare module "../node_modules/moleculer/src/service.js" {
-	interface ActionSchema<TThis> {
-		home?: HomeSpec;
-	}
-	interface EventSchema {
-		home?: HomeSpec;
-	}
-}
-
 /** Routing facts carried in `ctx.meta.$home` from the caller's region to the home region. */
 export interface HomeMeta {
 	epoch: number;

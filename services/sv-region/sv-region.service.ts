@@ -6,6 +6,7 @@ import type { HomeEntry, IdentityEntry } from "../../regions/directory/entries.t
 import type { Identity } from "../../regions/directory/home-directory.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
 import { DirectoryUnavailableError, UserNotFoundError } from "../../regions/errors.ts";
+import { Mover } from "../../regions/rehoming.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 
@@ -21,6 +22,7 @@ const identity = {
 
 interface Vars {
 	runtime: RegionRuntime;
+	mover: Mover;
 }
 
 /** Directory failures in the words clients get: a taken identity is a conflict, an unreachable primary a 503. */
@@ -121,6 +123,27 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 			}
 		},
 
+		move: {
+			params: { $$strict: true, userId, to: { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ } },
+			// A move copies every participant's rows: allow it far longer than an ordinary call.
+			timeout: 120_000,
+			async handler(ctx: Context<{ userId: string; to: string }>) {
+				const { userId: id, to } = ctx.params;
+				if (!this.runtime.regions.some(r => r.id === to))
+					throw new Errors.MoleculerClientError(`unknown region "${to}"`, 422, "UNKNOWN_REGION", { region: to });
+				const record = await this.mover.move(id, to).catch(fromDirectory);
+				return { userId: id, moveId: record.moveId, from: record.from, to: record.to, epoch: record.from === record.to ? record.epoch : record.epoch + 1 };
+			}
+		},
+
+		moveStatus: {
+			params: { $$strict: true, userId },
+			async handler(ctx: Context<{ userId: string }>) {
+				const record = await this.mover.status(ctx.params.userId).catch(fromDirectory);
+				return record ? { state: "moving", ...record } : { userId: ctx.params.userId, state: "none" };
+			}
+		},
+
 		stats: {
 			params: { $$strict: true },
 			handler() {
@@ -137,6 +160,27 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 
 	created() {
 		this.runtime = regionRuntimeOf(this.broker);
+		const { region, regions, directory, links } = this.runtime;
+		const counted = this.broker.isMetricsEnabled();
+		if (counted) this.broker.metrics.register({ type: "counter", name: "edgehome.moves", labelNames: ["outcome"], description: "User moves by outcome" });
+		this.mover = new Mover({
+			broker: this.broker,
+			region,
+			regions,
+			directory,
+			links,
+			onOutcome: outcome => {
+				if (counted) this.broker.metrics.increment("edgehome.moves", { outcome });
+			}
+		});
+	},
+
+	started() {
+		this.mover.startRecovery();
+	},
+
+	stopped() {
+		this.mover.stopRecovery();
 	}
 };
 

@@ -1,0 +1,13 @@
+import type { HomeSpec } from "./home-router.ts";
+
+// What our schemas declare beyond Moleculer's typings: `home:` (home routing) and the per-action
+// `timeout` that Moleculer's timeout middleware honours but its typings omit.
+declare module "../node_modules/moleculer/src/service.js" {
+	interface ActionSchema<TThis> {
+		home?: HomeSpec;
+		timeout?: number;
+	}
+	interface EventSchema {
+		home?: HomeSpec;
+	}
+}
