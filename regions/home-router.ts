@@ -19,6 +19,17 @@ export interface HomeMeta {
 	hops: number;
 }
 
+/** What a node's router did, for `region stats` (and the Prometheus counters when metrics are on). */
+export interface RoutingStats {
+	local: number;
+	forwards: Record<string, number>;
+	heals: number;
+}
+
+export function newRoutingStats(): RoutingStats {
+	return { local: 0, forwards: {}, heals: 0 };
+}
+
 export interface HomeRouterOptions {
 	region: string;
 	directory: HomeDirectory;
@@ -29,6 +40,7 @@ export interface HomeRouterOptions {
 	movingWaitMs?: number;
 	/** A forwarded call may take at most this many hops (first forward + one healed retry). */
 	maxHops?: number;
+	stats?: RoutingStats;
 }
 
 interface ParsedSpec {
@@ -66,6 +78,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	const { region, directory, links, health } = opts;
 	const movingWaitMs = opts.movingWaitMs ?? 1000;
 	const maxHops = opts.maxHops ?? 2;
+	const stats = opts.stats ?? newRoutingStats();
 	const specs = new Map<string, ParsedSpec | null>();
 	let broker: ServiceBroker;
 
@@ -86,6 +99,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	}
 
 	async function forward(target: string, actionName: string, params: unknown, callOpts: CallingOptions, meta: Record<string, unknown>) {
+		stats.forwards[target] = (stats.forwards[target] ?? 0) + 1;
 		count("edgehome.routing.forwards", { from: region, to: target });
 		try {
 			const call = links.call(target, actionName, params, {
@@ -114,11 +128,15 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			if (!home) throw new UserNotFoundError(userId);
 			const $home: HomeMeta = { epoch: home.epoch, originRegion: region, hops: home.region === region ? 0 : attempt };
 			try {
-				if (home.region === region) return await next(actionName, params, { ...o, meta: { ...o.meta, $home } });
+				if (home.region === region) {
+					stats.local++;
+					return await next(actionName, params, { ...o, meta: { ...o.meta, $home } });
+				}
 				return await forward(home.region, actionName, params, o, { ...baseMeta, $home });
 			} catch (err) {
 				if ((err as { type?: string }).type !== "WRONG_REGION" || attempt >= 2) throw err;
 				// Our view was stale: re-read the directory and try once more (Orleans' cache invalidation).
+				stats.heals++;
 				count("edgehome.routing.heals", { region });
 				home = await directory.refresh(userId);
 			}

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { HomeDirectory } from "./directory/home-directory.ts";
 import { openSqliteDirectory } from "./directory/sqlite-store.ts";
 import type { DirectoryStore } from "./directory/store.ts";
-import { HomeRouter } from "./home-router.ts";
+import { HomeRouter, newRoutingStats } from "./home-router.ts";
 import { RegionHealth } from "./region-health.ts";
 import { attachLinks, RegionLinks } from "./links.ts";
 import { loadRegions } from "./loader.ts";
@@ -111,24 +111,40 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		probeTimeoutMs: envInt(env, "EDGEHOME_REGION_PROBE_TIMEOUT_MS", 600, 50),
 		onChange: (region, state) => onRegionChange(region, state.status === "up", state.reason)
 	});
+	const routing = newRoutingStats();
 	const broker = new ServiceBroker({
 		...base,
-		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links, health })]
+		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links, health, stats: routing })]
 	});
 	onRegionChange = (region, up, reason) => {
 		if (up) broker.logger.info(`region ${region} is reachable`);
 		else broker.logger.warn(`region ${region} is unreachable: ${reason ?? "unknown"}`);
 		if (broker.isMetricsEnabled()) broker.metrics.set("edgehome.region.reachable", up ? 1 : 0, { region });
 	};
-	if (broker.isMetricsEnabled())
+	let directoryGauges: NodeJS.Timeout | undefined;
+	if (broker.isMetricsEnabled()) {
 		broker.metrics.register({ type: "gauge", name: "edgehome.region.reachable", labelNames: ["region"], description: "1 while the region answers its probes" });
+		const gauges = {
+			"edgehome.directory.lookups": () => directory.lookups,
+			"edgehome.directory.cache.hits": () => directory.cache.hits,
+			"edgehome.directory.cache.misses": () => directory.cache.misses,
+			"edgehome.directory.cache.size": () => directory.cache.size
+		};
+		for (const name of Object.keys(gauges)) broker.metrics.register({ type: "gauge", name, description: "home lookups of this node's directory client" });
+		// The cache counts in plain fields on the hot path; the gauges copy them now and then.
+		directoryGauges = setInterval(() => {
+			for (const [name, read] of Object.entries(gauges)) broker.metrics.set(name, read());
+		}, 2000);
+		directoryGauges.unref();
+	}
 	attachStores(broker, stores);
 	attachLinks(broker, links);
-	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health });
+	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health, routing });
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);
 
 	const stop = async () => {
+		clearInterval(directoryGauges);
 		health.stop();
 		await broker.stop();
 		await links.stop();

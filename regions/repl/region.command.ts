@@ -1,4 +1,6 @@
 import type { ServiceBroker } from "moleculer";
+import { IDENTITY_KINDS, isUserId } from "../directory/entries.ts";
+import type { IdentityKind } from "../directory/entries.ts";
 import { linksOf } from "../links.ts";
 import type { ReplContext } from "./index.ts";
 
@@ -7,9 +9,61 @@ export interface Subcommand {
 	run(broker: ServiceBroker, args: string[]): Promise<void>;
 }
 
+/** `which` takes a user id, or `<kind>:<value>` for an identity (`email:ann@example.com`). */
+async function userIdOf(broker: ServiceBroker, arg: string): Promise<string> {
+	const candidate: unknown = arg;
+	if (isUserId(candidate)) return candidate;
+	const colon = arg.indexOf(":");
+	const kind = arg.slice(0, colon) as IdentityKind;
+	if (colon < 1 || !IDENTITY_KINDS.includes(kind)) throw new Error(`give a user id or ${IDENTITY_KINDS.join("|")}:<value>`);
+	const { userId } = await broker.call<{ userId: string }, unknown>("sv-region.resolve", { kind, value: arg.slice(colon + 1) });
+	return userId;
+}
+
+const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
+
 /** `region …` sub-commands, by name. */
 export function regionSubcommands({ regions, print }: ReplContext): Record<string, Subcommand> {
 	return {
+		which: {
+			usage: "region which <userId|kind:value>",
+			async run(broker, [arg]) {
+				if (!arg) return print("usage: region which <userId|kind:value>");
+				const userId = await userIdOf(broker, arg);
+				const home = await broker.call<{ region: string; epoch: number; state: string; pinned: boolean }, unknown>("sv-region.lookup", { userId });
+				print(`${userId} home=${home.region} epoch=${home.epoch} state=${home.state}${home.pinned ? " pinned" : ""}`);
+			}
+		},
+		status: {
+			usage: "region status",
+			async run(broker) {
+				const res = await broker.call<{ region: string; regions: Record<string, { status: string; since: number; reason?: string }> }, unknown>("sv-region.status", {});
+				for (const [id, s] of Object.entries(res.regions))
+					print(`${id.padEnd(12)} ${s.status.padEnd(8)} since ${new Date(s.since).toISOString()}${s.reason ? ` (${s.reason})` : ""}${id === res.region ? " (answering node's region)" : ""}`);
+			}
+		},
+		move: {
+			usage: "region move <userId> <regionId>",
+			async run(broker, [userId, to]) {
+				if (!userId || !to) return print("usage: region move <userId> <regionId>");
+				print(`moving ${userId} to ${to} …`);
+				const res = await broker.call<{ from: string; to: string; epoch: number; moveId: string }, unknown>("sv-region.move", { userId, to }, { timeout: 120_000 });
+				print(`moved ${userId} from ${res.from} to ${res.to}, epoch ${res.epoch} (move ${res.moveId})`);
+			}
+		},
+		stats: {
+			usage: "region stats",
+			async run(broker) {
+				const census = await broker.call<{ users: Record<string, number>; total: number; complete: boolean }, unknown>("sv-region.census", {}, { timeout: 120_000 });
+				print(`users: ${Object.entries(census.users).map(([r, n]) => `${r}=${n}`).join(" ")} total=${census.total}${census.complete ? "" : "+"}`);
+				const endpoints = broker.registry.getActionEndpoints("sv-region.stats")?.endpoints ?? [];
+				for (const ep of endpoints) {
+					const s = await broker.call<{ nodeID: string; lookups: number; cache: { size: number; hitRate: number }; routing: { local: number; forwards: Record<string, number>; heals: number } }, unknown>("sv-region.stats", {}, { nodeID: ep.id });
+					const forwards = Object.entries(s.routing.forwards).map(([r, n]) => `${r}=${n}`).join(" ") || "none";
+					print(`${s.nodeID.padEnd(30)} lookups=${s.lookups} cache=${s.cache.size} hit=${pct(s.cache.hitRate)} local=${s.routing.local} forwards: ${forwards} heals=${s.routing.heals}`);
+				}
+			}
+		},
 		list: {
 			usage: "region list",
 			async run(broker) {
@@ -30,7 +84,7 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 				const nodes = registry.getNodeList({ onlyAvailable: true, withServices: true }).filter(n => !n.local && n.metadata?.region === region.id);
 				if (!nodes.length) return print(`${region.id}: no node is reachable`);
 				for (const n of nodes)
-					print(`${region.id} ${n.id.padEnd(36)} services=${(n.services ?? []).map(s => String(s.name)).filter(s => !s.startsWith("$")).join(",")}`);
+					print(`${region.id} ${n.id.padEnd(36)} services=${(n.services ?? []).map(s => String(s.name)).filter(s => !s.startsWith("$")).sort().join(",")}`);
 			}
 		}
 	};

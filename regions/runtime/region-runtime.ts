@@ -1,5 +1,6 @@
 import type { ServiceBroker } from "moleculer";
 import type { HomeDirectory } from "../directory/home-directory.ts";
+import type { RoutingStats } from "../home-router.ts";
 import type { RegionLinks } from "../links.ts";
 import type { RegionDefinition } from "../region.ts";
 import type { RegionHealth } from "../region-health.ts";
@@ -11,6 +12,7 @@ export interface RegionRuntime {
 	directory: HomeDirectory;
 	links: RegionLinks;
 	health: RegionHealth;
+	routing: RoutingStats;
 }
 
 const runtimes = new WeakMap<ServiceBroker, RegionRuntime>();

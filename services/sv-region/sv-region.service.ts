@@ -1,7 +1,7 @@
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { assignRegion } from "../../regions/assignment.ts";
-import { IDENTITY_KINDS, identityKey, isUserId, newUserId, userKey } from "../../regions/directory/entries.ts";
+import { IDENTITY_KINDS, identityKey, isUserId, newUserId, USER_PREFIX, userKey } from "../../regions/directory/entries.ts";
 import type { HomeEntry, IdentityEntry } from "../../regions/directory/entries.ts";
 import type { Identity } from "../../regions/directory/home-directory.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
@@ -11,6 +11,8 @@ import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;
+/** Most user entries one census reads. */
+export const MAX_CENSUS = 10_000_000;
 
 const userId = { type: "string", pattern: /^[0-9a-z]{26}$/, messages: { stringPattern: "userId must be a 26-character user id" } } as const;
 const country = { type: "string", pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
@@ -147,13 +149,33 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 		stats: {
 			params: { $$strict: true },
 			handler() {
-				const { directory, region } = this.runtime;
+				const { directory, region, routing } = this.runtime;
 				const { cache } = directory;
 				return {
 					region: region.id,
+					nodeID: this.broker.nodeID,
 					lookups: directory.lookups,
-					cache: { size: cache.size, max: cache.max, hits: cache.hits, misses: cache.misses, hitRate: cache.hitRate() }
+					cache: { size: cache.size, max: cache.max, hits: cache.hits, misses: cache.misses, hitRate: cache.hitRate() },
+					routing
 				};
+			}
+		},
+
+		census: {
+			params: { $$strict: true, limit: { type: "number", integer: true, min: 1, max: MAX_CENSUS, default: MAX_CENSUS, convert: true } },
+			// Reads the whole directory in pages: an ops command, allowed to take its time.
+			timeout: 120_000,
+			async handler(ctx: Context<{ limit: number }>) {
+				const users: Record<string, number> = Object.fromEntries(this.runtime.regions.map(r => [r.id, 0]));
+				let counted = 0;
+				for (let after = 0; counted < ctx.params.limit; ) {
+					const page = await this.runtime.directory.store.list<HomeEntry>(USER_PREFIX, { afterRevision: after, limit: 1000 }).catch(fromDirectory);
+					for (const e of page.entries) users[e.value.region] = (users[e.value.region] ?? 0) + 1;
+					counted += page.entries.length;
+					if (page.next === null) return { users, total: counted, complete: true };
+					after = page.next;
+				}
+				return { users, total: counted, complete: false };
 			}
 		}
 	},

@@ -1,7 +1,10 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
+import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
 import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
@@ -10,6 +13,9 @@ import { REAL, runId } from "../../harness/real-servers.ts";
 const run = runId();
 const env = { ...process.env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-`, EDGEHOME_NATS_URL: REAL.nats, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" };
 let euNode: RegionNode;
+let cnNode: RegionNode;
+let store: DirectoryStore;
+let userId: string;
 let repl: ChildProcess;
 let output = "";
 
@@ -22,14 +28,22 @@ async function until(pattern: RegExp, ms = 10_000): Promise<void> {
 }
 
 beforeAll(async () => {
-	euNode = await startRegionNode({
-		region: loadRegions().find(r => r.id === "eu-central")!,
-		transport: "nats",
-		services: ["sv-config"],
-		stores: { sql: "sqlite::memory:", keyPrefix: "repl:" },
-		env,
-		overrides: { logger: false }
-	});
+	// Both regions' nodes share one directory, as every region shares the global one.
+	store = await openSqliteDirectory(":memory:");
+	const directory = { store, blindIndexKey: randomBytes(32) };
+	const start = (id: string, services: string[]) =>
+		startRegionNode({
+			region: loadRegions().find(r => r.id === id)!,
+			transport: "nats",
+			services,
+			stores: { sql: "sqlite::memory:", keyPrefix: `repl-${id}:` },
+			directory,
+			env,
+			overrides: { logger: false }
+		});
+	euNode = await start("eu-central", ["sv-config", "sv-region"]);
+	cnNode = await start("cn-east", ["sv-region"]);
+	userId = (await cnNode.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "repl-ann" }], country: "KR" })).userId;
 	repl = spawn(process.execPath, ["regions/launch/repl.ts", "--region", "cn-east"], { env, stdio: ["pipe", "pipe", "pipe"] });
 	repl.stdout!.on("data", d => (output += d));
 	repl.stderr!.on("data", d => (output += d));
@@ -38,7 +52,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	repl?.kill("SIGKILL");
+	await cnNode?.stop();
 	await euNode?.stop();
+	await store?.close();
 });
 
 describe("npm run repl", () => {
@@ -50,12 +66,40 @@ describe("npm run repl", () => {
 
 	it("reaches another region's nodes through a link", async () => {
 		repl.stdin!.write("region nodes eu-central\n");
-		await until(new RegExp(`eu-central ${euNode.broker.nodeID}\\s+services=sv-config`));
+		await until(new RegExp(`eu-central ${euNode.broker.nodeID}\\s+services=sv-config,sv-region`));
+	});
+
+	it("tells where a user lives, by id or by identity", async () => {
+		repl.stdin!.write(`region which ${userId}\n`);
+		await until(new RegExp(`${userId} home=cn-east epoch=1 state=active`));
+		output = "";
+		repl.stdin!.write("region which username:repl-ann\n");
+		await until(new RegExp(`${userId} home=cn-east epoch=1`));
+		repl.stdin!.write("region which email:nobody@example.com\n");
+		await until(/error: no user has this email/);
+	});
+
+	it("shows every region's reachability", async () => {
+		repl.stdin!.write("region status\n");
+		await until(/eu-central\s+up\s+since/);
+		expect(output).toMatch(/cn-east\s+up\s+since .*\(answering node's region\)/);
+	});
+
+	it("moves a user and reports the new epoch", async () => {
+		repl.stdin!.write(`region move ${userId} eu-central\n`);
+		await until(new RegExp(`moved ${userId} from cn-east to eu-central, epoch 2`));
+		expect(await cnNode.broker.call("sv-region.lookup", { userId })).toMatchObject({ region: "eu-central", epoch: 2 });
+	});
+
+	it("counts users per region and shows each node's cache and routing", async () => {
+		repl.stdin!.write("region stats\n");
+		await until(/users: .*eu-central=1.* total=1/);
+		await until(new RegExp(`${cnNode.broker.nodeID}\\s+lookups=\\d+ cache=\\d+ hit=[\\d.]+% local=\\d+ forwards: `));
 	});
 
 	it("explains an unknown sub-command instead of failing", async () => {
 		repl.stdin!.write("region teleport\n");
-		await until(/unknown sub-command "teleport"; try: region list/);
+		await until(/unknown sub-command "teleport"; try: region which .* region list/);
 	});
 
 	it("quits cleanly", async () => {
