@@ -7,10 +7,14 @@ import type { Identity } from "../../regions/directory/home-directory.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
 import { DirectoryUnavailableError, UserNotFoundError } from "../../regions/errors.ts";
 import { Mover } from "../../regions/rehoming.ts";
+import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;
+export const MAX_PAGE_SIZE = 100;
+/** Most directory entries one `users` page reads before it answers with what it found. */
+const SCAN_BUDGET = 10_000;
 /** Most user entries one census reads. */
 export const MAX_CENSUS = 10_000_000;
 
@@ -161,6 +165,36 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 			}
 		},
 
+		users: {
+			params: {
+				$$strict: true,
+				region: { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ },
+				after: { type: "number", integer: true, min: 0, default: 0, convert: true },
+				limit: { type: "number", integer: true, min: 1, max: MAX_PAGE_SIZE, default: 20, convert: true }
+			},
+			/**
+			 * Users homed in `region`, a page at a time in directory order. The directory is keyed by
+			 * user, so a page reads entries until it has `limit` matches or has read SCAN_BUDGET of
+			 * them; `next` resumes either way, `null` at the end.
+			 */
+			async handler(ctx: Context<{ region: string; after: number; limit: number }>) {
+				const { region, limit } = ctx.params;
+				const items: { userId: string; epoch: number; state: string; pinned: boolean }[] = [];
+				let after = ctx.params.after;
+				for (let read = 0; items.length < limit && read < SCAN_BUDGET; ) {
+					const page = await this.runtime.directory.store.list<HomeEntry>(USER_PREFIX, { afterRevision: after, limit: 1000 }).catch(fromDirectory);
+					for (const e of page.entries) {
+						read++;
+						after = e.revision;
+						if (e.value.region === region) items.push({ userId: e.key.slice(USER_PREFIX.length), epoch: e.value.epoch, state: e.value.state, pinned: e.value.pinned });
+						if (items.length === limit) break;
+					}
+					if (page.next === null && items.length < limit) return { items, next: null };
+				}
+				return { items, next: after };
+			}
+		},
+
 		census: {
 			params: { $$strict: true, limit: { type: "number", integer: true, min: 1, max: MAX_CENSUS, default: MAX_CENSUS, convert: true } },
 			// Reads the whole directory in pages: an ops command, allowed to take its time.
@@ -191,6 +225,8 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 			regions,
 			directory,
 			links,
+			// How long a move waits after marking the user moving; tests stretch it to crash a mover mid-move.
+			settleMs: envInt(process.env, "EDGEHOME_MOVE_SETTLE_MS", 500, 0, 600_000),
 			onOutcome: outcome => {
 				if (counted) this.broker.metrics.increment("edgehome.moves", { outcome });
 			}

@@ -88,6 +88,26 @@ describe("sv-region", () => {
 		await expect(call("resolve", { kind: "username", value: "ann" })).resolves.toHaveProperty("userId");
 	});
 
+	it("lists the users of one region a page at a time", async () => {
+		const mine: string[] = [];
+		for (let i = 0; i < 5; i++) mine.push((await call("register", { identities: [{ kind: "username", value: `kr-${i}` }], country: "KR" })).userId);
+		await call("register", { identities: [{ kind: "username", value: "sg-between" }], country: "SG" });
+		const seen: string[] = [];
+		let after = 0;
+		for (let pages = 0; pages < 10; pages++) {
+			const page = await call("users", { region: "cn-east", after, limit: 2 });
+			expect(page.items.length).toBeLessThanOrEqual(2);
+			expect(page.items.every((u: { userId: string }) => !seen.includes(u.userId))).toBe(true);
+			seen.push(...page.items.map((u: { userId: string }) => u.userId));
+			if (page.next === null) break;
+			after = page.next;
+		}
+		expect(seen).toEqual(expect.arrayContaining(mine));
+		const cnEast = (await call("census", {})).users["cn-east"];
+		expect(seen).toHaveLength(cnEast);
+		await expect(call("users", { region: "cn-east", limit: 101 })).rejects.toMatchObject({ code: 422 });
+	});
+
 	it("answers the region registry and its cache statistics", async () => {
 		expect((await call("regions", {})).map((r: { id: string }) => r.id).sort()).toEqual(["ap-south", "cn-east", "eu-central"]);
 		const stats = await call("stats", {});
