@@ -145,6 +145,8 @@ export class Mover {
 
 	private async flip(record: MoveRecord): Promise<void> {
 		const entry = await this.opts.directory.entry(record.userId);
+		// A mover that died between the flip and its journal write left "copied": the flip is done.
+		if (entry?.value.region === record.to && entry.value.epoch === record.epoch + 1) return;
 		if (!entry || entry.value.region !== record.from || entry.value.epoch !== record.epoch)
 			throw new Error("the directory entry changed during the move");
 		await this.store.update(userKey(record.userId), { ...entry.value, region: record.to, epoch: record.epoch + 1, state: "active" } satisfies HomeEntry, entry.revision);
