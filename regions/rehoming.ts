@@ -5,7 +5,7 @@ import type { HomeEntry } from "./directory/entries.ts";
 import type { HomeDirectory } from "./directory/home-directory.ts";
 import { DirectoryError } from "./directory/store.ts";
 import type { DirectoryEntry } from "./directory/store.ts";
-import { MoveFailedError, MoveInProgressError, ResidencyViolationError, UserNotFoundError } from "./errors.ts";
+import { MoveFailedError, MoveInProgressError, RegionUnavailableError, ResidencyViolationError, UserNotFoundError } from "./errors.ts";
 import type { RegionLinks } from "./links.ts";
 import type { RegionDefinition } from "./region.ts";
 
@@ -22,6 +22,8 @@ export interface MoveRecord {
 	step: "moving" | "copied" | "flipped";
 	/** The user's epoch before the move; the new home gets epoch + 1. */
 	epoch: number;
+	/** Services holding the user's rows, fixed when the move starts: copy and delete use the same list. */
+	participants: string[];
 	owner: string;
 	heartbeat: number;
 	startedAt: number;
@@ -45,8 +47,57 @@ export interface MoverOptions {
 export const moveKey = (userId: string) => `move.${userId}`;
 const MOVE_PREFIX = "move.";
 
-interface Participant {
-	name: string;
+/**
+ * This mover's hold on a journal: every write is compare-and-set on the revision it last wrote,
+ * and a heartbeat keeps it fresh during long steps. A refused write means another node took the
+ * move over; from then on this mover touches nothing.
+ */
+class JournalLease {
+	record: MoveRecord;
+	private revision: number;
+	private readonly store: HomeDirectory["store"];
+	private chain: Promise<unknown> = Promise.resolve();
+	private timer: NodeJS.Timeout | undefined;
+	lost = false;
+
+	constructor(store: HomeDirectory["store"], entry: DirectoryEntry<MoveRecord>, heartbeatMs: number) {
+		this.store = store;
+		this.record = entry.value;
+		this.revision = entry.revision;
+		this.timer = setInterval(() => void this.write({}).catch(() => undefined), heartbeatMs);
+		this.timer.unref();
+	}
+
+	/** Writes the journal (with a fresh heartbeat); rejects once the lease is lost. */
+	write(patch: Partial<MoveRecord>): Promise<void> {
+		const next = this.chain.then(async () => {
+			if (this.lost) throw new Error("another node took the move over");
+			const record = { ...this.record, ...patch, heartbeat: Date.now() };
+			try {
+				this.revision = await this.store.update(moveKey(record.userId), record, this.revision);
+				this.record = record;
+			} catch (err) {
+				if (err instanceof DirectoryError && err.code === "REVISION_MISMATCH") this.lost = true;
+				throw err;
+			}
+		});
+		this.chain = next.catch(() => undefined);
+		return next;
+	}
+
+	check(): void {
+		if (this.lost) throw new Error("another node took the move over");
+	}
+
+	async end(): Promise<void> {
+		this.stop();
+		await this.chain;
+		if (!this.lost) await this.store.delete(moveKey(this.record.userId), this.revision);
+	}
+
+	stop(): void {
+		clearInterval(this.timer);
+	}
 }
 
 /**
@@ -75,11 +126,12 @@ export class Mover {
 		if (!entry) throw new UserNotFoundError(userId);
 		const from = regions.find(r => r.id === entry.value.region)!;
 		if (entry.value.state === "moving") throw new MoveInProgressError(userId);
-		if (from.id === to) return this.journal(userId, from.id, to, entry.value.epoch, "flipped");
+		if (from.id === to) return this.journal(userId, from.id, to, entry.value.epoch, "flipped", []);
 		// A pinned user stays within its jurisdiction: regions that pin at least one of the same countries.
 		if (entry.value.pinned && !target.residency.some(c => from.residency.includes(c))) throw new ResidencyViolationError(userId, from.id, to);
 
-		const record = this.journal(userId, from.id, to, entry.value.epoch, "moving");
+		const participants = await this.participants(from.id, to);
+		const record = this.journal(userId, from.id, to, entry.value.epoch, "moving", participants);
 		let recordRevision: number;
 		try {
 			recordRevision = await this.store.create(moveKey(userId), record);
@@ -99,47 +151,52 @@ export class Mover {
 
 	/** Runs a journalled move from wherever it stands to its end. */
 	private async drive(current: DirectoryEntry<MoveRecord>): Promise<MoveRecord> {
-		let record = current.value;
-		let revision = current.revision;
-		const step = async (next: MoveRecord["step"]) => {
-			record = { ...record, step: next, heartbeat: Date.now(), owner: this.opts.broker.nodeID };
-			// Compare-and-set: a mover that lost its journal to another node stops here.
-			revision = await this.store.update(moveKey(record.userId), record, revision);
-		};
+		const lease = new JournalLease(this.store, current, Math.max(50, Math.floor(this.opts.staleMs / 3)));
+		let flipped = current.value.step === "flipped";
 		try {
-			if (record.step === "moving") {
+			if (lease.record.step === "moving") {
 				await sleep(this.opts.settleMs);
-				await this.copy(record);
-				await step("copied");
+				lease.check();
+				await this.copy(lease);
+				await lease.write({ step: "copied" });
 			}
-			if (record.step === "copied") {
-				await this.flip(record);
-				await step("flipped");
+			if (lease.record.step === "copied") {
+				lease.check();
+				await this.flip(lease.record);
+				flipped = true;
+				await lease.write({ step: "flipped" });
 			}
 		} catch (err) {
-			const failedAt = record.step;
-			await this.rollBack(record, revision);
-			this.opts.onOutcome?.("rolled-back", record);
-			throw new MoveFailedError(record.userId, failedAt, (err as Error).message);
+			const failedAt = lease.record.step;
+			// Lost the journal: its new owner finishes or undoes the move. Flipped: only finishing is left, and recovery does it.
+			if (!lease.lost && !flipped) {
+				await this.rollBack(lease);
+				this.opts.onOutcome?.("rolled-back", lease.record);
+				throw new MoveFailedError(lease.record.userId, failedAt, (err as Error).message);
+			}
+			lease.stop();
+			throw new MoveFailedError(lease.record.userId, failedAt, `${(err as Error).message}; left to the recovery sweep`);
 		}
-		for (const p of await this.participants(record.from)) await this.callIn(record.from, `${p.name}.move.delete`, { userId: record.userId });
-		await this.store.delete(moveKey(record.userId), revision);
-		this.opts.onOutcome?.(current.value.step === "moving" ? "moved" : "finished", record);
-		return record;
+		const { userId, from, participants } = lease.record;
+		for (const name of participants) await this.callIn(from, `${name}.move.delete`, { userId });
+		await lease.end();
+		this.opts.onOutcome?.(current.value.step === "moving" ? "moved" : "finished", lease.record);
+		return lease.record;
 	}
 
 	/** Copies every participant's rows, and checks both homes hold the same count afterwards. */
-	private async copy(record: MoveRecord): Promise<void> {
-		const { userId, from, to } = record;
-		for (const p of await this.participants(from)) {
-			const rows = await this.callIn<unknown[]>(from, `${p.name}.move.export`, { userId });
-			await this.callIn(to, `${p.name}.move.import`, { userId, rows });
+	private async copy(lease: JournalLease): Promise<void> {
+		const { userId, from, to, participants } = lease.record;
+		for (const name of participants) {
+			lease.check();
+			const rows = await this.callIn<unknown[]>(from, `${name}.move.export`, { userId });
+			await this.callIn(to, `${name}.move.import`, { userId, rows });
 			const [there, here] = await Promise.all([
-				this.callIn<number>(to, `${p.name}.move.count`, { userId }),
-				this.callIn<number>(from, `${p.name}.move.count`, { userId })
+				this.callIn<number>(to, `${name}.move.count`, { userId }),
+				this.callIn<number>(from, `${name}.move.count`, { userId })
 			]);
 			if (there !== rows.length || here !== rows.length)
-				throw new Error(`${p.name}: ${rows.length} rows exported, ${here} now in ${from}, ${there} imported into ${to}`);
+				throw new Error(`${name}: ${rows.length} rows exported, ${here} now in ${from}, ${there} imported into ${to}`);
 		}
 	}
 
@@ -153,21 +210,35 @@ export class Mover {
 	}
 
 	/** Undoes a move that has not flipped: imported rows removed, the user active in its old home. */
-	private async rollBack(record: MoveRecord, revision: number): Promise<void> {
-		const entry = await this.opts.directory.entry(record.userId);
-		if (entry?.value.region === record.to) return; // it flipped after all; the caller finishes it
-		for (const p of await this.participants(record.to)) await this.callIn(record.to, `${p.name}.move.delete`, { userId: record.userId });
-		if (entry && entry.value.state === "moving") await this.store.update(userKey(record.userId), { ...entry.value, state: "active" } satisfies HomeEntry, entry.revision);
-		await this.store.delete(moveKey(record.userId), revision).catch(() => undefined);
+	private async rollBack(lease: JournalLease): Promise<void> {
+		// Confirm the journal is still ours before touching anything: only its owner flips or undoes.
+		await lease.write({});
+		const { userId, to, from, participants } = lease.record;
+		for (const name of participants) await this.callIn(to, `${name}.move.delete`, { userId });
+		const entry = await this.opts.directory.entry(userId);
+		if (entry && entry.value.state === "moving" && entry.value.region === from)
+			await this.store.update(userKey(userId), { ...entry.value, state: "active" } satisfies HomeEntry, entry.revision);
+		await lease.end();
 	}
 
-	/** Services that hold per-user data in `region`, as that region's registry lists them. */
-	private async participants(region: string): Promise<Participant[]> {
-		const registry = region === this.opts.region.id ? this.opts.broker.registry : (await this.opts.links.broker(region)).registry;
-		const names = new Set<string>();
-		for (const s of registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string; metadata?: { moveParticipant?: boolean } }[])
-			if (s.metadata?.moveParticipant) names.add(s.name);
-		return [...names].sort().map(name => ({ name }));
+	/**
+	 * Services holding per-user data in `from`, as that region's registry lists them; each must
+	 * also run in `to`. Fails rather than move with nothing copied while `from`'s nodes are unknown.
+	 */
+	private async participants(from: string, to: string): Promise<string[]> {
+		const listed = async (region: string) => {
+			const registry = region === this.opts.region.id ? this.opts.broker.registry : (await this.opts.links.broker(region)).registry;
+			const nodes = registry.getNodeList({ onlyAvailable: true, withServices: false }).filter(n => n.metadata?.region === region);
+			if (nodes.length === 0) throw new RegionUnavailableError(region, 5, "none of its nodes is known yet");
+			const names = new Set<string>();
+			for (const s of registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string; metadata?: { moveParticipant?: boolean } }[])
+				if (s.metadata?.moveParticipant) names.add(s.name);
+			return names;
+		};
+		const [source, target] = await Promise.all([listed(from), listed(to)]);
+		const missing = [...source].filter(n => !target.has(n));
+		if (missing.length) throw new RegionUnavailableError(to, 5, `${missing.join(", ")} not running there`);
+		return [...source].sort();
 	}
 
 	private callIn<T>(region: string, action: string, params: unknown): Promise<T> {
@@ -175,9 +246,9 @@ export class Mover {
 		return this.opts.links.call<T>(region, action, params);
 	}
 
-	private journal(userId: string, from: string, to: string, epoch: number, step: MoveRecord["step"]): MoveRecord {
+	private journal(userId: string, from: string, to: string, epoch: number, step: MoveRecord["step"], participants: string[]): MoveRecord {
 		const now = Date.now();
-		return { moveId: randomUUID(), userId, from, to, step, epoch, owner: this.opts.broker.nodeID, heartbeat: now, startedAt: now };
+		return { moveId: randomUUID(), userId, from, to, step, epoch, participants, owner: this.opts.broker.nodeID, heartbeat: now, startedAt: now };
 	}
 
 	/** The journal of the user's move in progress, if any. */
@@ -201,8 +272,13 @@ export class Mover {
 				}
 				// A copy cut short may be partial: undo it. One that completed is finished.
 				if (claimed.value.step === "moving") {
-					await this.rollBack(claimed.value, claimed.revision);
-					this.opts.onOutcome?.("rolled-back", claimed.value);
+					const lease = new JournalLease(this.store, claimed, Math.max(50, Math.floor(this.opts.staleMs / 3)));
+					try {
+						await this.rollBack(lease);
+						this.opts.onOutcome?.("rolled-back", claimed.value);
+					} catch {
+						lease.stop();
+					}
 				} else await this.drive(claimed).catch(() => undefined);
 				recovered++;
 			}

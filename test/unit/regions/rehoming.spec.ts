@@ -8,7 +8,8 @@ import { loadRegions } from "../../../regions/loader.ts";
 import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
 import { moveKey } from "../../../regions/rehoming.ts";
-import type { Mover, MoveRecord } from "../../../regions/rehoming.ts";
+import { Mover } from "../../../regions/rehoming.ts";
+import type { MoveRecord } from "../../../regions/rehoming.ts";
 import { notesService } from "../../harness/notes.service.ts";
 
 const regions = loadRegions();
@@ -141,6 +142,18 @@ describe("rehoming", () => {
 		expect(await call("cn-east", "sv-region.lookup", { userId })).toMatchObject({ region: "ap-south", epoch: 2 });
 	});
 
+	it("keeps a slow move's journal fresh, so no other node takes a live move over", async () => {
+		const userId = await register("JP");
+		await call("cn-east", "notes.add", { userId, text: "slow" });
+		const moverOn = (id: string, settleMs: number) =>
+			new Mover({ broker: node(id).broker, region: regions.find(r => r.id === id)!, regions, directory: node(id).directory, links: node(id).links, settleMs, staleMs: 600 });
+		const moving = moverOn("cn-east", 2000).move(userId, "ap-south");
+		await new Promise(r => setTimeout(r, 1200));
+		expect(await moverOn("eu-central", 0).recover()).toBe(0);
+		await expect(moving).resolves.toMatchObject({ step: "flipped", to: "ap-south" });
+		expect(await rowsByRegion(userId)).toEqual({ "cn-east": 0, "ap-south": 1, "eu-central": 0 });
+	});
+
 	describe("a mover that crashed", () => {
 		async function crashedMove(step: MoveRecord["step"]) {
 			const userId = await register("JP");
@@ -149,7 +162,7 @@ describe("rehoming", () => {
 			await store.update(userKey(userId), { ...entry.value, state: "moving" }, entry.revision);
 			const rows = await call("cn-east", "notes.move.export", { userId });
 			await call("ap-south", "notes.move.import", { userId, rows });
-			const record: MoveRecord = { moveId: `crashed-${step}`, userId, from: "cn-east", to: "ap-south", step, epoch: 1, owner: "gone-node", heartbeat: Date.now() - 60_000, startedAt: Date.now() - 60_000 };
+			const record: MoveRecord = { moveId: `crashed-${step}`, userId, from: "cn-east", to: "ap-south", step, epoch: 1, participants: ["notes"], owner: "gone-node", heartbeat: Date.now() - 60_000, startedAt: Date.now() - 60_000 };
 			await store.create(moveKey(userId), record);
 			return userId;
 		}
