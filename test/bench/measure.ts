@@ -38,15 +38,29 @@ export async function throughput(call: Call, durationMs: number): Promise<number
 }
 
 export async function latencies(call: Call): Promise<{ p50Ms: number; p99Ms: number }> {
-	const ms: number[] = [];
-	for (let i = 0; i < SEQUENTIAL_CALLS; i++) {
-		const start = performance.now();
-		await call();
-		ms.push(performance.now() - start);
-	}
-	ms.sort((a, b) => a - b);
-	const rank = (p: number) => ms[Math.ceil(p * ms.length) - 1]!;
-	return { p50Ms: rank(0.5), p99Ms: rank(0.99) };
+	const [only] = await interleavedLatencies([call]);
+	return only!;
+}
+
+/**
+ * Sequential latency of several calls, measured in alternating batches so that the machine's
+ * drifting load weighs on each alike; SEQUENTIAL_CALLS samples per call.
+ */
+export async function interleavedLatencies(calls: Call[], batches = 10): Promise<{ p50Ms: number; p99Ms: number }[]> {
+	const samples = calls.map((): number[] => []);
+	const perBatch = Math.ceil(SEQUENTIAL_CALLS / batches);
+	for (let b = 0; b < batches; b++)
+		for (const [i, call] of calls.entries())
+			for (let n = 0; n < perBatch; n++) {
+				const start = performance.now();
+				await call();
+				samples[i]!.push(performance.now() - start);
+			}
+	return samples.map(ms => {
+		ms.sort((x, y) => x - y);
+		const rank = (p: number) => ms[Math.ceil(p * ms.length) - 1]!;
+		return { p50Ms: rank(0.5), p99Ms: rank(0.99) };
+	});
 }
 
 export async function measure(call: Call): Promise<Figures> {

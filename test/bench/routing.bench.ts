@@ -4,7 +4,7 @@ import { newUserId } from "../../regions/directory/entries.ts";
 import { HomeCache } from "../../regions/directory/home-cache.ts";
 import { runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
-import { IN_FLIGHT, latencies, READY_TIMEOUT_MS, round, startServer, table, THROUGHPUT_MS, throughput, WARMUP_MS, withCleanups } from "./measure.ts";
+import { IN_FLIGHT, interleavedLatencies, READY_TIMEOUT_MS, round, startServer, table, THROUGHPUT_MS, throughput, WARMUP_MS, withCleanups } from "./measure.ts";
 import type { Call, Figures } from "./measure.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 
@@ -16,6 +16,8 @@ import { startKvNode } from "../harness/kv-node.ts";
  */
 
 const SERVER_SCRIPT = join(import.meta.dirname, "routing-server.ts");
+
+type Latency = { p50Ms: number; p99Ms: number };
 const ROUNDS = 3;
 const LOOKUPS = 200_000;
 const CACHE_ENTRIES = 1_000_000;
@@ -100,30 +102,37 @@ async function main(): Promise<void> {
 		const away: Call = () => broker.call("profile.homed", { userId: remote });
 
 		const [plainRate, homedRate] = await alternate(plain, homed);
-		const plainLat = await latencies(plain);
-		const homedLat = await latencies(homed);
 		await throughput(away, WARMUP_MS);
 		const awayRate = await throughput(away, THROUGHPUT_MS);
-		const awayLat = await latencies(away);
+		// The same forwarded call without routing: a bare link call across the gateway, for scale.
+		const bareLink: Call = () => links.call("eu-central", "profile.plain", { userId: remote });
+		const [plainLat, homedLat, awayLat, linkLat] = (await interleavedLatencies([plain, homed, away, bareLink])) as [Latency, Latency, Latency, Latency];
 		const lookup = await lookupLatency(() => directory.home(local));
+		// The home side checks ownership on every call: its cache must be answering those checks.
+		const homeSide = await links.call<{ cache: { hitRate: number } }>("eu-central", "sv-region.stats", {});
 		return {
 			plain: { callsPerSec: plainRate, ...plainLat },
 			homed: { callsPerSec: homedRate, ...homedLat },
 			otherRegion: { callsPerSec: awayRate, ...awayLat },
-			lookup
+			bareLink: linkLat,
+			lookup,
+			homeSideHitRate: homeSide.cache.hitRate
 		};
 	});
 
 	const ratios = {
 		homedOverPlainThroughput: figures.homed.callsPerSec / figures.plain.callsPerSec,
-		otherRegionOverPlainP50: figures.otherRegion.p50Ms / figures.plain.p50Ms
+		otherRegionOverPlainP50: figures.otherRegion.p50Ms / figures.plain.p50Ms,
+		bareLinkOverPlainP50: figures.bareLink.p50Ms / figures.plain.p50Ms
 	};
 	const rows: Record<string, Figures> = { "plain (same region, remote node)": figures.plain, "home: user of this region": figures.homed, "home: user of the other region": figures.otherRegion };
 	console.log(`routing bench: ${IN_FLIGHT} in flight, ${ROUNDS} alternating ${THROUGHPUT_MS / 1000} s windows for (a)\n`);
 	console.log(table(rows));
 	console.log(`\n(a) home/plain throughput: x${ratios.homedOverPlainThroughput.toFixed(3)} (goal >= 0.9)`);
 	console.log(`(b) other-region p50 / same-region remote p50: x${ratios.otherRegionOverPlainP50.toFixed(2)} (goal <= 1.6)`);
+	console.log(`    bare link call across the gateway (no routing): p50 ${figures.bareLink.p50Ms.toFixed(3)} ms, x${ratios.bareLinkOverPlainP50.toFixed(2)} of the same-region call`);
 	console.log(`(c) cached lookup: p50 ${figures.lookup.p50Us.toFixed(2)} us, p99 ${figures.lookup.p99Us.toFixed(2)} us (goal p50 <= 2 us)`);
+	console.log(`    home-side ownership checks answered from the cache: ${(figures.homeSideHitRate * 100).toFixed(2)}%`);
 	console.log(`(d) lookup cache at ${CACHE_ENTRIES.toLocaleString("en-US")} entries: ${heapMb.toFixed(1)} MB of heap (goal <= 150 MB)\n`);
 	const f = (x: Figures) => ({ callsPerSec: Math.round(x.callsPerSec), p50Ms: round(x.p50Ms, 4), p99Ms: round(x.p99Ms, 4) });
 	console.log(
@@ -131,6 +140,7 @@ async function main(): Promise<void> {
 			plain: f(figures.plain),
 			homed: f(figures.homed),
 			otherRegion: f(figures.otherRegion),
+			bareLink: { p50Ms: round(figures.bareLink.p50Ms, 4), p99Ms: round(figures.bareLink.p99Ms, 4) },
 			lookup: { p50Us: round(figures.lookup.p50Us, 3), p99Us: round(figures.lookup.p99Us, 3) },
 			cacheHeapMbAt1M: round(heapMb, 1),
 			ratios: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, round(v, 4)]))
