@@ -3,6 +3,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 
 interface NoteRow {
 	id: string;
@@ -20,7 +21,7 @@ interface Tables {
  * A test-only per-user service with real rows: home-routed writes and reads, and a move
  * participant, as any service holding user data will be.
  */
-export const notesService: ServiceSchema<ServiceSettingSchema, Record<string, any>, DbVars<Tables>> = {
+export const notesService: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods, DbVars<Tables>> = {
 	name: "notes",
 	mixins: [
 		dbMixin<Tables>({
