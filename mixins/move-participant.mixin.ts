@@ -1,4 +1,5 @@
 import type { Context, ServiceSchema } from "moleculer";
+import { writeBarrierOf } from "../regions/write-barrier.ts";
 
 /**
  * What a service holding per-user data implements so a user can be rehomed: the user's rows out
@@ -14,6 +15,8 @@ export interface MoveParticipantMethods {
 
 /** Largest user export accepted in one import call. */
 export const MAX_MOVE_ROWS = 100_000;
+/** Longest a move waits for a node's in-flight writes of the user. */
+export const DRAIN_TIMEOUT_MS = 15_000;
 
 const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
 
@@ -22,6 +25,15 @@ export function moveParticipantMixin(): Partial<ServiceSchema> {
 	return {
 		metadata: { moveParticipant: true },
 		actions: {
+			// Called on every node of the old home before the export: its admitted writes finish first.
+			"move.drain": {
+				params: { $$strict: true, userId },
+				timeout: DRAIN_TIMEOUT_MS + 1000,
+				async handler(ctx: Context<{ userId: string }>) {
+					await writeBarrierOf(this.broker)?.drain(ctx.params.userId, DRAIN_TIMEOUT_MS);
+					return { drained: true };
+				}
+			},
 			"move.export": {
 				params: { $$strict: true, userId },
 				handler(ctx: Context<{ userId: string }>) {

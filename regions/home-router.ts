@@ -4,6 +4,7 @@ import type { HomeEntry } from "./directory/entries.ts";
 import { RegionUnavailableError, RoutingLoopError, UserMovingError, UserNotFoundError, WrongRegionError } from "./errors.ts";
 import type { RegionLinks } from "./links.ts";
 import type { RegionHealth } from "./region-health.ts";
+import type { WriteBarrier } from "./write-barrier.ts";
 
 /**
  * What an action or event declares to be home-routed: the path of the parameter naming the
@@ -41,6 +42,8 @@ export interface HomeRouterOptions {
 	/** A forwarded call may take at most this many hops (first forward + one healed retry). */
 	maxHops?: number;
 	stats?: RoutingStats;
+	/** Admitted writes are counted here, so a move can wait for them to finish. */
+	writes?: WriteBarrier;
 }
 
 interface ParsedSpec {
@@ -79,6 +82,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	const movingWaitMs = opts.movingWaitMs ?? 1000;
 	const maxHops = opts.maxHops ?? 2;
 	const stats = opts.stats ?? newRoutingStats();
+	const writes = opts.writes;
 	const specs = new Map<string, ParsedSpec | null>();
 	let broker: ServiceBroker;
 
@@ -143,28 +147,40 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		}
 	}
 
-	/** The home side: this region must own the user, at least at the caller's epoch. */
-	async function admit(ctx: Context, spec: ParsedSpec): Promise<void> {
+	/**
+	 * The home side: this region must own the user, at least at the caller's epoch. An admitted
+	 * write is counted in the write barrier; the returned user id must be released when it ends.
+	 */
+	async function admit(ctx: Context, spec: ParsedSpec): Promise<string | undefined> {
 		const userId = userIdAt(ctx.params, spec.path);
-		if (userId === undefined) return;
+		if (userId === undefined) return undefined;
 		const meta = (ctx.meta as { $home?: HomeMeta }).$home;
 		if (meta && meta.hops > maxHops) throw new RoutingLoopError(userId, meta.hops);
 		let home = await directory.home(userId);
 		// The caller saw a newer directory than our cache: ours is the stale one.
 		if (home && meta && meta.epoch > home.epoch) home = await directory.refresh(userId);
-		if (!home) throw new UserNotFoundError(userId);
-		if (home.region !== region) throw new WrongRegionError(userId, home.region, home.epoch);
-		// Fencing: a caller holding an older epoch may not act on the new home's data.
-		if (meta && meta.epoch < home.epoch) throw new WrongRegionError(userId, home.region, home.epoch);
-		if (home.state === "moving" && spec.write) {
-			const deadline = Date.now() + movingWaitMs;
-			while (home?.state === "moving" && Date.now() < deadline) {
-				await sleep(50);
-				home = await directory.home(userId);
-			}
+		for (;;) {
 			if (!home) throw new UserNotFoundError(userId);
 			if (home.region !== region) throw new WrongRegionError(userId, home.region, home.epoch);
-			if (home.state === "moving") throw new UserMovingError(userId);
+			// Fencing: a caller holding an older epoch may not act on the new home's data.
+			if (meta && meta.epoch < home.epoch) throw new WrongRegionError(userId, home.region, home.epoch);
+			if (!spec.write) return undefined;
+			if (home.state === "moving") {
+				const deadline = Date.now() + movingWaitMs;
+				while (home?.state === "moving" && Date.now() < deadline) {
+					await sleep(50);
+					home = await directory.home(userId);
+				}
+				if (home?.state === "moving") throw new UserMovingError(userId);
+				continue;
+			}
+			if (!writes) return undefined;
+			writes.begin(userId);
+			// A move may have marked the user moving while we awaited: re-check in this same tick.
+			const now = directory.cache.peek(userId);
+			if (now?.state !== "moving") return userId;
+			writes.end(userId);
+			home = now;
 		}
 	}
 
@@ -205,8 +221,13 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			const spec = parseSpec(action.home);
 			if (!spec) return next;
 			return async (ctx: Context) => {
-				await admit(ctx, spec);
-				return next(ctx);
+				const writing = await admit(ctx, spec);
+				if (writing === undefined) return next(ctx);
+				try {
+					return await next(ctx);
+				} finally {
+					writes!.end(writing);
+				}
 			};
 		},
 

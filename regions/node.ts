@@ -11,6 +11,7 @@ import { openSqliteDirectory } from "./directory/sqlite-store.ts";
 import type { DirectoryStore } from "./directory/store.ts";
 import { HomeRouter, newRoutingStats } from "./home-router.ts";
 import { RegionHealth } from "./region-health.ts";
+import { attachWriteBarrier, WriteBarrier } from "./write-barrier.ts";
 import { attachLinks, RegionLinks } from "./links.ts";
 import { loadRegions } from "./loader.ts";
 import type { RegionDefinition } from "./region.ts";
@@ -112,9 +113,10 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		onChange: (region, state) => onRegionChange(region, state.status === "up", state.reason)
 	});
 	const routing = newRoutingStats();
+	const writes = new WriteBarrier(userId => directory.refresh(userId));
 	const broker = new ServiceBroker({
 		...base,
-		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links, health, stats: routing })]
+		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links, health, stats: routing, writes })]
 	});
 	onRegionChange = (region, up, reason) => {
 		if (up) broker.logger.info(`region ${region} is reachable`);
@@ -139,6 +141,7 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	}
 	attachStores(broker, stores);
 	attachLinks(broker, links);
+	attachWriteBarrier(broker, writes);
 	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health, routing });
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);

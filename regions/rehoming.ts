@@ -157,6 +157,8 @@ export class Mover {
 			if (lease.record.step === "moving") {
 				await sleep(this.opts.settleMs);
 				lease.check();
+				await this.drain(lease.record);
+				lease.check();
 				await this.copy(lease);
 				await lease.write({ step: "copied" });
 			}
@@ -182,6 +184,19 @@ export class Mover {
 		await lease.end();
 		this.opts.onOutcome?.(current.value.step === "moving" ? "moved" : "finished", lease.record);
 		return lease.record;
+	}
+
+	/** Waits on every node of the old home until the user's admitted writes have finished. */
+	private async drain(record: MoveRecord): Promise<void> {
+		const { from, userId, participants } = record;
+		const registry = from === this.opts.region.id ? this.opts.broker.registry : (await this.opts.links.broker(from)).registry;
+		const calls: Promise<unknown>[] = [];
+		for (const name of participants)
+			for (const ep of registry.getActionEndpoints(`${name}.move.drain`)?.endpoints ?? []) {
+				const opts = { nodeID: ep.id };
+				calls.push(from === this.opts.region.id ? this.opts.broker.call(`${name}.move.drain`, { userId }, opts) : this.opts.links.call(from, `${name}.move.drain`, { userId }, opts));
+			}
+		await Promise.all(calls);
 	}
 
 	/** Copies every participant's rows, and checks both homes hold the same count afterwards. */

@@ -33,6 +33,16 @@ export class HomeCache {
 		this.hits++;
 		this.map.delete(userId);
 		this.map.set(userId, packed);
+		return this.unpack(packed);
+	}
+
+	/** Reads without counting a hit or refreshing recency: for re-checks, not lookups. */
+	peek(userId: string): HomeEntry | undefined {
+		const packed = this.map.get(userId);
+		return packed === undefined ? undefined : this.unpack(packed);
+	}
+
+	private unpack(packed: number): HomeEntry {
 		return {
 			region: this.regions[(packed >>> 2) & 0xff]!,
 			epoch: Math.floor(packed / 1024),

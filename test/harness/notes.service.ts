@@ -44,8 +44,10 @@ export const notesService: ServiceSchema<ServiceSettingSchema, MoveParticipantMe
 	actions: {
 		add: {
 			home: "userId",
-			params: { $$strict: true, userId: "string", text: { type: "string", max: 200 } },
-			async handler(ctx: Context<{ userId: string; text: string }>) {
+			params: { $$strict: true, userId: "string", text: { type: "string", max: 200 }, delayMs: { type: "number", optional: true, max: 5000 } },
+			async handler(ctx: Context<{ userId: string; text: string; delayMs?: number }>) {
+				// A slow write stays in flight, so tests can start a move across it.
+				if (ctx.params.delayMs) await new Promise(r => setTimeout(r, ctx.params.delayMs));
 				const row: NoteRow = { id: randomUUID(), user_id: ctx.params.userId, text: ctx.params.text, region: this.broker.metadata.region, created_at: Date.now() };
 				await this.db.insertInto("notes").values(row).execute();
 				return { id: row.id, region: row.region };

@@ -154,6 +154,17 @@ describe("rehoming", () => {
 		expect(await rowsByRegion(userId)).toEqual({ "cn-east": 0, "ap-south": 1, "eu-central": 0 });
 	});
 
+	it("waits for a write already admitted in the old home before copying, so it is not lost", async () => {
+		const userId = await register("JP");
+		const slowWrite = call("ap-south", "notes.add", { userId, text: "in flight", delayMs: 400 });
+		await new Promise(r => setTimeout(r, 100));
+		const mover = new Mover({ broker: node("ap-south").broker, region: regions.find(r => r.id === "ap-south")!, regions, directory: node("ap-south").directory, links: node("ap-south").links, settleMs: 0 });
+		const moved = mover.move(userId, "eu-central");
+		await expect(slowWrite).resolves.toMatchObject({ region: "cn-east" });
+		await expect(moved).resolves.toMatchObject({ step: "flipped" });
+		expect(await rowsByRegion(userId)).toEqual({ "cn-east": 0, "ap-south": 0, "eu-central": 1 });
+	});
+
 	describe("a mover that crashed", () => {
 		async function crashedMove(step: MoveRecord["step"]) {
 			const userId = await register("JP");
