@@ -8,6 +8,11 @@ export default defineConfig({
 		testTimeout: 30_000,
 		hookTimeout: 60_000,
 		pool: "forks",
-		env: { EDGEHOME_LOG_LEVEL: "warn", EDGEHOME_LOG_FORMAT: "json" }
+		env: {
+			EDGEHOME_LOG_LEVEL: "warn",
+			EDGEHOME_LOG_FORMAT: "json",
+			// A test-only key (never used outside tests): sv-user needs one to start.
+			EDGEHOME_PII_KEYS: `t1:${Buffer.alloc(32, 7).toString("base64")}`
+		}
 	}
 });

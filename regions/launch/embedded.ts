@@ -5,7 +5,7 @@ import { startRegionNode, storeSettings } from "../node.ts";
 import type { RegionNode } from "../node.ts";
 import { launcherArgs } from "./args.ts";
 import { banner } from "./banner.ts";
-import { embeddedBlindIndexKey } from "../runtime/secrets.ts";
+import { embeddedBlindIndexKey, embeddedPiiKeys } from "../runtime/secrets.ts";
 import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
 
 /**
@@ -18,6 +18,8 @@ async function main(): Promise<void> {
 	const regions = loadRegions();
 	const dataDir = args.data as string;
 	const memory = args.memory as boolean;
+	// Embedded needs no configuration: keys are made once and kept beside the data.
+	process.env.EDGEHOME_PII_KEYS = embeddedPiiKeys(process.env, memory ? undefined : join(dataDir, "pii-keys"));
 	// One directory for the whole process: every embedded region reads the same global view.
 	const store = await openSqliteDirectory(memory ? ":memory:" : join(dataDir, "directory.sqlite"));
 	const directory = { store, blindIndexKey: embeddedBlindIndexKey(process.env, memory ? undefined : join(dataDir, "blind-index.key")) };

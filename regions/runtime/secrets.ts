@@ -28,3 +28,18 @@ export function embeddedBlindIndexKey(env: Env, file: string | undefined): Buffe
 	writeFileSync(file, key.toString("base64"), { mode: 0o600 });
 	return key;
 }
+
+/**
+ * EDGEHOME_PII_KEYS for embedded mode when unset: one key made once and kept beside the data
+ * (mode 0600), or a fresh one for an in-memory run.
+ */
+export function embeddedPiiKeys(env: Env, file: string | undefined): string {
+	if (env.EDGEHOME_PII_KEYS) return env.EDGEHOME_PII_KEYS;
+	if (file && existsSync(file)) return readFileSync(file, "utf8").trim();
+	const keys = `k1:${randomBytes(32).toString("base64")}`;
+	if (file) {
+		mkdirSync(dirname(file), { recursive: true });
+		writeFileSync(file, keys, { mode: 0o600 });
+	}
+	return keys;
+}

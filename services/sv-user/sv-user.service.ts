@@ -1,0 +1,208 @@
+import { Errors } from "moleculer";
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { dbMixin } from "../../mixins/db.mixin.ts";
+import type { DbVars } from "../../mixins/db.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { EnvError } from "../../regions/runtime/env.ts";
+import { migrations } from "./migrations.ts";
+import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
+import { open, parsePiiKeys, seal } from "./pii.ts";
+import type { PiiKeys } from "./pii.ts";
+
+interface UserRow {
+	id: string;
+	username: string;
+	password_hash: string;
+	email_enc: string | null;
+	email_kid: string | null;
+	phone_enc: string | null;
+	phone_kid: string | null;
+	country: string | null;
+	created_at: number;
+	updated_at: number;
+}
+
+interface Tables {
+	users: UserRow;
+}
+
+interface Vars extends DbVars<Tables> {
+	pii: PiiKeys;
+}
+
+export interface Profile {
+	id: string;
+	username: string;
+	email: string | null;
+	phone: string | null;
+	country: string | null;
+	createdAt: string;
+}
+
+type Identity = { kind: "username" | "email" | "phone"; value: string };
+
+const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
+const username = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-'" } } as const;
+const password = { type: "string", min: 8, max: 128 } as const;
+const email = { type: "email", max: 254, optional: true } as const;
+const phone = { type: "string", pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
+const country = { type: "string", pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
+const login = { type: "string", min: 3, max: 254 } as const;
+
+const TAKEN: Record<string, string> = { username: "USERNAME_TAKEN", email: "EMAIL_TAKEN", phone: "PHONE_TAKEN" };
+
+function invalidCredentials(): Errors.MoleculerClientError {
+	return new Errors.MoleculerClientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
+}
+
+/** Which identity a login names: an e-mail has "@", a phone starts with "+", anything else is a username. */
+function loginIdentity(value: string): Identity {
+	if (value.includes("@")) return { kind: "email", value };
+	if (value.startsWith("+")) return { kind: "phone", value };
+	return { kind: "username", value };
+}
+
+/**
+ * User profiles, each in its owner's home region: passwords hashed with scrypt, e-mail and phone
+ * encrypted at rest, found by login through the directory's blind index. A move participant.
+ */
+const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { profile(row: UserRow): Profile }, Vars> = {
+	name: "sv-user",
+	mixins: [dbMixin<Tables>(migrations), moveParticipantMixin()],
+
+	actions: {
+		register: {
+			params: { $$strict: true, username, password, email, phone, country },
+			async handler(ctx: Context<{ username: string; password: string; email?: string; phone?: string; country?: string }>) {
+				const p = ctx.params;
+				if (p.password.toLowerCase().includes(p.username.toLowerCase()))
+					throw new Errors.ValidationError("password must not contain the username", "VALIDATION_ERROR", [{ field: "password", type: "containsUsername" }]);
+				const identities: Identity[] = [{ kind: "username", value: p.username }];
+				if (p.email) identities.push({ kind: "email", value: p.email });
+				if (p.phone) identities.push({ kind: "phone", value: p.phone });
+				const passwordHash = await hashPassword(p.password);
+				let reserved: { userId: string; region: string };
+				try {
+					reserved = await ctx.call("sv-region.register", { identities, ...(p.country ? { country: p.country } : {}) });
+				} catch (err) {
+					const e = err as { type?: string; data?: { kind?: string } };
+					if (e.type === "IDENTITY_TAKEN" && e.data?.kind) throw new Errors.MoleculerClientError(`${e.data.kind} is already taken`, 409, TAKEN[e.data.kind] ?? "IDENTITY_TAKEN", { field: e.data.kind });
+					throw err;
+				}
+				try {
+					await ctx.call("sv-user.create", { userId: reserved.userId, username: p.username, passwordHash, email: p.email, phone: p.phone, country: p.country });
+				} catch (err) {
+					// The profile could not be written at home: give the identities back.
+					await ctx.call("sv-region.unregister", { userId: reserved.userId, identities }).catch(() => undefined);
+					throw err;
+				}
+				return { id: reserved.userId, username: p.username, region: reserved.region };
+			}
+		},
+
+		create: {
+			home: "userId",
+			params: { $$strict: true, userId, username, passwordHash: { type: "string", pattern: /^scrypt\$/, max: 160 }, email, phone, country },
+			async handler(ctx: Context<{ userId: string; username: string; passwordHash: string; email?: string; phone?: string; country?: string }>) {
+				const p = ctx.params;
+				const now = Date.now();
+				const e = p.email ? seal(this.pii, p.email) : undefined;
+				const ph = p.phone ? seal(this.pii, p.phone) : undefined;
+				const row: UserRow = {
+					id: p.userId,
+					username: p.username,
+					password_hash: p.passwordHash,
+					email_enc: e?.value ?? null,
+					email_kid: e?.kid ?? null,
+					phone_enc: ph?.value ?? null,
+					phone_kid: ph?.kid ?? null,
+					country: p.country ?? null,
+					created_at: now,
+					updated_at: now
+				};
+				await this.db.insertInto("users").values(row).execute();
+				return this.profile(row);
+			}
+		},
+
+		get: {
+			home: { param: "userId", readonly: true },
+			params: { $$strict: true, userId },
+			async handler(ctx: Context<{ userId: string }>): Promise<Profile> {
+				const row = await this.db.selectFrom("users").selectAll().where("id", "=", ctx.params.userId).executeTakeFirst();
+				if (!row) throw new Errors.MoleculerClientError("user not found", 404, "USER_NOT_FOUND");
+				return this.profile(row);
+			}
+		},
+
+		verify: {
+			home: { param: "userId", readonly: true },
+			params: { $$strict: true, userId, password: { type: "string", min: 1, max: 128 } },
+			async handler(ctx: Context<{ userId: string; password: string }>) {
+				const row = await this.db.selectFrom("users").select("password_hash").where("id", "=", ctx.params.userId).executeTakeFirst();
+				return { ok: await verifyPassword(ctx.params.password, row?.password_hash ?? (await decoyHash())) && Boolean(row) };
+			}
+		},
+
+		checkPassword: {
+			params: { $$strict: true, login, password: { type: "string", min: 1, max: 128 } },
+			async handler(ctx: Context<{ login: string; password: string }>) {
+				const found = await ctx.call<{ userId: string }, Identity>("sv-region.resolve", loginIdentity(ctx.params.login)).catch((err: { type?: string }) => {
+					if (err.type === "USER_NOT_FOUND" || err.type === "VALIDATION_ERROR") return undefined;
+					throw err;
+				});
+				if (!found) {
+					// Same work as a wrong password, so timing does not tell whether the login exists.
+					await verifyPassword(ctx.params.password, await decoyHash());
+					throw invalidCredentials();
+				}
+				const { ok } = await ctx.call<{ ok: boolean }, unknown>("sv-user.verify", { userId: found.userId, password: ctx.params.password });
+				if (!ok) throw invalidCredentials();
+				return { userId: found.userId };
+			}
+		}
+	},
+
+	methods: {
+		profile(row: UserRow): Profile {
+			return {
+				id: row.id,
+				username: row.username,
+				email: row.email_enc && row.email_kid ? open(this.pii, row.email_kid, row.email_enc) : null,
+				phone: row.phone_enc && row.phone_kid ? open(this.pii, row.phone_kid, row.phone_enc) : null,
+				country: row.country,
+				createdAt: new Date(Number(row.created_at)).toISOString()
+			};
+		},
+		moveExport(id: string) {
+			return this.db.selectFrom("users").selectAll().where("id", "=", id).execute();
+		},
+		async moveImport(id: string, rows: unknown[]) {
+			await this.db.transaction().execute(async trx => {
+				await trx.deleteFrom("users").where("id", "=", id).execute();
+				if (rows.length) await trx.insertInto("users").values((rows as UserRow[]).map(r => ({ ...r, id }))).execute();
+			});
+		},
+		async moveCount(id: string) {
+			const r = await this.db.selectFrom("users").select(eb => eb.fn.countAll().as("n")).where("id", "=", id).executeTakeFirst();
+			return Number(r?.n ?? 0);
+		},
+		async moveDelete(id: string) {
+			const r = await this.db.deleteFrom("users").where("id", "=", id).executeTakeFirst();
+			return Number(r.numDeletedRows);
+		}
+	},
+
+	created() {
+		const raw = process.env.EDGEHOME_PII_KEYS;
+		if (!raw) throw new EnvError("EDGEHOME_PII_KEYS", "", "kid:base64(32 bytes)[,…], the keys that encrypt e-mail and phone at rest");
+		try {
+			this.pii = parsePiiKeys(raw);
+		} catch (err) {
+			throw new EnvError("EDGEHOME_PII_KEYS", "(hidden)", (err as Error).message.replace(/^EDGEHOME_PII_KEYS: /, ""));
+		}
+	}
+};
+
+export default svUser;

@@ -1,0 +1,133 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
+import type { DirectoryStore } from "../../../regions/directory/store.ts";
+import { loadRegions } from "../../../regions/loader.ts";
+import { startRegionNode } from "../../../regions/node.ts";
+import type { RegionNode } from "../../../regions/node.ts";
+import { hashPassword, SCRYPT, verifyPassword } from "../../../services/sv-user/passwords.ts";
+
+const regions = loadRegions();
+const ids = ["cn-east", "ap-south", "eu-central"];
+const nodes: Record<string, RegionNode> = {};
+let store: DirectoryStore;
+const call = <T = any>(from: string, action: string, params: unknown) => nodes[from]!.broker.call<T, unknown>(action, params);
+
+/** Every users row in every region's own database. */
+async function usersByRegion(): Promise<Record<string, Record<string, unknown>[]>> {
+	const out: Record<string, Record<string, unknown>[]> = {};
+	for (const id of ids) out[id] = await nodes[id]!.stores.sql.db.selectFrom("users").selectAll().execute();
+	return out;
+}
+
+beforeAll(async () => {
+	store = await openSqliteDirectory(":memory:");
+	const directory = { store, blindIndexKey: randomBytes(32) };
+	for (const id of ids)
+		nodes[id] = await startRegionNode({
+			region: regions.find(r => r.id === id)!,
+			regions,
+			transport: "embedded",
+			services: ["sv-region", "sv-user"],
+			stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
+			directory,
+			env: { EDGEHOME_NAMESPACE_PREFIX: "svuser-", EDGEHOME_METRICS_PORT: "off" },
+			overrides: { logger: false }
+		});
+});
+
+afterAll(async () => {
+	for (const n of Object.values(nodes)) await n.stop();
+	await store.close();
+});
+
+describe("sv-user", () => {
+	it("registers at one region a user of another and keeps the row only in the home region", async () => {
+		const res = await call("cn-east", "sv-user.register", { username: "hans", password: "correct horse 1", email: "Hans@Example.de", phone: "+4930123456", country: "DE" });
+		expect(res).toMatchObject({ username: "hans", region: "eu-central" });
+		const rows = await usersByRegion();
+		expect(rows["cn-east"]).toHaveLength(0);
+		expect(rows["ap-south"]).toHaveLength(0);
+		expect(rows["eu-central"]!.map(r => r.id)).toEqual([res.id]);
+		for (const from of ids)
+			expect(await call(from, "sv-user.get", { userId: res.id })).toMatchObject({ id: res.id, username: "hans", email: "Hans@Example.de", phone: "+4930123456", country: "DE" });
+	});
+
+	it("stores e-mail and phone encrypted, with the key id beside them, and the password as scrypt", async () => {
+		const row = (await usersByRegion())["eu-central"]!.find(r => r.username === "hans")!;
+		expect(JSON.stringify(row)).not.toMatch(/example\.de|4930123456|correct horse/i);
+		expect(row).toMatchObject({ email_kid: "t1", phone_kid: "t1" });
+		expect(row.password_hash).toMatch(new RegExp(`^scrypt\\$${SCRYPT.N}\\$${SCRYPT.r}\\$${SCRYPT.p}\\$`));
+	});
+
+	it("checks a password from any region, by username, e-mail or phone", async () => {
+		const { id } = await call("eu-central", "sv-user.get", { userId: (await call("ap-south", "sv-region.resolve", { kind: "username", value: "hans" })).userId });
+		for (const login of ["hans", "hans@example.de", "+4930123456"]) expect(await call("ap-south", "sv-user.checkPassword", { login, password: "correct horse 1" })).toEqual({ userId: id });
+	});
+
+	it("answers a wrong password and an unknown login with the same error, in similar time", async () => {
+		const timed = async (login: string) => {
+			const started = performance.now();
+			const err = await call("cn-east", "sv-user.checkPassword", { login, password: "wrong password" }).catch(e => e);
+			return { err: { type: err.type, code: err.code, message: err.message }, ms: performance.now() - started };
+		};
+		await timed("nobody-here");
+		const wrong = await timed("hans");
+		const unknown = await timed("nobody-here");
+		expect(wrong.err).toEqual({ type: "INVALID_CREDENTIALS", code: 401, message: "login or password is wrong" });
+		expect(unknown.err).toEqual(wrong.err);
+		// Both paths run one scrypt: neither may be several times the other.
+		expect(Math.max(wrong.ms, unknown.ms) / Math.min(wrong.ms, unknown.ms)).toBeLessThan(3);
+	});
+
+	it("refuses a taken username or e-mail with its own code and leaves nothing behind", async () => {
+		const before = await usersByRegion();
+		await expect(call("ap-south", "sv-user.register", { username: "hans", password: "another pass 1" })).rejects.toMatchObject({ code: 409, type: "USERNAME_TAKEN" });
+		await expect(call("ap-south", "sv-user.register", { username: "hans2", password: "another pass 1", email: "hans@example.de" })).rejects.toMatchObject({ code: 409, type: "EMAIL_TAKEN" });
+		expect(await usersByRegion()).toEqual(before);
+		await expect(call("ap-south", "sv-region.resolve", { kind: "username", value: "hans2" })).rejects.toMatchObject({ code: 404 });
+	});
+
+	it("moves with its owner: the profile row follows a rehoming", async () => {
+		const { id } = await call("ap-south", "sv-user.register", { username: "mover", password: "moving pass 1", country: "SG" });
+		await call("cn-east", "sv-region.move", { userId: id, to: "cn-east" });
+		const rows = await usersByRegion();
+		expect(rows["ap-south"]!.some(r => r.id === id)).toBe(false);
+		expect(rows["cn-east"]!.some(r => r.id === id)).toBe(true);
+		expect(await call("eu-central", "sv-user.checkPassword", { login: "mover", password: "moving pass 1" })).toEqual({ userId: id });
+	});
+
+	describe("bad input is refused and stores nothing", () => {
+		const cases: [string, Record<string, unknown>][] = [
+			["role", { username: "eve", password: "long enough 1", role: "admin" }],
+			["region", { username: "eve", password: "long enough 1", region: "cn-east" }],
+			["id", { username: "eve", password: "long enough 1", id: "0".repeat(26) }],
+			["a short username", { username: "ev", password: "long enough 1" }],
+			["an upper-case username", { username: "Eve", password: "long enough 1" }],
+			["a 33-character username", { username: "e".repeat(33), password: "long enough 1" }],
+			["a 7-character password", { username: "eve", password: "short12" }],
+			["a 129-character password", { username: "eve", password: "p".repeat(129) }],
+			["a password containing the username", { username: "eve", password: "i-am-EVE-123" }],
+			["a malformed e-mail", { username: "eve", password: "long enough 1", email: "eve@" }],
+			["a phone not in E.164", { username: "eve", password: "long enough 1", phone: "0123 456" }],
+			["a three-letter country", { username: "eve", password: "long enough 1", country: "DEU" }]
+		];
+		for (const [name, params] of cases)
+			it(`refuses ${name}`, async () => {
+				const before = await usersByRegion();
+				await expect(call("cn-east", "sv-user.register", params)).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
+				expect(await usersByRegion()).toEqual(before);
+				await expect(call("cn-east", "sv-region.resolve", { kind: "username", value: "eve" })).rejects.toMatchObject({ code: 404 });
+			});
+	});
+});
+
+describe("passwords", () => {
+	it("hash with a fresh salt each time and verify only the right password", async () => {
+		const [a, b] = await Promise.all([hashPassword("same password"), hashPassword("same password")]);
+		expect(a).not.toBe(b);
+		expect(await verifyPassword("same password", a)).toBe(true);
+		expect(await verifyPassword("same passwore", a)).toBe(false);
+		expect(await verifyPassword("same password", "md5$abc")).toBe(false);
+	});
+});
