@@ -105,20 +105,44 @@ export class HomeDirectory {
 	 * reservations made so far are released before the error is rethrown.
 	 */
 	async register(userId: string, identities: Identity[], home: HomeEntry): Promise<void> {
-		const made: { key: string; revision: number }[] = [];
+		const made = await this.reserve(userId, identities);
 		try {
-			for (const identity of identities) {
-				const key = identityKey(identity.kind, this.blind(identity));
-				made.push({ key, revision: await this.store.create<IdentityEntry>(key, { userId }) });
-			}
 			await this.store.create<HomeEntry>(userKey(userId), home);
 		} catch (err) {
 			await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
-			if (err instanceof DirectoryError && err.code === "KEY_EXISTS" && made.length < identities.length) {
-				const taken = identities[made.length]!;
-				throw new DirectoryError("KEY_EXISTS", `${taken.kind} is already taken`, { cause: { kind: taken.kind } });
-			}
 			throw err;
+		}
+	}
+
+	/**
+	 * Points every identity at `userId`, all or nothing. One already pointing at this user is kept;
+	 * one held by another user fails with KEY_EXISTS naming its kind, releasing the others.
+	 */
+	async reserve(userId: string, identities: Identity[]): Promise<{ key: string; revision: number }[]> {
+		const made: { key: string; revision: number }[] = [];
+		for (const identity of identities) {
+			const key = identityKey(identity.kind, this.blind(identity));
+			try {
+				made.push({ key, revision: await this.store.create<IdentityEntry>(key, { userId }) });
+			} catch (err) {
+				if (err instanceof DirectoryError && err.code === "KEY_EXISTS") {
+					if ((await this.store.get<IdentityEntry>(key))?.value.userId === userId) continue;
+					await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
+					throw new DirectoryError("KEY_EXISTS", `${identity.kind} is already taken`, { cause: { kind: identity.kind } });
+				}
+				await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
+				throw err;
+			}
+		}
+		return made;
+	}
+
+	/** Removes the identities that point at `userId`; others' are left alone. */
+	async release(userId: string, identities: Identity[]): Promise<void> {
+		for (const identity of identities) {
+			const key = identityKey(identity.kind, this.blind(identity));
+			const entry = await this.store.get<IdentityEntry>(key);
+			if (entry?.value.userId === userId) await this.store.delete(key, entry.revision);
 		}
 	}
 }

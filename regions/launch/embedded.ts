@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { openSqliteDirectory } from "../directory/sqlite-store.ts";
-import { loadRegions, RegionConfigError } from "../loader.ts";
+import { loadRegions } from "../loader.ts";
 import { startRegionNode, storeSettings } from "../node.ts";
 import type { RegionNode } from "../node.ts";
 import { launcherArgs } from "./args.ts";

@@ -1,8 +1,8 @@
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { assignRegion } from "../../regions/assignment.ts";
-import { IDENTITY_KINDS, identityKey, isUserId, newUserId, USER_PREFIX, userKey } from "../../regions/directory/entries.ts";
-import type { HomeEntry, IdentityEntry } from "../../regions/directory/entries.ts";
+import { IDENTITY_KINDS, isUserId, newUserId, USER_PREFIX, userKey } from "../../regions/directory/entries.ts";
+import type { HomeEntry } from "../../regions/directory/entries.ts";
 import type { Identity } from "../../regions/directory/home-directory.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
 import { DirectoryUnavailableError, UserNotFoundError } from "../../regions/errors.ts";
@@ -77,14 +77,26 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 				const { directory } = this.runtime;
 				const { userId: id, identities } = ctx.params;
 				// Release only reservations that really belong to this user.
-				for (const i of identities) {
-					const key = identityKey(i.kind, directory.blind(i));
-					const entry = await directory.store.get<IdentityEntry>(key).catch(fromDirectory);
-					if (entry?.value.userId === id) await directory.store.delete(key, entry.revision).catch(fromDirectory);
-				}
+				await directory.release(id, identities).catch(fromDirectory);
 				const user = await directory.entry(id).catch(fromDirectory);
 				if (user) await directory.store.delete(userKey(id), user.revision).catch(fromDirectory);
 				return { userId: id, removed: Boolean(user) };
+			}
+		},
+
+		reserve: {
+			params: { $$strict: true, userId, identities: { type: "array", min: 1, max: IDENTITY_KINDS.length, items: identity } },
+			async handler(ctx: Context<{ userId: string; identities: Identity[] }>) {
+				await this.runtime.directory.reserve(ctx.params.userId, ctx.params.identities).catch(fromDirectory);
+				return { userId: ctx.params.userId, reserved: ctx.params.identities.length };
+			}
+		},
+
+		release: {
+			params: { $$strict: true, userId, identities: { type: "array", min: 1, max: IDENTITY_KINDS.length, items: identity } },
+			async handler(ctx: Context<{ userId: string; identities: Identity[] }>) {
+				await this.runtime.directory.release(ctx.params.userId, ctx.params.identities).catch(fromDirectory);
+				return { userId: ctx.params.userId };
 			}
 		},
 

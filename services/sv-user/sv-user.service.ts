@@ -136,6 +136,60 @@ const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { pro
 			}
 		},
 
+		update: {
+			home: "userId",
+			params: {
+				$$strict: true,
+				userId,
+				email: { ...email, nullable: true },
+				phone: { ...phone, nullable: true },
+				country: { ...country, nullable: true }
+			},
+			/**
+			 * Changes e-mail, phone or country (null removes). A new e-mail or phone is reserved in the
+			 * directory first and the old one released after the row is written, so a login never
+			 * finds nobody, and a failed write gives the new reservation back.
+			 */
+			async handler(ctx: Context<{ userId: string; email?: string | null; phone?: string | null; country?: string | null }>): Promise<Profile> {
+				const p = ctx.params;
+				if (p.email === undefined && p.phone === undefined && p.country === undefined)
+					throw new Errors.ValidationError("nothing to change", "VALIDATION_ERROR", [{ field: "(body)", type: "required" }]);
+				const row = await this.db.selectFrom("users").selectAll().where("id", "=", p.userId).executeTakeFirst();
+				if (!row) throw new Errors.MoleculerClientError("user not found", 404, "USER_NOT_FOUND");
+				const current = this.profile(row);
+				const added: Identity[] = [];
+				const removed: Identity[] = [];
+				for (const kind of ["email", "phone"] as const) {
+					const next = p[kind];
+					if (next === undefined || next === current[kind]) continue;
+					if (next !== null) added.push({ kind, value: next });
+					if (current[kind] !== null) removed.push({ kind, value: current[kind]! });
+				}
+				if (added.length)
+					await ctx.call("sv-region.reserve", { userId: p.userId, identities: added }).catch((err: { type?: string; data?: { kind?: string } }) => {
+						if (err.type === "IDENTITY_TAKEN" && err.data?.kind) throw new Errors.MoleculerClientError(`${err.data.kind} is already taken`, 409, TAKEN[err.data.kind] ?? "IDENTITY_TAKEN", { field: err.data.kind });
+						throw err;
+					});
+				const changes: Partial<UserRow> = { updated_at: Date.now() };
+				for (const kind of ["email", "phone"] as const) {
+					const next = p[kind];
+					if (next === undefined) continue;
+					const sealed = next === null ? null : seal(this.pii, next);
+					changes[`${kind}_enc`] = sealed?.value ?? null;
+					changes[`${kind}_kid`] = sealed?.kid ?? null;
+				}
+				if (p.country !== undefined) changes.country = p.country;
+				try {
+					await this.db.updateTable("users").set(changes).where("id", "=", p.userId).execute();
+				} catch (err) {
+					if (added.length) await ctx.call("sv-region.release", { userId: p.userId, identities: added }).catch(() => undefined);
+					throw err;
+				}
+				if (removed.length) await ctx.call("sv-region.release", { userId: p.userId, identities: removed });
+				return this.profile({ ...row, ...changes });
+			}
+		},
+
 		verify: {
 			home: { param: "userId", readonly: true },
 			params: { $$strict: true, userId, password: { type: "string", min: 1, max: 128 } },

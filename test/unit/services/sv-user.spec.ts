@@ -88,6 +88,40 @@ describe("sv-user", () => {
 		await expect(call("ap-south", "sv-region.resolve", { kind: "username", value: "hans2" })).rejects.toMatchObject({ code: 404 });
 	});
 
+	describe("update", () => {
+		let id: string;
+		beforeAll(async () => {
+			id = (await call("cn-east", "sv-user.register", { username: "changer", password: "updating pass 1", email: "old@example.com", phone: "+819012345678", country: "JP" })).id;
+		});
+
+		it("changes the e-mail from any region: the new one logs in, the old one no longer does", async () => {
+			const res = await call("eu-central", "sv-user.update", { userId: id, email: "new@example.com" });
+			expect(res).toMatchObject({ id, email: "new@example.com", phone: "+819012345678" });
+			expect(await call("ap-south", "sv-user.checkPassword", { login: "new@example.com", password: "updating pass 1" })).toEqual({ userId: id });
+			await expect(call("ap-south", "sv-user.checkPassword", { login: "old@example.com", password: "updating pass 1" })).rejects.toMatchObject({ type: "INVALID_CREDENTIALS" });
+			const row = (await usersByRegion())["cn-east"]!.find(r => r.id === id)!;
+			expect(JSON.stringify(row)).not.toContain("new@example.com");
+		});
+
+		it("removes the phone with null and frees it for someone else", async () => {
+			expect(await call("cn-east", "sv-user.update", { userId: id, phone: null })).toMatchObject({ phone: null });
+			await expect(call("cn-east", "sv-region.resolve", { kind: "phone", value: "+819012345678" })).rejects.toMatchObject({ code: 404 });
+			await expect(call("ap-south", "sv-user.register", { username: "phone-taker", password: "another pass 1", phone: "+819012345678" })).resolves.toHaveProperty("id");
+		});
+
+		it("refuses an e-mail another user holds with EMAIL_TAKEN and changes nothing", async () => {
+			const before = await usersByRegion();
+			await expect(call("cn-east", "sv-user.update", { userId: id, email: "hans@example.de" })).rejects.toMatchObject({ code: 409, type: "EMAIL_TAKEN" });
+			expect(await usersByRegion()).toEqual(before);
+			expect(await call("cn-east", "sv-user.get", { userId: id })).toMatchObject({ email: "new@example.com" });
+		});
+
+		it("refuses fields that are not changeable here, and an empty change", async () => {
+			for (const params of [{ userId: id, username: "other" }, { userId: id, password: "new password 1" }, { userId: id, region: "eu-central" }, { userId: id }])
+				await expect(call("cn-east", "sv-user.update", params)).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
+		});
+	});
+
 	it("moves with its owner: the profile row follows a rehoming", async () => {
 		const { id } = await call("ap-south", "sv-user.register", { username: "mover", password: "moving pass 1", country: "SG" });
 		await call("cn-east", "sv-region.move", { userId: id, to: "cn-east" });
