@@ -1,13 +1,11 @@
-import { randomBytes } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
-import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
-import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
 
 /** A per-user actor: where it ran, and a write counter kept in the node's memory. */
 const handled: { event: string; region: string; userId: string }[] = [];
@@ -40,28 +38,15 @@ const profile: ServiceSchema = {
 	}
 };
 
-const regions = loadRegions();
-const ids = ["cn-east", "ap-south", "eu-central"];
 const nodes: Record<string, RegionNode> = {};
 let store: DirectoryStore;
+let cluster: EmbeddedRegions | undefined;
 const users: Record<string, string> = {};
 
 beforeAll(async () => {
-	store = await openSqliteDirectory(":memory:");
-	const directory = { store, blindIndexKey: randomBytes(32) };
-	for (const id of ids) {
-		nodes[id] = await startRegionNode({
-			region: regions.find(r => r.id === id)!,
-			regions,
-			transport: "embedded",
-			services: ["sv-region"],
-			schemas: [profile],
-			stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
-			directory,
-			env: { EDGEHOME_NAMESPACE_PREFIX: "router-", EDGEHOME_METRICS_PORT: "off" },
-			overrides: { logger: false }
-		});
-	}
+	cluster = await startEmbeddedRegions({ namespacePrefix: "router-", services: ["sv-region"], schemas: [profile] });
+	Object.assign(nodes, cluster.nodes);
+	store = cluster.store;
 	const countries: Record<string, string> = { "cn-east": "JP", "ap-south": "SG", "eu-central": "DE" };
 	for (const id of ids) {
 		const res = await nodes["cn-east"]!.broker.call<{ userId: string; region: string }, unknown>("sv-region.register", {
@@ -73,10 +58,7 @@ beforeAll(async () => {
 	}
 });
 
-afterAll(async () => {
-	for (const n of Object.values(nodes)) await n.stop();
-	await store.close();
-});
+afterAll(() => cluster?.stop());
 
 async function moveBehindTheBack(userId: string, to: string): Promise<HomeEntry> {
 	const entry = (await store.get<HomeEntry>(userKey(userId)))!;

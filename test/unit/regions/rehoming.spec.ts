@@ -1,21 +1,20 @@
-import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
-import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
 import { moveKey } from "../../../regions/rehoming.ts";
 import { Mover } from "../../../regions/rehoming.ts";
 import type { MoveRecord } from "../../../regions/rehoming.ts";
 import { notesService } from "../../harness/notes.service.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
 
 const regions = loadRegions();
-const ids = ["cn-east", "ap-south", "eu-central"];
 const nodes: Record<string, RegionNode> = {};
 let store: DirectoryStore;
+let cluster: EmbeddedRegions | undefined;
 let seq = 0;
 
 const node = (id: string) => nodes[id]!;
@@ -35,26 +34,12 @@ async function rowsByRegion(userId: string): Promise<Record<string, number>> {
 }
 
 beforeAll(async () => {
-	store = await openSqliteDirectory(":memory:");
-	const directory = { store, blindIndexKey: randomBytes(32) };
-	for (const id of ids)
-		nodes[id] = await startRegionNode({
-			region: regions.find(r => r.id === id)!,
-			regions,
-			transport: "embedded",
-			services: ["sv-region"],
-			schemas: [notesService],
-			stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
-			directory,
-			env: { EDGEHOME_NAMESPACE_PREFIX: "rehome-", EDGEHOME_METRICS_PORT: "off" },
-			overrides: { logger: false }
-		});
+	cluster = await startEmbeddedRegions({ namespacePrefix: "rehome-", services: ["sv-region"], schemas: [notesService] });
+	Object.assign(nodes, cluster.nodes);
+	store = cluster.store;
 });
 
-afterAll(async () => {
-	for (const n of Object.values(nodes)) await n.stop();
-	await store.close();
-});
+afterAll(() => cluster?.stop());
 
 describe("rehoming", () => {
 	it("moves a user's rows to the new home, bumps the epoch, and leaves nothing behind", async () => {

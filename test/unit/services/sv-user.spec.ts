@@ -1,16 +1,11 @@
-import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
-import type { DirectoryStore } from "../../../regions/directory/store.ts";
-import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
 import { hashPassword, SCRYPT, verifyPassword } from "../../../services/sv-user/passwords.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
 
-const regions = loadRegions();
-const ids = ["cn-east", "ap-south", "eu-central"];
 const nodes: Record<string, RegionNode> = {};
-let store: DirectoryStore;
+let cluster: EmbeddedRegions | undefined;
 const call = <T = any>(from: string, action: string, params: unknown) => nodes[from]!.broker.call<T, unknown>(action, params);
 
 /** Every users row in every region's own database. */
@@ -21,25 +16,11 @@ async function usersByRegion(): Promise<Record<string, Record<string, unknown>[]
 }
 
 beforeAll(async () => {
-	store = await openSqliteDirectory(":memory:");
-	const directory = { store, blindIndexKey: randomBytes(32) };
-	for (const id of ids)
-		nodes[id] = await startRegionNode({
-			region: regions.find(r => r.id === id)!,
-			regions,
-			transport: "embedded",
-			services: ["sv-region", "sv-user"],
-			stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
-			directory,
-			env: { EDGEHOME_NAMESPACE_PREFIX: "svuser-", EDGEHOME_METRICS_PORT: "off" },
-			overrides: { logger: false }
-		});
+	cluster = await startEmbeddedRegions({ namespacePrefix: "svuser-", services: ["sv-region", "sv-user"] });
+	Object.assign(nodes, cluster.nodes);
 });
 
-afterAll(async () => {
-	for (const n of Object.values(nodes)) await n.stop();
-	await store.close();
-});
+afterAll(() => cluster?.stop());
 
 describe("sv-user", () => {
 	it("registers at one region a user of another and keeps the row only in the home region", async () => {

@@ -1,0 +1,46 @@
+import { randomBytes } from "node:crypto";
+import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
+import type { DirectoryStore } from "../../regions/directory/store.ts";
+import { loadRegions } from "../../regions/loader.ts";
+import { startRegionNode } from "../../regions/node.ts";
+import type { RegionNode } from "../../regions/node.ts";
+import type { AnyServiceSchema } from "../../services/index.ts";
+
+export const REGION_IDS = ["cn-east", "ap-south", "eu-central"] as const;
+
+export interface EmbeddedRegions {
+	nodes: Record<string, RegionNode>;
+	/** The one directory every region shares, as they share the global one. */
+	store: DirectoryStore;
+	stop(): Promise<void>;
+}
+
+/** Every shipped region in this process over the in-process transporter, each with an in-memory store. */
+export async function startEmbeddedRegions(opts: { namespacePrefix: string; services: string[]; schemas?: AnyServiceSchema[] }): Promise<EmbeddedRegions> {
+	const regions = loadRegions();
+	const store = await openSqliteDirectory(":memory:");
+	const directory = { store, blindIndexKey: randomBytes(32) };
+	const nodes: Record<string, RegionNode> = {};
+	const stop = async () => {
+		for (const n of Object.values(nodes)) await n.stop();
+		await store.close();
+	};
+	try {
+		for (const id of REGION_IDS)
+			nodes[id] = await startRegionNode({
+				region: regions.find(r => r.id === id)!,
+				regions,
+				transport: "embedded",
+				services: opts.services,
+				schemas: opts.schemas,
+				stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
+				directory,
+				env: { EDGEHOME_NAMESPACE_PREFIX: opts.namespacePrefix, EDGEHOME_METRICS_PORT: "off" },
+				overrides: { logger: false }
+			});
+	} catch (err) {
+		await stop();
+		throw err;
+	}
+	return { nodes, store, stop };
+}
