@@ -70,6 +70,21 @@ export async function measure(call: Call): Promise<Figures> {
 	return { callsPerSec, ...(await latencies(call)) };
 }
 
+/** The server side of startServer: says "ready", and stops (then exits) when its stdin ends. */
+export function serveUntilStdinEnds(name: string, stop: () => Promise<unknown>): void {
+	process.stdin.once("end", () => {
+		stop().then(
+			() => process.exit(0),
+			err => {
+				console.error(`${name}: stop failed: ${(err as Error).message}`);
+				process.exit(1);
+			}
+		);
+	});
+	process.stdin.resume();
+	process.stdout.write("ready\n");
+}
+
 /** Starts a bench server script in its own process; it prints "ready" and lives until its stdin is closed. */
 export async function startServer(cleanups: Cleanups, script: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
 	const child = spawn(process.execPath, [script, ...args], { env: env ?? process.env, stdio: ["pipe", "pipe", "inherit"] });

@@ -2,6 +2,7 @@ import type { Context } from "moleculer";
 import { blindIndexKeyFromEnv } from "../../regions/runtime/secrets.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { startKvNode } from "../harness/kv-node.ts";
+import { serveUntilStdinEnds } from "./measure.ts";
 
 /** The same no-op action twice: once plain, once home-routed, so the difference is the routing. */
 export const profileSchema: AnyServiceSchema = {
@@ -22,15 +23,5 @@ if (import.meta.main) {
 		process.exit(2);
 	}
 	const server = await startKvNode({ region, natsUrl, bucket, namespacePrefix, primary, blindIndexKey, schemas: [profileSchema] });
-	process.stdin.once("end", () => {
-		server.stop().then(
-			() => process.exit(0),
-			err => {
-				console.error(`routing-server: stop failed: ${(err as Error).message}`);
-				process.exit(1);
-			}
-		);
-	});
-	process.stdin.resume();
-	process.stdout.write("ready\n");
+	serveUntilStdinEnds("routing-server", () => server.stop());
 }

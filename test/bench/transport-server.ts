@@ -5,6 +5,7 @@ import type { Transport } from "../../broker.config.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
 import type { Env } from "../../regions/runtime/env.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
+import { serveUntilStdinEnds } from "./measure.ts";
 
 /** The benchmarked action does no work, so the figures are the call path's. */
 export const echoSchema: AnyServiceSchema = {
@@ -43,15 +44,5 @@ if (import.meta.main) {
 	const broker = new ServiceBroker(benchBrokerOptions(region, "nats", benchEnv(natsUrl, namespacePrefix)));
 	broker.createService(echoSchema);
 	await broker.start();
-	process.stdin.once("end", () => {
-		broker.stop().then(
-			() => process.exit(0),
-			err => {
-				console.error(`transport-server: stop failed: ${(err as Error).message}`);
-				process.exit(1);
-			}
-		);
-	});
-	process.stdin.resume();
-	process.stdout.write("ready\n");
+	serveUntilStdinEnds("transport-server", () => broker.stop());
 }

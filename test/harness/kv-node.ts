@@ -1,11 +1,11 @@
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store.ts";
-import { DirectoryError } from "../../regions/directory/store.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
 import { startRegionNode } from "../../regions/node.ts";
 import type { RegionNode } from "../../regions/node.ts";
 import type { StoreSettings } from "../../regions/stores/index.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
+import { whileDirectoryUnavailable } from "./directory-retry.ts";
 
 export interface KvNodeOptions {
 	region: string;
@@ -29,20 +29,14 @@ export interface KvNode {
 }
 
 /** Opens the directory, waiting out a JetStream that is still electing its leader (bounded). */
-export async function openKvDirectory(opts: KvNodeOptions, waitMs = 15_000): Promise<NatsKvDirectoryStore> {
-	const deadline = Date.now() + waitMs;
-	for (;;) {
-		try {
-			return await openNatsKvDirectory({
-				servers: opts.natsUrl,
-				bucket: opts.bucket,
-				...(opts.primary ? { cluster: opts.region, primaryCluster: opts.primary } : {})
-			});
-		} catch (err) {
-			if (!(err instanceof DirectoryError && err.code === "DIRECTORY_UNAVAILABLE") || Date.now() > deadline) throw err;
-			await new Promise(r => setTimeout(r, 250));
-		}
-	}
+export function openKvDirectory(opts: KvNodeOptions): Promise<NatsKvDirectoryStore> {
+	return whileDirectoryUnavailable(() =>
+		openNatsKvDirectory({
+			servers: opts.natsUrl,
+			bucket: opts.bucket,
+			...(opts.primary ? { cluster: opts.region, primaryCluster: opts.primary } : {})
+		})
+	);
 }
 
 /** A region node as in production: NATS transport, the NATS KV directory, sv-region; silent, no metrics or cache. */

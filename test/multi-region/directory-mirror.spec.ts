@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
@@ -7,6 +6,7 @@ import type { DirectoryChange, DirectoryStore } from "../../regions/directory/st
 import { runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
 
 const PRIMARY = "cn-east";
 const REGIONS = [PRIMARY, "ap-south", "eu-central"];
@@ -29,19 +29,6 @@ async function timed<T>(op: Promise<T>): Promise<{ ms: number; result: T | unkno
 	return { ms: Date.now() - started, result };
 }
 
-/** Retries `op` for as long as the directory says it is unavailable, within a bound. */
-async function whileUnavailable<T>(op: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-	const deadline = Date.now() + timeoutMs;
-	for (;;) {
-		try {
-			return await op();
-		} catch (err) {
-			if (!(err instanceof DirectoryError) || err.code !== "DIRECTORY_UNAVAILABLE" || Date.now() > deadline) throw err;
-			await sleep(200);
-		}
-	}
-}
-
 function expectUnavailable(result: unknown): void {
 	expect(result).toBeInstanceOf(DirectoryError);
 	expect((result as DirectoryError).code).toBe("DIRECTORY_UNAVAILABLE");
@@ -58,7 +45,7 @@ describe("directory on a three-region NATS supercluster, origin in cn-east, mirr
 		// The primary first, so that the origin exists before the mirrors are made of it. The servers
 		// take clients before JetStream has elected its meta leader: opening waits that out.
 		for (const region of REGIONS) {
-			stores[region] = await whileUnavailable(() =>
+			stores[region] = await whileDirectoryUnavailable(() =>
 				openNatsKvDirectory({
 					servers: cluster.urls[region]!,
 					bucket,
@@ -145,7 +132,7 @@ describe("directory on a three-region NATS supercluster, origin in cn-east, mirr
 		await cluster.restart(PRIMARY);
 
 		const after = "user.after-outage";
-		const created = await whileUnavailable(() => stores["eu-central"]!.create<Home>(after, { region: "eu-central", epoch: 1 }));
+		const created = await whileDirectoryUnavailable(() => stores["eu-central"]!.create<Home>(after, { region: "eu-central", epoch: 1 }));
 		expect(created).toBeGreaterThan(revision);
 		for (const region of REGIONS)
 			await eventually(async () => (await stores[region]!.get<Home>(after))?.value, 15_000).toEqual({

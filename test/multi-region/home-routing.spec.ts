@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Kysely } from "kysely";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { createConnection } from "mysql2/promise";
@@ -18,6 +17,7 @@ import type { RegionNode } from "../../regions/node.ts";
 import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
 
 const PRIMARY = "cn-east";
 const REGIONS = [PRIMARY, "ap-south", "eu-central"];
@@ -92,21 +92,6 @@ async function timed<T>(op: Promise<T>): Promise<{ ms: number; result: T | unkno
 	return { ms: Date.now() - started, result };
 }
 
-/** Retries `op` while the directory (store or sv-region) answers DIRECTORY_UNAVAILABLE, within a bound. */
-async function whileUnavailable<T>(op: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
-	const deadline = Date.now() + timeoutMs;
-	for (;;) {
-		try {
-			return await op();
-		} catch (err) {
-			const { code, type } = err as { code?: unknown; type?: unknown };
-			const unavailable = code === "DIRECTORY_UNAVAILABLE" || type === "DIRECTORY_UNAVAILABLE";
-			if (!unavailable || Date.now() > deadline) throw err;
-			await sleep(250);
-		}
-	}
-}
-
 describe("home routing on a three-region NATS supercluster with real MariaDB per region", () => {
 	const run = runId();
 	const regions = loadRegions();
@@ -125,7 +110,7 @@ describe("home routing on a three-region NATS supercluster with real MariaDB per
 		cluster = await startSupercluster(REGIONS);
 		// The primary first: the mirrors are made of its origin bucket.
 		for (const region of REGIONS)
-			stores[region] = await whileUnavailable(() =>
+			stores[region] = await whileDirectoryUnavailable(() =>
 				openNatsKvDirectory({
 					servers: cluster!.urls[region]!,
 					bucket: `homes-${run}`,
@@ -133,7 +118,8 @@ describe("home routing on a three-region NATS supercluster with real MariaDB per
 					primaryCluster: PRIMARY,
 					timeoutMs: DIRECTORY_TIMEOUT_MS,
 					name: `home-routing-${region}`
-				})
+				}),
+				20_000
 			);
 		const started = await Promise.allSettled(
 			REGIONS.map(async region => {
@@ -271,7 +257,7 @@ describe("home routing on a three-region NATS supercluster with real MariaDB per
 
 		for (const region of OTHERS) {
 			// The same identity again: a reservation left behind by the failed attempt would make it IDENTITY_TAKEN.
-			const res = await whileUnavailable(() => call<Registered>(region, "sv-region.register", { identities: [identity(region)], country: "DE" }));
+			const res = await whileDirectoryUnavailable(() => call<Registered>(region, "sv-region.register", { identities: [identity(region)], country: "DE" }), 20_000);
 			expect(res).toMatchObject({ region: "eu-central", epoch: 1, pinned: true });
 			for (const reader of OTHERS)
 				await eventually(() => call<Registered>(reader, "sv-region.lookup", { userId: res.userId }).catch(err => err)).toMatchObject({
