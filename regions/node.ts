@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { HomeDirectory } from "./directory/home-directory.ts";
 import { openSqliteDirectory } from "./directory/sqlite-store.ts";
 import type { DirectoryStore } from "./directory/store.ts";
+import { GlobalEvents } from "./global-events.ts";
 import { HomeRouter, newRoutingStats } from "./home-router.ts";
 import { RegionHealth } from "./region-health.ts";
 import { attachWriteBarrier, WriteBarrier } from "./write-barrier.ts";
@@ -116,7 +117,11 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	const writes = new WriteBarrier(userId => directory.refresh(userId));
 	const broker = new ServiceBroker({
 		...base,
-		middlewares: [...(base.middlewares ?? []), HomeRouter({ region: opts.region.id, directory, links, health, stats: routing, writes })]
+		middlewares: [
+			...(base.middlewares ?? []),
+			HomeRouter({ region: opts.region.id, directory, links, health, stats: routing, writes }),
+			GlobalEvents({ region: opts.region.id, regions: regions.map(r => r.id), links, health })
+		]
 	});
 	onRegionChange = (region, up, reason) => {
 		if (up) broker.logger.info(`region ${region} is reachable`);

@@ -1,7 +1,8 @@
 import type { HomeSpec } from "./home-router.ts";
 
-// What our schemas declare beyond Moleculer's typings: `home:` (home routing) and the per-action
-// `timeout` that Moleculer's timeout middleware honours but its typings omit.
+// What our schemas declare beyond Moleculer's typings: `home:` (home routing), `global:` on an
+// event (delivered in every region) and the per-action `timeout` that Moleculer's timeout
+// middleware honours but its typings omit.
 declare module "../node_modules/moleculer/src/service.js" {
 	interface ActionSchema<TThis> {
 		home?: HomeSpec;
@@ -9,5 +10,6 @@ declare module "../node_modules/moleculer/src/service.js" {
 	}
 	interface EventSchema {
 		home?: HomeSpec;
+		global?: boolean;
 	}
 }

@@ -1,4 +1,6 @@
 import type { ServiceSchema } from "moleculer";
+import authRbac from "./auth-rbac/auth-rbac.service.ts";
+import authJwt from "./auth-jwt/auth-jwt.service.ts";
 import svConfig from "./sv-config/sv-config.service.ts";
 import svRegion from "./sv-region/sv-region.service.ts";
 import svUser from "./sv-user/sv-user.service.ts";
@@ -8,6 +10,8 @@ export type AnyServiceSchema = ServiceSchema<any, any, any, any>;
 
 /** Every service a region node can run, by name; launchers pick a group of them. */
 export const SERVICES: Record<string, AnyServiceSchema> = {
+	"auth-rbac": authRbac,
+	"auth-jwt": authJwt,
 	"sv-config": svConfig,
 	"sv-region": svRegion,
 	"sv-user": svUser

@@ -7,8 +7,8 @@ import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin
 import { EnvError } from "../../regions/runtime/env.ts";
 import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
-import { open, parsePiiKeys, seal } from "./pii.ts";
-import type { PiiKeys } from "./pii.ts";
+import { open, parsePiiKeys, seal } from "../shared/sealing.ts";
+import type { PiiKeys } from "../shared/sealing.ts";
 
 interface UserRow {
 	id: string;
@@ -67,7 +67,7 @@ function loginIdentity(value: string): Identity {
  * User profiles, each in its owner's home region: passwords hashed with scrypt, e-mail and phone
  * encrypted at rest, found by login through the directory's blind index. A move participant.
  */
-const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { profile(row: UserRow): Profile }, Vars> = {
+const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { profile(row: UserRow): Profile; findLogin(ctx: Context, login: string): Promise<{ userId: string } | undefined> }, Vars> = {
 	name: "sv-user",
 	mixins: [dbMixin<Tables>(migrations), moveParticipantMixin()],
 
@@ -199,13 +199,20 @@ const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { pro
 			}
 		},
 
+		/** The user a login (username, e-mail or phone) names, through the directory's blind index. */
+		resolveLogin: {
+			params: { $$strict: true, login },
+			async handler(ctx: Context<{ login: string }>): Promise<{ userId: string }> {
+				const found = await this.findLogin(ctx, ctx.params.login);
+				if (!found) throw new Errors.MoleculerClientError("no user has this login", 404, "USER_NOT_FOUND");
+				return found;
+			}
+		},
+
 		checkPassword: {
 			params: { $$strict: true, login, password: { type: "string", min: 1, max: 128 } },
 			async handler(ctx: Context<{ login: string; password: string }>) {
-				const found = await ctx.call<{ userId: string }, Identity>("sv-region.resolve", loginIdentity(ctx.params.login)).catch((err: { type?: string }) => {
-					if (err.type === "USER_NOT_FOUND" || err.type === "VALIDATION_ERROR") return undefined;
-					throw err;
-				});
+				const found = await this.findLogin(ctx, ctx.params.login);
 				if (!found) {
 					// Same work as a wrong password, so timing does not tell whether the login exists.
 					await verifyPassword(ctx.params.password, await decoyHash());
@@ -219,6 +226,12 @@ const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { pro
 	},
 
 	methods: {
+		findLogin(ctx: Context, value: string): Promise<{ userId: string } | undefined> {
+			return ctx.call<{ userId: string }, Identity>("sv-region.resolve", loginIdentity(value)).catch((err: { type?: string }) => {
+				if (err.type === "USER_NOT_FOUND" || err.type === "VALIDATION_ERROR") return undefined;
+				throw err;
+			});
+		},
 		profile(row: UserRow): Profile {
 			return {
 				id: row.id,

@@ -20,6 +20,8 @@ export interface KvNodeOptions {
 	schemas?: AnyServiceSchema[];
 	stores?: StoreSettings;
 	env?: Record<string, string>;
+	/** Names the node (`<region>-<group>-<pid>`): two nodes of one region in one process need two. */
+	group?: string;
 }
 
 export interface KvNode {
@@ -48,7 +50,7 @@ export async function startKvNode(opts: KvNodeOptions): Promise<KvNode> {
 			region: findRegion(regions, opts.region),
 			regions,
 			transport: "nats",
-			group: "test",
+			group: opts.group ?? "test",
 			services: opts.services ?? ["sv-region"],
 			schemas: opts.schemas,
 			stores: opts.stores ?? { sql: "sqlite::memory:", keyPrefix: `${opts.region}:` },

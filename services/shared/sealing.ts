@@ -1,7 +1,8 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 
 /**
- * AES-256-GCM for personal data at rest. Each value is stored as `iv.tag.ciphertext` (base64url)
+ * AES-256-GCM for what must not sit in clear in a database: personal data (sv-user) and token
+ * signing keys (auth-jwt). Each value is stored as `iv.tag.ciphertext` (base64url)
  * beside the id of the key that sealed it, so keys can rotate: new writes use the first key of
  * EDGEHOME_PII_KEYS, reads find theirs by id.
  */

@@ -1,0 +1,522 @@
+import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
+import { Errors } from "moleculer";
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { dbMixin } from "../../mixins/db.mixin.ts";
+import type { DbVars } from "../../mixins/db.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { CLIENT_TYPES } from "../../regions/region.ts";
+import type { ClientType } from "../../regions/region.ts";
+import { envInt, envString, EnvError } from "../../regions/runtime/env.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
+import { storesOf } from "../../regions/stores/index.ts";
+import { parsePiiKeys } from "../shared/sealing.ts";
+import type { PiiKeys } from "../shared/sealing.ts";
+import { KeyRing } from "./key-ring.ts";
+import { ACCOUNT_LIMIT, IP_LIMIT, MemoryLoginThrottle, RedisLoginThrottle } from "./login-throttle.ts";
+import type { Admission, Limit, LoginThrottle } from "./login-throttle.ts";
+import { migrations } from "./migrations.ts";
+import { RevocationFeed } from "./revocation-feed.ts";
+import type { FeedBeat, FeedPage } from "./revocation-feed.ts";
+import { SigningKeys } from "./signing-keys.ts";
+import type { KeyRow, KeySet } from "./signing-keys.ts";
+import { ACCESS_TTL_S, CLOCK_TOLERANCE_S, signAccess, TokenError, verifyAccess } from "./tokens.ts";
+import type { TokenSettings, VerifiedAccess } from "./tokens.ts";
+
+/** Refresh tokens live 30 days; a token spent this recently is a concurrent refresh, not a theft. */
+export const REFRESH_TTL_MS = 30 * 24 * 3600_000;
+export const REFRESH_GRACE_MS = 5000;
+/** A revoked session matters until the last access token it got has expired. */
+const REVOCATION_TTL_MS = (ACCESS_TTL_S + CLOCK_TOLERANCE_S) * 1000;
+const FEED_PAGE = 5000;
+
+interface SessionRow {
+	sid: string;
+	user_id: string;
+	client: ClientType;
+	active_key: string | null;
+	created_at: number;
+	last_used_at: number;
+	ended_at: number | null;
+	end_reason: string | null;
+}
+
+interface RefreshRow {
+	hash: string;
+	sid: string;
+	user_id: string;
+	issued_at: number;
+	expires_at: number;
+	rotated_at: number | null;
+}
+
+interface RevocationRow {
+	id: number;
+	sid: string;
+	expires_at: number;
+	created_at: number;
+}
+
+interface Tables {
+	auth_sessions: SessionRow;
+	auth_refresh_tokens: RefreshRow;
+	auth_revocations: RevocationRow;
+	auth_keys: KeyRow;
+}
+
+export interface AuthSettings extends ServiceSettingSchema {
+	issuer: string;
+	audience: string;
+	/** How often each node announces its region's feed position and keys. */
+	feedIntervalMs: number;
+	/** A region not heard from for this long: its users' tokens get AUTH_UNAVAILABLE. */
+	feedStaleMs: number;
+	rotateAfterMs: number;
+	publishLeadMs: number;
+	retireAfterMs: number;
+}
+
+export interface Tokens {
+	accessToken: string;
+	refreshToken: string;
+	tokenType: "Bearer";
+	expiresIn: number;
+	region: string;
+	userId: string;
+	sid: string;
+}
+
+interface Vars extends DbVars<Tables> {
+	runtime: RegionRuntime;
+	sealing: PiiKeys;
+	throttle: LoginThrottle;
+	ring: KeyRing;
+	feed: RevocationFeed;
+	keys: SigningKeys;
+	current: KeySet;
+	timers: NodeJS.Timeout[];
+}
+
+interface Methods extends MoveParticipantMethods {
+	tokenSettings(): TokenSettings;
+	issue(userId: string, sid: string, client: ClientType, refreshToken: string): Promise<Tokens>;
+	openSession(userId: string, client: ClientType): Promise<Tokens>;
+	endSessions(sids: string[], reason: string, now: number): Promise<void>;
+	admit(key: string, limit: Limit): Promise<Admission & { ok: true }>;
+	refreshKeys(): Promise<void>;
+	beat(): Promise<void>;
+	pull(region: string, afterId: number): Promise<FeedPage>;
+	verifyToken(token: string, client?: ClientType): Promise<VerifiedAccess>;
+}
+
+const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
+const sid = { type: "string", pattern: /^[0-9a-f-]{36}$/ } as const;
+const client = { type: "enum", values: [...CLIENT_TYPES] } as const;
+const token = { type: "string", min: 1, max: 4096 } as const;
+/** `<userId>.<secret>`: the user id lets any region route the refresh to the user's home. */
+const REFRESH_TOKEN = /^([0-9a-z]{26})\.([A-Za-z0-9_-]{43})$/;
+const refreshToken = { type: "string", min: 70, max: 70, pattern: REFRESH_TOKEN, messages: { stringPattern: "not a refresh token" } } as const;
+
+const hashToken = (t: string) => createHash("sha256").update(t).digest("base64url");
+
+function clientError(message: string, code: number, type: string, data?: unknown): Errors.MoleculerClientError {
+	return new Errors.MoleculerClientError(message, code, type, data);
+}
+
+function refreshInvalid(): Errors.MoleculerClientError {
+	return clientError("refresh token is not valid", 401, "REFRESH_INVALID");
+}
+
+function settingsFromEnv(env = process.env): AuthSettings {
+	return {
+		issuer: envString(env, "EDGEHOME_JWT_ISSUER", "edgehome"),
+		audience: envString(env, "EDGEHOME_JWT_AUDIENCE", "edgehome-api"),
+		feedIntervalMs: envInt(env, "EDGEHOME_AUTH_FEED_MS", 500, 50, 2000),
+		feedStaleMs: envInt(env, "EDGEHOME_AUTH_FEED_STALE_MS", 5000, 500, 60_000),
+		rotateAfterMs: envInt(env, "EDGEHOME_JWT_ROTATE_DAYS", 30, 1, 365) * 24 * 3600_000,
+		publishLeadMs: envInt(env, "EDGEHOME_JWT_PUBLISH_LEAD_S", 120, 1, 86_400) * 1000,
+		retireAfterMs: REVOCATION_TTL_MS
+	};
+}
+
+/**
+ * Sessions and tokens. Login works at any region: the password is checked and the session opened
+ * in the user's home region, which signs the access token (ES256) with its own key. Sessions are
+ * per user and client type; refresh tokens rotate on every use and a replayed one ends its
+ * session. Every node verifies locally against the combined keys of all regions and its own view
+ * of every region's revocation feed — and refuses (503) rather than guesses when that view is
+ * not current. auth-jwt is region-aware by contract: tokens name their home region (`rgn`) and
+ * keys their signing region (`kid`).
+ */
+const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
+	name: "auth-jwt",
+	mixins: [dbMixin<Tables>(migrations), moveParticipantMixin()],
+	settings: settingsFromEnv(),
+
+	actions: {
+		login: {
+			params: { $$strict: true, login: { type: "string", min: 3, max: 254 }, password: { type: "string", min: 1, max: 128 }, client },
+			/**
+			 * At the region that received the request: the client IP's budget (from `meta.clientIp`,
+			 * set by the gateway), then the check and session at the user's home. An unknown login
+			 * costs the same scrypt work and gets the same error as a wrong password.
+			 */
+			async handler(ctx: Context<{ login: string; password: string; client: ClientType }, { clientIp?: string }>): Promise<Tokens> {
+				const { login, password } = ctx.params;
+				const ip = typeof ctx.meta.clientIp === "string" ? ctx.meta.clientIp.slice(0, 64) : undefined;
+				const ipAttempt = ip ? await this.admit(`ip:${ip}`, IP_LIMIT) : undefined;
+				const found = await ctx.call<{ userId: string }, unknown>("sv-user.resolveLogin", { login }).catch((err: { type?: string }) => {
+					if (err.type === "USER_NOT_FOUND") return undefined;
+					throw err;
+				});
+				try {
+					if (!found) {
+						// No home to count at: the unknown login is counted here, under a keyed hash (no PII in Redis).
+						const key = createHmac("sha256", this.sealing.keys.get(this.sealing.current)!).update(login.toLowerCase()).digest("base64url");
+						await this.admit(`login:${key}`, ACCOUNT_LIMIT);
+						await ctx.call("sv-user.checkPassword", { login, password });
+						throw clientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
+					}
+					const tokens = await ctx.call<Tokens, unknown>("auth-jwt.authenticate", { userId: found.userId, password, client: ctx.params.client });
+					await ipAttempt?.attempt.succeeded();
+					return tokens;
+				} catch (err) {
+					// Only a wrong password spends the IP's budget.
+					if ((err as { type?: string }).type !== "INVALID_CREDENTIALS") await ipAttempt?.attempt.succeeded();
+					throw err;
+				}
+			}
+		},
+
+		authenticate: {
+			visibility: "public",
+			home: "userId",
+			params: { $$strict: true, userId, password: { type: "string", min: 1, max: 128 }, client },
+			/** At the home: the account's budget (shared by every region's attempts), the password, the session. */
+			async handler(ctx: Context<{ userId: string; password: string; client: ClientType }>): Promise<Tokens> {
+				const { attempt } = await this.admit(`user:${ctx.params.userId}`, ACCOUNT_LIMIT);
+				const { ok } = await ctx.call<{ ok: boolean }, unknown>("sv-user.verify", { userId: ctx.params.userId, password: ctx.params.password });
+				if (!ok) throw clientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
+				await attempt.succeeded();
+				await this.throttle.clear(`user:${ctx.params.userId}`);
+				return this.openSession(ctx.params.userId, ctx.params.client);
+			}
+		},
+
+		refresh: {
+			params: { $$strict: true, refreshToken },
+			handler(ctx: Context<{ refreshToken: string }>): Promise<Tokens> {
+				const [, owner] = REFRESH_TOKEN.exec(ctx.params.refreshToken)!;
+				return ctx.call<Tokens, unknown>("auth-jwt.rotate", { userId: owner, refreshToken: ctx.params.refreshToken }).catch((err: { type?: string }) => {
+					// A token naming a user nobody knows is just an invalid token.
+					if (err.type === "USER_NOT_FOUND") throw refreshInvalid();
+					throw err;
+				});
+			}
+		},
+
+		rotate: {
+			visibility: "public",
+			home: "userId",
+			params: { $$strict: true, userId, refreshToken },
+			/**
+			 * Spends the token (one conditional update: of two concurrent refreshes exactly one wins)
+			 * and issues the next one of the same session. A token spent more than the grace window ago
+			 * is a replay: the whole session (the token family) ends.
+			 */
+			async handler(ctx: Context<{ userId: string; refreshToken: string }>): Promise<Tokens> {
+				const now = Date.now();
+				const hash = hashToken(ctx.params.refreshToken);
+				const spent = await this.db
+					.updateTable("auth_refresh_tokens")
+					.set({ rotated_at: now })
+					.where("hash", "=", hash)
+					.where("user_id", "=", ctx.params.userId)
+					.where("rotated_at", "is", null)
+					.where("expires_at", ">", now)
+					.executeTakeFirst();
+				const row = await this.db.selectFrom("auth_refresh_tokens").selectAll().where("hash", "=", hash).where("user_id", "=", ctx.params.userId).executeTakeFirst();
+				if (!row) throw refreshInvalid();
+				const session = await this.db.selectFrom("auth_sessions").selectAll().where("sid", "=", row.sid).executeTakeFirst();
+				if (!session || session.ended_at !== null) throw refreshInvalid();
+				if (Number(spent.numUpdatedRows) !== 1) {
+					if (row.rotated_at === null || Number(row.expires_at) <= now) throw refreshInvalid();
+					if (now - Number(row.rotated_at) <= REFRESH_GRACE_MS) throw clientError("this refresh token was just used by another refresh", 409, "REFRESH_CONFLICT");
+					await this.endSessions([row.sid], "reuse", now);
+					throw clientError("refresh token was already used: the session has ended", 401, "REFRESH_REUSED");
+				}
+				const next = `${ctx.params.userId}.${randomBytes(32).toString("base64url")}`;
+				await this.db.insertInto("auth_refresh_tokens").values({ hash: hashToken(next), sid: row.sid, user_id: row.user_id, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null }).execute();
+				await this.db.updateTable("auth_sessions").set({ last_used_at: now }).where("sid", "=", row.sid).execute();
+				return this.issue(row.user_id, row.sid, session.client, next);
+			}
+		},
+
+		logout: {
+			params: { $$strict: true, accessToken: token },
+			async handler(ctx: Context<{ accessToken: string }>) {
+				const claims = await this.verifyToken(ctx.params.accessToken);
+				await ctx.call("auth-jwt.endSession", { userId: claims.sub, sid: claims.sid });
+				return { ended: true };
+			}
+		},
+
+		endSession: {
+			visibility: "public",
+			home: "userId",
+			params: { $$strict: true, userId, sid },
+			async handler(ctx: Context<{ userId: string; sid: string }>) {
+				const row = await this.db.selectFrom("auth_sessions").select("sid").where("sid", "=", ctx.params.sid).where("user_id", "=", ctx.params.userId).executeTakeFirst();
+				if (row) await this.endSessions([row.sid], "logout", Date.now());
+				return { ended: Boolean(row) };
+			}
+		},
+
+		sessions: {
+			home: { param: "userId", readonly: true },
+			params: { $$strict: true, userId },
+			async handler(ctx: Context<{ userId: string }>) {
+				const rows = await this.db.selectFrom("auth_sessions").selectAll().where("user_id", "=", ctx.params.userId).where("ended_at", "is", null).orderBy("created_at").execute();
+				return rows.map(r => ({ sid: r.sid, client: r.client, createdAt: new Date(Number(r.created_at)).toISOString(), lastUsedAt: new Date(Number(r.last_used_at)).toISOString() }));
+			}
+		},
+
+		/** Local to the calling node: no network hop, keys and revocations are already here. */
+		verify: {
+			params: { $$strict: true, token, client: { ...client, optional: true } },
+			handler(ctx: Context<{ token: string; client?: ClientType }>) {
+				return this.verifyToken(ctx.params.token, ctx.params.client);
+			}
+		},
+
+		jwks: {
+			params: { $$strict: true },
+			handler() {
+				return this.ring.jwks();
+			}
+		},
+
+		/** Ops: publishes this region's next signing key now; it signs once every region has had time to trust it. */
+		rotateKeys: {
+			params: { $$strict: true },
+			async handler() {
+				const next = await this.keys.rotate();
+				await this.refreshKeys();
+				return { kid: next.kid, activatesAt: new Date(next.activatesAt).toISOString() };
+			}
+		},
+
+		/** This region's feed after `afterId`: what a node pulls when it missed revocations or keys. */
+		feedSince: {
+			params: { $$strict: true, afterId: { type: "number", integer: true, min: -1 } },
+			async handler(ctx: Context<{ afterId: number }>): Promise<FeedPage> {
+				const now = Date.now();
+				const rows = await this.db
+					.selectFrom("auth_revocations")
+					.select(["id", "sid", "expires_at"])
+					.where("id", ">", ctx.params.afterId)
+					.where("expires_at", ">", now)
+					.orderBy("id")
+					.limit(FEED_PAGE + 1)
+					.execute();
+				const max = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
+				const more = rows.length > FEED_PAGE;
+				return {
+					maxId: Number(max?.max ?? 0),
+					revocations: rows.slice(0, FEED_PAGE).map(r => ({ id: Number(r.id), sid: r.sid, exp: Number(r.expires_at) })),
+					more,
+					keys: this.current.published as unknown as Record<string, unknown>[],
+					keysVersion: this.current.version
+				};
+			}
+		},
+
+		stats: {
+			params: { $$strict: true },
+			handler() {
+				const regions = this.runtime.regions.map(r => r.id);
+				return { region: this.runtime.region.id, revoked: this.feed.size, current: Object.fromEntries(regions.map(r => [r, this.feed.current(r)])), keys: this.ring.jwks().keys.map(k => k.kid), signing: this.current.signer?.kid };
+			}
+		}
+	},
+
+	events: {
+		"auth-jwt.revoked": {
+			global: true,
+			params: { sids: { type: "array", items: "string", max: 1000 }, exp: "number" },
+			handler(ctx: Context<{ sids: string[]; exp: number }>) {
+				for (const s of ctx.params.sids) this.feed.revoke(s, ctx.params.exp);
+			}
+		},
+		"auth-jwt.feed": {
+			global: true,
+			params: { region: "string", maxId: "number", keys: "string" },
+			handler(ctx: Context<FeedBeat>) {
+				this.feed.beat(ctx.params);
+			}
+		}
+	},
+
+	methods: {
+		tokenSettings() {
+			return { issuer: this.settings.issuer, audience: this.settings.audience };
+		},
+
+		async issue(user, session, cli, refresh) {
+			const signer = this.current.signer;
+			if (!signer) throw new Errors.MoleculerError("no signing key yet", 503, "AUTH_UNAVAILABLE");
+			const home = await this.runtime.directory.home(user);
+			const accessToken = await signAccess(this.tokenSettings(), signer, { sub: user, rgn: this.runtime.region.id, ep: home?.epoch ?? 0, cli, sid: session });
+			return { accessToken, refreshToken: refresh, tokenType: "Bearer", expiresIn: ACCESS_TTL_S, region: this.runtime.region.id, userId: user, sid: session };
+		},
+
+		/** One live session per user and client type: opening one ends the previous one of that type. */
+		async openSession(user, cli) {
+			const now = Date.now();
+			const session = randomUUID();
+			const refresh = `${user}.${randomBytes(32).toString("base64url")}`;
+			const activeKey = `${user}:${cli}`;
+			for (let attempt = 1; ; attempt++) {
+				const replaced = await this.db.selectFrom("auth_sessions").select("sid").where("active_key", "=", activeKey).execute();
+				if (replaced.length) await this.endSessions(replaced.map(r => r.sid), "replaced", now);
+				try {
+					await this.db.transaction().execute(async trx => {
+						await trx.insertInto("auth_sessions").values({ sid: session, user_id: user, client: cli, active_key: activeKey, created_at: now, last_used_at: now, ended_at: null, end_reason: null }).execute();
+						await trx.insertInto("auth_refresh_tokens").values({ hash: hashToken(refresh), sid: session, user_id: user, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null }).execute();
+					});
+					break;
+				} catch (err) {
+					// A concurrent login of the same client type took the slot: end that one too, once.
+					if (attempt >= 2 || !(await this.db.selectFrom("auth_sessions").select("sid").where("active_key", "=", activeKey).executeTakeFirst())) throw err;
+				}
+			}
+			return this.issue(user, session, cli, refresh);
+		},
+
+		/** Ends sessions, records them in the region's feed and tells every node of every region. */
+		async endSessions(sids, reason, now) {
+			const exp = now + REVOCATION_TTL_MS;
+			await this.db.transaction().execute(async trx => {
+				await trx.updateTable("auth_sessions").set({ ended_at: now, end_reason: reason, active_key: null }).where("sid", "in", sids).where("ended_at", "is", null).execute();
+				await trx.insertInto("auth_revocations").values(sids.map((s: string) => ({ sid: s, expires_at: exp, created_at: now }))).execute();
+			});
+			await this.broker.broadcast("auth-jwt.revoked", { sids, exp });
+		},
+
+		async admit(key, limit) {
+			const admission = await this.throttle.admit(key, limit);
+			if (!admission.ok) throw clientError("too many failed logins; try again later", 429, "RATE_LIMITED", { retryAfter: admission.retryAfterS });
+			return admission;
+		},
+
+		async refreshKeys() {
+			await this.keys.tick();
+			this.current = await this.keys.load();
+			this.ring.setRegion(this.runtime.region.id, this.current.published as unknown as Record<string, unknown>[]);
+		},
+
+		async beat() {
+			const max = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
+			const beat: FeedBeat = { region: this.runtime.region.id, maxId: Number(max?.max ?? 0), keys: this.current.version };
+			await this.broker.broadcast("auth-jwt.feed", beat);
+		},
+
+		pull(region, afterId) {
+			if (region === this.runtime.region.id) return this.broker.call<FeedPage, unknown>("auth-jwt.feedSince", { afterId });
+			return this.runtime.links.call<FeedPage>(region, "auth-jwt.feedSince", { afterId }, { timeout: 2000 });
+		},
+
+		async verifyToken(raw, expected) {
+			let claims: VerifiedAccess;
+			try {
+				claims = await verifyAccess(this.tokenSettings(), this.ring.keys, raw);
+			} catch (err) {
+				if (err instanceof TokenError) throw clientError(err.message, 401, err.code);
+				throw err;
+			}
+			if (expected && claims.cli !== expected) throw clientError(`token belongs to another client type`, 401, "TOKEN_CLIENT");
+			const state = this.feed.check(claims.rgn, claims.sid);
+			if (state === "stale") throw new Errors.MoleculerRetryableError(`sessions of region ${claims.rgn} cannot be confirmed right now`, 503, "AUTH_UNAVAILABLE", { retryAfter: 2 });
+			if (state === "revoked") throw clientError("session has ended", 401, "SESSION_REVOKED");
+			return claims;
+		},
+
+		async moveExport(user) {
+			const sessions = await this.db.selectFrom("auth_sessions").selectAll().where("user_id", "=", user).execute();
+			const tokens = await this.db.selectFrom("auth_refresh_tokens").selectAll().where("user_id", "=", user).execute();
+			return [...sessions.map(r => ({ table: "auth_sessions", row: r })), ...tokens.map(r => ({ table: "auth_refresh_tokens", row: r }))];
+		},
+		async moveImport(user, rows) {
+			const items = rows as { table: "auth_sessions" | "auth_refresh_tokens"; row: Record<string, unknown> }[];
+			await this.db.transaction().execute(async trx => {
+				await trx.deleteFrom("auth_refresh_tokens").where("user_id", "=", user).execute();
+				await trx.deleteFrom("auth_sessions").where("user_id", "=", user).execute();
+				for (const table of ["auth_sessions", "auth_refresh_tokens"] as const) {
+					const values = items.filter(i => i.table === table).map(i => ({ ...i.row, user_id: user }));
+					if (values.length) await trx.insertInto(table).values(values as never).execute();
+				}
+			});
+		},
+		async moveCount(user) {
+			const count = async (table: "auth_sessions" | "auth_refresh_tokens") =>
+				Number((await this.db.selectFrom(table).select(eb => eb.fn.countAll().as("n")).where("user_id", "=", user).executeTakeFirst())?.n ?? 0);
+			return (await count("auth_sessions")) + (await count("auth_refresh_tokens"));
+		},
+		async moveDelete(user) {
+			const tokens = await this.db.deleteFrom("auth_refresh_tokens").where("user_id", "=", user).executeTakeFirst();
+			const sessions = await this.db.deleteFrom("auth_sessions").where("user_id", "=", user).executeTakeFirst();
+			return Number(tokens.numDeletedRows) + Number(sessions.numDeletedRows);
+		}
+	},
+
+	created() {
+		const raw = process.env.EDGEHOME_PII_KEYS;
+		if (!raw) throw new EnvError("EDGEHOME_PII_KEYS", "", "kid:base64(32 bytes)[,…], the keys that seal signing keys at rest");
+		this.sealing = parsePiiKeys(raw);
+		this.runtime = regionRuntimeOf(this.broker);
+		this.ring = new KeyRing();
+		this.timers = [];
+		this.feed = new RevocationFeed({
+			pull: (region, afterId) => this.pull(region, afterId),
+			onKeys: (region, keys) => {
+				if (region !== this.runtime.region.id) this.ring.setRegion(region, keys);
+			},
+			staleMs: this.settings.feedStaleMs,
+			onError: (region, err) => this.logger.warn(`revocation feed of ${region} could not be read: ${err.message}`)
+		});
+	},
+
+	async started() {
+		const redis = storesOf(this.broker).redis;
+		this.throttle = redis ? new RedisLoginThrottle(redis) : new MemoryLoginThrottle();
+		this.keys = new SigningKeys(this.db, this.runtime.region.id, this.sealing, {
+			rotateAfterMs: this.settings.rotateAfterMs,
+			publishLeadMs: this.settings.publishLeadMs,
+			retireAfterMs: this.settings.retireAfterMs
+		});
+		await this.refreshKeys();
+		const every = (ms: number, job: () => Promise<void>, what: string) => {
+			const timer = setInterval(() => void job().catch(err => this.logger.warn(`${what} failed: ${(err as Error).message}`)), ms);
+			timer.unref();
+			this.timers.push(timer);
+		};
+		every(this.settings.feedIntervalMs, () => this.beat(), "feed beat");
+		every(Math.max(1000, this.settings.feedIntervalMs * 10), () => this.refreshKeys(), "key rotation");
+		every(60_000, async () => {
+			const now = Date.now();
+			this.feed.prune(now);
+			const max = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
+			// The newest row stays, so the feed position never goes back after a sweep.
+			await this.db.deleteFrom("auth_revocations").where("expires_at", "<", now).where("id", "<", Number(max?.max ?? 0)).execute();
+			await this.db.deleteFrom("auth_refresh_tokens").where("expires_at", "<", now).execute();
+		}, "expiry sweep");
+		await this.beat();
+	},
+
+	stopped() {
+		for (const t of this.timers) clearInterval(t);
+	}
+};
+
+export default authJwt;
