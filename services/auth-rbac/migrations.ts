@@ -1,0 +1,44 @@
+import type { Kysely } from "kysely";
+import type { Migrations } from "../../regions/stores/index.ts";
+import { defaultRules } from "./model.ts";
+
+export const migrations: Migrations = {
+	"0001_rbac_tables": {
+		async up(db: Kysely<any>) {
+			await db.schema
+				.createTable("rbac_rules")
+				.addColumn("id", "integer", c => c.primaryKey().autoIncrement())
+				.addColumn("ptype", "varchar(2)", c => c.notNull())
+				.addColumn("v0", "varchar(64)", c => c.notNull())
+				.addColumn("v1", "varchar(64)", c => c.notNull())
+				.addColumn("v2", "varchar(64)", c => c.notNull().defaultTo(""))
+				.addUniqueConstraint("rbac_rules_rule", ["ptype", "v0", "v1", "v2"])
+				.execute();
+			// "Does this role exist?" looks a role up as the parent of a g rule.
+			await db.schema.createIndex("rbac_rules_parent").on("rbac_rules").columns(["ptype", "v1"]).execute();
+			// One row, bumped by every write, so a node can tell with one read that its rules are stale.
+			await db.schema
+				.createTable("rbac_version")
+				.addColumn("id", "integer", c => c.primaryKey())
+				.addColumn("version", "bigint", c => c.notNull())
+				.execute();
+			await db.insertInto("rbac_version").values({ id: 1, version: 0 }).execute();
+		},
+		async down(db: Kysely<any>) {
+			await db.schema.dropTable("rbac_version").execute();
+			await db.schema.dropTable("rbac_rules").execute();
+		}
+	},
+	"0002_default_roles": {
+		// The defaults as model.ts has them when this runs; changing them later needs a new migration.
+		async up(db: Kysely<any>) {
+			await db.insertInto("rbac_rules").values(defaultRules()).execute();
+			await db.updateTable("rbac_version").set(eb => ({ version: eb("version", "+", 1) })).where("id", "=", 1).execute();
+		},
+		async down(db: Kysely<any>) {
+			for (const r of defaultRules())
+				await db.deleteFrom("rbac_rules").where("ptype", "=", r.ptype).where("v0", "=", r.v0).where("v1", "=", r.v1).where("v2", "=", r.v2).execute();
+			await db.updateTable("rbac_version").set(eb => ({ version: eb("version", "+", 1) })).where("id", "=", 1).execute();
+		}
+	}
+};
