@@ -11,6 +11,7 @@ import { envInt, envString, EnvError } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { storesOf } from "../../regions/stores/index.ts";
+import { Lru } from "../shared/lru.ts";
 import { parsePiiKeys } from "../shared/sealing.ts";
 import type { PiiKeys } from "../shared/sealing.ts";
 import { KeyRing } from "./key-ring.ts";
@@ -72,6 +73,8 @@ export interface AuthSettings extends ServiceSettingSchema {
 	feedIntervalMs: number;
 	/** A region not heard from for this long: its users' tokens get AUTH_UNAVAILABLE. */
 	feedStaleMs: number;
+	/** Verified tokens kept per node (0: check every signature). */
+	verifiedCacheSize: number;
 	rotateAfterMs: number;
 	publishLeadMs: number;
 	retireAfterMs: number;
@@ -95,6 +98,8 @@ interface Vars extends DbVars<Tables> {
 	feed: RevocationFeed;
 	keys: SigningKeys;
 	current: KeySet;
+	/** Tokens whose signature and claims were checked, by the token itself, until they expire. */
+	verified: Lru<VerifiedAccess>;
 	timers: NodeJS.Timeout[];
 }
 
@@ -134,6 +139,7 @@ function settingsFromEnv(env = process.env): AuthSettings {
 		audience: envString(env, "EDGEHOME_JWT_AUDIENCE", "edgehome-api"),
 		feedIntervalMs: envInt(env, "EDGEHOME_AUTH_FEED_MS", 500, 50, 2000),
 		feedStaleMs: envInt(env, "EDGEHOME_AUTH_FEED_STALE_MS", 5000, 500, 60_000),
+		verifiedCacheSize: envInt(env, "EDGEHOME_AUTH_VERIFIED_CACHE", 50_000, 0),
 		rotateAfterMs: envInt(env, "EDGEHOME_JWT_ROTATE_DAYS", 30, 1, 365) * 24 * 3600_000,
 		publishLeadMs: envInt(env, "EDGEHOME_JWT_PUBLISH_LEAD_S", 120, 1, 86_400) * 1000,
 		retireAfterMs: REVOCATION_TTL_MS
@@ -427,13 +433,25 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			return this.runtime.links.call<FeedPage>(region, "auth-jwt.feedSince", { afterId }, { timeout: 2000 });
 		},
 
+		/**
+		 * A client sends the same token for its whole 15 minutes: its signature is checked once per
+		 * node, and the cached result is used only while the token is unexpired and its key still
+		 * trusted. The session's revocation state is checked on every call.
+		 */
 		async verifyToken(raw, expected) {
-			let claims: VerifiedAccess;
-			try {
-				claims = await verifyAccess(this.tokenSettings(), this.ring.keys, raw);
-			} catch (err) {
-				if (err instanceof TokenError) throw clientError(err.message, 401, err.code);
-				throw err;
+			let claims = this.verified.get(raw);
+			if (claims && (claims.exp * 1000 <= Date.now() || !this.ring.keys.has(claims.kid))) {
+				this.verified.delete(raw);
+				claims = undefined;
+			}
+			if (!claims) {
+				try {
+					claims = await verifyAccess(this.tokenSettings(), this.ring.keys, raw);
+				} catch (err) {
+					if (err instanceof TokenError) throw clientError(err.message, 401, err.code);
+					throw err;
+				}
+				this.verified.set(raw, claims);
 			}
 			if (expected && claims.cli !== expected) throw clientError(`token belongs to another client type`, 401, "TOKEN_CLIENT");
 			const state = this.feed.check(claims.rgn, claims.sid);
@@ -476,6 +494,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		this.sealing = parsePiiKeys(raw);
 		this.runtime = regionRuntimeOf(this.broker);
 		this.ring = new KeyRing();
+		this.verified = new Lru<VerifiedAccess>(this.settings.verifiedCacheSize);
 		this.timers = [];
 		this.feed = new RevocationFeed({
 			pull: (region, afterId) => this.pull(region, afterId),

@@ -6,7 +6,8 @@ import type { DbVars } from "../../mixins/db.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { envInt } from "../../regions/runtime/env.ts";
-import { DecisionCache } from "./decision-cache.ts";
+import { Lru } from "../shared/lru.ts";
+import { PermissionIndex } from "./permission-index.ts";
 import { migrations } from "./migrations.ts";
 import { grantRule, newRbacEnforcer, permissionRule, USER_ROLE } from "./model.ts";
 import { SqlPolicyAdapter } from "./policy-adapter.ts";
@@ -28,8 +29,10 @@ interface Vars extends DbVars<RbacTables> {
 	adapter: SqlPolicyAdapter;
 	/** Replaced whole on every reload, never loaded in place. */
 	enforcer: Enforcer;
+	index: PermissionIndex;
 	loadedVersion: number;
-	cache: DecisionCache;
+	/** Decisions by `userId\0resource\0action`, dropped on every reload. */
+	cache: Lru<boolean>;
 	pollMs: number;
 	poller: NodeJS.Timeout | undefined;
 	pollFailing: boolean;
@@ -88,11 +91,11 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 			params: { $$strict: true, userId, resource, action },
 			handler(ctx: Context<{ userId: string; resource: string; action: string }>) {
 				const { userId: user, resource: obj, action: act } = ctx.params;
-				const key = DecisionCache.key(user, obj, act);
+				const key = `${user}\0${obj}\0${act}`;
 				let allowed = this.cache.get(key);
 				if (allowed === undefined) {
-					// Synchronous, so no reload can swap the enforcer between deciding and caching.
-					allowed = this.enforcer.enforceSync(user, obj, act);
+					// Synchronous, so no reload can swap the rules between deciding and caching.
+					allowed = this.index.allows(user, obj, act);
 					this.cache.set(key, allowed);
 				}
 				return { allowed };
@@ -255,7 +258,9 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 					// The version is read before the rules: a write in between only costs one more reload.
 					const version = await this.adapter.version();
 					const enforcer = await newRbacEnforcer(this.adapter);
+					const index = await PermissionIndex.of(enforcer);
 					this.enforcer = enforcer;
+					this.index = index;
 					this.loadedVersion = version;
 					this.cache.clear();
 				});
@@ -314,7 +319,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 	},
 
 	created() {
-		this.cache = new DecisionCache(intSetting(this.settings, "decisionCacheSize", "EDGEHOME_RBAC_CACHE_SIZE", 10_000, 0));
+		this.cache = new Lru<boolean>(intSetting(this.settings, "decisionCacheSize", "EDGEHOME_RBAC_CACHE_SIZE", 10_000, 0));
 		this.pollMs = intSetting(this.settings, "pollMs", "EDGEHOME_RBAC_POLL_MS", 500, 50);
 		this.reloadRunning = Promise.resolve();
 		this.loadedVersion = -1;

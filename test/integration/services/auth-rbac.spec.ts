@@ -7,6 +7,7 @@ import { SqlPolicyAdapter } from "../../../services/auth-rbac/policy-adapter.ts"
 import { startServices } from "../../harness/embedded.ts";
 import type { StartedServices } from "../../harness/embedded.ts";
 import { cleanupRealStores, realStores, runId } from "../../harness/real-servers.ts";
+import { within } from "../../harness/waiting.ts";
 
 const run = runId();
 const stores = realStores(run, "cn-east");
@@ -22,23 +23,13 @@ const allowed = async (node: StartedServices, userId: string, resource: string, 
 	(await call<{ allowed: boolean }>(node, "auth-rbac.enforce", { userId, resource, action })).allowed;
 const newUserId = () => Array.from(randomBytes(26), b => "0123456789abcdefghijklmnopqrstuvwxyz"[b % 36]).join("");
 
-/** Milliseconds until `check` holds, polling every 10 ms; fails after `limitMs`. */
-async function msUntil(check: () => Promise<boolean>, limitMs: number): Promise<number> {
-	const started = performance.now();
-	while (!(await check())) {
-		if (performance.now() - started > limitMs) throw new Error(`not within ${limitMs} ms`);
-		await new Promise(r => setTimeout(r, 10));
-	}
-	return performance.now() - started;
-}
-
 beforeAll(async () => {
 	// One after the other: the first applies the migrations, the others find them applied.
 	for (const n of [1, 2]) nodes.push(await startServices([authRbac], { stores, broker: { namespace, nodeID: `rbac-${n}-${run}`, transporter: "Fake" } }));
 	nodes.push(await startServices([authRbac], { stores, broker: { namespace: `${namespace}-other`, nodeID: `rbac-outsider-${run}` } }));
 	[node1, node2, outsider] = nodes as [StartedServices, StartedServices, StartedServices];
 	// Each of nodes 1 and 2 must know the other before a broadcast can reach it.
-	await msUntil(async () => [node1, node2].every(n => n.broker.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "auth-rbac").length === 2), 5000);
+	await within(async () => [node1, node2].every(n => n.broker.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "auth-rbac").length === 2), 5000);
 });
 
 afterAll(async () => {
@@ -59,9 +50,9 @@ describe("auth-rbac on MariaDB, two nodes of one region sharing the database", (
 		const user = newUserId();
 		expect(await allowed(node2, user, "users", "read")).toBe(false);
 		await call(node1, "auth-rbac.grant", { userId: user, role: "support" });
-		expect(await msUntil(() => allowed(node2, user, "users", "read"), 1000)).toBeLessThan(1000);
+		expect(await within(() => allowed(node2, user, "users", "read"), 1000)).toBeLessThan(1000);
 		await call(node2, "auth-rbac.revoke", { userId: user, role: "support" });
-		expect(await msUntil(async () => !(await allowed(node1, user, "users", "read")), 1000)).toBeLessThan(1000);
+		expect(await within(async () => !(await allowed(node1, user, "users", "read")), 1000)).toBeLessThan(1000);
 	});
 
 	it("converges within a second on a change no event announced, by polling the version", async () => {
@@ -70,7 +61,7 @@ describe("auth-rbac on MariaDB, two nodes of one region sharing the database", (
 		await call(outsider, "auth-rbac.grant", { userId: user, role: "ops" });
 		const { version } = await call<{ version: number }>(outsider, "auth-rbac.stats");
 		for (const n of [node1, node2]) {
-			expect(await msUntil(() => allowed(n, user, "moves", "write"), 1000)).toBeLessThan(1000);
+			expect(await within(() => allowed(n, user, "moves", "write"), 1000)).toBeLessThan(1000);
 			expect(await call(n, "auth-rbac.stats")).toMatchObject({ version });
 		}
 	});
@@ -84,7 +75,7 @@ describe("auth-rbac on MariaDB, two nodes of one region sharing the database", (
 		const written = performance.now();
 		expect(change.rows).toBe(10_001);
 		// Written behind their backs: found by the version poll and loaded whole, within the second.
-		await Promise.all([node1, node2].map(n => msUntil(async () => (await call<{ version: number }>(n, "auth-rbac.stats")).version === change.version, 1000)));
+		await Promise.all([node1, node2].map(n => within(async () => (await call<{ version: number }>(n, "auth-rbac.stats")).version === change.version, 1000)));
 		expect(performance.now() - written).toBeLessThan(1000);
 		const stored = await node1.stores.sql.db.selectFrom("rbac_rules").select(eb => eb.fn.countAll().as("n")).executeTakeFirstOrThrow();
 		expect(Number(stored.n)).toBeGreaterThan(10_000 + defaultRules().length);

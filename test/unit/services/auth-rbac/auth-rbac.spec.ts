@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RegionNode } from "../../../regions/node.ts";
-import authRbac from "../../../services/auth-rbac/auth-rbac.service.ts";
-import { DEFAULT_ROLES, defaultRules } from "../../../services/auth-rbac/model.ts";
-import { startServices } from "../../harness/embedded.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
-import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import type { RegionNode } from "../../../../regions/node.ts";
+import authRbac from "../../../../services/auth-rbac/auth-rbac.service.ts";
+import { DEFAULT_ROLES, defaultRules } from "../../../../services/auth-rbac/model.ts";
+import { startServices } from "../../../harness/embedded.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;
