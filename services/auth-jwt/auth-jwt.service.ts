@@ -211,10 +211,11 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		},
 
 		refresh: {
-			params: { $$strict: true, refreshToken },
-			handler(ctx: Context<{ refreshToken: string }>): Promise<Tokens> {
+			/** `client`: the gateway's client type; another type's refresh token is refused, not exchanged. */
+			params: { $$strict: true, refreshToken, client: { ...client, optional: true } },
+			handler(ctx: Context<{ refreshToken: string; client?: ClientType }>): Promise<Tokens> {
 				const [, owner] = REFRESH_TOKEN.exec(ctx.params.refreshToken)!;
-				return ctx.call<Tokens, unknown>("auth-jwt.rotate", { userId: owner, refreshToken: ctx.params.refreshToken }).catch((err: { type?: string }) => {
+				return ctx.call<Tokens, unknown>("auth-jwt.rotate", { userId: owner, refreshToken: ctx.params.refreshToken, client: ctx.params.client }).catch((err: { type?: string }) => {
 					// A token naming a user nobody knows is just an invalid token.
 					if (err.type === "USER_NOT_FOUND") throw refreshInvalid();
 					throw err;
@@ -225,15 +226,25 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		rotate: {
 			visibility: "public",
 			home: "userId",
-			params: { $$strict: true, userId, refreshToken },
+			params: { $$strict: true, userId, refreshToken, client: { ...client, optional: true } },
 			/**
 			 * Spends the token (one conditional update: of two concurrent refreshes exactly one wins)
 			 * and issues the next one of the same session. A token spent more than the grace window ago
 			 * is a replay: the whole session (the token family) ends.
 			 */
-			async handler(ctx: Context<{ userId: string; refreshToken: string }>): Promise<Tokens> {
+			async handler(ctx: Context<{ userId: string; refreshToken: string; client?: ClientType }>): Promise<Tokens> {
 				const now = Date.now();
 				const hash = hashToken(ctx.params.refreshToken);
+				if (ctx.params.client) {
+					// Checked before anything is spent: a token shown at the wrong gateway stays usable at its own.
+					const owner = await this.db
+						.selectFrom("auth_refresh_tokens")
+						.innerJoin("auth_sessions", "auth_sessions.sid", "auth_refresh_tokens.sid")
+						.select("auth_sessions.client")
+						.where("auth_refresh_tokens.hash", "=", hash)
+						.executeTakeFirst();
+					if (owner && owner.client !== ctx.params.client) throw refreshInvalid();
+				}
 				const spent = await this.db
 					.updateTable("auth_refresh_tokens")
 					.set({ rotated_at: now })

@@ -94,6 +94,9 @@ describe("refresh tokens", () => {
 		const t = await call<Tokens>("cn-east", "auth-jwt.login", { login: "lena", password: "secret of ANEL 1", client: "cms" });
 		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: t.accessToken }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
 		expect(await failureOf(call("cn-east", "auth-jwt.verify", { token: t.refreshToken }))).toMatchObject({ type: "TOKEN_MALFORMED", code: 401 });
+		// Another gateway's client type: refused, and the token still works where it belongs.
+		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken, client: "app" }))).toMatchObject({ type: "REFRESH_INVALID", code: 401 });
+		expect((await call<Tokens>("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken, client: "cms" })).sid).toBe(t.sid);
 		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: `${users.lena!.id}.${"A".repeat(43)}` }))).toMatchObject({ type: "REFRESH_INVALID", code: 401 });
 		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: `${"0".repeat(26)}.${"A".repeat(43)}` }))).toMatchObject({ type: "REFRESH_INVALID", code: 401 });
 	});
