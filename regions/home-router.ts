@@ -1,3 +1,4 @@
+import { Errors } from "moleculer";
 import type { CallingOptions, Context, Middleware, ServiceBroker } from "moleculer";
 import type { HomeDirectory } from "./directory/home-directory.ts";
 import type { HomeEntry } from "./directory/entries.ts";
@@ -11,7 +12,13 @@ import type { WriteBarrier } from "./write-barrier.ts";
  * user (`home: "userId"`), or `{ param, readonly }`. Reads may still be served while the user
  * is moving; writes may not.
  */
-export type HomeSpec = string | { param: string; readonly?: boolean };
+export type UserHomeSpec = string | { param: string; readonly?: boolean };
+
+/**
+ * What an action declares: routed by a user's home, or (`{ region }`, the path of a parameter
+ * naming a region id) run in that region, with no user and so no ownership checks there.
+ */
+export type HomeSpec = UserHomeSpec | { region: string };
 
 /** Routing facts carried in `ctx.meta.$home` from the caller's region to the home region. */
 export interface HomeMeta {
@@ -44,23 +51,29 @@ export interface HomeRouterOptions {
 	stats?: RoutingStats;
 	/** Admitted writes are counted here, so a move can wait for them to finish. */
 	writes?: WriteBarrier;
+	/** Every region id, for `home: { region }` actions; default: the regions `health` watches, else this one. */
+	regions?: string[];
 }
 
 interface ParsedSpec {
 	path: string[];
 	write: boolean;
+	/** The parameter names a region, not a user. */
+	byRegion: boolean;
 }
 
 function parseSpec(spec: unknown): ParsedSpec | undefined {
-	if (typeof spec === "string") return { path: spec.split("."), write: true };
+	if (typeof spec === "string") return { path: spec.split("."), write: true, byRegion: false };
 	if (spec && typeof spec === "object" && typeof (spec as { param?: unknown }).param === "string") {
 		const s = spec as { param: string; readonly?: boolean };
-		return { path: s.param.split("."), write: !s.readonly };
+		return { path: s.param.split("."), write: !s.readonly, byRegion: false };
 	}
+	if (spec && typeof spec === "object" && typeof (spec as { region?: unknown }).region === "string")
+		return { path: (spec as { region: string }).region.split("."), write: false, byRegion: true };
 	return undefined;
 }
 
-function userIdAt(params: unknown, path: string[]): string | undefined {
+function paramAt(params: unknown, path: string[]): string | undefined {
 	let v: unknown = params;
 	for (const p of path) v = v && typeof v === "object" ? (v as Record<string, unknown>)[p] : undefined;
 	return typeof v === "string" ? v : undefined;
@@ -83,6 +96,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	const maxHops = opts.maxHops ?? 2;
 	const stats = opts.stats ?? newRoutingStats();
 	const writes = opts.writes;
+	const regions = new Set(opts.regions ?? (health ? Object.keys(health.all()) : [region]));
 	const specs = new Map<string, ParsedSpec | null>();
 	let broker: ServiceBroker;
 
@@ -122,7 +136,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	}
 
 	async function route(next: ServiceBroker["call"], actionName: string, params: unknown, callOpts: CallingOptions | undefined, spec: ParsedSpec) {
-		const userId = userIdAt(params, spec.path);
+		const userId = paramAt(params, spec.path);
 		// No user named: let the action's own validation answer.
 		if (userId === undefined) return next(actionName, params, callOpts);
 		const o: CallingOptions = callOpts ?? {};
@@ -147,12 +161,26 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		}
 	}
 
+	/** A `home: { region }` call: run in the named region, locally or through the link like a remote home. */
+	async function routeToRegion(next: ServiceBroker["call"], actionName: string, params: unknown, callOpts: CallingOptions | undefined, spec: ParsedSpec) {
+		const target = paramAt(params, spec.path);
+		// No region named: let the action's own validation answer.
+		if (target === undefined) return next(actionName, params, callOpts);
+		if (!regions.has(target)) throw new Errors.MoleculerClientError(`unknown region "${target}"`, 422, "UNKNOWN_REGION", { region: target });
+		const o: CallingOptions = callOpts ?? {};
+		if (target === region) {
+			stats.local++;
+			return next(actionName, params, o);
+		}
+		return forward(target, actionName, params, o, { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta });
+	}
+
 	/**
 	 * The home side: this region must own the user, at least at the caller's epoch. An admitted
 	 * write is counted in the write barrier; the returned user id must be released when it ends.
 	 */
 	async function admit(ctx: Context, spec: ParsedSpec): Promise<string | undefined> {
-		const userId = userIdAt(ctx.params, spec.path);
+		const userId = paramAt(ctx.params, spec.path);
 		if (userId === undefined) return undefined;
 		const meta = (ctx.meta as { $home?: HomeMeta }).$home;
 		if (meta && meta.hops > maxHops) throw new RoutingLoopError(userId, meta.hops);
@@ -202,7 +230,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 				if (!action || typeof action !== "object") continue;
 				const a = action as { home?: unknown; strategy?: string; strategyOptions?: unknown };
 				const spec = parseSpec(a.home);
-				if (spec && !a.strategy) {
+				if (spec && !spec.byRegion && !a.strategy) {
 					a.strategy = "Shard";
 					a.strategyOptions = { shardKey: spec.path.join(".") };
 				}
@@ -213,13 +241,15 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			return ((actionName: string, params?: unknown, callOpts?: CallingOptions) => {
 				const spec = typeof actionName === "string" ? specOf(actionName) : undefined;
 				if (!spec) return next(actionName, params, callOpts);
+				if (spec.byRegion) return routeToRegion(next, actionName, params, callOpts, spec);
 				return route(next, actionName, params, callOpts, spec);
 			}) as ServiceBroker["call"];
 		},
 
 		localAction(next: (ctx: Context) => Promise<unknown>, action: { home?: unknown }) {
 			const spec = parseSpec(action.home);
-			if (!spec) return next;
+			// A region-routed call concerns no user: nothing to own or fence.
+			if (!spec || spec.byRegion) return next;
 			return async (ctx: Context) => {
 				const writing = await admit(ctx, spec);
 				if (writing === undefined) return next(ctx);
@@ -233,9 +263,9 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 
 		localEvent(next: (ctx: Context) => Promise<unknown>, event: { home?: unknown; name?: string }) {
 			const spec = parseSpec(event.home);
-			if (!spec) return next;
+			if (!spec || spec.byRegion) return next;
 			return async (ctx: Context) => {
-				const userId = userIdAt(ctx.params, spec.path);
+				const userId = paramAt(ctx.params, spec.path);
 				const home = userId === undefined ? undefined : await directory.home(userId);
 				if (!home || home.region === region) return next(ctx);
 				// Handled where the user lives; a forwarded copy is never forwarded again, so no event loops.

@@ -1,15 +1,15 @@
-import type { HomeSpec } from "./home-router.ts";
+import type { HomeSpec, UserHomeSpec } from "./home-router.ts";
 
-// What our schemas declare beyond Moleculer's typings: `home:` (home routing), `global:` on an
-// event (delivered in every region) and the per-action `timeout` that Moleculer's timeout
-// middleware honours but its typings omit.
+// What our schemas declare beyond Moleculer's typings: `home:` (home routing; an action may also be
+// routed by region), `global:` on an event (delivered in every region) and the per-action `timeout`
+// that Moleculer's timeout middleware honours but its typings omit.
 declare module "../node_modules/moleculer/src/service.js" {
 	interface ActionSchema<TThis> {
 		home?: HomeSpec;
 		timeout?: number;
 	}
 	interface EventSchema {
-		home?: HomeSpec;
+		home?: UserHomeSpec;
 		global?: boolean;
 	}
 }

@@ -38,13 +38,27 @@ const profile: ServiceSchema = {
 	}
 };
 
+/** A per-region action: runs in the region its `region` parameter names. */
+const regional: ServiceSchema = {
+	name: "regional",
+	actions: {
+		where: {
+			home: { region: "filter.region" },
+			params: { filter: { type: "object", props: { region: "string" } } },
+			handler(ctx: Context<{ filter: { region: string } }>) {
+				return { region: this.broker.metadata.region, meta: ctx.meta as { $home?: unknown; tag?: unknown } };
+			}
+		}
+	}
+};
+
 const nodes: Record<string, RegionNode> = {};
 let store: DirectoryStore;
 let cluster: EmbeddedRegions | undefined;
 const users: Record<string, string> = {};
 
 beforeAll(async () => {
-	cluster = await startEmbeddedRegions({ namespacePrefix: "router-", services: ["sv-region"], schemas: [profile] });
+	cluster = await startEmbeddedRegions({ namespacePrefix: "router-", services: ["sv-region"], schemas: [profile, regional] });
 	Object.assign(nodes, cluster.nodes);
 	store = cluster.store;
 	const countries: Record<string, string> = { "cn-east": "JP", "ap-south": "SG", "eu-central": "DE" };
@@ -128,5 +142,43 @@ describe("home routing (embedded, three regions)", () => {
 
 	it("answers USER_NOT_FOUND for a user the directory does not know", async () => {
 		await expect(nodes["cn-east"]!.broker.call("profile.where", { userId: "0".repeat(26) })).rejects.toMatchObject({ type: "USER_NOT_FOUND", code: 404 });
+	});
+});
+
+describe("region routing (embedded, three regions)", () => {
+	const where = (from: string, params: unknown, meta?: Record<string, unknown>) =>
+		nodes[from]!.broker.call<{ region: string; meta: { $home?: unknown; tag?: unknown } }, unknown>("regional.where", params, meta ? { meta } : undefined);
+
+	it("runs a call in the region its parameter names, whichever region it entered, with the caller's meta", async () => {
+		for (const from of ids)
+			for (const target of ids) {
+				const res = await where(from, { filter: { region: target } }, { tag: `${from}>${target}` });
+				expect(res.region).toBe(target);
+				expect(res.meta).toMatchObject({ tag: `${from}>${target}` });
+				expect(res.meta.$home).toBeUndefined();
+			}
+	});
+
+	it("answers UNKNOWN_REGION (422) for a region that is not defined, and leaves a missing one to validation", async () => {
+		await expect(where("ap-south", { filter: { region: "mars-north" } })).rejects.toMatchObject({ type: "UNKNOWN_REGION", code: 422, data: { region: "mars-north" } });
+		await expect(where("ap-south", { filter: {} })).rejects.toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
+	});
+
+	it("checks no ownership or epoch where it runs", async () => {
+		const stale = { $home: { epoch: 0, originRegion: "ap-south", hops: 99 } };
+		await expect(where("cn-east", { filter: { region: "cn-east" } }, stale)).resolves.toMatchObject({ region: "cn-east" });
+		const svc = nodes["cn-east"]!.broker.getLocalService("regional")!;
+		const actions = (svc as unknown as { actions: Record<string, (p: unknown, o: unknown) => Promise<unknown>> }).actions;
+		await expect(actions.where!({ filter: { region: "cn-east" } }, { meta: stale })).resolves.toMatchObject({ region: "cn-east" });
+	});
+
+	// Last: it stops a region.
+	it("answers REGION_UNAVAILABLE when the named region is down", async () => {
+		await nodes["eu-central"]!.stop();
+		delete cluster!.nodes["eu-central"];
+		const started = Date.now();
+		await expect(where("cn-east", { filter: { region: "eu-central" } })).rejects.toMatchObject({ type: "REGION_UNAVAILABLE", code: 503, data: { region: "eu-central" } });
+		expect(Date.now() - started).toBeLessThan(5000);
+		await expect(where("cn-east", { filter: { region: "ap-south" } })).resolves.toMatchObject({ region: "ap-south" });
 	});
 });
