@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { dbMixin } from "../../mixins/db.mixin.ts";
@@ -61,6 +62,15 @@ function loginIdentity(value: string): Identity {
 	if (value.includes("@")) return { kind: "email", value };
 	if (value.startsWith("+")) return { kind: "phone", value };
 	return { kind: "username", value };
+}
+
+/** Most users one `list` page holds. */
+const MAX_PAGE_SIZE = 100;
+const regionId = { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ } as const;
+
+/** A LIKE pattern matching what starts with `prefix`, its wildcards taken literally (escape character "!"). */
+function likePrefix(prefix: string): string {
+	return `${prefix.replace(/[!%_]/g, c => `!${c}`)}%`;
 }
 
 /**
@@ -221,6 +231,37 @@ const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { pro
 				const { ok } = await ctx.call<{ ok: boolean }, unknown>("sv-user.verify", { userId: found.userId, password: ctx.params.password });
 				if (!ok) throw invalidCredentials();
 				return { userId: found.userId };
+			}
+		},
+
+		list: {
+			home: { region: "region" },
+			params: {
+				$$strict: true,
+				region: regionId,
+				q: { type: "string", max: 64, optional: true },
+				page: { type: "number", integer: true, min: 1, default: 1, convert: true },
+				pageSize: { type: "number", integer: true, min: 1, max: MAX_PAGE_SIZE, default: 20, convert: true }
+			},
+			/**
+			 * The users homed in `region`, from its own database, by username. `q` is a username
+			 * prefix, or (with "@", or a leading "+") an exact e-mail or phone found through the
+			 * directory's blind index, listed only if that user's row is here.
+			 */
+			async handler(ctx: Context<{ region: string; q?: string; page: number; pageSize: number }>) {
+				const { region, q, page, pageSize } = ctx.params;
+				let users = this.db.selectFrom("users");
+				if (q && (q.includes("@") || q.startsWith("+"))) {
+					const found = await this.findLogin(ctx, q);
+					if (!found) return { items: [], total: 0, page, pageSize, region };
+					users = users.where("id", "=", found.userId);
+				} else if (q) users = users.where(sql<boolean>`username like ${likePrefix(q.toLowerCase())} escape '!'`);
+				const [rows, count] = await Promise.all([
+					users.selectAll().orderBy("username").limit(pageSize).offset((page - 1) * pageSize).execute(),
+					users.select(eb => eb.fn.countAll().as("n")).executeTakeFirst()
+				]);
+				const items: (Profile & { region: string })[] = rows.map(row => ({ ...this.profile(row), region }));
+				return { items, total: Number(count?.n ?? 0), page, pageSize, region };
 			}
 		}
 	},

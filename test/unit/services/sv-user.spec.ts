@@ -137,6 +137,68 @@ describe("sv-user", () => {
 	});
 });
 
+describe("sv-user.list", () => {
+	const list = (from: string, params: Record<string, unknown>) => call(from, "sv-user.list", params);
+	const names = (res: { items: { username: string }[] }) => res.items.map(u => u.username);
+	const ids: Record<string, string> = {};
+
+	beforeAll(async () => {
+		const users: [string, Record<string, unknown>][] = [
+			["ls-bob", { country: "SG", email: "bob@example.sg" }],
+			["ls-ann", { country: "SG", phone: "+6591110000" }],
+			["ls_cat", { country: "SG" }],
+			["lsxcat", { country: "SG" }],
+			["ls-dan", { country: "DE", email: "dan@example.de" }]
+		];
+		for (const [username, extra] of users) ids[username] = (await call("cn-east", "sv-user.register", { username, password: "listed pass 1", ...extra })).id;
+	});
+
+	it("lists the users homed in a region, from any region, by username, with profiles", async () => {
+		for (const from of ["cn-east", "ap-south", "eu-central"]) {
+			const res = await list(from, { region: "ap-south", q: "ls" });
+			expect(res).toMatchObject({ total: 4, page: 1, pageSize: 20, region: "ap-south" });
+			expect(names(res)).toEqual(["ls-ann", "ls-bob", "ls_cat", "lsxcat"]);
+			expect(res.items[0]).toEqual({ id: ids["ls-ann"], username: "ls-ann", email: null, phone: "+6591110000", country: "SG", createdAt: expect.any(String), region: "ap-south" });
+		}
+		const all = await list("eu-central", { region: "ap-south", pageSize: 100 });
+		const rows = await nodes["ap-south"]!.stores.sql.db.selectFrom("users").select("username").orderBy("username").execute();
+		expect(all.total).toBe(rows.length);
+		expect(names(all)).toEqual(rows.map(r => r.username));
+	});
+
+	it("pages, converting page numbers given as text", async () => {
+		const first = await list("cn-east", { region: "ap-south", q: "ls", pageSize: "3" });
+		const second = await list("cn-east", { region: "ap-south", q: "ls", pageSize: 3, page: "2" });
+		expect(names(first)).toEqual(["ls-ann", "ls-bob", "ls_cat"]);
+		expect(second).toMatchObject({ total: 4, page: 2, pageSize: 3 });
+		expect(names(second)).toEqual(["lsxcat"]);
+		expect((await list("cn-east", { region: "ap-south", q: "ls", page: 9 })).items).toEqual([]);
+	});
+
+	it("takes a prefix's wildcards literally", async () => {
+		expect(names(await list("cn-east", { region: "ap-south", q: "ls_" }))).toEqual(["ls_cat"]);
+		expect(names(await list("cn-east", { region: "ap-south", q: "LS-A" }))).toEqual(["ls-ann"]);
+		expect((await list("cn-east", { region: "ap-south", q: "%" })).total).toBe(0);
+		expect((await list("cn-east", { region: "ap-south", q: "ls%cat" })).total).toBe(0);
+	});
+
+	it("finds an exact e-mail or phone through the directory, only in the user's home region", async () => {
+		expect(names(await list("eu-central", { region: "ap-south", q: "BOB@example.sg" }))).toEqual(["ls-bob"]);
+		expect(names(await list("eu-central", { region: "ap-south", q: "+6591110000" }))).toEqual(["ls-ann"]);
+		expect(await list("cn-east", { region: "ap-south", q: "dan@example.de" })).toEqual({ items: [], total: 0, page: 1, pageSize: 20, region: "ap-south" });
+		expect(names(await list("cn-east", { region: "eu-central", q: "dan@example.de" }))).toEqual(["ls-dan"]);
+		expect((await list("cn-east", { region: "ap-south", q: "nobody@example.sg" })).total).toBe(0);
+		// Not a username prefix: "ls-bob@" names no e-mail.
+		expect((await list("cn-east", { region: "ap-south", q: "ls-bob@" })).total).toBe(0);
+	});
+
+	it("refuses an unknown region with UNKNOWN_REGION and bad paging or filters with VALIDATION_ERROR", async () => {
+		await expect(list("cn-east", { region: "mars-north" })).rejects.toMatchObject({ code: 422, type: "UNKNOWN_REGION" });
+		const bad = [{}, { region: "ap-south", pageSize: 101 }, { region: "ap-south", pageSize: 0 }, { region: "ap-south", page: 0 }, { region: "ap-south", q: "x".repeat(65) }, { region: "ap-south", sort: "email" }];
+		for (const params of bad) await expect(list("cn-east", params)).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
+	});
+});
+
 describe("passwords", () => {
 	it("hash with a fresh salt each time and verify only the right password", async () => {
 		const [a, b] = await Promise.all([hashPassword("same password"), hashPassword("same password")]);
