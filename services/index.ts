@@ -1,4 +1,8 @@
 import type { ServiceSchema } from "moleculer";
+import apiApp from "./api-app/api-app.service.ts";
+import apiCms from "./api-cms/api-cms.service.ts";
+import apiWww from "./api-www/api-www.service.ts";
+import apiWx from "./api-wx/api-wx.service.ts";
 import authRbac from "./auth-rbac/auth-rbac.service.ts";
 import authJwt from "./auth-jwt/auth-jwt.service.ts";
 import svConfig from "./sv-config/sv-config.service.ts";
@@ -10,6 +14,10 @@ export type AnyServiceSchema = ServiceSchema<any, any, any, any>;
 
 /** Every service a region node can run, by name; launchers pick a group of them. */
 export const SERVICES: Record<string, AnyServiceSchema> = {
+	"api-app": apiApp,
+	"api-cms": apiCms,
+	"api-www": apiWww,
+	"api-wx": apiWx,
 	"auth-rbac": authRbac,
 	"auth-jwt": authJwt,
 	"sv-config": svConfig,

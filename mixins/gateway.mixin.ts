@@ -1,0 +1,400 @@
+import { createServer } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { Errors } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
+import ApiGateway from "moleculer-web";
+import type { ClientType } from "../regions/region.ts";
+import { envInt, envString } from "../regions/runtime/env.ts";
+import { readiness } from "../regions/runtime/health.ts";
+import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
+import { storesOf } from "../regions/stores/index.ts";
+import { Lru } from "../services/shared/lru.ts";
+import { clientIp, trustedProxies } from "./gateway/client-ip.ts";
+import { readDocsFile, docsIndexHtml, DOCS_CSP } from "./gateway/docs.ts";
+import { toHttpError } from "./gateway/errors.ts";
+import { openApiDocument } from "./gateway/openapi.ts";
+import { MemoryRateLimiter, RedisRateLimiter } from "./gateway/rate-limiter.ts";
+import type { RateLimit } from "./gateway/rate-limiter.ts";
+import type { GatewayRoute } from "./gateway/routes.ts";
+import { traceContext } from "./gateway/trace-context.ts";
+
+/** Request limits every gateway enforces. */
+export const MAX_BODY_BYTES = 64 * 1024;
+export const MAX_HEADER_BYTES = 16 * 1024;
+/** How long an RBAC decision is reused on a gateway node (the rules converge within a second anyway). */
+const DECISION_TTL_MS = 1000;
+
+/** Who a verified bearer token says the caller is: `ctx.meta.user` in every gateway action. */
+export interface GatewayUser {
+	id: string;
+	sid: string;
+	/** The home region the token was issued in. */
+	region: string;
+	client: ClientType;
+}
+
+export type GatewayContext<P = Record<string, never>> = Context<P, { user: GatewayUser; clientIp?: string; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string>; $responseType?: string }>;
+
+const SECURITY_HEADERS: Record<string, string> = {
+	"X-Content-Type-Options": "nosniff",
+	"X-Frame-Options": "DENY",
+	"Referrer-Policy": "no-referrer",
+	"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+	"Cross-Origin-Opener-Policy": "same-origin",
+	"Cross-Origin-Resource-Policy": "same-site",
+	"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+	"Cache-Control": "no-store"
+};
+
+const username = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-'" } } as const;
+const password = { type: "string", min: 8, max: 128 } as const;
+const email = { type: "email", max: 254, optional: true } as const;
+const phone = { type: "string", max: 16, pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
+const country = { type: "string", max: 2, pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
+
+const profileSchema = {
+	type: "object",
+	properties: {
+		id: { type: "string" },
+		username: { type: "string" },
+		email: { type: ["string", "null"] },
+		phone: { type: ["string", "null"] },
+		country: { type: ["string", "null"] },
+		region: { type: "string" },
+		createdAt: { type: "string", format: "date-time" }
+	}
+};
+const tokensSchema = {
+	type: "object",
+	properties: { accessToken: { type: "string" }, refreshToken: { type: "string" }, tokenType: { const: "Bearer" }, expiresIn: { type: "integer" }, region: { type: "string" } }
+};
+
+/** The routes every gateway answers, whatever its client type. */
+export const COMMON_ROUTES: GatewayRoute[] = [
+	{ method: "POST", path: "/api/v1/auth/register", action: "register", summary: "Register a user (homed by country, else in this region)", tag: "auth", auth: false, status: 201, response: { type: "object", properties: { id: { type: "string" }, username: { type: "string" }, region: { type: "string" } } } },
+	{ method: "POST", path: "/api/v1/auth/login", action: "login", summary: "Log in with username, e-mail or phone", tag: "auth", auth: false, status: 200, response: tokensSchema },
+	{ method: "POST", path: "/api/v1/auth/refresh", action: "refresh", summary: "Exchange a refresh token for new tokens (rotates it)", tag: "auth", auth: false, status: 200, response: tokensSchema },
+	{ method: "POST", path: "/api/v1/auth/logout", action: "logout", summary: "End this session", tag: "auth", auth: true, status: 204 },
+	{ method: "GET", path: "/api/v1/me", action: "me", summary: "The caller's profile, served by its home region", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: profileSchema },
+	{ method: "PATCH", path: "/api/v1/me", action: "updateMe", summary: "Change e-mail, phone or country (null removes)", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 200, response: profileSchema },
+	{ method: "GET", path: "/api/v1/me/sessions", action: "mySessions", summary: "The caller's live sessions", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: { type: "array", items: { type: "object" } } },
+	{ method: "DELETE", path: "/api/v1/me/sessions/:sid", action: "endMySession", summary: "End one of the caller's sessions", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 204 },
+	{ method: "GET", path: "/api/v1/regions", action: "regions", summary: "Regions and whether they are reachable", tag: "regions", auth: false, status: 200, response: { type: "array", items: { type: "object", properties: { id: { type: "string" }, name: { type: "string" }, status: { type: "string" } } } } },
+	{ method: "GET", path: "/.well-known/jwks.json", action: "jwks", summary: "Public keys of every region (JWKS)", tag: "meta", auth: false, status: 200 },
+	{ method: "GET", path: "/api/v1/openapi.json", action: "openapi", summary: "This document", tag: "meta", auth: false, status: 200 },
+	{ method: "GET", path: "/docs", action: "docsPage", summary: "Swagger UI", tag: "meta", auth: false, status: 200 },
+	{ method: "GET", path: "/docs/:file", action: "docsFile", summary: "Swagger UI assets", tag: "meta", auth: false, status: 200 },
+	{ method: "GET", path: "/healthz", action: "healthz", summary: "Liveness", tag: "meta", auth: false, status: 200 },
+	{ method: "GET", path: "/readyz", action: "readyz", summary: "Readiness (503 naming the failing check)", tag: "meta", auth: false, status: 200 }
+];
+
+export interface GatewaySettings {
+	client: ClientType;
+	/** Listening port; null: the region file's port for this client type. 0: any free port (tests). */
+	port: number | null;
+	/** Bind address; null: 127.0.0.1 when embedded, else 0.0.0.0 (EDGEHOME_HTTP_HOST overrides). */
+	ip: string | null;
+	/** Per client IP and per user, shared by the region's gateway nodes (Redis; memory when embedded). */
+	rateLimits: { ip: RateLimit; user: RateLimit };
+	/** Direct peers whose X-Forwarded-For is believed: IPs or CIDRs, comma-separated. */
+	trustedProxies: string;
+	/** Allowed CORS origins (comma-separated); empty: no CORS headers at all. */
+	corsOrigins: string;
+}
+
+function defaults(client: ClientType, env = process.env): GatewaySettings {
+	const upper = client.toUpperCase();
+	return {
+		client,
+		port: null,
+		ip: env.EDGEHOME_HTTP_HOST || null,
+		rateLimits: {
+			ip: { max: envInt(env, "EDGEHOME_RATE_IP_PER_MIN", 600, 1), windowMs: 60_000 },
+			user: { max: envInt(env, "EDGEHOME_RATE_USER_PER_MIN", 300, 1), windowMs: 60_000 }
+		},
+		trustedProxies: envString(env, "EDGEHOME_TRUSTED_PROXIES", ""),
+		corsOrigins: envString(env, `EDGEHOME_CORS_${upper}`, "")
+	};
+}
+
+type Req = IncomingMessage & { $ctx?: Context; $action?: { name: string }; $clientIp?: string };
+
+function unauthorized(message: string): Errors.MoleculerClientError {
+	return new Errors.MoleculerClientError(message, 401, "UNAUTHORIZED");
+}
+
+/**
+ * The REST front door shared by api-app, api-www, api-cms and api-wx: moleculer-web with every
+ * route listed (nothing else answers), bodies validated by each action's strict schema, bearer
+ * tokens verified on this node for this gateway's client type, RBAC per route, rate limits per IP
+ * and per user, one error shape, request ids and W3C trace context, security headers, ETags, and
+ * an OpenAPI document generated from the same route table.
+ */
+export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[] }): Partial<ServiceSchema<any>> {
+	const table = [...COMMON_ROUTES, ...(opts.routes ?? [])];
+	const service = `api-${opts.client}`;
+	const settings = defaults(opts.client);
+	const cors = settings.corsOrigins
+		? { origin: settings.corsOrigins.split(",").map(s => s.trim()), methods: ["GET", "POST", "PUT", "PATCH", "DELETE"], allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "traceparent"], exposedHeaders: ["X-Request-Id", "traceparent", "Retry-After", "ETag"], maxAge: 600 }
+		: undefined;
+
+	return {
+		mixins: [ApiGateway],
+		settings: {
+			...settings,
+			server: true,
+			logRequest: "debug",
+			logResponse: "debug",
+			logRequestParams: null,
+			logRouteRegistration: "debug",
+			optimizeOrder: false,
+			routes: [
+				{
+					path: "/",
+					mappingPolicy: "restrict",
+					autoAliases: false,
+					aliases: Object.fromEntries(table.map(r => [`${r.method} ${r.path}`, `${service}.${r.action}`])),
+					bodyParsers: { json: { limit: MAX_BODY_BYTES, strict: true }, urlencoded: false },
+					etag: true,
+					authentication: true,
+					authorization: true,
+					...(cors ? { cors } : {}),
+					onBeforeCall(this: any, ctx: Context, _route: unknown, req: Req) {
+						return this.limit(`ip:${req.$clientIp}`, this.settings.rateLimits.ip);
+					},
+					onAfterCall(this: any, ctx: Context, _route: unknown, req: Req, res: ServerResponse, data: unknown) {
+						const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
+						if (route && route.status !== 200) res.statusCode = route.status;
+						return route?.status === 204 ? null : data;
+					}
+				}
+			],
+			rootCallOptions(this: any, options: Record<string, unknown>, req: Req, res: ServerResponse) {
+				const trace = traceContext(req.headers);
+				req.$clientIp = clientIp(req, this.proxies);
+				options.requestID = trace.requestId;
+				options.meta = { clientIp: req.$clientIp };
+				res.setHeader("X-Request-Id", trace.requestId);
+				res.setHeader("traceparent", trace.traceparent);
+				for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+			},
+			onError(this: any, req: Req, res: ServerResponse, err: unknown) {
+				this.sendApiError(req, res, err);
+			}
+		},
+
+		actions: {
+			register: {
+				params: { $$strict: true, username, password, email, phone, country },
+				async handler(ctx: GatewayContext<{ username: string; password: string }>) {
+					const user = await ctx.call<{ id: string; username: string; region: string }, unknown>("sv-user.register", ctx.params);
+					ctx.meta.$location = "/api/v1/me";
+					return { id: user.id, username: user.username, region: user.region };
+				}
+			},
+			login: {
+				params: { $$strict: true, login: { type: "string", min: 3, max: 254 }, password: { type: "string", min: 1, max: 128 } },
+				async handler(this: any, ctx: GatewayContext<{ login: string; password: string }>) {
+					return this.publicTokens(await ctx.call("auth-jwt.login", { ...ctx.params, client: this.settings.client }));
+				}
+			},
+			refresh: {
+				params: { $$strict: true, refreshToken: { type: "string", min: 1, max: 128 } },
+				async handler(this: any, ctx: GatewayContext<{ refreshToken: string }>) {
+					return this.publicTokens(await ctx.call("auth-jwt.refresh", { refreshToken: ctx.params.refreshToken, client: this.settings.client }).catch((err: { type?: string }) => {
+						// A malformed token is just an invalid one to the client.
+						if (err.type === "VALIDATION_ERROR") throw unauthorized("refresh token is not valid");
+						throw err;
+					}));
+				}
+			},
+			logout: {
+				params: { $$strict: true },
+				async handler(ctx: GatewayContext) {
+					await ctx.call("auth-jwt.endSession", { userId: ctx.meta.user.id, sid: ctx.meta.user.sid });
+					return null;
+				}
+			},
+			me: {
+				params: { $$strict: true },
+				async handler(this: any, ctx: GatewayContext) {
+					return this.withRegion(ctx, await ctx.call("sv-user.get", { userId: ctx.meta.user.id }));
+				}
+			},
+			updateMe: {
+				params: { $$strict: true, email: { ...email, nullable: true }, phone: { ...phone, nullable: true }, country: { ...country, nullable: true } },
+				async handler(this: any, ctx: GatewayContext<Record<string, string | null>>) {
+					return this.withRegion(ctx, await ctx.call("sv-user.update", { ...ctx.params, userId: ctx.meta.user.id }));
+				}
+			},
+			mySessions: {
+				params: { $$strict: true },
+				async handler(ctx: GatewayContext) {
+					const sessions = await ctx.call<{ sid: string }[], unknown>("auth-jwt.sessions", { userId: ctx.meta.user.id });
+					return sessions.map(s => ({ ...s, current: s.sid === ctx.meta.user.sid }));
+				}
+			},
+			endMySession: {
+				params: { $$strict: true, sid: { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "not a session id" } } },
+				async handler(ctx: GatewayContext<{ sid: string }>) {
+					// Another user's session is not found, exactly like one that never existed.
+					const { ended } = await ctx.call<{ ended: boolean }, unknown>("auth-jwt.endSession", { userId: ctx.meta.user.id, sid: ctx.params.sid });
+					if (!ended) throw new Errors.MoleculerClientError("no such session", 404, "NOT_FOUND");
+					return null;
+				}
+			},
+			regions: {
+				params: { $$strict: true },
+				async handler(ctx: GatewayContext) {
+					const list = await ctx.call<{ id: string; name: string; status: string }[], unknown>("sv-region.regions", {});
+					return list.map(r => ({ id: r.id, name: r.name, status: r.status }));
+				}
+			},
+			jwks: {
+				params: { $$strict: true },
+				async handler(ctx: GatewayContext) {
+					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=300" };
+					return ctx.call("auth-jwt.jwks", {}, { nodeID: this.broker.nodeID });
+				}
+			},
+			openapi: {
+				params: { $$strict: true },
+				handler(this: any, ctx: GatewayContext) {
+					ctx.meta.$responseHeaders = { "Cache-Control": "no-cache" };
+					this.openapi ??= openApiDocument({
+						title: `edgehome ${this.settings.client} API`,
+						version: "1.0.0",
+						description: `The REST API of the ${this.settings.client} gateway, identical in every region.`,
+						routes: table,
+						paramsOf: (action: string) => this.schema.actions?.[action]?.params
+					});
+					return this.openapi;
+				}
+			},
+			docsPage: {
+				params: { $$strict: true },
+				handler(ctx: GatewayContext) {
+					ctx.meta.$responseType = "text/html; charset=utf-8";
+					ctx.meta.$responseHeaders = { "Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache" };
+					return docsIndexHtml();
+				}
+			},
+			docsFile: {
+				params: { $$strict: true, file: { type: "string", max: 64 } },
+				handler(ctx: GatewayContext<{ file: string }>) {
+					const file = readDocsFile(ctx.params.file);
+					if (!file) throw new Errors.MoleculerClientError("no such file", 404, "NOT_FOUND");
+					ctx.meta.$responseType = file.type;
+					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
+					return file.body;
+				}
+			},
+			healthz: {
+				params: { $$strict: true },
+				handler() {
+					return { status: "ok" };
+				}
+			},
+			readyz: {
+				params: { $$strict: true },
+				async handler(ctx: GatewayContext) {
+					const state = await readiness(this.broker);
+					if (!state.ready) ctx.meta.$statusCode = 503;
+					return { status: state.ready ? "ready" : "not ready", checks: state.checks };
+				}
+			}
+		},
+
+		methods: {
+			/** Our own server: headers capped (431 past the cap, answered in our error shape). */
+			createServer(this: any) {
+				if (this.server) return;
+				this.server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, this.httpHandler);
+				this.server.requestTimeout = this.settings.requestTimeout;
+				this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+					if (!socket.writable) return socket.destroy();
+					const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+					const status = tooLarge ? 431 : 400;
+					const { requestId } = traceContext({});
+					const body = JSON.stringify({ error: { code: tooLarge ? "HEADERS_TOO_LARGE" : "BAD_REQUEST", message: tooLarge ? `request headers are larger than ${MAX_HEADER_BYTES} bytes` : "malformed request", requestId } });
+					socket.end(
+						`HTTP/1.1 ${status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
+					);
+				});
+				this.isHTTPS = false;
+			},
+
+			async authenticate(this: any, ctx: GatewayContext, _route: unknown, req: Req): Promise<GatewayUser | null> {
+				const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
+				if (!route?.auth) return null;
+				const header = req.headers.authorization ?? "";
+				const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{16,4096})$/.exec(header);
+				if (!bearer) throw unauthorized("a bearer access token is required");
+				const claims = await ctx.call<{ sub: string; sid: string; rgn: string; cli: ClientType }, unknown>(
+					"auth-jwt.verify",
+					{ token: bearer[1], client: this.settings.client },
+					// Verified on this node: keys and revocations are local, no hop per request.
+					{ nodeID: this.broker.nodeID }
+				);
+				await this.limit(`user:${claims.sub}`, this.settings.rateLimits.user);
+				return { id: claims.sub, sid: claims.sid, region: claims.rgn, client: claims.cli };
+			},
+
+			async authorize(this: any, ctx: GatewayContext, _route: unknown, req: Req): Promise<void> {
+				const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
+				if (!route?.permission) return;
+				const user = ctx.meta.user;
+				if (!user) throw unauthorized("a bearer access token is required");
+				const key = `${user.id}\0${route.permission.resource}\0${route.permission.action}`;
+				const now = Date.now();
+				let decision = this.decisions.get(key);
+				if (!decision || now - decision.at > DECISION_TTL_MS) {
+					const { allowed } = await ctx.call<{ allowed: boolean }, unknown>("auth-rbac.enforce", { userId: user.id, ...route.permission });
+					decision = { allowed, at: now };
+					this.decisions.set(key, decision);
+				}
+				if (!decision.allowed) throw new Errors.MoleculerClientError("not allowed", 403, "FORBIDDEN");
+			},
+
+			async limit(this: any, key: string, limit: RateLimit) {
+				const decision = await this.limiter.hit(key, limit);
+				if (!decision.ok) throw new Errors.MoleculerClientError("too many requests", 429, "RATE_LIMITED", { retryAfter: decision.retryAfterS });
+			},
+
+			publicTokens(tokens: { accessToken: string; refreshToken: string; tokenType: string; expiresIn: number; region: string }) {
+				return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn, region: tokens.region };
+			},
+
+			async withRegion(ctx: GatewayContext, profile: Record<string, unknown>) {
+				const home = await ctx.call<{ region: string }, unknown>("sv-region.lookup", { userId: ctx.meta.user.id });
+				return { id: profile.id, username: profile.username, email: profile.email, phone: profile.phone, country: profile.country, region: home.region, createdAt: profile.createdAt };
+			},
+
+			/** The one error shape: status, `{"error": {code, message, requestId}}`, never a stack or a service name. */
+			sendApiError(this: any, req: Req, res: ServerResponse, err: unknown) {
+				const e = toHttpError(err, Boolean(req.$action));
+				if (e.status >= 500) this.logger.error(`${req.method} ${req.url?.split("?")[0]} failed:`, err);
+				if (res.headersSent) return res.destroy();
+				const requestId = req.$ctx?.requestID ?? res.getHeader("X-Request-Id");
+				res.statusCode = e.status;
+				res.setHeader("Content-Type", "application/json; charset=utf-8");
+				res.removeHeader("ETag");
+				if (e.retryAfter) res.setHeader("Retry-After", String(e.retryAfter));
+				if (e.status === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="edgehome"');
+				res.end(JSON.stringify({ error: { code: e.code, message: e.message, requestId, ...(e.details ? { details: e.details } : {}) } }));
+			}
+		},
+
+		created(this: any) {
+			this.routeByAction = new Map(table.map(r => [`${service}.${r.action}`, r]));
+			this.proxies = trustedProxies(this.settings.trustedProxies);
+			this.decisions = new Lru(10_000);
+			if (this.settings.port === null || this.settings.port === undefined) this.settings.port = regionRuntimeOf(this.broker).region.ports[this.settings.client as ClientType];
+			// Embedded mode (in-process transport) is a developer's machine: loopback only.
+			this.settings.ip ??= this.broker.options.transporter === "Fake" ? "127.0.0.1" : "0.0.0.0";
+			const redis = storesOf(this.broker).redis;
+			this.limiter = redis ? new RedisRateLimiter(redis) : new MemoryRateLimiter();
+		}
+	};
+}

@@ -1,0 +1,79 @@
+/** What a gateway answers for a failure: `{"error": {code, message, requestId, details?}}` with `status`. */
+export interface HttpError {
+	status: number;
+	code: string;
+	message: string;
+	details?: { field: string; message: string }[];
+	/** Seconds, sent as Retry-After. */
+	retryAfter?: number;
+}
+
+interface AnyError {
+	name?: string;
+	message?: string;
+	code?: unknown;
+	status?: unknown;
+	type?: unknown;
+	data?: unknown;
+}
+
+/** Downstream 503s a client should retry after a while. */
+const RETRYABLE_503: Record<string, number> = {
+	REGION_UNAVAILABLE: 5,
+	USER_MOVING: 1,
+	AUTH_UNAVAILABLE: 2,
+	DIRECTORY_UNAVAILABLE: 3,
+	WX_NOT_CONFIGURED: 60
+};
+
+const NOT_ROUTED = new Set(["NOT_FOUND", "SERVICE_NOT_FOUND"]);
+const UPSTREAM_MISSING = new Set(["SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE", "SERVICE_UNAVAILABLE"]);
+
+function retryAfterOf(data: unknown): number | undefined {
+	const v = (data as { retryAfter?: unknown } | undefined)?.retryAfter;
+	return typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.ceil(v) : undefined;
+}
+
+/** fastest-validator's findings, without `actual` (it would echo passwords back). */
+function validationDetails(data: unknown): { field: string; message: string }[] | undefined {
+	if (!Array.isArray(data)) return undefined;
+	return data.slice(0, 20).map(d => {
+		const item = d as { field?: unknown; message?: unknown; type?: unknown };
+		return { field: typeof item.field === "string" ? item.field : "(body)", message: typeof item.message === "string" ? item.message : String(item.type ?? "invalid") };
+	});
+}
+
+/**
+ * Maps any error to what a client may see. Our services' client errors (4xx) keep their code and
+ * message; everything else becomes a generic answer that names no service, node or stack.
+ * `calledAction`: whether the request had reached its action (a missing service after that point is
+ * an upstream failure, before it an unknown route).
+ */
+export function toHttpError(raw: unknown, calledAction: boolean): HttpError {
+	const err = (raw && typeof raw === "object" ? raw : {}) as AnyError;
+	const type = typeof err.type === "string" ? err.type : "";
+	const code = typeof err.code === "number" ? err.code : typeof err.status === "number" ? err.status : 500;
+	const message = typeof err.message === "string" ? err.message.slice(0, 300) : "";
+
+	// body-parser's own errors (before any action ran).
+	if (type === "entity.too.large" || (code === 413 && !type)) return { status: 413, code: "PAYLOAD_TOO_LARGE", message: "request body is larger than the limit" };
+	if (type === "entity.parse.failed") return { status: 400, code: "VALIDATION_FAILED", message: "request body is not valid JSON" };
+	if (type === "encoding.unsupported" || type === "charset.unsupported") return { status: 415, code: "UNSUPPORTED_MEDIA_TYPE", message: "request body encoding is not supported" };
+
+	if (type === "VALIDATION_ERROR") return { status: 400, code: "VALIDATION_FAILED", message: "request is not valid", details: validationDetails(err.data) };
+	if (UPSTREAM_MISSING.has(type) && calledAction) return { status: 502, code: "UPSTREAM_UNAVAILABLE", message: "a service needed for this request is not available" };
+	if (NOT_ROUTED.has(type) || (code === 404 && !calledAction)) return { status: 404, code: "NOT_FOUND", message: "no such route" };
+	if (type === "REQUEST_TIMEOUT" || type === "UPSTREAM_TIMEOUT") return { status: 504, code: "UPSTREAM_TIMEOUT", message: "the request took too long" };
+	if (type in RETRYABLE_503) return { status: 503, code: type, message: message || "try again later", retryAfter: retryAfterOf(err.data) ?? RETRYABLE_503[type] };
+	if (code === 429) return { status: 429, code: "RATE_LIMITED", message: message || "too many requests", retryAfter: retryAfterOf(err.data) ?? 60 };
+	if (code === 401) return { status: 401, code: "UNAUTHORIZED", message: message || "authentication required" };
+	if (code === 403) return { status: 403, code: "FORBIDDEN", message: "not allowed" };
+	if (code === 404) return { status: 404, code: "NOT_FOUND", message: message || "not found" };
+	if (code === 422) return { status: 400, code: "VALIDATION_FAILED", message: message || "request is not valid", details: validationDetails(err.data) };
+	if (type === "UPSTREAM_FAILED") return { status: 502, code: "UPSTREAM_FAILED", message: message || "an upstream service failed" };
+	if (code === 503) return { status: 503, code: "UNAVAILABLE", message: "temporarily unavailable", retryAfter: retryAfterOf(err.data) ?? 5 };
+	if (code === 502) return { status: 502, code: "UPSTREAM_FAILED", message: "an upstream service failed" };
+	// Our services' client errors: a stable code and a message written for users.
+	if (code >= 400 && code < 500 && /^[A-Z][A-Z0-9_]{2,40}$/.test(type)) return { status: code, code: type, message: message || type.toLowerCase().replace(/_/g, " ") };
+	return { status: 500, code: "INTERNAL", message: "internal error" };
+}

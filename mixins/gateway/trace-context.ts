@@ -1,0 +1,25 @@
+import { randomBytes } from "node:crypto";
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
+
+export interface TraceContext {
+	/** The request id every log line and downstream call carries (the trace id when there is one). */
+	requestId: string;
+	/** What the response's `traceparent` says: the caller's trace, our span. */
+	traceparent: string;
+}
+
+/**
+ * Continues an incoming W3C `traceparent` (its trace id becomes the request id, our span is new),
+ * else a well-formed incoming `X-Request-Id`, else starts a new trace.
+ */
+export function traceContext(headers: Record<string, string | string[] | undefined>): TraceContext {
+	const span = randomBytes(8).toString("hex");
+	const parent = typeof headers.traceparent === "string" ? TRACEPARENT.exec(headers.traceparent.trim().toLowerCase()) : null;
+	if (parent && !/^0+$/.test(parent[1]!) && !/^0+$/.test(parent[2]!)) return { requestId: parent[1]!, traceparent: `00-${parent[1]}-${span}-${parent[3]}` };
+	const trace = randomBytes(16).toString("hex");
+	const given = headers["x-request-id"];
+	// A new trace's id is the request id too, so one value finds the request in logs and traces.
+	return { requestId: typeof given === "string" && REQUEST_ID.test(given) ? given : trace, traceparent: `00-${trace}-${span}-01` };
+}
