@@ -1,0 +1,34 @@
+import { Errors } from "moleculer";
+import { describe, expect, it } from "vitest";
+import { toHttpError } from "../../../../mixins/gateway/errors.ts";
+
+describe("toHttpError", () => {
+	it("keeps our client errors' codes and messages", () => {
+		expect(toHttpError(new Errors.MoleculerClientError("username is already taken", 409, "USERNAME_TAKEN"), true)).toEqual({ status: 409, code: "USERNAME_TAKEN", message: "username is already taken" });
+		expect(toHttpError(new Errors.MoleculerClientError("too many", 429, "RATE_LIMITED", { retryAfter: 42 }), true)).toMatchObject({ status: 429, code: "RATE_LIMITED", retryAfter: 42 });
+		expect(toHttpError(new Errors.MoleculerClientError("token expired", 401, "TOKEN_EXPIRED"), true)).toMatchObject({ status: 401, code: "UNAUTHORIZED", message: "token expired" });
+	});
+
+	it("turns validation into 400 with field details but never the rejected values", () => {
+		const e = toHttpError(new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [{ field: "password", message: "too short", actual: "hunter2" }]), true);
+		expect(e).toEqual({ status: 400, code: "VALIDATION_FAILED", message: "request is not valid", details: [{ field: "password", message: "too short" }] });
+	});
+
+	it("hides internal failures: service and node names, timeouts, unknown errors", () => {
+		expect(toHttpError(new Errors.ServiceNotFoundError({ action: "sv-user.get", nodeID: "cn-east-all-1" }), true)).toEqual({ status: 502, code: "UPSTREAM_UNAVAILABLE", message: "a service needed for this request is not available" });
+		expect(toHttpError(new Errors.ServiceNotFoundError({ action: "sv-user.get" }), false)).toMatchObject({ status: 404, code: "NOT_FOUND" });
+		expect(toHttpError(new Errors.RequestTimeoutError({ action: "sv-user.get", nodeID: "n1" }), true)).toMatchObject({ status: 504, code: "UPSTREAM_TIMEOUT" });
+		expect(toHttpError(new TypeError("cannot read properties of undefined (reading 'x')"), true)).toEqual({ status: 500, code: "INTERNAL", message: "internal error" });
+		expect(toHttpError(new Errors.MoleculerError("db exploded at /srv/app.ts:12", 500, "DB"), true)).toEqual({ status: 500, code: "INTERNAL", message: "internal error" });
+	});
+
+	it("gives retryable 503s a Retry-After", () => {
+		expect(toHttpError(new Errors.MoleculerError("region cn-east is unavailable", 503, "REGION_UNAVAILABLE", { retryAfter: 5 }), true)).toMatchObject({ status: 503, code: "REGION_UNAVAILABLE", retryAfter: 5 });
+		expect(toHttpError(new Errors.MoleculerError("moving", 503, "USER_MOVING"), true)).toMatchObject({ status: 503, code: "USER_MOVING", retryAfter: 1 });
+	});
+
+	it("maps body-parser's errors", () => {
+		expect(toHttpError(Object.assign(new Error("request entity too large"), { status: 413, type: "entity.too.large" }), false)).toMatchObject({ status: 413, code: "PAYLOAD_TOO_LARGE" });
+		expect(toHttpError(Object.assign(new Error("Unexpected token"), { status: 400, type: "entity.parse.failed" }), false)).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+	});
+});
