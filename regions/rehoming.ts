@@ -41,7 +41,8 @@ export interface MoverOptions {
 	settleMs?: number;
 	/** A move whose owner has not written its journal for this long is taken over. */
 	staleMs?: number;
-	onOutcome?: (outcome: MoveOutcome, record: MoveRecord) => void;
+	/** `cause`: why a move was rolled back. */
+	onOutcome?: (outcome: MoveOutcome, record: MoveRecord, cause?: string) => void;
 }
 
 export const moveKey = (userId: string) => `move.${userId}`;
@@ -119,6 +120,14 @@ export class Mover {
 
 	/** Moves `userId` to region `to`; resolves once the move is complete (or rejects after rolling back). */
 	async move(userId: string, to: string): Promise<MoveRecord> {
+		return (await this.start(userId, to)).done;
+	}
+
+	/**
+	 * Begins a move: a refusal (unknown region or user, residency, a move in progress) rejects
+	 * here; once the user is marked moving, `done` settles as `move` does.
+	 */
+	async start(userId: string, to: string): Promise<{ record: MoveRecord; done: Promise<MoveRecord> }> {
 		const { regions } = this.opts;
 		const target = regions.find(r => r.id === to);
 		if (!target) throw new DirectoryError("INVALID_KEY", `unknown region "${to}"`);
@@ -126,7 +135,10 @@ export class Mover {
 		if (!entry) throw new UserNotFoundError(userId);
 		const from = regions.find(r => r.id === entry.value.region)!;
 		if (entry.value.state === "moving") throw new MoveInProgressError(userId);
-		if (from.id === to) return this.journal(userId, from.id, to, entry.value.epoch, "flipped", []);
+		if (from.id === to) {
+			const record = this.journal(userId, from.id, to, entry.value.epoch, "flipped", []);
+			return { record, done: Promise.resolve(record) };
+		}
 		// A pinned user stays within its jurisdiction: regions that pin at least one of the same countries.
 		if (entry.value.pinned && !target.residency.some(c => from.residency.includes(c))) throw new ResidencyViolationError(userId, from.id, to);
 
@@ -146,7 +158,7 @@ export class Mover {
 			if (err instanceof DirectoryError && err.code === "REVISION_MISMATCH") throw new MoveInProgressError(userId);
 			throw err;
 		}
-		return this.drive({ value: record, revision: recordRevision, key: moveKey(userId) });
+		return { record, done: this.drive({ value: record, revision: recordRevision, key: moveKey(userId) }) };
 	}
 
 	/** Runs a journalled move from wherever it stands to its end. */
@@ -173,7 +185,7 @@ export class Mover {
 			// Lost the journal: its new owner finishes or undoes the move. Flipped: only finishing is left, and recovery does it.
 			if (!lease.lost && !flipped) {
 				await this.rollBack(lease);
-				this.opts.onOutcome?.("rolled-back", lease.record);
+				this.opts.onOutcome?.("rolled-back", lease.record, (err as Error).message);
 				throw new MoveFailedError(lease.record.userId, failedAt, (err as Error).message);
 			}
 			lease.stop();
@@ -290,7 +302,7 @@ export class Mover {
 					const lease = new JournalLease(this.store, claimed, Math.max(50, Math.floor(this.opts.staleMs / 3)));
 					try {
 						await this.rollBack(lease);
-						this.opts.onOutcome?.("rolled-back", claimed.value);
+						this.opts.onOutcome?.("rolled-back", claimed.value, "its mover stopped during the copy");
 					} catch {
 						lease.stop();
 					}

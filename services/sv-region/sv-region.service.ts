@@ -7,6 +7,7 @@ import type { Identity } from "../../regions/directory/home-directory.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
 import { DirectoryUnavailableError, UserNotFoundError } from "../../regions/errors.ts";
 import { Mover } from "../../regions/rehoming.ts";
+import type { MoveRecord } from "../../regions/rehoming.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
@@ -18,7 +19,13 @@ const SCAN_BUDGET = 10_000;
 /** Most user entries one census reads. */
 export const MAX_CENSUS = 10_000_000;
 
+/** How long a finished move stays answerable by `moveProgress` (default: EDGEHOME_MOVE_RECORD_TTL_MS, else 7 days). */
+const MOVE_RECORD_TTL_MS = 7 * 24 * 3600_000;
+const MOVE_PRUNE_INTERVAL_MS = 3600_000;
+
 const userId = { type: "string", pattern: /^[0-9a-z]{26}$/, messages: { stringPattern: "userId must be a 26-character user id" } } as const;
+const regionId = { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ } as const;
+const moveId = { type: "string", pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, messages: { stringPattern: "moveId must be a move id (UUID)" } } as const;
 const country = { type: "string", pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
 const identity = {
 	type: "object",
@@ -29,7 +36,35 @@ const identity = {
 interface Vars {
 	runtime: RegionRuntime;
 	mover: Mover;
+	moveRecordTtlMs: number;
+	pruner: NodeJS.Timeout | undefined;
 }
+
+type MoveState = "running" | "moved" | "rolled-back" | "failed";
+
+/**
+ * What is remembered of one move in the directory under `moves.<moveId>`, readable in every
+ * region and kept after the journal (`move.<userId>`) is gone, until MOVE_RECORD_TTL_MS after it ended.
+ */
+interface MoveProgress {
+	moveId: string;
+	userId: string;
+	from: string;
+	to: string;
+	state: MoveState;
+	startedAt: number;
+	finishedAt?: number;
+	error?: string;
+}
+
+interface Methods {
+	beginMove(userId: string, to: string): Promise<{ progress: MoveProgress; done: Promise<MoveRecord> }>;
+	settleMove(record: MoveRecord, outcome: Pick<MoveProgress, "state" | "error">, onlyIfRunning?: boolean): Promise<void>;
+	pruneMoves(endedBefore: number): Promise<number>;
+}
+
+const movesKey = (id: string) => `moves.${id}`;
+const MOVES_PREFIX = "moves.";
 
 /** Directory failures in the words clients get: a taken identity is a conflict, an unreachable primary a 503. */
 function fromDirectory(err: unknown): never {
@@ -47,7 +82,7 @@ function fromDirectory(err: unknown): never {
  * The global directory's front: registration (assignment + identity reservation), lookups,
  * region registry. Every region runs it over its own replica of the directory.
  */
-const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars> = {
+const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	name: "sv-region",
 
 	actions: {
@@ -142,15 +177,42 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 		},
 
 		move: {
-			params: { $$strict: true, userId, to: { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ } },
+			params: { $$strict: true, userId, to: regionId },
 			// A move copies every participant's rows: allow it far longer than an ordinary call.
 			timeout: 120_000,
 			async handler(ctx: Context<{ userId: string; to: string }>) {
-				const { userId: id, to } = ctx.params;
-				if (!this.runtime.regions.some(r => r.id === to))
-					throw new Errors.MoleculerClientError(`unknown region "${to}"`, 422, "UNKNOWN_REGION", { region: to });
-				const record = await this.mover.move(id, to).catch(fromDirectory);
+				const { userId: id } = ctx.params;
+				const { done } = await this.beginMove(id, ctx.params.to);
+				const record = await done.catch(fromDirectory);
 				return { userId: id, moveId: record.moveId, from: record.from, to: record.to, epoch: record.from === record.to ? record.epoch : record.epoch + 1 };
+			}
+		},
+
+		startMove: {
+			params: { $$strict: true, userId, to: regionId },
+			/** Refusals are answered here, as `move` answers them; the move itself runs on after the reply (see moveProgress). */
+			async handler(ctx: Context<{ userId: string; to: string }>) {
+				const { progress, done } = await this.beginMove(ctx.params.userId, ctx.params.to);
+				// beginMove and onOutcome record the outcome; nobody awaits it here.
+				done.catch(err => this.logger.warn(`move ${progress.moveId} of ${progress.userId} failed: ${(err as Error).message}`));
+				const { moveId: id, userId: user, from, to, state } = progress;
+				return { moveId: id, userId: user, from, to, state };
+			}
+		},
+
+		moveProgress: {
+			params: { $$strict: true, moveId },
+			async handler(ctx: Context<{ moveId: string }>) {
+				const { directory } = this.runtime;
+				const entry = await directory.store.get<MoveProgress>(movesKey(ctx.params.moveId)).catch(fromDirectory);
+				if (!entry) throw new Errors.MoleculerClientError(`no move ${ctx.params.moveId} is known`, 404, "MOVE_NOT_FOUND", { moveId: ctx.params.moveId });
+				const progress = entry.value;
+				if (progress.state !== "running") return progress;
+				const journal = await this.mover.status(progress.userId).catch(fromDirectory);
+				if (journal?.moveId === progress.moveId) return { ...progress, step: journal.step };
+				// The journal is gone but no outcome was recorded yet (or its mover stopped in between): the directory tells how it ended.
+				const home = (await directory.entry(progress.userId).catch(fromDirectory))?.value.region;
+				return { ...progress, state: home === progress.to ? "moved" : home === progress.from ? "rolled-back" : "failed" };
 			}
 		},
 
@@ -226,8 +288,89 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 		}
 	},
 
+	methods: {
+		/** Checks and begins a move (refusals reject here) and records it as running. */
+		async beginMove(id: string, to: string) {
+			if (!this.runtime.regions.some(r => r.id === to))
+				throw new Errors.MoleculerClientError(`unknown region "${to}"`, 422, "UNKNOWN_REGION", { region: to });
+			const { record, done } = await this.mover.start(id, to).catch(fromDirectory);
+			const noop = record.from === record.to;
+			const progress: MoveProgress = { moveId: record.moveId, userId: id, from: record.from, to: record.to, state: noop ? "moved" : "running", startedAt: record.startedAt, ...(noop ? { finishedAt: record.startedAt } : {}) };
+			// Handled at once: the move may fail before the record below is written. A rolled-back move
+			// was recorded by onOutcome; one whose journal is left stays running (recovery ends it), with the error.
+			done
+				.catch(async err => {
+					const left = (await this.mover.status(id))?.moveId === record.moveId;
+					await this.settleMove(record, { state: left ? "running" : "failed", error: (err as Error).message }, true);
+				})
+				.catch(err => this.logger.warn(`cannot record the outcome of move ${record.moveId}: ${(err as Error).message}`));
+			try {
+				await this.runtime.directory.store.create(movesKey(record.moveId), progress);
+			} catch (err) {
+				// KEY_EXISTS: the outcome was recorded first. Otherwise the move runs on regardless, and its outcome creates the record.
+				if (!(err instanceof DirectoryError && err.code === "KEY_EXISTS"))
+					this.logger.warn(`move ${record.moveId} of ${id} is unrecorded until it ends: ${(err as Error).message}`);
+			}
+			return { progress, done };
+		},
+
+		/**
+		 * Records how a move ended, or an error while it is still running (compare-and-set, re-read on
+		 * a conflict). `onlyIfRunning`: for a failure, which must not overwrite an outcome the mover
+		 * or the recovery sweep recorded.
+		 */
+		async settleMove(record: MoveRecord, outcome: Pick<MoveProgress, "state" | "error">, onlyIfRunning = false) {
+			const { store } = this.runtime.directory;
+			const key = movesKey(record.moveId);
+			for (let attempt = 1; ; attempt++) {
+				const entry = await store.get<MoveProgress>(key);
+				if (onlyIfRunning && entry && entry.value.state !== "running") return;
+				const { moveId: id, userId: user, from, to, startedAt } = record;
+				const value: MoveProgress = {
+					moveId: id,
+					userId: user,
+					from,
+					to,
+					state: outcome.state,
+					startedAt,
+					...(outcome.state === "running" ? {} : { finishedAt: Date.now() }),
+					...(outcome.error ? { error: outcome.error.slice(0, 500) } : {})
+				};
+				try {
+					if (entry) await store.update(key, value, entry.revision);
+					else await store.create(key, value);
+					return;
+				} catch (err) {
+					const conflict = err instanceof DirectoryError && (err.code === "REVISION_MISMATCH" || err.code === "KEY_EXISTS");
+					if (!conflict || attempt >= 5) throw err;
+				}
+			}
+		},
+
+		/**
+		 * Deletes move records that ended (or, still running, began) before `endedBefore`. Records
+		 * list in the order they were last written, which for ended moves is the order they ended:
+		 * the scan stops at the first ended one that is still young.
+		 */
+		async pruneMoves(endedBefore: number) {
+			const { store } = this.runtime.directory;
+			let pruned = 0;
+			for (let after = 0; ; ) {
+				const page = await store.list<MoveProgress>(MOVES_PREFIX, { afterRevision: after, limit: 1000 });
+				for (const e of page.entries) {
+					if ((e.value.finishedAt ?? e.value.startedAt) < endedBefore) {
+						await store.delete(e.key, e.revision).then(() => pruned++, () => undefined);
+					} else if (e.value.state !== "running") return pruned;
+				}
+				if (page.next === null) return pruned;
+				after = page.next;
+			}
+		}
+	},
+
 	created() {
 		this.runtime = regionRuntimeOf(this.broker);
+		this.moveRecordTtlMs = envInt(process.env, "EDGEHOME_MOVE_RECORD_TTL_MS", MOVE_RECORD_TTL_MS, 1000);
 		const { region, regions, directory, links } = this.runtime;
 		const counted = this.broker.isMetricsEnabled();
 		if (counted) this.broker.metrics.register({ type: "counter", name: "edgehome.moves", labelNames: ["outcome"], description: "User moves by outcome" });
@@ -239,18 +382,25 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 			links,
 			// How long a move waits after marking the user moving; tests stretch it to crash a mover mid-move.
 			settleMs: envInt(process.env, "EDGEHOME_MOVE_SETTLE_MS", 500, 0, 600_000),
-			onOutcome: outcome => {
+			onOutcome: (outcome, record, cause) => {
 				if (counted) this.broker.metrics.increment("edgehome.moves", { outcome });
+				const state = outcome === "rolled-back" ? "rolled-back" : "moved";
+				void this.settleMove(record, { state, error: cause }).catch(err => this.logger.warn(`cannot record the outcome of move ${record.moveId}: ${(err as Error).message}`));
 			}
 		});
 	},
 
 	started() {
 		this.mover.startRecovery();
+		this.pruner = setInterval(() => {
+			void this.pruneMoves(Date.now() - this.moveRecordTtlMs).catch(err => this.logger.warn(`pruning move records failed: ${(err as Error).message}`));
+		}, MOVE_PRUNE_INTERVAL_MS);
+		this.pruner.unref();
 	},
 
 	stopped() {
 		this.mover.stopRecovery();
+		clearInterval(this.pruner);
 	}
 };
 

@@ -1,9 +1,14 @@
+import type { ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { moveParticipantMixin } from "../../../mixins/move-participant.mixin.ts";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { DirectoryEntry } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
 import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
+import { startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { within } from "../../harness/waiting.ts";
 
 let node: RegionNode;
 const call = <T = any>(action: string, params: unknown) => node.broker.call<T, unknown>(`sv-region.${action}`, params);
@@ -142,5 +147,109 @@ describe("sv-region", () => {
 	it("keeps the user entry in the directory under user.<id>", async () => {
 		const { userId } = await call("register", { identities: [{ kind: "username", value: "keyed" }] });
 		expect((await node.directory.store.get(userKey(userId)))?.value).toMatchObject({ region: "ap-south", epoch: 1 });
+	});
+});
+
+/** A move participant without rows whose import fails for the users listed here. */
+const refusing = new Set<string>();
+const picky: ServiceSchema = {
+	name: "picky",
+	mixins: [moveParticipantMixin()],
+	methods: {
+		async moveExport() {
+			return [];
+		},
+		async moveImport(id: string) {
+			if (refusing.has(id)) throw new Error("import refused");
+		},
+		async moveCount() {
+			return 0;
+		},
+		async moveDelete() {
+			return 0;
+		}
+	}
+};
+
+describe("sv-region moves in the background (embedded, three regions)", () => {
+	let cluster: EmbeddedRegions | undefined;
+	const at = <T = any>(region: string, action: string, params: unknown) => cluster!.nodes[region]!.broker.call<T, unknown>(`sv-region.${action}`, params);
+	const register = async (username: string, country: string) => (await at("cn-east", "register", { identities: [{ kind: "username", value: username }], country })).userId as string;
+	const moveRecords = async () => (await cluster!.store.list("moves.", { limit: 1000 })).entries.length;
+	const progressUntilEnded = async (region: string, id: string) => {
+		let last: any;
+		await within(async () => (last = await at(region, "moveProgress", { moveId: id })).state !== "running", 10_000);
+		return last;
+	};
+
+	beforeAll(async () => {
+		cluster = await startEmbeddedRegions({ namespacePrefix: "svregion-moves-", services: ["sv-region"], schemas: [picky] });
+		// A mover needs to see both regions' nodes: wait until every node reaches every region.
+		const nodes = Object.values(cluster.nodes);
+		await within(() => nodes.every(n => nodes.every(m => n.health.status(m.region.id) === "up")), 10_000);
+	});
+	afterAll(() => cluster?.stop());
+
+	it("answers startMove at once with the move running, and its progress from any node of any region until moved", async () => {
+		const id = await register("bg-mover", "SG");
+		const started = Date.now();
+		const res = await at("cn-east", "startMove", { userId: id, to: "eu-central" });
+		expect(Date.now() - started).toBeLessThan(400);
+		expect(res).toEqual({ moveId: expect.stringMatching(/^[0-9a-f-]{36}$/), userId: id, from: "ap-south", to: "eu-central", state: "running" });
+		expect(await at("eu-central", "moveProgress", { moveId: res.moveId })).toMatchObject({ ...res, state: "running", step: "moving", startedAt: expect.any(Number) });
+		const ended = await progressUntilEnded("ap-south", res.moveId);
+		expect(ended).toEqual({ ...res, state: "moved", startedAt: expect.any(Number), finishedAt: expect.any(Number) });
+		expect(ended.finishedAt).toBeGreaterThanOrEqual(ended.startedAt);
+		expect(await at("ap-south", "lookup", { userId: id })).toMatchObject({ region: "eu-central", epoch: 2, state: "active" });
+		// The journal is gone; the record still answers.
+		expect(await at("eu-central", "moveStatus", { userId: id })).toEqual({ userId: id, state: "none" });
+		expect(await at("cn-east", "moveProgress", { moveId: res.moveId })).toEqual(ended);
+	});
+
+	it("refuses synchronously, recording nothing: residency, unknown region or user, a move in progress", async () => {
+		const pinned = await register("bg-pinned", "DE");
+		const busy = await register("bg-busy", "KR");
+		const before = await moveRecords();
+		await expect(at("ap-south", "startMove", { userId: pinned, to: "cn-east" })).rejects.toMatchObject({ code: 403, type: "RESIDENCY_VIOLATION", data: { from: "eu-central", to: "cn-east" } });
+		await expect(at("ap-south", "startMove", { userId: busy, to: "mars-north" })).rejects.toMatchObject({ code: 422, type: "UNKNOWN_REGION" });
+		await expect(at("ap-south", "startMove", { userId: "0".repeat(26), to: "cn-east" })).rejects.toMatchObject({ code: 404, type: "USER_NOT_FOUND" });
+		expect(await moveRecords()).toBe(before);
+		const first = await at("ap-south", "startMove", { userId: busy, to: "ap-south" });
+		await expect(at("eu-central", "startMove", { userId: busy, to: "eu-central" })).rejects.toMatchObject({ code: 409, type: "MOVE_IN_PROGRESS" });
+		expect(await moveRecords()).toBe(before + 1);
+		expect(await progressUntilEnded("cn-east", first.moveId)).toMatchObject({ state: "moved" });
+		expect(await at("cn-east", "lookup", { userId: pinned })).toMatchObject({ region: "eu-central", state: "active" });
+	});
+
+	it("reports a move that failed and was undone as rolled-back, with its cause", async () => {
+		const id = await register("bg-refused", "SG");
+		refusing.add(id);
+		const res = await at("eu-central", "startMove", { userId: id, to: "cn-east" });
+		const ended = await progressUntilEnded("cn-east", res.moveId);
+		expect(ended).toMatchObject({ state: "rolled-back", from: "ap-south", to: "cn-east", error: expect.stringContaining("import refused"), finishedAt: expect.any(Number) });
+		expect(await at("cn-east", "lookup", { userId: id })).toMatchObject({ region: "ap-south", epoch: 1, state: "active" });
+	});
+
+	it("remembers a move made with the waiting `move` too, and a move to where the user already lives", async () => {
+		const id = await register("bg-sync", "KR");
+		const moved = await at("ap-south", "move", { userId: id, to: "ap-south" });
+		expect(await at("eu-central", "moveProgress", { moveId: moved.moveId })).toMatchObject({ userId: id, from: "cn-east", to: "ap-south", state: "moved" });
+		const noop = await at("ap-south", "startMove", { userId: id, to: "ap-south" });
+		expect(noop).toMatchObject({ from: "ap-south", to: "ap-south", state: "moved" });
+		expect(await at("cn-east", "moveProgress", { moveId: noop.moveId })).toMatchObject({ state: "moved", finishedAt: expect.any(Number) });
+	});
+
+	it("answers MOVE_NOT_FOUND for an unknown move id and VALIDATION_ERROR for a malformed one", async () => {
+		await expect(at("eu-central", "moveProgress", { moveId: "00000000-0000-4000-8000-000000000000" })).rejects.toMatchObject({ code: 404, type: "MOVE_NOT_FOUND" });
+		await expect(at("eu-central", "moveProgress", { moveId: "moves.x" })).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
+	});
+
+	it("forgets ended moves once they are older than the retention", async () => {
+		const id = await register("bg-pruned", "SG");
+		const { moveId } = await at("cn-east", "move", { userId: id, to: "cn-east" });
+		const service = cluster!.nodes["cn-east"]!.broker.getLocalService("sv-region") as unknown as { pruneMoves(endedBefore: number): Promise<number> };
+		expect(await service.pruneMoves(Date.now() - 60_000)).toBe(0);
+		expect(await service.pruneMoves(Date.now() + 1)).toBeGreaterThanOrEqual(1);
+		await expect(at("eu-central", "moveProgress", { moveId })).rejects.toMatchObject({ code: 404, type: "MOVE_NOT_FOUND" });
 	});
 });
