@@ -24,6 +24,8 @@ import { SigningKeys } from "./signing-keys.ts";
 import type { KeyRow, KeySet } from "./signing-keys.ts";
 import { ACCESS_TTL_S, CLOCK_TOLERANCE_S, signAccess, TokenError, verifyAccess } from "./tokens.ts";
 import type { TokenSettings, VerifiedAccess } from "./tokens.ts";
+import { exchangeCode, wxConfigured, wxSettingsFromEnv } from "./wechat.ts";
+import type { WxSettings } from "./wechat.ts";
 
 /** Refresh tokens live 30 days; a token spent this recently is a concurrent refresh, not a theft. */
 export const REFRESH_TTL_MS = 30 * 24 * 3600_000;
@@ -31,6 +33,8 @@ export const REFRESH_GRACE_MS = 5000;
 /** A revoked session matters until the last access token it got has expired. */
 const REVOCATION_TTL_MS = (ACCESS_TTL_S + CLOCK_TOLERANCE_S) * 1000;
 const FEED_PAGE = 5000;
+/** How long a WeChat login waits for a user that another login is still registering. */
+const WX_SETTLE_MS = 2000;
 
 interface SessionRow {
 	sid: string;
@@ -78,6 +82,8 @@ export interface AuthSettings extends ServiceSettingSchema {
 	rotateAfterMs: number;
 	publishLeadMs: number;
 	retireAfterMs: number;
+	/** WeChat mini-program login; without an appId and secret wxLogin answers WX_NOT_CONFIGURED. */
+	wx: WxSettings;
 }
 
 export interface Tokens {
@@ -88,6 +94,11 @@ export interface Tokens {
 	region: string;
 	userId: string;
 	sid: string;
+}
+
+export interface WxTokens extends Tokens {
+	/** This login registered the user. */
+	created: boolean;
 }
 
 interface Vars extends DbVars<Tables> {
@@ -101,6 +112,8 @@ interface Vars extends DbVars<Tables> {
 	/** Tokens whose signature and claims were checked, by the token itself, until they expire. */
 	verified: Lru<VerifiedAccess>;
 	timers: NodeJS.Timeout[];
+	/** First logins of an openid under way on this node, which later ones join. */
+	registering: Map<string, Promise<string>>;
 }
 
 interface Methods extends MoveParticipantMethods {
@@ -113,6 +126,8 @@ interface Methods extends MoveParticipantMethods {
 	beat(): Promise<void>;
 	pull(region: string, afterId: number): Promise<FeedPage>;
 	verifyToken(token: string, client?: ClientType): Promise<VerifiedAccess>;
+	wxUser(ctx: Context, openid: string): Promise<{ userId: string; created: boolean }>;
+	wxSession(ctx: Context, userId: string): Promise<Tokens>;
 }
 
 const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
@@ -142,7 +157,10 @@ function settingsFromEnv(env = process.env): AuthSettings {
 		verifiedCacheSize: envInt(env, "EDGEHOME_AUTH_VERIFIED_CACHE", 50_000, 0),
 		rotateAfterMs: envInt(env, "EDGEHOME_JWT_ROTATE_DAYS", 30, 1, 365) * 24 * 3600_000,
 		publishLeadMs: envInt(env, "EDGEHOME_JWT_PUBLISH_LEAD_S", 120, 1, 86_400) * 1000,
-		retireAfterMs: REVOCATION_TTL_MS
+		retireAfterMs: REVOCATION_TTL_MS,
+		wx: wxSettingsFromEnv(env),
+		// Settings travel in service listings; the app secret must not.
+		$secureSettings: ["wx.secret"]
 	};
 }
 
@@ -206,6 +224,36 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 				if (!ok) throw clientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
 				await attempt.succeeded();
 				await this.throttle.clear(`user:${ctx.params.userId}`);
+				return this.openSession(ctx.params.userId, ctx.params.client);
+			}
+		},
+
+		wxLogin: {
+			params: { $$strict: true, code: { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9_-]+$/ } },
+			/**
+			 * At the region that received the request: the wx.login() code becomes an openid at WeChat,
+			 * which finds the user or registers one (homed here); the session opens at the home. No IP
+			 * budget: WeChat limits code exchanges itself.
+			 */
+			async handler(ctx: Context<{ code: string }>): Promise<WxTokens> {
+				if (!wxConfigured(this.settings.wx)) throw new Errors.MoleculerError("WeChat login is not configured", 503, "WX_NOT_CONFIGURED");
+				const { openid } = await exchangeCode(this.settings.wx, ctx.params.code).catch((err: Errors.MoleculerError) => {
+					// Ours to fix (a wrong secret answers with an errcode too); the data names no secret.
+					if (err.code >= 500) this.logger.warn(`WeChat code exchange failed: ${err.type}`, err.data);
+					throw err;
+				});
+				const { userId: user, created } = await this.wxUser(ctx, openid);
+				return { ...(await this.wxSession(ctx, user)), created };
+			}
+		},
+
+		openSession: {
+			visibility: "public",
+			home: "userId",
+			params: { $$strict: true, userId, client },
+			/** For logins checked elsewhere (WeChat). Only for a user whose profile is there: one found by openid may still be being registered. */
+			async handler(ctx: Context<{ userId: string; client: ClientType }>): Promise<Tokens> {
+				await ctx.call("sv-user.get", { userId: ctx.params.userId });
 				return this.openSession(ctx.params.userId, ctx.params.client);
 			}
 		},
@@ -471,6 +519,42 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			return claims;
 		},
 
+		/** The openid's user, registered on its first login; of concurrent first logins exactly one registers. */
+		async wxUser(ctx: Context, openid: string) {
+			for (let attempt = 1; ; attempt++) {
+				const found = await ctx.call<{ userId: string }, unknown>("sv-region.resolve", { kind: "wechat", value: openid }).catch((err: { type?: string }) => {
+					if (err.type === "USER_NOT_FOUND") return undefined;
+					throw err;
+				});
+				if (found) return { userId: found.userId, created: false };
+				let pending = this.registering.get(openid);
+				const mine = !pending;
+				if (!pending) {
+					pending = ctx.call<{ id: string }, unknown>("sv-user.registerWechat", { openid }).then(u => u.id).finally(() => this.registering.delete(openid));
+					this.registering.set(openid, pending);
+				}
+				try {
+					return { userId: await pending, created: mine };
+				} catch (err) {
+					// Another node registered this openid first (the directory lets exactly one): log that user in.
+					if ((err as { type?: string }).type !== "WECHAT_TAKEN" || attempt >= 2) throw err;
+				}
+			}
+		},
+
+		/** Until the registering login has written the user's home entry and row, its home answers USER_NOT_FOUND. */
+		async wxSession(ctx: Context, user: string) {
+			const deadline = Date.now() + WX_SETTLE_MS;
+			for (let wait = 50; ; wait *= 2) {
+				try {
+					return await ctx.call<Tokens, unknown>("auth-jwt.openSession", { userId: user, client: "wx" });
+				} catch (err) {
+					if ((err as { type?: string }).type !== "USER_NOT_FOUND" || Date.now() + wait > deadline) throw err;
+					await new Promise(r => setTimeout(r, wait));
+				}
+			}
+		},
+
 		async moveExport(user) {
 			const sessions = await this.db.selectFrom("auth_sessions").selectAll().where("user_id", "=", user).execute();
 			const tokens = await this.db.selectFrom("auth_refresh_tokens").selectAll().where("user_id", "=", user).execute();
@@ -507,6 +591,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		this.ring = new KeyRing();
 		this.verified = new Lru<VerifiedAccess>(this.settings.verifiedCacheSize);
 		this.timers = [];
+		this.registering = new Map();
 		this.feed = new RevocationFeed({
 			pull: (region, afterId) => this.pull(region, afterId),
 			onKeys: (region, keys) => {

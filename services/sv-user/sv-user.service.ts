@@ -1,3 +1,4 @@
+import { randomBytes, randomInt } from "node:crypto";
 import { sql } from "kysely";
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
@@ -41,7 +42,23 @@ export interface Profile {
 	createdAt: string;
 }
 
-type Identity = { kind: "username" | "email" | "phone"; value: string };
+type Identity = { kind: "username" | "email" | "phone" | "wechat"; value: string };
+
+/** A new user: its row and the identities the directory will resolve to it. */
+interface Enrolment {
+	username: string;
+	passwordHash: string;
+	identities: Identity[];
+	email?: string;
+	phone?: string;
+	country?: string;
+}
+
+type Methods = MoveParticipantMethods & {
+	profile(row: UserRow): Profile;
+	findLogin(ctx: Context, login: string): Promise<{ userId: string } | undefined>;
+	enrol(ctx: Context, entry: Enrolment): Promise<{ id: string; username: string; region: string }>;
+};
 
 const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
 const username = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-'" } } as const;
@@ -50,8 +67,14 @@ const email = { type: "email", max: 254, optional: true } as const;
 const phone = { type: "string", pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
 const country = { type: "string", pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
 const login = { type: "string", min: 3, max: 254 } as const;
+const openid = { type: "string", min: 6, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
 
-const TAKEN: Record<string, string> = { username: "USERNAME_TAKEN", email: "EMAIL_TAKEN", phone: "PHONE_TAKEN" };
+const TAKEN: Record<string, string> = { username: "USERNAME_TAKEN", email: "EMAIL_TAKEN", phone: "PHONE_TAKEN", wechat: "WECHAT_TAKEN" };
+const WX_USERNAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+/** Ten random characters of 36: a taken one is rare, a few fresh draws are plenty. */
+const WX_USERNAME_RETRIES = 3;
+
+const wxUsername = () => `wx_${Array.from({ length: 10 }, () => WX_USERNAME_ALPHABET[randomInt(WX_USERNAME_ALPHABET.length)]).join("")}`;
 
 function invalidCredentials(): Errors.MoleculerClientError {
 	return new Errors.MoleculerClientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
@@ -77,7 +100,7 @@ function likePrefix(prefix: string): string {
  * User profiles, each in its owner's home region: passwords hashed with scrypt, e-mail and phone
  * encrypted at rest, found by login through the directory's blind index. A move participant.
  */
-const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { profile(row: UserRow): Profile; findLogin(ctx: Context, login: string): Promise<{ userId: string } | undefined> }, Vars> = {
+const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	name: "sv-user",
 	mixins: [dbMixin<Tables>(migrations), moveParticipantMixin()],
 
@@ -91,23 +114,32 @@ const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { pro
 				const identities: Identity[] = [{ kind: "username", value: p.username }];
 				if (p.email) identities.push({ kind: "email", value: p.email });
 				if (p.phone) identities.push({ kind: "phone", value: p.phone });
-				const passwordHash = await hashPassword(p.password);
-				let reserved: { userId: string; region: string };
-				try {
-					reserved = await ctx.call("sv-region.register", { identities, ...(p.country ? { country: p.country } : {}) });
-				} catch (err) {
-					const e = err as { type?: string; data?: { kind?: string } };
-					if (e.type === "IDENTITY_TAKEN" && e.data?.kind) throw new Errors.MoleculerClientError(`${e.data.kind} is already taken`, 409, TAKEN[e.data.kind] ?? "IDENTITY_TAKEN", { field: e.data.kind });
-					throw err;
+				return this.enrol(ctx, { username: p.username, passwordHash: await hashPassword(p.password), identities, email: p.email, phone: p.phone, country: p.country });
+			}
+		},
+
+		registerWechat: {
+			visibility: "public",
+			params: { $$strict: true, openid },
+			/**
+			 * A user known only by a WeChat openid, for auth-jwt.wxLogin: a generated username, a
+			 * password nobody knows, no country (so homed in the region that received the login).
+			 * WECHAT_TAKEN means another login registered this openid first.
+			 */
+			async handler(ctx: Context<{ openid: string }>) {
+				const passwordHash = await hashPassword(randomBytes(32).toString("base64url"));
+				for (let retry = 0; ; retry++) {
+					const username = wxUsername();
+					const identities: Identity[] = [
+						{ kind: "username", value: username },
+						{ kind: "wechat", value: ctx.params.openid }
+					];
+					try {
+						return await this.enrol(ctx, { username, passwordHash, identities });
+					} catch (err) {
+						if ((err as { type?: string }).type !== "USERNAME_TAKEN" || retry >= WX_USERNAME_RETRIES) throw err;
+					}
 				}
-				try {
-					await ctx.call("sv-user.create", { userId: reserved.userId, username: p.username, passwordHash, email: p.email, phone: p.phone, country: p.country });
-				} catch (err) {
-					// The profile could not be written at home: give the identities back.
-					await ctx.call("sv-region.unregister", { userId: reserved.userId, identities }).catch(() => undefined);
-					throw err;
-				}
-				return { id: reserved.userId, username: p.username, region: reserved.region };
 			}
 		},
 
@@ -267,6 +299,25 @@ const svUser: ServiceSchema<ServiceSettingSchema, MoveParticipantMethods & { pro
 	},
 
 	methods: {
+		/** Reserves the identities (assigning the home), writes the row there, and gives the identities back if that fails. */
+		async enrol(ctx: Context, entry: Enrolment) {
+			let reserved: { userId: string; region: string };
+			try {
+				reserved = await ctx.call("sv-region.register", { identities: entry.identities, ...(entry.country ? { country: entry.country } : {}) });
+			} catch (err) {
+				const e = err as { type?: string; data?: { kind?: string } };
+				if (e.type === "IDENTITY_TAKEN" && e.data?.kind) throw new Errors.MoleculerClientError(`${e.data.kind} is already taken`, 409, TAKEN[e.data.kind] ?? "IDENTITY_TAKEN", { field: e.data.kind });
+				throw err;
+			}
+			try {
+				await ctx.call("sv-user.create", { userId: reserved.userId, username: entry.username, passwordHash: entry.passwordHash, email: entry.email, phone: entry.phone, country: entry.country });
+			} catch (err) {
+				// The profile could not be written at home: give the identities back.
+				await ctx.call("sv-region.unregister", { userId: reserved.userId, identities: entry.identities }).catch(() => undefined);
+				throw err;
+			}
+			return { id: reserved.userId, username: entry.username, region: reserved.region };
+		},
 		findLogin(ctx: Context, value: string): Promise<{ userId: string } | undefined> {
 			return ctx.call<{ userId: string }, Identity>("sv-region.resolve", loginIdentity(value)).catch((err: { type?: string }) => {
 				if (err.type === "USER_NOT_FOUND" || err.type === "VALIDATION_ERROR") return undefined;
