@@ -1,7 +1,11 @@
 import type { RegionNode } from "../node.ts";
+import { ADMIN_PASSWORD_ENV } from "./first-admin.ts";
 
-/** What `npm start` prints once every region is up: where each one is and commands that work as printed. */
-export function banner(unordered: RegionNode[], readyMs: number, storage: string): string {
+/**
+ * What `npm start` prints once every region is up: where each one is and commands that work as
+ * printed; and, on the start that created it, the first administrator (a generated password only here).
+ */
+export function banner(unordered: RegionNode[], readyMs: number, storage: string, admin?: { username: string; region: string; generatedPassword?: string }): string {
 	// Regions are numbered by their port block (cn-east 81xx, ap-south 82xx, …): list them that way.
 	const nodes = [...unordered].sort((a, b) => a.region.ports.metrics - b.region.ports.metrics);
 	const lines = [``, `edgehome — ${nodes.length} regions embedded in one process (ready in ${(readyMs / 1000).toFixed(1)} s, data: ${storage})`, ``];
@@ -14,6 +18,11 @@ export function banner(unordered: RegionNode[], readyMs: number, storage: string
 		);
 	}
 	const first = nodes[0]!.region.ports.metrics;
+	if (admin)
+		lines.push(
+			``,
+			`First administrator: ${admin.username} (home ${admin.region}), password ${admin.generatedPassword ? `${admin.generatedPassword}  <- shown this once, keep it` : `from ${ADMIN_PASSWORD_ENV}`}`
+		);
 	lines.push(
 		``,
 		`Try:`,

@@ -5,6 +5,8 @@ import { startRegionNode, storeSettings } from "../node.ts";
 import type { RegionNode } from "../node.ts";
 import { launcherArgs } from "./args.ts";
 import { banner } from "./banner.ts";
+import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN } from "./first-admin.ts";
+import type { AdminOutcome } from "./first-admin.ts";
 import { embeddedBlindIndexKey, embeddedPiiKeys } from "../runtime/secrets.ts";
 import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
 
@@ -29,16 +31,21 @@ async function main(): Promise<void> {
 		await store.close();
 	};
 	exitOnSignal(stopAll);
+	let admin: AdminOutcome;
 	try {
 		for (const region of regions) {
 			const stores = storeSettings(region, "embedded", process.env, { dataDir, memory });
 			nodes.push(await startRegionNode({ region, regions, transport: "embedded", stores, directory }));
 		}
+		// A fresh data folder gets its first administrator; an existing one is left as it is.
+		const home = nodes.find(n => n.region.id === FIRST_ADMIN.region);
+		if (!home) throw new Error(`region ${FIRST_ADMIN.region}, home of the first administrator, is not defined`);
+		admin = await createAdmin((action, params) => home.broker.call(action, params), FIRST_ADMIN.username, adminPasswordFromEnv(process.env));
 	} catch (err) {
 		await stopAll().catch(() => undefined);
 		throw err;
 	}
-	console.log(banner(nodes, performance.now() - started, memory ? "in memory" : `${dataDir}/<region>.sqlite`));
+	console.log(banner(nodes, performance.now() - started, memory ? "in memory" : `${dataDir}/<region>.sqlite`, admin.created ? admin : undefined));
 }
 
 main().catch(err => fail(err instanceof Error ? err.message : String(err), isConfigError(err) ? 2 : 1));

@@ -1,5 +1,7 @@
 import type { ReplOptions, ServiceBroker } from "moleculer";
+import { ADMIN_PASSWORD_ENV } from "../launch/first-admin.ts";
 import type { RegionDefinition } from "../region.ts";
+import { ADMIN_CREATE_USAGE, adminCreate } from "./admin.command.ts";
 import { regionSubcommands } from "./region.command.ts";
 
 type ReplCustomCommand = NonNullable<ReplOptions["customCommands"]>[number];
@@ -11,7 +13,7 @@ export interface ReplContext {
 
 /**
  * Every project command of `npm run repl`, registered here and nowhere else. Ops commands
- * are grouped under one verb per concern (`region …`), each sub-command in its own entry.
+ * are grouped under one verb per concern (`region …`, `admin …`), each sub-command in its own entry.
  */
 export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 	const subs = regionSubcommands(ctx);
@@ -25,6 +27,23 @@ export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 				const rest = [args.arg1, args.arg2].filter((a): a is string => typeof a === "string");
 				try {
 					await sub.run(broker, rest);
+				} catch (err) {
+					ctx.print(`error: ${(err as Error).message}`);
+				}
+			}
+		},
+		{
+			command: "admin <sub> [username]",
+			description: `Administrators: ${ADMIN_CREATE_USAGE}`,
+			options: [
+				{ option: "--region <id>", description: "home region of the new administrator (default: this REPL's region)" },
+				{ option: "--password-from-env", description: `take the password from ${ADMIN_PASSWORD_ENV} instead of generating one` }
+			],
+			async action(broker: ServiceBroker, args: any) {
+				if (args.sub !== "create" || typeof args.username !== "string") return ctx.print(`usage: ${ADMIN_CREATE_USAGE}`);
+				try {
+					const { region, passwordFromEnv } = args.options ?? {};
+					await adminCreate(ctx, broker, args.username, { region, passwordFromEnv: Boolean(passwordFromEnv) });
 				} catch (err) {
 					ctx.print(`error: ${(err as Error).message}`);
 				}

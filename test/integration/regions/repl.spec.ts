@@ -14,6 +14,7 @@ const run = runId();
 const env = { ...process.env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-`, EDGEHOME_NATS_URL: REAL.nats, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" };
 let euNode: RegionNode;
 let cnNode: RegionNode;
+let apNode: RegionNode;
 let store: DirectoryStore;
 let userId: string;
 let repl: ChildProcess;
@@ -43,8 +44,9 @@ beforeAll(async () => {
 		});
 	euNode = await start("eu-central", ["sv-config", "sv-region"]);
 	cnNode = await start("cn-east", ["sv-region"]);
+	apNode = await start("ap-south", ["sv-region", "sv-user", "auth-rbac"]);
 	userId = (await cnNode.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "repl-ann" }], country: "KR" })).userId;
-	repl = spawn(process.execPath, ["regions/launch/repl.ts", "--region", "cn-east"], { env, stdio: ["pipe", "pipe", "pipe"] });
+	repl = spawn(process.execPath, ["regions/launch/repl.ts", "--region", "cn-east"], { env: { ...env, ADMIN_PASSWORD: "repl admin passphrase" }, stdio: ["pipe", "pipe", "pipe"] });
 	repl.stdout!.on("data", d => (output += d));
 	repl.stderr!.on("data", d => (output += d));
 	await until(/cn-east \$/);
@@ -52,6 +54,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	repl?.kill("SIGKILL");
+	await apNode?.stop();
 	await cnNode?.stop();
 	await euNode?.stop();
 	await store?.close();
@@ -95,6 +98,22 @@ describe("npm run repl", () => {
 		repl.stdin!.write("region stats\n");
 		await until(/users: .*eu-central=1.* total=1/);
 		await until(new RegExp(`${cnNode.broker.nodeID}\\s+lookups=\\d+ cache=\\d+ hit=[\\d.]+% local=\\d+ forwards: `));
+	});
+
+	it("creates an administrator in another region, the password from ADMIN_PASSWORD or generated and shown once", async () => {
+		output = "";
+		repl.stdin!.write("admin create ops-root --region ap-south --password-from-env\n");
+		await until(/created administrator ops-root \(([0-9a-z]{26})\) in ap-south\npassword: from ADMIN_PASSWORD/);
+		const rootId = /ops-root \(([0-9a-z]{26})\)/.exec(output)![1]!;
+		expect(await apNode.broker.call("auth-rbac.rolesOf", { userId: rootId })).toMatchObject({ direct: ["admin"] });
+		expect(await apNode.broker.call("sv-user.checkPassword", { login: "ops-root", password: "repl admin passphrase" })).toEqual({ userId: rootId });
+		output = "";
+		repl.stdin!.write("admin create ops-two --region ap-south\n");
+		await until(/password \(shown this once\): \S{24}/);
+		const password = /password \(shown this once\): (\S{24})/.exec(output)![1]!;
+		expect(await apNode.broker.call("sv-user.checkPassword", { login: "ops-two", password })).toHaveProperty("userId");
+		repl.stdin!.write("admin create ops-two --region ap-south\n");
+		await until(/ops-two already exists \([0-9a-z]{26}\); nothing changed/);
 	});
 
 	it("explains an unknown sub-command instead of failing", async () => {
