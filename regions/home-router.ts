@@ -82,6 +82,19 @@ function paramAt(params: unknown, path: string[]): string | undefined {
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 /**
+ * Moleculer's broker keeps the context of a call made through a `call` middleware in one variable
+ * per middleware chain, set when the middleware calls `next` — and ours calls it only after an
+ * awaited lookup, so without this the promise would carry the context of whichever call came
+ * before, and `ctx.call` would merge that unrelated call's meta (another request's user!) into the
+ * caller's. The promise answers the context of its own inner call (none when forwarded), whatever
+ * the broker assigns.
+ */
+function ownContext<T>(promise: Promise<T>, ctx: () => unknown): Promise<T> {
+	Object.defineProperty(promise, "ctx", { get: ctx, set: () => undefined, configurable: true });
+	return promise;
+}
+
+/**
  * Runs every call that concerns a user in that user's home region, the way Orleans routes a
  * call to a grain's activation:
  * - caller side (`call` hook): resolve the home (cached), call locally or forward through the
@@ -241,8 +254,10 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			return ((actionName: string, params?: unknown, callOpts?: CallingOptions) => {
 				const spec = typeof actionName === "string" ? specOf(actionName) : undefined;
 				if (!spec) return next(actionName, params, callOpts);
-				if (spec.byRegion) return routeToRegion(next, actionName, params, callOpts, spec);
-				return route(next, actionName, params, callOpts, spec);
+				let inner: { ctx?: unknown } | undefined;
+				const tracked = ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"];
+				const routed = spec.byRegion ? routeToRegion(tracked, actionName, params, callOpts, spec) : route(tracked, actionName, params, callOpts, spec);
+				return ownContext(routed, () => inner?.ctx);
 			}) as ServiceBroker["call"];
 		},
 

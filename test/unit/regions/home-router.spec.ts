@@ -140,6 +140,19 @@ describe("home routing (embedded, three regions)", () => {
 		await expect(nodes["ap-south"]!.broker.call("profile.touch", { userId })).resolves.toMatchObject({ region: "cn-east" });
 	});
 
+	it("keeps each caller's meta its own: no other call's context is merged back into it", async () => {
+		const broker = nodes["cn-east"]!.broker;
+		const ctxOf = (user: string) => broker.ContextFactory.create(broker, null as never, {}, { meta: { user } }) as unknown as Context<unknown, { user: string }>;
+		const alice = ctxOf("alice");
+		await alice.call("profile.where", { userId: users["cn-east"] });
+		// Forwarded, then local: neither may pick up alice's meta.
+		const bob = ctxOf("bob");
+		await bob.call("profile.where", { userId: users["eu-central"] });
+		const carol = ctxOf("carol");
+		await carol.call("profile.where", { userId: users["cn-east"] });
+		expect([alice.meta.user, bob.meta.user, carol.meta.user]).toEqual(["alice", "bob", "carol"]);
+	});
+
 	it("answers USER_NOT_FOUND for a user the directory does not know", async () => {
 		await expect(nodes["cn-east"]!.broker.call("profile.where", { userId: "0".repeat(26) })).rejects.toMatchObject({ type: "USER_NOT_FOUND", code: 404 });
 	});
