@@ -118,6 +118,8 @@ function defaults(client: ClientType, env = process.env): GatewaySettings {
 	};
 }
 
+type Claims = { sub: string; sid: string; rgn: string; cli: ClientType };
+
 type Req = IncomingMessage & { $ctx?: Context; $action?: { name: string }; $clientIp?: string };
 
 function unauthorized(message: string): Errors.MoleculerClientError {
@@ -144,8 +146,9 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 		settings: {
 			...settings,
 			server: true,
-			logRequest: "debug",
-			logResponse: "debug",
+			// moleculer-web formats (and colours) its access lines before the logger drops them: off.
+			logRequest: null,
+			logResponse: null,
 			logRequestParams: null,
 			logRouteRegistration: "debug",
 			optimizeOrder: false,
@@ -331,12 +334,12 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				const header = req.headers.authorization ?? "";
 				const bearer = /^Bearer ([A-Za-z0-9._~+/=-]{16,4096})$/.exec(header);
 				if (!bearer) throw unauthorized("a bearer access token is required");
-				const claims = await ctx.call<{ sub: string; sid: string; rgn: string; cli: ClientType }, unknown>(
-					"auth-jwt.verify",
-					{ token: bearer[1], client: this.settings.client },
-					// Verified on this node: keys and revocations are local, no hop per request.
-					{ nodeID: this.broker.nodeID }
-				);
+				// Verified on this node: keys and revocations are local, no hop per request; when auth-jwt runs
+				// here (it should), its verifier is called directly rather than through a broker call.
+				const local = this.broker.getLocalService("auth-jwt") as { verifyToken?: (token: string, client: ClientType) => Promise<Claims> } | undefined;
+				const claims: Claims = local?.verifyToken
+					? await local.verifyToken(bearer[1]!, this.settings.client)
+					: await ctx.call<Claims, unknown>("auth-jwt.verify", { token: bearer[1], client: this.settings.client }, { nodeID: this.broker.nodeID });
 				await this.limit(`user:${claims.sub}`, this.settings.rateLimits.user);
 				return { id: claims.sub, sid: claims.sid, region: claims.rgn, client: claims.cli };
 			},
@@ -366,9 +369,10 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn, region: tokens.region };
 			},
 
-			async withRegion(ctx: GatewayContext, profile: Record<string, unknown>) {
-				const home = await ctx.call<{ region: string }, unknown>("sv-region.lookup", { userId: ctx.meta.user.id });
-				return { id: profile.id, username: profile.username, email: profile.email, phone: profile.phone, country: profile.country, region: home.region, createdAt: profile.createdAt };
+			/** The profile with its home region, from this node's directory cache (just used to route the call). */
+			async withRegion(this: any, ctx: GatewayContext, profile: Record<string, unknown>) {
+				const home = await regionRuntimeOf(this.broker).directory.home(ctx.meta.user.id);
+				return { id: profile.id, username: profile.username, email: profile.email, phone: profile.phone, country: profile.country, region: home?.region ?? ctx.meta.user.region, createdAt: profile.createdAt };
 			},
 
 			/** The one error shape: status, `{"error": {code, message, requestId}}`, never a stack or a service name. */

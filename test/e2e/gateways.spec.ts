@@ -113,6 +113,12 @@ describe("gateways: tokens at the edge", () => {
 		tokens = await login(cnWww, "mei", "lantern 8848");
 	});
 
+	it("never answers one user's request with another's identity, however requests interleave", async () => {
+		const klara = await login(cnWww, "klara", "zugspitze 2962");
+		const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => cnWww("GET", "/api/v1/me", { token: i % 2 ? klara.accessToken : tokens.accessToken })));
+		expect(answers.map(a => a.body.username)).toEqual(Array.from({ length: 40 }, (_, i) => (i % 2 ? "klara" : "mei")));
+	});
+
 	it("requires a bearer token, and one of this gateway's client type", async () => {
 		expectError(await cnWww("GET", "/api/v1/me"), 401, "UNAUTHORIZED");
 		expect((await cnWww("GET", "/api/v1/me")).headers.get("www-authenticate")).toMatch(/^Bearer/);
@@ -241,7 +247,7 @@ describe("gateways: limits", () => {
 		expectError(res, 413, "PAYLOAD_TOO_LARGE");
 		const header = await fetch(`${url("cn-east", "api-www")}/api/v1/regions`, { headers: { "x-padding": "y".repeat(17 * 1024) } });
 		expect(header.status).toBe(431);
-		expect((await header.json()).error.code).toBe("HEADERS_TOO_LARGE");
+		expect(((await header.json()) as { error: { code: string } }).error.code).toBe("HEADERS_TOO_LARGE");
 	});
 
 	it("does not let a client escape the IP rate limit by rotating X-Forwarded-For from an untrusted peer", async () => {

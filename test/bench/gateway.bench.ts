@@ -1,0 +1,104 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import autocannon from "autocannon";
+import { freePort } from "../harness/free-port.ts";
+import { http } from "../harness/gateways.ts";
+import { runId } from "../harness/real-servers.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
+import { round, startServer, withCleanups } from "./measure.ts";
+
+/**
+ * `npm run bench:gateway`: HTTP load from autocannon against (a) stock moleculer-web calling
+ * sv-user.get on another node over NATS, no auth; (b) our GET /api/v1/me for a user of this
+ * region (token verified, RBAC-checked, home-routed); (c) the same for a user homed in the other
+ * region of a 2-region supercluster. (a) and (b) run in alternating windows. Ends with one JSON line.
+ */
+
+const SERVER = join(import.meta.dirname, "gateway-server.ts");
+const CONNECTIONS = 50;
+const WINDOW_S = 5;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+interface Load {
+	reqPerSec: number;
+	p50Ms: number;
+	p99Ms: number;
+	failures: number;
+}
+
+async function load(url: string, headers: Record<string, string>, seconds: number): Promise<Load> {
+	const r = await autocannon({ url, connections: CONNECTIONS, duration: seconds, headers });
+	return { reqPerSec: r.requests.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, failures: r.non2xx + r.errors + r.timeouts };
+}
+
+function mean(runs: Load[]): Load {
+	const avg = (pick: (l: Load) => number) => runs.reduce((s, l) => s + pick(l), 0) / runs.length;
+	return { reqPerSec: avg(l => l.reqPerSec), p50Ms: avg(l => l.p50Ms), p99Ms: avg(l => l.p99Ms), failures: runs.reduce((s, l) => s + l.failures, 0) };
+}
+
+async function main(): Promise<void> {
+	const figures = await withCleanups(async cleanups => {
+		const cluster = await startSupercluster(["cn-east", "eu-central"]);
+		cleanups.push(cluster.stop);
+		const run = runId();
+		const env = {
+			...process.env,
+			EDGEHOME_BLIND_INDEX_KEY: randomBytes(32).toString("base64"),
+			EDGEHOME_PII_KEYS: `b1:${randomBytes(32).toString("base64")}`,
+			// One load generator is one IP: the per-IP and per-user limits would measure themselves.
+			EDGEHOME_RATE_IP_PER_MIN: "100000000",
+			EDGEHOME_RATE_USER_PER_MIN: "100000000",
+			EDGEHOME_LOG_LEVEL: "warn"
+		};
+		const common = (region: string) => [region, cluster.urls[region]!, `bench-${run}-directory`, `bench${run}-`, "cn-east"];
+		const [appPort, barePort] = [await freePort(), await freePort()];
+		await startServer(cleanups, SERVER, ["users", ...common("cn-east")], env);
+		await startServer(cleanups, SERVER, ["region", ...common("eu-central")], env);
+		await startServer(cleanups, SERVER, ["gateway", ...common("cn-east"), String(appPort), String(barePort)], env);
+		const app = `http://127.0.0.1:${appPort}`;
+
+		const signUp = async (username: string, country: string) => {
+			const password = `bench pass ${randomBytes(4).toString("hex")}`;
+			const res = await http(app, "POST", "/api/v1/auth/register", { body: { username, password, country } });
+			if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${res.text}`);
+			// The other region's services may still be being discovered by the gateway: retry briefly.
+			for (let i = 0; ; i++) {
+				const login = await http(app, "POST", "/api/v1/auth/login", { body: { login: username, password } });
+				if (login.status === 200) return { id: res.body.id as string, token: login.body.accessToken as string };
+				if (i > 50) throw new Error(`login ${username}: ${login.status} ${login.text}`);
+				await new Promise(r => setTimeout(r, 200));
+			}
+		};
+		const local = await signUp("bench-local", "CN");
+		const remote = await signUp("bench-remote", "DE");
+
+		const bare = () => load(`http://127.0.0.1:${barePort}/profile/${local.id}`, {}, WINDOW_S);
+		const ours = () => load(`${app}/api/v1/me`, { authorization: `Bearer ${local.token}` }, WINDOW_S);
+		await bare();
+		await ours();
+		const bareRuns: Load[] = [];
+		const ourRuns: Load[] = [];
+		for (let i = 0; i < ROUNDS; i++) {
+			bareRuns.push(await bare());
+			ourRuns.push(await ours());
+		}
+		await load(`${app}/api/v1/me`, { authorization: `Bearer ${remote.token}` }, 2);
+		const away = await load(`${app}/api/v1/me`, { authorization: `Bearer ${remote.token}` }, WINDOW_S * 2);
+		return { bare: mean(bareRuns), ours: mean(ourRuns), away };
+	});
+
+	const ratio = figures.ours.reqPerSec / figures.bare.reqPerSec;
+	const row = (name: string, l: Load) => `${name.padEnd(58)} ${Math.round(l.reqPerSec).toLocaleString("en-US").padStart(8)} req/s  p50 ${l.p50Ms.toFixed(1)} ms  p99 ${l.p99Ms.toFixed(1)} ms  failures ${l.failures}`;
+	console.log(`gateway bench: autocannon, ${CONNECTIONS} connections, ${ROUNDS} alternating ${WINDOW_S} s windows for (a)/(b)\n`);
+	console.log(row("(a) stock moleculer-web -> sv-user.get over NATS, no auth", figures.bare));
+	console.log(row("(b) GET /api/v1/me: token, RBAC, home-routed, this region", figures.ours));
+	console.log(row("(c) GET /api/v1/me: user homed in the other region", figures.away));
+	console.log(`\n(b)/(a) throughput: x${ratio.toFixed(3)} (goal >= 0.9)\n`);
+	const f = (l: Load) => ({ reqPerSec: Math.round(l.reqPerSec), p50Ms: round(l.p50Ms, 2), p99Ms: round(l.p99Ms, 2), failures: l.failures });
+	console.log(JSON.stringify({ bareMoleculerWeb: f(figures.bare), me: f(figures.ours), meOtherRegion: f(figures.away), ratios: { meOverBare: round(ratio, 4) } }));
+}
+
+main().catch(err => {
+	console.error(err);
+	process.exitCode = 1;
+});
