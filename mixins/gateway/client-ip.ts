@@ -25,6 +25,11 @@ export function trustedProxies(list: string): BlockList {
 	return blocks;
 }
 
+/** No trusted proxies (the usual edge): skip the per-request address check. */
+function hasRules(blocks: BlockList): boolean {
+	return blocks.rules.length > 0;
+}
+
 function trusted(blocks: BlockList, ip: string): boolean {
 	const family = isIP(ip);
 	return family !== 0 && blocks.check(ip, family === 6 ? "ipv6" : "ipv4");
@@ -37,7 +42,7 @@ function trusted(blocks: BlockList, ip: string): boolean {
  */
 export function clientIp(req: IncomingMessage, proxies: BlockList): string {
 	const peer = normalize(req.socket.remoteAddress ?? "");
-	if (!trusted(proxies, peer)) return peer;
+	if (!hasRules(proxies) || !trusted(proxies, peer)) return peer;
 	const header = req.headers["x-forwarded-for"];
 	const hops = (Array.isArray(header) ? header.join(",") : (header ?? "")).split(",").map(normalize).filter(Boolean);
 	for (let i = hops.length - 1; i >= 0; i--) {

@@ -498,7 +498,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		 * trusted. The session's revocation state is checked on every call.
 		 */
 		async verifyToken(raw, expected) {
-			let claims = this.verified.get(raw);
+			let claims = this.verified.peek(raw);
 			if (claims && (claims.exp * 1000 <= Date.now() || !this.ring.keys.has(claims.kid))) {
 				this.verified.delete(raw);
 				claims = undefined;
