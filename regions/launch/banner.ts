@@ -1,4 +1,5 @@
 import type { RegionNode } from "../node.ts";
+import { CLIENT_TYPES } from "../region.ts";
 import { ADMIN_PASSWORD_ENV } from "./first-admin.ts";
 
 /**
@@ -14,10 +15,12 @@ export function banner(unordered: RegionNode[], readyMs: number, storage: string
 		lines.push(
 			`  ${region.id.padEnd(11)} ${region.name} · countries ${region.countries.slice(0, 6).join(" ")}${region.countries.length > 6 ? " …" : ""}`,
 			`              services: ${broker.services.map(s => s.fullName).filter(n => !n.startsWith("$")).join(", ")}`,
-			`              ops: ${ops}/healthz  ${ops}/readyz  ${ops}/metrics`
+			`              ops: ${ops}/healthz  ${ops}/readyz  ${ops}/metrics`,
+			`              REST: ${CLIENT_TYPES.map(c => `${c} http://127.0.0.1:${region.ports[c]}`).join(" · ")}  (each: /docs, /api/v1/openapi.json)`
 		);
 	}
 	const first = nodes[0]!.region.ports.metrics;
+	const www = `http://127.0.0.1:${nodes[0]!.region.ports.www}`;
 	if (admin)
 		lines.push(
 			``,
@@ -26,6 +29,9 @@ export function banner(unordered: RegionNode[], readyMs: number, storage: string
 	lines.push(
 		``,
 		`Try:`,
+		`  curl -s -X POST ${www}/api/v1/auth/register -H 'content-type: application/json' -d '{"username":"ann","password":"correct horse 1","country":"DE"}'`,
+		`  TOKEN=$(curl -s -X POST ${www}/api/v1/auth/login -H 'content-type: application/json' -d '{"login":"ann","password":"correct horse 1"}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`,
+		`  curl -s ${www}/api/v1/me -H "authorization: Bearer $TOKEN"     # served by eu-central, asked at ${nodes[0]!.region.id}`,
 		`  curl -s http://127.0.0.1:${first}/readyz`,
 		`  curl -s http://127.0.0.1:${first}/metrics | grep moleculer_request_total`,
 		``,
