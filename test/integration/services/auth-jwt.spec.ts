@@ -1,9 +1,12 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Tokens } from "../../../services/auth-jwt/auth-jwt.service.ts";
 import { IP_LIMIT, RedisLoginThrottle } from "../../../services/auth-jwt/login-throttle.ts";
+import { SigningKeys } from "../../../services/auth-jwt/signing-keys.ts";
+import { signAccess } from "../../../services/auth-jwt/tokens.ts";
+import { parsePiiKeys } from "../../../services/shared/sealing.ts";
 import { startKvNode } from "../../harness/kv-node.ts";
 import type { KvNode } from "../../harness/kv-node.ts";
 import { cleanupRealStores, REAL, realStores, runId } from "../../harness/real-servers.ts";
@@ -92,6 +95,69 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 		} finally {
 			redis.disconnect();
 		}
+	});
+
+	it("refuses forged and ill-claimed tokens on every node, without touching files or the network", async () => {
+		const t = await broker("a").call<Tokens, unknown>("auth-jwt.login", { login: "greta", password: "fjord walk 42", client: "www" });
+		const [header, payload, signature] = t.accessToken.split(".") as [string, string, string];
+		const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
+		const kid = JSON.parse(Buffer.from(header, "base64url").toString()).kid as string;
+		const jwks = await broker("a").call<{ keys: { kid: string }[] }, unknown>("auth-jwt.jwks", {}, { nodeID: broker("a").nodeID });
+		const publicJwk = JSON.stringify(jwks.keys.find(k => k.kid === kid));
+		const hs = b64({ alg: "HS256", kid, typ: "JWT" });
+		const tampered = Buffer.from(payload, "base64url");
+		tampered[tampered.length - 3] = tampered[tampered.length - 3]! ^ 1;
+		const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+		const signer = (await new SigningKeys(nodes.eu.node.stores.sql.db, "eu-central", parsePiiKeys(process.env.EDGEHOME_PII_KEYS!), { rotateAfterMs: 1e12, publishLeadMs: 1e9, retireAfterMs: 1e9 }).load()).signer!;
+		const ok = { issuer: "edgehome", audience: "edgehome-api" };
+		const mine = { sub: claims.sub, rgn: claims.rgn, ep: claims.ep, cli: claims.cli, sid: claims.sid };
+		const forged: Record<string, [string, string]> = {
+			"alg none": [`${b64({ alg: "none", kid })}.${payload}.`, "TOKEN_ALGORITHM"],
+			"HS256 with the public key": [`${hs}.${payload}.${createHmac("sha256", publicJwk).update(`${hs}.${payload}`).digest("base64url")}`, "TOKEN_ALGORITHM"],
+			"one payload byte changed": [`${header}.${tampered.toString("base64url")}.${signature}`, "TOKEN_SIGNATURE"],
+			"expired beyond tolerance": [await signAccess(ok, signer, mine, Date.now() - 16 * 60_000), "TOKEN_EXPIRED"],
+			"nbf in the future": [await signAccess(ok, signer, mine, Date.now() + 5 * 60_000), "TOKEN_NOT_YET_VALID"],
+			"wrong issuer": [await signAccess({ ...ok, issuer: "elsewhere" }, signer, mine), "TOKEN_ISSUER"],
+			"wrong audience": [await signAccess({ ...ok, audience: "other-api" }, signer, mine), "TOKEN_AUDIENCE"],
+			"refresh token as access token": [t.refreshToken, "TOKEN_MALFORMED"],
+			"kid as a path": [`${b64({ alg: "ES256", kid: "../../dev/null" })}.${payload}.${signature}`, "TOKEN_KID_UNKNOWN"],
+			"kid as a URL": [`${b64({ alg: "ES256", kid: "https://evil.example/jwks.json" })}.${payload}.${signature}`, "TOKEN_KID_UNKNOWN"]
+		};
+		for (const n of ["a", "b", "eu"] as const)
+			for (const [what, [token, code]] of Object.entries(forged)) expect({ n, what, got: await verifyOn(n, token) }).toEqual({ n, what, got: code });
+		expect(await verifyOn("b", await signAccess(ok, signer, mine, Date.now() - 15 * 60_000 - 10_000))).toBe(t.sid);
+	});
+
+	it("ends the whole token family when a rotated refresh token is replayed; of two concurrent refreshes one wins", async () => {
+		await broker("b").call("sv-user.register", { username: "olaf", password: "snow drift 77", country: "DE" });
+		const first = await broker("a").call<Tokens, unknown>("auth-jwt.login", { login: "olaf", password: "snow drift 77", client: "app" });
+		const race = await Promise.allSettled([broker("a").call<Tokens, unknown>("auth-jwt.refresh", { refreshToken: first.refreshToken }), broker("b").call<Tokens, unknown>("auth-jwt.refresh", { refreshToken: first.refreshToken })]);
+		const won = race.filter(r => r.status === "fulfilled") as PromiseFulfilledResult<Tokens>[];
+		expect(won).toHaveLength(1);
+		expect(race.filter(r => r.status === "rejected").map(r => (r as PromiseRejectedResult).reason.type)).toEqual(["REFRESH_CONFLICT"]);
+		const next = await broker("eu").call<Tokens, unknown>("auth-jwt.refresh", { refreshToken: won[0]!.value.refreshToken });
+		expect(next.sid).toBe(first.sid);
+		await new Promise(r => setTimeout(r, 5100));
+		expect(await failureOf(broker("a").call("auth-jwt.refresh", { refreshToken: first.refreshToken }))).toMatchObject({ type: "REFRESH_REUSED", code: 401 });
+		await within(async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, next.accessToken)))).every(v => v === "SESSION_REVOKED"), 1000);
+		expect(await failureOf(broker("b").call("auth-jwt.refresh", { refreshToken: next.refreshToken }))).toMatchObject({ type: "REFRESH_INVALID" });
+	}, 15_000);
+
+	it("keeps one session per client type, answers unknown login like a wrong password, and stores nothing of a registration with extra fields", async () => {
+		const app1 = await broker("a").call<Tokens, unknown>("auth-jwt.login", { login: "greta", password: "fjord walk 42", client: "app" });
+		const cms = await broker("b").call<Tokens, unknown>("auth-jwt.login", { login: "greta", password: "fjord walk 42", client: "cms" });
+		const app2 = await broker("eu").call<Tokens, unknown>("auth-jwt.login", { login: "greta", password: "fjord walk 42", client: "app" });
+		await within(async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, app1.accessToken)))).every(v => v === "SESSION_REVOKED"), 1000);
+		for (const n of ["a", "b", "eu"] as const) expect([await verifyOn(n, cms.accessToken), await verifyOn(n, app2.accessToken)]).toEqual([cms.sid, app2.sid]);
+		const unknown = await failureOf(broker("a").call("auth-jwt.login", { login: "nobody-here", password: "whatever 1", client: "app" }));
+		const wrong = await failureOf(broker("a").call("auth-jwt.login", { login: "greta", password: "whatever 1", client: "app" }));
+		expect(unknown).toMatchObject({ type: "INVALID_CREDENTIALS", code: 401 });
+		expect({ type: wrong.type, code: wrong.code }).toEqual({ type: unknown.type, code: unknown.code });
+		const before = await nodes.a.node.stores.sql.db.selectFrom("users").select("id").execute();
+		for (const extra of [{ role: "admin" }, { region: "eu-central" }, { id: "0".repeat(26) }])
+			expect(await failureOf(broker("a").call("sv-user.register", { username: "intruder", password: "sneaky pass 1", ...extra }))).toMatchObject({ type: "VALIDATION_ERROR" });
+		expect(await nodes.a.node.stores.sql.db.selectFrom("users").select("id").execute()).toEqual(before);
+		expect(await failureOf(broker("a").call("sv-region.resolve", { kind: "username", value: "intruder" }))).toMatchObject({ code: 404 });
 	});
 
 	it("a node cut off from the feed refuses other regions' tokens after 5 s, yet still sees its own region's logouts", async () => {
