@@ -1,7 +1,6 @@
 import { createPublicKey } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { decodeProtectedHeader, jwtVerify } from "jose";
-import { connect } from "nats";
 import authRbac from "../../services/auth-rbac/auth-rbac.service.ts";
 import { grantRule, newRbacEnforcer, permissionRule } from "../../services/auth-rbac/model.ts";
 import type { Rule } from "../../services/auth-rbac/model.ts";
@@ -10,7 +9,7 @@ import { verifyAccess } from "../../services/auth-jwt/tokens.ts";
 import { hashPassword, SCRYPT, verifyPassword } from "../../services/sv-user/passwords.ts";
 import { startServices } from "../harness/embedded.ts";
 import { startKvNode } from "../harness/kv-node.ts";
-import { cleanupRealStores, REAL, realStores, runId } from "../harness/real-servers.ts";
+import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../harness/real-servers.ts";
 import { withCleanups, round } from "./measure.ts";
 
 /**
@@ -76,9 +75,7 @@ async function main(): Promise<void> {
 	const figures = await withCleanups(async cleanups => {
 		cleanups.push(async () => {
 			await cleanupRealStores(stores);
-			const nc = await connect({ servers: REAL.nats });
-			await (await nc.jetstreamManager()).streams.delete(`KV_${bucket}`).catch(() => undefined);
-			await nc.close();
+			await deleteKvBucket(bucket);
 		});
 		const node = await startKvNode({
 			region: "cn-east",

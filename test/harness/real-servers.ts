@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
+import { connect } from "nats";
 import { dropMysqlDatabase } from "../../regions/stores/sql.ts";
 import type { StoreSettings } from "../../regions/stores/index.ts";
 
@@ -38,5 +39,15 @@ export async function cleanupRealStores(settings: StoreSettings): Promise<void> 
 		} while (cursor !== "0");
 	} finally {
 		redis.disconnect();
+	}
+}
+
+/** Deletes a run's directory bucket (its JetStream stream) from the real NATS server. */
+export async function deleteKvBucket(bucket: string, servers = REAL.nats): Promise<void> {
+	const nc = await connect({ servers });
+	try {
+		await (await nc.jetstreamManager()).streams.delete(`KV_${bucket}`).catch(() => undefined);
+	} finally {
+		await nc.close();
 	}
 }

@@ -1,6 +1,5 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
-import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Tokens } from "../../../services/auth-jwt/auth-jwt.service.ts";
 import { IP_LIMIT, RedisLoginThrottle } from "../../../services/auth-jwt/login-throttle.ts";
@@ -9,7 +8,7 @@ import { signAccess } from "../../../services/auth-jwt/tokens.ts";
 import { parsePiiKeys } from "../../../services/shared/sealing.ts";
 import { startKvNode } from "../../harness/kv-node.ts";
 import type { KvNode } from "../../harness/kv-node.ts";
-import { cleanupRealStores, REAL, realStores, runId } from "../../harness/real-servers.ts";
+import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../../harness/real-servers.ts";
 import { failureOf, within } from "../../harness/waiting.ts";
 
 const run = runId();
@@ -43,9 +42,7 @@ beforeAll(async () => {
 afterAll(async () => {
 	for (const n of Object.values(nodes)) await n.stop().catch(() => undefined);
 	for (const s of Object.values(stores)) await cleanupRealStores(s);
-	const nc = await connect({ servers: REAL.nats });
-	await (await nc.jetstreamManager()).streams.delete(`KV_${bucket}`).catch(() => undefined);
-	await nc.close();
+	await deleteKvBucket(bucket);
 });
 
 describe("auth-jwt on real NATS, MariaDB and Redis", () => {

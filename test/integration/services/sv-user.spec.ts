@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startKvNode } from "../../harness/kv-node.ts";
 import type { KvNode } from "../../harness/kv-node.ts";
-import { cleanupRealStores, REAL, realStores, runId } from "../../harness/real-servers.ts";
+import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../../harness/real-servers.ts";
 
 const run = runId();
 const bucket = `t-${run}-directory`;
@@ -19,9 +18,7 @@ beforeAll(async () => {
 afterAll(async () => {
 	for (const n of Object.values(nodes)) await n.stop();
 	for (const s of Object.values(stores)) await cleanupRealStores(s);
-	const nc = await connect({ servers: REAL.nats });
-	await (await nc.jetstreamManager()).streams.delete(`KV_${bucket}`).catch(() => undefined);
-	await nc.close();
+	await deleteKvBucket(bucket);
 });
 
 describe("sv-user on real NATS + MariaDB, two regions", () => {
