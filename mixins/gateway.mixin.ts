@@ -18,6 +18,7 @@ import { MemoryRateLimiter, RedisRateLimiter } from "./gateway/rate-limiter.ts";
 import type { RateLimit } from "./gateway/rate-limiter.ts";
 import type { GatewayRoute } from "./gateway/routes.ts";
 import { traceContext } from "./gateway/trace-context.ts";
+import { country, email, password, phone, sessionId, username } from "../services/shared/fields.ts";
 
 /** Request limits every gateway enforces. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -47,11 +48,6 @@ const SECURITY_HEADERS: Record<string, string> = {
 	"Cache-Control": "no-store"
 };
 
-const username = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-'" } } as const;
-const password = { type: "string", min: 8, max: 128 } as const;
-const email = { type: "email", max: 254, optional: true } as const;
-const phone = { type: "string", max: 16, pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
-const country = { type: "string", max: 2, pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
 
 const profileSchema = {
 	type: "object",
@@ -257,7 +253,7 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				}
 			},
 			endMySession: {
-				params: { $$strict: true, sid: { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "not a session id" } } },
+				params: { $$strict: true, sid: sessionId },
 				async handler(ctx: GatewayContext<{ sid: string }>) {
 					// Another user's session is not found, exactly like one that never existed.
 					const { ended } = await ctx.call<{ ended: boolean }, unknown>("auth-jwt.endSession", { userId: ctx.meta.user.id, sid: ctx.params.sid });

@@ -1,5 +1,6 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { writeBarrierOf } from "../regions/write-barrier.ts";
+import { userId } from "../services/shared/fields.ts";
 
 /**
  * What a service holding per-user data implements so a user can be rehomed: the user's rows out
@@ -18,7 +19,6 @@ export const MAX_MOVE_ROWS = 100_000;
 /** Longest a move waits for a node's in-flight writes of the user. */
 export const DRAIN_TIMEOUT_MS = 15_000;
 
-const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
 
 /** Adds the `move.*` actions; the service supplies the four methods. Found by sv-region through `metadata.moveParticipant`. */
 export function moveParticipantMixin(): Partial<ServiceSchema> {

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, join, relative } from "node:path";
 import FastestValidatorModule from "fastest-validator";
+import { REGION_ID } from "./region.ts";
 import type { RegionDefinition } from "./region.ts";
 
 /** The shipped region files; EDGEHOME_REGIONS_DIR points a deployment at its own. */
@@ -30,7 +31,7 @@ const FastestValidator = FastestValidatorModule as unknown as typeof FastestVali
 
 const check = new FastestValidator({ haltOnFirstError: true }).compile({
 	$$strict: true,
-	id: { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ },
+	id: { type: "string", pattern: REGION_ID },
 	name: { type: "string", min: 1, max: 80 },
 	countries: { type: "array", min: 1, unique: true, items: country },
 	residency: { type: "array", unique: true, items: country },

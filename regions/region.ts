@@ -1,3 +1,6 @@
+/** A region id, as region files and calls name it. */
+export const REGION_ID = /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/;
+
 /** The client types that each have their own gateway in every region. */
 export const CLIENT_TYPES = ["app", "www", "cms", "wx"] as const;
 export type ClientType = (typeof CLIENT_TYPES)[number];

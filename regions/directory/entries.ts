@@ -18,7 +18,7 @@ export interface IdentityEntry {
 	userId: string;
 }
 
-const USER_ID = /^[0-9a-z]{26}$/;
+export const USER_ID = /^[0-9a-z]{26}$/;
 
 export function isUserId(id: unknown): id is string {
 	return typeof id === "string" && USER_ID.test(id);

@@ -3,12 +3,8 @@ import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import type { GatewayContext } from "../../mixins/gateway.mixin.ts";
 import type { GatewayRoute } from "../../mixins/gateway/routes.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import { action, moveId, regionId as region, resource, role, userId as id } from "../shared/fields.ts";
 
-const id = { type: "string", max: 26, pattern: /^[0-9a-z]{26}$/, messages: { stringPattern: "not a user id" } } as const;
-const region = { type: "string", max: 32, pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/, messages: { stringPattern: "not a region id" } } as const;
-const role = { type: "string", max: 32, pattern: /^[a-z][a-z0-9_-]{1,31}$/, messages: { stringPattern: "not a role name" } } as const;
-const resource = { type: "string", max: 64, pattern: /^[a-z][a-z0-9_.-]{0,63}$/, messages: { stringPattern: "not a resource name" } } as const;
-const action = { type: "string", max: 32, pattern: /^([a-z][a-z0-9_-]{0,31}|\*)$/, messages: { stringPattern: "not an action name" } } as const;
 
 const staff = (resourceName: string, actionName: string) => ({ resource: resourceName, action: actionName });
 const admin = (r: Omit<GatewayRoute, "tag" | "auth">): GatewayRoute => ({ ...r, tag: "admin", auth: true });
@@ -66,7 +62,7 @@ const apiCms: ServiceSchema = {
 			}
 		},
 		move: {
-			params: { $$strict: true, moveId: { type: "string", max: 64, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "not a move id" } } },
+			params: { $$strict: true, moveId },
 			handler(ctx: GatewayContext<{ moveId: string }>) {
 				return ctx.call("sv-region.moveProgress", { moveId: ctx.params.moveId });
 			}

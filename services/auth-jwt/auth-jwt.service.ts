@@ -7,12 +7,12 @@ import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { CLIENT_TYPES } from "../../regions/region.ts";
 import type { ClientType } from "../../regions/region.ts";
-import { envInt, envString, EnvError } from "../../regions/runtime/env.ts";
+import { envInt, envString } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { storesOf } from "../../regions/stores/index.ts";
 import { Lru } from "../shared/lru.ts";
-import { parsePiiKeys } from "../shared/sealing.ts";
+import { piiKeysFromEnv } from "../shared/sealing.ts";
 import type { PiiKeys } from "../shared/sealing.ts";
 import { KeyRing } from "./key-ring.ts";
 import { ACCOUNT_LIMIT, IP_LIMIT, MemoryLoginThrottle, RedisLoginThrottle } from "./login-throttle.ts";
@@ -26,6 +26,7 @@ import { ACCESS_TTL_S, CLOCK_TOLERANCE_S, signAccess, TokenError, verifyAccess }
 import type { TokenSettings, VerifiedAccess } from "./tokens.ts";
 import { exchangeCode, wxConfigured, wxSettingsFromEnv } from "./wechat.ts";
 import type { WxSettings } from "./wechat.ts";
+import { sessionId, userId } from "../shared/fields.ts";
 
 /** Refresh tokens live 30 days; a token spent this recently is a concurrent refresh, not a theft. */
 export const REFRESH_TTL_MS = 30 * 24 * 3600_000;
@@ -123,6 +124,7 @@ interface Methods extends MoveParticipantMethods {
 	endSessions(sids: string[], reason: string, now: number): Promise<void>;
 	admit(key: string, limit: Limit): Promise<Admission & { ok: true }>;
 	refreshKeys(): Promise<void>;
+	feedPosition(): Promise<number>;
 	beat(): Promise<void>;
 	pull(region: string, afterId: number): Promise<FeedPage>;
 	verifyToken(token: string, client?: ClientType): Promise<VerifiedAccess>;
@@ -130,8 +132,6 @@ interface Methods extends MoveParticipantMethods {
 	wxSession(ctx: Context, userId: string): Promise<Tokens>;
 }
 
-const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
-const sid = { type: "string", pattern: /^[0-9a-f-]{36}$/ } as const;
 const client = { type: "enum", values: [...CLIENT_TYPES] } as const;
 const token = { type: "string", min: 1, max: 4096 } as const;
 /** `<userId>.<secret>`: the user id lets any region route the refresh to the user's home. */
@@ -283,38 +283,34 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			async handler(ctx: Context<{ userId: string; refreshToken: string; client?: ClientType }>): Promise<Tokens> {
 				const now = Date.now();
 				const hash = hashToken(ctx.params.refreshToken);
-				if (ctx.params.client) {
-					// Checked before anything is spent: a token shown at the wrong gateway stays usable at its own.
-					const owner = await this.db
-						.selectFrom("auth_refresh_tokens")
-						.innerJoin("auth_sessions", "auth_sessions.sid", "auth_refresh_tokens.sid")
-						.select("auth_sessions.client")
-						.where("auth_refresh_tokens.hash", "=", hash)
-						.executeTakeFirst();
-					if (owner && owner.client !== ctx.params.client) throw refreshInvalid();
-				}
+				const found = await this.db
+					.selectFrom("auth_refresh_tokens")
+					.innerJoin("auth_sessions", "auth_sessions.sid", "auth_refresh_tokens.sid")
+					.select(["auth_refresh_tokens.sid", "auth_refresh_tokens.user_id", "auth_sessions.client", "auth_sessions.ended_at"])
+					.where("auth_refresh_tokens.hash", "=", hash)
+					.where("auth_refresh_tokens.user_id", "=", ctx.params.userId)
+					.executeTakeFirst();
+				// Checked before anything is spent: a token shown at the wrong gateway stays usable at its own.
+				if (!found || found.ended_at !== null || (ctx.params.client && found.client !== ctx.params.client)) throw refreshInvalid();
 				const spent = await this.db
 					.updateTable("auth_refresh_tokens")
 					.set({ rotated_at: now })
 					.where("hash", "=", hash)
-					.where("user_id", "=", ctx.params.userId)
 					.where("rotated_at", "is", null)
 					.where("expires_at", ">", now)
 					.executeTakeFirst();
-				const row = await this.db.selectFrom("auth_refresh_tokens").selectAll().where("hash", "=", hash).where("user_id", "=", ctx.params.userId).executeTakeFirst();
-				if (!row) throw refreshInvalid();
-				const session = await this.db.selectFrom("auth_sessions").selectAll().where("sid", "=", row.sid).executeTakeFirst();
-				if (!session || session.ended_at !== null) throw refreshInvalid();
 				if (Number(spent.numUpdatedRows) !== 1) {
-					if (row.rotated_at === null || Number(row.expires_at) <= now) throw refreshInvalid();
+					// Lost: expired, or spent by someone else — just now (a concurrent refresh) or long ago (a replay).
+					const row = await this.db.selectFrom("auth_refresh_tokens").select(["rotated_at", "expires_at"]).where("hash", "=", hash).executeTakeFirst();
+					if (!row || row.rotated_at === null || Number(row.expires_at) <= now) throw refreshInvalid();
 					if (now - Number(row.rotated_at) <= REFRESH_GRACE_MS) throw clientError("this refresh token was just used by another refresh", 409, "REFRESH_CONFLICT");
-					await this.endSessions([row.sid], "reuse", now);
+					await this.endSessions([found.sid], "reuse", now);
 					throw clientError("refresh token was already used: the session has ended", 401, "REFRESH_REUSED");
 				}
 				const next = `${ctx.params.userId}.${randomBytes(32).toString("base64url")}`;
-				await this.db.insertInto("auth_refresh_tokens").values({ hash: hashToken(next), sid: row.sid, user_id: row.user_id, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null }).execute();
-				await this.db.updateTable("auth_sessions").set({ last_used_at: now }).where("sid", "=", row.sid).execute();
-				return this.issue(row.user_id, row.sid, session.client, next);
+				await this.db.insertInto("auth_refresh_tokens").values({ hash: hashToken(next), sid: found.sid, user_id: found.user_id, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null }).execute();
+				await this.db.updateTable("auth_sessions").set({ last_used_at: now }).where("sid", "=", found.sid).execute();
+				return this.issue(found.user_id, found.sid, found.client, next);
 			}
 		},
 
@@ -330,7 +326,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		endSession: {
 			visibility: "public",
 			home: "userId",
-			params: { $$strict: true, userId, sid },
+			params: { $$strict: true, userId, sid: sessionId },
 			async handler(ctx: Context<{ userId: string; sid: string }>) {
 				const row = await this.db.selectFrom("auth_sessions").select("sid").where("sid", "=", ctx.params.sid).where("user_id", "=", ctx.params.userId).executeTakeFirst();
 				if (row) await this.endSessions([row.sid], "logout", Date.now());
@@ -385,10 +381,9 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 					.orderBy("id")
 					.limit(FEED_PAGE + 1)
 					.execute();
-				const max = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
 				const more = rows.length > FEED_PAGE;
 				return {
-					maxId: Number(max?.max ?? 0),
+					maxId: await this.feedPosition(),
 					revocations: rows.slice(0, FEED_PAGE).map(r => ({ id: Number(r.id), sid: r.sid, exp: Number(r.expires_at) })),
 					more,
 					keys: this.current.published as unknown as Record<string, unknown>[],
@@ -481,9 +476,14 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			this.ring.setRegion(this.runtime.region.id, this.current.published as unknown as Record<string, unknown>[]);
 		},
 
+		/** The region's feed position: its newest revocation id (0 while there is none). */
+		async feedPosition() {
+			const row = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
+			return Number(row?.max ?? 0);
+		},
+
 		async beat() {
-			const max = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
-			const beat: FeedBeat = { region: this.runtime.region.id, maxId: Number(max?.max ?? 0), keys: this.current.version };
+			const beat: FeedBeat = { region: this.runtime.region.id, maxId: await this.feedPosition(), keys: this.current.version };
 			await this.broker.broadcast("auth-jwt.feed", beat);
 		},
 
@@ -584,9 +584,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 	},
 
 	created() {
-		const raw = process.env.EDGEHOME_PII_KEYS;
-		if (!raw) throw new EnvError("EDGEHOME_PII_KEYS", "", "kid:base64(32 bytes)[,…], the keys that seal signing keys at rest");
-		this.sealing = parsePiiKeys(raw);
+		this.sealing = piiKeysFromEnv(process.env, "seal signing keys at rest");
 		this.runtime = regionRuntimeOf(this.broker);
 		this.ring = new KeyRing();
 		this.verified = new Lru<VerifiedAccess>(this.settings.verifiedCacheSize);
@@ -621,9 +619,8 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		every(60_000, async () => {
 			const now = Date.now();
 			this.feed.prune(now);
-			const max = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
 			// The newest row stays, so the feed position never goes back after a sweep.
-			await this.db.deleteFrom("auth_revocations").where("expires_at", "<", now).where("id", "<", Number(max?.max ?? 0)).execute();
+			await this.db.deleteFrom("auth_revocations").where("expires_at", "<", now).where("id", "<", await this.feedPosition()).execute();
 			await this.db.deleteFrom("auth_refresh_tokens").where("expires_at", "<", now).execute();
 		}, "expiry sweep");
 		await this.beat();

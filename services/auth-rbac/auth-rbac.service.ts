@@ -12,6 +12,8 @@ import { migrations } from "./migrations.ts";
 import { grantRule, newRbacEnforcer, permissionRule, USER_ROLE } from "./model.ts";
 import { SqlPolicyAdapter } from "./policy-adapter.ts";
 import type { Change, RbacTables } from "./policy-adapter.ts";
+import { USER_ID } from "../../regions/directory/entries.ts";
+import { action, resource, role, ROLE_NAME, userId } from "../shared/fields.ts";
 
 export interface RbacSettings extends ServiceSettingSchema {
 	/** Decisions cached per node; 0 turns the cache off. Default: EDGEHOME_RBAC_CACHE_SIZE, else 10 000. */
@@ -46,15 +48,6 @@ interface Methods extends MoveParticipantMethods {
 	requireRole(role: string): Promise<void>;
 	schedulePoll(): void;
 }
-
-const USER_ID = /^[0-9a-z]{26}$/;
-const ROLE = /^(?![0-9a-z]{26}$)[a-z][a-z0-9_-]{1,31}$/;
-
-const userId = { type: "string", max: 26, pattern: USER_ID } as const;
-// A role shaped like a user id would be granted to that user by the matcher's g(r.sub, p.sub).
-const role = { type: "string", max: 32, pattern: ROLE, messages: { stringPattern: "role must be 2-32 of [a-z0-9_-], start with a letter, and not have the shape of a user id" } } as const;
-const resource = { type: "string", max: 64, pattern: /^[a-z][a-z0-9_.-]{0,63}$/, messages: { stringPattern: "resource must be 1-64 of [a-z0-9_.-], starting with a letter" } } as const;
-const action = { type: "string", max: 32, pattern: /^([a-z][a-z0-9_-]{0,31}|\*)$/, messages: { stringPattern: "action must be 1-32 of [a-z0-9_-], starting with a letter, or *" } } as const;
 
 type PermissionParams = { role: string; resource: string; action: string };
 
@@ -302,7 +295,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		async moveImport(user: string, rows: unknown[]) {
 			const rules = rows.map(row => {
 				const r = row as { ptype?: unknown; v1?: unknown };
-				if (r.ptype !== "g" || typeof r.v1 !== "string" || !ROLE.test(r.v1))
+				if (r.ptype !== "g" || typeof r.v1 !== "string" || !ROLE_NAME.test(r.v1))
 					throw new Errors.ValidationError("a moved row must be a role grant", "VALIDATION_ERROR", [{ field: "rows", type: "grant" }]);
 				return grantRule(user, r.v1);
 			});

@@ -1,4 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { EnvError } from "../../regions/runtime/env.ts";
+import type { Env } from "../../regions/runtime/env.ts";
 
 /**
  * AES-256-GCM for what must not sit in clear in a database: personal data (sv-user) and token
@@ -23,6 +25,17 @@ export function parsePiiKeys(raw: string): PiiKeys {
 	const current = keys.keys().next().value;
 	if (!current) throw new Error("EDGEHOME_PII_KEYS: no key given");
 	return { current, keys };
+}
+
+/** EDGEHOME_PII_KEYS, required; a missing or malformed value is a configuration error that hides the keys. */
+export function piiKeysFromEnv(env: Env, purpose: string): PiiKeys {
+	const raw = env.EDGEHOME_PII_KEYS;
+	if (!raw) throw new EnvError("EDGEHOME_PII_KEYS", "", `kid:base64(32 bytes)[,…], the keys that ${purpose}`);
+	try {
+		return parsePiiKeys(raw);
+	} catch (err) {
+		throw new EnvError("EDGEHOME_PII_KEYS", "(hidden)", (err as Error).message.replace(/^EDGEHOME_PII_KEYS: /, ""));
+	}
 }
 
 export function seal(keys: PiiKeys, plaintext: string): { kid: string; value: string } {

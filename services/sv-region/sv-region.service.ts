@@ -11,6 +11,7 @@ import type { MoveRecord } from "../../regions/rehoming.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
+import { country, moveId, regionId, userId } from "../shared/fields.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;
 export const MAX_PAGE_SIZE = 100;
@@ -23,10 +24,6 @@ export const MAX_CENSUS = 10_000_000;
 const MOVE_RECORD_TTL_MS = 7 * 24 * 3600_000;
 const MOVE_PRUNE_INTERVAL_MS = 3600_000;
 
-const userId = { type: "string", pattern: /^[0-9a-z]{26}$/, messages: { stringPattern: "userId must be a 26-character user id" } } as const;
-const regionId = { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ } as const;
-const moveId = { type: "string", pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, messages: { stringPattern: "moveId must be a move id (UUID)" } } as const;
-const country = { type: "string", pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
 const identity = {
 	type: "object",
 	strict: true,
@@ -242,7 +239,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		users: {
 			params: {
 				$$strict: true,
-				region: { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ },
+				region: regionId,
 				after: { type: "number", integer: true, min: 0, default: 0, convert: true },
 				limit: { type: "number", integer: true, min: 1, max: MAX_PAGE_SIZE, default: 20, convert: true }
 			},

@@ -6,11 +6,11 @@ import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
-import { EnvError } from "../../regions/runtime/env.ts";
 import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
-import { open, parsePiiKeys, seal } from "../shared/sealing.ts";
+import { open, piiKeysFromEnv, seal } from "../shared/sealing.ts";
 import type { PiiKeys } from "../shared/sealing.ts";
+import { country, email, password, phone, regionId, userId, username } from "../shared/fields.ts";
 
 interface UserRow {
 	id: string;
@@ -60,12 +60,6 @@ type Methods = MoveParticipantMethods & {
 	enrol(ctx: Context, entry: Enrolment): Promise<{ id: string; username: string; region: string }>;
 };
 
-const userId = { type: "string", pattern: /^[0-9a-z]{26}$/ } as const;
-const username = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-'" } } as const;
-const password = { type: "string", min: 8, max: 128 } as const;
-const email = { type: "email", max: 254, optional: true } as const;
-const phone = { type: "string", pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
-const country = { type: "string", pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
 const login = { type: "string", min: 3, max: 254 } as const;
 const openid = { type: "string", min: 6, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
 
@@ -89,7 +83,6 @@ function loginIdentity(value: string): Identity {
 
 /** Most users one `list` page holds. */
 const MAX_PAGE_SIZE = 100;
-const regionId = { type: "string", pattern: /^[a-z][a-z0-9-]{1,30}[a-z0-9]$/ } as const;
 
 /** A LIKE pattern matching what starts with `prefix`, its wildcards taken literally (escape character "!"). */
 function likePrefix(prefix: string): string {
@@ -354,13 +347,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	},
 
 	created() {
-		const raw = process.env.EDGEHOME_PII_KEYS;
-		if (!raw) throw new EnvError("EDGEHOME_PII_KEYS", "", "kid:base64(32 bytes)[,…], the keys that encrypt e-mail and phone at rest");
-		try {
-			this.pii = parsePiiKeys(raw);
-		} catch (err) {
-			throw new EnvError("EDGEHOME_PII_KEYS", "(hidden)", (err as Error).message.replace(/^EDGEHOME_PII_KEYS: /, ""));
-		}
+		this.pii = piiKeysFromEnv(process.env, "encrypt e-mail and phone at rest");
 	}
 };
 

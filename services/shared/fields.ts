@@ -1,0 +1,25 @@
+import { USER_ID } from "../../regions/directory/entries.ts";
+import { REGION_ID } from "../../regions/region.ts";
+
+/**
+ * Parameter rules that several services and the gateways validate the same way, defined once so
+ * an internal action and the public route in front of it can never disagree. Every string is
+ * capped; fastest-validator `messages` say what a client sent wrong.
+ */
+
+export const userId = { type: "string", max: 26, pattern: USER_ID, messages: { stringPattern: "must be a 26-character user id" } } as const;
+export const regionId = { type: "string", max: 32, pattern: REGION_ID, messages: { stringPattern: "must be a region id" } } as const;
+export const sessionId = { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "must be a session id" } } as const;
+export const moveId = { type: "string", max: 36, pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, messages: { stringPattern: "must be a move id (UUID)" } } as const;
+
+export const username = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-'" } } as const;
+export const password = { type: "string", min: 8, max: 128 } as const;
+export const email = { type: "email", max: 254, optional: true } as const;
+export const phone = { type: "string", max: 16, pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
+export const country = { type: "string", max: 2, pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
+
+/** A role shaped like a user id would be granted to that user by casbin's g(r.sub, p.sub): refused. */
+export const ROLE_NAME = /^(?![0-9a-z]{26}$)[a-z][a-z0-9_-]{1,31}$/;
+export const role = { type: "string", max: 32, pattern: ROLE_NAME, messages: { stringPattern: "role must be 2-32 of [a-z0-9_-], start with a letter, and not have the shape of a user id" } } as const;
+export const resource = { type: "string", max: 64, pattern: /^[a-z][a-z0-9_.-]{0,63}$/, messages: { stringPattern: "resource must be 1-64 of [a-z0-9_.-], starting with a letter" } } as const;
+export const action = { type: "string", max: 32, pattern: /^([a-z][a-z0-9_-]{0,31}|\*)$/, messages: { stringPattern: "action must be 1-32 of [a-z0-9_-], starting with a letter, or *" } } as const;
