@@ -15,3 +15,10 @@ export function failureOf(p: Promise<unknown>): Promise<{ type: string; code?: n
 		e => e
 	);
 }
+
+/** How long an operation took to settle, and what it settled with (value or error). */
+export async function timed<T>(op: Promise<T>): Promise<{ ms: number; result: T | unknown }> {
+	const started = Date.now();
+	const result = await op.catch(err => err);
+	return { ms: Date.now() - started, result };
+}

@@ -7,6 +7,7 @@ import { runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
 import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
+import { timed } from "../harness/waiting.ts";
 
 const PRIMARY = "cn-east";
 const REGIONS = [PRIMARY, "ap-south", "eu-central"];
@@ -21,12 +22,6 @@ interface Home {
 /** Writes take a moment to reach another region's mirror: poll, within a bound. */
 function eventually<T>(read: () => Promise<T> | T, timeout = 10_000) {
 	return expect.poll(read, { timeout, interval: 50 });
-}
-
-async function timed<T>(op: Promise<T>): Promise<{ ms: number; result: T | unknown }> {
-	const started = Date.now();
-	const result = await op.catch(err => err);
-	return { ms: Date.now() - started, result };
 }
 
 function expectUnavailable(result: unknown): void {

@@ -18,6 +18,7 @@ import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts
 import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
 import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
+import { timed } from "../harness/waiting.ts";
 
 const PRIMARY = "cn-east";
 const REGIONS = [PRIMARY, "ap-south", "eu-central"];
@@ -84,12 +85,6 @@ const notesSchema: ServiceSchema<ServiceSettingSchema, Record<string, never>, Db
 /** Mirrors and change feeds trail the origin: poll, within a bound. */
 function eventually<T>(read: () => Promise<T> | T, timeout = 15_000) {
 	return expect.poll(read, { timeout, interval: 100 });
-}
-
-async function timed<T>(op: Promise<T>): Promise<{ ms: number; result: T | unknown }> {
-	const started = Date.now();
-	const result = await op.catch(err => err);
-	return { ms: Date.now() - started, result };
 }
 
 describe("home routing on a three-region NATS supercluster with real MariaDB per region", () => {
