@@ -15,7 +15,7 @@ import { readDocsFile, docsIndexHtml, DOCS_CSP } from "./gateway/docs.ts";
 import { toHttpError } from "./gateway/errors.ts";
 import { openApiDocument } from "./gateway/openapi.ts";
 import { MemoryRateLimiter, RedisRateLimiter } from "./gateway/rate-limiter.ts";
-import type { RateLimit } from "./gateway/rate-limiter.ts";
+import type { RateDecision, RateLimit } from "./gateway/rate-limiter.ts";
 import type { GatewayRoute } from "./gateway/routes.ts";
 import { traceContext } from "./gateway/trace-context.ts";
 import { country, email, password, phone, sessionId, username } from "../services/shared/fields.ts";
@@ -25,6 +25,13 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export const MAX_HEADER_BYTES = 16 * 1024;
 /** How long an RBAC decision is reused on a gateway node (the rules converge within a second anyway). */
 const DECISION_TTL_MS = 1000;
+
+/**
+ * What every route action runs with. A route action is an entry point on this node that calls the
+ * services: breakers, bulkheads, retries and the deadline belong to those calls (a retry here
+ * would multiply theirs), and moleculer-web's own request action carries no deadline either.
+ */
+const ENTRY_ACTION = { bulkhead: { enabled: false }, circuitBreaker: { enabled: false }, retryPolicy: { enabled: false }, timeout: 0 };
 
 /** Who a verified bearer token says the caller is: `ctx.meta.user` in every gateway action. */
 export interface GatewayUser {
@@ -37,16 +44,15 @@ export interface GatewayUser {
 
 export type GatewayContext<P = Record<string, never>> = Context<P, { user: GatewayUser; clientIp?: string; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string>; $responseType?: string }>;
 
-const SECURITY_HEADERS: Record<string, string> = {
-	"X-Content-Type-Options": "nosniff",
-	"X-Frame-Options": "DENY",
-	"Referrer-Policy": "no-referrer",
-	"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-	"Cross-Origin-Opener-Policy": "same-origin",
-	"Cross-Origin-Resource-Policy": "same-site",
-	"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-	"Cache-Control": "no-store"
-};
+/** OWASP's set for API responses; the HTML docs page adds what only documents need. */
+const SECURITY_HEADERS: [string, string][] = [
+	["X-Content-Type-Options", "nosniff"],
+	["X-Frame-Options", "DENY"],
+	["Strict-Transport-Security", "max-age=31536000; includeSubDomains"],
+	["Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"],
+	["Cache-Control", "no-store"]
+];
+const DOCUMENT_HEADERS = { "Referrer-Policy": "no-referrer", "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Resource-Policy": "same-origin" };
 
 
 const profileSchema = {
@@ -134,7 +140,15 @@ function weakEtag(body: string | Buffer): string {
 
 type Claims = { sub: string; sid: string; rgn: string; cli: ClientType };
 
-type Req = IncomingMessage & { $ctx?: Context; $action?: { name: string }; $clientIp?: string };
+type Req = IncomingMessage & { $ctx?: Context; $action?: { name: string }; $clientIp?: string; $requestId?: string };
+
+function refuseUnlessAllowed(allowed: boolean): void {
+	if (!allowed) throw new Errors.MoleculerClientError("not allowed", 403, "FORBIDDEN");
+}
+
+function refuseOverLimit(decision: RateDecision): void {
+	if (!decision.ok) throw new Errors.MoleculerClientError("too many requests", 429, "RATE_LIMITED", { retryAfter: decision.retryAfterS });
+}
 
 function unauthorized(message: string): Errors.MoleculerClientError {
 	return new Errors.MoleculerClientError(message, 401, "UNAUTHORIZED");
@@ -174,12 +188,9 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 					aliases: Object.fromEntries(table.map(r => [`${r.method} ${r.path}`, `${service}.${r.action}`])),
 					bodyParsers: { json: { limit: MAX_BODY_BYTES, strict: true }, urlencoded: false },
 					etag: weakEtag,
+					// One hook runs every edge check (see `authenticate`): each moleculer-web hook costs a request an await.
 					authentication: true,
-					authorization: true,
 					...(cors ? { cors } : {}),
-					onBeforeCall(this: any, ctx: Context, _route: unknown, req: Req) {
-						return this.limit(`ip:${req.$clientIp}`, this.settings.rateLimits.ip);
-					},
 					onAfterCall(this: any, ctx: Context, _route: unknown, req: Req, res: ServerResponse, data: unknown) {
 						const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
 						if (route && route.status !== 200) res.statusCode = route.status;
@@ -190,11 +201,11 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 			rootCallOptions(this: any, options: Record<string, unknown>, req: Req, res: ServerResponse) {
 				const trace = traceContext(req.headers);
 				req.$clientIp = clientIp(req, this.proxies);
-				options.requestID = trace.requestId;
+				// moleculer-web answers the request id as X-Request-ID itself.
+				options.requestID = req.$requestId = trace.requestId;
 				options.meta = { clientIp: req.$clientIp };
-				res.setHeader("X-Request-Id", trace.requestId);
-				res.setHeader("traceparent", trace.traceparent);
-				for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+				if (trace.traceparent) res.setHeader("traceparent", trace.traceparent);
+				for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
 			},
 			onError(this: any, req: Req, res: ServerResponse, err: unknown) {
 				this.sendApiError(req, res, err);
@@ -293,7 +304,7 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				params: { $$strict: true },
 				handler(ctx: GatewayContext) {
 					ctx.meta.$responseType = "text/html; charset=utf-8";
-					ctx.meta.$responseHeaders = { "Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache" };
+					ctx.meta.$responseHeaders = { ...DOCUMENT_HEADERS, "Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache" };
 					return docsIndexHtml();
 				}
 			},
@@ -342,7 +353,13 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				this.isHTTPS = false;
 			},
 
+			/**
+			 * Every request's edge checks, in order: the client IP's rate limit; then, on routes that
+			 * need a user, the bearer token (verified on this node, for this gateway's client type), the
+			 * user's rate limit and the route's permission. moleculer-web stores the user in `ctx.meta.user`.
+			 */
 			async authenticate(this: any, ctx: GatewayContext, _route: unknown, req: Req): Promise<GatewayUser | null> {
+				await this.limit(`ip:${req.$clientIp}`, this.settings.rateLimits.ip);
 				const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
 				if (!route?.auth) return null;
 				const header = req.headers.authorization;
@@ -351,33 +368,30 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				const token = header.slice(7);
 				// Verified on this node: keys and revocations are local, no hop per request; when auth-jwt runs
 				// here (it should), its verifier is called directly rather than through a broker call.
-				const local = this.broker.getLocalService("auth-jwt") as { verifyToken?: (token: string, client: ClientType) => Promise<Claims> } | undefined;
+				const local = this.broker.getLocalService("auth-jwt") as { verifyToken?: (token: string, client: ClientType) => Claims | Promise<Claims> } | undefined;
 				const claims: Claims = local?.verifyToken
 					? await local.verifyToken(token, this.settings.client)
 					: await ctx.call<Claims, unknown>("auth-jwt.verify", { token, client: this.settings.client }, { nodeID: this.broker.nodeID });
 				await this.limit(`user:${claims.sub}`, this.settings.rateLimits.user);
+				if (route.permission) await this.authorize(ctx, claims.sub, route.permission);
 				return { id: claims.sub, sid: claims.sid, region: claims.rgn, client: claims.cli };
 			},
 
-			async authorize(this: any, ctx: GatewayContext, _route: unknown, req: Req): Promise<void> {
-				const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
-				if (!route?.permission) return;
-				const user = ctx.meta.user;
-				if (!user) throw unauthorized("a bearer access token is required");
-				const key = `${user.id}\0${route.permission.resource}\0${route.permission.action}`;
+			/** RBAC for one route; a decision is reused for DECISION_TTL_MS on this node. */
+			authorize(this: any, ctx: GatewayContext, userId: string, permission: { resource: string; action: string }): void | Promise<void> {
+				const key = `${userId}\0${permission.resource}\0${permission.action}`;
 				const now = Date.now();
-				let decision = this.decisions.get(key);
-				if (!decision || now - decision.at > DECISION_TTL_MS) {
-					const { allowed } = await ctx.call<{ allowed: boolean }, unknown>("auth-rbac.enforce", { userId: user.id, ...route.permission });
-					decision = { allowed, at: now };
-					this.decisions.set(key, decision);
-				}
-				if (!decision.allowed) throw new Errors.MoleculerClientError("not allowed", 403, "FORBIDDEN");
+				const decision = this.decisions.peek(key);
+				if (decision && now - decision.at <= DECISION_TTL_MS) return refuseUnlessAllowed(decision.allowed);
+				return ctx.call<{ allowed: boolean }, unknown>("auth-rbac.enforce", { userId, ...permission }).then(({ allowed }) => {
+					this.decisions.set(key, { allowed, at: now });
+					refuseUnlessAllowed(allowed);
+				});
 			},
 
-			async limit(this: any, key: string, limit: RateLimit) {
-				const decision = await this.limiter.hit(key, limit);
-				if (!decision.ok) throw new Errors.MoleculerClientError("too many requests", 429, "RATE_LIMITED", { retryAfter: decision.retryAfterS });
+			limit(this: any, key: string, limit: RateLimit): void | Promise<void> {
+				const decision: RateDecision | Promise<RateDecision> = this.limiter.hit(key, limit);
+				return decision instanceof Promise ? decision.then(refuseOverLimit) : refuseOverLimit(decision);
 			},
 
 			publicTokens(tokens: { accessToken: string; refreshToken: string; tokenType: string; expiresIn: number; region: string }) {
@@ -386,7 +400,8 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 
 			/** The profile with its home region, from this node's directory cache (just used to route the call). */
 			async withRegion(this: any, ctx: GatewayContext, profile: Record<string, unknown>) {
-				const home = await regionRuntimeOf(this.broker).directory.home(ctx.meta.user.id);
+				const { directory } = regionRuntimeOf(this.broker);
+				const home = directory.cached(ctx.meta.user.id) ?? (await directory.refresh(ctx.meta.user.id));
 				return { id: profile.id, username: profile.username, email: profile.email, phone: profile.phone, country: profile.country, region: home?.region ?? ctx.meta.user.region, createdAt: profile.createdAt };
 			},
 
@@ -395,7 +410,8 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				const e = toHttpError(err, Boolean(req.$action));
 				if (e.status >= 500) this.logger.error(`${req.method} ${req.url?.split("?")[0]} failed:`, err);
 				if (res.headersSent) return res.destroy();
-				const requestId = req.$ctx?.requestID ?? res.getHeader("X-Request-Id");
+				const requestId = req.$ctx?.requestID ?? req.$requestId;
+				if (!res.hasHeader("X-Request-Id") && requestId) res.setHeader("X-Request-Id", requestId);
 				res.statusCode = e.status;
 				res.setHeader("Content-Type", "application/json; charset=utf-8");
 				res.removeHeader("ETag");
@@ -404,6 +420,14 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				res.end(JSON.stringify({ error: { code: e.code, message: e.message, requestId, ...(e.details ? { details: e.details } : {}) } }));
 			}
 		},
+
+		// Moleculer calls `merged` once the mixins are merged, before it creates the actions; its typings omit it.
+		...({ merged(schema: ServiceSchema) {
+			for (const route of table) {
+				const action = schema.actions?.[route.action];
+				if (action && typeof action === "object") schema.actions![route.action] = { ...ENTRY_ACTION, ...action };
+			}
+		} } as object),
 
 		created(this: any) {
 			this.routeByAction = new Map(table.map(r => [`${service}.${r.action}`, r]));

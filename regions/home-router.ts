@@ -79,6 +79,9 @@ function paramAt(params: unknown, path: string[]): string | undefined {
 	return typeof v === "string" ? v : undefined;
 }
 
+/** `admitNow` could not decide without a directory read. */
+const SLOW = Symbol("slow");
+
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 /**
@@ -148,29 +151,65 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		}
 	}
 
-	async function route(next: ServiceBroker["call"], actionName: string, params: unknown, callOpts: CallingOptions | undefined, spec: ParsedSpec) {
+	/**
+	 * The caller side of a user call. The usual case (home cached, in this region) calls `next`
+	 * synchronously: no await before it, so the broker pairs the returned promise with its own
+	 * context. Every other case sets the promise's context itself (`ownContext`).
+	 */
+	function route(next: ServiceBroker["call"], actionName: string, params: unknown, callOpts: CallingOptions | undefined, spec: ParsedSpec) {
 		const userId = paramAt(params, spec.path);
 		// No user named: let the action's own validation answer.
 		if (userId === undefined) return next(actionName, params, callOpts);
 		const o: CallingOptions = callOpts ?? {};
-		const baseMeta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta };
-		let home: HomeEntry | undefined = await directory.home(userId);
-		for (let attempt = 1; ; attempt++) {
-			if (!home) throw new UserNotFoundError(userId);
-			const $home: HomeMeta = { epoch: home.epoch, originRegion: region, hops: home.region === region ? 0 : attempt };
-			try {
-				if (home.region === region) {
-					stats.local++;
-					return await next(actionName, params, { ...o, meta: { ...o.meta, $home } });
-				}
-				return await forward(home.region, actionName, params, o, { ...baseMeta, $home });
-			} catch (err) {
-				if ((err as { type?: string }).type !== "WRONG_REGION" || attempt >= 2) throw err;
-				// Our view was stale: re-read the directory and try once more (Orleans' cache invalidation).
-				stats.heals++;
-				count("edgehome.routing.heals", { region });
-				home = await directory.refresh(userId);
+		const cached = directory.cached(userId);
+		if (cached?.region === region) {
+			stats.local++;
+			const routed: Promise<unknown> & { ctx?: unknown } = next(actionName, params, withHome(o, cached, 0)).catch(err => {
+				if (!healable(err)) throw err;
+				return directory.refresh(userId).then(home => {
+					let inner: { ctx?: unknown } | undefined;
+					const tracked = ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"];
+					const retried = attempt(tracked, actionName, params, o, userId, home, 2);
+					// Set before `routed` settles, so its caller merges the retried call's meta, or none.
+					routed.ctx = inner?.ctx;
+					return retried;
+				});
+			});
+			return routed;
+		}
+		let inner: { ctx?: unknown } | undefined;
+		const tracked = ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"];
+		const routed = (cached ? attempt(tracked, actionName, params, o, userId, cached, 1) : directory.refresh(userId).then(home => attempt(tracked, actionName, params, o, userId, home, 1)));
+		return ownContext(routed, () => inner?.ctx);
+	}
+
+	function withHome(o: CallingOptions, home: HomeEntry, hops: number): CallingOptions {
+		const $home: HomeMeta = { epoch: home.epoch, originRegion: region, hops };
+		return { ...o, meta: { ...o.meta, $home } };
+	}
+
+	/** WRONG_REGION: our view of the user's home was stale. Counted here, healed by the caller. */
+	function healable(err: unknown): boolean {
+		if ((err as { type?: string }).type !== "WRONG_REGION") return false;
+		stats.heals++;
+		count("edgehome.routing.heals", { region });
+		return true;
+	}
+
+	/** Attempt `n` (1, or 2 after a heal) to run the call where `home` says the user lives. */
+	async function attempt(next: ServiceBroker["call"], actionName: string, params: unknown, o: CallingOptions, userId: string, home: HomeEntry | undefined, n: number): Promise<unknown> {
+		if (!home) throw new UserNotFoundError(userId);
+		try {
+			if (home.region === region) {
+				stats.local++;
+				return await next(actionName, params, withHome(o, home, 0));
 			}
+			const meta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta, $home: { epoch: home.epoch, originRegion: region, hops: n } };
+			return await forward(home.region, actionName, params, o, meta);
+		} catch (err) {
+			// Our view was stale: re-read the directory and try once more (Orleans' cache invalidation).
+			if (n >= 2 || !healable(err)) throw err;
+			return attempt(next, actionName, params, o, userId, await directory.refresh(userId), n + 1);
 		}
 	}
 
@@ -192,12 +231,10 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	 * The home side: this region must own the user, at least at the caller's epoch. An admitted
 	 * write is counted in the write barrier; the returned user id must be released when it ends.
 	 */
-	async function admit(ctx: Context, spec: ParsedSpec): Promise<string | undefined> {
-		const userId = paramAt(ctx.params, spec.path);
-		if (userId === undefined) return undefined;
+	async function admit(ctx: Context, userId: string, spec: ParsedSpec, cached: HomeEntry | undefined): Promise<string | undefined> {
 		const meta = (ctx.meta as { $home?: HomeMeta }).$home;
 		if (meta && meta.hops > maxHops) throw new RoutingLoopError(userId, meta.hops);
-		let home = await directory.home(userId);
+		let home = cached ?? (await directory.refresh(userId));
 		// The caller saw a newer directory than our cache: ours is the stale one.
 		if (home && meta && meta.epoch > home.epoch) home = await directory.refresh(userId);
 		for (;;) {
@@ -222,6 +259,34 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			if (now?.state !== "moving") return userId;
 			writes.end(userId);
 			home = now;
+		}
+	}
+
+	/**
+	 * The usual home-side case decided without awaiting: the cached entry says this region owns
+	 * the user at the caller's epoch and the user is not moving. Anything else (a miss, another
+	 * epoch, a move, a loop) is SLOW: `admit` decides it, and rejects rather than throws.
+	 */
+	function admitNow(ctx: Context, userId: string, spec: ParsedSpec, home: HomeEntry | undefined): string | undefined | typeof SLOW {
+		const meta = (ctx.meta as { $home?: HomeMeta }).$home;
+		if (!home || home.region !== region || home.state === "moving" || (meta && (meta.epoch !== home.epoch || meta.hops > maxHops))) return SLOW;
+		if (!spec.write || !writes) return undefined;
+		writes.begin(userId);
+		return userId;
+	}
+
+	async function admitThenRun(ctx: Context, userId: string, spec: ParsedSpec, cached: HomeEntry | undefined, next: (ctx: Context) => Promise<unknown>): Promise<unknown> {
+		const writing = await admit(ctx, userId, spec, cached);
+		if (writing === undefined) return next(ctx);
+		return runAdmitted(writing, ctx, next);
+	}
+
+	/** Runs an admitted write, counted in the write barrier until it ends. */
+	async function runAdmitted(userId: string, ctx: Context, next: (ctx: Context) => Promise<unknown>): Promise<unknown> {
+		try {
+			return await next(ctx);
+		} finally {
+			writes!.end(userId);
 		}
 	}
 
@@ -254,10 +319,10 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			return ((actionName: string, params?: unknown, callOpts?: CallingOptions) => {
 				const spec = typeof actionName === "string" ? specOf(actionName) : undefined;
 				if (!spec) return next(actionName, params, callOpts);
+				if (!spec.byRegion) return route(next, actionName, params, callOpts, spec);
 				let inner: { ctx?: unknown } | undefined;
 				const tracked = ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"];
-				const routed = spec.byRegion ? routeToRegion(tracked, actionName, params, callOpts, spec) : route(tracked, actionName, params, callOpts, spec);
-				return ownContext(routed, () => inner?.ctx);
+				return ownContext(routeToRegion(tracked, actionName, params, callOpts, spec), () => inner?.ctx);
 			}) as ServiceBroker["call"];
 		},
 
@@ -265,14 +330,14 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			const spec = parseSpec(action.home);
 			// A region-routed call concerns no user: nothing to own or fence.
 			if (!spec || spec.byRegion) return next;
-			return async (ctx: Context) => {
-				const writing = await admit(ctx, spec);
-				if (writing === undefined) return next(ctx);
-				try {
-					return await next(ctx);
-				} finally {
-					writes!.end(writing);
-				}
+			return (ctx: Context) => {
+				const userId = paramAt(ctx.params, spec.path);
+				if (userId === undefined) return next(ctx);
+				const cached = directory.cached(userId);
+				const fast = admitNow(ctx, userId, spec, cached);
+				if (fast === SLOW) return admitThenRun(ctx, userId, spec, cached, next);
+				if (fast === undefined) return next(ctx);
+				return runAdmitted(fast, ctx, next);
 			};
 		},
 

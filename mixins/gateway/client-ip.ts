@@ -7,8 +7,11 @@ function normalize(ip: string): string {
 	return trimmed.startsWith("::ffff:") && isIP(trimmed.slice(7)) === 4 ? trimmed.slice(7) : trimmed;
 }
 
-/** Trusted proxies from `10.0.0.0/8,192.168.1.5,::1`-style lists; a bad entry is a configuration error. */
-export function trustedProxies(list: string): BlockList {
+/**
+ * Trusted proxies from `10.0.0.0/8,192.168.1.5,::1`-style lists; a bad entry is a configuration
+ * error. None (the usual edge) is null, so no request pays for an address check.
+ */
+export function trustedProxies(list: string): BlockList | null {
 	const blocks = new BlockList();
 	for (const entry of list.split(",").map(s => s.trim()).filter(Boolean)) {
 		const [addr = "", bits] = entry.split("/");
@@ -22,12 +25,7 @@ export function trustedProxies(list: string): BlockList {
 			blocks.addSubnet(addr, prefix, type);
 		}
 	}
-	return blocks;
-}
-
-/** No trusted proxies (the usual edge): skip the per-request address check. */
-function hasRules(blocks: BlockList): boolean {
-	return blocks.rules.length > 0;
+	return blocks.rules.length ? blocks : null;
 }
 
 function trusted(blocks: BlockList, ip: string): boolean {
@@ -40,9 +38,9 @@ function trusted(blocks: BlockList, ip: string): boolean {
  * the nearest address that is not itself a trusted proxy is the client (anything further left was
  * written by the client and proves nothing).
  */
-export function clientIp(req: IncomingMessage, proxies: BlockList): string {
+export function clientIp(req: IncomingMessage, proxies: BlockList | null): string {
 	const peer = normalize(req.socket.remoteAddress ?? "");
-	if (!hasRules(proxies) || !trusted(proxies, peer)) return peer;
+	if (!proxies || !trusted(proxies, peer)) return peer;
 	const header = req.headers["x-forwarded-for"];
 	const hops = (Array.isArray(header) ? header.join(",") : (header ?? "")).split(",").map(normalize).filter(Boolean);
 	for (let i = hops.length - 1; i >= 0; i--) {

@@ -8,8 +8,9 @@ export interface RateLimit {
 
 export type RateDecision = { ok: true } | { ok: false; retryAfterS: number };
 
+/** A limiter that can answer at once (memory) answers without a promise. */
 export interface RateLimiter {
-	hit(key: string, limit: RateLimit, now?: number): Promise<RateDecision>;
+	hit(key: string, limit: RateLimit, now?: number): RateDecision | Promise<RateDecision>;
 }
 
 // KEYS[1] = counter; ARGV = windowMs. Returns {count, ttlMs}.
@@ -42,7 +43,7 @@ export class MemoryRateLimiter implements RateLimiter {
 		this.maxKeys = maxKeys;
 	}
 
-	async hit(key: string, limit: RateLimit, now = Date.now()): Promise<RateDecision> {
+	hit(key: string, limit: RateLimit, now = Date.now()): RateDecision {
 		const window = Math.floor(now / limit.windowMs);
 		let entry = this.counts.get(key);
 		if (!entry || entry.window !== window) {

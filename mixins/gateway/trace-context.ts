@@ -6,14 +6,10 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 export interface TraceContext {
 	/** The request id every log line and downstream call carries (the trace id when there is one). */
 	requestId: string;
-	/** What the response's `traceparent` says: the caller's trace, our span. */
-	traceparent: string;
+	/** When the request continued a trace: the response's `traceparent`, the caller's trace with our span. */
+	traceparent?: string;
 }
 
-/**
- * Continues an incoming W3C `traceparent` (its trace id becomes the request id, our span is new),
- * else a well-formed incoming `X-Request-Id`, else starts a new trace.
- */
 /**
  * 16 random bytes as hex, cut from a pool filled 4096 ids at a time: one request to the OS per
  * 4096 requests instead of one per request (that was a measurable share of a request).
@@ -29,13 +25,16 @@ function randomId(): string {
 	return pool.toString("hex", offset - 16, offset);
 }
 
+/**
+ * Continues an incoming W3C `traceparent` (its trace id becomes the request id, our span is new),
+ * else a well-formed incoming `X-Request-Id`, else starts a new trace. `traceparent` is a request
+ * header: a response carries one only for a trace the caller started.
+ */
 export function traceContext(headers: Record<string, string | string[] | undefined>): TraceContext {
 	const id = randomId();
-	const span = id.slice(16);
 	const parent = typeof headers.traceparent === "string" ? TRACEPARENT.exec(headers.traceparent.trim().toLowerCase()) : null;
-	if (parent && !/^0+$/.test(parent[1]!) && !/^0+$/.test(parent[2]!)) return { requestId: parent[1]!, traceparent: `00-${parent[1]}-${span}-${parent[3]}` };
-	const trace = id;
+	if (parent && !/^0+$/.test(parent[1]!) && !/^0+$/.test(parent[2]!)) return { requestId: parent[1]!, traceparent: `00-${parent[1]}-${id.slice(16)}-${parent[3]}` };
 	const given = headers["x-request-id"];
 	// A new trace's id is the request id too, so one value finds the request in logs and traces.
-	return { requestId: typeof given === "string" && REQUEST_ID.test(given) ? given : trace, traceparent: `00-${trace}-${span}-01` };
+	return { requestId: typeof given === "string" && REQUEST_ID.test(given) ? given : id };
 }

@@ -64,10 +64,13 @@ export class HomeDirectory {
 
 	/** Where `userId` lives, or undefined for a user the directory does not know. */
 	async home(userId: string): Promise<HomeEntry | undefined> {
+		return this.cached(userId) ?? this.refresh(userId);
+	}
+
+	/** A lookup answered from the cache alone, without waiting: undefined on a miss (then use `home`). */
+	cached(userId: string): HomeEntry | undefined {
 		this.lookups++;
-		const cached = this.cache.get(userId);
-		if (cached) return cached;
-		return this.refresh(userId);
+		return this.cache.get(userId);
 	}
 
 	/** Reads past the cache and re-fills it: used to heal after a WRONG_REGION answer. */

@@ -127,7 +127,8 @@ interface Methods extends MoveParticipantMethods {
 	feedPosition(): Promise<number>;
 	beat(): Promise<void>;
 	pull(region: string, afterId: number): Promise<FeedPage>;
-	verifyToken(token: string, client?: ClientType): Promise<VerifiedAccess>;
+	verifyToken(token: string, client?: ClientType): VerifiedAccess | Promise<VerifiedAccess>;
+	acceptClaims(claims: VerifiedAccess, client?: ClientType): VerifiedAccess;
 	wxUser(ctx: Context, openid: string): Promise<{ userId: string; created: boolean }>;
 	wxSession(ctx: Context, userId: string): Promise<Tokens>;
 }
@@ -346,7 +347,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		/** Local to the calling node: no network hop, keys and revocations are already here. */
 		verify: {
 			params: { $$strict: true, token, client: { ...client, optional: true } },
-			handler(ctx: Context<{ token: string; client?: ClientType }>) {
+			async handler(ctx: Context<{ token: string; client?: ClientType }>) {
 				return this.verifyToken(ctx.params.token, ctx.params.client);
 			}
 		},
@@ -497,21 +498,24 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		 * node, and the cached result is used only while the token is unexpired and its key still
 		 * trusted. The session's revocation state is checked on every call.
 		 */
-		async verifyToken(raw, expected) {
-			let claims = this.verified.peek(raw);
-			if (claims && (claims.exp * 1000 <= Date.now() || !this.ring.keys.has(claims.kid))) {
-				this.verified.delete(raw);
-				claims = undefined;
-			}
-			if (!claims) {
-				try {
-					claims = await verifyAccess(this.tokenSettings(), this.ring.keys, raw);
-				} catch (err) {
+		verifyToken(raw, expected) {
+			const claims = this.verified.peek(raw);
+			if (claims && claims.exp * 1000 > Date.now() && this.ring.keys.has(claims.kid)) return this.acceptClaims(claims, expected);
+			if (claims) this.verified.delete(raw);
+			return verifyAccess(this.tokenSettings(), this.ring.keys, raw).then(
+				fresh => {
+					this.verified.set(raw, fresh);
+					return this.acceptClaims(fresh, expected);
+				},
+				err => {
 					if (err instanceof TokenError) throw clientError(err.message, 401, err.code);
 					throw err;
 				}
-				this.verified.set(raw, claims);
-			}
+			);
+		},
+
+		/** Verified claims are accepted for this client type while their session is not revoked (and that is known). */
+		acceptClaims(claims, expected) {
 			if (expected && claims.cli !== expected) throw clientError(`token belongs to another client type`, 401, "TOKEN_CLIENT");
 			const state = this.feed.check(claims.rgn, claims.sid);
 			if (state === "stale") throw new Errors.MoleculerRetryableError(`sessions of region ${claims.rgn} cannot be confirmed right now`, 503, "AUTH_UNAVAILABLE", { retryAfter: 2 });

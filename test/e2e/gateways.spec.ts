@@ -231,6 +231,8 @@ describe("gateways: only listed routes answer", () => {
 		expect(page.status).toBe(200);
 		expect(page.headers.get("content-type")).toMatch(/text\/html/);
 		expect(page.headers.get("content-security-policy")).toMatch(/script-src 'self'/);
+		expect(page.headers.get("referrer-policy")).toBe("no-referrer");
+		expect(page.headers.get("x-frame-options")).toBe("DENY");
 		expect(page.text).not.toMatch(/https?:\/\//);
 		const bundle = await cnWww("GET", "/docs/swagger-ui-bundle.js");
 		expect(bundle.status).toBe(200);
@@ -284,7 +286,10 @@ describe("gateways: headers", () => {
 		expect(res.headers.get("x-request-id")).toBe(trace);
 		expect(res.headers.get("traceparent")).toMatch(new RegExp(`^00-${trace}-[0-9a-f]{16}-01$`));
 		expect(res.headers.get("traceparent")).not.toContain("00f067aa0ba902b7");
-		for (const r of [await cnWww("GET", "/nope"), await cnWww("POST", "/api/v1/auth/login", { body: {} })]) expect(r.headers.get("x-request-id")).toMatch(/^[0-9a-f]{32}$/);
+		for (const r of [await cnWww("GET", "/nope"), await cnWww("POST", "/api/v1/auth/login", { body: {} })]) {
+			expect(r.headers.get("x-request-id")).toMatch(/^[0-9a-f]{32}$/);
+			expect(r.headers.get("traceparent")).toBeNull();
+		}
 	});
 
 	it("sends security headers, and an ETag that a conditional GET turns into 304", async () => {
@@ -293,6 +298,8 @@ describe("gateways: headers", () => {
 		expect(res.headers.get("x-content-type-options")).toBe("nosniff");
 		expect(res.headers.get("x-frame-options")).toBe("DENY");
 		expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
+		expect(res.headers.get("cache-control")).toBe("no-store");
+		expect(res.headers.get("strict-transport-security")).toMatch(/^max-age=\d+/);
 		const etag = res.headers.get("etag");
 		expect(etag).toBeTruthy();
 		// fetch would add "Cache-Control: no-cache" to a conditional request, which asks for a full answer.

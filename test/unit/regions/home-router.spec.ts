@@ -1,11 +1,15 @@
+import { randomBytes } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
+import { loadRegions } from "../../../regions/loader.ts";
+import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { within } from "../../harness/waiting.ts";
 
 /** A per-user actor: where it ran, and a write counter kept in the node's memory. */
 const handled: { event: string; region: string; userId: string }[] = [];
@@ -109,6 +113,37 @@ describe("home routing (embedded, three regions)", () => {
 		expect(res.region).toBe("eu-central");
 		expect(res.meta).toMatchObject({ epoch: 2, hops: 2 });
 		expect(caller.directory.cache.get(userId)).toMatchObject({ region: "eu-central", epoch: 2 });
+	});
+
+	it("heals a cache that still places the user in the caller's own region, keeping the caller's meta its own", async () => {
+		// A second cn-east node without the profile service: its calls run on the first one.
+		const regions = loadRegions();
+		const edge = await startRegionNode({
+			region: regions.find(r => r.id === "cn-east")!,
+			regions,
+			transport: "embedded",
+			group: "edge",
+			services: ["sv-region"],
+			stores: { sql: "sqlite::memory:", keyPrefix: "cn-east-edge:" },
+			directory: { store, blindIndexKey: randomBytes(32) },
+			env: { EDGEHOME_NAMESPACE_PREFIX: "router-", EDGEHOME_METRICS_PORT: "off" },
+			overrides: { logger: false }
+		});
+		try {
+			await edge.broker.waitForServices("profile");
+			const { userId } = await edge.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "user-local-stale" }], country: "JP" });
+			await edge.broker.call("profile.where", { userId });
+			const old = await moveBehindTheBack(userId, "eu-central");
+			await within(() => nodes["cn-east"]!.directory.cache.peek(userId)?.region === "eu-central", 2000);
+			edge.directory.cache.set(userId, old);
+			const ctx = edge.broker.ContextFactory.create(edge.broker, null as never, {}, { meta: { user: "dave" } }) as unknown as Context<unknown, { user: string }>;
+			const res = await ctx.call<{ region: string; meta: { epoch: number; hops: number } }, unknown>("profile.where", { userId });
+			expect(res).toMatchObject({ region: "eu-central", meta: { epoch: 2, hops: 2 } });
+			expect(ctx.meta.user).toBe("dave");
+			expect(edge.directory.cache.peek(userId)).toMatchObject({ region: "eu-central", epoch: 2 });
+		} finally {
+			await edge.stop();
+		}
 	});
 
 	it("fences a caller whose epoch is older than the directory's", async () => {

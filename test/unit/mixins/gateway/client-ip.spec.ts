@@ -5,7 +5,7 @@ import { clientIp, trustedProxies } from "../../../../mixins/gateway/client-ip.t
 const req = (peer: string, xff?: string) => ({ socket: { remoteAddress: peer }, headers: xff === undefined ? {} : { "x-forwarded-for": xff } }) as unknown as IncomingMessage;
 
 describe("clientIp", () => {
-	const proxies = trustedProxies("10.0.0.0/8, 192.168.1.5, ::1");
+	const proxies = trustedProxies("10.0.0.0/8, 192.168.1.5, ::1")!;
 
 	it("ignores X-Forwarded-For from a peer that is not a trusted proxy", () => {
 		expect(clientIp(req("203.0.113.9", "1.2.3.4"), proxies)).toBe("203.0.113.9");

@@ -9,12 +9,13 @@ describe("traceContext", () => {
 		expect(t.traceparent).not.toContain("00f067aa0ba902b7");
 	});
 
-	it("starts a new trace for a malformed or all-zero traceparent, keeping a sane X-Request-Id", () => {
-		for (const traceparent of ["garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]) {
+	it("starts a new trace for a missing, malformed or all-zero traceparent, answering none, keeping a sane X-Request-Id", () => {
+		for (const traceparent of [undefined, "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]) {
 			const t = traceContext({ traceparent });
 			expect(t.requestId).toMatch(/^[0-9a-f]{32}$/);
-			expect(t.traceparent).toBe(`00-${t.requestId}-${t.traceparent.split("-")[2]}-01`);
+			expect(t.traceparent).toBeUndefined();
 		}
+		expect(new Set(Array.from({ length: 100 }, () => traceContext({}).requestId)).size).toBe(100);
 		expect(traceContext({ "x-request-id": "req-12345678" }).requestId).toBe("req-12345678");
 		expect(traceContext({ "x-request-id": "bad id with spaces\nand a newline" }).requestId).toMatch(/^[0-9a-f]{32}$/);
 	});
