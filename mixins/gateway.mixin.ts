@@ -27,13 +27,14 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 const DECISION_TTL_MS = 1000;
 
 /**
- * What every route action runs with. A route action is an entry point on this node that calls the
- * services: breakers, bulkheads, retries and the deadline belong to those calls (a retry here
- * would multiply theirs), and moleculer-web's own request action carries no deadline either.
+ * What moleculer-web's request action (`rest`, one call per HTTP request) runs with. It is the
+ * entry point that calls the services: breakers, bulkheads and retries belong to those calls. A
+ * retry here would run the whole request again (a second registration, say) on top of the calls'
+ * own retries; moleculer-web already gives it no deadline.
  */
 const ENTRY_ACTION = { bulkhead: { enabled: false }, circuitBreaker: { enabled: false }, retryPolicy: { enabled: false }, timeout: 0 };
 
-/** Who a verified bearer token says the caller is: `ctx.meta.user` in every gateway action. */
+/** Who a verified bearer token says the caller is: `ctx.meta.user` in every route handler. */
 export interface GatewayUser {
 	id: string;
 	sid: string;
@@ -42,7 +43,8 @@ export interface GatewayUser {
 	client: ClientType;
 }
 
-export type GatewayContext<P = Record<string, never>> = Context<P, { user: GatewayUser; clientIp?: string; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string>; $responseType?: string }>;
+/** The request's context, as route handlers get it (their params come separately, validated). */
+export type GatewayContext = Context<unknown, { user: GatewayUser; clientIp?: string; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string>; $responseType?: string }>;
 
 /** OWASP's set for API responses; the HTML docs page adds what only documents need. */
 const SECURITY_HEADERS: [string, string][] = [
@@ -74,21 +76,143 @@ const tokensSchema = {
 
 /** The routes every gateway answers, whatever its client type. */
 export const COMMON_ROUTES: GatewayRoute[] = [
-	{ method: "POST", path: "/api/v1/auth/register", action: "register", summary: "Register a user (homed by country, else in this region)", tag: "auth", auth: false, status: 201, response: { type: "object", properties: { id: { type: "string" }, username: { type: "string" }, region: { type: "string" } } } },
-	{ method: "POST", path: "/api/v1/auth/login", action: "login", summary: "Log in with username, e-mail or phone", tag: "auth", auth: false, status: 200, response: tokensSchema },
-	{ method: "POST", path: "/api/v1/auth/refresh", action: "refresh", summary: "Exchange a refresh token for new tokens (rotates it)", tag: "auth", auth: false, status: 200, response: tokensSchema },
-	{ method: "POST", path: "/api/v1/auth/logout", action: "logout", summary: "End this session", tag: "auth", auth: true, status: 204 },
-	{ method: "GET", path: "/api/v1/me", action: "me", summary: "The caller's profile, served by its home region", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: profileSchema },
-	{ method: "PATCH", path: "/api/v1/me", action: "updateMe", summary: "Change e-mail, phone or country (null removes)", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 200, response: profileSchema },
-	{ method: "GET", path: "/api/v1/me/sessions", action: "mySessions", summary: "The caller's live sessions", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: { type: "array", items: { type: "object" } } },
-	{ method: "DELETE", path: "/api/v1/me/sessions/:sid", action: "endMySession", summary: "End one of the caller's sessions", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 204 },
-	{ method: "GET", path: "/api/v1/regions", action: "regions", summary: "Regions and whether they are reachable", tag: "regions", auth: false, status: 200, response: { type: "array", items: { type: "object", properties: { id: { type: "string" }, name: { type: "string" }, status: { type: "string" } } } } },
-	{ method: "GET", path: "/.well-known/jwks.json", action: "jwks", summary: "Public keys of every region (JWKS)", tag: "meta", auth: false, status: 200 },
-	{ method: "GET", path: "/api/v1/openapi.json", action: "openapi", summary: "This document", tag: "meta", auth: false, status: 200 },
-	{ method: "GET", path: "/docs", action: "docsPage", summary: "Swagger UI", tag: "meta", auth: false, status: 200 },
-	{ method: "GET", path: "/docs/:file", action: "docsFile", summary: "Swagger UI assets", tag: "meta", auth: false, status: 200 },
-	{ method: "GET", path: "/healthz", action: "healthz", summary: "Liveness", tag: "meta", auth: false, status: 200 },
-	{ method: "GET", path: "/readyz", action: "readyz", summary: "Readiness (503 naming the failing check)", tag: "meta", auth: false, status: 200 }
+	{
+		method: "POST", path: "/api/v1/auth/register", name: "register", summary: "Register a user (homed by country, else in this region)", tag: "auth", auth: false, status: 201,
+		response: { type: "object", properties: { id: { type: "string" }, username: { type: "string" }, region: { type: "string" } } },
+		params: { $$strict: true, username, password, email, phone, country },
+		async handler(ctx: GatewayContext, params: { username: string; password: string }) {
+			const user = await ctx.call<{ id: string; username: string; region: string }, unknown>("sv-user.register", params);
+			ctx.meta.$location = "/api/v1/me";
+			return { id: user.id, username: user.username, region: user.region };
+		}
+	},
+	{
+		method: "POST", path: "/api/v1/auth/login", name: "login", summary: "Log in with username, e-mail or phone", tag: "auth", auth: false, status: 200, response: tokensSchema,
+		params: { $$strict: true, login: { type: "string", min: 3, max: 254 }, password: { type: "string", min: 1, max: 128 } },
+		async handler(ctx: GatewayContext, params: { login: string; password: string }) {
+			return this.publicTokens(await ctx.call("auth-jwt.login", { ...params, client: this.settings.client }));
+		}
+	},
+	{
+		method: "POST", path: "/api/v1/auth/refresh", name: "refresh", summary: "Exchange a refresh token for new tokens (rotates it)", tag: "auth", auth: false, status: 200, response: tokensSchema,
+		params: { $$strict: true, refreshToken: { type: "string", min: 1, max: 128 } },
+		async handler(ctx: GatewayContext, params: { refreshToken: string }) {
+			return this.publicTokens(await ctx.call("auth-jwt.refresh", { refreshToken: params.refreshToken, client: this.settings.client }).catch((err: { type?: string }) => {
+				// A malformed token is just an invalid one to the client.
+				if (err.type === "VALIDATION_ERROR") throw unauthorized("refresh token is not valid");
+				throw err;
+			}));
+		}
+	},
+	{
+		method: "POST", path: "/api/v1/auth/logout", name: "logout", summary: "End this session", tag: "auth", auth: true, status: 204,
+		params: { $$strict: true },
+		async handler(ctx: GatewayContext) {
+			await ctx.call("auth-jwt.endSession", { userId: ctx.meta.user.id, sid: ctx.meta.user.sid });
+			return null;
+		}
+	},
+	{
+		method: "GET", path: "/api/v1/me", name: "me", summary: "The caller's profile, served by its home region", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: profileSchema,
+		params: { $$strict: true },
+		async handler(ctx: GatewayContext) {
+			return this.withRegion(ctx, await ctx.call("sv-user.get", { userId: ctx.meta.user.id }));
+		}
+	},
+	{
+		method: "PATCH", path: "/api/v1/me", name: "updateMe", summary: "Change e-mail, phone or country (null removes)", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 200, response: profileSchema,
+		params: { $$strict: true, email: { ...email, nullable: true }, phone: { ...phone, nullable: true }, country: { ...country, nullable: true } },
+		async handler(ctx: GatewayContext, params: Record<string, string | null>) {
+			return this.withRegion(ctx, await ctx.call("sv-user.update", { ...params, userId: ctx.meta.user.id }));
+		}
+	},
+	{
+		method: "GET", path: "/api/v1/me/sessions", name: "mySessions", summary: "The caller's live sessions", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: { type: "array", items: { type: "object" } },
+		params: { $$strict: true },
+		async handler(ctx: GatewayContext) {
+			const sessions = await ctx.call<{ sid: string }[], unknown>("auth-jwt.sessions", { userId: ctx.meta.user.id });
+			return sessions.map(s => ({ ...s, current: s.sid === ctx.meta.user.sid }));
+		}
+	},
+	{
+		method: "DELETE", path: "/api/v1/me/sessions/:sid", name: "endMySession", summary: "End one of the caller's sessions", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 204,
+		params: { $$strict: true, sid: sessionId },
+		async handler(ctx: GatewayContext, params: { sid: string }) {
+			// Another user's session is not found, exactly like one that never existed.
+			const { ended } = await ctx.call<{ ended: boolean }, unknown>("auth-jwt.endSession", { userId: ctx.meta.user.id, sid: params.sid });
+			if (!ended) throw new Errors.MoleculerClientError("no such session", 404, "NOT_FOUND");
+			return null;
+		}
+	},
+	{
+		method: "GET", path: "/api/v1/regions", name: "regions", summary: "Regions and whether they are reachable", tag: "regions", auth: false, status: 200,
+		response: { type: "array", items: { type: "object", properties: { id: { type: "string" }, name: { type: "string" }, status: { type: "string" } } } },
+		params: { $$strict: true },
+		async handler(ctx: GatewayContext) {
+			const list = await ctx.call<{ id: string; name: string; status: string }[], unknown>("sv-region.regions", {});
+			return list.map(r => ({ id: r.id, name: r.name, status: r.status }));
+		}
+	},
+	{
+		method: "GET", path: "/.well-known/jwks.json", name: "jwks", summary: "Public keys of every region (JWKS)", tag: "meta", auth: false, status: 200,
+		params: { $$strict: true },
+		async handler(ctx: GatewayContext) {
+			const keys = await ctx.call("auth-jwt.jwks", {}, { nodeID: this.broker.nodeID });
+			ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=300" };
+			return keys;
+		}
+	},
+	{
+		method: "GET", path: "/api/v1/openapi.json", name: "openapi", summary: "This document", tag: "meta", auth: false, status: 200,
+		params: { $$strict: true },
+		handler(ctx: GatewayContext) {
+			ctx.meta.$responseHeaders = { "Cache-Control": "no-cache" };
+			this.openapi ??= openApiDocument({
+				title: `edgehome ${this.settings.client} API`,
+				version: "1.0.0",
+				description: `The REST API of the ${this.settings.client} gateway, identical in every region.`,
+				routes: this.routeTable,
+				paramsOf: (name: string) => this.routeTable.find((r: GatewayRoute) => r.name === name)?.params
+			});
+			return this.openapi;
+		}
+	},
+	{
+		method: "GET", path: "/docs", name: "docsPage", summary: "Swagger UI", tag: "meta", auth: false, status: 200,
+		params: { $$strict: true },
+		handler(ctx: GatewayContext) {
+			ctx.meta.$responseType = "text/html; charset=utf-8";
+			ctx.meta.$responseHeaders = { ...DOCUMENT_HEADERS, "Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache" };
+			return docsIndexHtml();
+		}
+	},
+	{
+		method: "GET", path: "/docs/:file", name: "docsFile", summary: "Swagger UI assets", tag: "meta", auth: false, status: 200,
+		params: { $$strict: true, file: { type: "string", max: 64 } },
+		handler(ctx: GatewayContext, params: { file: string }) {
+			const file = readDocsFile(params.file);
+			if (!file) throw new Errors.MoleculerClientError("no such file", 404, "NOT_FOUND");
+			ctx.meta.$responseType = file.type;
+			ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
+			return file.body;
+		}
+	},
+	{
+		method: "GET", path: "/healthz", name: "healthz", summary: "Liveness", tag: "meta", auth: false, status: 200,
+		params: { $$strict: true },
+		handler() {
+			return { status: "ok" };
+		}
+	},
+	{
+		method: "GET", path: "/readyz", name: "readyz", summary: "Readiness (503 naming the failing check)", tag: "meta", auth: false, status: 200,
+		params: { $$strict: true },
+		async handler(ctx: GatewayContext) {
+			const state = await readiness(this.broker);
+			if (!state.ready) ctx.meta.$statusCode = 503;
+			return { status: state.ready ? "ready" : "not ready", checks: state.checks };
+		}
+	}
 ];
 
 export interface GatewaySettings {
@@ -140,7 +264,15 @@ function weakEtag(body: string | Buffer): string {
 
 type Claims = { sub: string; sid: string; rgn: string; cli: ClientType };
 
-type Req = IncomingMessage & { $ctx?: Context; $action?: { name: string }; $clientIp?: string; $requestId?: string };
+type Req = IncomingMessage & {
+	$ctx?: Context;
+	$alias?: { handler?: unknown };
+	$params?: Record<string, unknown>;
+	$clientIp?: string;
+	$requestId?: string;
+	/** The route the request matched, once its edge checks began. */
+	$gatewayRoute?: GatewayRoute;
+};
 
 function refuseUnlessAllowed(allowed: boolean): void {
 	if (!allowed) throw new Errors.MoleculerClientError("not allowed", 403, "FORBIDDEN");
@@ -155,15 +287,26 @@ function unauthorized(message: string): Errors.MoleculerClientError {
 }
 
 /**
+ * moleculer-web runs a function alias after the route's hooks (here: every edge check). It
+ * answers through `sendResponse` and reports a failure through `next`; the function carries
+ * its route, for the hooks to find.
+ */
+function routeAlias(route: GatewayRoute) {
+	const alias = function (this: any, req: Req, res: ServerResponse, next: (err?: unknown) => void) {
+		this.serveRoute(route, req, res).catch(next);
+	};
+	return Object.assign(alias, { route });
+}
+
+/**
  * The REST front door shared by api-app, api-www, api-cms and api-wx: moleculer-web with every
- * route listed (nothing else answers), bodies validated by each action's strict schema, bearer
+ * route listed (nothing else answers), requests validated by each route's strict schema, bearer
  * tokens verified on this node for this gateway's client type, RBAC per route, rate limits per IP
  * and per user, one error shape, request ids and W3C trace context, security headers, ETags, and
  * an OpenAPI document generated from the same route table.
  */
 export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[] }): Partial<ServiceSchema<any>> {
 	const table = [...COMMON_ROUTES, ...(opts.routes ?? [])];
-	const service = `api-${opts.client}`;
 	const settings = defaults(opts.client);
 	const cors = settings.corsOrigins
 		? { origin: settings.corsOrigins.split(",").map(s => s.trim()), methods: ["GET", "POST", "PUT", "PATCH", "DELETE"], allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "traceparent"], exposedHeaders: ["X-Request-Id", "traceparent", "Retry-After", "ETag"], maxAge: 600 }
@@ -185,17 +328,12 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 					path: "/",
 					mappingPolicy: "restrict",
 					autoAliases: false,
-					aliases: Object.fromEntries(table.map(r => [`${r.method} ${r.path}`, `${service}.${r.action}`])),
+					aliases: Object.fromEntries(table.map(r => [`${r.method} ${r.path}`, routeAlias(r)])),
 					bodyParsers: { json: { limit: MAX_BODY_BYTES, strict: true }, urlencoded: false },
 					etag: weakEtag,
 					// One hook runs every edge check (see `authenticate`): each moleculer-web hook costs a request an await.
 					authentication: true,
 					...(cors ? { cors } : {}),
-					onAfterCall(this: any, ctx: Context, _route: unknown, req: Req, res: ServerResponse, data: unknown) {
-						const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
-						if (route && route.status !== 200) res.statusCode = route.status;
-						return route?.status === 204 ? null : data;
-					}
 				}
 			],
 			rootCallOptions(this: any, options: Record<string, unknown>, req: Req, res: ServerResponse) {
@@ -209,128 +347,6 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 			},
 			onError(this: any, req: Req, res: ServerResponse, err: unknown) {
 				this.sendApiError(req, res, err);
-			}
-		},
-
-		actions: {
-			register: {
-				params: { $$strict: true, username, password, email, phone, country },
-				async handler(ctx: GatewayContext<{ username: string; password: string }>) {
-					const user = await ctx.call<{ id: string; username: string; region: string }, unknown>("sv-user.register", ctx.params);
-					ctx.meta.$location = "/api/v1/me";
-					return { id: user.id, username: user.username, region: user.region };
-				}
-			},
-			login: {
-				params: { $$strict: true, login: { type: "string", min: 3, max: 254 }, password: { type: "string", min: 1, max: 128 } },
-				async handler(this: any, ctx: GatewayContext<{ login: string; password: string }>) {
-					return this.publicTokens(await ctx.call("auth-jwt.login", { ...ctx.params, client: this.settings.client }));
-				}
-			},
-			refresh: {
-				params: { $$strict: true, refreshToken: { type: "string", min: 1, max: 128 } },
-				async handler(this: any, ctx: GatewayContext<{ refreshToken: string }>) {
-					return this.publicTokens(await ctx.call("auth-jwt.refresh", { refreshToken: ctx.params.refreshToken, client: this.settings.client }).catch((err: { type?: string }) => {
-						// A malformed token is just an invalid one to the client.
-						if (err.type === "VALIDATION_ERROR") throw unauthorized("refresh token is not valid");
-						throw err;
-					}));
-				}
-			},
-			logout: {
-				params: { $$strict: true },
-				async handler(ctx: GatewayContext) {
-					await ctx.call("auth-jwt.endSession", { userId: ctx.meta.user.id, sid: ctx.meta.user.sid });
-					return null;
-				}
-			},
-			me: {
-				params: { $$strict: true },
-				async handler(this: any, ctx: GatewayContext) {
-					return this.withRegion(ctx, await ctx.call("sv-user.get", { userId: ctx.meta.user.id }));
-				}
-			},
-			updateMe: {
-				params: { $$strict: true, email: { ...email, nullable: true }, phone: { ...phone, nullable: true }, country: { ...country, nullable: true } },
-				async handler(this: any, ctx: GatewayContext<Record<string, string | null>>) {
-					return this.withRegion(ctx, await ctx.call("sv-user.update", { ...ctx.params, userId: ctx.meta.user.id }));
-				}
-			},
-			mySessions: {
-				params: { $$strict: true },
-				async handler(ctx: GatewayContext) {
-					const sessions = await ctx.call<{ sid: string }[], unknown>("auth-jwt.sessions", { userId: ctx.meta.user.id });
-					return sessions.map(s => ({ ...s, current: s.sid === ctx.meta.user.sid }));
-				}
-			},
-			endMySession: {
-				params: { $$strict: true, sid: sessionId },
-				async handler(ctx: GatewayContext<{ sid: string }>) {
-					// Another user's session is not found, exactly like one that never existed.
-					const { ended } = await ctx.call<{ ended: boolean }, unknown>("auth-jwt.endSession", { userId: ctx.meta.user.id, sid: ctx.params.sid });
-					if (!ended) throw new Errors.MoleculerClientError("no such session", 404, "NOT_FOUND");
-					return null;
-				}
-			},
-			regions: {
-				params: { $$strict: true },
-				async handler(ctx: GatewayContext) {
-					const list = await ctx.call<{ id: string; name: string; status: string }[], unknown>("sv-region.regions", {});
-					return list.map(r => ({ id: r.id, name: r.name, status: r.status }));
-				}
-			},
-			jwks: {
-				params: { $$strict: true },
-				async handler(ctx: GatewayContext) {
-					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=300" };
-					return ctx.call("auth-jwt.jwks", {}, { nodeID: this.broker.nodeID });
-				}
-			},
-			openapi: {
-				params: { $$strict: true },
-				handler(this: any, ctx: GatewayContext) {
-					ctx.meta.$responseHeaders = { "Cache-Control": "no-cache" };
-					this.openapi ??= openApiDocument({
-						title: `edgehome ${this.settings.client} API`,
-						version: "1.0.0",
-						description: `The REST API of the ${this.settings.client} gateway, identical in every region.`,
-						routes: table,
-						paramsOf: (action: string) => this.schema.actions?.[action]?.params
-					});
-					return this.openapi;
-				}
-			},
-			docsPage: {
-				params: { $$strict: true },
-				handler(ctx: GatewayContext) {
-					ctx.meta.$responseType = "text/html; charset=utf-8";
-					ctx.meta.$responseHeaders = { ...DOCUMENT_HEADERS, "Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache" };
-					return docsIndexHtml();
-				}
-			},
-			docsFile: {
-				params: { $$strict: true, file: { type: "string", max: 64 } },
-				handler(ctx: GatewayContext<{ file: string }>) {
-					const file = readDocsFile(ctx.params.file);
-					if (!file) throw new Errors.MoleculerClientError("no such file", 404, "NOT_FOUND");
-					ctx.meta.$responseType = file.type;
-					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
-					return file.body;
-				}
-			},
-			healthz: {
-				params: { $$strict: true },
-				handler() {
-					return { status: "ok" };
-				}
-			},
-			readyz: {
-				params: { $$strict: true },
-				async handler(ctx: GatewayContext) {
-					const state = await readiness(this.broker);
-					if (!state.ready) ctx.meta.$statusCode = 503;
-					return { status: state.ready ? "ready" : "not ready", checks: state.checks };
-				}
 			}
 		},
 
@@ -360,7 +376,8 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 			 */
 			async authenticate(this: any, ctx: GatewayContext, _route: unknown, req: Req): Promise<GatewayUser | null> {
 				await this.limit(`ip:${req.$clientIp}`, this.settings.rateLimits.ip);
-				const route: GatewayRoute | undefined = req.$action ? this.routeByAction.get(req.$action.name) : undefined;
+				const route = (req.$alias?.handler as { route?: GatewayRoute } | undefined)?.route;
+				req.$gatewayRoute = route;
 				if (!route?.auth) return null;
 				const header = req.headers.authorization;
 				// The token's own form is checked by the verifier; here only the scheme and a size cap.
@@ -394,6 +411,16 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 				return decision instanceof Promise ? decision.then(refuseOverLimit) : refuseOverLimit(decision);
 			},
 
+			/** A matched route, past its edge checks: validate, run the handler, answer with the route's status. */
+			async serveRoute(this: any, route: GatewayRoute, req: Req, res: ServerResponse) {
+				const params = req.$params ?? {};
+				const valid = this.checks.get(route)(params);
+				if (valid !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);
+				const data = await route.handler.call(this, req.$ctx!, params);
+				if (route.status !== 200) res.statusCode = route.status;
+				this.sendResponse(req, res, route.status === 204 ? null : data);
+			},
+
 			publicTokens(tokens: { accessToken: string; refreshToken: string; tokenType: string; expiresIn: number; region: string }) {
 				return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn, region: tokens.region };
 			},
@@ -407,7 +434,7 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 
 			/** The one error shape: status, `{"error": {code, message, requestId}}`, never a stack or a service name. */
 			sendApiError(this: any, req: Req, res: ServerResponse, err: unknown) {
-				const e = toHttpError(err, Boolean(req.$action));
+				const e = toHttpError(err, Boolean(req.$gatewayRoute));
 				if (e.status >= 500) this.logger.error(`${req.method} ${req.url?.split("?")[0]} failed:`, err);
 				if (res.headersSent) return res.destroy();
 				const requestId = req.$ctx?.requestID ?? req.$requestId;
@@ -422,15 +449,16 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 		},
 
 		// Moleculer calls `merged` once the mixins are merged, before it creates the actions; its typings omit it.
-		...({ merged(schema: ServiceSchema) {
-			for (const route of table) {
-				const action = schema.actions?.[route.action];
-				if (action && typeof action === "object") schema.actions![route.action] = { ...ENTRY_ACTION, ...action };
+		...({
+			merged(schema: ServiceSchema) {
+				const rest = schema.actions?.rest;
+				if (rest && typeof rest === "object") schema.actions!.rest = { ...rest, ...ENTRY_ACTION };
 			}
-		} } as object),
+		} as object),
 
 		created(this: any) {
-			this.routeByAction = new Map(table.map(r => [`${service}.${r.action}`, r]));
+			this.routeTable = table;
+			this.checks = new Map(table.map(r => [r, this.broker.validator.compile(r.params)]));
 			this.proxies = trustedProxies(this.settings.trustedProxies);
 			this.decisions = new Lru(10_000);
 			if (this.settings.port === null || this.settings.port === undefined) this.settings.port = regionRuntimeOf(this.broker).region.ports[this.settings.client as ClientType];

@@ -1,4 +1,4 @@
-import type { GatewayRoute, RouteMethod } from "./routes.ts";
+import type { RouteDoc, RouteMethod } from "./routes.ts";
 
 /** A JSON Schema (2020-12) object. */
 export type JsonSchema = Record<string, unknown>;
@@ -52,9 +52,9 @@ export interface OpenApiInput {
 	version: string;
 	description?: string;
 	servers?: { url: string; description?: string }[];
-	routes: readonly GatewayRoute[];
-	/** The `params` schema of a gateway action, undefined when it has none. */
-	paramsOf: (action: string) => Record<string, unknown> | undefined;
+	routes: readonly RouteDoc[];
+	/** The `params` schema of a route, by its name; undefined when it has none. */
+	paramsOf: (name: string) => Record<string, unknown> | undefined;
 	/** `error.code` values each status may carry: its response narrows the envelope's `code` to them. */
 	errorCodes?: Partial<Record<ErrorStatus, readonly string[]>>;
 }
@@ -254,7 +254,7 @@ const ERROR_RESPONSES: Record<ErrorStatus, { name: string; description: string }
 	503: { name: "ServiceUnavailable", description: "A service the route needs is unavailable; retry later." }
 };
 
-const SUCCESS_DESCRIPTIONS: Record<GatewayRoute["status"], string> = {
+const SUCCESS_DESCRIPTIONS: Record<RouteDoc["status"], string> = {
 	200: "OK",
 	201: "Created",
 	202: "Accepted",
@@ -305,8 +305,8 @@ function errorResponse(status: ErrorStatus, codes: readonly string[] | undefined
 	return { description: ERROR_RESPONSES[status].description, content: { "application/json": { schema } } };
 }
 
-function operationFor(route: GatewayRoute, pathNames: string[], params: Record<string, unknown> | undefined): OpenApiOperation {
-	const op: OpenApiOperation = { operationId: route.action, summary: route.summary, tags: [route.tag], responses: {} };
+function operationFor(route: RouteDoc, pathNames: string[], params: Record<string, unknown> | undefined): OpenApiOperation {
+	const op: OpenApiOperation = { operationId: route.name, summary: route.summary, tags: [route.tag], responses: {} };
 	const parameters: OpenApiParameter[] = pathNames.map(name => {
 		const rule = params?.[name];
 		return { name, in: "path", required: true, schema: rule === undefined ? { type: "string" } : fastestToJsonSchema(rule) };
@@ -343,7 +343,7 @@ function operationFor(route: GatewayRoute, pathNames: string[], params: Record<s
 	return op;
 }
 
-function errorStatusesOf(route: GatewayRoute): ErrorStatus[] {
+function errorStatusesOf(route: RouteDoc): ErrorStatus[] {
 	const statuses: ErrorStatus[] = [400];
 	if (route.auth) statuses.push(401);
 	if (route.permission) statuses.push(403);
@@ -355,8 +355,8 @@ function errorStatusesOf(route: GatewayRoute): ErrorStatus[] {
 
 /**
  * The OpenAPI 3.1 document of a gateway: one operation per route, parameters and bodies from the
- * serving action's `params` schema, errors in the shared envelope. Throws on a route table that
- * cannot make a valid document (two routes on one method and path, one action serving two routes,
+ * route's `params` schema, errors in the shared envelope. Throws on a route table that
+ * cannot make a valid document (two routes on one method and path, one name on two routes,
  * alias syntax OpenAPI has no form for).
  */
 export function openApiDocument(input: OpenApiInput): OpenApiDocument {
@@ -376,11 +376,11 @@ export function openApiDocument(input: OpenApiInput): OpenApiDocument {
 		const method = route.method.toLowerCase() as Lowercase<RouteMethod>;
 		const item = (paths[path] ??= {});
 		if (item[method]) throw new Error(`OpenAPI: two routes answer ${route.method} ${route.path}`);
-		if (operationIds.has(route.action)) throw new Error(`OpenAPI: action ${route.action} serves more than one route`);
-		operationIds.add(route.action);
+		if (operationIds.has(route.name)) throw new Error(`OpenAPI: operation ${route.name} names more than one route`);
+		operationIds.add(route.name);
 		tags.add(route.tag);
 
-		const op = operationFor(route, names, input.paramsOf(route.action));
+		const op = operationFor(route, names, input.paramsOf(route.name));
 		for (const status of errorStatusesOf(route)) {
 			const { name } = ERROR_RESPONSES[status];
 			responses[name] ??= errorResponse(status, input.errorCodes?.[status]);

@@ -1,17 +1,15 @@
+import type { Context } from "moleculer";
+
 /** HTTP methods a gateway route may answer. */
 export type RouteMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
-/**
- * One REST route of a gateway, the single source for moleculer-web's aliases, the edge checks
- * (authentication, RBAC) and the OpenAPI document. Every route is listed explicitly: nothing
- * else answers.
- */
-export interface GatewayRoute {
+/** What the OpenAPI document needs to know of a route. */
+export interface RouteDoc {
 	method: RouteMethod;
 	/** Full path, moleculer-web alias syntax for parameters: `/api/v1/admin/users/:id`. */
 	path: string;
-	/** The gateway's own action that serves it (its `params` schema is the public contract). */
-	action: string;
+	/** The operation's name, unique in its gateway (the OpenAPI operationId). */
+	name: string;
 	/** One line for the OpenAPI document. */
 	summary: string;
 	/** OpenAPI tag grouping the route. */
@@ -24,4 +22,23 @@ export interface GatewayRoute {
 	status: 200 | 201 | 202 | 204;
 	/** JSON Schema (2020-12) of a successful answer's body, for the OpenAPI document. */
 	response?: Record<string, unknown>;
+}
+
+/**
+ * One REST route of a gateway, the single source for moleculer-web's aliases, the edge checks
+ * (authentication, RBAC), request validation and the OpenAPI document. Every route is listed
+ * explicitly: nothing else answers.
+ *
+ * A route is served on the gateway's node by its handler, not by an action: nothing on the
+ * service bus can call it with a `ctx.meta.user` of its choosing, and a request costs no local
+ * action call.
+ */
+export interface GatewayRoute<P = any> extends RouteDoc {
+	/** fastest-validator schema of the request (body, query and path parameters merged): the public contract. */
+	params: Record<string, unknown>;
+	/**
+	 * Serves a valid request: `this` is the gateway service, `ctx` the request's context
+	 * (`ctx.meta.user` set on routes with `auth`), `params` the validated request.
+	 */
+	handler(this: any, ctx: Context<unknown, any>, params: P): unknown;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { fastestToJsonSchema, openApiDocument } from "../../../../mixins/gateway/openapi.ts";
 import type { OpenApiDocument, OpenApiOperation } from "../../../../mixins/gateway/openapi.ts";
-import type { GatewayRoute } from "../../../../mixins/gateway/routes.ts";
+import type { RouteDoc } from "../../../../mixins/gateway/routes.ts";
 
 describe("fastestToJsonSchema", () => {
 	it("reads shorthand strings as fastest-validator does", () => {
@@ -121,14 +121,14 @@ describe("fastestToJsonSchema", () => {
 
 const userSchema = { type: "object", properties: { id: { type: "string" }, email: { type: "string" } } };
 
-const routes: GatewayRoute[] = [
-	{ method: "GET", path: "/api/v1/admin/users", action: "listUsers", summary: "List users", tag: "users", auth: true, permission: { resource: "users", action: "read" }, status: 200, response: { type: "array", items: userSchema } },
-	{ method: "POST", path: "/api/v1/admin/users", action: "createUser", summary: "Create a user", tag: "users", auth: true, permission: { resource: "users", action: "create" }, status: 201, response: userSchema },
-	{ method: "PATCH", path: "/api/v1/admin/users/:id", action: "updateUser", summary: "Change a user", tag: "users", auth: true, permission: { resource: "users", action: "update" }, status: 200, response: userSchema },
-	{ method: "DELETE", path: "/api/v1/admin/users/:id", action: "deleteUser", summary: "Delete a user", tag: "users", auth: true, permission: { resource: "users", action: "delete" }, status: 204 },
-	{ method: "POST", path: "/api/v1/auth/login", action: "login", summary: "Log in", tag: "auth", auth: false, status: 200, response: { type: "object" } },
-	{ method: "POST", path: "/api/v1/auth/logout", action: "logout", summary: "End this session", tag: "auth", auth: true, status: 204 },
-	{ method: "GET", path: "/api/v1/regions/:region/users/:id", action: "regionUser", summary: "A user as one region sees it", tag: "admin", auth: true, status: 200 }
+const routes: RouteDoc[] = [
+	{ method: "GET", path: "/api/v1/admin/users", name: "listUsers", summary: "List users", tag: "users", auth: true, permission: { resource: "users", action: "read" }, status: 200, response: { type: "array", items: userSchema } },
+	{ method: "POST", path: "/api/v1/admin/users", name: "createUser", summary: "Create a user", tag: "users", auth: true, permission: { resource: "users", action: "create" }, status: 201, response: userSchema },
+	{ method: "PATCH", path: "/api/v1/admin/users/:id", name: "updateUser", summary: "Change a user", tag: "users", auth: true, permission: { resource: "users", action: "update" }, status: 200, response: userSchema },
+	{ method: "DELETE", path: "/api/v1/admin/users/:id", name: "deleteUser", summary: "Delete a user", tag: "users", auth: true, permission: { resource: "users", action: "delete" }, status: 204 },
+	{ method: "POST", path: "/api/v1/auth/login", name: "login", summary: "Log in", tag: "auth", auth: false, status: 200, response: { type: "object" } },
+	{ method: "POST", path: "/api/v1/auth/logout", name: "logout", summary: "End this session", tag: "auth", auth: true, status: 204 },
+	{ method: "GET", path: "/api/v1/regions/:region/users/:id", name: "regionUser", summary: "A user as one region sees it", tag: "admin", auth: true, status: 200 }
 ];
 
 const id = { type: "string", pattern: /^[0-9a-z]{26}$/ };
@@ -155,7 +155,7 @@ function build(extra: Partial<Parameters<typeof openApiDocument>[0]> = {}): Open
 		description: "Admin gateway",
 		servers: [{ url: "https://eu.example.test" }],
 		routes,
-		paramsOf: action => params[action],
+		paramsOf: name => params[name],
 		...extra
 	});
 }
@@ -353,7 +353,7 @@ describe("openApiDocument", () => {
 		const bare = openApiDocument({
 			title: "t",
 			version: "1",
-			routes: [{ method: "PUT", path: "/x/:key", action: "put", summary: "s", tag: "x", auth: false, status: 202 }],
+			routes: [{ method: "PUT", path: "/x/:key", name: "put", summary: "s", tag: "x", auth: false, status: 202 }],
 			paramsOf: () => undefined
 		});
 		const put = op(bare, "/x/{key}", "put");
@@ -365,11 +365,11 @@ describe("openApiDocument", () => {
 	});
 
 	it("refuses route tables that cannot make a valid document", () => {
-		const base: GatewayRoute = { method: "GET", path: "/a/:id", action: "a", summary: "s", tag: "t", auth: false, status: 200 };
-		const make = (...rs: GatewayRoute[]) => () => openApiDocument({ title: "t", version: "1", routes: rs, paramsOf: () => undefined });
-		expect(make(base, { ...base, action: "b" })).toThrow(/two routes/);
+		const base: RouteDoc = { method: "GET", path: "/a/:id", name: "a", summary: "s", tag: "t", auth: false, status: 200 };
+		const make = (...rs: RouteDoc[]) => () => openApiDocument({ title: "t", version: "1", routes: rs, paramsOf: () => undefined });
+		expect(make(base, { ...base, name: "b" })).toThrow(/two routes/);
 		expect(make(base, { ...base, method: "DELETE" })).toThrow(/more than one route/);
-		expect(make(base, { ...base, path: "/a/:key", action: "b" })).toThrow(/differ only in parameter names/);
+		expect(make(base, { ...base, path: "/a/:key", name: "b" })).toThrow(/differ only in parameter names/);
 		expect(make({ ...base, path: "/a/:id?" })).toThrow(/alias syntax/);
 		expect(make({ ...base, path: "/files/*" })).toThrow(/alias syntax/);
 		expect(make({ ...base, path: "/a/:id/:id" })).toThrow(/repeats/);
