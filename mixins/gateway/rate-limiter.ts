@@ -13,24 +13,71 @@ export interface RateLimiter {
 	hit(key: string, limit: RateLimit, now?: number): RateDecision | Promise<RateDecision>;
 }
 
-// KEYS[1] = counter; ARGV = windowMs. Returns {count, ttlMs}.
-const HIT = `
-local n = redis.call("INCR", KEYS[1])
-if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
-return {n, redis.call("PTTL", KEYS[1])}`;
+// KEYS[1] = the window's counter; ARGV = chunk, windowMs. Returns the counter after taking the chunk.
+const RESERVE = `
+local n = redis.call("INCRBY", KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+return n`;
 
-/** Fixed windows in Redis, shared by every gateway node of the region: one round trip per request. */
+/** What one node holds of a key's current window. */
+interface Lease {
+	window: number;
+	/** Requests taken from Redis and not yet spent here. */
+	left: number;
+	/** Redis has handed out the whole window: refuse once `left` is spent. */
+	closed: boolean;
+	reserving?: Promise<void>;
+}
+
+function retryIn(window: number, limit: RateLimit, now: number): RateDecision {
+	return { ok: false, retryAfterS: Math.max(1, Math.ceil(((window + 1) * limit.windowMs - now) / 1000)) };
+}
+
+/**
+ * Fixed windows counted in Redis, shared by every gateway node of the region. A node takes a
+ * window's requests from Redis a chunk at a time (1/20 of the limit, at least one) and spends them
+ * in memory, so most requests cost no round trip. Redis never hands out more than the limit: the
+ * limit holds exactly across nodes; a window's last requests may be refused on one node while
+ * another still holds a few it has not spent.
+ */
 export class RedisRateLimiter implements RateLimiter {
 	private readonly redis: Redis;
+	private readonly leases = new Map<string, Lease>();
+	private readonly shares: number;
+	private readonly maxKeys: number;
 
-	constructor(redis: Redis) {
+	constructor(redis: Redis, opts: { shares?: number; maxKeys?: number } = {}) {
 		this.redis = redis;
+		this.shares = opts.shares ?? 20;
+		this.maxKeys = opts.maxKeys ?? 100_000;
 	}
 
-	async hit(key: string, limit: RateLimit, now = Date.now()): Promise<RateDecision> {
+	hit(key: string, limit: RateLimit, now = Date.now()): RateDecision | Promise<RateDecision> {
 		const window = Math.floor(now / limit.windowMs);
-		const [count, ttl] = (await this.redis.eval(HIT, 1, `rate:${key}:${window}`, limit.windowMs)) as [number, number];
-		return count <= limit.max ? { ok: true } : { ok: false, retryAfterS: Math.max(1, Math.ceil((ttl > 0 ? ttl : limit.windowMs) / 1000)) };
+		let lease = this.leases.get(key);
+		if (!lease || lease.window !== window) {
+			this.leases.delete(key);
+			lease = { window, left: 0, closed: false };
+			this.leases.set(key, lease);
+			if (this.leases.size > this.maxKeys) this.leases.delete(this.leases.keys().next().value!);
+		}
+		if (lease.left > 0) {
+			lease.left--;
+			return { ok: true };
+		}
+		if (lease.closed) return retryIn(window, limit, now);
+		const held = lease;
+		held.reserving ??= this.reserve(key, held, limit).finally(() => (held.reserving = undefined));
+		// Requests waiting on one reservation share it, then take their turn.
+		return held.reserving.then(() => this.hit(key, limit, now));
+	}
+
+	private async reserve(key: string, lease: Lease, limit: RateLimit): Promise<void> {
+		const chunk = Math.max(1, Math.floor(limit.max / this.shares));
+		const taken = Number(await this.redis.eval(RESERVE, 1, `rate:${key}:${lease.window}`, chunk, limit.windowMs));
+		const granted = Math.min(chunk, limit.max - (taken - chunk));
+		if (granted > 0) lease.left += granted;
+		if (taken >= limit.max) lease.closed = true;
 	}
 }
 
@@ -53,6 +100,6 @@ export class MemoryRateLimiter implements RateLimiter {
 			if (this.counts.size > this.maxKeys) this.counts.delete(this.counts.keys().next().value!);
 		}
 		entry.count++;
-		return entry.count <= limit.max ? { ok: true } : { ok: false, retryAfterS: Math.max(1, Math.ceil(((window + 1) * limit.windowMs - now) / 1000)) };
+		return entry.count <= limit.max ? { ok: true } : retryIn(window, limit, now);
 	}
 }

@@ -3,6 +3,7 @@ import { blindIndexKeyFromEnv } from "../../regions/runtime/secrets.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { gatewaySchemas } from "../harness/gateways.ts";
 import { startKvNode } from "../harness/kv-node.ts";
+import { REAL } from "../harness/real-servers.ts";
 import { serveUntilStdinEnds } from "./measure.ts";
 
 /** Stock moleculer-web with one route to sv-user.get: no auth, no RBAC, nothing of ours in front. */
@@ -34,6 +35,8 @@ if (import.meta.main) {
 		process.exit(2);
 	}
 	const schemas = spec.gateways ? [...gatewaySchemas({ "api-app": { port: Number(appPort) } }).filter(s => s.name === "api-app"), bareGateway(Number(barePort))] : [];
-	const server = await startKvNode({ region, natsUrl, bucket, namespacePrefix, primary, blindIndexKey, services: spec.services, schemas });
+	// The entry node counts its rate limits in Redis, as a deployed gateway does.
+	const stores = spec.gateways ? { sql: "sqlite::memory:", redis: REAL.redis, keyPrefix: `${namespacePrefix}${region}:` } : undefined;
+	const server = await startKvNode({ region, natsUrl, bucket, namespacePrefix, primary, blindIndexKey, services: spec.services, schemas, stores });
 	serveUntilStdinEnds("gateway-server", () => server.stop());
 }

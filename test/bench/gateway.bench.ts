@@ -11,13 +11,14 @@ import { round, startServer, withCleanups } from "./measure.ts";
  * `npm run bench:gateway`: HTTP load from autocannon against (a) stock moleculer-web calling
  * sv-user.get on another node over NATS, no auth; (b) our GET /api/v1/me for a user of this
  * region (token verified, RBAC-checked, home-routed); (c) the same for a user homed in the other
- * region of a 2-region supercluster. (a) and (b) run in alternating windows. Ends with one JSON line.
+ * region of a 2-region supercluster. (a) and (b) run in alternating windows, in (a)(b) then (b)(a)
+ * order. Ends with one JSON line.
  */
 
 const SERVER = join(import.meta.dirname, "gateway-server.ts");
 const CONNECTIONS = 50;
-const WINDOW_S = 5;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WINDOW_S = 3;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 
 interface Load {
 	reqPerSec: number;
@@ -78,9 +79,15 @@ async function main(): Promise<void> {
 		await ours();
 		const bareRuns: Load[] = [];
 		const ourRuns: Load[] = [];
+		// (a) (b), then (b) (a): the machine's drift within a round weighs on both alike.
 		for (let i = 0; i < ROUNDS; i++) {
-			bareRuns.push(await bare());
-			ourRuns.push(await ours());
+			if (i % 2 === 0) {
+				bareRuns.push(await bare());
+				ourRuns.push(await ours());
+			} else {
+				ourRuns.push(await ours());
+				bareRuns.push(await bare());
+			}
 		}
 		await load(`${app}/api/v1/me`, { authorization: `Bearer ${remote.token}` }, 2);
 		const away = await load(`${app}/api/v1/me`, { authorization: `Bearer ${remote.token}` }, WINDOW_S * 2);
@@ -89,7 +96,7 @@ async function main(): Promise<void> {
 
 	const ratio = figures.ours.reqPerSec / figures.bare.reqPerSec;
 	const row = (name: string, l: Load) => `${name.padEnd(58)} ${Math.round(l.reqPerSec).toLocaleString("en-US").padStart(8)} req/s  p50 ${l.p50Ms.toFixed(1)} ms  p99 ${l.p99Ms.toFixed(1)} ms  failures ${l.failures}`;
-	console.log(`gateway bench: autocannon, ${CONNECTIONS} connections, ${ROUNDS} alternating ${WINDOW_S} s windows for (a)/(b)\n`);
+	console.log(`gateway bench: autocannon, ${CONNECTIONS} connections, ${ROUNDS} rounds of alternating ${WINDOW_S} s windows for (a)/(b)\n`);
 	console.log(row("(a) stock moleculer-web -> sv-user.get over NATS, no auth", figures.bare));
 	console.log(row("(b) GET /api/v1/me: token, RBAC, home-routed, this region", figures.ours));
 	console.log(row("(c) GET /api/v1/me: user homed in the other region", figures.away));

@@ -29,6 +29,30 @@ describe("gateway rate limiter", () => {
 		expect(await a.hit("ip:203.0.113.5", limit, now + 60_000)).toEqual({ ok: true });
 	});
 
+	it("holds a limit exactly across nodes while most requests are answered from memory", async () => {
+		const [a, b] = clients.map(c => new RedisRateLimiter(c)) as [RedisRateLimiter, RedisRateLimiter];
+		const limit = { max: 200, windowMs: 60_000 };
+		const now = 1_800_000_000_000;
+		let admitted = 0;
+		let roundTrips = 0;
+		// Both nodes keep taking requests, concurrently, until each has been refused twice in a row.
+		const node = async (limiter: RedisRateLimiter) => {
+			for (let refusals = 0; refusals < 2; ) {
+				const answer = limiter.hit("user:many-gateways", limit, now);
+				if (answer instanceof Promise) roundTrips++;
+				const decision = await answer;
+				if (decision.ok) {
+					admitted++;
+					refusals = 0;
+				} else refusals++;
+			}
+		};
+		await Promise.all([node(a), node(b)]);
+		expect(admitted).toBe(200);
+		// A chunk is 1/20 of the limit: about 20 reservations, a few more for the refusals.
+		expect(roundTrips).toBeLessThanOrEqual(30);
+	});
+
 	it("behaves the same in memory", async () => {
 		const m = new MemoryRateLimiter();
 		const limit = { max: 3, windowMs: 1000 };
