@@ -109,6 +109,9 @@ class JournalLease {
 export class Mover {
 	private readonly opts: Required<Omit<MoverOptions, "onOutcome">> & Pick<MoverOptions, "onOutcome">;
 	private sweeper: NodeJS.Timeout | undefined;
+	private unlisten: (() => void) | undefined;
+	/** Each move journal's last heartbeat, as the change feed and the last listing told this node. */
+	private readonly heartbeats = new Map<string, number>();
 
 	constructor(opts: MoverOptions) {
 		this.opts = { settleMs: 500, staleMs: 5000, ...opts };
@@ -289,6 +292,7 @@ export class Mover {
 		for (let after = 0; ; ) {
 			const page = await this.store.list<MoveRecord>(MOVE_PREFIX, { afterRevision: after, limit: 100 });
 			for (const entry of page.entries) {
+				this.heartbeats.set(entry.key, entry.value.heartbeat);
 				if (Date.now() - entry.value.heartbeat < this.opts.staleMs) continue;
 				let claimed: DirectoryEntry<MoveRecord>;
 				try {
@@ -314,10 +318,29 @@ export class Mover {
 		}
 	}
 
-	/** Looks for abandoned moves now and then, so a crashed mover never leaves a user moving. */
-	startRecovery(intervalMs = 2000): void {
+	/**
+	 * Looks for abandoned moves, so a crashed mover never leaves a user moving. Listing the journal
+	 * costs a JetStream consumer, so it is not done every tick: the change feed tells this node each
+	 * journal's heartbeat, and a tick lists (and claims) only when one has gone quiet, or when the
+	 * feed is not running, or every `fullScanMs` anyway.
+	 */
+	startRecovery(intervalMs = 2000, fullScanMs = 30_000): void {
+		const heartbeats = this.heartbeats;
+		this.unlisten = this.opts.directory.listen(MOVE_PREFIX, change => {
+			const record = change.value as MoveRecord | undefined;
+			if (record) heartbeats.set(change.key, record.heartbeat);
+			else heartbeats.delete(change.key);
+		});
+		let lastScan = 0;
+		const due = () => {
+			const now = Date.now();
+			if (!this.opts.directory.watching || now - lastScan >= fullScanMs) return true;
+			for (const heartbeat of heartbeats.values()) if (now - heartbeat >= this.opts.staleMs) return true;
+			return false;
+		};
 		const tick = () => {
-			void this.recover()
+			const scan = due() ? ((lastScan = Date.now()), this.recover()) : Promise.resolve(0);
+			void scan
 				.catch(err => this.opts.broker.logger.warn(`move recovery failed: ${(err as Error).message}`))
 				.finally(() => {
 					if (this.sweeper) this.sweeper = setTimeout(tick, intervalMs);
@@ -329,6 +352,8 @@ export class Mover {
 	stopRecovery(): void {
 		clearTimeout(this.sweeper);
 		this.sweeper = undefined;
+		this.unlisten?.();
+		this.unlisten = undefined;
 	}
 }
 

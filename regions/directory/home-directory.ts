@@ -32,6 +32,7 @@ export class HomeDirectory {
 	 * older than that must not be cached, or the change it missed would be lost until the next one.
 	 */
 	private readonly filling = new Map<string, { readers: number; revision: number }>();
+	private readonly listeners = new Set<{ prefix: string; listener: (change: DirectoryChange) => void }>();
 	lookups = 0;
 
 	constructor(opts: HomeDirectoryOptions) {
@@ -51,7 +52,23 @@ export class HomeDirectory {
 		this.cache.clear();
 	}
 
+	/**
+	 * Hears every change to keys under `prefix` other than users' (moves, say) on this node's one
+	 * change feed, once the directory has started; returns the unsubscribe.
+	 */
+	listen(prefix: string, listener: (change: DirectoryChange) => void): () => void {
+		const entry = { prefix, listener };
+		this.listeners.add(entry);
+		return () => this.listeners.delete(entry);
+	}
+
+	/** Whether the change feed runs: `listen` hears nothing before. */
+	get watching(): boolean {
+		return this.watch !== undefined;
+	}
+
 	private onChange(change: DirectoryChange<HomeEntry>): void {
+		for (const { prefix, listener } of this.listeners) if (change.key.startsWith(prefix)) listener(change);
 		if (!change.key.startsWith(USER_PREFIX)) return;
 		const userId = change.key.slice(USER_PREFIX.length);
 		const fill = this.filling.get(userId);

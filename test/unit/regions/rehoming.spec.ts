@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
@@ -10,6 +10,7 @@ import type { MoveRecord } from "../../../regions/rehoming.ts";
 import { notesService } from "../../harness/notes.service.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { within } from "../../harness/waiting.ts";
 
 const regions = loadRegions();
 const nodes: Record<string, RegionNode> = {};
@@ -169,6 +170,21 @@ describe("rehoming", () => {
 			expect(await call("ap-south", "sv-region.lookup", { userId })).toMatchObject({ region: "cn-east", epoch: 1, state: "active" });
 			expect(await rowsByRegion(userId)).toEqual({ "cn-east": 1, "ap-south": 0, "eu-central": 0 });
 			expect(await store.get(moveKey(userId))).toBeUndefined();
+		});
+
+		it("is found by the background sweeps through the change feed, which do not list the journal every tick", async () => {
+			const lists = vi.spyOn(store, "list");
+			try {
+				// Three nodes sweep every 2 s: listing each tick would be six lists or more in 4.5 s.
+				await new Promise(r => setTimeout(r, 4500));
+				expect(lists.mock.calls.length).toBeLessThanOrEqual(3);
+				const userId = await crashedMove("moving");
+				await within(async () => (await store.get(moveKey(userId))) === undefined, 6000);
+				expect(await call("ap-south", "sv-region.lookup", { userId })).toMatchObject({ region: "cn-east", epoch: 1, state: "active" });
+				expect(await rowsByRegion(userId)).toEqual({ "cn-east": 1, "ap-south": 0, "eu-central": 0 });
+			} finally {
+				lists.mockRestore();
+			}
 		});
 
 		it("after the copy is finished by the next recovery sweep", async () => {
