@@ -350,7 +350,7 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 					etag: weakEtag,
 					// One hook runs every edge check (see `authenticate`): each moleculer-web hook costs a request an await.
 					authentication: true,
-					...(cors ? { cors } : {}),
+					...(cors ? { cors } : {})
 				}
 			],
 			rootCallOptions(this: any, options: Record<string, unknown>, req: Req, res: ServerResponse) {
@@ -433,8 +433,7 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 			},
 
 			limit(this: any, key: string, limit: RateLimit): void | Promise<void> {
-				const decision: RateDecision | Promise<RateDecision> = this.limiter.hit(key, limit);
-				return decision instanceof Promise ? decision.then(refuseOverLimit) : refuseOverLimit(decision);
+				return andThen<RateDecision, void>(this.limiter.hit(key, limit), refuseOverLimit);
 			},
 
 			/** A matched route, past its edge checks: validate, run the handler, answer with the route's status. */
@@ -453,9 +452,8 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 
 			/** The profile with its home region, from this node's directory cache (just used to route the call). */
 			async withRegion(this: any, ctx: GatewayContext, profile: Record<string, unknown>) {
-				const { directory } = regionRuntimeOf(this.broker);
 				const { user } = ctx.locals;
-				const home = directory.cached(user.id) ?? (await directory.refresh(user.id));
+				const home = await regionRuntimeOf(this.broker).directory.home(user.id);
 				return { id: profile.id, username: profile.username, email: profile.email, phone: profile.phone, country: profile.country, region: home?.region ?? user.region, createdAt: profile.createdAt };
 			},
 

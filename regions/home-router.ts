@@ -97,6 +97,13 @@ function ownContext<T>(promise: Promise<T>, ctx: () => unknown): Promise<T> {
 	return promise;
 }
 
+/** `next`, remembering the context of the call it made last (for `ownContext`). */
+function tracking(next: ServiceBroker["call"]): { call: ServiceBroker["call"]; ctx: () => unknown } {
+	let inner: { ctx?: unknown } | undefined;
+	return { call: ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"], ctx: () => inner?.ctx };
+}
+
+
 /**
  * Runs every call that concerns a user in that user's home region, the way Orleans routes a
  * call to a grain's activation:
@@ -164,28 +171,30 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		const cached = directory.cached(userId);
 		if (cached?.region === region) {
 			stats.local++;
-			const routed: Promise<unknown> & { ctx?: unknown } = next(actionName, params, withHome(o, cached, 0)).catch(err => {
+			const routed: Promise<unknown> & { ctx?: unknown } = next(actionName, params, withHome(o, cached)).catch(err => {
 				if (!healable(err)) throw err;
 				return directory.refresh(userId).then(home => {
-					let inner: { ctx?: unknown } | undefined;
-					const tracked = ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"];
-					const retried = attempt(tracked, actionName, params, o, userId, home, 2);
+					const tracked = tracking(next);
+					const retried = attempt(tracked.call, actionName, params, o, userId, home, 2);
 					// Set before `routed` settles, so its caller merges the retried call's meta, or none.
-					routed.ctx = inner?.ctx;
+					routed.ctx = tracked.ctx();
 					return retried;
 				});
 			});
 			return routed;
 		}
-		let inner: { ctx?: unknown } | undefined;
-		const tracked = ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"];
-		const routed = (cached ? attempt(tracked, actionName, params, o, userId, cached, 1) : directory.refresh(userId).then(home => attempt(tracked, actionName, params, o, userId, home, 1)));
-		return ownContext(routed, () => inner?.ctx);
+		const tracked = tracking(next);
+		const routed = cached ? attempt(tracked.call, actionName, params, o, userId, cached, 1) : directory.refresh(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1));
+		return ownContext(routed, tracked.ctx);
 	}
 
-	function withHome(o: CallingOptions, home: HomeEntry, hops: number): CallingOptions {
-		const $home: HomeMeta = { epoch: home.epoch, originRegion: region, hops };
-		return { ...o, meta: { ...o.meta, $home } };
+	function homeMeta(home: HomeEntry, hops: number): HomeMeta {
+		return { epoch: home.epoch, originRegion: region, hops };
+	}
+
+	/** The options of a call in this region: the caller's, with the routing facts added to its meta. */
+	function withHome(o: CallingOptions, home: HomeEntry): CallingOptions {
+		return { ...o, meta: { ...o.meta, $home: homeMeta(home, 0) } };
 	}
 
 	/** WRONG_REGION: our view of the user's home was stale. Counted here, healed by the caller. */
@@ -202,9 +211,9 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		try {
 			if (home.region === region) {
 				stats.local++;
-				return await next(actionName, params, withHome(o, home, 0));
+				return await next(actionName, params, withHome(o, home));
 			}
-			const meta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta, $home: { epoch: home.epoch, originRegion: region, hops: n } };
+			const meta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta, $home: homeMeta(home, n) };
 			return await forward(home.region, actionName, params, o, meta);
 		} catch (err) {
 			// Our view was stale: re-read the directory and try once more (Orleans' cache invalidation).
@@ -320,9 +329,8 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 				const spec = typeof actionName === "string" ? specOf(actionName) : undefined;
 				if (!spec) return next(actionName, params, callOpts);
 				if (!spec.byRegion) return route(next, actionName, params, callOpts, spec);
-				let inner: { ctx?: unknown } | undefined;
-				const tracked = ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"];
-				return ownContext(routeToRegion(tracked, actionName, params, callOpts, spec), () => inner?.ctx);
+				const tracked = tracking(next);
+				return ownContext(routeToRegion(tracked.call, actionName, params, callOpts, spec), tracked.ctx);
 			}) as ServiceBroker["call"];
 		},
 

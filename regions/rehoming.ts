@@ -325,17 +325,16 @@ export class Mover {
 	 * feed is not running, or every `fullScanMs` anyway.
 	 */
 	startRecovery(intervalMs = 2000, fullScanMs = 30_000): void {
-		const heartbeats = this.heartbeats;
 		this.unlisten = this.opts.directory.listen(MOVE_PREFIX, change => {
 			const record = change.value as MoveRecord | undefined;
-			if (record) heartbeats.set(change.key, record.heartbeat);
-			else heartbeats.delete(change.key);
+			if (record) this.heartbeats.set(change.key, record.heartbeat);
+			else this.heartbeats.delete(change.key);
 		});
 		let lastScan = 0;
 		const due = () => {
 			const now = Date.now();
 			if (!this.opts.directory.watching || now - lastScan >= fullScanMs) return true;
-			for (const heartbeat of heartbeats.values()) if (now - heartbeat >= this.opts.staleMs) return true;
+			for (const heartbeat of this.heartbeats.values()) if (now - heartbeat >= this.opts.staleMs) return true;
 			return false;
 		};
 		const tick = () => {

@@ -29,6 +29,21 @@ interface Lease {
 	reserving?: Promise<void>;
 }
 
+/**
+ * The entry of `key` for `window`, a fresh one when the key's last entry is of an older window.
+ * The map stays bounded: past `maxKeys` keys, the longest-unrenewed goes.
+ */
+function windowEntry<E extends { window: number }>(entries: Map<string, E>, key: string, window: number, maxKeys: number, fresh: () => E): E {
+	let entry = entries.get(key);
+	if (!entry || entry.window !== window) {
+		entries.delete(key);
+		entry = fresh();
+		entries.set(key, entry);
+		if (entries.size > maxKeys) entries.delete(entries.keys().next().value!);
+	}
+	return entry;
+}
+
 function retryIn(window: number, limit: RateLimit, now: number): RateDecision {
 	return { ok: false, retryAfterS: Math.max(1, Math.ceil(((window + 1) * limit.windowMs - now) / 1000)) };
 }
@@ -54,22 +69,15 @@ export class RedisRateLimiter implements RateLimiter {
 
 	hit(key: string, limit: RateLimit, now = Date.now()): RateDecision | Promise<RateDecision> {
 		const window = Math.floor(now / limit.windowMs);
-		let lease = this.leases.get(key);
-		if (!lease || lease.window !== window) {
-			this.leases.delete(key);
-			lease = { window, left: 0, closed: false };
-			this.leases.set(key, lease);
-			if (this.leases.size > this.maxKeys) this.leases.delete(this.leases.keys().next().value!);
-		}
+		const lease = windowEntry<Lease>(this.leases, key, window, this.maxKeys, () => ({ window, left: 0, closed: false }));
 		if (lease.left > 0) {
 			lease.left--;
 			return { ok: true };
 		}
 		if (lease.closed) return retryIn(window, limit, now);
-		const held = lease;
-		held.reserving ??= this.reserve(key, held, limit).finally(() => (held.reserving = undefined));
+		lease.reserving ??= this.reserve(key, lease, limit).finally(() => (lease.reserving = undefined));
 		// Requests waiting on one reservation share it, then take their turn.
-		return held.reserving.then(() => this.hit(key, limit, now));
+		return lease.reserving.then(() => this.hit(key, limit, now));
 	}
 
 	private async reserve(key: string, lease: Lease, limit: RateLimit): Promise<void> {
@@ -92,13 +100,7 @@ export class MemoryRateLimiter implements RateLimiter {
 
 	hit(key: string, limit: RateLimit, now = Date.now()): RateDecision {
 		const window = Math.floor(now / limit.windowMs);
-		let entry = this.counts.get(key);
-		if (!entry || entry.window !== window) {
-			this.counts.delete(key);
-			entry = { window, count: 0 };
-			this.counts.set(key, entry);
-			if (this.counts.size > this.maxKeys) this.counts.delete(this.counts.keys().next().value!);
-		}
+		const entry = windowEntry(this.counts, key, window, this.maxKeys, () => ({ window, count: 0 }));
 		entry.count++;
 		return entry.count <= limit.max ? { ok: true } : retryIn(window, limit, now);
 	}

@@ -45,11 +45,14 @@ interface Vars extends DbVars<RbacTables> {
 interface Methods extends MoveParticipantMethods {
 	reload(): Promise<void>;
 	committed(change: Change): Promise<void>;
+	changePermission(op: PermissionOp, p: PermissionParams): Promise<PermissionParams & { changed: boolean }>;
+	applyPermission(op: PermissionOp, p: PermissionParams): Promise<Change>;
 	requireRole(role: string): Promise<void>;
 	schedulePoll(): void;
 }
 
 type PermissionParams = { role: string; resource: string; action: string };
+type PermissionOp = "add" | "remove";
 
 function roleNotFound(name: string): Errors.MoleculerClientError {
 	return new Errors.MoleculerClientError(`role "${name}" does not exist`, 404, "ROLE_NOT_FOUND", { role: name });
@@ -135,24 +138,15 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 
 		addPermission: {
 			params: { $$strict: true, role, resource, action },
-			async handler(ctx: Context<PermissionParams>) {
-				const p = ctx.params;
-				const change = await this.adapter.add([permissionRule(p.role, p.resource, p.action)]);
-				await this.committed(change);
-				// Even when nothing changed here: a region that missed an earlier copy gets it now.
-				await this.broker.emit("auth-rbac.permissionChanged", { op: "add", ...p });
-				return { ...p, changed: change.rows > 0 };
+			handler(ctx: Context<PermissionParams>) {
+				return this.changePermission("add", ctx.params);
 			}
 		},
 
 		removePermission: {
 			params: { $$strict: true, role, resource, action },
-			async handler(ctx: Context<PermissionParams>) {
-				const p = ctx.params;
-				const change = await this.adapter.remove([permissionRule(p.role, p.resource, p.action)]);
-				await this.committed(change);
-				await this.broker.emit("auth-rbac.permissionChanged", { op: "remove", ...p });
-				return { ...p, changed: change.rows > 0 };
+			handler(ctx: Context<PermissionParams>) {
+				return this.changePermission("remove", ctx.params);
 			}
 		},
 
@@ -226,11 +220,10 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		"auth-rbac.permissionChanged": {
 			global: true,
 			params: { $$strict: true, op: { type: "enum", values: ["add", "remove"] }, role, resource, action },
-			async handler(ctx: Context<PermissionParams & { op: "add" | "remove" }, { $globalFrom?: string }>) {
+			async handler(ctx: Context<PermissionParams & { op: PermissionOp }, { $globalFrom?: string }>) {
 				// The sending region applied the change before emitting; only copies from another region are news.
 				if (!ctx.meta.$globalFrom) return;
-				const rule = permissionRule(ctx.params.role, ctx.params.resource, ctx.params.action);
-				await this.committed(ctx.params.op === "add" ? await this.adapter.add([rule]) : await this.adapter.remove([rule]));
+				await this.applyPermission(ctx.params.op, ctx.params);
 			}
 		}
 	},
@@ -260,6 +253,22 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 			this.reloadQueued = next;
 			this.reloadRunning = next;
 			return next;
+		},
+
+		/** Applies a permission change here, then sends it to every region, each applying it to its own rules. */
+		async changePermission(op: PermissionOp, p: PermissionParams) {
+			const change = await this.applyPermission(op, p);
+			// Even when nothing changed here: a region that missed an earlier copy gets it now.
+			await this.broker.emit("auth-rbac.permissionChanged", { op, ...p });
+			return { ...p, changed: change.rows > 0 };
+		},
+
+		/** Adds or removes a role's permission in this region's rules. */
+		async applyPermission(op: PermissionOp, p: PermissionParams) {
+			const rule = permissionRule(p.role, p.resource, p.action);
+			const change = op === "add" ? await this.adapter.add([rule]) : await this.adapter.remove([rule]);
+			await this.committed(change);
+			return change;
 		},
 
 		/** After a write: this node reloads, then the region's other nodes are told (the poll covers any that miss it). */

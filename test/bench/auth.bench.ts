@@ -10,7 +10,7 @@ import { hashPassword, SCRYPT, verifyPassword } from "../../services/sv-user/pas
 import { startServices } from "../harness/embedded.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../harness/real-servers.ts";
-import { withCleanups, round } from "./measure.ts";
+import { alternate, round, withCleanups } from "./measure.ts";
 
 /**
  * `npm run bench:auth` on the real NATS, MariaDB and Redis: access-token verifications per second
@@ -30,6 +30,9 @@ const REQUESTS = 500;
 
 type Op = () => Promise<unknown>;
 
+/** One untimed second for each, then ROUNDS timed windows of each in turn. */
+const ALTERNATING = { warmupMs: 1000, windowMs: WINDOW_MS, rounds: ROUNDS };
+
 /** Sequential operations per second (each op is CPU-bound: concurrency would only queue). */
 async function rate(op: Op, ms: number): Promise<number> {
 	let n = 0;
@@ -40,19 +43,6 @@ async function rate(op: Op, ms: number): Promise<number> {
 		n += 50;
 	}
 	return n / ((performance.now() - started) / 1000);
-}
-
-/** Two rates measured in alternating windows, so machine noise weighs on both alike. */
-async function alternate(a: Op, b: Op): Promise<[number, number]> {
-	await rate(a, 1000);
-	await rate(b, 1000);
-	let sa = 0;
-	let sb = 0;
-	for (let i = 0; i < ROUNDS; i++) {
-		sa += await rate(a, WINDOW_MS);
-		sb += await rate(b, WINDOW_MS);
-	}
-	return [sa / ROUNDS, sb / ROUNDS];
 }
 
 async function p50(op: Op, n: number): Promise<number> {
@@ -99,7 +89,9 @@ async function main(): Promise<void> {
 		const publicKey = createPublicKey({ key: jwks.keys.find(k => k.kid === kid) as never, format: "jwk" });
 		const [bareVerify, ourVerify] = await alternate(
 			() => jwtVerify(tokens.accessToken, publicKey, { algorithms: ["ES256"] }),
-			() => broker.call("auth-jwt.verify", { token: tokens.accessToken }, local)
+			() => broker.call("auth-jwt.verify", { token: tokens.accessToken }, local),
+			rate,
+			ALTERNATING
 		);
 		// What a miss of the node's verified-token cache costs: the full check, signature included.
 		const keys = new Map([[kid, publicKey]]);
@@ -143,7 +135,9 @@ async function main(): Promise<void> {
 		}, WINDOW_MS);
 		const [cachedEnforce, uncachedEnforce] = await alternate(
 			() => rbac.broker.call("auth-rbac.enforce", next()),
-			() => uncached.broker.call("auth-rbac.enforce", next())
+			() => uncached.broker.call("auth-rbac.enforce", next()),
+			rate,
+			ALTERNATING
 		);
 
 		return { bareVerify, ourVerify, uncachedVerify, scryptP50, loginP50, bareEnforce, cachedEnforce, uncachedEnforce, allowedShare };

@@ -37,6 +37,22 @@ export async function throughput(call: Call, durationMs: number): Promise<number
 	return done / ((performance.now() - start) / 1000);
 }
 
+/**
+ * Rates of two calls measured in alternating windows, so machine noise weighs on both alike:
+ * one untimed warm-up window each, then `rounds` timed pairs; the mean of each.
+ */
+export async function alternate(a: Call, b: Call, rate: (call: Call, ms: number) => Promise<number>, opts: { warmupMs: number; windowMs: number; rounds: number }): Promise<[number, number]> {
+	await rate(a, opts.warmupMs);
+	await rate(b, opts.warmupMs);
+	let sumA = 0;
+	let sumB = 0;
+	for (let i = 0; i < opts.rounds; i++) {
+		sumA += await rate(a, opts.windowMs);
+		sumB += await rate(b, opts.windowMs);
+	}
+	return [sumA / opts.rounds, sumB / opts.rounds];
+}
+
 export async function latencies(call: Call): Promise<{ p50Ms: number; p99Ms: number }> {
 	const [only] = await interleavedLatencies([call]);
 	return only!;

@@ -4,7 +4,7 @@ import { newUserId } from "../../regions/directory/entries.ts";
 import { HomeCache } from "../../regions/directory/home-cache.ts";
 import { runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
-import { IN_FLIGHT, interleavedLatencies, READY_TIMEOUT_MS, round, startServer, table, THROUGHPUT_MS, throughput, WARMUP_MS, withCleanups } from "./measure.ts";
+import { alternate, IN_FLIGHT, interleavedLatencies, READY_TIMEOUT_MS, round, startServer, table, THROUGHPUT_MS, throughput, WARMUP_MS, withCleanups } from "./measure.ts";
 import type { Call, Figures } from "./measure.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 
@@ -21,19 +21,6 @@ type Latency = { p50Ms: number; p99Ms: number };
 const ROUNDS = 3;
 const LOOKUPS = 200_000;
 const CACHE_ENTRIES = 1_000_000;
-
-/** Throughput of two calls measured in alternating windows, so machine noise hits both alike. */
-async function alternate(a: Call, b: Call): Promise<[number, number]> {
-	await throughput(a, WARMUP_MS);
-	await throughput(b, WARMUP_MS);
-	let sumA = 0;
-	let sumB = 0;
-	for (let i = 0; i < ROUNDS; i++) {
-		sumA += await throughput(a, THROUGHPUT_MS);
-		sumB += await throughput(b, THROUGHPUT_MS);
-	}
-	return [sumA / ROUNDS, sumB / ROUNDS];
-}
 
 async function lookupLatency(lookup: () => Promise<unknown>): Promise<{ p50Us: number; p99Us: number }> {
 	for (let i = 0; i < 10_000; i++) await lookup();
@@ -101,7 +88,7 @@ async function main(): Promise<void> {
 		const homed: Call = () => broker.call("profile.homed", { userId: local });
 		const away: Call = () => broker.call("profile.homed", { userId: remote });
 
-		const [plainRate, homedRate] = await alternate(plain, homed);
+		const [plainRate, homedRate] = await alternate(plain, homed, throughput, { warmupMs: WARMUP_MS, windowMs: THROUGHPUT_MS, rounds: ROUNDS });
 		await throughput(away, WARMUP_MS);
 		const awayRate = await throughput(away, THROUGHPUT_MS);
 		// The same forwarded call without routing: a bare link call across the gateway, for scale.
