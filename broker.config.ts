@@ -1,4 +1,5 @@
 import type { BrokerOptions, Errors } from "moleculer";
+import { isEndpointFailure } from "./regions/errors.ts";
 import type { RegionDefinition } from "./regions/region.ts";
 import { envChoice, envFloat, envInt, envString } from "./regions/runtime/env.ts";
 import type { Env } from "./regions/runtime/env.ts";
@@ -90,7 +91,8 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 			threshold: envFloat(env, "EDGEHOME_CB_THRESHOLD", 0.5, 0.01, 1),
 			minRequestCount: envInt(env, "EDGEHOME_CB_MIN_REQUESTS", 20, 1),
 			windowTime: envInt(env, "EDGEHOME_CB_WINDOW_S", 60, 1),
-			halfOpenTime: envInt(env, "EDGEHOME_CB_HALF_OPEN_MS", 10_000, 100)
+			halfOpenTime: envInt(env, "EDGEHOME_CB_HALF_OPEN_MS", 10_000, 100),
+			check: isEndpointFailure
 		},
 		bulkhead: {
 			enabled: true,

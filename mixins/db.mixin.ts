@@ -12,6 +12,8 @@ export interface DbVars<Tables> {
 /**
  * Gives a service its region's relational store as a typed query builder, after running the
  * service's own migrations. A failed migration rejects `started`, which stops start-up.
+ * Inside a home-routed write its queries join that write's fenced transaction
+ * (regions/ownership/fence.ts), so they commit only while this region owns the user.
  */
 export function dbMixin<Tables>(migrations: Migrations): Partial<ServiceSchema> {
 	return {

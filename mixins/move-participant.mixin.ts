@@ -1,11 +1,12 @@
 import type { Context, ServiceSchema } from "moleculer";
-import { writeBarrierOf } from "../regions/write-barrier.ts";
-import { userId } from "../services/shared/fields.ts";
+import { fenceOf, isLockConflict } from "../regions/ownership/fence.ts";
+import { moveId, userId } from "../services/shared/fields.ts";
 
 /**
  * What a service holding per-user data implements so a user can be rehomed: the user's rows out
  * of the old home, into the new one (replacing whatever a retried import left), counted, deleted.
- * sv-region's mover drives these without knowing the service's tables.
+ * sv-region's mover drives these without knowing the service's tables. Imports and deletes are
+ * fenced by the region's ownership row: they commit only for the move that row names.
  */
 export interface MoveParticipantMethods {
 	moveExport(userId: string): Promise<unknown[]>;
@@ -16,24 +17,14 @@ export interface MoveParticipantMethods {
 
 /** Largest user export accepted in one import call. */
 export const MAX_MOVE_ROWS = 100_000;
-/** Longest a move waits for a node's in-flight writes of the user. */
-export const DRAIN_TIMEOUT_MS = 15_000;
+/** An import that deadlocks with another move's is rolled back whole by the database, so trying again is safe. */
+const IMPORT_ATTEMPTS = 4;
 
-
-/** Adds the `move.*` actions; the service supplies the four methods. Found by sv-region through `metadata.moveParticipant`. */
+/** Adds the `move.*` actions; the service supplies the four methods. sv-region names its participants in its configuration. */
 export function moveParticipantMixin(): Partial<ServiceSchema> {
 	return {
 		metadata: { moveParticipant: true },
 		actions: {
-			// Called on every node of the old home before the export: its admitted writes finish first.
-			"move.drain": {
-				params: { $$strict: true, userId },
-				timeout: DRAIN_TIMEOUT_MS + 1000,
-				async handler(ctx: Context<{ userId: string }>) {
-					await writeBarrierOf(this.broker)?.drain(ctx.params.userId, DRAIN_TIMEOUT_MS);
-					return { drained: true };
-				}
-			},
 			"move.export": {
 				params: { $$strict: true, userId },
 				handler(ctx: Context<{ userId: string }>) {
@@ -41,10 +32,18 @@ export function moveParticipantMixin(): Partial<ServiceSchema> {
 				}
 			},
 			"move.import": {
-				params: { $$strict: true, userId, rows: { type: "array", max: MAX_MOVE_ROWS, items: "object" } },
-				async handler(ctx: Context<{ userId: string; rows: unknown[] }>) {
-					await this.moveImport(ctx.params.userId, ctx.params.rows);
-					return { imported: ctx.params.rows.length };
+				params: { $$strict: true, userId, moveId, rows: { type: "array", max: MAX_MOVE_ROWS, items: "object" } },
+				async handler(ctx: Context<{ userId: string; moveId: string; rows: unknown[] }>) {
+					const { userId: user, moveId: move, rows } = ctx.params;
+					for (let attempt = 1; ; attempt++) {
+						try {
+							await fenceOf(this.broker).runMove(user, move, "incoming", () => this.moveImport(user, rows));
+							return { imported: rows.length };
+						} catch (err) {
+							if (attempt >= IMPORT_ATTEMPTS || !isLockConflict(err)) throw err;
+							await new Promise(r => setTimeout(r, 20 * attempt + Math.random() * 30));
+						}
+					}
 				}
 			},
 			"move.count": {
@@ -54,9 +53,10 @@ export function moveParticipantMixin(): Partial<ServiceSchema> {
 				}
 			},
 			"move.delete": {
-				params: { $$strict: true, userId },
-				handler(ctx: Context<{ userId: string }>) {
-					return this.moveDelete(ctx.params.userId);
+				params: { $$strict: true, userId, moveId },
+				handler(ctx: Context<{ userId: string; moveId: string }>) {
+					const { userId: user, moveId: move } = ctx.params;
+					return fenceOf(this.broker).runMove(user, move, "gone", () => this.moveDelete(user));
 				}
 			}
 		}

@@ -1,4 +1,5 @@
 import { Errors } from "moleculer";
+import { DirectoryError } from "./directory/store.ts";
 
 /**
  * The routing errors every region speaks. Types are the stable codes clients see; HTTP-like
@@ -58,4 +59,57 @@ export class MoveFailedError extends Errors.MoleculerError {
 	constructor(userId: string, step: string, cause: string) {
 		super(`moving user ${userId} failed at ${step} and was rolled back: ${cause}`, 500, "MOVE_FAILED", { userId, step });
 	}
+}
+
+/**
+ * The call was sent but no answer came (timeout, or its node was lost mid-call): it may or may
+ * not have run. A write retried after this must be idempotent (carry the service's key) to be
+ * safe; home-routed writes are never re-sent by the broker for this reason.
+ */
+export class OutcomeUnknownError extends Errors.MoleculerRetryableError {
+	constructor(userId: string, action: string, cause: string) {
+		super(`the outcome of ${action} for user ${userId} is unknown: ${cause}`, 504, "OUTCOME_UNKNOWN", { userId, action, retryAfter: 1 });
+	}
+}
+
+/**
+ * Answers that are the system working as designed, not a failing endpoint: the circuit breaker
+ * must not count them, or one moving user or one region down would open the breaker for every
+ * healthy user of the same action.
+ */
+export const DOMAIN_ERROR_TYPES: ReadonlySet<string> = new Set([
+	"WRONG_REGION",
+	"USER_MOVING",
+	"REGION_UNAVAILABLE",
+	"USER_NOT_FOUND",
+	"ROUTING_LOOP",
+	"DIRECTORY_UNAVAILABLE",
+	"RESIDENCY_VIOLATION",
+	"MOVE_IN_PROGRESS",
+	"MOVE_FAILED",
+	"MOVE_FENCED",
+	"OUTCOME_UNKNOWN",
+	"UNKNOWN_REGION"
+]);
+
+/** What the circuit breaker counts against an endpoint: it timed out, or failed in a way no domain answer explains. */
+export function isEndpointFailure(err: unknown): boolean {
+	if (!err) return false;
+	const e = err as { type?: string; code?: number };
+	if (e.type === "REQUEST_TIMEOUT") return true;
+	if (err instanceof Errors.MoleculerClientError || (e.type !== undefined && DOMAIN_ERROR_TYPES.has(e.type))) return false;
+	return (e.code ?? 500) >= 500;
+}
+
+/** A move's import or delete reached a region whose ownership row no longer names that move: nothing was written. */
+export class MoveFencedError extends Errors.MoleculerError {
+	constructor(userId: string, moveId: string, why: string) {
+		super(`move ${moveId} of user ${userId} may no longer write here: ${why}`, 409, "MOVE_FENCED", { userId, moveId });
+	}
+}
+
+/** A directory failure in the words clients get: an unreachable directory is a retryable 503; anything else stays as it is. */
+export function fromDirectoryFailure(err: unknown): never {
+	if (err instanceof DirectoryError && err.code === "DIRECTORY_UNAVAILABLE") throw new DirectoryUnavailableError(err.message);
+	throw err;
 }

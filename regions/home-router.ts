@@ -2,15 +2,15 @@ import { Errors } from "moleculer";
 import type { CallingOptions, Context, Middleware, ServiceBroker } from "moleculer";
 import type { HomeDirectory } from "./directory/home-directory.ts";
 import type { HomeEntry } from "./directory/entries.ts";
-import { RegionUnavailableError, RoutingLoopError, UserMovingError, UserNotFoundError, WrongRegionError } from "./errors.ts";
+import { fromDirectoryFailure, OutcomeUnknownError, RegionUnavailableError, RoutingLoopError, UserMovingError, UserNotFoundError, WrongRegionError } from "./errors.ts";
 import type { RegionLinks } from "./links.ts";
+import type { WriteFence } from "./ownership/fence.ts";
 import type { RegionHealth } from "./region-health.ts";
-import type { WriteBarrier } from "./write-barrier.ts";
 
 /**
  * What an action or event declares to be home-routed: the path of the parameter naming the
  * user (`home: "userId"`), or `{ param, readonly }`. Reads may still be served while the user
- * is moving; writes may not.
+ * is moving; writes may not, and commit only through the home region's fence.
  */
 export type UserHomeSpec = string | { param: string; readonly?: boolean };
 
@@ -44,13 +44,11 @@ export interface HomeRouterOptions {
 	links: RegionLinks;
 	/** Reachability of the other regions: a forward to one that is down fails at once. */
 	health?: RegionHealth;
-	/** How long a write for a moving user waits for the move to finish before USER_MOVING. */
-	movingWaitMs?: number;
-	/** A forwarded call may take at most this many hops (first forward + one healed retry). */
+	/** A forwarded call may take at most this many hops (first forward + healed retries). */
 	maxHops?: number;
 	stats?: RoutingStats;
-	/** Admitted writes are counted here, so a move can wait for them to finish. */
-	writes?: WriteBarrier;
+	/** Where a home-routed write commits, only while this region's own ownership row says so. */
+	fence: WriteFence;
 	/** Every region id, for `home: { region }` actions; default: the regions `health` watches, else this one. */
 	regions?: string[];
 }
@@ -79,11 +77,6 @@ function paramAt(params: unknown, path: string[]): string | undefined {
 	return typeof v === "string" ? v : undefined;
 }
 
-/** `admitNow` could not decide without a directory read. */
-const SLOW = Symbol("slow");
-
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
-
 /**
  * Moleculer's broker keeps the context of a call made through a `call` middleware in one variable
  * per middleware chain, set when the middleware calls `next` — and ours calls it only after an
@@ -104,35 +97,52 @@ function tracking(next: ServiceBroker["call"]): { call: ServiceBroker["call"]; c
 }
 
 
+/** Attempts of one call: the first, then one per WRONG_REGION healed by an authoritative read. */
+const MAX_ATTEMPTS = 3;
+
+/** Answers that mean the call may or may not have run: the caller cannot know, and must not retry blindly. */
+function outcomeUnknown(err: unknown): boolean {
+	const type = (err as { type?: string }).type;
+	return type === "REQUEST_TIMEOUT" || type === "REQUEST_REJECTED";
+}
+
 /**
  * Runs every call that concerns a user in that user's home region, the way Orleans routes a
  * call to a grain's activation:
  * - caller side (`call` hook): resolve the home (cached), call locally or forward through the
- *   link to the home region; on WRONG_REGION heal the cache and retry once;
- * - home side (`localAction` hook): check ownership and epoch before the handler runs, fence
- *   older epochs, hold writes for a moving user briefly;
+ *   link to the home region; on WRONG_REGION re-read the directory's origin and retry, bounded;
+ * - home side (`localAction` hook): a read checks ownership and epoch from the cache (healed from
+ *   the origin when they disagree); a write commits through the region's fence, which alone
+ *   decides whether this region may write (caches and mirrors only route);
  * - inside the region, calls for one user stick to one node (Shard strategy on the same key).
  */
 export function HomeRouter(opts: HomeRouterOptions): Middleware {
-	const { region, directory, links, health } = opts;
-	const movingWaitMs = opts.movingWaitMs ?? 1000;
-	const maxHops = opts.maxHops ?? 2;
+	const { region, directory, links, health, fence } = opts;
+	const maxHops = opts.maxHops ?? MAX_ATTEMPTS;
 	const stats = opts.stats ?? newRoutingStats();
-	const writes = opts.writes;
 	const regions = new Set(opts.regions ?? (health ? Object.keys(health.all()) : [region]));
 	const specs = new Map<string, ParsedSpec | null>();
 	let broker: ServiceBroker;
+	/** The directory's answers, its failures in the clients' words. */
+	const lookup = (userId: string) => directory.home(userId).catch(fromDirectoryFailure);
+	const reread = (userId: string) => directory.refresh(userId).catch(fromDirectoryFailure);
 
+	/** The action's `home:` declaration, from any registry that knows the action: calls for other regions need no local instance. */
 	function specOf(actionName: string): ParsedSpec | undefined {
 		let spec = specs.get(actionName);
 		if (spec === undefined) {
-			const endpoint = broker.registry.getActionEndpoints(actionName)?.endpoints[0] as { action?: { home?: unknown } } | undefined;
+			const declared = declaration(broker, actionName) ?? links.registries().map(r => declaration(r, actionName)).find(d => d !== undefined);
 			// Unknown yet (not discovered): decide on the next call rather than caching "not routed".
-			if (!endpoint) return undefined;
-			spec = parseSpec(endpoint.action?.home) ?? null;
+			if (declared === undefined) return undefined;
+			spec = parseSpec(declared.home) ?? null;
 			specs.set(actionName, spec);
 		}
 		return spec ?? undefined;
+	}
+
+	/** Disconnected from the bus with no local instance to run the call: it cannot even be sent. */
+	function cutOff(actionName: string): boolean {
+		return !connected(broker) && !broker.registry.getActionEndpoints(actionName)?.hasLocal();
 	}
 
 	function count(name: string, labels: Record<string, string>): void {
@@ -142,6 +152,8 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	async function forward(target: string, actionName: string, params: unknown, callOpts: CallingOptions, meta: Record<string, unknown>) {
 		stats.forwards[target] = (stats.forwards[target] ?? 0) + 1;
 		count("edgehome.routing.forwards", { from: region, to: target });
+		// Cut off from the bus: nothing can be sent, so say so now rather than after the timeout.
+		if (!connected(broker)) throw new RegionUnavailableError(target, 5, "this node is not connected to its transporter");
 		try {
 			const call = links.call(target, actionName, params, {
 				meta,
@@ -152,7 +164,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			return await (health ? health.guard(target, call) : call);
 		} catch (err) {
 			const type = (err as { type?: string }).type;
-			if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND" || /waiting is timed out/i.test((err as Error).message))
+			if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND" || /waiting is timed out|did not connect/i.test((err as Error).message))
 				throw new RegionUnavailableError(target, 5, (err as Error).message);
 			throw err;
 		}
@@ -169,11 +181,11 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		if (userId === undefined) return next(actionName, params, callOpts);
 		const o: CallingOptions = callOpts ?? {};
 		const cached = directory.cached(userId);
-		if (cached?.region === region) {
+		if (cached?.region === region && !cutOff(actionName)) {
 			stats.local++;
 			const routed: Promise<unknown> & { ctx?: unknown } = next(actionName, params, withHome(o, cached)).catch(err => {
-				if (!healable(err)) throw err;
-				return directory.refresh(userId).then(home => {
+				if (!healable(err)) throw unknownIfSo(err, userId, actionName);
+				return reread(userId).then(home => {
 					const tracked = tracking(next);
 					const retried = attempt(tracked.call, actionName, params, o, userId, home, 2);
 					// Set before `routed` settles, so its caller merges the retried call's meta, or none.
@@ -184,7 +196,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			return routed;
 		}
 		const tracked = tracking(next);
-		const routed = cached ? attempt(tracked.call, actionName, params, o, userId, cached, 1) : directory.refresh(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1));
+		const routed = cached ? attempt(tracked.call, actionName, params, o, userId, cached, 1) : lookup(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1));
 		return ownContext(routed, tracked.ctx);
 	}
 
@@ -205,20 +217,28 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		return true;
 	}
 
-	/** Attempt `n` (1, or 2 after a heal) to run the call where `home` says the user lives. */
+	/** A timeout or a node lost mid-call: the call may have run. Clients get one documented, retryable code for it. */
+	function unknownIfSo(err: unknown, userId: string, actionName: string): unknown {
+		return outcomeUnknown(err) ? new OutcomeUnknownError(userId, actionName, (err as Error).message) : err;
+	}
+
+	/** Attempt `n` (1, or more after heals) to run the call where `home` says the user lives. */
 	async function attempt(next: ServiceBroker["call"], actionName: string, params: unknown, o: CallingOptions, userId: string, home: HomeEntry | undefined, n: number): Promise<unknown> {
 		if (!home) throw new UserNotFoundError(userId);
 		try {
 			if (home.region === region) {
+				if (cutOff(actionName)) throw new RegionUnavailableError(region, 5, "this node is not connected to its transporter");
 				stats.local++;
 				return await next(actionName, params, withHome(o, home));
 			}
 			const meta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta, $home: homeMeta(home, n) };
 			return await forward(home.region, actionName, params, o, meta);
 		} catch (err) {
-			// Our view was stale: re-read the directory and try once more (Orleans' cache invalidation).
-			if (n >= 2 || !healable(err)) throw err;
-			return attempt(next, actionName, params, o, userId, await directory.refresh(userId), n + 1);
+			if (!healable(err)) throw unknownIfSo(err, userId, actionName);
+			// Still stale after the origin was read: the home is changing under us. A documented, retryable answer.
+			if (n >= MAX_ATTEMPTS) throw new UserMovingError(userId);
+			// Our view was stale: re-read the directory's origin and try again (Orleans' cache invalidation).
+			return attempt(next, actionName, params, o, userId, await reread(userId), n + 1);
 		}
 	}
 
@@ -237,66 +257,18 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	}
 
 	/**
-	 * The home side: this region must own the user, at least at the caller's epoch. An admitted
-	 * write is counted in the write barrier; the returned user id must be released when it ends.
+	 * The home side of a read: this region must own the user, at least at the caller's epoch. When
+	 * the cache disagrees with the caller, the origin decides, so a stale mirror here never sends
+	 * a caller away with a wrong answer.
 	 */
-	async function admit(ctx: Context, userId: string, spec: ParsedSpec, cached: HomeEntry | undefined): Promise<string | undefined> {
+	async function admitRead(ctx: Context, userId: string, cached: HomeEntry | undefined): Promise<void> {
 		const meta = (ctx.meta as { $home?: HomeMeta }).$home;
-		if (meta && meta.hops > maxHops) throw new RoutingLoopError(userId, meta.hops);
-		let home = cached ?? (await directory.refresh(userId));
-		// The caller saw a newer directory than our cache: ours is the stale one.
-		if (home && meta && meta.epoch > home.epoch) home = await directory.refresh(userId);
-		for (;;) {
-			if (!home) throw new UserNotFoundError(userId);
-			if (home.region !== region) throw new WrongRegionError(userId, home.region, home.epoch);
-			// Fencing: a caller holding an older epoch may not act on the new home's data.
-			if (meta && meta.epoch < home.epoch) throw new WrongRegionError(userId, home.region, home.epoch);
-			if (!spec.write) return undefined;
-			if (home.state === "moving") {
-				const deadline = Date.now() + movingWaitMs;
-				while (home?.state === "moving" && Date.now() < deadline) {
-					await sleep(50);
-					home = await directory.home(userId);
-				}
-				if (home?.state === "moving") throw new UserMovingError(userId);
-				continue;
-			}
-			if (!writes) return undefined;
-			writes.begin(userId);
-			// A move may have marked the user moving while we awaited: re-check in this same tick.
-			const now = directory.cache.peek(userId);
-			if (now?.state !== "moving") return userId;
-			writes.end(userId);
-			home = now;
-		}
-	}
-
-	/**
-	 * The usual home-side case decided without awaiting: the cached entry says this region owns
-	 * the user at the caller's epoch and the user is not moving. Anything else (a miss, another
-	 * epoch, a move, a loop) is SLOW: `admit` decides it, and rejects rather than throws.
-	 */
-	function admitNow(ctx: Context, userId: string, spec: ParsedSpec, home: HomeEntry | undefined): string | undefined | typeof SLOW {
-		const meta = (ctx.meta as { $home?: HomeMeta }).$home;
-		if (!home || home.region !== region || home.state === "moving" || (meta && (meta.epoch !== home.epoch || meta.hops > maxHops))) return SLOW;
-		if (!spec.write || !writes) return undefined;
-		writes.begin(userId);
-		return userId;
-	}
-
-	async function admitThenRun(ctx: Context, userId: string, spec: ParsedSpec, cached: HomeEntry | undefined, next: (ctx: Context) => Promise<unknown>): Promise<unknown> {
-		const writing = await admit(ctx, userId, spec, cached);
-		if (writing === undefined) return next(ctx);
-		return runAdmitted(writing, ctx, next);
-	}
-
-	/** Runs an admitted write, counted in the write barrier until it ends. */
-	async function runAdmitted(userId: string, ctx: Context, next: (ctx: Context) => Promise<unknown>): Promise<unknown> {
-		try {
-			return await next(ctx);
-		} finally {
-			writes!.end(userId);
-		}
+		let home = cached ?? (await lookup(userId));
+		if (!home || home.region !== region || (meta && meta.epoch !== home.epoch)) home = await reread(userId);
+		if (!home) throw new UserNotFoundError(userId);
+		if (home.region !== region) throw new WrongRegionError(userId, home.region, home.epoch);
+		// Fencing: a caller holding an older epoch is told the current one.
+		if (meta && meta.epoch < home.epoch) throw new WrongRegionError(userId, home.region, home.epoch);
 	}
 
 	return {
@@ -311,16 +283,18 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			}
 		},
 
-		// Calls for one user stick to one node of the home region.
+		// Calls for one user stick to one node of the home region. A write is never re-sent by the
+		// broker's retry policy: if its node was lost mid-call it may have committed (OUTCOME_UNKNOWN).
 		serviceCreating(_service: unknown, schema: { actions?: Record<string, unknown> }) {
 			for (const action of Object.values(schema.actions ?? {})) {
 				if (!action || typeof action !== "object") continue;
-				const a = action as { home?: unknown; strategy?: string; strategyOptions?: unknown };
+				const a = action as { home?: unknown; strategy?: string; strategyOptions?: unknown; retryPolicy?: unknown };
 				const spec = parseSpec(a.home);
 				if (spec && !spec.byRegion && !a.strategy) {
 					a.strategy = "Shard";
 					a.strategyOptions = { shardKey: spec.path.join(".") };
 				}
+				if (spec?.write && !spec.byRegion && a.retryPolicy === undefined) a.retryPolicy = { enabled: false };
 			}
 		},
 
@@ -338,14 +312,23 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			const spec = parseSpec(action.home);
 			// A region-routed call concerns no user: nothing to own or fence.
 			if (!spec || spec.byRegion) return next;
+			if (spec.write)
+				return (ctx: Context) => {
+					const userId = paramAt(ctx.params, spec.path);
+					if (userId === undefined) return next(ctx);
+					const meta = (ctx.meta as { $home?: HomeMeta }).$home;
+					if (meta && meta.hops > maxHops) return Promise.reject(new RoutingLoopError(userId, meta.hops));
+					return fence.run(userId, meta?.epoch, () => next(ctx));
+				};
 			return (ctx: Context) => {
 				const userId = paramAt(ctx.params, spec.path);
 				if (userId === undefined) return next(ctx);
+				const meta = (ctx.meta as { $home?: HomeMeta }).$home;
+				if (meta && meta.hops > maxHops) return Promise.reject(new RoutingLoopError(userId, meta.hops));
+				// The usual case decided without awaiting: the cache says this region owns the user at the caller's epoch.
 				const cached = directory.cached(userId);
-				const fast = admitNow(ctx, userId, spec, cached);
-				if (fast === SLOW) return admitThenRun(ctx, userId, spec, cached, next);
-				if (fast === undefined) return next(ctx);
-				return runAdmitted(fast, ctx, next);
+				if (cached?.region === region && (!meta || meta.epoch === cached.epoch)) return next(ctx);
+				return admitRead(ctx, userId, cached).then(() => next(ctx));
 			};
 		},
 
@@ -363,4 +346,17 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			};
 		}
 	} as unknown as Middleware;
+}
+
+/** The `home:` of an action as `registry` knows it (a remote node's definition carries it too). */
+function declaration(source: ServiceBroker | ServiceBroker["registry"], actionName: string): { home?: unknown } | undefined {
+	const registry = "registry" in source ? source.registry : source;
+	const endpoint = registry.getActionEndpoints(actionName)?.endpoints[0] as { action?: { home?: unknown } } | undefined;
+	return endpoint?.action;
+}
+
+/** Whether the broker's transporter is connected (always, for the in-process one). */
+function connected(broker: ServiceBroker): boolean {
+	const transit = (broker as { transit?: { connected?: boolean } }).transit;
+	return !transit || transit.connected !== false;
 }

@@ -1,5 +1,6 @@
 import { ServiceBroker } from "moleculer";
 import type { BrokerOptions, CallingOptions } from "moleculer";
+import { NodeLiveness } from "./node-liveness.ts";
 
 /**
  * Links from this node to other regions. Moleculer has no cross-namespace call, so a link is a
@@ -23,7 +24,9 @@ export class RegionLinks {
 	broker(regionId: string): Promise<ServiceBroker> {
 		const existing = this.links.get(regionId);
 		if (existing) return existing.started;
-		const broker = new ServiceBroker(this.optionsFor(regionId));
+		const options = this.optionsFor(regionId);
+		// A link is a member of the region's namespace: it must drop that region's dead nodes as fast as they do.
+		const broker = new ServiceBroker({ ...options, middlewares: [...(options.middlewares ?? []), NodeLiveness()] });
 		let timer: NodeJS.Timeout | undefined;
 		// Moleculer retries a connection forever; a link that cannot connect must not hang its callers.
 		const timeout = new Promise<never>((_, reject) => {
@@ -53,6 +56,11 @@ export class RegionLinks {
 		if (!link.registry.getActionEndpoints(action)?.hasAvailable())
 			await link.waitForServices(service, this.discoveryTimeoutMs, 20);
 		return link.call(action, params, opts) as Promise<T>;
+	}
+
+	/** The registries of every link started or starting: what this node has heard of other regions' services. */
+	registries(): ServiceBroker["registry"][] {
+		return [...this.links.values()].map(l => l.broker.registry);
 	}
 
 	/** Region ids with a link started or starting. */

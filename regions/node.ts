@@ -9,17 +9,20 @@ import { randomBytes } from "node:crypto";
 import { HomeDirectory } from "./directory/home-directory.ts";
 import { openSqliteDirectory } from "./directory/sqlite-store.ts";
 import type { DirectoryStore } from "./directory/store.ts";
+import { fromDirectoryFailure } from "./errors.ts";
 import { GlobalEvents } from "./global-events.ts";
 import { HomeRouter, newRoutingStats } from "./home-router.ts";
 import { RegionHealth } from "./region-health.ts";
-import { attachWriteBarrier, WriteBarrier } from "./write-barrier.ts";
+import { NodeLiveness } from "./node-liveness.ts";
 import { attachLinks, RegionLinks } from "./links.ts";
 import { loadRegions } from "./loader.ts";
+import { attachFence, WriteFence } from "./ownership/fence.ts";
+import { OWNERSHIP_MIGRATIONS, OwnershipRecords } from "./ownership/records.ts";
 import type { RegionDefinition } from "./region.ts";
 import { attachRegionRuntime } from "./runtime/region-runtime.ts";
 import { envInt, envString } from "./runtime/env.ts";
 import type { Env } from "./runtime/env.ts";
-import { attachStores, openRegionStores } from "./stores/index.ts";
+import { attachStores, migrate, openRegionStores } from "./stores/index.ts";
 import type { RegionStores, StoreSettings } from "./stores/index.ts";
 
 export interface RegionNodeOptions {
@@ -42,6 +45,18 @@ export interface RegionNodeOptions {
 	env?: Env;
 	/** Applied last: tests silence the logger or turn metrics off. */
 	overrides?: Partial<BrokerOptions>;
+}
+
+/**
+ * The services a move copies: EDGEHOME_MOVE_PARTICIPANTS when set (a deployment whose sv-region
+ * runs apart from them must name them), else the move participants among this node's services.
+ * Declared, never discovered: a participant that is down fails the move instead of being skipped.
+ */
+export function declaredMoveParticipants(schemas: AnyServiceSchema[], env: Env): string[] {
+	const listed = env.EDGEHOME_MOVE_PARTICIPANTS;
+	if (listed !== undefined) return listed.split(",").map(n => n.trim()).filter(Boolean);
+	const participates = (s: AnyServiceSchema): boolean => Boolean(s.metadata?.moveParticipant) || (s.mixins ?? []).some(m => participates(m as AnyServiceSchema));
+	return schemas.filter(participates).map(s => s.name);
 }
 
 /** One running node of a region: its broker, stores and links, stopped together. */
@@ -94,6 +109,14 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		cacheSize: envInt(env, "EDGEHOME_HOME_CACHE_SIZE", 100_000, 1)
 	});
 	const stores = await openRegionStores(opts.stores);
+	const ownership = new OwnershipRecords(stores.sql);
+	try {
+		await migrate(stores.sql.db, "edgehome-ownership", OWNERSHIP_MIGRATIONS);
+	} catch (err) {
+		await stores.close();
+		await ownDirectory?.close();
+		throw err;
+	}
 	const base: BrokerOptions = { ...brokerConfig({ region: opts.region, group, transport: opts.transport, env }), ...opts.overrides };
 	const nodeID = base.nodeID!;
 	const links = new RegionLinks(target => ({
@@ -114,12 +137,18 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		onChange: (region, state) => onRegionChange(region, state.status === "up", state.reason)
 	});
 	const routing = newRoutingStats();
-	const writes = new WriteBarrier(userId => directory.refresh(userId));
+	const fence = new WriteFence({
+		region: opts.region.id,
+		records: ownership,
+		authoritative: userId => directory.entry(userId).then(e => e?.value, fromDirectoryFailure),
+		movingWaitMs: envInt(env, "EDGEHOME_MOVING_WAIT_MS", 1000, 0, 60_000)
+	});
 	const broker = new ServiceBroker({
 		...base,
 		middlewares: [
 			...(base.middlewares ?? []),
-			HomeRouter({ region: opts.region.id, directory, links, health, stats: routing, writes }),
+			NodeLiveness(),
+			HomeRouter({ region: opts.region.id, directory, links, health, stats: routing, fence }),
 			GlobalEvents({ region: opts.region.id, regions: regions.map(r => r.id), links, health })
 		]
 	});
@@ -146,8 +175,9 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	}
 	attachStores(broker, stores);
 	attachLinks(broker, links);
-	attachWriteBarrier(broker, writes);
-	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health, routing });
+	attachFence(broker, fence);
+	const moveParticipants = declaredMoveParticipants([...names.map(n => SERVICES[n]!), ...(opts.schemas ?? [])], env);
+	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health, routing, ownership, moveParticipants });
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);
 

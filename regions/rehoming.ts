@@ -1,12 +1,14 @@
 import { randomUUID } from "node:crypto";
 import type { ServiceBroker } from "moleculer";
-import { userKey } from "./directory/entries.ts";
+import { USER_PREFIX, userKey } from "./directory/entries.ts";
 import type { HomeEntry } from "./directory/entries.ts";
 import type { HomeDirectory } from "./directory/home-directory.ts";
 import { DirectoryError } from "./directory/store.ts";
 import type { DirectoryEntry } from "./directory/store.ts";
 import { MoveFailedError, MoveInProgressError, RegionUnavailableError, ResidencyViolationError, UserNotFoundError } from "./errors.ts";
 import type { RegionLinks } from "./links.ts";
+import type { HandoverStep } from "./ownership/handover.ts";
+import type { Ownership } from "./ownership/records.ts";
 import type { RegionDefinition } from "./region.ts";
 
 /**
@@ -37,21 +39,31 @@ export interface MoverOptions {
 	regions: RegionDefinition[];
 	directory: HomeDirectory;
 	links: RegionLinks;
-	/** Wait after marking the user moving, so every node sees it before rows are copied. */
+	/**
+	 * The services holding per-user data, as the deployment declares them (not whoever answers
+	 * now): each is copied, and one that cannot be reached in either region fails the move.
+	 */
+	participants: string[];
+	/** A pause after the old home is frozen: tests stretch it to crash a mover mid-move. */
 	settleMs?: number;
 	/** A move whose owner has not written its journal for this long is taken over. */
 	staleMs?: number;
+	/** How often the directory's origin is scanned for users left `moving` without a journal. */
+	orphanScanMs?: number;
 	/** `cause`: why a move was rolled back. */
 	onOutcome?: (outcome: MoveOutcome, record: MoveRecord, cause?: string) => void;
 }
 
 export const moveKey = (userId: string) => `move.${userId}`;
 const MOVE_PREFIX = "move.";
+const AUTHORITATIVE = { authoritative: true } as const;
+const DISCOVERY_MS = 2000;
 
 /**
  * This mover's hold on a journal: every write is compare-and-set on the revision it last wrote,
  * and a heartbeat keeps it fresh during long steps. A refused write means another node took the
- * move over; from then on this mover touches nothing.
+ * move over; from then on this mover touches nothing. `stop` ends the heartbeat: whoever drives
+ * a move stops it on every way out, so a journal left behind goes quiet and the sweep takes it.
  */
 class JournalLease {
 	record: MoveRecord;
@@ -72,7 +84,7 @@ class JournalLease {
 	/** Writes the journal (with a fresh heartbeat); rejects once the lease is lost. */
 	write(patch: Partial<MoveRecord>): Promise<void> {
 		const next = this.chain.then(async () => {
-			if (this.lost) throw new Error("another node took the move over");
+			this.check();
 			const record = { ...this.record, ...patch, heartbeat: Date.now() };
 			try {
 				this.revision = await this.store.update(moveKey(record.userId), record, this.revision);
@@ -90,21 +102,30 @@ class JournalLease {
 		if (this.lost) throw new Error("another node took the move over");
 	}
 
+	/** Deletes the journal: the move is over. */
 	async end(): Promise<void> {
 		this.stop();
 		await this.chain;
-		if (!this.lost) await this.store.delete(moveKey(this.record.userId), this.revision);
+		this.check();
+		await this.store.delete(moveKey(this.record.userId), this.revision);
 	}
 
 	stop(): void {
 		clearInterval(this.timer);
+		this.timer = undefined;
 	}
 }
 
 /**
- * Rehoming: mark moving → every participant service copies the user's rows from the old home to
- * the new → verify counts → compare-and-set the directory (epoch + 1, new region) → delete in the
- * old home. Participants are found by `metadata.moveParticipant`; the mover never sees a table.
+ * Rehoming. Mark the user moving in the directory → freeze the old home's ownership row (waits
+ * for the user's writes in flight there; none commits after) → the new home expects the user
+ * (`incoming`) → every declared participant copies the user's rows → verify counts → flip the
+ * directory (compare-and-set on the origin: epoch + 1, new region) → the new home claims the
+ * user, the old home releases it and deletes its rows. Before the flip any failure rolls back;
+ * after it only finishing is left. One journal (`move.<userId>`) holds the move's progress and
+ * its lease; the node holding the lease is the only one acting, and whoever drives a move (its
+ * starter, or the recovery sweep after the starter went quiet) stops the heartbeat on every
+ * way out. The mover never sees a table: participants implement the `move.*` actions.
  */
 export class Mover {
 	private readonly opts: Required<Omit<MoverOptions, "onOutcome">> & Pick<MoverOptions, "onOutcome">;
@@ -114,7 +135,7 @@ export class Mover {
 	private readonly heartbeats = new Map<string, number>();
 
 	constructor(opts: MoverOptions) {
-		this.opts = { settleMs: 500, staleMs: 5000, ...opts };
+		this.opts = { settleMs: 0, staleMs: 5000, orphanScanMs: 10 * 60_000, ...opts };
 	}
 
 	private get store() {
@@ -127,8 +148,9 @@ export class Mover {
 	}
 
 	/**
-	 * Begins a move: a refusal (unknown region or user, residency, a move in progress) rejects
-	 * here; once the user is marked moving, `done` settles as `move` does.
+	 * Begins a move: a refusal (unknown region or user, residency, a move in progress, a declared
+	 * participant not reachable) rejects here; once the user is marked moving, `done` settles as
+	 * `move` does.
 	 */
 	async start(userId: string, to: string): Promise<{ record: MoveRecord; done: Promise<MoveRecord> }> {
 		const { regions } = this.opts;
@@ -144,8 +166,9 @@ export class Mover {
 		}
 		// A pinned user stays within its jurisdiction: regions that pin at least one of the same countries.
 		if (entry.value.pinned && !target.residency.some(c => from.residency.includes(c))) throw new ResidencyViolationError(userId, from.id, to);
+		await this.reachable(from.id, to);
 
-		const participants = await this.participants(from.id, to);
+		const participants = [...this.opts.participants].sort();
 		const record = this.journal(userId, from.id, to, entry.value.epoch, "moving", participants);
 		let recordRevision: number;
 		try {
@@ -164,63 +187,71 @@ export class Mover {
 		return { record, done: this.drive({ value: record, revision: recordRevision, key: moveKey(userId) }) };
 	}
 
-	/** Runs a journalled move from wherever it stands to its end. */
-	private async drive(current: DirectoryEntry<MoveRecord>): Promise<MoveRecord> {
+	/**
+	 * Runs a journalled move from wherever it stands to its end: the one place a move's lifecycle
+	 * is decided. A journal still `moving` is copied by its starter; one taken over in that step
+	 * (`undo`) may hold a partial copy and is rolled back.
+	 */
+	private async drive(current: DirectoryEntry<MoveRecord>, undo = false): Promise<MoveRecord> {
 		const lease = new JournalLease(this.store, current, Math.max(50, Math.floor(this.opts.staleMs / 3)));
-		let flipped = current.value.step === "flipped";
+		const resumed = current.value.step !== "moving";
 		try {
-			if (lease.record.step === "moving") {
-				await sleep(this.opts.settleMs);
-				lease.check();
-				await this.drain(lease.record);
-				lease.check();
-				await this.copy(lease);
-				await lease.write({ step: "copied" });
+			if (undo && lease.record.step === "moving") {
+				await this.rollBack(lease);
+				this.opts.onOutcome?.("rolled-back", lease.record, "its mover stopped during the copy");
+				return lease.record;
 			}
-			if (lease.record.step === "copied") {
-				lease.check();
-				await this.flip(lease.record);
-				flipped = true;
-				await lease.write({ step: "flipped" });
-			}
+			await this.advance(lease);
+			this.opts.onOutcome?.(resumed ? "finished" : "moved", lease.record);
+			return lease.record;
 		} catch (err) {
 			const failedAt = lease.record.step;
-			// Lost the journal: its new owner finishes or undoes the move. Flipped: only finishing is left, and recovery does it.
-			if (!lease.lost && !flipped) {
+			const cause = (err as Error).message;
+			// Lost the journal: its new owner finishes or undoes the move. Flipped: only finishing is left.
+			if (lease.lost || failedAt === "flipped" || (await this.flipped(lease.record))) throw new MoveFailedError(lease.record.userId, failedAt, `${cause}; left to the recovery sweep`);
+			try {
 				await this.rollBack(lease);
-				this.opts.onOutcome?.("rolled-back", lease.record, (err as Error).message);
-				throw new MoveFailedError(lease.record.userId, failedAt, (err as Error).message);
+			} catch (undoErr) {
+				throw new MoveFailedError(lease.record.userId, failedAt, `${cause}; rolling back failed too (${(undoErr as Error).message}), left to the recovery sweep`);
 			}
+			this.opts.onOutcome?.("rolled-back", lease.record, cause);
+			throw new MoveFailedError(lease.record.userId, failedAt, cause);
+		} finally {
 			lease.stop();
-			throw new MoveFailedError(lease.record.userId, failedAt, `${(err as Error).message}; left to the recovery sweep`);
 		}
-		const { userId, from, participants } = lease.record;
-		for (const name of participants) await this.callIn(from, `${name}.move.delete`, { userId });
-		await lease.end();
-		this.opts.onOutcome?.(current.value.step === "moving" ? "moved" : "finished", lease.record);
-		return lease.record;
 	}
 
-	/** Waits on every node of the old home until the user's admitted writes have finished. */
-	private async drain(record: MoveRecord): Promise<void> {
-		const { from, userId, participants } = record;
-		const registry = from === this.opts.region.id ? this.opts.broker.registry : (await this.opts.links.broker(from)).registry;
-		const calls: Promise<unknown>[] = [];
-		for (const name of participants)
-			for (const ep of registry.getActionEndpoints(`${name}.move.drain`)?.endpoints ?? []) {
-				const opts = { nodeID: ep.id };
-				calls.push(from === this.opts.region.id ? this.opts.broker.call(`${name}.move.drain`, { userId }, opts) : this.opts.links.call(from, `${name}.move.drain`, { userId }, opts));
-			}
-		await Promise.all(calls);
+	private async advance(lease: JournalLease): Promise<void> {
+		const rec = () => lease.record;
+		if (rec().step === "moving") {
+			const { userId, from, to, epoch, moveId } = rec();
+			// The authoritative mark, before any copy: from here on no write of the user commits in the old home.
+			await this.handover(from, userId, "freeze", epoch, moveId);
+			if (this.opts.settleMs) await sleep(this.opts.settleMs);
+			lease.check();
+			await this.handover(to, userId, "receive", epoch + 1, moveId);
+			await this.copy(lease);
+			await lease.write({ step: "copied" });
+		}
+		if (rec().step === "copied") {
+			lease.check();
+			await this.flip(rec());
+			await lease.write({ step: "flipped" });
+		}
+		const { userId, from, to, epoch, moveId, participants } = rec();
+		await this.handover(to, userId, "claim", epoch + 1, moveId);
+		await this.handover(from, userId, "release", epoch + 1, moveId);
+		for (const name of participants) await this.callIn(from, `${name}.move.delete`, { userId, moveId });
+		await lease.end();
 	}
 
 	/** Copies every participant's rows, and checks both homes hold the same count afterwards. */
 	private async copy(lease: JournalLease): Promise<void> {
-		const { userId, from, to, participants } = lease.record;
+		const { userId, from, to, participants, moveId } = lease.record;
 		for (const name of participants) {
 			lease.check();
 			const rows = await this.callIn<unknown[]>(from, `${name}.move.export`, { userId });
-			await this.callIn(to, `${name}.move.import`, { userId, rows });
+			await this.callIn(to, `${name}.move.import`, { userId, moveId, rows });
 			const [there, here] = await Promise.all([
 				this.callIn<number>(to, `${name}.move.count`, { userId }),
 				this.callIn<number>(from, `${name}.move.count`, { userId })
@@ -230,6 +261,7 @@ export class Mover {
 		}
 	}
 
+	/** Compare-and-set on the origin's entry, never a mirror's copy of it. */
 	private async flip(record: MoveRecord): Promise<void> {
 		const entry = await this.opts.directory.entry(record.userId);
 		// A mover that died between the flip and its journal write left "copied": the flip is done.
@@ -239,41 +271,65 @@ export class Mover {
 		await this.store.update(userKey(record.userId), { ...entry.value, region: record.to, epoch: record.epoch + 1, state: "active" } satisfies HomeEntry, entry.revision);
 	}
 
-	/** Undoes a move that has not flipped: imported rows removed, the user active in its old home. */
-	private async rollBack(lease: JournalLease): Promise<void> {
-		// Confirm the journal is still ours before touching anything: only its owner flips or undoes.
-		await lease.write({});
-		const { userId, to, from, participants } = lease.record;
-		for (const name of participants) await this.callIn(to, `${name}.move.delete`, { userId });
-		const entry = await this.opts.directory.entry(userId);
-		if (entry && entry.value.state === "moving" && entry.value.region === from)
-			await this.store.update(userKey(userId), { ...entry.value, state: "active" } satisfies HomeEntry, entry.revision);
-		await lease.end();
+	/** Whether the origin says this move flipped; false when it cannot say (then rolling back will find out). */
+	private async flipped(record: MoveRecord): Promise<boolean> {
+		const entry = await this.opts.directory.entry(record.userId).catch(() => undefined);
+		return entry?.value.region === record.to && entry.value.epoch === record.epoch + 1;
 	}
 
 	/**
-	 * Services holding per-user data in `from`, as that region's registry lists them; each must
-	 * also run in `to`. Fails rather than move with nothing copied while `from`'s nodes are unknown.
+	 * Undoes a move that has not flipped. The directory goes back first (compare-and-set on the
+	 * origin), so no flip of this move can succeed after it; then the old home thaws, and the
+	 * new home gives up the user and deletes what this move imported. A failure leaves the
+	 * journal to the sweep, which repeats the (idempotent) steps.
 	 */
-	private async participants(from: string, to: string): Promise<string[]> {
-		const listed = async (region: string) => {
-			const registry = region === this.opts.region.id ? this.opts.broker.registry : (await this.opts.links.broker(region)).registry;
-			const nodes = registry.getNodeList({ onlyAvailable: true, withServices: false }).filter(n => n.metadata?.region === region);
-			if (nodes.length === 0) throw new RegionUnavailableError(region, 5, "none of its nodes is known yet");
-			const names = new Set<string>();
-			for (const s of registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string; metadata?: { moveParticipant?: boolean } }[])
-				if (s.metadata?.moveParticipant) names.add(s.name);
-			return names;
-		};
-		const [source, target] = await Promise.all([listed(from), listed(to)]);
-		const missing = [...source].filter(n => !target.has(n));
-		if (missing.length) throw new RegionUnavailableError(to, 5, `${missing.join(", ")} not running there`);
-		return [...source].sort();
+	private async rollBack(lease: JournalLease): Promise<void> {
+		// Confirm the journal is still ours before touching anything: only its owner flips or undoes.
+		await lease.write({});
+		const { userId, to, from, epoch, moveId, participants } = lease.record;
+		for (let attempt = 1; ; attempt++) {
+			const entry = await this.opts.directory.entry(userId);
+			if (entry?.value.region === to && entry.value.epoch === epoch + 1) throw new Error("the move flipped: it can only be finished");
+			if (!entry || entry.value.state !== "moving" || entry.value.region !== from || entry.value.epoch !== epoch) break;
+			try {
+				await this.store.update(userKey(userId), { ...entry.value, state: "active" } satisfies HomeEntry, entry.revision);
+				break;
+			} catch (err) {
+				if (!(err instanceof DirectoryError && err.code === "REVISION_MISMATCH") || attempt >= 3) throw err;
+			}
+		}
+		await this.handover(from, userId, "thaw", epoch, moveId);
+		const there = await this.handover(to, userId, "abandon", epoch + 1, moveId);
+		// Only rows this move imported are deleted: its imports committed only while the row named it.
+		if (there?.state === "gone" && there.moveId === moveId) for (const name of participants) await this.callIn(to, `${name}.move.delete`, { userId, moveId });
+		await lease.end();
+	}
+
+	/** Both regions must have every declared participant (and sv-region, for the handover) known and available. */
+	private async reachable(from: string, to: string): Promise<void> {
+		for (const region of [from, to]) {
+			const actions = ["sv-region.handover", ...this.opts.participants.map(p => `${p}.move.${region === from ? "export" : "import"}`)];
+			const missing = () => actions.filter(a => !registry?.getActionEndpoints(a)?.hasAvailable());
+			let registry: ServiceBroker["registry"] | undefined = this.opts.broker.registry;
+			if (region !== this.opts.region.id) {
+				const link = await this.opts.links.broker(region).catch(() => undefined);
+				registry = link?.registry;
+				// A new link hears of the region's services within moments.
+				if (link && missing().length) await link.waitForServices(actions.map(a => a.slice(0, a.indexOf("."))), DISCOVERY_MS, 20).catch(() => undefined);
+			}
+			const absent = missing();
+			if (absent.length) throw new RegionUnavailableError(region, 5, `not running there now: ${absent.map(a => a.slice(0, a.indexOf("."))).join(", ")}`);
+		}
+	}
+
+	private handover(region: string, userId: string, step: HandoverStep, epoch: number, moveId: string): Promise<Ownership | undefined> {
+		return this.callIn(region, "sv-region.handover", { region, userId, step, epoch, moveId });
 	}
 
 	private callIn<T>(region: string, action: string, params: unknown): Promise<T> {
-		if (region === this.opts.region.id) return this.opts.broker.call<T, unknown>(action, params);
-		return this.opts.links.call<T>(region, action, params);
+		// A move's calls are each idempotent, and the journal decides what happens after a failure: no broker retries.
+		if (region === this.opts.region.id) return this.opts.broker.call<T, unknown>(action, params, { retries: 0 });
+		return this.opts.links.call<T>(region, action, params, { retries: 0 });
 	}
 
 	private journal(userId: string, from: string, to: string, epoch: number, step: MoveRecord["step"], participants: string[]): MoveRecord {
@@ -283,14 +339,14 @@ export class Mover {
 
 	/** The journal of the user's move in progress, if any. */
 	async status(userId: string): Promise<MoveRecord | undefined> {
-		return (await this.store.get<MoveRecord>(moveKey(userId)))?.value;
+		return (await this.store.get<MoveRecord>(moveKey(userId), AUTHORITATIVE))?.value;
 	}
 
-	/** Takes over and ends every move whose owner went quiet (crashed): finish if flipped, else roll back. */
+	/** Takes over and ends every move whose owner went quiet (crashed): finish if copied or flipped, else roll back. */
 	async recover(): Promise<number> {
 		let recovered = 0;
 		for (let after = 0; ; ) {
-			const page = await this.store.list<MoveRecord>(MOVE_PREFIX, { afterRevision: after, limit: 100 });
+			const page = await this.store.list<MoveRecord>(MOVE_PREFIX, { afterRevision: after, limit: 100, ...AUTHORITATIVE });
 			for (const entry of page.entries) {
 				this.heartbeats.set(entry.key, entry.value.heartbeat);
 				if (Date.now() - entry.value.heartbeat < this.opts.staleMs) continue;
@@ -301,16 +357,7 @@ export class Mover {
 				} catch {
 					continue; // another node claimed it first
 				}
-				// A copy cut short may be partial: undo it. One that completed is finished.
-				if (claimed.value.step === "moving") {
-					const lease = new JournalLease(this.store, claimed, Math.max(50, Math.floor(this.opts.staleMs / 3)));
-					try {
-						await this.rollBack(lease);
-						this.opts.onOutcome?.("rolled-back", claimed.value, "its mover stopped during the copy");
-					} catch {
-						lease.stop();
-					}
-				} else await this.drive(claimed).catch(() => undefined);
+				await this.drive(claimed, true).catch(err => this.opts.broker.logger.warn(`recovering the move of ${claimed.value.userId} failed: ${(err as Error).message}`));
 				recovered++;
 			}
 			if (page.next === null) return recovered;
@@ -319,10 +366,40 @@ export class Mover {
 	}
 
 	/**
+	 * Users the origin says are `moving` with no journal: a move that cannot be resumed, so the
+	 * user would refuse writes for good. Each is set active again where it is, after a second
+	 * look (a move creates its journal before it marks the user, and deletes it only after the
+	 * user is active again).
+	 */
+	async recoverOrphans(): Promise<number> {
+		let reset = 0;
+		for (let after = 0; ; ) {
+			const page = await this.store.list<HomeEntry>(USER_PREFIX, { afterRevision: after, limit: 1000, ...AUTHORITATIVE });
+			for (const entry of page.entries) {
+				if (entry.value.state !== "moving") continue;
+				const userId = entry.key.slice(USER_PREFIX.length);
+				if (await this.store.get(moveKey(userId), AUTHORITATIVE)) continue;
+				const now = await this.opts.directory.entry(userId);
+				if (!now || now.value.state !== "moving" || now.revision !== entry.revision || (await this.store.get(moveKey(userId), AUTHORITATIVE))) continue;
+				try {
+					await this.store.update(entry.key, { ...now.value, state: "active" } satisfies HomeEntry, now.revision);
+					reset++;
+					this.opts.broker.logger.warn(`user ${userId} was left moving without a move journal: active again in ${now.value.region}`);
+				} catch {
+					// Changed meanwhile: whoever changed it owns it.
+				}
+			}
+			if (page.next === null) return reset;
+			after = page.next;
+		}
+	}
+
+	/**
 	 * Looks for abandoned moves, so a crashed mover never leaves a user moving. Listing the journal
 	 * costs a JetStream consumer, so it is not done every tick: the change feed tells this node each
 	 * journal's heartbeat, and a tick lists (and claims) only when one has gone quiet, or when the
-	 * feed is not running, or every `fullScanMs` anyway.
+	 * feed is not running, or every `fullScanMs` anyway. Orphans (moving, no journal) are looked
+	 * for at start and every `orphanScanMs`.
 	 */
 	startRecovery(intervalMs = 2000, fullScanMs = 30_000): void {
 		this.unlisten = this.opts.directory.listen(MOVE_PREFIX, change => {
@@ -331,21 +408,32 @@ export class Mover {
 			else this.heartbeats.delete(change.key);
 		});
 		let lastScan = 0;
+		// Spread over the nodes: every sv-region node scans, none in step with the others.
+		let lastOrphanScan = Date.now() - this.opts.orphanScanMs * Math.random();
 		const due = () => {
 			const now = Date.now();
 			if (!this.opts.directory.watching || now - lastScan >= fullScanMs) return true;
 			for (const heartbeat of this.heartbeats.values()) if (now - heartbeat >= this.opts.staleMs) return true;
 			return false;
 		};
-		const tick = () => {
-			const scan = due() ? ((lastScan = Date.now()), this.recover()) : Promise.resolve(0);
-			void scan
+		const tick = async () => {
+			if (due()) {
+				lastScan = Date.now();
+				await this.recover();
+			}
+			if (Date.now() - lastOrphanScan >= this.opts.orphanScanMs) {
+				lastOrphanScan = Date.now();
+				await this.recoverOrphans();
+			}
+		};
+		const loop = () => {
+			void tick()
 				.catch(err => this.opts.broker.logger.warn(`move recovery failed: ${(err as Error).message}`))
 				.finally(() => {
-					if (this.sweeper) this.sweeper = setTimeout(tick, intervalMs);
+					if (this.sweeper) this.sweeper = setTimeout(loop, intervalMs);
 				});
 		};
-		this.sweeper = setTimeout(tick, 0);
+		this.sweeper = setTimeout(loop, 0);
 	}
 
 	stopRecovery(): void {

@@ -5,6 +5,10 @@ import { HomeCache } from "./home-cache.ts";
 import { DirectoryError } from "./store.ts";
 import type { DirectoryChange, DirectoryEntry, DirectoryStore, DirectoryWatch } from "./store.ts";
 
+const AUTHORITATIVE = { authoritative: true } as const;
+/** Users remembered as read ahead of the feed. */
+const MAX_AHEAD = 10_000;
+
 export interface Identity {
 	kind: IdentityKind;
 	value: string;
@@ -33,6 +37,10 @@ export class HomeDirectory {
 	 */
 	private readonly filling = new Map<string, { readers: number; revision: number }>();
 	private readonly listeners = new Set<{ prefix: string; listener: (change: DirectoryChange) => void }>();
+	/** The last revision the change feed delivered. */
+	private feedRevision = 0;
+	/** Users read from the origin at a revision the feed has not reached yet. */
+	private readonly ahead = new Map<string, number>();
 	lookups = 0;
 
 	constructor(opts: HomeDirectoryOptions) {
@@ -68,9 +76,16 @@ export class HomeDirectory {
 	}
 
 	private onChange(change: DirectoryChange<HomeEntry>): void {
+		this.feedRevision = change.revision;
 		for (const { prefix, listener } of this.listeners) if (change.key.startsWith(prefix)) listener(change);
 		if (!change.key.startsWith(USER_PREFIX)) return;
 		const userId = change.key.slice(USER_PREFIX.length);
+		if (this.ahead.size) {
+			const known = this.ahead.get(userId);
+			if (known !== undefined && change.revision < known) return;
+			// The feed is in revision order: once it passes a read, that read can no longer be undone.
+			for (const [user, revision] of this.ahead) if (revision <= change.revision) this.ahead.delete(user);
+		}
 		const fill = this.filling.get(userId);
 		if (fill) fill.revision = Math.max(fill.revision, change.revision);
 		// Only refresh what this node already holds: the feed must not fill the cache with every user.
@@ -81,7 +96,7 @@ export class HomeDirectory {
 
 	/** Where `userId` lives, or undefined for a user the directory does not know. */
 	async home(userId: string): Promise<HomeEntry | undefined> {
-		return this.cached(userId) ?? this.refresh(userId);
+		return this.cached(userId) ?? this.load(userId, false);
 	}
 
 	/** A lookup answered from the cache alone, without waiting: undefined on a miss (then use `home`). */
@@ -90,25 +105,54 @@ export class HomeDirectory {
 		return this.cache.get(userId);
 	}
 
-	/** Reads past the cache and re-fills it: used to heal after a WRONG_REGION answer. */
+	/**
+	 * Reads the origin past the cache and mirror, and re-fills the cache: how a node heals after a
+	 * WRONG_REGION answer. While the origin cannot answer, the local copy is the best there is;
+	 * routing on it may cost a retry, never a misplaced write (the home's fence decides those).
+	 */
 	async refresh(userId: string): Promise<HomeEntry | undefined> {
-		if (!this.watch) return (await this.store.get<HomeEntry>(userKey(userId)))?.value;
+		try {
+			return await this.load(userId, true);
+		} catch (err) {
+			if (!(err instanceof DirectoryError && err.code === "DIRECTORY_UNAVAILABLE")) throw err;
+			return this.load(userId, false);
+		}
+	}
+
+	private async load(userId: string, authoritative: boolean): Promise<HomeEntry | undefined> {
+		const opts = { authoritative };
+		if (!this.watch) return (await this.store.get<HomeEntry>(userKey(userId), opts))?.value;
 		let fill = this.filling.get(userId);
 		if (!fill) this.filling.set(userId, (fill = { readers: 0, revision: 0 }));
 		fill.readers++;
 		try {
-			const entry = await this.store.get<HomeEntry>(userKey(userId));
-			if (entry && entry.revision >= fill.revision) this.cache.set(userId, entry.value);
-			else this.cache.delete(userId);
+			const entry = await this.store.get<HomeEntry>(userKey(userId), opts);
+			const ahead = this.ahead.get(userId) ?? 0;
+			if (entry && entry.revision >= fill.revision && entry.revision >= ahead) {
+				this.cache.set(userId, entry.value);
+				// The origin may be ahead of this node's feed: the feed's older news must not undo this read.
+				if (entry.revision > this.feedRevision) this.remember(userId, entry.revision);
+				return entry.value;
+			}
+			// Older than what this node read from the origin: keep that.
+			if (entry && entry.revision < ahead) return this.cache.peek(userId) ?? entry.value;
+			this.cache.delete(userId);
 			return entry?.value;
 		} finally {
 			if (--fill.readers === 0) this.filling.delete(userId);
 		}
 	}
 
-	/** The directory entry with its revision, for compare-and-set. */
+	private remember(userId: string, revision: number): void {
+		this.ahead.delete(userId);
+		this.ahead.set(userId, revision);
+		// A stalled feed must not grow this without bound: forgetting costs a retry, not safety.
+		if (this.ahead.size > MAX_AHEAD) this.ahead.delete(this.ahead.keys().next().value!);
+	}
+
+	/** The directory entry with its revision, read from the origin: for compare-and-set. */
 	entry(userId: string): Promise<DirectoryEntry<HomeEntry> | undefined> {
-		return this.store.get<HomeEntry>(userKey(userId));
+		return this.store.get<HomeEntry>(userKey(userId), AUTHORITATIVE);
 	}
 
 	blind(identity: Identity): string {

@@ -17,7 +17,8 @@ import type {
 	DirectoryErrorCode,
 	DirectoryPage,
 	DirectoryStore,
-	DirectoryWatch
+	DirectoryWatch,
+	ReadOptions
 } from "./store.ts";
 
 export interface NatsKvDirectoryOptions {
@@ -86,6 +87,8 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	private readonly reader: KV;
 	/** The stream reads come from: the origin's, or this region's mirror. */
 	private readonly readStream: string;
+	/** The origin bucket's stream, for authoritative reads. */
+	private readonly originStream: string;
 	/** Subjects of the origin's keys, kept as they are in a mirror. */
 	private readonly subjectPrefix: string;
 	private readonly timeoutMs: number;
@@ -99,14 +102,17 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		this.origin = parts.origin;
 		this.reader = parts.reader;
 		this.readStream = parts.readStream;
+		this.originStream = `KV_${parts.bucket}`;
 		this.subjectPrefix = `$KV.${parts.bucket}.`;
 		this.timeoutMs = parts.timeoutMs;
 	}
 
-	async get<T>(key: string): Promise<DirectoryEntry<T> | undefined> {
+	async get<T>(key: string, opts: ReadOptions = {}): Promise<DirectoryEntry<T> | undefined> {
 		assertKey(key);
+		// The origin handle is bound without direct gets, so its reads are answered by the origin stream's leader.
+		const source = opts.authoritative ? this.origin : this.reader;
 		return this.bounded("get", async () => {
-			const entry = await this.reader.get(key);
+			const entry = await source.get(key);
 			if (!entry || entry.operation !== "PUT") return undefined;
 			return { key, value: entry.json<T>(), revision: entry.revision };
 		});
@@ -133,11 +139,12 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		await this.bounded("delete", () => this.origin.delete(key, opts), "REVISION_MISMATCH");
 	}
 
-	async list<T>(prefix: string, opts: { afterRevision?: number; limit: number }): Promise<DirectoryPage<T>> {
+	async list<T>(prefix: string, opts: { afterRevision?: number; limit: number } & ReadOptions): Promise<DirectoryPage<T>> {
 		assertPrefix(prefix);
 		const { afterRevision = 0, limit } = opts;
 		assertListBounds(afterRevision, limit);
-		return this.bounded("list", () => this.page<T>(prefix, afterRevision, limit));
+		const stream = opts.authoritative ? this.originStream : this.readStream;
+		return this.bounded("list", () => this.page<T>(stream, prefix, afterRevision, limit));
 	}
 
 	async watch<T>(
@@ -202,10 +209,10 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	 * prefix, until the page is full and one more live entry proves there is a next page, or
 	 * the consumer has nothing pending.
 	 */
-	private async page<T>(prefix: string, afterRevision: number, limit: number): Promise<DirectoryPage<T>> {
+	private async page<T>(stream: string, prefix: string, afterRevision: number, limit: number): Promise<DirectoryPage<T>> {
 		// A subject filter matches whole tokens: it narrows to the prefix's last dot, and keys are compared for the rest.
 		const filter = `${this.subjectPrefix}${prefix.slice(0, prefix.lastIndexOf(".") + 1)}>`;
-		const info = await this.jsm.consumers.add(this.readStream, {
+		const info = await this.jsm.consumers.add(stream, {
 			deliver_policy: DeliverPolicy.StartSequence,
 			opt_start_seq: afterRevision + 1,
 			filter_subject: filter,

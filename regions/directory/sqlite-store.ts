@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
 import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, deliver, DirectoryError } from "./store.ts";
-import type { DirectoryChange, DirectoryEntry, DirectoryPage, DirectoryStore, DirectoryWatch } from "./store.ts";
+import type { DirectoryChange, DirectoryEntry, DirectoryPage, DirectoryStore, DirectoryWatch, ReadOptions } from "./store.ts";
 
 /** How often watchers look for changes written by another connection (another process) to the same file. */
 const POLL_MS = 100;
@@ -84,7 +84,8 @@ export class SqliteDirectoryStore implements DirectoryStore {
 		};
 	}
 
-	async get<T>(key: string): Promise<DirectoryEntry<T> | undefined> {
+	/** One file, no copies: every read is authoritative. */
+	async get<T>(key: string, _opts?: ReadOptions): Promise<DirectoryEntry<T> | undefined> {
 		assertKey(key);
 		const row = this.stmt.get.get(key) as EntryRow | undefined;
 		return row && { key: row.key, value: JSON.parse(row.value) as T, revision: row.revision };
@@ -128,7 +129,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 		if (changed) this.pump();
 	}
 
-	async list<T>(prefix: string, opts: { afterRevision?: number; limit: number }): Promise<DirectoryPage<T>> {
+	async list<T>(prefix: string, opts: { afterRevision?: number; limit: number } & ReadOptions): Promise<DirectoryPage<T>> {
 		assertPrefix(prefix);
 		const { afterRevision = 0, limit } = opts;
 		assertListBounds(afterRevision, limit);

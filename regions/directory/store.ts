@@ -29,9 +29,18 @@ export interface DirectoryWatch {
 	stop(): Promise<void>;
 }
 
+/**
+ * How fresh a read must be. By default a read is served locally (a mirror in production), which
+ * may trail the origin by seconds or stall: fine for routing, never for deciding ownership.
+ * `authoritative` reads the origin itself, and fails rather than answer from a copy.
+ */
+export interface ReadOptions {
+	authoritative?: boolean;
+}
+
 export interface DirectoryStore {
-	/** The current entry, or undefined. Served locally (a mirror in production). */
-	get<T>(key: string): Promise<DirectoryEntry<T> | undefined>;
+	/** The current entry, or undefined. */
+	get<T>(key: string, opts?: ReadOptions): Promise<DirectoryEntry<T> | undefined>;
 	/** Creates the key only if absent (or deleted); `KEY_EXISTS` otherwise. Returns the revision. */
 	create<T>(key: string, value: T): Promise<number>;
 	/** Replaces the value only if the key is still at `revision`; `REVISION_MISMATCH` otherwise. */
@@ -42,7 +51,7 @@ export interface DirectoryStore {
 	 * Live entries whose key starts with `prefix`, in revision order, at most `limit` (≤ 1000),
 	 * those with revision > `afterRevision`.
 	 */
-	list<T>(prefix: string, opts: { afterRevision?: number; limit: number }): Promise<DirectoryPage<T>>;
+	list<T>(prefix: string, opts: { afterRevision?: number; limit: number } & ReadOptions): Promise<DirectoryPage<T>>;
 	/**
 	 * Calls `onChange` for every change after `fromRevision` (default: only changes from now on),
 	 * in revision order, including deletes.

@@ -2,6 +2,7 @@ import type { ServiceBroker } from "moleculer";
 import type { HomeDirectory } from "../directory/home-directory.ts";
 import type { RoutingStats } from "../home-router.ts";
 import type { RegionLinks } from "../links.ts";
+import type { OwnershipRecords } from "../ownership/records.ts";
 import type { RegionDefinition } from "../region.ts";
 import type { RegionHealth } from "../region-health.ts";
 
@@ -13,6 +14,10 @@ export interface RegionRuntime {
 	links: RegionLinks;
 	health: RegionHealth;
 	routing: RoutingStats;
+	/** This region's ownership rows, which a move's handover steps change. */
+	ownership: OwnershipRecords;
+	/** The services a move copies, as this deployment declares them. */
+	moveParticipants: string[];
 }
 
 const runtimes = new WeakMap<ServiceBroker, RegionRuntime>();

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Kysely, MysqlDialect, sql } from "kysely";
 import { createConnection, createPool } from "mysql2";
+import { scopedDb } from "./scoped-db.ts";
 import { nodeSqliteDialect } from "./sqlite-dialect.ts";
 
 export type SqlDialectName = "mysql" | "sqlite";
@@ -40,6 +41,9 @@ export async function openSqlStore(url: string, opts: { poolSize?: number } = {}
 			supportBigNumbers: true,
 			bigNumberStrings: false
 		});
+		// Statements see what others committed, and locking reads take no gap locks: fenced writes hold
+		// their transaction across a handler, and a repeatable-read snapshot would hide concurrent commits from it.
+		pool.on("connection", conn => conn.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"));
 		const db = new Kysely<any>({ dialect: new MysqlDialect({ pool }) });
 		parsed.password = "";
 		parsed.username = "";
@@ -48,7 +52,8 @@ export async function openSqlStore(url: string, opts: { poolSize?: number } = {}
 	throw new Error(`unsupported SQL store URL "${url}" (use mysql://… or sqlite:…)`);
 }
 
-function store(dialect: SqlDialectName, location: string, db: Kysely<any>): SqlStore {
+function store(dialect: SqlDialectName, location: string, raw: Kysely<any>): SqlStore {
+	const db = scopedDb(raw);
 	return {
 		dialect,
 		location,

@@ -6,6 +6,8 @@ import type { HomeEntry } from "../../regions/directory/entries.ts";
 import type { Identity } from "../../regions/directory/home-directory.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
 import { DirectoryUnavailableError, UserNotFoundError } from "../../regions/errors.ts";
+import { HANDOVER_STEPS, handover, HandoverRefused } from "../../regions/ownership/handover.ts";
+import type { HandoverStep } from "../../regions/ownership/handover.ts";
 import { Mover } from "../../regions/rehoming.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
 import { envInt } from "../../regions/runtime/env.ts";
@@ -177,6 +179,8 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId, to: regionId },
 			// A move copies every participant's rows: allow it far longer than an ordinary call.
 			timeout: 120_000,
+			// A failed move has rolled back or is left to the recovery sweep; re-running it would race its own journal.
+			retryPolicy: { enabled: false },
 			async handler(ctx: Context<{ userId: string; to: string }>) {
 				const { userId: id } = ctx.params;
 				const { done } = await this.beginMove(id, ctx.params.to);
@@ -187,6 +191,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		startMove: {
 			params: { $$strict: true, userId, to: regionId },
+			retryPolicy: { enabled: false },
 			/** Refusals are answered here, as `move` answers them; the move itself runs on after the reply (see moveProgress). */
 			async handler(ctx: Context<{ userId: string; to: string }>) {
 				const { progress, done } = await this.beginMove(ctx.params.userId, ctx.params.to);
@@ -194,6 +199,21 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				done.catch(err => this.logger.warn(`move ${progress.moveId} of ${progress.userId} failed: ${(err as Error).message}`));
 				const { moveId: id, userId: user, from, to, state } = progress;
 				return { moveId: id, userId: user, from, to, state };
+			}
+		},
+
+		handover: {
+			visibility: "public",
+			home: { region: "region" },
+			params: { $$strict: true, region: regionId, userId, step: { type: "enum", values: [...HANDOVER_STEPS] }, epoch: { type: "number", integer: true, min: 1 }, moveId },
+			/** One step of a move on this region's ownership row of the user (regions/ownership/handover.ts); run by the mover. */
+			async handler(ctx: Context<{ region: string; userId: string; step: HandoverStep; epoch: number; moveId: string }>) {
+				const { userId: user, step, epoch, moveId: move } = ctx.params;
+				const row = await handover(this.runtime.ownership, user, step, epoch, move).catch(err => {
+					if (err instanceof HandoverRefused) throw new Errors.MoleculerError(err.message, 409, "HANDOVER_REFUSED", { userId: user, step });
+					throw err;
+				});
+				return row ?? null;
 			}
 		},
 
@@ -368,7 +388,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	created() {
 		this.runtime = regionRuntimeOf(this.broker);
 		this.moveRecordTtlMs = envInt(process.env, "EDGEHOME_MOVE_RECORD_TTL_MS", MOVE_RECORD_TTL_MS, 1000);
-		const { region, regions, directory, links } = this.runtime;
+		const { region, regions, directory, links, moveParticipants } = this.runtime;
 		const counted = this.broker.isMetricsEnabled();
 		if (counted) this.broker.metrics.register({ type: "counter", name: "edgehome.moves", labelNames: ["outcome"], description: "User moves by outcome" });
 		this.mover = new Mover({
@@ -377,8 +397,10 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			regions,
 			directory,
 			links,
-			// How long a move waits after marking the user moving; tests stretch it to crash a mover mid-move.
-			settleMs: envInt(process.env, "EDGEHOME_MOVE_SETTLE_MS", 500, 0, 600_000),
+			participants: moveParticipants,
+			// A pause after the old home is frozen; tests stretch it to crash a mover mid-move.
+			settleMs: envInt(process.env, "EDGEHOME_MOVE_SETTLE_MS", 0, 0, 600_000),
+			orphanScanMs: envInt(process.env, "EDGEHOME_MOVE_ORPHAN_SCAN_MS", 10 * 60_000, 1000),
 			onOutcome: (outcome, record, cause) => {
 				if (counted) this.broker.metrics.increment("edgehome.moves", { outcome });
 				const state = outcome === "rolled-back" ? "rolled-back" : "moved";

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
@@ -162,17 +162,45 @@ describe("home routing (embedded, three regions)", () => {
 		});
 	});
 
-	it("holds a write for a moving user, then answers USER_MOVING; reads still served", async () => {
+	it("holds a write for a user whose old home a move froze, then answers USER_MOVING; reads still served", async () => {
 		const userId = users["cn-east"]!;
+		const moveId = randomUUID();
 		const entry = (await store.get<HomeEntry>(userKey(userId)))!;
 		await store.update(userKey(userId), { ...entry.value, state: "moving" }, entry.revision);
+		await nodes["ap-south"]!.broker.call("sv-region.handover", { region: "cn-east", userId, step: "freeze", epoch: 1, moveId });
 		const started = Date.now();
 		await expect(nodes["ap-south"]!.broker.call("profile.touch", { userId })).rejects.toMatchObject({ type: "USER_MOVING", code: 503 });
 		expect(Date.now() - started).toBeGreaterThanOrEqual(900);
 		await expect(nodes["ap-south"]!.broker.call("profile.where", { userId })).resolves.toMatchObject({ region: "cn-east" });
+		// The move rolls back: the directory first, then the old home thaws.
 		const moving = (await store.get<HomeEntry>(userKey(userId)))!;
-		setTimeout(() => void store.update(userKey(userId), { ...moving.value, state: "active" }, moving.revision), 300);
+		setTimeout(() => {
+			void store
+				.update(userKey(userId), { ...moving.value, state: "active" }, moving.revision)
+				.then(() => nodes["ap-south"]!.broker.call("sv-region.handover", { region: "cn-east", userId, step: "thaw", epoch: 1, moveId }));
+		}, 300);
 		await expect(nodes["ap-south"]!.broker.call("profile.touch", { userId })).resolves.toMatchObject({ region: "cn-east" });
+	});
+
+	it("commits a write only where the region's own ownership row says so, whatever the directory claims", async () => {
+		const userId = users["ap-south"]!;
+		// The first write records the home's ownership from the directory's origin.
+		await expect(nodes["cn-east"]!.broker.call("profile.touch", { userId })).resolves.toMatchObject({ region: "eu-central" });
+		// Behind the fence's back, the directory alone says moving: the home's row still owns the user, so writes go on.
+		const entry = (await store.get<HomeEntry>(userKey(userId)))!;
+		const { epoch } = entry.value;
+		await store.update(userKey(userId), { ...entry.value, state: "moving" }, entry.revision);
+		await expect(nodes["cn-east"]!.broker.call("profile.touch", { userId })).resolves.toMatchObject({ region: "eu-central" });
+		// A move freezes the home's row: the user takes no write, even from a node whose cache says active.
+		const moveId = randomUUID();
+		await nodes["cn-east"]!.broker.call("sv-region.handover", { region: "eu-central", userId, step: "freeze", epoch, moveId });
+		const home = nodes["eu-central"]!;
+		home.directory.cache.set(userId, { ...entry.value, state: "active" });
+		await expect(home.broker.call("profile.touch", { userId })).rejects.toMatchObject({ type: "USER_MOVING" });
+		const moving = (await store.get<HomeEntry>(userKey(userId)))!;
+		await store.update(userKey(userId), { ...moving.value, state: "active" }, moving.revision);
+		await home.broker.call("sv-region.handover", { region: "eu-central", userId, step: "thaw", epoch, moveId });
+		await expect(home.broker.call("profile.touch", { userId })).resolves.toMatchObject({ region: "eu-central" });
 	});
 
 	it("keeps each caller's meta its own: no other call's context is merged back into it", async () => {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
@@ -20,6 +21,8 @@ let seq = 0;
 
 const node = (id: string) => nodes[id]!;
 const call = <T = any>(from: string, action: string, params: unknown) => node(from).broker.call<T, unknown>(action, params);
+const moverOn = (id: string, settleMs: number) =>
+	new Mover({ broker: node(id).broker, region: regions.find(r => r.id === id)!, regions, directory: node(id).directory, links: node(id).links, participants: ["notes"], settleMs, staleMs: 600 });
 const moverOf = (id: string) => (node(id).broker.getLocalService("sv-region") as unknown as { mover: Mover }).mover;
 
 async function register(country?: string): Promise<string> {
@@ -121,7 +124,7 @@ describe("rehoming", () => {
 
 	it("refuses a second move of the same user while one is in progress", async () => {
 		const userId = await register("JP");
-		const first = call("cn-east", "sv-region.move", { userId, to: "ap-south" });
+		const first = moverOn("cn-east", 500).move(userId, "ap-south");
 		await new Promise(r => setTimeout(r, 50));
 		await expect(call("ap-south", "sv-region.move", { userId, to: "eu-central" })).rejects.toMatchObject({ type: "MOVE_IN_PROGRESS", code: 409 });
 		await first;
@@ -131,8 +134,6 @@ describe("rehoming", () => {
 	it("keeps a slow move's journal fresh, so no other node takes a live move over", async () => {
 		const userId = await register("JP");
 		await call("cn-east", "notes.add", { userId, text: "slow" });
-		const moverOn = (id: string, settleMs: number) =>
-			new Mover({ broker: node(id).broker, region: regions.find(r => r.id === id)!, regions, directory: node(id).directory, links: node(id).links, settleMs, staleMs: 600 });
 		const moving = moverOn("cn-east", 2000).move(userId, "ap-south");
 		await new Promise(r => setTimeout(r, 1200));
 		expect(await moverOn("eu-central", 0).recover()).toBe(0);
@@ -144,7 +145,7 @@ describe("rehoming", () => {
 		const userId = await register("JP");
 		const slowWrite = call("ap-south", "notes.add", { userId, text: "in flight", delayMs: 400 });
 		await new Promise(r => setTimeout(r, 100));
-		const mover = new Mover({ broker: node("ap-south").broker, region: regions.find(r => r.id === "ap-south")!, regions, directory: node("ap-south").directory, links: node("ap-south").links, settleMs: 0 });
+		const mover = new Mover({ broker: node("ap-south").broker, region: regions.find(r => r.id === "ap-south")!, regions, directory: node("ap-south").directory, links: node("ap-south").links, participants: ["notes"], settleMs: 0 });
 		const moved = mover.move(userId, "eu-central");
 		await expect(slowWrite).resolves.toMatchObject({ region: "cn-east" });
 		await expect(moved).resolves.toMatchObject({ step: "flipped" });
@@ -157,9 +158,13 @@ describe("rehoming", () => {
 			await call("cn-east", "notes.add", { userId, text: "precious" });
 			const entry = (await store.get<HomeEntry>(userKey(userId)))!;
 			await store.update(userKey(userId), { ...entry.value, state: "moving" }, entry.revision);
+			// What the crashed mover got done: the old home frozen, the new one receiving, the rows copied.
+			const moveId = randomUUID();
+			await call("eu-central", "sv-region.handover", { region: "cn-east", userId, step: "freeze", epoch: 1, moveId });
+			await call("eu-central", "sv-region.handover", { region: "ap-south", userId, step: "receive", epoch: 2, moveId });
 			const rows = await call("cn-east", "notes.move.export", { userId });
-			await call("ap-south", "notes.move.import", { userId, rows });
-			const record: MoveRecord = { moveId: `crashed-${step}`, userId, from: "cn-east", to: "ap-south", step, epoch: 1, participants: ["notes"], owner: "gone-node", heartbeat: Date.now() - 60_000, startedAt: Date.now() - 60_000 };
+			await call("ap-south", "notes.move.import", { userId, moveId, rows });
+			const record: MoveRecord = { moveId, userId, from: "cn-east", to: "ap-south", step, epoch: 1, participants: ["notes"], owner: "gone-node", heartbeat: Date.now() - 60_000, startedAt: Date.now() - 60_000 };
 			await store.create(moveKey(userId), record);
 			return userId;
 		}

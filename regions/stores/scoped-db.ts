@@ -1,0 +1,47 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Kysely } from "kysely";
+
+/**
+ * Which transaction a region database's queries belong to in the current async context. A
+ * fenced write (regions/ownership/fence.ts) opens one, and every query made while it runs (by
+ * the handler, by a helper that kept the database handle since start-up, by a call it makes on
+ * this node) joins it: it commits or rolls back with the write, and on SQLite, whose one
+ * connection the transaction holds, a query outside it would wait for it forever.
+ */
+export interface DbScope {
+	/** The transaction, as the query builder services get. */
+	db: Kysely<any>;
+	/** Users whose ownership this transaction has checked. */
+	fenced: Set<string>;
+}
+
+const scopes = new AsyncLocalStorage<Map<Kysely<any>, DbScope>>();
+const raws = new WeakMap<object, Kysely<any>>();
+
+/** `raw` as services hold it: each query goes to the transaction open on it in this context, if any. */
+export function scopedDb<DB>(raw: Kysely<DB>): Kysely<DB> {
+	const proxy = new Proxy(raw, {
+		get(target, prop) {
+			const real = (scopes.getStore()?.get(target)?.db as Kysely<DB> | undefined) ?? target;
+			const value = Reflect.get(real, prop, real) as unknown;
+			return typeof value === "function" ? value.bind(real) : value;
+		}
+	});
+	raws.set(proxy, raw);
+	return proxy;
+}
+
+/** The transaction open on `db` in this context. */
+export function scopeOf(db: Kysely<any>): DbScope | undefined {
+	return scopes.getStore()?.get(raws.get(db) ?? db);
+}
+
+/** Runs `fn` with `scope` as the transaction of `db`. */
+export function runInScope<T>(db: Kysely<any>, scope: DbScope, fn: () => Promise<T>): Promise<T> {
+	return scopes.run(new Map(scopes.getStore()).set(raws.get(db) ?? db, scope), fn);
+}
+
+/** The database itself, past any open transaction: for what must not join one (a handover's own transaction). */
+export function unscoped<DB>(db: Kysely<DB>): Kysely<DB> {
+	return (raws.get(db) as Kysely<DB> | undefined) ?? db;
+}
