@@ -103,8 +103,8 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 			enabled: true,
 			shutdownTimeout: envInt(env, "EDGEHOME_SHUTDOWN_TIMEOUT_MS", 10_000, 100)
 		},
-		heartbeatInterval: envInt(env, "EDGEHOME_HEARTBEAT_INTERVAL_S", 5, 1),
-		heartbeatTimeout: envInt(env, "EDGEHOME_HEARTBEAT_TIMEOUT_S", 15, 2),
+		heartbeatInterval: envInt(env, "EDGEHOME_HEARTBEAT_INTERVAL_S", 2, 1),
+		heartbeatTimeout: envInt(env, "EDGEHOME_HEARTBEAT_TIMEOUT_S", 6, 2),
 		registry: { strategy: "RoundRobin", preferLocal: true, stopDelay: 100 },
 		metrics: metricsPort
 			? {

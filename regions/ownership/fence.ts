@@ -147,7 +147,8 @@ export class WriteFence {
 			let running = false;
 			try {
 				return await this.commitEither(async trx => {
-					const row = await this.records.read(trx, userId, "share");
+					// Exclusive: two calls of one move for one user (a retried import) run one after the other.
+					const row = await this.records.read(trx, userId, "update");
 					if (row?.state !== state || row.moveId !== moveId)
 						throw new MoveFencedError(userId, moveId, `this region's ownership row is ${row ? `${row.state} (move ${row.moveId ?? "none"})` : "absent"}, not ${state} for this move`);
 					running = true;

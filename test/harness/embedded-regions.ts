@@ -16,10 +16,17 @@ export interface EmbeddedRegions {
 }
 
 /** Every shipped region in this process over the in-process transporter, each with an in-memory store. */
-export async function startEmbeddedRegions(opts: { namespacePrefix: string; services: string[]; schemas?: AnyServiceSchema[] }): Promise<EmbeddedRegions> {
+export async function startEmbeddedRegions(opts: {
+	namespacePrefix: string;
+	services: string[];
+	schemas?: AnyServiceSchema[];
+	/** How one region sees the shared directory (a stalled mirror, say); the store itself by default. */
+	viewOf?: (regionId: string, store: DirectoryStore) => DirectoryStore;
+	env?: Record<string, string>;
+}): Promise<EmbeddedRegions> {
 	const regions = loadRegions();
 	const store = await openSqliteDirectory(":memory:");
-	const directory = { store, blindIndexKey: randomBytes(32) };
+	const blindIndexKey = randomBytes(32);
 	const nodes: Record<string, RegionNode> = {};
 	const stop = async () => {
 		for (const n of Object.values(nodes)) await n.stop();
@@ -34,8 +41,8 @@ export async function startEmbeddedRegions(opts: { namespacePrefix: string; serv
 				services: opts.services,
 				schemas: opts.schemas,
 				stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
-				directory,
-				env: { EDGEHOME_NAMESPACE_PREFIX: opts.namespacePrefix, EDGEHOME_METRICS_PORT: "off" },
+				directory: { store: opts.viewOf?.(id, store) ?? store, blindIndexKey },
+				env: { EDGEHOME_NAMESPACE_PREFIX: opts.namespacePrefix, EDGEHOME_METRICS_PORT: "off", ...opts.env },
 				overrides: { logger: false }
 			});
 	} catch (err) {

@@ -1,0 +1,191 @@
+import type { JetStreamManager, StreamConfig } from "nats";
+
+/**
+ * Restarts a JetStream mirror that has stopped following its origin.
+ *
+ * Why: a mirror whose consumer on the origin could not be set up waits for the server's own
+ * retry. On nats-server 2.9.10 that comes within 2–8 s (measured; a 5 s consumer-create timeout), but
+ * on 2.10.27 and 2.15.1 a mirror whose server restarted waits 30 s for an answer that never
+ * comes, then backs off: measured 32–44 s behind an origin that answered all along. Neither a
+ * stream leader stepdown nor a no-op config update restarts it there (measured: no effect), and a
+ * clustered server refuses to change a stream's mirror config; deleting and re-adding the mirror
+ * with its own config does (following again ~1 s later).
+ *
+ * Stalled means: the origin answers and is ahead of the mirror, and the mirror's last sequence has
+ * not moved for `stallMs`. A mirror that moves, however slowly, is left alone (a new one would be
+ * no faster), and so is one whose origin does not answer. `mirror.lag` is not used: the server
+ * only updates it when a message arrives, so it can read hundreds while the mirror is level.
+ *
+ * Cost of a repair: the new mirror starts empty and copies the origin's current messages (one per
+ * key with history 1); until it has them, reads from it miss keys. `onEvent` says when a repair
+ * starts and when the mirror has reached the origin again, so that a caller can read from the
+ * origin meanwhile.
+ */
+
+export interface MirrorWatchdogOptions {
+	jsm: JetStreamManager;
+	/** The mirror stream, e.g. `KV_<bucket>-<cluster>`. */
+	mirror: string;
+	/** The stream it mirrors, e.g. `KV_<bucket>`. */
+	origin: string;
+	/** Time between checks (default 2000 ms). */
+	intervalMs?: number;
+	/** A mirror behind and not moving for this long is repaired (default 15000 ms). */
+	stallMs?: number;
+	/** Least time between two repairs (default 60000 ms), so that a cause a repair cannot fix does not empty the mirror over and over. */
+	minRepairIntervalMs?: number;
+	onEvent?: (event: MirrorWatchdogEvent) => void;
+}
+
+export type MirrorWatchdogEvent =
+	| { type: "stalled"; mirrorSeq: number; originSeq: number; stalledMs: number }
+	| { type: "repairing"; config: StreamConfig }
+	| { type: "repaired"; originSeq: number; ms: number }
+	| { type: "repair-failed"; error: unknown };
+
+/** What one check found. */
+export type MirrorState = "following" | "behind" | "stalled" | "repairing" | "origin-unreachable" | "mirror-unreachable";
+
+const DEFAULTS = { intervalMs: 2000, stallMs: 15_000, minRepairIntervalMs: 60_000 };
+const STREAM_NOT_FOUND = 10059;
+
+export class MirrorWatchdog {
+	private readonly opts: MirrorWatchdogOptions & typeof DEFAULTS;
+	private timer: ReturnType<typeof setTimeout> | undefined;
+	private running: Promise<unknown> | undefined;
+	private stopped = true;
+	/** The mirror's last sequence, and since when it has been that while behind. */
+	private still: { seq: number; since: number } | undefined;
+	private lastRepairAt = -Infinity;
+	/** Config to re-add, kept until the add succeeds; and the origin sequence the new mirror must reach. */
+	private pending: { config: StreamConfig } | undefined;
+	private resync: { originSeq: number; startedAt: number } | undefined;
+	private repairCount = 0;
+
+	constructor(opts: MirrorWatchdogOptions) {
+		this.opts = { ...DEFAULTS, ...opts };
+	}
+
+	/** Repairs done so far. */
+	get repairs(): number {
+		return this.repairCount;
+	}
+
+	start(): void {
+		if (!this.stopped) return;
+		this.stopped = false;
+		const tick = () => {
+			this.running = this.check()
+				.catch(() => undefined)
+				.finally(() => {
+					if (!this.stopped) this.timer = setTimeout(tick, this.opts.intervalMs);
+				});
+		};
+		this.timer = setTimeout(tick, this.opts.intervalMs);
+	}
+
+	async stop(): Promise<void> {
+		this.stopped = true;
+		clearTimeout(this.timer);
+		await this.running;
+	}
+
+	/** One look, repairing when stalled; start() calls it every `intervalMs`. */
+	async check(now = Date.now()): Promise<MirrorState> {
+		const { jsm, mirror, origin } = this.opts;
+		if (this.pending) {
+			// A repair deleted the mirror and its re-add has not succeeded yet.
+			try {
+				await jsm.streams.add(this.pending.config);
+			} catch (error) {
+				this.emit({ type: "repair-failed", error });
+				return "repairing";
+			}
+			this.pending = undefined;
+		}
+		// Origin first: a mirror level with the origin as it was a moment before is following.
+		let originSeq: number;
+		try {
+			originSeq = (await jsm.streams.info(origin)).state.last_seq;
+		} catch {
+			this.still = undefined;
+			return "origin-unreachable";
+		}
+		let mirrorSeq: number;
+		try {
+			mirrorSeq = (await jsm.streams.info(mirror)).state.last_seq;
+		} catch {
+			return "mirror-unreachable";
+		}
+		if (this.resync && mirrorSeq >= this.resync.originSeq) {
+			this.emit({ type: "repaired", originSeq: this.resync.originSeq, ms: now - this.resync.startedAt });
+			this.resync = undefined;
+		}
+		// A re-added mirror that stalls in turn is caught like any other.
+		const moving = this.resync ? "repairing" : "behind";
+		if (mirrorSeq >= originSeq) {
+			this.still = undefined;
+			return this.resync ? "repairing" : "following";
+		}
+		if (!this.still || this.still.seq !== mirrorSeq) {
+			this.still = { seq: mirrorSeq, since: now };
+			return moving;
+		}
+		const stalledMs = now - this.still.since;
+		if (stalledMs < this.opts.stallMs) return moving;
+		this.emit({ type: "stalled", mirrorSeq, originSeq, stalledMs });
+		if (now - this.lastRepairAt < this.opts.minRepairIntervalMs) return "stalled";
+		await this.repair(originSeq, now);
+		return "repairing";
+	}
+
+	/** Deletes the mirror and adds it again with its own config: a new mirror sets up a new consumer on the origin. */
+	private async repair(originSeq: number, now: number): Promise<void> {
+		const { jsm, mirror, origin } = this.opts;
+		this.lastRepairAt = now;
+		this.still = undefined;
+		let config: StreamConfig;
+		try {
+			config = (await jsm.streams.info(mirror)).config;
+		} catch (error) {
+			this.emit({ type: "repair-failed", error });
+			return;
+		}
+		// Never delete a stream that is not (or no longer) a mirror of this origin.
+		if (config.mirror?.name !== origin) {
+			this.emit({ type: "repair-failed", error: new Error(`${mirror} is not a mirror of ${origin}`) });
+			return;
+		}
+		this.emit({ type: "repairing", config });
+		this.repairCount++;
+		this.resync = { originSeq, startedAt: now };
+		try {
+			await jsm.streams.delete(mirror);
+		} catch (error) {
+			if (apiErrorCode(error) !== STREAM_NOT_FOUND) {
+				this.resync = undefined;
+				this.emit({ type: "repair-failed", error });
+				return;
+			}
+		}
+		this.pending = { config };
+		try {
+			await jsm.streams.add(config);
+			this.pending = undefined;
+		} catch (error) {
+			this.emit({ type: "repair-failed", error });
+		}
+	}
+
+	private emit(event: MirrorWatchdogEvent): void {
+		try {
+			this.opts.onEvent?.(event);
+		} catch {
+			// A listener's failure is not the watchdog's.
+		}
+	}
+}
+
+function apiErrorCode(err: unknown): number | undefined {
+	return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code;
+}
