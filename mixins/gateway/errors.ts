@@ -63,6 +63,8 @@ export function toHttpError(raw: unknown, calledAction: boolean): HttpError {
 	if (type === "VALIDATION_ERROR") return { status: 400, code: "VALIDATION_FAILED", message: "request is not valid", details: validationDetails(err.data) };
 	if (UPSTREAM_MISSING.has(type) && calledAction) return { status: 502, code: "UPSTREAM_UNAVAILABLE", message: "a service needed for this request is not available" };
 	if (NOT_ROUTED.has(type) || (code === 404 && !calledAction)) return { status: 404, code: "NOT_FOUND", message: "no such route" };
+	// Sent, unanswered: it may have been applied. Not the same as a timeout of a call that surely did not run.
+	if (type === "OUTCOME_UNKNOWN") return { status: 504, code: "OUTCOME_UNKNOWN", message: "the request may or may not have been applied; check before repeating it", retryAfter: retryAfterOf(err.data) ?? 1 };
 	if (type === "REQUEST_TIMEOUT" || type === "UPSTREAM_TIMEOUT") return { status: 504, code: "UPSTREAM_TIMEOUT", message: "the request took too long" };
 	if (type in RETRYABLE_503) return { status: 503, code: type, message: message || "try again later", retryAfter: retryAfterOf(err.data) ?? RETRYABLE_503[type] };
 	if (code === 429) return { status: 429, code: "RATE_LIMITED", message: message || "too many requests", retryAfter: retryAfterOf(err.data) ?? 60 };

@@ -1,6 +1,7 @@
 import { Errors } from "moleculer";
 import { describe, expect, it } from "vitest";
 import { toHttpError } from "../../../../mixins/gateway/errors.ts";
+import { OutcomeUnknownError } from "../../../../regions/errors.ts";
 
 describe("toHttpError", () => {
 	it("keeps our client errors' codes and messages", () => {
@@ -20,6 +21,11 @@ describe("toHttpError", () => {
 		expect(toHttpError(new Errors.RequestTimeoutError({ action: "sv-user.get", nodeID: "n1" }), true)).toMatchObject({ status: 504, code: "UPSTREAM_TIMEOUT" });
 		expect(toHttpError(new TypeError("cannot read properties of undefined (reading 'x')"), true)).toEqual({ status: 500, code: "INTERNAL", message: "internal error" });
 		expect(toHttpError(new Errors.MoleculerError("db exploded at /srv/app.ts:12", 500, "DB"), true)).toEqual({ status: 500, code: "INTERNAL", message: "internal error" });
+	});
+
+	it("says a write's outcome is unknown, without naming the action or the user", () => {
+		const e = toHttpError(new OutcomeUnknownError("01m8r1gtmffsxwx66ek108mkg6", "sv-user.update", "Request is timed out when call 'sv-user.update' action on 'eu-central-all-1' node."), true);
+		expect(e).toEqual({ status: 504, code: "OUTCOME_UNKNOWN", message: "the request may or may not have been applied; check before repeating it", retryAfter: 1 });
 	});
 
 	it("gives retryable 503s a Retry-After", () => {
