@@ -367,31 +367,35 @@ export class Mover {
 
 	/**
 	 * Users the origin says are `moving` with no journal: a move that cannot be resumed, so the
-	 * user would refuse writes for good. Each is set active again where it is, after a second
-	 * look (a move creates its journal before it marks the user, and deletes it only after the
-	 * user is active again).
+	 * user would refuse writes for good. Each is set active again where it is. Scans the whole
+	 * origin: the change feed (see startRecovery) finds them sooner; this is the net below it.
 	 */
 	async recoverOrphans(): Promise<number> {
 		let reset = 0;
 		for (let after = 0; ; ) {
 			const page = await this.store.list<HomeEntry>(USER_PREFIX, { afterRevision: after, limit: 1000, ...AUTHORITATIVE });
-			for (const entry of page.entries) {
-				if (entry.value.state !== "moving") continue;
-				const userId = entry.key.slice(USER_PREFIX.length);
-				if (await this.store.get(moveKey(userId), AUTHORITATIVE)) continue;
-				const now = await this.opts.directory.entry(userId);
-				if (!now || now.value.state !== "moving" || now.revision !== entry.revision || (await this.store.get(moveKey(userId), AUTHORITATIVE))) continue;
-				try {
-					await this.store.update(entry.key, { ...now.value, state: "active" } satisfies HomeEntry, now.revision);
-					reset++;
-					this.opts.broker.logger.warn(`user ${userId} was left moving without a move journal: active again in ${now.value.region}`);
-				} catch {
-					// Changed meanwhile: whoever changed it owns it.
-				}
-			}
+			for (const entry of page.entries) if (entry.value.state === "moving" && (await this.resetOrphan(entry.key.slice(USER_PREFIX.length)))) reset++;
 			if (page.next === null) return reset;
 			after = page.next;
 		}
+	}
+
+	/**
+	 * Sets `userId` active again if the origin says moving and no journal exists, looked at twice
+	 * (a move creates its journal before it marks the user, and deletes it only once the user is
+	 * active again, so a moving user without one is no move's).
+	 */
+	private async resetOrphan(userId: string): Promise<boolean> {
+		if (await this.store.get(moveKey(userId), AUTHORITATIVE)) return false;
+		const now = await this.opts.directory.entry(userId);
+		if (!now || now.value.state !== "moving" || (await this.store.get(moveKey(userId), AUTHORITATIVE))) return false;
+		try {
+			await this.store.update(userKey(userId), { ...now.value, state: "active" } satisfies HomeEntry, now.revision);
+		} catch {
+			return false; // changed meanwhile: whoever changed it owns it
+		}
+		this.opts.broker.logger.warn(`user ${userId} was left moving without a move journal: active again in ${now.value.region}`);
+		return true;
 	}
 
 	/**
@@ -402,11 +406,23 @@ export class Mover {
 	 * for at start and every `orphanScanMs`.
 	 */
 	startRecovery(intervalMs = 2000, fullScanMs = 30_000): void {
-		this.unlisten = this.opts.directory.listen(MOVE_PREFIX, change => {
+		const unlistenMoves = this.opts.directory.listen(MOVE_PREFIX, change => {
 			const record = change.value as MoveRecord | undefined;
 			if (record) this.heartbeats.set(change.key, record.heartbeat);
 			else this.heartbeats.delete(change.key);
 		});
+		// Users the feed last saw moving, and since when: one moving for long is checked for a journal.
+		const moving = new Map<string, number>();
+		const unlistenUsers = this.opts.directory.listen(USER_PREFIX, change => {
+			const userId = change.key.slice(USER_PREFIX.length);
+			if ((change.value as HomeEntry | undefined)?.state === "moving") {
+				if (!moving.has(userId)) moving.set(userId, Date.now());
+			} else moving.delete(userId);
+		});
+		this.unlisten = () => {
+			unlistenMoves();
+			unlistenUsers();
+		};
 		let lastScan = 0;
 		// Spread over the nodes: every sv-region node scans, none in step with the others.
 		let lastOrphanScan = Date.now() - this.opts.orphanScanMs * Math.random();
@@ -421,6 +437,11 @@ export class Mover {
 				lastScan = Date.now();
 				await this.recover();
 			}
+			for (const [userId, since] of moving)
+				if (Date.now() - since >= 2 * this.opts.staleMs && !this.heartbeats.has(moveKey(userId))) {
+					moving.delete(userId);
+					await this.resetOrphan(userId);
+				}
 			if (Date.now() - lastOrphanScan >= this.opts.orphanScanMs) {
 				lastOrphanScan = Date.now();
 				await this.recoverOrphans();

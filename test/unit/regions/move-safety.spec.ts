@@ -189,6 +189,20 @@ describe("a move's participants and lifecycle", () => {
 		expect((await store.get<HomeEntry>(userKey(userId)))!.value).toMatchObject({ region: "ap-south", state: "active" });
 	});
 
+	it("notices through the change feed a user who stays moving without a journal, and makes it active again", async () => {
+		const sweeper = moverOn("eu-central", 200);
+		sweeper.startRecovery(100);
+		try {
+			const userId = await register("JP");
+			const entry = (await store.get<HomeEntry>(userKey(userId)))!;
+			await store.update(userKey(userId), { ...entry.value, state: "moving" }, entry.revision);
+			const ms = await within(async () => (await store.get<HomeEntry>(userKey(userId)))!.value.state === "active", 3000);
+			console.log(`orphaned moving user active again after ${ms} ms`);
+		} finally {
+			sweeper.stopRecovery();
+		}
+	});
+
 	it("is never re-run by the broker's retry policy", async () => {
 		const schema = node("eu-central").broker.getLocalService("sv-region")!.schema as { actions: Record<string, { retryPolicy?: unknown }> };
 		expect(schema.actions.move!.retryPolicy).toEqual({ enabled: false });
