@@ -11,6 +11,7 @@ import { openSqliteDirectory } from "./directory/sqlite-store.ts";
 import type { DirectoryStore } from "./directory/store.ts";
 import { fromDirectoryFailure } from "./errors.ts";
 import { GlobalEvents } from "./global-events.ts";
+import { homeAnnouncements } from "./home-announcements.ts";
 import { HomeRouter, newRoutingStats } from "./home-router.ts";
 import { RegionHealth } from "./region-health.ts";
 import { NodeLiveness } from "./node-liveness.ts";
@@ -178,6 +179,7 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	attachFence(broker, fence);
 	const moveParticipants = declaredMoveParticipants([...names.map(n => SERVICES[n]!), ...(opts.schemas ?? [])], env);
 	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health, routing, ownership, moveParticipants });
+	broker.createService(homeAnnouncements(directory));
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);
 

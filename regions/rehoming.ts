@@ -6,6 +6,7 @@ import type { HomeDirectory } from "./directory/home-directory.ts";
 import { DirectoryError } from "./directory/store.ts";
 import type { DirectoryEntry } from "./directory/store.ts";
 import { MoveFailedError, MoveInProgressError, RegionUnavailableError, ResidencyViolationError, UserNotFoundError } from "./errors.ts";
+import { announceHome } from "./home-announcements.ts";
 import type { RegionLinks } from "./links.ts";
 import type { HandoverStep } from "./ownership/handover.ts";
 import type { Ownership } from "./ownership/records.ts";
@@ -268,7 +269,14 @@ export class Mover {
 		if (entry?.value.region === record.to && entry.value.epoch === record.epoch + 1) return;
 		if (!entry || entry.value.region !== record.from || entry.value.epoch !== record.epoch)
 			throw new Error("the directory entry changed during the move");
-		await this.store.update(userKey(record.userId), { ...entry.value, region: record.to, epoch: record.epoch + 1, state: "active" } satisfies HomeEntry, entry.revision);
+		const home: HomeEntry = { ...entry.value, region: record.to, epoch: record.epoch + 1, state: "active" };
+		const revision = await this.store.update(userKey(record.userId), home, entry.revision);
+		this.announce(record.userId, home, revision);
+	}
+
+	private announce(userId: string, home: HomeEntry, revision: number): void {
+		const { broker, links, regions, region } = this.opts;
+		announceHome(broker, links, regions.map(r => r.id), region.id, { userId, home, revision });
 	}
 
 	/** Whether the origin says this move flipped; false when it cannot say (then rolling back will find out). */
@@ -292,7 +300,8 @@ export class Mover {
 			if (entry?.value.region === to && entry.value.epoch === epoch + 1) throw new Error("the move flipped: it can only be finished");
 			if (!entry || entry.value.state !== "moving" || entry.value.region !== from || entry.value.epoch !== epoch) break;
 			try {
-				await this.store.update(userKey(userId), { ...entry.value, state: "active" } satisfies HomeEntry, entry.revision);
+				const home: HomeEntry = { ...entry.value, state: "active" };
+				this.announce(userId, home, await this.store.update(userKey(userId), home, entry.revision));
 				break;
 			} catch (err) {
 				if (!(err instanceof DirectoryError && err.code === "REVISION_MISMATCH") || attempt >= 3) throw err;

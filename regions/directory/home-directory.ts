@@ -143,6 +143,16 @@ export class HomeDirectory {
 		}
 	}
 
+	/**
+	 * Takes a change the origin confirmed at `revision` (a move's flip, announced by its mover)
+	 * before this node's feed brings it: a mirror that lags or stalls then costs no stale answer.
+	 */
+	learn(userId: string, home: HomeEntry, revision: number): void {
+		if (revision <= this.feedRevision || revision <= (this.ahead.get(userId) ?? 0)) return;
+		this.cache.set(userId, home);
+		this.remember(userId, revision);
+	}
+
 	private remember(userId: string, revision: number): void {
 		this.ahead.delete(userId);
 		this.ahead.set(userId, revision);

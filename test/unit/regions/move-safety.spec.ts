@@ -87,6 +87,12 @@ describe("moves stay safe when the old home's directory mirror has stalled", () 
 		} finally {
 			writing = false;
 			await writer;
+		}
+		try {
+			// The mover's announcement reached the stalled region: its reads go to the new home, not the emptied old one.
+			await within(() => node("cn-east").directory.cache.peek(userId)?.region === "ap-south", 1000);
+			expect(await call("cn-east", "notes.list", { userId })).toHaveLength(acked.length + 3);
+		} finally {
 			views["cn-east"]!.resume();
 		}
 		const texts = await textsByRegion(userId);
