@@ -10,6 +10,8 @@ import type {
 	NatsConnection,
 	OrderedConsumerOptions
 } from "nats";
+import { MirrorWatchdog } from "./mirror-watchdog.ts";
+import type { MirrorWatchdogEvent } from "./mirror-watchdog.ts";
 import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, deliver, DirectoryError } from "./store.ts";
 import type {
 	DirectoryChange,
@@ -32,6 +34,8 @@ export interface NatsKvDirectoryOptions {
 	timeoutMs?: number;
 	/** Connection name, as the server's monitoring shows it. */
 	name?: string;
+	/** A mirror behind its origin and not moving for this long is made anew (default 15–25 s, jittered per node). */
+	mirrorStallMs?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
@@ -66,6 +70,7 @@ interface StoreParts {
 	bucket: string;
 	readStream: string;
 	timeoutMs: number;
+	mirrorStallMs?: number;
 }
 
 /**
@@ -92,7 +97,10 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	/** Subjects of the origin's keys, kept as they are in a mirror. */
 	private readonly subjectPrefix: string;
 	private readonly timeoutMs: number;
-	private readonly watches = new Set<DirectoryWatch>();
+	private readonly watches = new Set<DirectoryWatch & { reopen(): Promise<void> }>();
+	/** Repairs a stalled mirror; reads go to the origin while it is made anew. */
+	private readonly watchdog: MirrorWatchdog | undefined;
+	private repairing = false;
 	private closed = false;
 
 	constructor(parts: StoreParts) {
@@ -105,12 +113,25 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		this.originStream = `KV_${parts.bucket}`;
 		this.subjectPrefix = `$KV.${parts.bucket}.`;
 		this.timeoutMs = parts.timeoutMs;
+		if (this.readStream !== this.originStream) {
+			// Jittered, so that of a region's nodes one repairs and the others then see the mirror moving.
+			this.watchdog = new MirrorWatchdog({ jsm: this.jsm, mirror: this.readStream, origin: this.originStream, stallMs: parts.mirrorStallMs ?? 15_000 + Math.floor(Math.random() * 10_000), onEvent: e => this.onMirrorEvent(e) });
+			this.watchdog.start();
+		}
+	}
+
+	private onMirrorEvent(event: MirrorWatchdogEvent): void {
+		if (event.type === "repairing") this.repairing = true;
+		if (event.type === "repaired") {
+			this.repairing = false;
+			for (const watch of this.watches) void watch.reopen().catch(() => undefined);
+		}
 	}
 
 	async get<T>(key: string, opts: ReadOptions = {}): Promise<DirectoryEntry<T> | undefined> {
 		assertKey(key);
 		// The origin handle is bound without direct gets, so its reads are answered by the origin stream's leader.
-		const source = opts.authoritative ? this.origin : this.reader;
+		const source = opts.authoritative || this.repairing ? this.origin : this.reader;
 		return this.bounded("get", async () => {
 			const entry = await source.get(key);
 			if (!entry || entry.operation !== "PUT") return undefined;
@@ -143,7 +164,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		assertPrefix(prefix);
 		const { afterRevision = 0, limit } = opts;
 		assertListBounds(afterRevision, limit);
-		const stream = opts.authoritative ? this.originStream : this.readStream;
+		const stream = opts.authoritative || this.repairing ? this.originStream : this.readStream;
 		return this.bounded("list", () => this.page<T>(stream, prefix, afterRevision, limit));
 	}
 
@@ -154,10 +175,13 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		const { fromRevision } = opts;
 		if (fromRevision !== undefined) assertAfter("fromRevision", fromRevision);
 		let stopped = false;
-		const starting = (async () => {
+		/** The last revision delivered: a consumer opened again resumes after it. */
+		let last = 0;
+		const open = async (after: number | undefined) => {
 			// "From now on" is pinned to a sequence rather than left to DeliverPolicy.New, so that a
 			// consumer recreated after a server restart resumes where this one was instead of skipping.
-			const start = fromRevision ?? (await this.jsm.streams.info(this.readStream)).state.last_seq;
+			const start = after ?? (await this.jsm.streams.info(this.readStream)).state.last_seq;
+			last = Math.max(last, start);
 			const consumerOpts: Partial<OrderedConsumerOptions> = {
 				filterSubjects: `${this.subjectPrefix}>`,
 				opt_start_seq: start + 1
@@ -166,11 +190,14 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 			const messages = await consumer.consume({
 				expires: WATCH_EXPIRES_MS,
 				callback: m => {
-					if (!stopped) deliver(onChange, this.change<T>(m));
+					if (stopped || m.seq <= last) return;
+					last = m.seq;
+					deliver(onChange, this.change<T>(m));
 				}
 			});
 			return { consumer, messages };
-		})();
+		};
+		const starting = open(fromRevision);
 		const halt = async ({ consumer, messages }: { consumer: Consumer; messages: ConsumerMessages }) => {
 			await messages.close();
 			await consumer.delete().catch(() => false);
@@ -184,12 +211,18 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 			starting.then(halt).catch(() => undefined);
 			throw err;
 		}
-		const watch: DirectoryWatch = {
+		const watch: DirectoryWatch & { reopen(): Promise<void> } = {
 			stop: async () => {
 				if (stopped) return;
 				stopped = true;
 				this.watches.delete(watch);
 				await halt(started);
+			},
+			// After the mirror was made anew: a consumer on the old stream is gone with it.
+			reopen: async () => {
+				if (stopped) return;
+				await halt(started).catch(() => undefined);
+				started = await this.bounded("watch", () => open(last));
 			}
 		};
 		this.watches.add(watch);
@@ -199,6 +232,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	async close(): Promise<void> {
 		if (this.closed) return;
 		this.closed = true;
+		await this.watchdog?.stop();
 		await Promise.allSettled([...this.watches].map(w => w.stop()));
 		// Draining waits for the server; a server that is gone gets the connection closed instead.
 		await this.bounded("close", () => this.nc.drain()).catch(() => this.nc.close());
@@ -342,7 +376,7 @@ export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise
 			streamName: readStream,
 			allow_direct: config.allow_direct === true
 		});
-		return new NatsKvDirectoryStore({ nc, js, jsm, origin, reader, bucket: opts.bucket, readStream, timeoutMs });
+		return new NatsKvDirectoryStore({ nc, js, jsm, origin, reader, bucket: opts.bucket, readStream, timeoutMs, mirrorStallMs: opts.mirrorStallMs });
 	} catch (err) {
 		await nc.close();
 		throw translate(err, `open bucket ${opts.bucket}`);

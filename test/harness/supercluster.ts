@@ -25,6 +25,23 @@ export interface Supercluster {
 export interface SuperclusterOptions {
 	/** How long the servers get to accept clients and connect their gateways. */
 	readyTimeoutMs?: number;
+	/** Relays put in front of some regions' gateways (see GatewayFront); none by default. */
+	gatewayFront?: GatewayFront;
+}
+
+/**
+ * Something this process runs in front of a region's gateway port, such as the relays of
+ * mirror-lag.ts: the region advertises the front's port instead of its own, so every other
+ * server's gateway connection into that region passes through it and a test can slow or hold
+ * what crosses into the region.
+ */
+export interface GatewayFront {
+	/** The regions whose gateway is fronted. */
+	readonly regions: readonly string[];
+	/** Starts (or, on a retried start, restarts) the front of `regionId` forwarding to 127.0.0.1:`gatewayPort`; resolves with the port it listens on. */
+	open(regionId: string, gatewayPort: number): Promise<number>;
+	/** Stops every front; the supercluster's stop() calls it. */
+	close(): Promise<void>;
 }
 
 interface Ports {
@@ -37,6 +54,8 @@ interface Ports {
 interface Server {
 	readonly region: string;
 	readonly ports: Ports;
+	/** The gateway port the other servers dial: the front's when the region has one. */
+	gatewayDialed: number;
 	readonly conf: string;
 	readonly log: string;
 	proc?: ChildProcess;
@@ -55,22 +74,31 @@ export async function startSupercluster(regionIds: string[], opts: SuperclusterO
 	// freePort() only says a port was free a moment ago; losing that race is retried with new ports.
 	for (let attempt = 1; ; attempt++) {
 		try {
-			return await attemptStart(regionIds, readyTimeoutMs);
+			return await attemptStart(regionIds, readyTimeoutMs, opts.gatewayFront);
 		} catch (err) {
-			if (!(err instanceof PortTakenError) || attempt === 3) throw err;
+			if (!(err instanceof PortTakenError) || attempt === 3) {
+				await opts.gatewayFront?.close();
+				throw err;
+			}
 		}
 	}
 }
 
-async function attemptStart(regionIds: string[], readyTimeoutMs: number): Promise<Supercluster> {
+async function attemptStart(regionIds: string[], readyTimeoutMs: number, front?: GatewayFront): Promise<Supercluster> {
 	const dir = mkdtempSync(join(tmpdir(), "edgehome-supercluster-"));
 	const ports = await distinctFreePorts(regionIds.length * 4);
 	const servers = regionIds.map((region, i): Server => ({
 		region,
 		ports: { client: ports[i * 4]!, cluster: ports[i * 4 + 1]!, gateway: ports[i * 4 + 2]!, http: ports[i * 4 + 3]! },
+		gatewayDialed: ports[i * 4 + 2]!,
 		conf: join(dir, `${region}.conf`),
 		log: join(dir, `${region}.log`)
 	}));
+	for (const regionId of front?.regions ?? []) {
+		const server = servers.find(s => s.region === regionId);
+		if (!server) throw new Error(`gateway front for "${regionId}", which is not in this supercluster (${regionIds.join(", ")})`);
+		server.gatewayDialed = await front!.open(regionId, server.ports.gateway);
+	}
 	for (const server of servers) {
 		const store = join(dir, `${server.region}-js`);
 		mkdirSync(store);
@@ -89,6 +117,7 @@ async function attemptStart(regionIds: string[], readyTimeoutMs: number): Promis
 			if (stopped) return;
 			stopped = true;
 			await Promise.all(servers.map(terminate));
+			await front?.close();
 			rmSync(dir, { recursive: true, force: true });
 		},
 		async kill(regionId) {
@@ -120,7 +149,9 @@ async function distinctFreePorts(count: number): Promise<number[]> {
 
 function serverConfig(server: Server, store: string, all: Server[]): string {
 	const { region, ports } = server;
-	const gateways = all.map(s => `\t\t{ name: "${s.region}", url: "nats://127.0.0.1:${s.ports.gateway}" }`);
+	const gateways = all.map(s => `\t\t{ name: "${s.region}", url: "nats://127.0.0.1:${s.gatewayDialed}" }`);
+	// A fronted region must also gossip the front's address, or servers would learn its own port and go around the front.
+	const advertise = server.gatewayDialed === ports.gateway ? [] : [`\tadvertise: "127.0.0.1:${server.gatewayDialed}"`];
 	return [
 		`server_name: "${region}"`,
 		`listen: "127.0.0.1:${ports.client}"`,
@@ -136,6 +167,7 @@ function serverConfig(server: Server, store: string, all: Server[]): string {
 		"gateway {",
 		`\tname: "${region}"`,
 		`\tlisten: "127.0.0.1:${ports.gateway}"`,
+		...advertise,
 		"\tgateways: [",
 		...gateways,
 		"\t]",
