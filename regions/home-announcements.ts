@@ -8,7 +8,7 @@ import type { RegionLinks } from "./links.ts";
  * as the origin has it: the change feed may trail by seconds (or stall), and until it arrives a
  * node would route to, and read from, the old home. Best effort: the feed still follows.
  */
-export const HOME_CHANGED = "home-announcements.changed";
+export const HOME_CHANGED = "edgehome.homeChanged";
 
 interface Announcement {
 	userId: string;
@@ -16,10 +16,10 @@ interface Announcement {
 	revision: number;
 }
 
-/** The service every region node runs to hear announcements. */
+/** The service every region node runs to hear announcements: internal (`$`), so listings leave it out. */
 export function homeAnnouncements(directory: HomeDirectory): ServiceSchema {
 	return {
-		name: "home-announcements",
+		name: "$home-announcements",
 		events: {
 			[HOME_CHANGED]: {
 				params: {
