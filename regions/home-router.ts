@@ -149,11 +149,18 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		if (broker.isMetricsEnabled()) broker.metrics.increment(name, labels);
 	}
 
-	async function forward(target: string, actionName: string, params: unknown, callOpts: CallingOptions, meta: Record<string, unknown>) {
+	/**
+	 * Runs the call in region `target` through the link. A region known down is refused before
+	 * anything is sent; one that goes down with the call in flight fails it at once, and a write
+	 * (`writeOf`: its user) then says its outcome is unknown (it may have run there).
+	 */
+	async function forward(target: string, actionName: string, params: unknown, callOpts: CallingOptions, meta: Record<string, unknown>, writeOf?: string) {
 		stats.forwards[target] = (stats.forwards[target] ?? 0) + 1;
 		count("edgehome.routing.forwards", { from: region, to: target });
 		// Cut off from the bus: nothing can be sent, so say so now rather than after the timeout.
 		if (!connected(broker)) throw new RegionUnavailableError(target, 5, "this node is not connected to its transporter");
+		if (health?.status(target) === "down") throw new RegionUnavailableError(target, 5, health.all()[target]?.reason);
+		let sent = false;
 		try {
 			const call = links.call(target, actionName, params, {
 				meta,
@@ -161,11 +168,13 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 				requestID: callOpts.parentCtx?.requestID ?? callOpts.requestID,
 				headers: callOpts.headers
 			});
+			sent = true;
 			return await (health ? health.guard(target, call) : call);
 		} catch (err) {
 			const type = (err as { type?: string }).type;
 			if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND" || /waiting is timed out|did not connect/i.test((err as Error).message))
 				throw new RegionUnavailableError(target, 5, (err as Error).message);
+			if (type === "REGION_UNAVAILABLE" && sent && writeOf !== undefined) throw new OutcomeUnknownError(writeOf, actionName, `region ${target} went down with the call in flight`);
 			throw err;
 		}
 	}
@@ -184,10 +193,10 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		if (cached?.region === region && !cutOff(actionName)) {
 			stats.local++;
 			const routed: Promise<unknown> & { ctx?: unknown } = next(actionName, params, withHome(o, cached)).catch(err => {
-				if (!healable(err)) throw unknownIfSo(err, userId, actionName);
+				if (!healable(err)) throw answerOf(err, userId, actionName);
 				return reread(userId).then(home => {
 					const tracked = tracking(next);
-					const retried = attempt(tracked.call, actionName, params, o, userId, home, 2);
+					const retried = attempt(tracked.call, actionName, params, o, userId, home, 2, spec);
 					// Set before `routed` settles, so its caller merges the retried call's meta, or none.
 					routed.ctx = tracked.ctx();
 					return retried;
@@ -196,7 +205,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			return routed;
 		}
 		const tracked = tracking(next);
-		const routed = cached ? attempt(tracked.call, actionName, params, o, userId, cached, 1) : lookup(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1));
+		const routed = cached ? attempt(tracked.call, actionName, params, o, userId, cached, 1, spec) : lookup(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1, spec));
 		return ownContext(routed, tracked.ctx);
 	}
 
@@ -217,13 +226,20 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		return true;
 	}
 
-	/** A timeout or a node lost mid-call: the call may have run. Clients get one documented, retryable code for it. */
-	function unknownIfSo(err: unknown, userId: string, actionName: string): unknown {
-		return outcomeUnknown(err) ? new OutcomeUnknownError(userId, actionName, (err as Error).message) : err;
+	/**
+	 * What a caller gets for a failure in this region: a timeout or a node lost mid-call may have
+	 * run the call (OUTCOME_UNKNOWN); no live node running the service here sent nothing
+	 * (REGION_UNAVAILABLE, retryable). Clients see documented codes only.
+	 */
+	function answerOf(err: unknown, userId: string, actionName: string): unknown {
+		if (outcomeUnknown(err)) return new OutcomeUnknownError(userId, actionName, (err as Error).message);
+		const type = (err as { type?: string }).type;
+		if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND") return new RegionUnavailableError(region, 5, `no live node of ${region} runs ${actionName} now`);
+		return err;
 	}
 
 	/** Attempt `n` (1, or more after heals) to run the call where `home` says the user lives. */
-	async function attempt(next: ServiceBroker["call"], actionName: string, params: unknown, o: CallingOptions, userId: string, home: HomeEntry | undefined, n: number): Promise<unknown> {
+	async function attempt(next: ServiceBroker["call"], actionName: string, params: unknown, o: CallingOptions, userId: string, home: HomeEntry | undefined, n: number, spec: ParsedSpec): Promise<unknown> {
 		if (!home) throw new UserNotFoundError(userId);
 		try {
 			if (home.region === region) {
@@ -232,13 +248,13 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 				return await next(actionName, params, withHome(o, home));
 			}
 			const meta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta, $home: homeMeta(home, n) };
-			return await forward(home.region, actionName, params, o, meta);
+			return await forward(home.region, actionName, params, o, meta, spec.write ? userId : undefined);
 		} catch (err) {
-			if (!healable(err)) throw unknownIfSo(err, userId, actionName);
+			if (!healable(err)) throw home.region === region ? answerOf(err, userId, actionName) : outcomeUnknown(err) ? new OutcomeUnknownError(userId, actionName, (err as Error).message) : err;
 			// Still stale after the origin was read: the home is changing under us. A documented, retryable answer.
 			if (n >= MAX_ATTEMPTS) throw new UserMovingError(userId);
 			// Our view was stale: re-read the directory's origin and try again (Orleans' cache invalidation).
-			return attempt(next, actionName, params, o, userId, await reread(userId), n + 1);
+			return attempt(next, actionName, params, o, userId, await reread(userId), n + 1, spec);
 		}
 	}
 

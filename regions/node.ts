@@ -17,6 +17,7 @@ import { RegionHealth } from "./region-health.ts";
 import { NodeLiveness } from "./node-liveness.ts";
 import { attachLinks, RegionLinks } from "./links.ts";
 import { loadRegions } from "./loader.ts";
+import { declaredParticipants, declareParticipants, participantsAmong } from "./move-participants.ts";
 import { attachFence, WriteFence } from "./ownership/fence.ts";
 import { OWNERSHIP_MIGRATIONS, OwnershipRecords } from "./ownership/records.ts";
 import type { RegionDefinition } from "./region.ts";
@@ -46,18 +47,6 @@ export interface RegionNodeOptions {
 	env?: Env;
 	/** Applied last: tests silence the logger or turn metrics off. */
 	overrides?: Partial<BrokerOptions>;
-}
-
-/**
- * The services a move copies: EDGEHOME_MOVE_PARTICIPANTS when set (a deployment whose sv-region
- * runs apart from them must name them), else the move participants among this node's services.
- * Declared, never discovered: a participant that is down fails the move instead of being skipped.
- */
-export function declaredMoveParticipants(schemas: AnyServiceSchema[], env: Env): string[] {
-	const listed = env.EDGEHOME_MOVE_PARTICIPANTS;
-	if (listed !== undefined) return listed.split(",").map(n => n.trim()).filter(Boolean);
-	const participates = (s: AnyServiceSchema): boolean => Boolean(s.metadata?.moveParticipant) || (s.mixins ?? []).some(m => participates(m as AnyServiceSchema));
-	return schemas.filter(participates).map(s => s.name);
 }
 
 /** One running node of a region: its broker, stores and links, stopped together. */
@@ -177,13 +166,15 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	attachStores(broker, stores);
 	attachLinks(broker, links);
 	attachFence(broker, fence);
-	const moveParticipants = declaredMoveParticipants([...names.map(n => SERVICES[n]!), ...(opts.schemas ?? [])], env);
+	const moveParticipants = declaredParticipants(directory.store, env);
 	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health, routing, ownership, moveParticipants });
 	broker.createService(homeAnnouncements(directory));
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);
 
+	let stopping = false;
 	const stop = async () => {
+		stopping = true;
 		clearInterval(directoryGauges);
 		health.stop();
 		await broker.stop();
@@ -196,6 +187,8 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		await directory.start();
 		await broker.start();
 		health.start();
+		const runs = participantsAmong([...names.map(n => SERVICES[n]!), ...(opts.schemas ?? [])]);
+		void declareParticipants(directory.store, runs, broker.logger, () => stopping);
 	} catch (err) {
 		await stop().catch(() => undefined);
 		throw err;

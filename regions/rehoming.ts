@@ -44,7 +44,7 @@ export interface MoverOptions {
 	 * The services holding per-user data, as the deployment declares them (not whoever answers
 	 * now): each is copied, and one that cannot be reached in either region fails the move.
 	 */
-	participants: string[];
+	participants: string[] | (() => Promise<string[]>);
 	/** A pause after the old home is frozen: tests stretch it to crash a mover mid-move. */
 	settleMs?: number;
 	/** A move whose owner has not written its journal for this long is taken over. */
@@ -167,9 +167,10 @@ export class Mover {
 		}
 		// A pinned user stays within its jurisdiction: regions that pin at least one of the same countries.
 		if (entry.value.pinned && !target.residency.some(c => from.residency.includes(c))) throw new ResidencyViolationError(userId, from.id, to);
-		await this.reachable(from.id, to);
+		const declared = this.opts.participants;
+		const participants = [...(Array.isArray(declared) ? declared : await declared())].sort();
+		await this.reachable(from.id, to, participants);
 
-		const participants = [...this.opts.participants].sort();
 		const record = this.journal(userId, from.id, to, entry.value.epoch, "moving", participants);
 		let recordRevision: number;
 		try {
@@ -315,9 +316,9 @@ export class Mover {
 	}
 
 	/** Both regions must have every declared participant (and sv-region, for the handover) known and available. */
-	private async reachable(from: string, to: string): Promise<void> {
+	private async reachable(from: string, to: string, participants: string[]): Promise<void> {
 		for (const region of [from, to]) {
-			const actions = ["sv-region.handover", ...this.opts.participants.map(p => `${p}.move.${region === from ? "export" : "import"}`)];
+			const actions = ["sv-region.handover", ...participants.map(p => `${p}.move.${region === from ? "export" : "import"}`)];
 			const missing = () => actions.filter(a => !registry?.getActionEndpoints(a)?.hasAvailable());
 			let registry: ServiceBroker["registry"] | undefined = this.opts.broker.registry;
 			if (region !== this.opts.region.id) {

@@ -16,8 +16,8 @@ export interface RegionRuntime {
 	routing: RoutingStats;
 	/** This region's ownership rows, which a move's handover steps change. */
 	ownership: OwnershipRecords;
-	/** The services a move copies, as this deployment declares them. */
-	moveParticipants: string[];
+	/** The services a move copies, as the deployment declares them (regions/move-participants.ts). */
+	moveParticipants: () => Promise<string[]>;
 }
 
 const runtimes = new WeakMap<ServiceBroker, RegionRuntime>();

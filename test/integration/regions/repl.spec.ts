@@ -11,7 +11,8 @@ import type { RegionNode } from "../../../regions/node.ts";
 import { REAL, runId } from "../../harness/real-servers.ts";
 
 const run = runId();
-const env = { ...process.env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-`, EDGEHOME_NATS_URL: REAL.nats, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" };
+// The regions here run different services (sv-user only in ap-south): a move copies none of them, by configuration.
+const env = { ...process.env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-`, EDGEHOME_NATS_URL: REAL.nats, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off", EDGEHOME_MOVE_PARTICIPANTS: "" };
 let euNode: RegionNode;
 let cnNode: RegionNode;
 let apNode: RegionNode;

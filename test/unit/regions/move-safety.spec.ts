@@ -1,9 +1,11 @@
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { isEndpointFailure, MoveFailedError, OutcomeUnknownError, RegionUnavailableError, UserMovingError, WrongRegionError } from "../../../regions/errors.ts";
 import { loadRegions } from "../../../regions/loader.ts";
+import { startRegionNode } from "../../../regions/node.ts";
 import type { RegionNode } from "../../../regions/node.ts";
 import { moveKey, Mover } from "../../../regions/rehoming.ts";
 import type { MoveRecord } from "../../../regions/rehoming.ts";
@@ -155,6 +157,30 @@ describe("a move's participants and lifecycle", () => {
 		expect((await store.get<HomeEntry>(userKey(userId)))!.value).toMatchObject({ region: "cn-east", epoch: 1, state: "active" });
 		expect(await store.get(moveKey(userId))).toBeUndefined();
 		expect(await textsByRegion(userId)).toEqual({ "cn-east": ["stays"], "ap-south": [], "eu-central": [] });
+	});
+
+	it("copies every declared participant when the move runs on a node that runs none of them", async () => {
+		const userId = await register("JP");
+		await call("cn-east", "notes.add", { userId, text: "copied" });
+		// A second eu-central node with sv-region only: it declares no participant, the directory knows notes.
+		const edge = await startRegionNode({
+			region: regions.find(r => r.id === "eu-central")!,
+			regions,
+			transport: "embedded",
+			group: "edge",
+			services: ["sv-region"],
+			stores: { sql: "sqlite::memory:", keyPrefix: "eu-edge:" },
+			directory: { store, blindIndexKey: randomBytes(32) },
+			env: { EDGEHOME_NAMESPACE_PREFIX: "safety-", EDGEHOME_METRICS_PORT: "off" },
+			overrides: { logger: false }
+		});
+		try {
+			const res = await edge.broker.call<{ from: string }, unknown>("sv-region.move", { userId, to: "ap-south" }, { nodeID: edge.broker.nodeID });
+			expect(res).toMatchObject({ from: "cn-east", to: "ap-south", epoch: 2 });
+		} finally {
+			await edge.stop();
+		}
+		expect(await textsByRegion(userId)).toEqual({ "cn-east": [], "ap-south": ["copied"], "eu-central": [] });
 	});
 
 	it("stops the journal's heartbeat when rolling back fails, so the sweep takes over and ends the move", async () => {
