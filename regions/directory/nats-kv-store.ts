@@ -279,7 +279,13 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 					}
 					if (pending === 0) break;
 				}
-				if (received === 0) break;
+				if (received === 0) {
+					// Nothing came: either the rest vanished under us (keys updated or deleted meanwhile), or
+					// the server was slow. Only the consumer can tell; a page is never cut short silently.
+					const now = await consumer.info();
+					if (now.num_pending === 0) break;
+					pending = now.num_pending;
+				}
 			}
 		} finally {
 			consumer.delete().catch(() => false);
