@@ -34,6 +34,11 @@ export function isLockConflict(err: unknown): boolean {
 	return LOCK_CONFLICTS.has((err as { errno?: number }).errno ?? 0);
 }
 
+/** A deadlock's victim: InnoDB rolled its whole transaction back (a lock wait timeout undoes only the statement). */
+function isDeadlock(err: unknown): boolean {
+	return (err as { errno?: number }).errno === 1213;
+}
+
 class Frozen extends UserMovingError {}
 
 export class WriteFence {
@@ -76,8 +81,10 @@ export class WriteFence {
 					return runInScope(this.base, { db: nestable(trx), fenced: new Set([userId]) }, fn);
 				});
 			} catch (err) {
-				// Once `fn` ran, its calls and events happened: never run it twice.
-				if (running) throw err;
+				// Once `fn` ran, its calls and events happened: never run it twice, unless the database
+				// chose it as a deadlock's victim, which rolls its whole transaction back (nothing applied).
+				if (running && !(isDeadlock(err) && attempt < LOCK_RETRIES)) throw err;
+				if (running) continue;
 				if (err instanceof Frozen && Date.now() < deadline) {
 					await new Promise(r => setTimeout(r, 50));
 					continue;

@@ -31,6 +31,36 @@ const failing: ServiceSchema = {
 	}
 };
 
+/** Two counters taken in the order a call names, with a pause between: two calls in opposite orders deadlock. */
+let crossRuns = 0;
+const crossing: ServiceSchema = {
+	name: "crossing",
+	mixins: [
+		dbMixin({
+			"0001_counters": {
+				async up(db) {
+					await db.schema.createTable("crossing_counters").addColumn("name", "varchar(8)", c => c.primaryKey()).addColumn("n", "integer", c => c.notNull()).execute();
+					await db.insertInto("crossing_counters").values([{ name: "a", n: 0 }, { name: "b", n: 0 }]).execute();
+				}
+			}
+		})
+	],
+	actions: {
+		bump: {
+			home: "userId",
+			params: { userId: "string", first: "string", second: "string" },
+			async handler(ctx: Context<{ userId: string; first: string; second: string }>) {
+				crossRuns++;
+				const bump = (name: string) => (this as unknown as { db: any }).db.updateTable("crossing_counters").set((eb: any) => ({ n: eb("n", "+", 1) })).where("name", "=", name).execute();
+				await bump(ctx.params.first);
+				await new Promise(r => setTimeout(r, 200));
+				await bump(ctx.params.second);
+				return { ok: true };
+			}
+		}
+	}
+};
+
 /**
  * The write fence on real MariaDB: one region, NATS for the directory. A freeze waits for the
  * write in flight and stops the ones after it; concurrent moves' imports do not fail on each
@@ -46,8 +76,8 @@ const register = async (name: string) => (await call<{ userId: string }>("sv-reg
 const rows = async (table: string, userId: string) => (await kv.node.stores.sql.db.selectFrom(table).selectAll().where("user_id", "=", userId).execute()).length;
 
 beforeAll(async () => {
-	kv = await startKvNode({ region: "cn-east", natsUrl: REAL.nats, bucket, namespacePrefix: `f${run}-`, blindIndexKey: randomBytes(32), schemas: [notesService, failing], stores });
-	await kv.node.broker.waitForServices(["notes", "failing"], 10_000);
+	kv = await startKvNode({ region: "cn-east", natsUrl: REAL.nats, bucket, namespacePrefix: `f${run}-`, blindIndexKey: randomBytes(32), schemas: [notesService, failing, crossing], stores });
+	await kv.node.broker.waitForServices(["notes", "failing", "crossing"], 10_000);
 });
 
 afterAll(async () => {
@@ -95,6 +125,17 @@ describe("the write fence on MariaDB", () => {
 		await expect(call("notes.move.import", { userId, moveId: randomUUID(), rows: rowsIn })).rejects.toMatchObject({ type: "MOVE_FENCED", code: 409 });
 		await expect(call("notes.move.delete", { userId, moveId: randomUUID() })).rejects.toMatchObject({ type: "MOVE_FENCED" });
 		expect(await rows("notes", userId)).toBe(0);
+	});
+
+	it("runs a deadlock's victim again (its transaction was rolled back whole), so each write is applied once", async () => {
+		const [u1, u2] = await Promise.all([register("cross-1"), register("cross-2")]);
+		crossRuns = 0;
+		const results = await Promise.allSettled([call("crossing.bump", { userId: u1, first: "a", second: "b" }), call("crossing.bump", { userId: u2, first: "b", second: "a" })]);
+		expect(results.map(r => r.status)).toEqual(["fulfilled", "fulfilled"]);
+		const counters = await kv.node.stores.sql.db.selectFrom("crossing_counters").selectAll().orderBy("name").execute();
+		console.log(`two crossing writes: handlers ran ${crossRuns} times, counters ${JSON.stringify(counters)}`);
+		expect(crossRuns).toBe(3);
+		expect(counters.map(c => Number(c.n))).toEqual([2, 2]);
 	});
 
 	it("keeps what a write recorded before it failed", async () => {
