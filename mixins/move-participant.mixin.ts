@@ -20,7 +20,7 @@ export const MAX_MOVE_ROWS = 100_000;
 /** An import that deadlocks with another move's is rolled back whole by the database, so trying again is safe. */
 const IMPORT_ATTEMPTS = 4;
 
-/** Adds the `move.*` actions; the service supplies the four methods. sv-region names its participants in its configuration. */
+/** Adds the `move.*` actions; the service supplies the four methods. A node running it declares it to the movers (regions/move-participants.ts). */
 export function moveParticipantMixin(): Partial<ServiceSchema> {
 	return {
 		metadata: { moveParticipant: true },

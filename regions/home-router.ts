@@ -250,7 +250,8 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			const meta = { ...(o.parentCtx?.meta as Record<string, unknown> | undefined), ...o.meta, $home: homeMeta(home, n) };
 			return await forward(home.region, actionName, params, o, meta, spec.write ? userId : undefined);
 		} catch (err) {
-			if (!healable(err)) throw home.region === region ? answerOf(err, userId, actionName) : outcomeUnknown(err) ? new OutcomeUnknownError(userId, actionName, (err as Error).message) : err;
+			// A forward has already named a missing service as its region unavailable.
+			if (!healable(err)) throw answerOf(err, userId, actionName);
 			// Still stale after the origin was read: the home is changing under us. A documented, retryable answer.
 			if (n >= MAX_ATTEMPTS) throw new UserMovingError(userId);
 			// Our view was stale: re-read the directory's origin and try again (Orleans' cache invalidation).

@@ -267,7 +267,7 @@ export class Mover {
 	private async flip(record: MoveRecord): Promise<void> {
 		const entry = await this.opts.directory.entry(record.userId);
 		// A mover that died between the flip and its journal write left "copied": the flip is done.
-		if (entry?.value.region === record.to && entry.value.epoch === record.epoch + 1) return;
+		if (hasFlipped(entry, record)) return;
 		if (!entry || entry.value.region !== record.from || entry.value.epoch !== record.epoch)
 			throw new Error("the directory entry changed during the move");
 		const home: HomeEntry = { ...entry.value, region: record.to, epoch: record.epoch + 1, state: "active" };
@@ -283,7 +283,7 @@ export class Mover {
 	/** Whether the origin says this move flipped; false when it cannot say (then rolling back will find out). */
 	private async flipped(record: MoveRecord): Promise<boolean> {
 		const entry = await this.opts.directory.entry(record.userId).catch(() => undefined);
-		return entry?.value.region === record.to && entry.value.epoch === record.epoch + 1;
+		return hasFlipped(entry, record);
 	}
 
 	/**
@@ -298,7 +298,7 @@ export class Mover {
 		const { userId, to, from, epoch, moveId, participants } = lease.record;
 		for (let attempt = 1; ; attempt++) {
 			const entry = await this.opts.directory.entry(userId);
-			if (entry?.value.region === to && entry.value.epoch === epoch + 1) throw new Error("the move flipped: it can only be finished");
+			if (hasFlipped(entry, lease.record)) throw new Error("the move flipped: it can only be finished");
 			if (!entry || entry.value.state !== "moving" || entry.value.region !== from || entry.value.epoch !== epoch) break;
 			try {
 				const home: HomeEntry = { ...entry.value, state: "active" };
@@ -476,3 +476,8 @@ export class Mover {
 }
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+/** Whether the directory entry shows `record`'s flip: the new region, at the move's epoch + 1. */
+function hasFlipped(entry: DirectoryEntry<HomeEntry> | undefined, record: MoveRecord): boolean {
+	return entry?.value.region === record.to && entry.value.epoch === record.epoch + 1;
+}
