@@ -16,9 +16,6 @@ import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { country, moveId, regionId, userId } from "../shared/fields.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;
-export const MAX_PAGE_SIZE = 100;
-/** Most directory entries one `users` page reads before it answers with what it found. */
-const SCAN_BUDGET = 10_000;
 /** Most user entries one census reads. */
 export const MAX_CENSUS = 10_000_000;
 
@@ -152,13 +149,6 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			}
 		},
 
-		assign: {
-			params: { $$strict: true, country },
-			handler(ctx: Context<{ country?: string }>) {
-				return assignRegion(this.runtime.regions, this.runtime.region.id, ctx.params.country);
-			}
-		},
-
 		regions: {
 			params: { $$strict: true },
 			handler() {
@@ -233,14 +223,6 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			}
 		},
 
-		moveStatus: {
-			params: { $$strict: true, userId },
-			async handler(ctx: Context<{ userId: string }>) {
-				const record = await this.mover.status(ctx.params.userId).catch(fromDirectory);
-				return record ? { state: "moving", ...record } : { userId: ctx.params.userId, state: "none" };
-			}
-		},
-
 		stats: {
 			params: { $$strict: true },
 			handler() {
@@ -253,36 +235,6 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					cache: { size: cache.size, max: cache.max, hits: cache.hits, misses: cache.misses, hitRate: cache.hitRate() },
 					routing
 				};
-			}
-		},
-
-		users: {
-			params: {
-				$$strict: true,
-				region: regionId,
-				after: { type: "number", integer: true, min: 0, default: 0, convert: true },
-				limit: { type: "number", integer: true, min: 1, max: MAX_PAGE_SIZE, default: 20, convert: true }
-			},
-			/**
-			 * Users homed in `region`, a page at a time in directory order. The directory is keyed by
-			 * user, so a page reads entries until it has `limit` matches or has read SCAN_BUDGET of
-			 * them; `next` resumes either way, `null` at the end.
-			 */
-			async handler(ctx: Context<{ region: string; after: number; limit: number }>) {
-				const { region, limit } = ctx.params;
-				const items: { userId: string; epoch: number; state: string; pinned: boolean }[] = [];
-				let after = ctx.params.after;
-				for (let read = 0; items.length < limit && read < SCAN_BUDGET; ) {
-					const page = await this.runtime.directory.store.list<HomeEntry>(USER_PREFIX, { afterRevision: after, limit: 1000 }).catch(fromDirectory);
-					for (const e of page.entries) {
-						read++;
-						after = e.revision;
-						if (e.value.region === region) items.push({ userId: e.key.slice(USER_PREFIX.length), epoch: e.value.epoch, state: e.value.state, pinned: e.value.pinned });
-						if (items.length === limit) break;
-					}
-					if (page.next === null && items.length < limit) return { items, next: null };
-				}
-				return { items, next: after };
 			}
 		},
 

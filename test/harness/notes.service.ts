@@ -5,6 +5,8 @@ import type { DbVars } from "../../mixins/db.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 
+const IMPORT_CHUNK = 500;
+
 interface NoteRow {
 	id: string;
 	user_id: string;
@@ -69,7 +71,8 @@ export const notesService: ServiceSchema<ServiceSettingSchema, MoveParticipantMe
 			// Replace: a retried import must not duplicate what an earlier attempt wrote.
 			await this.db.transaction().execute(async trx => {
 				await trx.deleteFrom("notes").where("user_id", "=", userId).execute();
-				if (rows.length) await trx.insertInto("notes").values(rows.map(r => ({ ...r, user_id: userId }))).execute();
+				// In chunks: one INSERT of every row would pass SQLite's limit on bound variables.
+				for (let i = 0; i < rows.length; i += IMPORT_CHUNK) await trx.insertInto("notes").values(rows.slice(i, i + IMPORT_CHUNK).map(r => ({ ...r, user_id: userId }))).execute();
 			});
 		},
 		async moveCount(userId: string) {
