@@ -14,6 +14,7 @@ import { SqlPolicyAdapter } from "./policy-adapter.ts";
 import type { Change, RbacTables } from "./policy-adapter.ts";
 import { USER_ID } from "../../regions/directory/entries.ts";
 import { action, resource, role, ROLE_NAME, userId } from "../shared/fields.ts";
+import { ImplicitRoleError, RoleNotFoundError } from "./errors.ts";
 
 export interface RbacSettings extends ServiceSettingSchema {
 	/** Decisions cached per node; 0 turns the cache off. Default: EDGEHOME_RBAC_CACHE_SIZE, else 10 000. */
@@ -53,10 +54,6 @@ interface Methods extends MoveParticipantMethods {
 
 type PermissionParams = { role: string; resource: string; action: string };
 type PermissionOp = "add" | "remove";
-
-function roleNotFound(name: string): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError(`role "${name}" does not exist`, 404, "ROLE_NOT_FOUND", { role: name });
-}
 
 function byResourceAction(a: Permission, b: Permission): number {
 	return a.resource.localeCompare(b.resource) || a.action.localeCompare(b.action);
@@ -116,7 +113,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 			params: { $$strict: true, userId, role },
 			async handler(ctx: Context<{ userId: string; role: string }>) {
 				const p = ctx.params;
-				if (p.role === USER_ROLE) throw new Errors.MoleculerClientError(`every user holds "${USER_ROLE}"; it cannot be revoked`, 400, "ROLE_IMPLICIT", { role: p.role });
+				if (p.role === USER_ROLE) throw new ImplicitRoleError(p.role);
 				await this.requireRole(p.role);
 				const change = await this.adapter.remove([grantRule(p.userId, p.role)]);
 				await this.committed(change);
@@ -279,7 +276,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		},
 
 		async requireRole(name: string) {
-			if (!(await this.adapter.roleExists(name))) throw roleNotFound(name);
+			if (!(await this.adapter.roleExists(name))) throw new RoleNotFoundError(name);
 		},
 
 		schedulePoll() {

@@ -5,6 +5,7 @@ import type { DbVars } from "../../mixins/db.mixin.ts";
 import { migrations } from "./migrations.ts";
 import { ConfigStore } from "./store.ts";
 import type { ConfigEntry, ConfigScope, ConfigTables } from "./store.ts";
+import { ConfigNotFoundError, ValueTooLargeError } from "./errors.ts";
 
 /** Largest accepted value, as serialised JSON. */
 export const MAX_VALUE_BYTES = 16 * 1024;
@@ -21,12 +22,8 @@ function serialise(value: unknown): string {
 	const text = JSON.stringify(value);
 	if (text === undefined) throw new Errors.ValidationError("value must be JSON", "VALIDATION_FAILED", [{ field: "value", type: "json" }]);
 	if (Buffer.byteLength(text) > MAX_VALUE_BYTES)
-		throw new Errors.MoleculerClientError(`value is larger than ${MAX_VALUE_BYTES} bytes`, 413, "VALUE_TOO_LARGE", { limit: MAX_VALUE_BYTES });
+		throw new ValueTooLargeError(MAX_VALUE_BYTES);
 	return text;
-}
-
-function notFound(k: string): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError(`config key "${k}" is not set`, 404, "NOT_FOUND", { key: k });
 }
 
 /**
@@ -46,7 +43,7 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 				const entry = s
 					? await this.store.current(s, k)
 					: ((await this.store.current("region", k)) ?? (await this.store.current("global", k)));
-				if (!entry) throw notFound(k);
+				if (!entry) throw new ConfigNotFoundError(k);
 				return entry;
 			}
 		},
@@ -65,7 +62,7 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 			async handler(ctx: Context<{ key: string; scope: ConfigScope; version: number }, { user?: { id?: string } }>) {
 				const { key: k, scope: s, version } = ctx.params;
 				const target = await this.store.version(s, k, version);
-				if (!target) throw new Errors.MoleculerClientError(`config key "${k}" has no version ${version}`, 404, "NOT_FOUND", { key: k, version });
+				if (!target) throw new ConfigNotFoundError(k, version);
 				const entry = await this.store.append(s, k, JSON.stringify(target.value), ctx.meta.user?.id ?? null);
 				await ctx.broadcast("config.changed", { key: entry.key, scope: entry.scope, version: entry.version });
 				return entry;

@@ -11,9 +11,11 @@ import type { HandoverStep } from "../../regions/ownership/handover.ts";
 import { Mover } from "../../regions/rehoming.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
 import { envInt } from "../../regions/runtime/env.ts";
+import { METRIC } from "../../regions/runtime/metric-names.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { country, moveId, regionId, userId } from "../shared/fields.ts";
+import { HandoverRefusedError, IdentityNotFoundError, IdentityTakenError, MoveNotFoundError, UnknownRegionError } from "./errors.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;
 /** Most user entries one census reads. */
@@ -67,7 +69,7 @@ function fromDirectory(err: unknown): never {
 	if (err instanceof DirectoryError) {
 		if (err.code === "KEY_EXISTS") {
 			const kind = (err.cause as { kind?: string } | undefined)?.kind ?? "identity";
-			throw new Errors.MoleculerClientError(`${kind} is already taken`, 409, "IDENTITY_TAKEN", { kind });
+			throw new IdentityTakenError(kind);
 		}
 		if (err.code === "DIRECTORY_UNAVAILABLE") throw new DirectoryUnavailableError(err.message);
 	}
@@ -144,7 +146,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, kind: { type: "enum", values: [...IDENTITY_KINDS] }, value: { type: "string", min: 1, max: MAX_IDENTITY_LENGTH } },
 			async handler(ctx: Context<Identity>) {
 				const id = await this.runtime.directory.resolve(ctx.params).catch(fromDirectory);
-				if (!id || !isUserId(id)) throw new Errors.MoleculerClientError(`no user has this ${ctx.params.kind}`, 404, "USER_NOT_FOUND", { kind: ctx.params.kind });
+				if (!id || !isUserId(id)) throw new IdentityNotFoundError(ctx.params.kind);
 				return { userId: id };
 			}
 		},
@@ -200,7 +202,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(ctx: Context<{ region: string; userId: string; step: HandoverStep; epoch: number; moveId: string }>) {
 				const { userId: user, step, epoch, moveId: move } = ctx.params;
 				const row = await handover(this.runtime.ownership, user, step, epoch, move).catch(err => {
-					if (err instanceof HandoverRefused) throw new Errors.MoleculerError(err.message, 409, "HANDOVER_REFUSED", { userId: user, step });
+					if (err instanceof HandoverRefused) throw new HandoverRefusedError(err.message, user, step);
 					throw err;
 				});
 				return row ?? null;
@@ -212,7 +214,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(ctx: Context<{ moveId: string }>) {
 				const { directory } = this.runtime;
 				const entry = await directory.store.get<MoveProgress>(movesKey(ctx.params.moveId)).catch(fromDirectory);
-				if (!entry) throw new Errors.MoleculerClientError(`no move ${ctx.params.moveId} is known`, 404, "MOVE_NOT_FOUND", { moveId: ctx.params.moveId });
+				if (!entry) throw new MoveNotFoundError(ctx.params.moveId);
 				const progress = entry.value;
 				if (progress.state !== "running") return progress;
 				const journal = await this.mover.status(progress.userId).catch(fromDirectory);
@@ -261,7 +263,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		/** Checks and begins a move (refusals reject here) and records it as running. */
 		async beginMove(id: string, to: string) {
 			if (!this.runtime.regions.some(r => r.id === to))
-				throw new Errors.MoleculerClientError(`unknown region "${to}"`, 422, "UNKNOWN_REGION", { region: to });
+				throw new UnknownRegionError(to);
 			const { record, done } = await this.mover.start(id, to).catch(fromDirectory);
 			const noop = record.from === record.to;
 			const progress: MoveProgress = { moveId: record.moveId, userId: id, from: record.from, to: record.to, state: noop ? "moved" : "running", startedAt: record.startedAt, ...(noop ? { finishedAt: record.startedAt } : {}) };
@@ -342,7 +344,6 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		this.moveRecordTtlMs = envInt(process.env, "EDGEHOME_MOVE_RECORD_TTL_MS", MOVE_RECORD_TTL_MS, 1000);
 		const { region, regions, directory, links, moveParticipants } = this.runtime;
 		const counted = this.broker.isMetricsEnabled();
-		if (counted) this.broker.metrics.register({ type: "counter", name: "edgehome.moves", labelNames: ["outcome"], description: "User moves by outcome" });
 		this.mover = new Mover({
 			broker: this.broker,
 			region,
@@ -354,7 +355,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			settleMs: envInt(process.env, "EDGEHOME_MOVE_SETTLE_MS", 0, 0, 600_000),
 			orphanScanMs: envInt(process.env, "EDGEHOME_MOVE_ORPHAN_SCAN_MS", 10 * 60_000, 1000),
 			onOutcome: (outcome, record, cause) => {
-				if (counted) this.broker.metrics.increment("edgehome.moves", { outcome });
+				if (counted) this.broker.metrics.increment(METRIC.moves, { outcome });
 				const state = outcome === "rolled-back" ? "rolled-back" : "moved";
 				void this.settleMove(record, { state, error: cause }).catch(err => this.logger.warn(`cannot record the outcome of move ${record.moveId}: ${(err as Error).message}`));
 			}
