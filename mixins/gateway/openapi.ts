@@ -1,10 +1,8 @@
+import { toHttpError } from "./errors.ts";
 import type { RouteDoc, RouteMethod } from "./routes.ts";
 
 /** A JSON Schema (2020-12) object. */
 export type JsonSchema = Record<string, unknown>;
-
-/** Error statuses the document describes with the shared error envelope. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 413 | 429 | 503;
 
 export interface OpenApiParameter {
 	name: string;
@@ -15,9 +13,15 @@ export interface OpenApiParameter {
 	explode?: boolean;
 }
 
+export interface OpenApiHeader {
+	description: string;
+	schema: JsonSchema;
+}
+
 export interface OpenApiResponse {
 	description: string;
-	content?: { "application/json": { schema: JsonSchema } };
+	headers?: Record<string, OpenApiHeader>;
+	content?: Record<string, { schema: JsonSchema }>;
 }
 
 export interface OpenApiOperation {
@@ -27,8 +31,8 @@ export interface OpenApiOperation {
 	tags: string[];
 	parameters?: OpenApiParameter[];
 	requestBody?: { required: boolean; content: { "application/json": { schema: JsonSchema } } };
-	security?: Record<string, string[]>[];
-	responses: Record<string, OpenApiResponse | { $ref: string }>;
+	security: Record<string, string[]>[];
+	responses: Record<string, OpenApiResponse>;
 	"x-permission"?: { resource: string; action: string };
 }
 
@@ -37,12 +41,11 @@ export type OpenApiPathItem = Partial<Record<Lowercase<RouteMethod>, OpenApiOper
 export interface OpenApiDocument {
 	openapi: "3.1.0";
 	info: { title: string; version: string; description?: string };
-	servers?: { url: string; description?: string }[];
-	tags: { name: string }[];
+	servers: { url: string; description?: string }[];
+	tags: { name: string; description?: string }[];
 	paths: Record<string, OpenApiPathItem>;
 	components: {
 		schemas: Record<string, JsonSchema>;
-		responses: Record<string, OpenApiResponse>;
 		securitySchemes: Record<string, { type: "http"; scheme: "bearer"; bearerFormat: "JWT" }>;
 	};
 }
@@ -51,12 +54,13 @@ export interface OpenApiInput {
 	title: string;
 	version: string;
 	description?: string;
+	/** Where the API answers; by default the origin that serves the document. */
 	servers?: { url: string; description?: string }[];
 	routes: readonly RouteDoc[];
 	/** The `params` schema of a route, by its name; undefined when it has none. */
 	paramsOf: (name: string) => Record<string, unknown> | undefined;
-	/** `error.code` values each status may carry: its response narrows the envelope's `code` to them. */
-	errorCodes?: Partial<Record<ErrorStatus, readonly string[]>>;
+	/** Descriptions of the routes' tags, by name. */
+	tagDescriptions?: Readonly<Record<string, string>>;
 }
 
 type Rule = Record<string, unknown>;
@@ -244,14 +248,21 @@ export function fastestToJsonSchema(rule: unknown): JsonSchema {
 	return schema;
 }
 
-const ERROR_RESPONSES: Record<ErrorStatus, { name: string; description: string }> = {
-	400: { name: "BadRequest", description: "The parameters failed validation; `details` lists each failure." },
-	401: { name: "Unauthorized", description: "The access token is missing, invalid, expired or revoked." },
-	403: { name: "Forbidden", description: "The caller lacks the permission the route requires." },
-	404: { name: "NotFound", description: "No such resource." },
-	413: { name: "PayloadTooLarge", description: "The request body is larger than the gateway accepts." },
-	429: { name: "TooManyRequests", description: "Too many requests; retry later." },
-	503: { name: "ServiceUnavailable", description: "A service the route needs is unavailable; retry later." }
+/** What each error status means, in every operation that may answer it. */
+const ERROR_DESCRIPTIONS: Readonly<Record<number, string>> = {
+	400: "The request is not valid (parameters, JSON body); `details` names each failing field, never its value.",
+	401: "Not authenticated: the access token, or the credentials sent, are missing, invalid, expired or revoked.",
+	403: "Not allowed.",
+	404: "No such resource.",
+	409: "The request conflicts with the current state.",
+	413: "The request body is larger than the gateway accepts (64 kB).",
+	415: "The request body's encoding or charset is not supported.",
+	429: "Too many requests; retry after `Retry-After` seconds.",
+	431: "The request headers are larger than the gateway accepts (16 kB).",
+	500: "An unexpected failure; nothing internal is disclosed.",
+	502: "A service the route needs is missing or failed.",
+	503: "A region, the directory or a service the route needs is unavailable, or the user is moving; retry after `Retry-After` seconds.",
+	504: "No answer in time. `OUTCOME_UNKNOWN`: the request was sent and may or may not have been applied; check before repeating it."
 };
 
 const SUCCESS_DESCRIPTIONS: Record<RouteDoc["status"], string> = {
@@ -259,6 +270,15 @@ const SUCCESS_DESCRIPTIONS: Record<RouteDoc["status"], string> = {
 	201: "Created",
 	202: "Accepted",
 	204: "No content"
+};
+
+/** The tags of the gateways' routes. */
+const TAG_DESCRIPTIONS: Readonly<Record<string, string>> = {
+	auth: "Registration, login and tokens.",
+	me: "The caller's own profile and sessions, served by the caller's home region.",
+	regions: "The regions of the cluster.",
+	meta: "This document, its Swagger UI, the public keys and health.",
+	admin: "Staff administration: users, moves, regions, roles (each route names the permission it needs)."
 };
 
 const ERROR_SCHEMA: JsonSchema = {
@@ -269,14 +289,30 @@ const ERROR_SCHEMA: JsonSchema = {
 			type: "object",
 			required: ["code", "message", "requestId"],
 			properties: {
-				code: { type: "string", description: "Machine-readable error code." },
-				message: { type: "string" },
-				requestId: { type: "string", description: "Correlates the answer with the gateway's logs." },
-				details: { type: "array" }
+				code: { type: "string", description: "Machine-readable error code, stable across releases." },
+				message: { type: "string", description: "What went wrong, for people." },
+				requestId: { type: "string", description: "Correlates the answer with the gateway's logs (also in `X-Request-Id`)." },
+				details: {
+					type: "array",
+					description: "Each field that failed validation.",
+					items: { type: "object", required: ["field", "message"], properties: { field: { type: "string" }, message: { type: "string" } } }
+				}
 			}
 		}
 	}
 };
+
+const RETRY_AFTER: OpenApiHeader = { description: "Seconds to wait before retrying.", schema: { type: "integer", minimum: 1 } };
+const WWW_AUTHENTICATE: OpenApiHeader = { description: "The bearer challenge.", schema: { type: "string" } };
+const HEADERS_OF: Readonly<Record<number, Record<string, OpenApiHeader>>> = {
+	401: { "WWW-Authenticate": WWW_AUTHENTICATE },
+	429: { "Retry-After": RETRY_AFTER },
+	503: { "Retry-After": RETRY_AFTER },
+	504: { "Retry-After": RETRY_AFTER }
+};
+
+/** The origin serving the document: it is the same in every region, each gateway answering on its own port. */
+const SAME_ORIGIN = [{ url: "/", description: "The gateway that serves this document (every region's gateway of this client type answers the same API)." }];
 
 const BODY_METHODS: ReadonlySet<RouteMethod> = new Set(["POST", "PUT", "PATCH"]);
 
@@ -296,17 +332,57 @@ function openApiPath(path: string): { path: string; names: string[] } {
 	return { path: segments.join("/"), names };
 }
 
-function errorResponse(status: ErrorStatus, codes: readonly string[] | undefined): OpenApiResponse {
-	const ref = { $ref: "#/components/schemas/Error" };
-	const schema: JsonSchema =
-		codes && codes.length > 0
-			? { allOf: [ref, { properties: { error: { properties: { code: { enum: [...codes] } } } } }] }
-			: ref;
-	return { description: ERROR_RESPONSES[status].description, content: { "application/json": { schema } } };
+/**
+ * The error codes a route may answer, by status: the edge's own (validation, authentication,
+ * permission, body limits, rate limits, header limits, internal failures), then each error the
+ * route declares as the gateway maps it for clients.
+ */
+export function errorCodesOf(route: RouteDoc): Map<number, string[]> {
+	const codes = new Map<number, Set<string>>();
+	const add = (status: number, code: string) => codes.set(status, (codes.get(status) ?? new Set()).add(code));
+	add(400, "VALIDATION_FAILED");
+	add(400, "BAD_REQUEST");
+	if (route.auth) add(401, "UNAUTHORIZED");
+	if (route.permission) add(403, "FORBIDDEN");
+	if (BODY_METHODS.has(route.method)) {
+		add(413, "PAYLOAD_TOO_LARGE");
+		add(415, "UNSUPPORTED_MEDIA_TYPE");
+	}
+	add(429, "RATE_LIMITED");
+	add(431, "HEADERS_TOO_LARGE");
+	add(500, "INTERNAL");
+	for (const declared of route.errors ?? []) {
+		const answer = toHttpError({ type: declared.type, code: declared.status, message: "" }, true);
+		add(answer.status, answer.code);
+	}
+	return new Map([...codes].sort(([a], [b]) => a - b).map(([status, set]) => [status, [...set].sort()]));
+}
+
+function errorResponse(status: number, codes: readonly string[]): OpenApiResponse {
+	const response: OpenApiResponse = {
+		description: `${ERROR_DESCRIPTIONS[status] ?? "An error."} Codes: ${codes.map(c => `\`${c}\``).join(", ")}.`,
+		content: { "application/json": { schema: { allOf: [{ $ref: "#/components/schemas/Error" }, { properties: { error: { properties: { code: { enum: [...codes] } } } } }] } } }
+	};
+	const headers = HEADERS_OF[status];
+	if (headers) response.headers = { ...headers };
+	return response;
+}
+
+function descriptionOf(route: RouteDoc): string {
+	const who = route.auth ? "Needs a bearer access token issued for this gateway's client type." : "Public: no token needed.";
+	return route.permission ? `${who} Requires the \`${route.permission.resource}:${route.permission.action}\` permission.` : who;
+}
+
+function successResponse(route: RouteDoc, description: string): OpenApiResponse {
+	const success: OpenApiResponse = { description };
+	if (route.status !== 204 && route.response) {
+		success.content = Object.fromEntries((route.mediaTypes ?? ["application/json"]).map(type => [type, { schema: route.response! }]));
+	}
+	return success;
 }
 
 function operationFor(route: RouteDoc, pathNames: string[], params: Record<string, unknown> | undefined): OpenApiOperation {
-	const op: OpenApiOperation = { operationId: route.name, summary: route.summary, tags: [route.tag], responses: {} };
+	const op: OpenApiOperation = { operationId: route.name, summary: route.summary, description: descriptionOf(route), tags: [route.tag], security: route.auth ? [{ bearer: [] }] : [], responses: {} };
 	const parameters: OpenApiParameter[] = pathNames.map(name => {
 		const rule = params?.[name];
 		return { name, in: "path", required: true, schema: rule === undefined ? { type: "string" } : fastestToJsonSchema(rule) };
@@ -330,42 +406,31 @@ function operationFor(route: RouteDoc, pathNames: string[], params: Record<strin
 		}
 	}
 	if (parameters.length > 0) op.parameters = parameters;
-	if (route.auth) op.security = [{ bearer: [] }];
-	if (route.permission) {
-		const { resource, action } = route.permission;
-		op.description = `Requires the \`${resource}:${action}\` permission.`;
-		op["x-permission"] = { resource, action };
+	if (route.permission) op["x-permission"] = { ...route.permission };
+
+	op.responses[String(route.status)] = successResponse(route, SUCCESS_DESCRIPTIONS[route.status]);
+	// Every GET answer with a body carries a weak ETag.
+	if (route.method === "GET" && route.status !== 204) op.responses["304"] = { description: "Not modified: `If-None-Match` holds the current ETag." };
+	for (const [status, codes] of errorCodesOf(route)) {
+		if (route.alsoAnswers?.[status] === undefined) op.responses[String(status)] = errorResponse(status, codes);
 	}
-
-	const success: OpenApiResponse = { description: SUCCESS_DESCRIPTIONS[route.status] };
-	if (route.status !== 204 && route.response) success.content = { "application/json": { schema: route.response } };
-	op.responses[String(route.status)] = success;
+	for (const [status, description] of Object.entries(route.alsoAnswers ?? {})) op.responses[status] = successResponse(route, description);
 	return op;
-}
-
-function errorStatusesOf(route: RouteDoc): ErrorStatus[] {
-	const statuses: ErrorStatus[] = [400];
-	if (route.auth) statuses.push(401);
-	if (route.permission) statuses.push(403);
-	statuses.push(404);
-	if (BODY_METHODS.has(route.method)) statuses.push(413);
-	statuses.push(429, 503);
-	return statuses;
 }
 
 /**
  * The OpenAPI 3.1 document of a gateway: one operation per route, parameters and bodies from the
- * route's `params` schema, errors in the shared envelope. Throws on a route table that
- * cannot make a valid document (two routes on one method and path, one name on two routes,
- * alias syntax OpenAPI has no form for).
+ * route's `params` schema, every status the route answers, errors in the shared envelope with
+ * their codes. Throws on a route table that cannot make a valid document (two routes on one
+ * method and path, one name on two routes, alias syntax OpenAPI has no form for).
  */
 export function openApiDocument(input: OpenApiInput): OpenApiDocument {
 	const paths: Record<string, OpenApiPathItem> = {};
-	const responses: Record<string, OpenApiResponse> = {};
 	const operationIds = new Set<string>();
 	// OpenAPI forbids two templates that differ only in parameter names (`/u/{id}`, `/u/{uid}`).
 	const shapes = new Map<string, string>();
 	const tags = new Set<string>();
+	const tagDescriptions = input.tagDescriptions ?? TAG_DESCRIPTIONS;
 
 	for (const route of input.routes) {
 		const { path, names } = openApiPath(route.path);
@@ -379,28 +444,20 @@ export function openApiDocument(input: OpenApiInput): OpenApiDocument {
 		if (operationIds.has(route.name)) throw new Error(`OpenAPI: operation ${route.name} names more than one route`);
 		operationIds.add(route.name);
 		tags.add(route.tag);
-
-		const op = operationFor(route, names, input.paramsOf(route.name));
-		for (const status of errorStatusesOf(route)) {
-			const { name } = ERROR_RESPONSES[status];
-			responses[name] ??= errorResponse(status, input.errorCodes?.[status]);
-			op.responses[String(status)] = { $ref: `#/components/responses/${name}` };
-		}
-		item[method] = op;
+		item[method] = operationFor(route, names, input.paramsOf(route.name));
 	}
 
 	const doc: OpenApiDocument = {
 		openapi: "3.1.0",
 		info: { title: input.title, version: input.version },
-		tags: [...tags].sort().map(name => ({ name })),
+		servers: (input.servers ?? SAME_ORIGIN).map(s => ({ ...s })),
+		tags: [...tags].sort().map(name => (tagDescriptions[name] === undefined ? { name } : { name, description: tagDescriptions[name] })),
 		paths,
 		components: {
 			schemas: { Error: structuredClone(ERROR_SCHEMA) },
-			responses,
 			securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } }
 		}
 	};
 	if (input.description !== undefined) doc.info.description = input.description;
-	if (input.servers) doc.servers = input.servers.map(s => ({ ...s }));
 	return doc;
 }

@@ -1,4 +1,5 @@
 import type { Context } from "moleculer";
+import type { DeclaredError } from "./declared-errors.ts";
 
 /** HTTP methods a gateway route may answer. */
 export type RouteMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -22,6 +23,12 @@ export interface RouteDoc {
 	status: 200 | 201 | 202 | 204;
 	/** JSON Schema (2020-12) of a successful answer's body, for the OpenAPI document. */
 	response?: Record<string, unknown>;
+	/** Media types of a successful answer; JSON unless said. */
+	mediaTypes?: readonly string[];
+	/** Other statuses answered with the same body (status → when), e.g. readiness's 503. */
+	alsoAnswers?: Readonly<Record<number, string>>;
+	/** The errors the handler may pass on from the services it calls, from their catalogues (the edge's own are known). */
+	errors?: readonly DeclaredError[];
 }
 
 /**

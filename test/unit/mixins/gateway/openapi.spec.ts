@@ -175,6 +175,12 @@ function resolve(doc: OpenApiDocument, ref: string): unknown {
 		.reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], doc);
 }
 
+/** The error codes an operation documents for one status. */
+function codesOf(operation: OpenApiOperation, status: number): unknown {
+	const schema = operation.responses[String(status)]?.content?.["application/json"]?.schema as { allOf?: { properties?: { error: { properties: { code: { enum: string[] } } } } }[] } | undefined;
+	return schema?.allOf?.[1]?.properties?.error.properties.code.enum;
+}
+
 describe("openApiDocument", () => {
 	const doc = build();
 
@@ -182,7 +188,11 @@ describe("openApiDocument", () => {
 		expect(doc.openapi).toBe("3.1.0");
 		expect(doc.info).toEqual({ title: "edgehome admin API", version: "1.0.0", description: "Admin gateway" });
 		expect(doc.servers).toEqual([{ url: "https://eu.example.test" }]);
-		expect(doc.tags).toEqual([{ name: "admin" }, { name: "auth" }, { name: "users" }]);
+		expect(doc.tags).toEqual([
+			{ name: "admin", description: expect.any(String) },
+			{ name: "auth", description: expect.any(String) },
+			{ name: "users" }
+		]);
 		expect(doc.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer", bearerFormat: "JWT" });
 		expect(JSON.parse(JSON.stringify(doc))).toEqual(doc);
 	});
@@ -204,8 +214,7 @@ describe("openApiDocument", () => {
 				expect(Object.keys(operation.responses).length).toBeGreaterThan(0);
 				for (const [status, response] of Object.entries(operation.responses)) {
 					expect(status).toMatch(/^[1-5]\d\d$/);
-					const target = "$ref" in response ? resolve(doc, response.$ref) : response;
-					expect(target).toMatchObject({ description: expect.any(String) });
+					expect(response).toMatchObject({ description: expect.any(String) });
 				}
 				for (const s of operation.security ?? []) for (const scheme of Object.keys(s)) expect(doc.components.securitySchemes).toHaveProperty(scheme);
 			}
@@ -258,7 +267,8 @@ describe("openApiDocument", () => {
 			}
 		});
 		expect(create.responses["201"]).toMatchObject({ content: { "application/json": { schema: userSchema } } });
-		expect(create.responses["413"]).toEqual({ $ref: "#/components/responses/PayloadTooLarge" });
+		expect(codesOf(create, 413)).toEqual(["PAYLOAD_TOO_LARGE"]);
+		expect(codesOf(create, 415)).toEqual(["UNSUPPORTED_MEDIA_TYPE"]);
 
 		// Without $$strict the body stays open.
 		const login = op(doc, "/api/v1/auth/login", "post");
@@ -288,6 +298,7 @@ describe("openApiDocument", () => {
 		expect(del.requestBody).toBeUndefined();
 		expect(del.responses["204"]).toEqual({ description: "No content" });
 		expect(del.responses).not.toHaveProperty("413");
+		expect(del.responses).not.toHaveProperty("304");
 		// A body-less POST has no requestBody either, but its answer is still 204 without content.
 		const logout = op(doc, "/api/v1/auth/logout", "post");
 		expect(logout.requestBody).toBeUndefined();
@@ -299,12 +310,14 @@ describe("openApiDocument", () => {
 		expect(get.parameters?.map(p => [p.in, p.name])).toEqual([["path", "region"], ["path", "id"]]);
 	});
 
-	it("secures auth routes with bearer and documents 401, and 403 only with a permission", () => {
+	it("secures auth routes with bearer and documents 401, 403 only with a permission, and marks public routes `security: []`", () => {
 		const update = op(doc, "/api/v1/admin/users/{id}", "patch");
 		expect(update.security).toEqual([{ bearer: [] }]);
 		expect(update["x-permission"]).toEqual({ resource: "users", action: "update" });
 		expect(update.description).toContain("users:update");
-		expect(Object.keys(update.responses).sort()).toEqual(["200", "400", "401", "403", "404", "413", "429", "503"]);
+		expect(Object.keys(update.responses).sort()).toEqual(["200", "400", "401", "403", "413", "415", "429", "431", "500"]);
+		expect(codesOf(update, 401)).toEqual(["UNAUTHORIZED"]);
+		expect(update.responses["401"]?.headers).toHaveProperty("WWW-Authenticate");
 
 		const logout = op(doc, "/api/v1/auth/logout", "post");
 		expect(logout.security).toEqual([{ bearer: [] }]);
@@ -312,8 +325,56 @@ describe("openApiDocument", () => {
 		expect(logout.responses).not.toHaveProperty("403");
 
 		const login = op(doc, "/api/v1/auth/login", "post");
-		expect(login.security).toBeUndefined();
-		expect(Object.keys(login.responses).sort()).toEqual(["200", "400", "404", "413", "429", "503"]);
+		expect(login.security).toEqual([]);
+		expect(login.description).toMatch(/public/i);
+		expect(Object.keys(login.responses).sort()).toEqual(["200", "400", "413", "415", "429", "431", "500"]);
+		expect(login.responses["429"]?.headers).toHaveProperty("Retry-After");
+	});
+
+	it("answers 304 on GET routes with a body (weak ETags)", () => {
+		expect(op(doc, "/api/v1/admin/users", "get").responses["304"]).toEqual({ description: expect.stringContaining("If-None-Match") });
+		expect(op(doc, "/api/v1/admin/users", "post").responses).not.toHaveProperty("304");
+	});
+
+	it("documents each error a route declares as the gateway answers it, codes narrowed per status", () => {
+		const declaring = (errors: RouteDoc["errors"]) =>
+			op(openApiDocument({ title: "t", version: "1", routes: [{ ...routes[4]!, errors }], paramsOf: name => params[name] }), "/api/v1/auth/login", "post");
+		const login = declaring([
+			{ type: "INVALID_CREDENTIALS", status: 401 },
+			{ type: "RATE_LIMITED", status: 429 },
+			{ type: "REFRESH_CONFLICT", status: 409 },
+			{ type: "UNKNOWN_REGION", status: 422 },
+			{ type: "OUTCOME_UNKNOWN", status: 504 },
+			{ type: "REQUEST_TIMEOUT", status: 504 },
+			{ type: "REGION_UNAVAILABLE", status: 503 },
+			{ type: "SERVICE_NOT_AVAILABLE", status: 404 }
+		]);
+		// The edge maps them: any 401 is UNAUTHORIZED, a service's 422 is a validation failure, a missing service upstream is a 502.
+		expect(codesOf(login, 401)).toEqual(["UNAUTHORIZED"]);
+		expect(codesOf(login, 409)).toEqual(["REFRESH_CONFLICT"]);
+		expect(codesOf(login, 400)).toEqual(["BAD_REQUEST", "VALIDATION_FAILED"]);
+		expect(codesOf(login, 429)).toEqual(["RATE_LIMITED"]);
+		expect(codesOf(login, 502)).toEqual(["UPSTREAM_UNAVAILABLE"]);
+		expect(codesOf(login, 503)).toEqual(["REGION_UNAVAILABLE"]);
+		expect(codesOf(login, 504)).toEqual(["OUTCOME_UNKNOWN", "UPSTREAM_TIMEOUT"]);
+		expect(login.responses["504"]?.description).toContain("OUTCOME_UNKNOWN");
+		expect(login.responses["503"]?.headers).toHaveProperty("Retry-After");
+		expect(login.responses).not.toHaveProperty("404");
+	});
+
+	it("documents other statuses answered with the success body, and non-JSON media types", () => {
+		const readiness = { type: "object", required: ["status"], properties: { status: { type: "string" } } };
+		const bare = openApiDocument({
+			title: "t",
+			version: "1",
+			routes: [
+				{ method: "GET", path: "/readyz", name: "readyz", summary: "s", tag: "meta", auth: false, status: 200, response: readiness, alsoAnswers: { 503: "Not ready" } },
+				{ method: "GET", path: "/docs", name: "docs", summary: "s", tag: "meta", auth: false, status: 200, response: { type: "string" }, mediaTypes: ["text/html"] }
+			],
+			paramsOf: () => undefined
+		});
+		expect(op(bare, "/readyz", "get").responses["503"]).toEqual({ description: "Not ready", content: { "application/json": { schema: readiness } } });
+		expect(op(bare, "/docs", "get").responses["200"]).toEqual({ description: "OK", content: { "text/html": { schema: { type: "string" } } } });
 	});
 
 	it("describes every error with the shared envelope", () => {
@@ -326,27 +387,18 @@ describe("openApiDocument", () => {
 					required: ["code", "message", "requestId"],
 					properties: {
 						code: expect.objectContaining({ type: "string" }),
-						message: { type: "string" },
+						message: expect.objectContaining({ type: "string" }),
 						requestId: expect.objectContaining({ type: "string" }),
-						details: { type: "array" }
+						details: expect.objectContaining({ type: "array", items: { type: "object", required: ["field", "message"], properties: { field: { type: "string" }, message: { type: "string" } } } })
 					}
 				}
 			}
 		});
-		for (const response of Object.values(doc.components.responses)) {
-			expect(response.content?.["application/json"].schema).toEqual({ $ref: "#/components/schemas/Error" });
-		}
-		expect(Object.keys(doc.components.responses).sort()).toEqual(
-			["BadRequest", "Unauthorized", "Forbidden", "NotFound", "PayloadTooLarge", "TooManyRequests", "ServiceUnavailable"].sort()
-		);
-	});
-
-	it("narrows the error code per status when told the codes", () => {
-		const narrowed = build({ errorCodes: { 401: ["TOKEN_MISSING", "TOKEN_INVALID"] } });
-		expect(narrowed.components.responses.Unauthorized?.content?.["application/json"].schema).toEqual({
-			allOf: [{ $ref: "#/components/schemas/Error" }, { properties: { error: { properties: { code: { enum: ["TOKEN_MISSING", "TOKEN_INVALID"] } } } } }]
-		});
-		expect(narrowed.components.responses.BadRequest?.content?.["application/json"].schema).toEqual({ $ref: "#/components/schemas/Error" });
+		for (const operation of Object.values(doc.paths).flatMap(item => Object.values(item)))
+			for (const [status, response] of Object.entries(operation.responses)) {
+				if (Number(status) < 400) continue;
+				expect(response.content?.["application/json"]?.schema).toMatchObject({ allOf: [{ $ref: "#/components/schemas/Error" }, expect.any(Object)] });
+			}
 	});
 
 	it("documents an action without a params schema with string path params and nothing else", () => {
@@ -360,7 +412,8 @@ describe("openApiDocument", () => {
 		expect(put.parameters).toEqual([{ name: "key", in: "path", required: true, schema: { type: "string" } }]);
 		expect(put.requestBody).toBeUndefined();
 		expect(put.responses["202"]).toEqual({ description: "Accepted" });
-		expect(bare).not.toHaveProperty("servers");
+		// The document's own origin: every region's gateway serves the same API.
+		expect(bare.servers).toEqual([{ url: "/", description: expect.any(String) }]);
 		expect(bare.info).not.toHaveProperty("description");
 	});
 
