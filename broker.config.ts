@@ -1,11 +1,17 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { isEndpointFailure } from "./regions/errors.ts";
 import type { RegionDefinition } from "./regions/region.ts";
+import { BusWatch } from "./regions/runtime/bus-watch.ts";
+import { natsCredentials } from "./regions/runtime/bus-credentials.ts";
+import { capabilityKeys } from "./regions/runtime/capability-keys.ts";
 import { envChoice, envFloat, envInt, envString } from "./regions/runtime/env.ts";
 import type { Env } from "./regions/runtime/env.ts";
 import { rootLogger } from "./regions/runtime/logger.ts";
+import { OpsMetricsMiddleware } from "./regions/runtime/ops-metrics.ts";
 import { OpsReporter } from "./regions/runtime/ops-reporter.ts";
+import { opsTokenFromEnv } from "./regions/runtime/ops-token.ts";
 import { RequestContextMiddleware } from "./regions/runtime/request-context.ts";
+import { RestrictedCalls } from "./regions/runtime/restricted-calls.ts";
 import { redisOptions } from "./regions/stores/redis.ts";
 
 /** How a node reaches its peers: one process holding every region, or NATS. */
@@ -40,6 +46,9 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 	const metricsPort = env.EDGEHOME_METRICS_PORT === "off" ? 0 : envInt(env, "EDGEHOME_METRICS_PORT", region.ports.metrics, 1, 65535);
 	const cacher = envChoice(env, "EDGEHOME_CACHER", ["redis", "memory", "off"], transport === "nats" ? "redis" : "memory");
 	const logger = rootLogger(logLevel, logFormat);
+	// Signed calls of the restricted actions (token minting, grants); see regions/runtime/restricted-calls.ts.
+	const capabilities = capabilityKeys(env, transport);
+	const bus = new BusWatch();
 
 	return {
 		namespace: regionNamespace(region.id, env),
@@ -58,8 +67,12 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 						type: "NATS",
 						options: {
 							url: envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats),
+							...natsCredentials(env),
 							maxReconnectAttempts: -1,
-							reconnectTimeWait: 1000
+							reconnectTimeWait: 1000,
+							// A connection that goes silent without closing is declared lost within ~3 s.
+							pingInterval: 1000,
+							maxPingOut: 2
 						}
 					}
 				: "Fake",
@@ -109,16 +122,20 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 		metrics: metricsPort
 			? {
 					enabled: true,
+					// Moleculer's process metrics carry argv, uid and addresses: never collected.
+					collectProcessMetrics: false,
 					// Moleculer accepts a reporter instance; its typings only list the built-in names.
 					reporter: [
 						new OpsReporter({
-							host: envString(env, "EDGEHOME_METRICS_HOST", transport === "nats" ? "0.0.0.0" : "127.0.0.1"),
+							host: envString(env, "EDGEHOME_METRICS_HOST", "127.0.0.1"),
 							port: metricsPort,
-							path: "/metrics", defaultLabels: () => ({ region: region.id }) })
+							token: opsTokenFromEnv(env),
+							labels: { region: region.id }
+						})
 					] as unknown as Exclude<BrokerOptions["metrics"], boolean | undefined>["reporter"]
 				}
 			: false,
-		middlewares: [RequestContextMiddleware],
+		middlewares: [RequestContextMiddleware, OpsMetricsMiddleware, bus.middleware(), ...(capabilities ? [RestrictedCalls(capabilities)] : [])],
 		// Signals are handled by the launcher, which drains gateways before brokers.
 		skipProcessEventRegistration: true,
 		metadata: { region: region.id, group }

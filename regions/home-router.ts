@@ -6,6 +6,7 @@ import { fromDirectoryFailure, OutcomeUnknownError, RegionUnavailableError, Rout
 import type { RegionLinks } from "./links.ts";
 import type { WriteFence } from "./ownership/fence.ts";
 import type { RegionHealth } from "./region-health.ts";
+import { METRIC } from "./runtime/metric-names.ts";
 
 /**
  * What an action or event declares to be home-routed: the path of the parameter naming the
@@ -156,7 +157,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	 */
 	async function forward(target: string, actionName: string, params: unknown, callOpts: CallingOptions, meta: Record<string, unknown>, writeOf?: string) {
 		stats.forwards[target] = (stats.forwards[target] ?? 0) + 1;
-		count("edgehome.routing.forwards", { from: region, to: target });
+		count(METRIC.routingForwards, { to: target });
 		// Cut off from the bus: nothing can be sent, so say so now rather than after the timeout.
 		if (!connected(broker)) throw new RegionUnavailableError(target, 5, "this node is not connected to its transporter");
 		if (health?.status(target) === "down") throw new RegionUnavailableError(target, 5, health.all()[target]?.reason);
@@ -222,7 +223,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	function healable(err: unknown): boolean {
 		if ((err as { type?: string }).type !== "WRONG_REGION") return false;
 		stats.heals++;
-		count("edgehome.routing.heals", { region });
+		count(METRIC.routingHeals, {});
 		return true;
 	}
 
@@ -294,10 +295,6 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		created(b: ServiceBroker) {
 			broker = b;
 			b.localBus.on("$services.changed", () => specs.clear());
-			if (b.isMetricsEnabled()) {
-				b.metrics.register({ type: "counter", name: "edgehome.routing.forwards", labelNames: ["from", "to"], description: "Calls forwarded to another region" });
-				b.metrics.register({ type: "counter", name: "edgehome.routing.heals", labelNames: ["region"], description: "WRONG_REGION answers healed by a directory re-read" });
-			}
 		},
 
 		// Calls for one user stick to one node of the home region. A write is never re-sent by the

@@ -21,7 +21,9 @@ import { declaredParticipants, declareParticipants, participantsAmong } from "./
 import { attachFence, WriteFence } from "./ownership/fence.ts";
 import { OWNERSHIP_MIGRATIONS, OwnershipRecords } from "./ownership/records.ts";
 import type { RegionDefinition } from "./region.ts";
+import { METRIC } from "./runtime/metric-names.ts";
 import { attachRegionRuntime } from "./runtime/region-runtime.ts";
+import { restrictedCallsAmong } from "./runtime/restricted-calls.ts";
 import { envInt, envString } from "./runtime/env.ts";
 import type { Env } from "./runtime/env.ts";
 import { attachStores, migrate, openRegionStores } from "./stores/index.ts";
@@ -115,7 +117,8 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		nodeID: `${nodeID}-link-${target}`,
 		cacher: null,
 		metrics: false,
-		middlewares: []
+		// A link takes none of the node's middlewares but the signing of restricted calls.
+		middlewares: restrictedCallsAmong(base.middlewares ?? [])
 	}));
 	let onRegionChange: (region: string, up: boolean, reason?: string) => void = () => undefined;
 	const health = new RegionHealth({
@@ -145,21 +148,20 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	onRegionChange = (region, up, reason) => {
 		if (up) broker.logger.info(`region ${region} is reachable`);
 		else broker.logger.warn(`region ${region} is unreachable: ${reason ?? "unknown"}`);
-		if (broker.isMetricsEnabled()) broker.metrics.set("edgehome.region.reachable", up ? 1 : 0, { region });
+		if (broker.isMetricsEnabled()) broker.metrics.set(METRIC.regionReachable, up ? 1 : 0, { peer: region });
 	};
 	let directoryGauges: NodeJS.Timeout | undefined;
 	if (broker.isMetricsEnabled()) {
-		broker.metrics.register({ type: "gauge", name: "edgehome.region.reachable", labelNames: ["region"], description: "1 while the region answers its probes" });
-		const gauges = {
-			"edgehome.directory.lookups": () => directory.lookups,
-			"edgehome.directory.cache.hits": () => directory.cache.hits,
-			"edgehome.directory.cache.misses": () => directory.cache.misses,
-			"edgehome.directory.cache.size": () => directory.cache.size
+		for (const peer of regions.map(r => r.id).filter(id => id !== opts.region.id)) broker.metrics.increment(METRIC.routingForwards, { to: peer }, 0);
+		const counts = {
+			[METRIC.directoryLookups]: () => directory.lookups,
+			[METRIC.directoryCacheHits]: () => directory.cache.hits,
+			[METRIC.directoryCacheMisses]: () => directory.cache.misses,
+			[METRIC.directoryCacheEntries]: () => directory.cache.size
 		};
-		for (const name of Object.keys(gauges)) broker.metrics.register({ type: "gauge", name, description: "home lookups of this node's directory client" });
-		// The cache counts in plain fields on the hot path; the gauges copy them now and then.
+		// The cache counts in plain fields on the hot path; the metrics copy them now and then.
 		directoryGauges = setInterval(() => {
-			for (const [name, read] of Object.entries(gauges)) broker.metrics.set(name, read());
+			for (const [name, read] of Object.entries(counts)) broker.metrics.set(name, read());
 		}, 2000);
 		directoryGauges.unref();
 	}

@@ -1,24 +1,33 @@
 import type { ServiceBroker } from "moleculer";
 import { hasStores, storesOf } from "../stores/index.ts";
+import { busWatchOf } from "./bus-watch.ts";
+import { startupPending } from "./startup.ts";
+
+/** Stable check values: what an operator or a probe reads; the causes go to the log. */
+export type CheckState = "ok" | "pending" | "starting" | "stopping" | "disconnected" | "failing";
 
 export interface Readiness {
 	ready: boolean;
-	checks: Record<string, "ok" | string>;
+	checks: Record<string, CheckState>;
 }
 
 /**
- * Ready = the broker started (so every service ran its migrations), is not draining,
- * its transporter is connected, and the region's stores answer.
+ * Ready = the launcher's start-up work is done, the broker started (so every service ran its
+ * migrations) and is not draining, its bus connection is up, and the region's stores answer.
  */
 export async function readiness(broker: ServiceBroker): Promise<Readiness> {
 	const checks: Readiness["checks"] = {};
+	checks.startup = startupPending() ? "pending" : "ok";
 	checks.broker = broker.stopping ? "stopping" : broker.started ? "ok" : "starting";
-	if (broker.transit) checks.transporter = broker.transit.connected ? "ok" : "disconnected";
+	if (broker.transit) checks.transporter = broker.transit.connected && busWatchOf(broker)?.connected !== false ? "ok" : "disconnected";
 	if (hasStores(broker)) {
 		checks.stores = await storesOf(broker)
 			.ping()
-			.then(() => "ok")
-			.catch((err: Error) => err.message);
+			.then((): CheckState => "ok")
+			.catch((err: Error): CheckState => {
+				broker.logger.warn(`readiness: a store does not answer: ${err.message}`);
+				return "failing";
+			});
 	}
 	return { ready: Object.values(checks).every(v => v === "ok"), checks };
 }

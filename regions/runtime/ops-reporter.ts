@@ -1,27 +1,117 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { MetricReporters } from "moleculer";
+import type { MetricRegistry } from "moleculer";
+import { busWatchOf } from "./bus-watch.ts";
 import { readiness } from "./health.ts";
+import { METRIC, SAMPLED_METRICS, STORED_METRICS } from "./metric-names.ts";
+import type { MetricDefinition } from "./metric-names.ts";
+import { bearerMatches } from "./ops-token.ts";
+import { renderFamily } from "./prometheus-text.ts";
+import type { HistogramSample, ValueSample } from "./prometheus-text.ts";
+
+export interface OpsReporterOptions {
+	host: string;
+	port: number;
+	/** Bearer token of /metrics and /readyz. */
+	token: string;
+	/** Labels on every sample (the node's region). */
+	labels: Record<string, string>;
+}
 
 /**
- * Moleculer's Prometheus reporter, whose HTTP server also answers the process's
- * liveness (`/healthz`) and readiness (`/readyz`) probes: one ops port per process.
+ * The process's ops port: `/healthz` (liveness, open: it says only "ok", and container probes
+ * carry no credentials), `/readyz` and `/metrics` (bearer token). It serves only the metrics of
+ * regions/runtime/metric-names.ts, in Prometheus text format.
  */
-export class OpsReporter extends MetricReporters.Prometheus {
-	override handler(req: IncomingMessage, res: ServerResponse): void {
-		const path = (req.url ?? "").split("?")[0];
-		if (path === "/healthz") return send(res, 200, { status: "ok", nodeID: this.broker.nodeID });
-		if (path === "/readyz") {
-			readiness(this.broker).then(
-				r => send(res, r.ready ? 200 : 503, { status: r.ready ? "ready" : "not-ready", ...r }),
-				(err: Error) => send(res, 503, { status: "not-ready", error: err.message })
-			);
-			return;
+export class OpsReporter extends MetricReporters.Base {
+	private readonly ops: OpsReporterOptions;
+	private server: Server | undefined;
+	/** This port's own view of the event loop, reset at each of its scrapes. */
+	private readonly eventLoop = monitorEventLoopDelay({ resolution: 20 });
+
+	constructor(opts: OpsReporterOptions) {
+		super({});
+		this.ops = opts;
+	}
+
+	override init(registry: MetricRegistry): void {
+		super.init(registry);
+		this.eventLoop.enable();
+		for (const def of STORED_METRICS) {
+			registry.register({ type: def.type, name: def.name, description: def.help, labelNames: def.labelNames ?? [], ...(def.buckets ? { buckets: def.buckets, quantiles: false } : {}), rate: false } as never);
+			if (def.type === "counter" && !def.labelNames?.length) registry.increment(def.name, undefined, 0);
+			for (const value of def.seeded?.values ?? []) registry.increment(def.name, { [def.seeded!.label]: value }, 0);
 		}
-		super.handler(req, res);
+		this.server = createServer((req, res) => this.handle(req, res));
+		this.server.listen(this.ops.port, this.ops.host, () => this.logger.info(`ops endpoint on http://${this.ops.host}:${this.ops.port} (/healthz open; /readyz, /metrics with the bearer token)`));
+		this.server.on("error", err => this.broker.fatal(`ops endpoint on ${this.ops.host}:${this.ops.port}: ${err.message}`, err));
+	}
+
+	override stop(): Promise<void> {
+		this.eventLoop.disable();
+		return new Promise(resolve => (this.server ? this.server.close(() => resolve()) : resolve()));
+	}
+
+	private handle(req: IncomingMessage, res: ServerResponse): void {
+		const path = (req.url ?? "").split("?")[0];
+		if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: { code: "METHOD_NOT_ALLOWED", message: "GET only" } }, { Allow: "GET, HEAD" });
+		if (path === "/healthz") return send(res, 200, { status: "ok" });
+		if (path !== "/readyz" && path !== "/metrics") return send(res, 404, { error: { code: "NOT_FOUND", message: "no such path" } });
+		if (!bearerMatches(req.headers.authorization, this.ops.token))
+			return send(res, 401, { error: { code: "UNAUTHORIZED", message: "a bearer token is required" } }, { "WWW-Authenticate": 'Bearer realm="edgehome-ops"' });
+		if (path === "/metrics") {
+			res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" });
+			return void res.end(this.exposition());
+		}
+		readiness(this.broker).then(
+			r => send(res, r.ready ? 200 : 503, { status: r.ready ? "ready" : "not-ready", checks: r.checks }),
+			(err: Error) => {
+				this.logger.warn(`readiness check failed: ${err.message}`);
+				send(res, 503, { status: "not-ready", checks: {} });
+			}
+		);
+	}
+
+	/** Every metric of the catalogue, stored ones from the broker's registry, the others read now. */
+	exposition(): string {
+		const families = STORED_METRICS.map(def => renderFamily(def, this.stored(def), this.ops.labels));
+		for (const def of SAMPLED_METRICS) families.push(renderFamily(def, [{ labels: {}, value: this.sample(def) }], this.ops.labels));
+		return families.join("");
+	}
+
+	private stored(def: MetricDefinition): ValueSample[] | HistogramSample[] {
+		const metric = this.registry.getMetric(def.name);
+		return (metric?.snapshot() ?? []) as unknown as ValueSample[] | HistogramSample[];
+	}
+
+	private sample(def: MetricDefinition): number {
+		switch (def.name) {
+			case METRIC.transporterConnected:
+				return this.broker.transit?.connected !== false && busWatchOf(this.broker)?.connected !== false ? 1 : 0;
+			case METRIC.residentMemory:
+				return process.memoryUsage.rss();
+			case METRIC.cpuSeconds: {
+				const { user, system } = process.cpuUsage();
+				return (user + system) / 1e6;
+			}
+			case METRIC.startTime:
+				return Math.round(Date.now() / 1000 - process.uptime());
+			case METRIC.heapUsed:
+				return process.memoryUsage().heapUsed;
+			case METRIC.eventLoopDelay: {
+				const p99 = this.eventLoop.percentile(99) / 1e9;
+				this.eventLoop.reset();
+				return p99;
+			}
+			default:
+				throw new Error(`no sampler for ${def.name}`);
+		}
 	}
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-	res.writeHead(status, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+	res.writeHead(status, { "Content-Type": "application/json", "Cache-Control": "no-store", ...headers });
 	res.end(JSON.stringify(body));
 }

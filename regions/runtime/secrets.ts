@@ -5,6 +5,12 @@ import { MIN_BLIND_INDEX_KEY_BYTES } from "../directory/blind-index.ts";
 import { EnvError } from "./env.ts";
 import type { Env } from "./env.ts";
 
+/** A key file only its owner may read (0600), in a folder only its owner may open (0700) when made here. */
+function writePrivate(file: string, content: string): void {
+	mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+	writeFileSync(file, content, { mode: 0o600 });
+}
+
 /** The directory's blind-index key from EDGEHOME_BLIND_INDEX_KEY (base64, ≥ 32 bytes), or undefined. */
 export function blindIndexKeyFromEnv(env: Env): Buffer | undefined {
 	const raw = env.EDGEHOME_BLIND_INDEX_KEY;
@@ -24,8 +30,7 @@ export function embeddedBlindIndexKey(env: Env, file: string | undefined): Buffe
 	if (!file) return randomBytes(32);
 	if (existsSync(file)) return Buffer.from(readFileSync(file, "utf8").trim(), "base64");
 	const key = randomBytes(32);
-	mkdirSync(dirname(file), { recursive: true });
-	writeFileSync(file, key.toString("base64"), { mode: 0o600 });
+	writePrivate(file, key.toString("base64"));
 	return key;
 }
 
@@ -37,9 +42,6 @@ export function embeddedPiiKeys(env: Env, file: string | undefined): string {
 	if (env.EDGEHOME_PII_KEYS) return env.EDGEHOME_PII_KEYS;
 	if (file && existsSync(file)) return readFileSync(file, "utf8").trim();
 	const keys = `k1:${randomBytes(32).toString("base64")}`;
-	if (file) {
-		mkdirSync(dirname(file), { recursive: true });
-		writeFileSync(file, keys, { mode: 0o600 });
-	}
+	if (file) writePrivate(file, keys);
 	return keys;
 }

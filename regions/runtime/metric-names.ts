@@ -1,0 +1,65 @@
+/**
+ * Every metric the ops port serves, by its served (Prometheus) name: the one place a metric is
+ * named, typed and described. Only these are served; nothing else a broker collects (argv, uid,
+ * addresses, every action's name and error type) reaches /metrics.
+ */
+export const METRIC = {
+	httpRequests: "edgehome_http_requests_total",
+	httpDuration: "edgehome_http_request_duration_seconds",
+	endpointFailures: "edgehome_endpoint_failures_total",
+	transporterConnected: "edgehome_transporter_connected",
+	regionReachable: "edgehome_region_reachable",
+	routingForwards: "edgehome_routing_forwards_total",
+	routingHeals: "edgehome_routing_heals_total",
+	moves: "edgehome_moves_total",
+	directoryLookups: "edgehome_directory_lookups_total",
+	directoryCacheHits: "edgehome_directory_cache_hits_total",
+	directoryCacheMisses: "edgehome_directory_cache_misses_total",
+	directoryCacheEntries: "edgehome_directory_cache_entries",
+	residentMemory: "process_resident_memory_bytes",
+	cpuSeconds: "process_cpu_seconds_total",
+	startTime: "process_start_time_seconds",
+	heapUsed: "nodejs_heap_used_bytes",
+	eventLoopDelay: "nodejs_eventloop_delay_p99_seconds"
+} as const;
+
+export type MetricName = (typeof METRIC)[keyof typeof METRIC];
+
+export interface MetricDefinition {
+	name: MetricName;
+	type: "counter" | "gauge" | "histogram";
+	help: string;
+	labelNames?: string[];
+	/** Histogram upper bounds, in the metric's unit. */
+	buckets?: number[];
+	/** A counter label with a fixed set of values: every value is served at 0 from the start. */
+	seeded?: { label: string; values: readonly string[] };
+}
+
+/** Seconds: from a cached read (sub-millisecond) to a call near the 10 s request timeout. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** What the broker records (broker.metrics); counters are registered at 0. */
+export const STORED_METRICS: MetricDefinition[] = [
+	{ name: METRIC.httpRequests, type: "counter", help: "HTTP requests answered by the gateways, by route template and status code", labelNames: ["gateway", "route", "code"] },
+	{ name: METRIC.httpDuration, type: "histogram", help: "Time from an HTTP request to its response, by route template", labelNames: ["gateway", "route"], buckets: LATENCY_BUCKETS },
+	{ name: METRIC.endpointFailures, type: "counter", help: "Local action runs that failed as an endpoint failure (timeout or unexpected error; domain answers are not failures), by service", labelNames: ["service"] },
+	{ name: METRIC.regionReachable, type: "gauge", help: "1 while the peer region answers its probes", labelNames: ["peer"] },
+	{ name: METRIC.routingForwards, type: "counter", help: "Calls forwarded to the region named by `to`", labelNames: ["to"] },
+	{ name: METRIC.routingHeals, type: "counter", help: "WRONG_REGION answers healed by a directory re-read" },
+	{ name: METRIC.moves, type: "counter", help: "User moves by outcome", labelNames: ["outcome"], seeded: { label: "outcome", values: ["moved", "rolled-back", "finished"] } },
+	{ name: METRIC.directoryLookups, type: "counter", help: "Home lookups made by this node's directory client" },
+	{ name: METRIC.directoryCacheHits, type: "counter", help: "Home lookups answered from this node's cache" },
+	{ name: METRIC.directoryCacheMisses, type: "counter", help: "Home lookups that went to the directory store" },
+	{ name: METRIC.directoryCacheEntries, type: "gauge", help: "Entries in this node's home lookup cache" }
+];
+
+/** Read at scrape time. */
+export const SAMPLED_METRICS: MetricDefinition[] = [
+	{ name: METRIC.transporterConnected, type: "gauge", help: "1 while this node's connection to its region's bus is up" },
+	{ name: METRIC.residentMemory, type: "gauge", help: "Resident set size of the process" },
+	{ name: METRIC.cpuSeconds, type: "counter", help: "User and system CPU time spent by the process" },
+	{ name: METRIC.startTime, type: "gauge", help: "Start time of the process since the Unix epoch" },
+	{ name: METRIC.heapUsed, type: "gauge", help: "V8 heap in use" },
+	{ name: METRIC.eventLoopDelay, type: "gauge", help: "99th percentile of the event loop's delay since the previous scrape of this port" }
+];

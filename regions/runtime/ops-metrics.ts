@@ -1,0 +1,52 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Middleware, ServiceBroker } from "moleculer";
+import { isEndpointFailure } from "../errors.ts";
+import { METRIC } from "./metric-names.ts";
+
+interface ActionDef {
+	rawName?: string;
+	service?: { name: string; fullName: string; metadata?: { $category?: string } };
+}
+
+interface RoutedRequest extends IncomingMessage {
+	$alias?: { method: string; fullPath?: string; path?: string };
+}
+
+/**
+ * Per-request metrics are taken at the edge only: each HTTP request by its gateway, route template
+ * and status, what the client itself sees. Calls inside the cluster are not counted by action or
+ * error type (which calls a request makes tells a known login from an unknown one); only endpoint
+ * failures (timeouts, unexpected errors) are, by service.
+ */
+export const OpsMetricsMiddleware: Middleware = {
+	name: "OpsMetrics",
+
+	serviceCreated(this: ServiceBroker, service: { fullName: string }) {
+		if (this.isMetricsEnabled() && !service.fullName.startsWith("$")) this.metrics.increment(METRIC.endpointFailures, { service: service.fullName }, 0);
+	},
+
+	localAction(this: ServiceBroker, next: (ctx: any) => Promise<unknown>, action: ActionDef) {
+		if (!this.isMetricsEnabled() || !action.service) return next;
+		const broker = this;
+		const service = action.service;
+		if (service.metadata?.$category === "gateway" && action.rawName === "rest") {
+			return (ctx: { params: { req: RoutedRequest; res: ServerResponse } }) => {
+				const started = process.hrtime.bigint();
+				const { req, res } = ctx.params;
+				res.once("close", () => {
+					const alias = req.$alias;
+					const route = alias ? `${alias.method === "*" ? req.method : alias.method} ${alias.fullPath ?? alias.path}` : "unmatched";
+					broker.metrics.increment(METRIC.httpRequests, { gateway: service.name, route, code: String(res.statusCode) });
+					broker.metrics.observe(METRIC.httpDuration, Number(process.hrtime.bigint() - started) / 1e9, { gateway: service.name, route });
+				});
+				return next(ctx);
+			};
+		}
+		const labels = { service: service.fullName };
+		return (ctx: unknown) =>
+			next(ctx).catch((err: unknown) => {
+				if (isEndpointFailure(err)) broker.metrics.increment(METRIC.endpointFailures, labels);
+				throw err;
+			});
+	}
+} as Middleware;
