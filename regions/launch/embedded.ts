@@ -4,6 +4,7 @@ import { loadRegions } from "../loader.ts";
 import { startRegionNode, storeSettings } from "../node.ts";
 import type { RegionNode } from "../node.ts";
 import { launcherArgs } from "./args.ts";
+import { keepDataPrivate } from "./private-data.ts";
 import { banner } from "./banner.ts";
 import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN } from "./first-admin.ts";
 import type { AdminOutcome } from "./first-admin.ts";
@@ -20,6 +21,7 @@ async function main(): Promise<void> {
 	const regions = loadRegions();
 	const dataDir = args.data as string;
 	const memory = args.memory as boolean;
+	if (!memory) keepDataPrivate(dataDir);
 	// Embedded needs no configuration: keys are made once and kept beside the data.
 	process.env.EDGEHOME_PII_KEYS = embeddedPiiKeys(process.env, memory ? undefined : join(dataDir, "pii-keys"));
 	// One directory for the whole process: every embedded region reads the same global view.

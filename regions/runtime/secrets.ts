@@ -4,6 +4,7 @@ import { dirname } from "node:path";
 import { MIN_BLIND_INDEX_KEY_BYTES } from "../directory/blind-index.ts";
 import { EnvError } from "./env.ts";
 import type { Env } from "./env.ts";
+import { OPS_TOKEN_ENV } from "./ops-token.ts";
 
 /** A key file only its owner may read (0600), in a folder only its owner may open (0700) when made here. */
 function writePrivate(file: string, content: string): void {
@@ -35,13 +36,24 @@ export function embeddedBlindIndexKey(env: Env, file: string | undefined): Buffe
 }
 
 /**
- * EDGEHOME_PII_KEYS for embedded mode when unset: one key made once and kept beside the data
- * (mode 0600), or a fresh one for an in-memory run.
+ * A secret of embedded mode: from the environment when set, else made once and kept beside the
+ * data (mode 0600), or made fresh for an in-memory run.
  */
-export function embeddedPiiKeys(env: Env, file: string | undefined): string {
-	if (env.EDGEHOME_PII_KEYS) return env.EDGEHOME_PII_KEYS;
+function embeddedSecret(env: Env, name: string, file: string | undefined, make: () => string): string {
+	const fromEnv = env[name];
+	if (fromEnv) return fromEnv;
 	if (file && existsSync(file)) return readFileSync(file, "utf8").trim();
-	const keys = `k1:${randomBytes(32).toString("base64")}`;
-	if (file) writePrivate(file, keys);
-	return keys;
+	const value = make();
+	if (file) writePrivate(file, value);
+	return value;
+}
+
+/** EDGEHOME_PII_KEYS for embedded mode. */
+export function embeddedPiiKeys(env: Env, file: string | undefined): string {
+	return embeddedSecret(env, "EDGEHOME_PII_KEYS", file, () => `k1:${randomBytes(32).toString("base64")}`);
+}
+
+/** EDGEHOME_OPS_TOKEN for embedded mode; the banner says where it is. */
+export function embeddedOpsToken(env: Env, file: string | undefined): string {
+	return embeddedSecret(env, OPS_TOKEN_ENV, file, () => randomBytes(32).toString("base64url"));
 }

@@ -1,5 +1,7 @@
+import { iso31661 } from "iso-3166";
 import { USER_ID } from "../../regions/directory/entries.ts";
 import { REGION_ID } from "../../regions/region.ts";
+import { isCommonPassword } from "./common-passwords.ts";
 
 /**
  * Parameter rules that several services and the gateways validate the same way, defined once so
@@ -12,11 +14,36 @@ export const regionId = { type: "string", max: 32, pattern: REGION_ID, messages:
 export const sessionId = { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "must be a session id" } } as const;
 export const moveId = { type: "string", max: 36, pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, messages: { stringPattern: "must be a move id (UUID)" } } as const;
 
-export const username = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-'" } } as const;
-export const password = { type: "string", min: 8, max: 128 } as const;
-export const email = { type: "email", max: 254, optional: true } as const;
+/** fastest-validator's checker for what a type and pattern cannot say: push an error, give the value back. */
+type Checker = (value: string, errors: { type: string }[]) => string;
+
+/** Letters, digits and `_ . -`; at least one letter or digit, and no final dot ("...", "ann."). */
+export const username = {
+	type: "string",
+	min: 3,
+	max: 32,
+	pattern: /^(?=[a-z0-9_.-]*[a-z0-9])[a-z0-9_.-]*[a-z0-9_-]$/,
+	messages: { stringPattern: "username may hold only a-z, 0-9, '_', '.' and '-', needs a letter or digit, and must not end in '.'" }
+} as const;
+
+const refuseCommonPassword: Checker = (value, errors) => {
+	if (isCommonPassword(value)) errors.push({ type: "commonPassword" });
+	return value;
+};
+export const password = { type: "string", min: 8, max: 128, custom: refuseCommonPassword, messages: { commonPassword: "password is one of the most common ones: choose another" } } as const;
+
+/** C0 and C1 controls, DEL and NUL: never part of an address, and a way to split one in logs or headers. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const refuseControlCharacters: Checker = (value, errors) => {
+	if (CONTROL.test(value)) errors.push({ type: "emailControl" });
+	return value;
+};
+export const email = { type: "email", max: 254, optional: true, custom: refuseControlCharacters, messages: { emailControl: "e-mail must not hold control characters" } } as const;
 export const phone = { type: "string", max: 16, pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
-export const country = { type: "string", max: 2, pattern: /^[A-Z]{2}$/, optional: true, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } } as const;
+
+/** Codes ISO has assigned to a country (iso-3166, from ISO's own list): "ZZ", "XX" or a reserved "UK" are none. */
+const ASSIGNED_COUNTRIES = iso31661.map(c => c.alpha2);
+export const country = { type: "string", max: 2, enum: ASSIGNED_COUNTRIES, optional: true, messages: { stringEnum: "country must be an assigned ISO 3166-1 alpha-2 code, e.g. DE" } } as const;
 
 /** A role shaped like a user id would be granted to that user by casbin's g(r.sub, p.sub): refused. */
 export const ROLE_NAME = /^(?![0-9a-z]{26}$)[a-z][a-z0-9_-]{1,31}$/;

@@ -6,10 +6,11 @@ import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { sameIdentity } from "../../regions/directory/identity-form.ts";
 import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
 import { open, piiKeysFromEnv, seal } from "../shared/sealing.ts";
-import type { PiiKeys } from "../shared/sealing.ts";
+import type { PiiKeys, SealedPlace } from "../shared/sealing.ts";
 import { country, email, password, phone, regionId, userId, username } from "../shared/fields.ts";
 
 interface UserRow {
@@ -74,12 +75,19 @@ function invalidCredentials(): Errors.MoleculerClientError {
 	return new Errors.MoleculerClientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
 }
 
-/** Which identity a login names: an e-mail has "@", a phone starts with "+", anything else is a username. */
+/**
+ * Which identity a login names: an e-mail has "@", a phone starts with "+", anything else is a
+ * username. Told apart in NFKC, so a fullwidth "＠" or "＋" names what its ASCII form does.
+ */
 function loginIdentity(value: string): Identity {
-	if (value.includes("@")) return { kind: "email", value };
-	if (value.startsWith("+")) return { kind: "phone", value };
+	const v = value.normalize("NFKC").trim();
+	if (v.includes("@")) return { kind: "email", value };
+	if (v.startsWith("+")) return { kind: "phone", value };
 	return { kind: "username", value };
 }
+
+/** A user's sealed e-mail or phone opens only in that user's row and field (a row keeps its id when it moves). */
+const sealedPlace = (userId: string, field: "email" | "phone"): SealedPlace => ({ table: "users", field, row: userId });
 
 /** Most users one `list` page holds. */
 const MAX_PAGE_SIZE = 100;
@@ -142,8 +150,8 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(ctx: Context<{ userId: string; username: string; passwordHash: string; email?: string; phone?: string; country?: string }>) {
 				const p = ctx.params;
 				const now = Date.now();
-				const e = p.email ? seal(this.pii, p.email) : undefined;
-				const ph = p.phone ? seal(this.pii, p.phone) : undefined;
+				const e = p.email ? seal(this.pii, p.email, sealedPlace(p.userId, "email")) : undefined;
+				const ph = p.phone ? seal(this.pii, p.phone, sealedPlace(p.userId, "phone")) : undefined;
 				const row: UserRow = {
 					id: p.userId,
 					username: p.username,
@@ -183,7 +191,8 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			/**
 			 * Changes e-mail, phone or country (null removes). A new e-mail or phone is reserved in the
 			 * directory first and the old one released after the row is written, so a login never
-			 * finds nobody, and a failed write gives the new reservation back.
+			 * finds nobody, and a failed write gives the new reservation back. Another spelling of the
+			 * same identity (case, Unicode form) is no change of identity: only the stored spelling changes.
 			 */
 			async handler(ctx: Context<{ userId: string; email?: string | null; phone?: string | null; country?: string | null }>): Promise<Profile> {
 				const p = ctx.params;
@@ -196,9 +205,10 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				const removed: Identity[] = [];
 				for (const kind of ["email", "phone"] as const) {
 					const next = p[kind];
-					if (next === undefined || next === current[kind]) continue;
+					const old = current[kind];
+					if (next === undefined || (next !== null && old !== null && sameIdentity(kind, next, old))) continue;
 					if (next !== null) added.push({ kind, value: next });
-					if (current[kind] !== null) removed.push({ kind, value: current[kind]! });
+					if (old !== null) removed.push({ kind, value: old });
 				}
 				if (added.length)
 					await ctx.call("sv-region.reserve", { userId: p.userId, identities: added }).catch((err: { type?: string; data?: { kind?: string } }) => {
@@ -209,7 +219,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				for (const kind of ["email", "phone"] as const) {
 					const next = p[kind];
 					if (next === undefined) continue;
-					const sealed = next === null ? null : seal(this.pii, next);
+					const sealed = next === null ? null : seal(this.pii, next, sealedPlace(p.userId, kind));
 					changes[`${kind}_enc`] = sealed?.value ?? null;
 					changes[`${kind}_kid`] = sealed?.kid ?? null;
 				}
@@ -276,7 +286,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(ctx: Context<{ region: string; q?: string; page: number; pageSize: number }>) {
 				const { region, q, page, pageSize } = ctx.params;
 				let users = this.db.selectFrom("users");
-				if (q && (q.includes("@") || q.startsWith("+"))) {
+				if (q && loginIdentity(q).kind !== "username") {
 					const found = await this.findLogin(ctx, q);
 					if (!found) return { items: [], total: 0, page, pageSize, region };
 					users = users.where("id", "=", found.userId);
@@ -321,8 +331,8 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			return {
 				id: row.id,
 				username: row.username,
-				email: row.email_enc && row.email_kid ? open(this.pii, row.email_kid, row.email_enc) : null,
-				phone: row.phone_enc && row.phone_kid ? open(this.pii, row.phone_kid, row.phone_enc) : null,
+				email: row.email_enc && row.email_kid ? open(this.pii, row.email_kid, row.email_enc, sealedPlace(row.id, "email")) : null,
+				phone: row.phone_enc && row.phone_kid ? open(this.pii, row.phone_kid, row.phone_enc, sealedPlace(row.id, "phone")) : null,
 				country: row.country,
 				createdAt: new Date(Number(row.created_at)).toISOString()
 			};

@@ -103,6 +103,26 @@ describe("sv-user", () => {
 		});
 	});
 
+	it("refuses to open an e-mail swapped into another user's row, instead of showing that user's address", async () => {
+		const a = await call("cn-east", "sv-user.register", { username: "swap-a", password: "sealed pass 1", email: "swap-a@example.jp", country: "JP" });
+		const b = await call("cn-east", "sv-user.register", { username: "swap-b", password: "sealed pass 1", email: "swap-b@example.jp", country: "JP" });
+		const db = nodes["cn-east"]!.stores.sql.db;
+		const rowOf = (id: string) => db.selectFrom("users").select(["email_enc", "email_kid"]).where("id", "=", id).executeTakeFirstOrThrow();
+		const [ra, rb] = await Promise.all([rowOf(a.id), rowOf(b.id)]);
+		await db.updateTable("users").set(rb).where("id", "=", a.id).execute();
+		await db.updateTable("users").set(ra).where("id", "=", b.id).execute();
+		for (const [victim, other] of [[a, "swap-b@example.jp"], [b, "swap-a@example.jp"]] as const) {
+			const err = await call("ap-south", "sv-user.get", { userId: victim.id }).catch(e => e);
+			expect(err).toMatchObject({ code: 500, type: "SEALED_VALUE_INVALID", data: { table: "users", field: "email", row: victim.id } });
+			expect(err.message).toMatch(/sealed for another row or field/);
+			expect(JSON.stringify(err)).not.toContain(other);
+		}
+		// Put back where they belong, each opens again.
+		await db.updateTable("users").set(ra).where("id", "=", a.id).execute();
+		await db.updateTable("users").set(rb).where("id", "=", b.id).execute();
+		expect(await call("ap-south", "sv-user.get", { userId: a.id })).toMatchObject({ email: "swap-a@example.jp" });
+	});
+
 	it("moves with its owner: the profile row follows a rehoming", async () => {
 		const { id } = await call("ap-south", "sv-user.register", { username: "mover", password: "moving pass 1", country: "SG" });
 		await call("cn-east", "sv-region.move", { userId: id, to: "cn-east" });
@@ -125,7 +145,12 @@ describe("sv-user", () => {
 			["a password containing the username", { username: "eve", password: "i-am-EVE-123" }],
 			["a malformed e-mail", { username: "eve", password: "long enough 1", email: "eve@" }],
 			["a phone not in E.164", { username: "eve", password: "long enough 1", phone: "0123 456" }],
-			["a three-letter country", { username: "eve", password: "long enough 1", country: "DEU" }]
+			["a three-letter country", { username: "eve", password: "long enough 1", country: "DEU" }],
+			["an unassigned country", { username: "eve", password: "long enough 1", country: "ZZ" }],
+			["a username of punctuation only", { username: "...", password: "long enough 1" }],
+			["a username ending in a dot", { username: "eve.", password: "long enough 1" }],
+			["a common password", { username: "eve", password: "Qwertyuiop" }],
+			["an e-mail holding NUL", { username: "eve", password: "long enough 1", email: "eve\u0000@example.com" }]
 		];
 		for (const [name, params] of cases)
 			it(`refuses ${name}`, async () => {

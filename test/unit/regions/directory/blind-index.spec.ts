@@ -10,6 +10,12 @@ describe("blind index", () => {
 		expect(blindIndex(key, "username", "Ann")).toBe(blindIndex(key, "username", "ann"));
 	});
 
+	it("is the same for every Unicode spelling of one identity, compatibility forms included (NFKC)", () => {
+		expect(blindIndex(key, "email", "rene\u0301@example.fr")).toBe(blindIndex(key, "email", "ren\u00e9@example.fr"));
+		expect(blindIndex(key, "email", "\uff4a\uff4f\uff59@example.jp")).toBe(blindIndex(key, "email", "JOY@example.jp"));
+		expect(blindIndex(key, "phone", "\uff0b\uff16\uff15\uff19\uff11\uff12\uff13")).toBe(blindIndex(key, "phone", "+659123"));
+	});
+
 	it("never contains the value and differs by kind and by key", () => {
 		const b = blindIndex(key, "email", "ann@example.com");
 		expect(b).not.toContain("ann");
