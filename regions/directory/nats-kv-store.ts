@@ -13,6 +13,7 @@ import type {
 import { MirrorWatchdog } from "./mirror-watchdog.ts";
 import type { MirrorWatchdogEvent } from "./mirror-watchdog.ts";
 import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, deliver, DirectoryError } from "./store.ts";
+import type { NatsCredentials } from "../runtime/bus-credentials.ts";
 import type {
 	DirectoryChange,
 	DirectoryEntry,
@@ -36,6 +37,8 @@ export interface NatsKvDirectoryOptions {
 	name?: string;
 	/** A mirror behind its origin and not moving for this long is made anew (default 15–25 s, jittered per node). */
 	mirrorStallMs?: number;
+	/** The node's bus login and TLS (regions/runtime/bus-credentials.ts). */
+	credentials?: NatsCredentials;
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
@@ -340,6 +343,7 @@ export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise
 	try {
 		nc = await connect({
 			servers: opts.servers,
+			...opts.credentials,
 			name: opts.name,
 			timeout: timeoutMs,
 			// The directory outlives any outage of its server: keep reconnecting, never give up.

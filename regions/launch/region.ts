@@ -2,6 +2,7 @@ import { regionNamespace } from "../../broker.config.ts";
 import { openNatsKvDirectory } from "../directory/nats-kv-store.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../loader.ts";
 import { startRegionNode, storeSettings, unknownServices } from "../node.ts";
+import { checkNatsLogin, natsCredentials } from "../runtime/bus-credentials.ts";
 import { EnvError, envInt, envString } from "../runtime/env.ts";
 import { blindIndexKeyFromEnv } from "../runtime/secrets.ts";
 import { launcherArgs } from "./args.ts";
@@ -28,8 +29,11 @@ async function main(): Promise<void> {
 	if (primary) findRegion(regions, primary);
 	const stores = storeSettings(region, "nats", env);
 	const natsUrl = envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats);
+	// Checked before any connection: production mode refuses to start without the bus login and TLS.
+	const credentials = natsCredentials(env);
 	const retry = { attempts: envInt(env, "EDGEHOME_CONNECT_ATTEMPTS", 5, 1, 100), delayS: envInt(env, "EDGEHOME_CONNECT_RETRY_S", 2, 0, 60) };
 	await waitForServer("NATS", natsUrl, retry);
+	await checkNatsLogin(natsUrl, credentials);
 	await waitForServer("MySQL", stores.sql, retry);
 	if (stores.redis) await waitForServer("Redis", stores.redis, retry);
 
@@ -40,6 +44,7 @@ async function main(): Promise<void> {
 		bucket: `${regionNamespace("edgehome-directory", env)}`,
 		...(primary ? { cluster: region.id, primaryCluster: primary } : {}),
 		timeoutMs: envInt(env, "EDGEHOME_DIRECTORY_TIMEOUT_MS", 2000, 100),
+		credentials,
 		name: `${region.id}-${group}-${process.pid}-directory`
 	});
 	const node = await startRegionNode({ region, regions, transport: "nats", services, group, stores, directory: { store, blindIndexKey } }).catch(async err => {

@@ -3,6 +3,7 @@ import { brokerConfig, regionNamespace } from "../../broker.config.ts";
 import { attachLinks, RegionLinks } from "../links.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../loader.ts";
 import { replCommands } from "../repl/index.ts";
+import { checkNatsLogin, natsCredentials } from "../runtime/bus-credentials.ts";
 import { envString } from "../runtime/env.ts";
 import { launcherArgs } from "./args.ts";
 import { waitForServer } from "./preflight.ts";
@@ -16,7 +17,11 @@ async function main(): Promise<void> {
 	const region = findRegion(regions, args.region as string);
 	// The REPL is a guest: no metrics port, no cache of its own, quiet unless asked.
 	const env = { EDGEHOME_LOG_LEVEL: "warn", ...process.env, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" };
-	await waitForServer("NATS", envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats), { attempts: 3, delayS: 1 });
+	const natsUrl = envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats);
+	await waitForServer("NATS", natsUrl, { attempts: 3, delayS: 1 });
+	// The same login as a service node (EDGEHOME_NATS_USER / _PASSWORD / _CA; the `ops` user in the
+	// deploy stacks), and EDGEHOME_CAPABILITY_KEYS for restricted actions such as `admin create`'s grant.
+	await checkNatsLogin(natsUrl, natsCredentials(env));
 	const options = brokerConfig({ region, group: "repl", transport: "nats", env });
 	const print = (line: string) => console.log(line);
 	const broker = new ServiceBroker({

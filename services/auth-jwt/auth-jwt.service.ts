@@ -249,6 +249,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		},
 
 		openSession: {
+			restricted: "mint",
 			visibility: "public",
 			home: "userId",
 			params: { $$strict: true, userId, client },
@@ -361,6 +362,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 
 		/** Ops: publishes this region's next signing key now; it signs once every region has had time to trust it. */
 		rotateKeys: {
+			restricted: "mint",
 			params: { $$strict: true },
 			async handler() {
 				const next = await this.keys.rotate();
@@ -404,6 +406,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 
 	events: {
 		"auth-jwt.revoked": {
+			restricted: "mint",
 			global: true,
 			params: { sids: { type: "array", items: "string", max: 1000 }, exp: "number" },
 			handler(ctx: Context<{ sids: string[]; exp: number }>) {
@@ -411,6 +414,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			}
 		},
 		"auth-jwt.feed": {
+			restricted: "mint",
 			global: true,
 			params: { region: "string", maxId: "number", keys: "string" },
 			handler(ctx: Context<FeedBeat>) {

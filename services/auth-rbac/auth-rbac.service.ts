@@ -96,6 +96,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		},
 
 		grant: {
+			restricted: "grant",
 			home: "userId",
 			params: { $$strict: true, userId, role },
 			async handler(ctx: Context<{ userId: string; role: string }>) {
@@ -109,6 +110,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		},
 
 		revoke: {
+			restricted: "grant",
 			home: "userId",
 			params: { $$strict: true, userId, role },
 			async handler(ctx: Context<{ userId: string; role: string }>) {
@@ -134,6 +136,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		},
 
 		addPermission: {
+			restricted: "grant",
 			params: { $$strict: true, role, resource, action },
 			handler(ctx: Context<PermissionParams>) {
 				return this.changePermission("add", ctx.params);
@@ -141,6 +144,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		},
 
 		removePermission: {
+			restricted: "grant",
 			params: { $$strict: true, role, resource, action },
 			handler(ctx: Context<PermissionParams>) {
 				return this.changePermission("remove", ctx.params);
@@ -215,6 +219,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 		},
 
 		"auth-rbac.permissionChanged": {
+			restricted: "grant",
 			global: true,
 			params: { $$strict: true, op: { type: "enum", values: ["add", "remove"] }, role, resource, action },
 			async handler(ctx: Context<PermissionParams & { op: PermissionOp }, { $globalFrom?: string }>) {
