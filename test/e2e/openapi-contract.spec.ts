@@ -1,0 +1,203 @@
+import { randomUUID } from "node:crypto";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { OpenApiDocument, OpenApiOperation } from "../../mixins/gateway/openapi.ts";
+import type { RegionNode } from "../../regions/node.ts";
+import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
+import { GATEWAYS, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
+import { startWechatServer } from "../harness/wechat-server.ts";
+import type { WechatServer } from "../harness/wechat-server.ts";
+import { within } from "../harness/waiting.ts";
+
+/*
+ * Every documented operation of every gateway, driven over HTTP through cn-east: each answer's
+ * status must be one its operation documents, and its body must match the documented schema
+ * (ajv, JSON Schema 2020-12, the document's own `$ref`s). Every operation's success is reached.
+ */
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
+const NAMES = Object.keys(GATEWAYS) as GatewayName[];
+/** api-app counts client IPs tightly, so a burst reaches its 429. */
+const APP_IP_LIMIT = 120;
+
+let cluster: EmbeddedRegions | undefined;
+let cn: RegionNode;
+let wechat: WechatServer;
+const docs = {} as Record<GatewayName, OpenApiDocument>;
+const ajv = addFormats(new Ajv2020({ strict: false, allErrors: true }));
+/** `gateway operationId status` of every answer checked. */
+const answered = new Set<string>();
+
+/** `{id}` templates as patterns, to find the operation a concrete path belongs to. */
+function operationOf(gateway: GatewayName, method: string, path: string): { template: string; op: OpenApiOperation } {
+	const bare = path.split("?")[0]!;
+	for (const [template, item] of Object.entries(docs[gateway].paths)) {
+		const pattern = new RegExp(`^${template.replace(/[.]/g, "\\.").replace(/\{[^}]+\}/g, "[^/]+")}$`);
+		const op = item[method.toLowerCase() as keyof typeof item];
+		if (op && pattern.test(bare)) return { template, op };
+	}
+	throw new Error(`${gateway} documents no ${method} ${bare}`);
+}
+
+const pointer = (...segments: string[]) => segments.map(s => encodeURIComponent(s.replace(/~/g, "~0").replace(/\//g, "~1"))).join("/");
+
+/** The answer held to its operation: a documented status, a documented media type, a body matching the schema. */
+function check(gateway: GatewayName, method: string, path: string, res: HttpAnswer): void {
+	const { template, op } = operationOf(gateway, method, path);
+	const what = `${gateway} ${method} ${template} → ${res.status} ${res.text.slice(0, 300)}`;
+	const documented = op.responses[String(res.status)];
+	expect(documented, `undocumented status: ${what}`).toBeDefined();
+	answered.add(`${gateway} ${op.operationId} ${res.status}`);
+	if (!documented!.content) {
+		expect(res.text, `a body the document does not describe: ${what}`).toBe("");
+		return;
+	}
+	const media = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
+	expect(Object.keys(documented!.content), `undocumented media type ${media}: ${what}`).toContain(media);
+	if (media !== "application/json") return;
+	const validate = ajv.getSchema(`${gateway}#/${pointer("paths", template, method.toLowerCase(), "responses", String(res.status), "content", media, "schema")}`)!;
+	expect(validate(res.body) ? [] : validate.errors, `body does not match its schema: ${what}`).toEqual([]);
+}
+
+async function call(gateway: GatewayName, method: string, path: string, opts: Parameters<typeof http>[3] = {}): Promise<HttpAnswer> {
+	const res = await http(gatewayUrl(cn.broker, gateway), method, path, opts);
+	check(gateway, method, path, res);
+	return res;
+}
+
+beforeAll(async () => {
+	wechat = await startWechatServer();
+	// auth-jwt reads its settings when its module loads: the cluster is imported once they are set.
+	Object.assign(process.env, { EDGEHOME_WX_APPID: wechat.appId, EDGEHOME_WX_SECRET: wechat.secret, EDGEHOME_WX_API_URL: wechat.url });
+	const { startEmbeddedRegions } = await import("../harness/embedded-regions.ts");
+	cluster = await startEmbeddedRegions({
+		namespacePrefix: "contract-",
+		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"],
+		schemas: gatewaySchemas({ "api-app": { rateLimits: { ip: { max: APP_IP_LIMIT, windowMs: 60_000 }, user: { max: 1000, windowMs: 60_000 } } } })
+	});
+	cn = cluster.nodes["cn-east"]!;
+	await within(async () => Object.values((await cn.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})).current).every(Boolean), 10_000);
+	for (const name of NAMES) {
+		docs[name] = (await http(gatewayUrl(cn.broker, name), "GET", "/api/v1/openapi.json")).body;
+		ajv.addSchema(docs[name] as object, name);
+	}
+}, 60_000);
+
+afterAll(async () => {
+	await cluster?.stop();
+	await wechat?.stop();
+});
+
+/** What every gateway answers, in the order a client meets it. */
+async function commonRoutes(gateway: GatewayName): Promise<void> {
+	const name = `c${gateway.slice(4)}${randomUUID().slice(0, 6)}`;
+	const password = "contract test 2026";
+	const c = (method: string, path: string, opts?: Parameters<typeof http>[3]) => call(gateway, method, path, opts);
+
+	expect((await c("POST", "/api/v1/auth/register", { body: { username: name, password, email: `${name}@example.com` } })).status).toBe(201);
+	expect((await c("POST", "/api/v1/auth/register", { body: { username: name, password } })).status).toBe(409);
+	expect((await c("POST", "/api/v1/auth/register", { body: { username: "x", password: "short", role: "admin" } })).status).toBe(400);
+	expect((await c("POST", "/api/v1/auth/register", { raw: "{not json", headers: { "content-type": "application/json" } })).status).toBe(400);
+	expect((await c("POST", "/api/v1/auth/register", { body: { username: name, password: "x".repeat(70_000) } })).status).toBe(413);
+
+	expect((await c("POST", "/api/v1/auth/login", { body: { login: name, password: "not the password" } })).status).toBe(401);
+	const tokens = (await c("POST", "/api/v1/auth/login", { body: { login: name, password } })).body;
+	expect(tokens.accessToken).toEqual(expect.any(String));
+
+	const refreshed = await c("POST", "/api/v1/auth/refresh", { body: { refreshToken: tokens.refreshToken } });
+	expect(refreshed.status, refreshed.text).toBe(200);
+	// The same token again at once: the rotation is in flight (409), then it is spent (401).
+	expect([401, 409]).toContain((await c("POST", "/api/v1/auth/refresh", { body: { refreshToken: tokens.refreshToken } })).status);
+	expect((await c("POST", "/api/v1/auth/refresh", { body: { refreshToken: "x".repeat(43) } })).status).toBe(401);
+
+	const token = tokens.accessToken;
+	const me = await c("GET", "/api/v1/me", { token });
+	expect(me.status).toBe(200);
+	expect((await c("GET", "/api/v1/me", { token, headers: { "if-none-match": me.headers.get("etag")!, "cache-control": "max-age=0" } })).status).toBe(304);
+	expect((await c("GET", "/api/v1/me")).status).toBe(401);
+	expect((await c("GET", "/api/v1/me?extra=1", { token })).status).toBe(400);
+	expect((await c("PATCH", "/api/v1/me", { token, body: { country: "JP" } })).status).toBe(200);
+	expect((await c("PATCH", "/api/v1/me", { token, body: { role: "admin" } })).status).toBe(400);
+
+	const sessions = await c("GET", "/api/v1/me/sessions", { token });
+	expect(sessions.status).toBe(200);
+	expect((await c("DELETE", `/api/v1/me/sessions/${randomUUID()}`, { token })).status).toBe(404);
+	const current = (sessions.body as { sid: string; current: boolean }[]).find(s => s.current)!;
+	expect((await c("DELETE", `/api/v1/me/sessions/${current.sid}`, { token })).status).toBe(204);
+
+	for (const path of ["/api/v1/regions", "/.well-known/jwks.json", "/api/v1/openapi.json", "/docs", "/docs/swagger-ui.css", "/docs/favicon-16x16.png", "/healthz", "/readyz"])
+		expect((await c("GET", path)).status, path).toBe(200);
+	expect((await c("GET", "/docs/nothing-here.js")).status).toBe(404);
+	expect((await c("GET", "/healthz", { headers: { "x-padding": "p".repeat(17_000) } })).status).toBe(431);
+
+	const again = (await c("POST", "/api/v1/auth/login", { body: { login: name, password } })).body.accessToken;
+	expect((await c("POST", "/api/v1/auth/logout", { token: again })).status).toBe(204);
+	expect((await c("POST", "/api/v1/auth/logout", { token: again })).status).toBe(401);
+}
+
+describe("every documented answer matches its OpenAPI document", () => {
+	it("the common routes, on every gateway", async () => {
+		for (const gateway of NAMES) await commonRoutes(gateway);
+	}, 60_000);
+
+	it("the staff routes of api-cms, for a plain user (403) and an admin", async () => {
+		const c = (method: string, path: string, opts?: Parameters<typeof http>[3]) => call("api-cms", method, path, opts);
+		const admin = (await c("POST", "/api/v1/auth/register", { body: { username: "contract-boss", password: "in charge 2026" } })).body;
+		await cn.broker.call("auth-rbac.grant", { userId: admin.id, role: "admin" });
+		const token = (await c("POST", "/api/v1/auth/login", { body: { login: "contract-boss", password: "in charge 2026" } })).body.accessToken;
+		const plain = (await c("POST", "/api/v1/auth/register", { body: { username: "contract-plain", password: "just a user 2026" } })).body;
+		const plainToken = (await c("POST", "/api/v1/auth/login", { body: { login: "contract-plain", password: "just a user 2026" } })).body.accessToken;
+		const nobody = "0".repeat(26);
+
+		expect((await c("GET", "/api/v1/admin/users", { token: plainToken })).status).toBe(403);
+		expect((await c("GET", "/api/v1/admin/users?q=contract", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/users?pageSize=101", { token })).status).toBe(400);
+		expect((await c("GET", "/api/v1/admin/users?region=mars-1", { token })).status).toBe(400);
+		expect((await c("GET", `/api/v1/admin/users/${admin.id}`, { token })).status).toBe(200);
+		expect((await c("GET", `/api/v1/admin/users/${nobody}`, { token })).status).toBe(404);
+		const move = await c("POST", `/api/v1/admin/users/${plain.id}/move`, { token, body: { region: "ap-south" } });
+		expect(move.status).toBe(202);
+		await within(async () => (await c("GET", `/api/v1/admin/moves/${move.body.moveId}`, { token })).body.state === "moved", 15_000);
+		expect((await c("GET", `/api/v1/admin/moves/${randomUUID()}`, { token })).status).toBe(404);
+		expect((await c("POST", `/api/v1/admin/users/${nobody}/move`, { token, body: { region: "ap-south" } })).status).toBe(404);
+		expect((await c("GET", "/api/v1/admin/regions", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/roles", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/roles/ops", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/roles/nosuchrole", { token })).status).toBe(404);
+		expect((await c("POST", "/api/v1/admin/roles/ops/permissions", { token, body: { resource: "contracts", action: "read" } })).status).toBe(200);
+		expect((await c("DELETE", "/api/v1/admin/roles/ops/permissions/contracts/read", { token })).status).toBe(204);
+		expect((await c("GET", `/api/v1/admin/users/${admin.id}/roles`, { token })).status).toBe(200);
+		expect((await c("PUT", `/api/v1/admin/users/${plain.id}/roles/support`, { token })).status).toBe(200);
+		expect((await c("PUT", `/api/v1/admin/users/${plain.id}/roles/nosuchrole`, { token })).status).toBe(404);
+		expect((await c("DELETE", `/api/v1/admin/users/${plain.id}/roles/support`, { token })).status).toBe(204);
+		expect((await c("DELETE", `/api/v1/admin/users/${plain.id}/roles/user`, { token })).status).toBe(400);
+	}, 60_000);
+
+	it("the WeChat login of api-wx: a first login, a refused code, WeChat's rate limit", async () => {
+		const c = (body: unknown) => call("api-wx", "POST", "/api/v1/wx/login", { body });
+		expect((await c({ code: "ok_contract1" })).status).toBe(200);
+		expect((await c({ code: "ok_contract1" })).status).toBe(401);
+		wechat.codes.set("busy", { errcode: 45011 });
+		expect((await c({ code: "busy" })).status).toBe(429);
+		wechat.codes.set("broken", "html");
+		expect((await c({ code: "broken" })).status).toBe(502);
+	});
+
+	it("the rate limit: a burst past api-app's per-IP limit gets a documented 429", async () => {
+		let res: HttpAnswer | undefined;
+		for (let i = 0; i <= APP_IP_LIMIT && res?.status !== 429; i++) res = await call("api-app", "GET", "/healthz");
+		expect(res?.status).toBe(429);
+	});
+
+	it("reached every documented operation's success on every gateway", () => {
+		for (const gateway of NAMES) {
+			const missing = Object.values(docs[gateway].paths)
+				.flatMap(item => Object.values(item))
+				.filter(op => !Object.keys(op.responses).some(status => status.startsWith("2") && answered.has(`${gateway} ${op.operationId} ${status}`)))
+				.map(op => op.operationId);
+			expect({ gateway, missing }).toEqual({ gateway, missing: [] });
+		}
+	});
+});
