@@ -1,12 +1,19 @@
 import type { RegionNode } from "../node.ts";
 import { CLIENT_TYPES } from "../region.ts";
-import { ADMIN_PASSWORD_ENV } from "./first-admin.ts";
+import { ADMIN_PASSWORD_ENV, FIRST_ADMIN } from "./first-admin.ts";
 
 /**
  * What `npm start` prints once every region is up: where each one is and commands that work as
  * printed; and, on the start that created it, the first administrator (a generated password only here).
  */
-export function banner(unordered: RegionNode[], readyMs: number, storage: string, admin?: { username: string; region: string; generatedPassword?: string }): string {
+export function banner(
+	unordered: RegionNode[],
+	readyMs: number,
+	storage: string,
+	ops: { token: string } | { tokenFile: string },
+	admin?: { username: string; region: string; generatedPassword?: string },
+	repl = false
+): string {
 	// Regions are numbered by their port block (cn-east 81xx, ap-south 82xx, …): list them that way.
 	const nodes = [...unordered].sort((a, b) => a.region.ports.metrics - b.region.ports.metrics);
 	const lines = [``, `edgehome — ${nodes.length} regions embedded in one process (ready in ${(readyMs / 1000).toFixed(1)} s, data: ${storage})`, ``];
@@ -32,10 +39,11 @@ export function banner(unordered: RegionNode[], readyMs: number, storage: string
 		`  curl -s -X POST ${www}/api/v1/auth/register -H 'content-type: application/json' -d '{"username":"ann","password":"correct horse 1","country":"DE"}'`,
 		`  TOKEN=$(curl -s -X POST ${www}/api/v1/auth/login -H 'content-type: application/json' -d '{"login":"ann","password":"correct horse 1"}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`,
 		`  curl -s ${www}/api/v1/me -H "authorization: Bearer $TOKEN"     # served by eu-central, asked at ${nodes[0]!.region.id}`,
-		`  curl -s http://127.0.0.1:${first}/readyz`,
-		`  curl -s http://127.0.0.1:${first}/metrics | grep moleculer_request_total`,
+		`  OPS="authorization: Bearer ${"token" in ops ? ops.token : `$(cat ${ops.tokenFile})`}"     # the ops port's token (EDGEHOME_OPS_TOKEN)`,
+		`  curl -s -H "$OPS" http://127.0.0.1:${first}/readyz`,
+		`  curl -s -H "$OPS" http://127.0.0.1:${first}/metrics | grep edgehome_http_requests_total`,
 		``,
-		`Ctrl-C stops every region cleanly.`,
+		repl ? `Console on ${FIRST_ADMIN.region} below: \`help\`, \`region status\`, \`call sv-region.regions\`; \`quit\` (or Ctrl-D) stops every region cleanly.` : `Ctrl-C stops every region cleanly. \`npm start -- --repl\` adds a console on these regions.`,
 		``
 	);
 	return lines.join("\n");

@@ -8,22 +8,32 @@ import { keepDataPrivate } from "./private-data.ts";
 import { banner } from "./banner.ts";
 import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN } from "./first-admin.ts";
 import type { AdminOutcome } from "./first-admin.ts";
-import { embeddedBlindIndexKey, embeddedPiiKeys } from "../runtime/secrets.ts";
+import { OPS_TOKEN_ENV } from "../runtime/ops-token.ts";
+import { embeddedBlindIndexKey, embeddedOpsToken, embeddedPiiKeys } from "../runtime/secrets.ts";
+import { holdReadiness } from "../runtime/startup.ts";
+import { openConsole } from "../repl/console.ts";
 import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
 
 /**
  * `npm start`: every region in one process over the in-process transporter,
- * SQLite under ./data (or in memory with --memory).
+ * SQLite under ./data (or in memory with --memory); `--repl` opens the console on the first
+ * administrator's region (the in-process bus cannot be joined from another process).
  */
 async function main(): Promise<void> {
-	const args = launcherArgs({ memory: { type: "boolean", default: false }, data: { type: "string", default: "data" } });
+	const args = launcherArgs({ memory: { type: "boolean", default: false }, data: { type: "string", default: "data" }, repl: { type: "boolean", default: false } });
 	const started = performance.now();
 	const regions = loadRegions();
 	const dataDir = args.data as string;
 	const memory = args.memory as boolean;
+	// With a console on this terminal, log lines would bury the prompt: warnings and errors only, unless asked.
+	if (args.repl) process.env.EDGEHOME_LOG_LEVEL ??= "warn";
 	if (!memory) keepDataPrivate(dataDir);
 	// Embedded needs no configuration: keys are made once and kept beside the data.
 	process.env.EDGEHOME_PII_KEYS = embeddedPiiKeys(process.env, memory ? undefined : join(dataDir, "pii-keys"));
+	const opsTokenFile = memory ? undefined : join(dataDir, "ops-token");
+	process.env[OPS_TOKEN_ENV] = embeddedOpsToken(process.env, opsTokenFile);
+	// Not ready until the first administrator can log in.
+	const releaseReadiness = holdReadiness();
 	// One directory for the whole process: every embedded region reads the same global view.
 	const store = await openSqliteDirectory(memory ? ":memory:" : join(dataDir, "directory.sqlite"));
 	const directory = { store, blindIndexKey: embeddedBlindIndexKey(process.env, memory ? undefined : join(dataDir, "blind-index.key")) };
@@ -40,14 +50,21 @@ async function main(): Promise<void> {
 			nodes.push(await startRegionNode({ region, regions, transport: "embedded", stores, directory }));
 		}
 		// A fresh data folder gets its first administrator; an existing one is left as it is.
-		const home = nodes.find(n => n.region.id === FIRST_ADMIN.region);
-		if (!home) throw new Error(`region ${FIRST_ADMIN.region}, home of the first administrator, is not defined`);
-		admin = await createAdmin((action, params) => home.broker.call(action, params), FIRST_ADMIN.username, adminPasswordFromEnv(process.env));
+		admin = await createAdmin((action, params) => adminHome(nodes).broker.call(action, params), FIRST_ADMIN.username, adminPasswordFromEnv(process.env));
 	} catch (err) {
 		await stopAll().catch(() => undefined);
 		throw err;
 	}
-	console.log(banner(nodes, performance.now() - started, memory ? "in memory" : `${dataDir}/<region>.sqlite`, admin.created ? admin : undefined));
+	releaseReadiness();
+	const ops = opsTokenFile ? { tokenFile: opsTokenFile } : { token: process.env[OPS_TOKEN_ENV]! };
+	console.log(banner(nodes, performance.now() - started, memory ? "in memory" : `${dataDir}/<region>.sqlite`, ops, admin.created ? admin : undefined, args.repl as boolean));
+	if (args.repl) openConsole(adminHome(nodes).broker, { regions, print: line => console.log(line) }, stopAll);
+}
+
+function adminHome(nodes: RegionNode[]): RegionNode {
+	const home = nodes.find(n => n.region.id === FIRST_ADMIN.region);
+	if (!home) throw new Error(`region ${FIRST_ADMIN.region}, home of the first administrator, is not defined`);
+	return home;
 }
 
 main().catch(err => fail(err instanceof Error ? err.message : String(err), isConfigError(err) ? 2 : 1));

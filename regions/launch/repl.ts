@@ -2,7 +2,7 @@ import { ServiceBroker } from "moleculer";
 import { brokerConfig, regionNamespace } from "../../broker.config.ts";
 import { attachLinks, RegionLinks } from "../links.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../loader.ts";
-import { replCommands } from "../repl/index.ts";
+import { openConsole } from "../repl/console.ts";
 import { checkNatsLogin, natsCredentials } from "../runtime/bus-credentials.ts";
 import { envString } from "../runtime/env.ts";
 import { launcherArgs } from "./args.ts";
@@ -22,17 +22,22 @@ async function main(): Promise<void> {
 	// The same login as a service node (EDGEHOME_NATS_USER / _PASSWORD / _CA; the `ops` user in the
 	// deploy stacks), and EDGEHOME_CAPABILITY_KEYS for restricted actions such as `admin create`'s grant.
 	await checkNatsLogin(natsUrl, natsCredentials(env));
-	const options = brokerConfig({ region, group: "repl", transport: "nats", env });
+	// Metrics on without a port: the `metrics` command lists what this console's own calls measured.
+	const options = { ...brokerConfig({ region, group: "repl", transport: "nats", env }), metrics: { enabled: true, collectProcessMetrics: false } };
 	const print = (line: string) => console.log(line);
-	const broker = new ServiceBroker({
-		...options,
-		replOptions: { delimiter: `${region.id} $`, customCommands: replCommands({ regions, print }) }
-	});
+	const broker = new ServiceBroker(options);
 	const links = new RegionLinks(target => ({ ...options, namespace: regionNamespace(target, env), nodeID: `${broker.nodeID}-link-${target}` }));
 	attachLinks(broker, links);
 	broker.localBus.on("$broker.stopped", () => void links.stop());
 	await broker.start();
-	broker.repl();
+	openConsole(broker, { regions, print });
+	setTimeout(() => {
+		if (!broker.registry.getNodeList({ onlyAvailable: true }).some(n => !n.local && n.metadata?.region === region.id))
+			print(`no node of ${region.id} is on this NATS (namespace ${broker.namespace}). \`npm start\` keeps its regions inside its own process: run \`npm start -- --repl\` for a console on them.`);
+	}, NODE_DISCOVERY_MS).unref();
 }
+
+/** Nodes of the region announce themselves within a heartbeat or two of the console's arrival. */
+const NODE_DISCOVERY_MS = 3000;
 
 main().catch(err => fail(err instanceof Error ? err.message : String(err), isConfigError(err) ? 2 : 1));

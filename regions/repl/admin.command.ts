@@ -3,7 +3,7 @@ import { ADMIN_PASSWORD_ENV, adminPasswordFromEnv, createAdmin } from "../launch
 import type { RegionCall } from "../launch/first-admin.ts";
 import { linksOf } from "../links.ts";
 import type { Env } from "../runtime/env.ts";
-import type { ReplContext } from "./index.ts";
+import type { ReplContext } from "./context.ts";
 
 export const ADMIN_CREATE_USAGE = "admin create <username> [--region <id>] [--password-from-env]";
 

@@ -1,15 +1,11 @@
 import type { ReplOptions, ServiceBroker } from "moleculer";
 import { ADMIN_PASSWORD_ENV } from "../launch/first-admin.ts";
-import type { RegionDefinition } from "../region.ts";
 import { ADMIN_CREATE_USAGE, adminCreate } from "./admin.command.ts";
+import type { ReplContext } from "./context.ts";
+import { describeError } from "./describe-error.ts";
 import { regionSubcommands } from "./region.command.ts";
 
 type ReplCustomCommand = NonNullable<ReplOptions["customCommands"]>[number];
-
-export interface ReplContext {
-	regions: RegionDefinition[];
-	print: (line: string) => void;
-}
 
 /**
  * Every project command of `npm run repl`, registered here and nowhere else. Ops commands
@@ -28,7 +24,7 @@ export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 				try {
 					await sub.run(broker, rest);
 				} catch (err) {
-					ctx.print(`error: ${(err as Error).message}`);
+					ctx.print(describeError(err));
 				}
 			}
 		},
@@ -45,7 +41,7 @@ export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 					const { region, passwordFromEnv } = args.options ?? {};
 					await adminCreate(ctx, broker, args.username, { region, passwordFromEnv: Boolean(passwordFromEnv) });
 				} catch (err) {
-					ctx.print(`error: ${(err as Error).message}`);
+					ctx.print(describeError(err));
 				}
 			}
 		}

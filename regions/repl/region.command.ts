@@ -2,7 +2,7 @@ import type { ServiceBroker } from "moleculer";
 import { IDENTITY_KINDS, isUserId } from "../directory/entries.ts";
 import type { IdentityKind } from "../directory/entries.ts";
 import { linksOf } from "../links.ts";
-import type { ReplContext } from "./index.ts";
+import type { ReplContext } from "./context.ts";
 
 export interface Subcommand {
 	usage: string;

@@ -117,6 +117,19 @@ describe("npm run repl", () => {
 		await until(/ops-two already exists \([0-9a-z]{26}\); nothing changed/);
 	});
 
+	it("names the field a command got wrong", async () => {
+		output = "";
+		repl.stdin!.write("region move not-a-user-id eu-central\n");
+		await until(/error: invalid userId: /);
+	});
+
+	it("lists the metrics of the console's own calls", async () => {
+		output = "";
+		repl.stdin!.write("metrics -f moleculer.request.total\n");
+		await until(/moleculer\.request\.total\s*│\s*counter\s*│.*sv-region\.status/);
+		expect(output).not.toMatch(/disabled/);
+	});
+
 	it("explains an unknown sub-command instead of failing", async () => {
 		repl.stdin!.write("region teleport\n");
 		await until(/unknown sub-command "teleport"; try: region which .* region list/);
@@ -127,5 +140,23 @@ describe("npm run repl", () => {
 		repl.stdin!.write("quit\n");
 		const [code] = await exited;
 		expect(code).toBe(0);
+	});
+});
+
+describe("npm run repl with no region node on its NATS", () => {
+	it("says so and points at the embedded console, instead of failing later with 'not found'", async () => {
+		const lonely = spawn(process.execPath, ["regions/launch/repl.ts", "--region", "cn-east"], { env: { ...env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-nobody-` }, stdio: ["pipe", "pipe", "pipe"] });
+		let printed = "";
+		lonely.stdout!.on("data", d => (printed += d));
+		try {
+			const deadline = Date.now() + 15_000;
+			while (!/no node of cn-east is on this NATS/.test(printed)) {
+				if (Date.now() > deadline) throw new Error(`the REPL printed:\n${printed}`);
+				await new Promise(r => setTimeout(r, 100));
+			}
+			expect(printed).toContain("npm start -- --repl");
+		} finally {
+			lonely.kill("SIGKILL");
+		}
 	});
 });

@@ -1,0 +1,7 @@
+import type { RegionDefinition } from "../region.ts";
+
+/** What every project command of the REPL gets: the regions it can name and where to print. */
+export interface ReplContext {
+	regions: RegionDefinition[];
+	print: (line: string) => void;
+}
