@@ -1,7 +1,7 @@
 import { Errors } from "moleculer";
 import { describe, expect, it } from "vitest";
 import { toHttpError } from "../../../../mixins/gateway/errors.ts";
-import { OutcomeUnknownError } from "../../../../regions/errors.ts";
+import { OutcomeUnknownError, ResidencyViolationError } from "../../../../regions/errors.ts";
 
 describe("toHttpError", () => {
 	it("keeps our client errors' codes and messages", () => {
@@ -36,5 +36,27 @@ describe("toHttpError", () => {
 	it("maps body-parser's errors", () => {
 		expect(toHttpError(Object.assign(new Error("request entity too large"), { status: 413, type: "entity.too.large" }), false)).toMatchObject({ status: 413, code: "PAYLOAD_TOO_LARGE" });
 		expect(toHttpError(Object.assign(new Error("Unexpected token"), { status: 400, type: "entity.parse.failed" }), false)).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+	});
+
+	it("keeps a service's own 403 code and message; FORBIDDEN only for a 403 without a code", () => {
+		expect(toHttpError(new ResidencyViolationError("u1", "eu-central", "cn-east"), true)).toMatchObject({ status: 403, code: "RESIDENCY_VIOLATION", message: expect.stringMatching(/pinned/) });
+		expect(toHttpError(new Errors.MoleculerClientError("not allowed", 403, "FORBIDDEN"), true)).toEqual({ status: 403, code: "FORBIDDEN", message: "not allowed" });
+		expect(toHttpError(Object.assign(new Error("nope"), { code: 403 }), true)).toEqual({ status: 403, code: "FORBIDDEN", message: "not allowed" });
+	});
+
+	it("tells a missing route from a handler's own 404", () => {
+		expect(toHttpError(new Errors.MoleculerClientError("Not found", 404, "NOT_FOUND"), false)).toMatchObject({ status: 404, code: "NOT_FOUND", message: "no such route" });
+		expect(toHttpError(new Errors.MoleculerClientError("no such session", 404, "NOT_FOUND"), true)).toMatchObject({ status: 404, code: "NOT_FOUND", message: "no such session" });
+	});
+
+	it("answers a body it cannot read with 400 and an encoding it does not decode with 415 naming gzip", () => {
+		// As moleculer-web hands body-parser's errors on: message, code (zlib's is a string), type.
+		expect(toHttpError(new Errors.MoleculerError("incorrect header check", "Z_DATA_ERROR" as unknown as number), false)).toMatchObject({ status: 400, code: "BAD_REQUEST" });
+		expect(toHttpError(new Errors.MoleculerError("request aborted", 400, "request.aborted"), false)).toMatchObject({ status: 400, code: "BAD_REQUEST" });
+		expect(toHttpError(new Errors.MoleculerError("unsupported", 415, "encoding.unsupported"), false)).toMatchObject({ status: 415, code: "UNSUPPORTED_MEDIA_TYPE", headers: { "Accept-Encoding": "gzip" } });
+	});
+
+	it("answers 405 with the path's methods in Allow", () => {
+		expect(toHttpError(new Errors.MoleculerClientError("x", 405, "METHOD_NOT_ALLOWED", { allow: "GET, HEAD" }), false)).toMatchObject({ status: 405, code: "METHOD_NOT_ALLOWED", headers: { Allow: "GET, HEAD" } });
 	});
 });
