@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { brokerConfig } from "../../../../broker.config.ts";
 import { loadRegions } from "../../../../regions/loader.ts";
 import { startRegionNode } from "../../../../regions/node.ts";
 import type { RegionNode } from "../../../../regions/node.ts";
@@ -50,6 +51,13 @@ describe("ops endpoint: who may read it", () => {
 	it("accepts the configured bearer token, the scheme in any case", async () => {
 		expect((await get("/metrics", `Bearer ${TOKEN}`)).status).toBe(200);
 		expect((await get("/readyz", `bearer ${TOKEN}`)).status).toBe(200);
+	});
+
+	it("cannot be turned on without a token of at least 32 characters", () => {
+		const region = loadRegions().find(r => r.id === "cn-east")!;
+		for (const token of [undefined, "", "short", `${"x".repeat(20)} ${"y".repeat(20)}`])
+			expect(() => brokerConfig({ region, group: "all", transport: "nats", env: { EDGEHOME_OPS_TOKEN: token } }), String(token)).toThrow(/EDGEHOME_OPS_TOKEN.*at least 32 characters/);
+		expect(brokerConfig({ region, group: "all", transport: "nats", env: { EDGEHOME_METRICS_PORT: "off" } }).metrics).toBe(false);
 	});
 
 	it("answers 404 for anything else and 405 for other methods", async () => {
