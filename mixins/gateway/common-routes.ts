@@ -1,7 +1,7 @@
 import { Errors } from "moleculer";
 import { readiness } from "../../regions/runtime/health.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { country, email, password, phone, sessionId, username } from "../../services/shared/fields.ts";
+import { country, email, givenPassword, login, password, phone, sessionId, username } from "../../services/shared/fields.ts";
 import { CALL_FAILURES, IDENTITY_TAKEN, INVALID_CREDENTIALS, NOT_FOUND, REFRESH_REFUSED, SERVICE_VALIDATION, THROTTLED, USER_NOT_FOUND } from "./declared-errors.ts";
 import { DOCS_CSP, readDocsFile } from "./docs.ts";
 import { unauthorized } from "./edge-checks.ts";
@@ -46,7 +46,7 @@ export const COMMON_ROUTES: GatewayRoute[] = [
 	{
 		method: "POST", path: "/api/v1/auth/login", name: "login", summary: "Log in with username, e-mail or phone", tag: "auth", auth: false, status: 200, response: answer.tokens,
 		errors: [...CALL_FAILURES, INVALID_CREDENTIALS, THROTTLED],
-		params: { $$strict: true, login: { type: "string", min: 3, max: 254 }, password: { type: "string", min: 1, max: 128 } },
+		params: { $$strict: true, login, password: givenPassword },
 		async handler(ctx, params: { login: string; password: string }) {
 			// The entry region counts failed logins per client IP.
 			return publicTokens(await ctx.call<Tokens, unknown>("auth-jwt.login", { ...params, client: this.settings.client }, { meta: { clientIp: ctx.locals.clientIp } }));

@@ -32,6 +32,11 @@ const refuseCommonPassword: Checker = (value, errors) => {
 };
 export const password = { type: "string", min: 8, max: 128, custom: refuseCommonPassword, messages: { commonPassword: "password is one of the most common ones: choose another" } } as const;
 
+/** A login as typed (username, e-mail or phone): its form is the lookup's to judge. */
+export const login = { type: "string", min: 3, max: 254 } as const;
+/** A password as presented to be checked: no rule beyond the cap, so a password set under older rules still logs in. */
+export const givenPassword = { type: "string", min: 1, max: 128 } as const;
+
 /** C0 and C1 controls, DEL and NUL: never part of an address, and a way to split one in logs or headers. */
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const refuseControlCharacters: Checker = (value, errors) => {

@@ -11,7 +11,7 @@ import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
 import { open, piiKeysFromEnv, seal } from "../shared/sealing.ts";
 import type { PiiKeys, SealedPlace } from "../shared/sealing.ts";
-import { country, email, password, phone, regionId, userId, username } from "../shared/fields.ts";
+import { country, email, givenPassword, login, password, phone, regionId, userId, username } from "../shared/fields.ts";
 
 interface UserRow {
 	id: string;
@@ -61,7 +61,6 @@ type Methods = MoveParticipantMethods & {
 	enrol(ctx: Context, entry: Enrolment): Promise<{ id: string; username: string; region: string }>;
 };
 
-const login = { type: "string", min: 3, max: 254 } as const;
 const openid = { type: "string", min: 6, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
 
 const TAKEN: Record<string, string> = { username: "USERNAME_TAKEN", email: "EMAIL_TAKEN", phone: "PHONE_TAKEN", wechat: "WECHAT_TAKEN" };
@@ -237,7 +236,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		verify: {
 			home: { param: "userId", readonly: true },
-			params: { $$strict: true, userId, password: { type: "string", min: 1, max: 128 } },
+			params: { $$strict: true, userId, password: givenPassword },
 			async handler(ctx: Context<{ userId: string; password: string }>) {
 				const row = await this.db.selectFrom("users").select("password_hash").where("id", "=", ctx.params.userId).executeTakeFirst();
 				return { ok: await verifyPassword(ctx.params.password, row?.password_hash ?? (await decoyHash())) && Boolean(row) };
@@ -255,7 +254,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		checkPassword: {
-			params: { $$strict: true, login, password: { type: "string", min: 1, max: 128 } },
+			params: { $$strict: true, login, password: givenPassword },
 			async handler(ctx: Context<{ login: string; password: string }>) {
 				const found = await this.findLogin(ctx, ctx.params.login);
 				if (!found) {
