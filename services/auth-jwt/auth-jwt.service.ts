@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { dbMixin } from "../../mixins/db.mixin.ts";
@@ -15,8 +15,9 @@ import { Lru } from "../shared/lru.ts";
 import { piiKeysFromEnv } from "../shared/sealing.ts";
 import type { PiiKeys } from "../shared/sealing.ts";
 import { KeyRing } from "./key-ring.ts";
-import { ACCOUNT_LIMIT, IP_LIMIT, MemoryLoginThrottle, RedisLoginThrottle } from "./login-throttle.ts";
-import type { Admission, Limit, LoginThrottle } from "./login-throttle.ts";
+import { MemoryKnownIps, RedisKnownIps } from "./known-ips.ts";
+import { LoginGate } from "./login-gate.ts";
+import { MemoryLoginThrottle, RedisLoginThrottle } from "./login-throttle.ts";
 import { migrations } from "./migrations.ts";
 import { RevocationFeed } from "./revocation-feed.ts";
 import type { FeedBeat, FeedPage } from "./revocation-feed.ts";
@@ -105,7 +106,7 @@ export interface WxTokens extends Tokens {
 interface Vars extends DbVars<Tables> {
 	runtime: RegionRuntime;
 	sealing: PiiKeys;
-	throttle: LoginThrottle;
+	gate: LoginGate;
 	ring: KeyRing;
 	feed: RevocationFeed;
 	keys: SigningKeys;
@@ -122,13 +123,13 @@ interface Methods extends MoveParticipantMethods {
 	issue(userId: string, sid: string, client: ClientType, refreshToken: string): Promise<Tokens>;
 	openSession(userId: string, client: ClientType): Promise<Tokens>;
 	endSessions(sids: string[], reason: string, now: number): Promise<void>;
-	admit(key: string, limit: Limit): Promise<Admission & { ok: true }>;
 	refreshKeys(): Promise<void>;
 	feedPosition(): Promise<number>;
 	beat(): Promise<void>;
 	pull(region: string, afterId: number): Promise<FeedPage>;
 	verifyToken(token: string, client?: ClientType): VerifiedAccess | Promise<VerifiedAccess>;
 	acceptClaims(claims: VerifiedAccess, client?: ClientType): VerifiedAccess;
+	fromHome(claims: VerifiedAccess, client?: ClientType): VerifiedAccess | Promise<VerifiedAccess>;
 	wxUser(ctx: Context, openid: string): Promise<{ userId: string; created: boolean }>;
 	wxSession(ctx: Context, userId: string): Promise<Tokens>;
 }
@@ -183,32 +184,29 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		login: {
 			params: { $$strict: true, login: { type: "string", min: 3, max: 254 }, password: { type: "string", min: 1, max: 128 }, client },
 			/**
-			 * At the region that received the request: the client IP's budget (from `meta.clientIp`,
-			 * set by the gateway), then the check and session at the user's home. An unknown login
-			 * costs the same scrypt work and gets the same error as a wrong password.
+			 * At the region that received the request: the login gate (budgets of the client IP, from
+			 * `meta.clientIp` set by the gateway, and of the login string), then the check and session
+			 * at the user's home. An unknown login costs the same scrypt work and gets the same error
+			 * as a wrong password.
 			 */
 			async handler(ctx: Context<{ login: string; password: string; client: ClientType }, { clientIp?: string }>): Promise<Tokens> {
 				const { login, password } = ctx.params;
-				const ip = typeof ctx.meta.clientIp === "string" ? ctx.meta.clientIp.slice(0, 64) : undefined;
-				const ipAttempt = ip ? await this.admit(`ip:${ip}`, IP_LIMIT) : undefined;
-				const found = await ctx.call<{ userId: string }, unknown>("sv-user.resolveLogin", { login }).catch((err: { type?: string }) => {
-					if (err.type === "USER_NOT_FOUND") return undefined;
-					throw err;
-				});
+				const pass = await this.gate.admit(login, typeof ctx.meta.clientIp === "string" ? ctx.meta.clientIp.slice(0, 64) : undefined);
 				try {
+					const found = await ctx.call<{ userId: string }, unknown>("sv-user.resolveLogin", { login }).catch((err: { type?: string }) => {
+						if (err.type === "USER_NOT_FOUND") return undefined;
+						throw err;
+					});
 					if (!found) {
-						// No home to count at: the unknown login is counted here, under a keyed hash (no PII in Redis).
-						const key = createHmac("sha256", this.sealing.keys.get(this.sealing.current)!).update(login.toLowerCase()).digest("base64url");
-						await this.admit(`login:${key}`, ACCOUNT_LIMIT);
 						await ctx.call("sv-user.checkPassword", { login, password });
 						throw clientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
 					}
 					const tokens = await ctx.call<Tokens, unknown>("auth-jwt.authenticate", { userId: found.userId, password, client: ctx.params.client });
-					await ipAttempt?.attempt.succeeded();
+					await pass.succeeded();
 					return tokens;
 				} catch (err) {
-					// Only a wrong password spends the IP's budget.
-					if ((err as { type?: string }).type !== "INVALID_CREDENTIALS") await ipAttempt?.attempt.succeeded();
+					// Only a wrong password spends the budgets.
+					await ((err as { type?: string }).type === "INVALID_CREDENTIALS" ? pass.failed() : pass.unchecked());
 					throw err;
 				}
 			}
@@ -218,13 +216,13 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			visibility: "public",
 			home: "userId",
 			params: { $$strict: true, userId, password: { type: "string", min: 1, max: 128 }, client },
-			/** At the home: the account's budget (shared by every region's attempts), the password, the session. */
+			/**
+			 * At the home: the password, the session. The budgets are the entry region's (login's): one
+			 * counted here, per account, would refuse known accounts only and so tell them apart.
+			 */
 			async handler(ctx: Context<{ userId: string; password: string; client: ClientType }>): Promise<Tokens> {
-				const { attempt } = await this.admit(`user:${ctx.params.userId}`, ACCOUNT_LIMIT);
 				const { ok } = await ctx.call<{ ok: boolean }, unknown>("sv-user.verify", { userId: ctx.params.userId, password: ctx.params.password });
 				if (!ok) throw clientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
-				await attempt.succeeded();
-				await this.throttle.clear(`user:${ctx.params.userId}`);
 				return this.openSession(ctx.params.userId, ctx.params.client);
 			}
 		},
@@ -329,10 +327,12 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			visibility: "public",
 			home: "userId",
 			params: { $$strict: true, userId, sid: sessionId },
+			/** Another user's session is not found, exactly like one that never existed. */
 			async handler(ctx: Context<{ userId: string; sid: string }>) {
 				const row = await this.db.selectFrom("auth_sessions").select("sid").where("sid", "=", ctx.params.sid).where("user_id", "=", ctx.params.userId).executeTakeFirst();
-				if (row) await this.endSessions([row.sid], "logout", Date.now());
-				return { ended: Boolean(row) };
+				if (!row) throw clientError("no such session", 404, "SESSION_NOT_FOUND");
+				await this.endSessions([row.sid], "logout", Date.now());
+				return { ended: true };
 			}
 		},
 
@@ -469,12 +469,6 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			await this.broker.broadcast("auth-jwt.revoked", { sids, exp });
 		},
 
-		async admit(key, limit) {
-			const admission = await this.throttle.admit(key, limit);
-			if (!admission.ok) throw clientError("too many failed logins; try again later", 429, "RATE_LIMITED", { retryAfter: admission.retryAfterS });
-			return admission;
-		},
-
 		async refreshKeys() {
 			await this.keys.tick();
 			this.current = await this.keys.load();
@@ -500,22 +494,37 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		/**
 		 * A client sends the same token for its whole 15 minutes: its signature is checked once per
 		 * node, and the cached result is used only while the token is unexpired and its key still
-		 * trusted. The session's revocation state is checked on every call.
+		 * trusted. The user's home and the session's revocation state are checked on every call.
 		 */
 		verifyToken(raw, expected) {
 			const claims = this.verified.peek(raw);
-			if (claims && claims.exp * 1000 > Date.now() && this.ring.keys.has(claims.kid)) return this.acceptClaims(claims, expected);
+			if (claims && claims.exp * 1000 > Date.now() && this.ring.keys.has(claims.kid)) return this.fromHome(claims, expected);
 			if (claims) this.verified.delete(raw);
 			return verifyAccess(this.tokenSettings(), this.ring.keys, raw).then(
 				fresh => {
 					this.verified.set(raw, fresh);
-					return this.acceptClaims(fresh, expected);
+					return this.fromHome(fresh, expected);
 				},
 				err => {
 					if (err instanceof TokenError) throw clientError(err.message, 401, err.code);
 					throw err;
 				}
 			);
+		},
+
+		/**
+		 * Only the user's home signs the user's tokens: `rgn` (the signing key's region) must be where
+		 * the directory says the user lives, or one region's key could sign for another region's
+		 * users by naming itself. A token from before a move is refused; the client refreshes.
+		 */
+		fromHome(claims, expected) {
+			if (this.runtime.directory.cached(claims.sub)?.region === claims.rgn) return this.acceptClaims(claims, expected);
+			const refused = () => clientError("token was not signed by the user's home region", 401, "TOKEN_REGION");
+			return (async () => {
+				// This node's view first, then the origin (a move this node has not heard of yet).
+				if ((await this.runtime.directory.home(claims.sub))?.region !== claims.rgn && (await this.runtime.directory.refresh(claims.sub))?.region !== claims.rgn) throw refused();
+				return this.acceptClaims(claims, expected);
+			})();
 		},
 
 		/** Verified claims are accepted for this client type while their session is not revoked (and that is known). */
@@ -610,7 +619,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 
 	async started() {
 		const redis = storesOf(this.broker).redis;
-		this.throttle = redis ? new RedisLoginThrottle(redis) : new MemoryLoginThrottle();
+		this.gate = redis ? new LoginGate(new RedisLoginThrottle(redis), new RedisKnownIps(redis), this.sealing.loginThrottle) : new LoginGate(new MemoryLoginThrottle(), new MemoryKnownIps(), this.sealing.loginThrottle);
 		this.keys = new SigningKeys(this.db, this.runtime.region.id, this.sealing, {
 			rotateAfterMs: this.settings.rotateAfterMs,
 			publishLeadMs: this.settings.publishLeadMs,

@@ -1,5 +1,6 @@
 import { createPublicKey } from "node:crypto";
 import type { JsonWebKey, KeyObject } from "node:crypto";
+import { kidRegion } from "./key-id.ts";
 
 /** A public key as published in the JWKS. */
 export interface PublicJwk extends JsonWebKey {
@@ -13,7 +14,7 @@ const P256_COORD = /^[A-Za-z0-9_-]{43}$/;
 function usable(jwk: Record<string, unknown>, region: string): jwk is PublicJwk {
 	return (
 		typeof jwk.kid === "string" &&
-		jwk.kid.startsWith(`${region}-`) &&
+		kidRegion(jwk.kid) === region &&
 		jwk.kty === "EC" &&
 		jwk.crv === "P-256" &&
 		jwk.alg === "ES256" &&

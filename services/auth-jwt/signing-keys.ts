@@ -3,6 +3,7 @@ import { promisify } from "node:util";
 import type { Kysely } from "kysely";
 import { open, seal } from "../shared/sealing.ts";
 import type { PiiKeys } from "../shared/sealing.ts";
+import { keyId } from "./key-id.ts";
 import type { PublicJwk } from "./key-ring.ts";
 import type { SigningKey } from "./tokens.ts";
 
@@ -62,9 +63,9 @@ export class SigningKeys {
 	/** Adds generation `generation` in `state`; false if another node added it first. */
 	private async add(generation: number, state: KeyRow["state"], activatesAt: number, now: number): Promise<boolean> {
 		const { publicKey, privateKey } = await generateEc("ec", { namedCurve: "P-256" });
-		const kid = `${this.region}-${generation}`;
+		const kid = keyId(this.region, generation);
 		const jwk: PublicJwk = { ...publicKey.export({ format: "jwk" }), kid, alg: "ES256", use: "sig" };
-		const sealed = seal(this.sealing, privateKey.export({ format: "pem", type: "pkcs8" }).toString());
+		const sealed = seal(this.sealing, privateKey.export({ format: "pem", type: "pkcs8" }).toString(), { table: "auth_keys", field: "private_sealed", row: kid });
 		try {
 			await this.db
 				.insertInto("auth_keys")
@@ -124,7 +125,7 @@ export class SigningKeys {
 			.update(rows.map(r => `${r.kid}:${r.state}`).join(","))
 			.digest("base64url")
 			.slice(0, 16);
-		const signer = active ? { kid: active.kid, privateKey: createPrivateKey(open(this.sealing, active.sealed_kid, active.private_sealed)) } : undefined;
+		const signer = active ? { kid: active.kid, privateKey: createPrivateKey(open(this.sealing, active.sealed_kid, active.private_sealed, { table: "auth_keys", field: "private_sealed", row: active.kid })) } : undefined;
 		return { signer, published, version };
 	}
 }

@@ -3,14 +3,12 @@ import type { KeyObject } from "node:crypto";
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { CLIENT_TYPES } from "../../regions/region.ts";
 import type { ClientType } from "../../regions/region.ts";
+import { KID, kidRegion } from "./key-id.ts";
 
-/** Access tokens live 15 minutes; a verifier forgives this much clock skew. */
+/** Access tokens live 15 minutes (no valid token says longer); a verifier forgives this much clock skew. */
 export const ACCESS_TTL_S = 15 * 60;
 export const CLOCK_TOLERANCE_S = 30;
 export const ALGORITHM = "ES256";
-
-/** `kid` names the signing region and the key's generation, e.g. `eu-central-3`. */
-const KID = /^[a-z][a-z0-9-]{1,40}-[0-9]{1,6}$/;
 
 export interface AccessClaims {
 	/** the user id */
@@ -40,7 +38,10 @@ export type TokenErrorCode =
 	| "TOKEN_NOT_YET_VALID"
 	| "TOKEN_ISSUER"
 	| "TOKEN_AUDIENCE"
-	| "TOKEN_CLAIMS";
+	| "TOKEN_CLAIMS"
+	| "TOKEN_REGION"
+	| "TOKEN_ISSUED_IN_FUTURE"
+	| "TOKEN_LIFETIME";
 
 export class TokenError extends Error {
 	readonly code: TokenErrorCode;
@@ -79,7 +80,9 @@ export async function signAccess(settings: TokenSettings, key: SigningKey, claim
 /**
  * Verifies an access token locally: the algorithm is pinned to ES256 (so `none` and HMAC with a
  * public key are refused before any key is used), the `kid` is only a key into `keys` — never a
- * path or URL — and issuer, audience, time and every claim are checked.
+ * path or URL — and issuer, audience, time and every claim are checked. The key must belong to the
+ * user's home region (`rgn`), and the token may neither be issued in the future nor live longer
+ * than an access token does: a leaked key cannot mint tokens for other regions' users or for years.
  */
 export async function verifyAccess(settings: TokenSettings, keys: ReadonlyMap<string, KeyObject>, token: string, now = Date.now()): Promise<VerifiedAccess> {
 	if (typeof token !== "string" || token.length > 4096 || token.split(".").length !== 3) throw new TokenError("TOKEN_MALFORMED", "not a JWT");
@@ -106,9 +109,12 @@ export async function verifyAccess(settings: TokenSettings, keys: ReadonlyMap<st
 	} catch (err) {
 		throw fromJose(err);
 	}
-	const { sub, rgn, ep, cli, sid, jti, exp } = payload;
-	if (typeof sub !== "string" || typeof rgn !== "string" || typeof ep !== "number" || typeof sid !== "string" || typeof jti !== "string" || typeof exp !== "number" || !(CLIENT_TYPES as readonly unknown[]).includes(cli))
+	const { sub, rgn, ep, cli, sid, jti, exp, iat } = payload;
+	if (typeof sub !== "string" || typeof rgn !== "string" || typeof ep !== "number" || typeof sid !== "string" || typeof jti !== "string" || typeof exp !== "number" || typeof iat !== "number" || !(CLIENT_TYPES as readonly unknown[]).includes(cli))
 		throw new TokenError("TOKEN_CLAIMS", "missing or malformed claims");
+	if (kidRegion(kid) !== rgn) throw new TokenError("TOKEN_REGION", "token signed by another region's key");
+	if (iat > now / 1000 + CLOCK_TOLERANCE_S) throw new TokenError("TOKEN_ISSUED_IN_FUTURE", "token issued in the future");
+	if (exp - iat > ACCESS_TTL_S) throw new TokenError("TOKEN_LIFETIME", "token lives longer than an access token may");
 	return { sub, rgn, ep, cli: cli as ClientType, sid, jti, exp, kid };
 }
 

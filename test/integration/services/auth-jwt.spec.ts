@@ -2,11 +2,13 @@ import { createHmac, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Tokens } from "../../../services/auth-jwt/auth-jwt.service.ts";
-import { IP_LIMIT, RedisLoginThrottle } from "../../../services/auth-jwt/login-throttle.ts";
+import { IP_BACKOFF, RedisLoginThrottle } from "../../../services/auth-jwt/login-throttle.ts";
 import { SigningKeys } from "../../../services/auth-jwt/signing-keys.ts";
-import { signAccess } from "../../../services/auth-jwt/tokens.ts";
+import { ACCESS_TTL_S, signAccess } from "../../../services/auth-jwt/tokens.ts";
 import { parsePiiKeys } from "../../../services/shared/sealing.ts";
+import { forgeAccess } from "../../harness/forged-tokens.ts";
 import { startKvNode } from "../../harness/kv-node.ts";
+import { BACKED_OFF_WAITS, hammer } from "../../harness/login-backoff.ts";
 import type { KvNode } from "../../harness/kv-node.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../../harness/real-servers.ts";
 import { failureOf, within } from "../../harness/waiting.ts";
@@ -68,27 +70,29 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 		expect(chen.id).toMatch(/^[0-9a-z]{26}$/);
 	});
 
-	it("counts an account's failures across nodes in Redis: the 11th attempt is throttled", async () => {
-		for (let i = 0; i < 10; i++)
-			expect(await failureOf(broker(i % 2 ? "a" : "b").call("auth-jwt.login", { login: "chen", password: `wrong guess ${i}`, client: "app" }, { meta: { clientIp: `192.0.2.${i}` } }))).toMatchObject({ type: "INVALID_CREDENTIALS" });
-		const limited = await failureOf(broker("eu").call("auth-jwt.login", { login: "chen", password: "river walk 42", client: "app" }, { meta: { clientIp: "192.0.2.200" } }));
-		expect(limited).toMatchObject({ type: "RATE_LIMITED", code: 429 });
-		expect(limited.data.retryAfter).toBeGreaterThan(0);
+	it("backs a login off across a region's nodes in Redis, and lets its owner in from an IP it logged in from before", async () => {
+		const login = (n: "a" | "b", password: string, clientIp: string) => failureOf(broker(n).call("auth-jwt.login", { login: "chen", password, client: "app" }, { meta: { clientIp } }));
+		expect(await login("a", "river walk 42", "192.0.2.200")).toMatchObject({ type: "(succeeded)" });
+		for (let i = 0; i < 5; i++) expect(await login(i % 2 ? "a" : "b", `wrong guess ${i}`, `192.0.2.${i}`)).toMatchObject({ type: "INVALID_CREDENTIALS" });
+		expect(await login("a", "river walk 42", "192.0.2.201")).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { retryAfter: 1 } });
+		expect(await login("b", "river walk 42", "192.0.2.200")).toMatchObject({ type: "(succeeded)" });
+		// The same waits as in memory, on the real Redis.
+		expect(await hammer(new RedisLoginThrottle(nodes.a.node.stores.redis!), `login:run-${run}`, 1_000_000, 17)).toEqual(BACKED_OFF_WAITS);
 	});
 
-	it("limits one client IP to 100 failures an hour, shared by every node, and keeps no login in Redis keys", async () => {
+	it("limits one client IP to 100 free failures an hour, shared by every node, and keeps no login or IP in Redis keys", async () => {
 		const redis = new Redis(REAL.redis, { keyPrefix: stores["cn-east"].keyPrefix });
 		try {
 			const throttles = [new RedisLoginThrottle(redis), new RedisLoginThrottle(nodes.b.node.stores.redis!)];
-			for (let i = 0; i < IP_LIMIT.max; i++) expect((await throttles[i % 2]!.admit("ip:198.51.100.7", IP_LIMIT)).ok).toBe(true);
-			const refused = await throttles[0]!.admit("ip:198.51.100.7", IP_LIMIT);
-			expect(refused).toEqual({ ok: false, retryAfterS: expect.any(Number) });
-			expect((refused as { retryAfterS: number }).retryAfterS).toBeGreaterThan(3500);
+			for (let i = 0; i < IP_BACKOFF.free; i++) expect((await throttles[i % 2]!.admit("ip:198.51.100.7", IP_BACKOFF)).ok).toBe(true);
+			const refused = await throttles[0]!.admit("ip:198.51.100.7", IP_BACKOFF);
+			expect(refused).toEqual({ ok: false, retryAfterS: 60 });
 			// Another IP is not affected; a success gives its slot back.
-			const other = await throttles[1]!.admit("ip:198.51.100.8", IP_LIMIT);
+			const other = await throttles[1]!.admit("ip:198.51.100.8", IP_BACKOFF);
 			expect(other.ok).toBe(true);
-			const keys = await redis.keys(`${stores["cn-east"].keyPrefix}*`);
-			expect(keys.join(" ")).not.toMatch(/chen|greta/);
+			const keys = (await redis.keys(`${stores["cn-east"].keyPrefix}*`)).filter(k => !k.includes("198.51.100."));
+			expect(keys.some(k => k.includes("login-known:"))).toBe(true);
+			expect(keys.join(" ")).not.toMatch(/chen|greta|192\.0\.2/);
 		} finally {
 			redis.disconnect();
 		}
@@ -105,9 +109,13 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 		const tampered = Buffer.from(payload, "base64url");
 		tampered[tampered.length - 3] = tampered[tampered.length - 3]! ^ 1;
 		const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
-		const signer = (await new SigningKeys(nodes.eu.node.stores.sql.db, "eu-central", parsePiiKeys(process.env.EDGEHOME_PII_KEYS!), { rotateAfterMs: 1e12, publishLeadMs: 1e9, retireAfterMs: 1e9 }).load()).signer!;
+		const signerOf = async (node: KvNode, region: string) =>
+			(await new SigningKeys(node.node.stores.sql.db, region, parsePiiKeys(process.env.EDGEHOME_PII_KEYS!), { rotateAfterMs: 1e12, publishLeadMs: 1e9, retireAfterMs: 1e9 }).load()).signer!;
+		const signer = await signerOf(nodes.eu, "eu-central");
+		const cnSigner = await signerOf(nodes.a, "cn-east");
 		const ok = { issuer: "edgehome", audience: "edgehome-api" };
 		const mine = { sub: claims.sub, rgn: claims.rgn, ep: claims.ep, cli: claims.cli, sid: claims.sid };
+		const now = Math.floor(Date.now() / 1000);
 		const forged: Record<string, [string, string]> = {
 			"alg none": [`${b64({ alg: "none", kid })}.${payload}.`, "TOKEN_ALGORITHM"],
 			"HS256 with the public key": [`${hs}.${payload}.${createHmac("sha256", publicJwk).update(`${hs}.${payload}`).digest("base64url")}`, "TOKEN_ALGORITHM"],
@@ -118,7 +126,12 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 			"wrong audience": [await signAccess({ ...ok, audience: "other-api" }, signer, mine), "TOKEN_AUDIENCE"],
 			"refresh token as access token": [t.refreshToken, "TOKEN_MALFORMED"],
 			"kid as a path": [`${b64({ alg: "ES256", kid: "../../dev/null" })}.${payload}.${signature}`, "TOKEN_KID_UNKNOWN"],
-			"kid as a URL": [`${b64({ alg: "ES256", kid: "https://evil.example/jwks.json" })}.${payload}.${signature}`, "TOKEN_KID_UNKNOWN"]
+			"kid as a URL": [`${b64({ alg: "ES256", kid: "https://evil.example/jwks.json" })}.${payload}.${signature}`, "TOKEN_KID_UNKNOWN"],
+			// greta lives in eu-central: cn-east's real key must not sign for her.
+			"cn-east's key for an eu-central user": [await signAccess(ok, cnSigner, mine), "TOKEN_REGION"],
+			"cn-east's key claiming cn-east for an eu-central user": [await signAccess(ok, cnSigner, { ...mine, rgn: "cn-east" }), "TOKEN_REGION"],
+			"issued in the future, nbf now": [await forgeAccess(ok, signer, mine, { iat: now + 600, nbf: now, exp: now + 600 + ACCESS_TTL_S }), "TOKEN_ISSUED_IN_FUTURE"],
+			"valid for a year": [await forgeAccess(ok, signer, mine, { iat: now, nbf: now, exp: now + 365 * 86_400 }), "TOKEN_LIFETIME"]
 		};
 		for (const n of ["a", "b", "eu"] as const)
 			for (const [what, [token, code]] of Object.entries(forged)) expect({ n, what, got: await verifyOn(n, token) }).toEqual({ n, what, got: code });

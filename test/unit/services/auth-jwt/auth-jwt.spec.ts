@@ -3,6 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../regions/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import type { Tokens } from "../../../../services/auth-jwt/auth-jwt.service.ts";
+import { ACCESS_TTL_S, signAccess } from "../../../../services/auth-jwt/tokens.ts";
+import type { SigningKey } from "../../../../services/auth-jwt/tokens.ts";
+import { forgeAccess } from "../../../harness/forged-tokens.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { failureOf, within } from "../../../harness/waiting.ts";
@@ -53,13 +56,57 @@ describe("auth-jwt login", () => {
 		expect(await failureOf(call("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "desktop" }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
 	});
 
-	it("throttles an account after 10 failures, whatever IPs they come from, with a retry-after", async () => {
-		for (let i = 0; i < 10; i++)
-			expect(await failureOf(call(ids[i % 3]!, "auth-jwt.login", { login: "arjun", password: `guess ${i} wrong`, client: "app" }, { clientIp: `198.51.100.${i}` }))).toMatchObject({ type: "INVALID_CREDENTIALS" });
-		const limited = await failureOf(call("cn-east", "auth-jwt.login", { login: "arjun", password: "secret of NUJRA 1", client: "app" }, { clientIp: "203.0.113.77" }));
-		expect(limited).toMatchObject({ type: "RATE_LIMITED", code: 429 });
-		expect(limited.data.retryAfter).toBeGreaterThan(800);
-		expect(limited.data.retryAfter).toBeLessThanOrEqual(900);
+});
+
+describe("login throttling", () => {
+	/** What a client sees of a login attempt: everything but the request's own ids. */
+	const answer = (from: string, login: string, password: string, clientIp: string) =>
+		call(from, "auth-jwt.login", { login, password, client: "app" }, { clientIp }).then(
+			() => "(logged in)",
+			(e: { type: string; code: number; message: string; data?: unknown }) => ({ type: e.type, code: e.code, message: e.message, data: e.data })
+		);
+	const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+	it("lets the owner in from an IP it logged in from before, while an attacker's guesses back the login off for everyone else", async () => {
+		await call("cn-east", "sv-user.register", { username: "nadia", password: "monsoon season 7", country: "IN" });
+		expect(await answer("cn-east", "nadia", "monsoon season 7", "203.0.113.5")).toBe("(logged in)");
+		for (let i = 0; i < 5; i++) expect(await answer("cn-east", "nadia", `guess ${i} wrong`, `198.51.100.${i}`)).toMatchObject({ type: "INVALID_CREDENTIALS" });
+		// The right password from a new IP waits like any guess would.
+		expect(await answer("cn-east", "nadia", "monsoon season 7", "192.0.2.44")).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { retryAfter: 1 } });
+		expect(await answer("cn-east", "nadia", "monsoon season 7", "203.0.113.5")).toBe("(logged in)");
+		// A guesser on the owner's IP has a budget of its own there, backed off the same way.
+		for (let i = 0; i < 5; i++) expect(await answer("cn-east", "nadia", `near guess ${i}`, "203.0.113.5")).toMatchObject({ type: "INVALID_CREDENTIALS" });
+		expect(await answer("cn-east", "nadia", `near guess 5`, "203.0.113.5")).toMatchObject({ type: "RATE_LIMITED", code: 429 });
+	});
+
+	it("backs a login off exponentially: each failure past the fifth doubles the wait", async () => {
+		await call("cn-east", "sv-user.register", { username: "kenji", password: "cherry blossom 9", country: "JP" });
+		for (let i = 0; i < 5; i++) expect(await answer("cn-east", "kenji", `guess ${i}`, `198.51.100.${20 + i}`)).toMatchObject({ type: "INVALID_CREDENTIALS" });
+		const waits: number[] = [];
+		for (let i = 0; i < 2; i++) {
+			const limited = (await answer("cn-east", "kenji", "cherry blossom 9", "192.0.2.80")) as { type: string; data: { retryAfter: number } };
+			expect(limited.type).toBe("RATE_LIMITED");
+			waits.push(limited.data.retryAfter);
+			await sleep(limited.data.retryAfter * 1000 + 50);
+			expect(await answer("cn-east", "kenji", `late guess ${i}`, `198.51.100.${30 + i}`)).toMatchObject({ type: "INVALID_CREDENTIALS" });
+		}
+		expect(waits).toEqual([1, 2]);
+		expect(await answer("cn-east", "kenji", "cherry blossom 9", "192.0.2.80")).toMatchObject({ type: "RATE_LIMITED", data: { retryAfter: 4 } });
+	}, 10_000);
+
+	it("throttles a login nobody has exactly like a known one, whichever regions the guesses come through", async () => {
+		await call("cn-east", "sv-user.register", { username: "tomas", password: "alpine meadow 3", country: "DE" });
+		const seen: Record<string, unknown[]> = { tomas: [], "tomas-nobody": [] };
+		// Ten failures, the last at cn-east its fifth there, then one more try in each region (tomas lives in eu-central).
+		const regions = ["ap-south", "ap-south", "eu-central", "eu-central", "eu-central", "cn-east", "cn-east", "cn-east", "cn-east", "cn-east", ...ids];
+		for (const login of ["tomas", "tomas-nobody"] as const)
+			for (const [i, from] of regions.entries()) seen[login]!.push(await answer(from, login, `guess ${i}`, `198.51.100.${100 + i}`));
+		expect(seen.tomas).toEqual(seen["tomas-nobody"]);
+		expect(seen.tomas!.slice(10)).toEqual([
+			{ type: "RATE_LIMITED", code: 429, message: "too many failed logins; try again later", data: { retryAfter: 1 } },
+			{ type: "INVALID_CREDENTIALS", code: 401, message: "login or password is wrong", data: undefined },
+			{ type: "INVALID_CREDENTIALS", code: 401, message: "login or password is wrong", data: undefined }
+		]);
 	});
 });
 
@@ -122,6 +169,14 @@ describe("sessions", () => {
 		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken }))).toMatchObject({ type: "REFRESH_INVALID" });
 	});
 
+	it("answers SESSION_NOT_FOUND for ending a session that does not exist or is another user's", async () => {
+		const t = await call<Tokens>("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "cms" });
+		for (const [userId, sid] of [[users.wei!.id, "6f1c2d3e-4b5a-4978-8a9b-0c1d2e3f4a5b"], [users.lena!.id, t.sid]])
+			expect(await failureOf(call("ap-south", "auth-jwt.endSession", { userId, sid }))).toMatchObject({ type: "SESSION_NOT_FOUND", code: 404, message: "no such session" });
+		expect(await verdicts(t.accessToken)).toEqual([t.sid, t.sid, t.sid]);
+		expect(await call("ap-south", "auth-jwt.endSession", { userId: users.wei!.id, sid: t.sid })).toEqual({ ended: true });
+	});
+
 	it("refuses a token of another client type when the caller names its own", async () => {
 		const t = await call<Tokens>("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "app" });
 		expect(await failureOf(call("cn-east", "auth-jwt.verify", { token: t.accessToken, client: "www" }))).toMatchObject({ type: "TOKEN_CLIENT", code: 401 });
@@ -154,6 +209,25 @@ describe("signing keys", () => {
 		await within(async () => (await failureOf(call("ap-south", "auth-jwt.verify", { token: before.accessToken }))).type === "TOKEN_KID_UNKNOWN", 15_000);
 		expect((await call("ap-south", "auth-jwt.verify", { token: after.accessToken })).sub).toBe(users.wei!.id);
 	}, 40_000);
+});
+
+describe("tokens forged with a region's real key", () => {
+	it("are refused on every node: another region's user, a home claimed falsely, issued in the future, too long-lived", async () => {
+		const t = await call<Tokens>("cn-east", "auth-jwt.login", { login: "arjun", password: "secret of NUJRA 1", client: "www" });
+		expect(t.region).toBe("ap-south");
+		const settings = { issuer: "edgehome", audience: "edgehome-api" };
+		const signerOf = (region: string) => (nodes[region]!.broker.getLocalService("auth-jwt") as unknown as { current: { signer: SigningKey } }).current.signer;
+		const arjun = { sub: users.arjun!.id, rgn: "ap-south", ep: 1, cli: "www" as const, sid: t.sid };
+		const now = Math.floor(Date.now() / 1000);
+		const forged = {
+			TOKEN_REGION: [await signAccess(settings, signerOf("cn-east"), arjun), await signAccess(settings, signerOf("cn-east"), { ...arjun, rgn: "cn-east" })],
+			TOKEN_ISSUED_IN_FUTURE: [await forgeAccess(settings, signerOf("ap-south"), arjun, { iat: now + 600, nbf: now, exp: now + 600 + ACCESS_TTL_S })],
+			TOKEN_LIFETIME: [await forgeAccess(settings, signerOf("ap-south"), arjun, { iat: now, nbf: now, exp: now + 30 * 86_400 })]
+		};
+		for (const [code, tokens] of Object.entries(forged)) for (const token of tokens) expect(await verdicts(token)).toEqual([code, code, code]);
+		// The same key, claims and times as ap-south signs them: accepted.
+		expect(await verdicts(await signAccess(settings, signerOf("ap-south"), arjun))).toEqual([t.sid, t.sid, t.sid]);
+	});
 });
 
 describe("rehoming", () => {

@@ -3,6 +3,7 @@ import type { KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ACCESS_TTL_S, CLOCK_TOLERANCE_S, signAccess, verifyAccess } from "../../../../services/auth-jwt/tokens.ts";
 import type { AccessClaims } from "../../../../services/auth-jwt/tokens.ts";
+import { forgeAccess } from "../../../harness/forged-tokens.ts";
 
 const settings = { issuer: "https://edgehome.example/auth", audience: "edgehome-api" };
 const claims: AccessClaims = { sub: "01m80spy4vd2d3wshwckzbkr5c", rgn: "eu-central", ep: 2, cli: "app", sid: "s-1" };
@@ -13,7 +14,11 @@ function keyPair(kid: string): { kid: string; privateKey: KeyObject; publicKey: 
 
 const current = keyPair("eu-central-2");
 const retired = keyPair("eu-central-1");
-const keys = new Map([[current.kid, current.publicKey]]);
+const cnEast = keyPair("cn-east-4");
+const keys = new Map([
+	[current.kid, current.publicKey],
+	[cnEast.kid, cnEast.publicKey]
+]);
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
 const parts = (token: string) => token.split(".") as [string, string, string];
 
@@ -83,6 +88,27 @@ describe("access tokens", () => {
 
 	it("refuse a token signed by a retired key", async () => {
 		expect(await rejection(await signAccess(settings, retired, claims))).toBe("TOKEN_KID_UNKNOWN");
+	});
+
+	it("refuse a token signed with one region's key for a user of another region", async () => {
+		expect(await rejection(await signAccess(settings, cnEast, { ...claims, rgn: "eu-central" }))).toBe("TOKEN_REGION");
+		expect(await rejection(await signAccess(settings, current, { ...claims, rgn: "cn-east" }))).toBe("TOKEN_REGION");
+		// A region whose name is a prefix of the key's region is another region too.
+		expect(await rejection(await signAccess(settings, cnEast, { ...claims, rgn: "cn" }))).toBe("TOKEN_REGION");
+		expect(await rejection(await signAccess(settings, cnEast, { ...claims, rgn: "cn-east" }))).toBe("accepted");
+	});
+
+	it("refuse a token issued in the future beyond the clock tolerance, even when nbf says now", async () => {
+		const now = Math.floor(Date.now() / 1000);
+		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now + 5 * 60, nbf: now, exp: now + 5 * 60 + ACCESS_TTL_S }))).toBe("TOKEN_ISSUED_IN_FUTURE");
+		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now + CLOCK_TOLERANCE_S - 5, nbf: now, exp: now + ACCESS_TTL_S }))).toBe("accepted");
+	});
+
+	it("refuse a token that lives longer than an access token", async () => {
+		const now = Math.floor(Date.now() / 1000);
+		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now, nbf: now, exp: now + 365 * 24 * 3600 }))).toBe("TOKEN_LIFETIME");
+		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now, nbf: now, exp: now + ACCESS_TTL_S + 1 }))).toBe("TOKEN_LIFETIME");
+		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now, nbf: now, exp: now + ACCESS_TTL_S }))).toBe("accepted");
 	});
 
 	it("refuse a token whose claims are incomplete or of the wrong client type", async () => {
