@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { isBuiltin } from "node:module";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseDocument } from "yaml";
 import type { RegionDefinition } from "../../../regions/region.ts";
 import { isNatsMap, parseNatsConf } from "./nats-conf.ts";
@@ -376,7 +376,7 @@ export function checkNatsService(regionId: string, compose: ComposeFile, file: s
 	else if (flag(commandArgs(svc), "--config") !== confMount.target && flag(commandArgs(svc), "-c") !== confMount.target)
 		problems.push(`${at}: does not start with --config ${confMount.target}`);
 	for (const m of mounts)
-		if (m.source.endsWith(".conf") && resolve(dirname(file), m.source) !== natsConfPath(regionId))
+		if (m.source.endsWith(".conf") && resolve(dirname(file), m.source) !== natsConfPath(regionId) && !SHARED_NATS_CONFS.includes(basename(m.source)))
 			problems.push(`${at}: mounts ${m.source}, another region's config`);
 	const storeDir = isNatsMap(conf.jetstream) ? str(conf.jetstream.store_dir) : undefined;
 	if (storeDir && !mounts.some(m => m !== confMount && (storeDir === m.target || storeDir.startsWith(`${m.target}/`))))
@@ -388,6 +388,9 @@ export function checkNatsService(regionId: string, compose: ComposeFile, file: s
 	if (!healthcheck.includes(`:${NATS_MONITOR_PORT}/`)) problems.push(`${at}: healthcheck does not probe the monitoring port ${NATS_MONITOR_PORT}`);
 	return problems;
 }
+
+/** deploy/nats files every region's server includes (client TLS and users), not a region's config. */
+export const SHARED_NATS_CONFS = ["auth.conf"];
 
 export function readNatsConf(regionId: string): NatsMap {
 	return parseNatsConf(readFileSync(natsConfPath(regionId), "utf8"));
