@@ -1,8 +1,10 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerConfig } from "../../../../broker.config.ts";
 import { loadRegions } from "../../../../regions/loader.ts";
+import { METRIC } from "../../../../regions/runtime/metric-names.ts";
 import { startRegionNode } from "../../../../regions/node.ts";
 import type { RegionNode } from "../../../../regions/node.ts";
 import { freePort } from "../../../harness/free-port.ts";
@@ -75,6 +77,15 @@ describe("ops endpoint: /metrics", () => {
 		expect(check.error).toBeUndefined();
 		expect(`${check.stdout}${check.stderr}`).toBe("");
 		expect(check.status).toBe(0);
+	});
+
+	it("serves exactly the metrics the README's table names", async () => {
+		const readme = readFileSync("README.md", "utf8");
+		const section = readme.slice(readme.indexOf("### Health and metrics"), readme.indexOf("\n## ", readme.indexOf("### Health and metrics")));
+		const documented = new Set([...section.matchAll(/^\| (.+?) \|/gm)].flatMap(([, cell]) => [...cell!.matchAll(/`((?:edgehome|process|nodejs)_\w+)`/g)].map(m => m[1]!)));
+		expect([...documented].sort()).toEqual(Object.values(METRIC).sort());
+		const served = [...(await scrape()).matchAll(/^# TYPE (\w+) /gm)].map(m => m[1]!);
+		expect(served.sort()).toEqual(Object.values(METRIC).sort());
 	});
 
 	it("labels every sample with the region, in snake_case", async () => {
