@@ -104,6 +104,16 @@ export function durationMs(text: string | undefined): number {
 	return ms;
 }
 
+/**
+ * A host address for the ops port: loopback or private (RFC 1918, IPv6 ULA), or a variable whose
+ * default is one; never empty (every interface), 0.0.0.0 or ::.
+ */
+function privateHostAddress(hostIp: string): boolean {
+	const fromVariable = /^\$\{\w+:-([^}]+)\}$/.exec(hostIp);
+	const ip = (fromVariable ? fromVariable[1]! : hostIp).replace(/^\[|\]$/g, "");
+	return /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.)/.test(ip) || ip === "::1" || /^f[cd][0-9a-f]{2}:/i.test(ip);
+}
+
 interface Published {
 	hostIp: string;
 	published: number | undefined;
@@ -225,6 +235,10 @@ export function checkCompose(
 			problems.push(`${at}: EDGEHOME_METRICS_PORT is ${env.EDGEHOME_METRICS_PORT || "(not set)"}, the region's metrics port is ${metricsPort} (the image's healthcheck reads it)`);
 		if (!publishedPorts(svc).some(p => p.target === metricsPort && p.published === metricsPort))
 			problems.push(`${at}: does not publish the region's metrics port ${metricsPort}:${metricsPort}`);
+		for (const p of publishedPorts(svc).filter(p => p.target === metricsPort && !privateHostAddress(p.hostIp)))
+			problems.push(`${at}: publishes the ops port ${metricsPort} on ${p.hostIp || "every interface"}, not on a loopback or private address`);
+		if (!/^\$\{EDGEHOME_OPS_TOKEN:\?[^}]*\}$/.test(env.EDGEHOME_OPS_TOKEN ?? ""))
+			problems.push(`${at}: EDGEHOME_OPS_TOKEN is not a required \${EDGEHOME_OPS_TOKEN:?…} reference (the ops port needs its token)`);
 
 		const group = env.EDGEHOME_GROUP;
 		if (!group) problems.push(`${at}: EDGEHOME_GROUP is not set`);
@@ -511,6 +525,17 @@ export function scrapeTargets(prometheus: unknown): ScrapeTarget[] {
 	const configs = (prometheus as { scrape_configs?: { static_configs?: { targets?: string[]; labels?: Record<string, string> }[] }[] })
 		.scrape_configs ?? [];
 	return configs.flatMap(c => (c.static_configs ?? []).flatMap(s => (s.targets ?? []).map(address => ({ address, labels: s.labels ?? {} }))));
+}
+
+/** The scrape sends the ops port's bearer token, read from a file (never written in the config). */
+export function checkScrapeAuthorization(prometheus: unknown): string[] {
+	const configs = (prometheus as { scrape_configs?: { job_name?: string; authorization?: { type?: string; credentials_file?: string; credentials?: string } }[] }).scrape_configs ?? [];
+	return configs.flatMap(c => {
+		const auth = c.authorization;
+		if (auth?.credentials) return [`job ${c.job_name}: the ops token is written in the config; use credentials_file`];
+		if ((auth?.type ?? "Bearer") !== "Bearer" || !auth?.credentials_file) return [`job ${c.job_name}: sends no bearer token from a credentials_file (/metrics needs EDGEHOME_OPS_TOKEN)`];
+		return [];
+	});
 }
 
 /** Every group of every region is scraped on its region's metrics port, and nothing else is. */

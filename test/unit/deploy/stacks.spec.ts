@@ -11,6 +11,7 @@ import {
 	checkNatsConf,
 	checkNatsService,
 	checkPrometheus,
+	checkScrapeAuthorization,
 	checkSecrets,
 	composePath,
 	DEPLOY,
@@ -113,6 +114,17 @@ describe("deploy/prometheus/prometheus.yml", () => {
 		const prometheus = parseYaml(readFileSync(join(DEPLOY, "prometheus", "prometheus.yml"), "utf8")) as unknown;
 		const groups = new Map(REGIONS.map(r => [r, groupNames(readCompose(r.id).compose, composePath(r.id))]));
 		expect(checkPrometheus(scrapeTargets(prometheus), groups)).toEqual([]);
+		expect(checkScrapeAuthorization(prometheus)).toEqual([]);
+	});
+
+	it("catches a scrape without the ops token, or with the token written in the config", () => {
+		const prometheus = parseYaml(readFileSync(join(DEPLOY, "prometheus", "prometheus.yml"), "utf8")) as { scrape_configs: Record<string, unknown>[] };
+		const without = clone(prometheus);
+		delete without.scrape_configs[0]!.authorization;
+		expect(checkScrapeAuthorization(without).join("\n")).toMatch(/sends no bearer token/);
+		const inline = clone(prometheus);
+		inline.scrape_configs[0]!.authorization = { type: "Bearer", credentials: "secret" };
+		expect(checkScrapeAuthorization(inline).join("\n")).toMatch(/written in the config/);
 	});
 });
 
@@ -155,6 +167,15 @@ describe("the checks catch a broken stack", () => {
 		expect(problems).toMatch(/EDGEHOME_METRICS_PORT is 8190/);
 	});
 
+	it("the ops port published on every interface or a public address, or without its token", () => {
+		for (const published of ["8290:8290", "0.0.0.0:8290:8290", "[::]:8290:8290", "203.0.113.7:8290:8290", "${EDGEHOME_OPS_ADDRESS:-0.0.0.0}:8290:8290"])
+			expect(problemsOf(c => (core(c).ports = [published])), published).toMatch(/publishes the ops port 8290 on .*not on a loopback or private address/);
+		for (const published of ["127.0.0.1:8290:8290", "10.0.0.12:8290:8290", "${EDGEHOME_OPS_ADDRESS:-127.0.0.1}:8290:8290"])
+			expect(problemsOf(c => (core(c).ports = [published])), published).not.toMatch(/publishes the ops port/);
+		expect(problemsOf(c => delete env(c).EDGEHOME_OPS_TOKEN)).toMatch(/EDGEHOME_OPS_TOKEN is not a required/);
+		expect(problemsOf(c => (env(c).EDGEHOME_OPS_TOKEN = "a-token-written-down-in-the-compose-file"))).toMatch(/EDGEHOME_OPS_TOKEN is not a required/);
+	});
+
 	it("a store not waited for until healthy, or without a healthcheck", () => {
 		expect(problemsOf(c => (core(c).depends_on = { nats: { condition: "service_healthy" }, mariadb: { condition: "service_started" } }))).toMatch(
 			/does not depend on mariadb with condition service_healthy[^]*does not depend on redis/
@@ -172,7 +193,7 @@ describe("the checks catch a broken stack", () => {
 			c.services!.edge = clone(core(c));
 			(c.services!.edge.environment as Record<string, string>).EDGEHOME_GROUP = "edge";
 		});
-		expect(problems).toMatch(/publishes 0\.0\.0\.0:8290, as core already does/);
+		expect(problems).toMatch(/publishes 0\.0\.0\.0:8201, as core already does/);
 		expect(problems).toMatch(/EDGEHOME_NODE_ID "ap-south-core" is also core's/);
 	});
 
