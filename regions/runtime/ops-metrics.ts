@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Middleware, ServiceBroker } from "moleculer";
+import type { MetricRegistry, Middleware, ServiceBroker } from "moleculer";
 import { isEndpointFailure } from "../errors.ts";
-import { METRIC } from "./metric-names.ts";
+import { METRIC, STORED_METRICS } from "./metric-names.ts";
 
 interface ActionDef {
 	rawName?: string;
@@ -20,6 +20,10 @@ interface RoutedRequest extends IncomingMessage {
  */
 export const OpsMetricsMiddleware: Middleware = {
 	name: "OpsMetrics",
+
+	created(broker: ServiceBroker) {
+		if (broker.isMetricsEnabled()) registerMetrics(broker.metrics);
+	},
 
 	serviceCreated(this: ServiceBroker, service: { fullName: string }) {
 		if (this.isMetricsEnabled() && !service.fullName.startsWith("$")) this.metrics.increment(METRIC.endpointFailures, { service: service.fullName }, 0);
@@ -50,3 +54,12 @@ export const OpsMetricsMiddleware: Middleware = {
 			});
 	}
 } as Middleware;
+
+/** Every stored metric of the catalogue, before anything counts: counters start at 0. */
+function registerMetrics(registry: MetricRegistry): void {
+	for (const def of STORED_METRICS) {
+		registry.register({ type: def.type, name: def.name, description: def.help, labelNames: def.labelNames ?? [], ...(def.buckets ? { buckets: def.buckets, quantiles: false } : {}), rate: false } as never);
+		if (def.type === "counter" && !def.labelNames?.length) registry.increment(def.name, undefined, 0);
+		for (const value of def.seeded?.values ?? []) registry.increment(def.name, { [def.seeded!.label]: value }, 0);
+	}
+}

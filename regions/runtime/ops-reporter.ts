@@ -39,11 +39,6 @@ export class OpsReporter extends MetricReporters.Base {
 	override init(registry: MetricRegistry): void {
 		super.init(registry);
 		this.eventLoop.enable();
-		for (const def of STORED_METRICS) {
-			registry.register({ type: def.type, name: def.name, description: def.help, labelNames: def.labelNames ?? [], ...(def.buckets ? { buckets: def.buckets, quantiles: false } : {}), rate: false } as never);
-			if (def.type === "counter" && !def.labelNames?.length) registry.increment(def.name, undefined, 0);
-			for (const value of def.seeded?.values ?? []) registry.increment(def.name, { [def.seeded!.label]: value }, 0);
-		}
 		this.server = createServer((req, res) => this.handle(req, res));
 		this.server.listen(this.ops.port, this.ops.host, () => this.logger.info(`ops endpoint on http://${this.ops.host}:${this.ops.port} (/healthz open; /readyz, /metrics with the bearer token)`));
 		this.server.on("error", err => this.broker.fatal(`ops endpoint on ${this.ops.host}:${this.ops.port}: ${err.message}`, err));
