@@ -5,7 +5,7 @@ import ApiGateway from "moleculer-web";
 import type { ClientType } from "../regions/region.ts";
 import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
 import { storesOf } from "../regions/stores/index.ts";
-import { Lru } from "../services/shared/lru.ts";
+import { Lru } from "../kernel/lru.ts";
 import { clientIp, trustedProxies } from "./gateway/client-ip.ts";
 import { COMMON_ROUTES } from "./gateway/common-routes.ts";
 import { authenticate, authenticateUser, authorize, limit } from "./gateway/edge-checks.ts";

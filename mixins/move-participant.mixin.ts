@@ -1,6 +1,6 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { fenceOf, isLockConflict } from "../regions/ownership/fence.ts";
-import { moveId, userId } from "../services/shared/fields.ts";
+import { moveId, userId } from "../kernel/fields.ts";
 
 /**
  * What a service holding per-user data implements so a user can be rehomed: the user's rows out

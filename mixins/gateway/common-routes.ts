@@ -1,7 +1,7 @@
 import { Errors } from "moleculer";
 import { readiness } from "../../regions/runtime/health.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { country, email, givenPassword, login, password, phone, sessionId, username } from "../../services/shared/fields.ts";
+import { country, email, givenPassword, login, password, phone, sessionId, username } from "../../kernel/fields.ts";
 import { CALL_FAILURES, IDENTITY_TAKEN, INVALID_CREDENTIALS, NOT_FOUND, REFRESH_REFUSED, SERVICE_VALIDATION, THROTTLED, USER_NOT_FOUND } from "./declared-errors.ts";
 import { DOCS_CSP, readDocsFile } from "./docs.ts";
 import { unauthorized } from "./edge-checks.ts";

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { BlockList } from "node:net";
 import type { Context, Service } from "moleculer";
 import type { ClientType } from "../../regions/region.ts";
-import type { Lru } from "../../services/shared/lru.ts";
+import type { Lru } from "../../kernel/lru.ts";
 import type { DeclaredError } from "./declared-errors.ts";
 import type { RateLimit, RateLimiter } from "./rate-limiter.ts";
 import type { GatewaySettings } from "./settings.ts";

@@ -5,7 +5,7 @@ import { CALL_FAILURES, MOVE_IN_PROGRESS, MOVE_NOT_FOUND, RESIDENCY_VIOLATION, R
 import * as answer from "../../mixins/gateway/response-schemas.ts";
 import type { GatewayRoute } from "../../mixins/gateway/routes.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { action, moveId, regionId as region, resource, role, userId as id } from "../shared/fields.ts";
+import { action, moveId, regionId as region, resource, role, userId as id } from "../../kernel/fields.ts";
 
 const staff = (resourceName: string, actionName: string) => ({ resource: resourceName, action: actionName });
 const admin = (r: Omit<GatewayRoute, "tag" | "auth">): GatewayRoute => ({ ...r, tag: "admin", auth: true });

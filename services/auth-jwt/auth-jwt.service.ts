@@ -11,9 +11,9 @@ import { envInt, envString } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { storesOf } from "../../regions/stores/index.ts";
-import { Lru } from "../shared/lru.ts";
-import { piiKeysFromEnv } from "../shared/sealing.ts";
-import type { PiiKeys } from "../shared/sealing.ts";
+import { Lru } from "../../kernel/lru.ts";
+import { piiKeysFromEnv } from "../../kernel/sealing.ts";
+import type { PiiKeys } from "../../kernel/sealing.ts";
 import { KeyRing } from "./key-ring.ts";
 import { MemoryKnownIps, RedisKnownIps } from "./known-ips.ts";
 import { LoginGate } from "./login-gate.ts";
@@ -27,7 +27,7 @@ import { ACCESS_TTL_S, CLOCK_TOLERANCE_S, signAccess, TokenError, verifyAccess }
 import type { TokenSettings, VerifiedAccess } from "./tokens.ts";
 import { exchangeCode, wxConfigured, wxSettingsFromEnv } from "./wechat.ts";
 import type { WxSettings } from "./wechat.ts";
-import { sessionId, userId } from "../shared/fields.ts";
+import { sessionId, userId } from "../../kernel/fields.ts";
 
 /** Refresh tokens live 30 days; a token spent this recently is a concurrent refresh, not a theft. */
 export const REFRESH_TTL_MS = 30 * 24 * 3600_000;

@@ -1,8 +1,8 @@
 import { createHash, createPrivateKey, generateKeyPair } from "node:crypto";
 import { promisify } from "node:util";
 import type { Kysely } from "kysely";
-import { open, seal } from "../shared/sealing.ts";
-import type { PiiKeys } from "../shared/sealing.ts";
+import { open, seal } from "../../kernel/sealing.ts";
+import type { PiiKeys } from "../../kernel/sealing.ts";
 import { keyId } from "./key-id.ts";
 import type { PublicJwk } from "./key-ring.ts";
 import type { SigningKey } from "./tokens.ts";

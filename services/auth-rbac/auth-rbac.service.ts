@@ -6,14 +6,14 @@ import type { DbVars } from "../../mixins/db.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { envInt } from "../../regions/runtime/env.ts";
-import { Lru } from "../shared/lru.ts";
+import { Lru } from "../../kernel/lru.ts";
 import { PermissionIndex } from "./permission-index.ts";
 import { migrations } from "./migrations.ts";
 import { grantRule, newRbacEnforcer, permissionRule, USER_ROLE } from "./model.ts";
 import { SqlPolicyAdapter } from "./policy-adapter.ts";
 import type { Change, RbacTables } from "./policy-adapter.ts";
 import { USER_ID } from "../../regions/directory/entries.ts";
-import { action, resource, role, ROLE_NAME, userId } from "../shared/fields.ts";
+import { action, resource, role, ROLE_NAME, userId } from "../../kernel/fields.ts";
 import { ImplicitRoleError, RoleNotFoundError } from "./errors.ts";
 
 export interface RbacSettings extends ServiceSettingSchema {

@@ -14,7 +14,7 @@ import { envInt } from "../../regions/runtime/env.ts";
 import { METRIC } from "../../regions/runtime/metric-names.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
-import { country, moveId, regionId, userId } from "../shared/fields.ts";
+import { country, moveId, regionId, userId } from "../../kernel/fields.ts";
 import { HandoverRefusedError, IdentityNotFoundError, IdentityTakenError, MoveNotFoundError, UnknownRegionError } from "./errors.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;

@@ -9,9 +9,9 @@ import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin
 import { sameIdentity } from "../../regions/directory/identity-form.ts";
 import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
-import { open, piiKeysFromEnv, seal } from "../shared/sealing.ts";
-import type { PiiKeys, SealedPlace } from "../shared/sealing.ts";
-import { country, email, givenPassword, login, password, phone, regionId, userId, username } from "../shared/fields.ts";
+import { open, piiKeysFromEnv, seal } from "../../kernel/sealing.ts";
+import type { PiiKeys, SealedPlace } from "../../kernel/sealing.ts";
+import { country, email, givenPassword, login, password, phone, regionId, userId, username } from "../../kernel/fields.ts";
 
 interface UserRow {
 	id: string;

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { ServiceBroker } from "moleculer";
-import { regionNamespace } from "../../broker.config.ts";
+import { regionNamespace } from "../../app/broker.config.ts";
 import { RegionLinks } from "../../regions/links.ts";
 import { REAL, runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
@@ -44,7 +44,7 @@ function benchGateway(): Promise<Figures> {
 		const cluster = await startSupercluster(["cn-east", "eu-central"]);
 		cleanups.push(cluster.stop);
 		await startServer(cleanups, SERVER_SCRIPT, ["eu-central", cluster.urls["eu-central"]!]);
-		// Links made as regions/node.ts makes them, from a cn-east broker on cn-east's server: the
+		// Links made as app/node.ts makes them, from a cn-east broker on cn-east's server: the
 		// link joins eu-central's namespace there, and its calls cross the gateway.
 		const env = benchEnv(cluster.urls["cn-east"]);
 		const base = benchBrokerOptions("cn-east", "nats", env);

@@ -15,7 +15,7 @@
 import { Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../regions/node.ts";
+import { startRegionNode } from "../../app/node.ts";
 import { openKvDirectory } from "../harness/kv-node.ts";
 import { realStores } from "../harness/real-servers.ts";
 import { ledgerService } from "./ledger.service.ts";

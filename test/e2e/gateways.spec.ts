@@ -1,9 +1,9 @@
 import { createHmac } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RegionNode } from "../../regions/node.ts";
+import type { RegionNode } from "../../app/node.ts";
 import { SigningKeys } from "../../services/auth-jwt/signing-keys.ts";
 import { signAccess } from "../../services/auth-jwt/tokens.ts";
-import { parsePiiKeys } from "../../services/shared/sealing.ts";
+import { parsePiiKeys } from "../../kernel/sealing.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";

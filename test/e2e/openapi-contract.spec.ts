@@ -3,7 +3,7 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OpenApiDocument, OpenApiOperation } from "../../mixins/gateway/openapi.ts";
-import type { RegionNode } from "../../regions/node.ts";
+import type { RegionNode } from "../../app/node.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
 import { GATEWAYS, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";

@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../regions/node.ts";
-import type { RegionNode } from "../../regions/node.ts";
+import { startRegionNode } from "../../app/node.ts";
+import type { RegionNode } from "../../app/node.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 
 export const REGION_IDS = ["cn-east", "ap-south", "eu-central"] as const;

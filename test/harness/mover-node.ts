@@ -18,7 +18,7 @@ import { userKey } from "../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../regions/node.ts";
+import { startRegionNode } from "../../app/node.ts";
 import { moveKey } from "../../regions/rehoming.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
 import { openKvDirectory } from "./kv-node.ts";

@@ -3,9 +3,9 @@
  * (startRegionNode + exitOnSignal) with one slow action, so calls are surely in flight
  * when the signal lands. Prints "ready" on stdout once started.
  */
-import { exitOnSignal } from "../../regions/launch/shutdown.ts";
+import { exitOnSignal } from "../../app/launch/shutdown.ts";
 import { loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../regions/node.ts";
+import { startRegionNode } from "../../app/node.ts";
 
 const region = loadRegions().find(r => r.id === (process.env.SLOW_NODE_REGION ?? "cn-east"))!;
 const delayMs = Number(process.env.SLOW_NODE_DELAY_MS ?? 1000);

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { brokerConfig } from "../../broker.config.ts";
+import { brokerConfig } from "../../app/broker.config.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import type { KvNode } from "../harness/kv-node.ts";

@@ -5,7 +5,7 @@ import type { Tokens } from "../../../services/auth-jwt/auth-jwt.service.ts";
 import { IP_BACKOFF, RedisLoginThrottle } from "../../../services/auth-jwt/login-throttle.ts";
 import { SigningKeys } from "../../../services/auth-jwt/signing-keys.ts";
 import { ACCESS_TTL_S, signAccess } from "../../../services/auth-jwt/tokens.ts";
-import { parsePiiKeys } from "../../../services/shared/sealing.ts";
+import { parsePiiKeys } from "../../../kernel/sealing.ts";
 import { forgeAccess } from "../../harness/forged-tokens.ts";
 import { startKvNode } from "../../harness/kv-node.ts";
 import { BACKED_OFF_WAITS, hammer } from "../../harness/login-backoff.ts";

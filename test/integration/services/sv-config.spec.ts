@@ -1,8 +1,8 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../regions/node.ts";
-import type { RegionNode } from "../../../regions/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
+import type { RegionNode } from "../../../app/node.ts";
 import svConfig from "../../../services/sv-config/sv-config.service.ts";
 import { startServices } from "../../harness/embedded.ts";
 import type { StartedServices } from "../../harness/embedded.ts";

@@ -22,7 +22,7 @@ export const natsConfPath = (regionId: string) => join(DEPLOY, "nats", `${region
 export const NATS_CLIENT_PORT = 4222;
 export const NATS_GATEWAY_PORT = 7222;
 export const NATS_MONITOR_PORT = 8222;
-/** EDGEHOME_SHUTDOWN_TIMEOUT_MS when a service does not set it (broker.config.ts). */
+/** EDGEHOME_SHUTDOWN_TIMEOUT_MS when a service does not set it (app/broker.config.ts). */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 export const gatewayHost = (regionId: string) => `nats.${regionId}.edgehome.internal`;

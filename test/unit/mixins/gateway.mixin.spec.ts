@@ -2,8 +2,8 @@ import { Errors } from "moleculer";
 import type { ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findRegion, loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../regions/node.ts";
-import type { RegionNode } from "../../../regions/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
+import type { RegionNode } from "../../../app/node.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../../harness/gateways.ts";
 
 /** Stands in for sv-user: every registration fails with an error Moleculer may retry. */

@@ -147,7 +147,7 @@ describe("region definitions", () => {
 
 	it("makes the launchers exit non-zero with one line naming the file and field", () => {
 		edit("cn-east.json", r => (r.ports.wx = "8104"));
-		for (const launcher of ["regions/launch/embedded.ts", "regions/launch/region.ts"]) {
+		for (const launcher of ["app/launch/embedded.ts", "app/launch/region.ts"]) {
 			const args = launcher.endsWith("region.ts") ? ["--region", "cn-east"] : ["--memory"];
 			const run = spawnSync(process.execPath, [launcher, ...args], {
 				env: { ...process.env, EDGEHOME_REGIONS_DIR: dir },
@@ -162,10 +162,10 @@ describe("region definitions", () => {
 	});
 
 	it("makes the region launcher exit non-zero for an unknown region or service", () => {
-		const unknownRegion = spawnSync(process.execPath, ["regions/launch/region.ts", "--region", "mars-1"], { encoding: "utf8", timeout: 20_000 });
+		const unknownRegion = spawnSync(process.execPath, ["app/launch/region.ts", "--region", "mars-1"], { encoding: "utf8", timeout: 20_000 });
 		expect(unknownRegion.status).toBe(2);
 		expect(unknownRegion.stderr).toMatch(/unknown region "mars-1"/);
-		const unknownService = spawnSync(process.execPath, ["regions/launch/region.ts", "--region", "cn-east", "--services", "sv-nope"], {
+		const unknownService = spawnSync(process.execPath, ["app/launch/region.ts", "--region", "cn-east", "--services", "sv-nope"], {
 			encoding: "utf8",
 			timeout: 20_000
 		});

@@ -4,7 +4,7 @@ import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
-import type { RegionNode } from "../../../regions/node.ts";
+import type { RegionNode } from "../../../app/node.ts";
 import { moveKey } from "../../../regions/rehoming.ts";
 import { Mover } from "../../../regions/rehoming.ts";
 import type { MoveRecord } from "../../../regions/rehoming.ts";

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RegionNode } from "../../../regions/node.ts";
+import type { RegionNode } from "../../../app/node.ts";
 import { hashPassword, SCRYPT, verifyPassword } from "../../../services/sv-user/passwords.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";

@@ -1,8 +1,8 @@
 import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadRegions } from "../../../../regions/loader.ts";
-import { startRegionNode } from "../../../../regions/node.ts";
-import type { RegionNode } from "../../../../regions/node.ts";
+import { startRegionNode } from "../../../../app/node.ts";
+import type { RegionNode } from "../../../../app/node.ts";
 import { freePort } from "../../../harness/free-port.ts";
 import { startSupercluster } from "../../../harness/supercluster.ts";
 import type { Supercluster } from "../../../harness/supercluster.ts";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { brokerConfig } from "../../../../broker.config.ts";
+import { brokerConfig } from "../../../../app/broker.config.ts";
 import { findRegion, loadRegions } from "../../../../regions/loader.ts";
 import { natsCredentials } from "../../../../regions/runtime/bus-credentials.ts";
 import { CapabilityKeys, capabilityKeys } from "../../../../regions/runtime/capability-keys.ts";

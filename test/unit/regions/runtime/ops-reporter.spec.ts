@@ -2,11 +2,11 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { brokerConfig } from "../../../../broker.config.ts";
+import { brokerConfig } from "../../../../app/broker.config.ts";
 import { loadRegions } from "../../../../regions/loader.ts";
 import { METRIC } from "../../../../regions/runtime/metric-names.ts";
-import { startRegionNode } from "../../../../regions/node.ts";
-import type { RegionNode } from "../../../../regions/node.ts";
+import { startRegionNode } from "../../../../app/node.ts";
+import type { RegionNode } from "../../../../app/node.ts";
 import { freePort } from "../../../harness/free-port.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../../../harness/gateways.ts";
 

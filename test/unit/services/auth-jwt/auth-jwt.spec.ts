@@ -1,6 +1,6 @@
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RegionNode } from "../../../../regions/node.ts";
+import type { RegionNode } from "../../../../app/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import type { Tokens } from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import { ACCESS_TTL_S, signAccess } from "../../../../services/auth-jwt/tokens.ts";

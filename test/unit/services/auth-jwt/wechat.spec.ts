@@ -1,6 +1,6 @@
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RegionNode } from "../../../../regions/node.ts";
+import type { RegionNode } from "../../../../app/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import type { WxTokens } from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";

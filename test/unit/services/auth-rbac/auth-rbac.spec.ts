@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RegionNode } from "../../../../regions/node.ts";
+import type { RegionNode } from "../../../../app/node.ts";
 import authRbac from "../../../../services/auth-rbac/auth-rbac.service.ts";
 import { DEFAULT_ROLES, defaultRules } from "../../../../services/auth-rbac/model.ts";
 import { startServices } from "../../../harness/embedded.ts";

@@ -1,13 +1,13 @@
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN, generatePassword } from "../../../regions/launch/first-admin.ts";
-import type { RegionCall } from "../../../regions/launch/first-admin.ts";
-import { loadRegions } from "../../../regions/loader.ts";
-import type { RegionNode } from "../../../regions/node.ts";
-import { adminCreate } from "../../../regions/repl/admin.command.ts";
-import { replCommands } from "../../../regions/repl/index.ts";
-import { startEmbeddedRegions } from "../../harness/embedded-regions.ts";
-import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN, generatePassword } from "../../../../app/launch/first-admin.ts";
+import type { RegionCall } from "../../../../app/launch/first-admin.ts";
+import { loadRegions } from "../../../../regions/loader.ts";
+import type { RegionNode } from "../../../../app/node.ts";
+import { adminCreate } from "../../../../app/repl/admin.command.ts";
+import { replCommands } from "../../../../app/repl/index.ts";
+import { startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../regions/node.ts";
-import type { RegionNode } from "../../../regions/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
+import type { RegionNode } from "../../../app/node.ts";
 import { REAL, runId } from "../../harness/real-servers.ts";
 
 const run = runId();
@@ -47,7 +47,7 @@ beforeAll(async () => {
 	cnNode = await start("cn-east", ["sv-region"]);
 	apNode = await start("ap-south", ["sv-region", "sv-user", "auth-rbac"]);
 	userId = (await cnNode.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "repl-ann" }], country: "KR" })).userId;
-	repl = spawn(process.execPath, ["regions/launch/repl.ts", "--region", "cn-east"], { env: { ...env, ADMIN_PASSWORD: "repl admin passphrase" }, stdio: ["pipe", "pipe", "pipe"] });
+	repl = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], { env: { ...env, ADMIN_PASSWORD: "repl admin passphrase" }, stdio: ["pipe", "pipe", "pipe"] });
 	repl.stdout!.on("data", d => (output += d));
 	repl.stderr!.on("data", d => (output += d));
 	await until(/cn-east \$/);
@@ -145,7 +145,7 @@ describe("npm run repl", () => {
 
 describe("npm run repl with no region node on its NATS", () => {
 	it("says so and points at the embedded console, instead of failing later with 'not found'", async () => {
-		const lonely = spawn(process.execPath, ["regions/launch/repl.ts", "--region", "cn-east"], { env: { ...env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-nobody-` }, stdio: ["pipe", "pipe", "pipe"] });
+		const lonely = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], { env: { ...env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-nobody-` }, stdio: ["pipe", "pipe", "pipe"] });
 		let printed = "";
 		lonely.stdout!.on("data", d => (printed += d));
 		try {

@@ -40,7 +40,7 @@ beforeAll(async () => {
 		ports[region.id] = region.ports;
 		writeFileSync(join(regionsDir, file), JSON.stringify(region));
 	}
-	launcher = spawn(process.execPath, ["regions/launch/embedded.ts", "--memory", "--repl"], {
+	launcher = spawn(process.execPath, ["app/launch/embedded.ts", "--memory", "--repl"], {
 		env: { ...process.env, EDGEHOME_REGIONS_DIR: regionsDir, EDGEHOME_OPS_TOKEN: TOKEN, ADMIN_PASSWORD, EDGEHOME_LOG_FORMAT: "json" },
 		stdio: ["pipe", "pipe", "pipe"]
 	});

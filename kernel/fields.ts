@@ -1,6 +1,6 @@
 import { iso31661 } from "iso-3166";
-import { USER_ID } from "../../regions/directory/entries.ts";
-import { REGION_ID } from "../../regions/region.ts";
+import { USER_ID } from "../regions/directory/entries.ts";
+import { REGION_ID } from "../regions/region.ts";
 import { isCommonPassword } from "./common-passwords.ts";
 
 /**

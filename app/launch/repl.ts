@@ -1,10 +1,10 @@
 import { ServiceBroker } from "moleculer";
-import { brokerConfig, regionNamespace } from "../../broker.config.ts";
-import { attachLinks, RegionLinks } from "../links.ts";
-import { findRegion, loadRegions, RegionConfigError } from "../loader.ts";
+import { brokerConfig, regionNamespace } from "../broker.config.ts";
+import { attachLinks, RegionLinks } from "../../regions/links.ts";
+import { findRegion, loadRegions, RegionConfigError } from "../../regions/loader.ts";
 import { openConsole } from "../repl/console.ts";
-import { checkNatsLogin, natsCredentials } from "../runtime/bus-credentials.ts";
-import { envString } from "../runtime/env.ts";
+import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
+import { envString } from "../../regions/runtime/env.ts";
 import { launcherArgs } from "./args.ts";
 import { waitForServer } from "./preflight.ts";
 import { fail, isConfigError } from "./shutdown.ts";

@@ -1,5 +1,5 @@
 import { connect } from "node:net";
-import { redactUrl } from "../stores/redis.ts";
+import { redactUrl } from "../../regions/stores/redis.ts";
 
 export interface PreflightOptions {
 	attempts: number;

@@ -1,5 +1,5 @@
 import type { RegionNode } from "../node.ts";
-import { CLIENT_TYPES } from "../region.ts";
+import { CLIENT_TYPES } from "../../regions/region.ts";
 import { ADMIN_PASSWORD_ENV, FIRST_ADMIN } from "./first-admin.ts";
 
 /**

@@ -1,4 +1,4 @@
-import type { RegionDefinition } from "../region.ts";
+import type { RegionDefinition } from "../../regions/region.ts";
 
 /** What every project command of the REPL gets: the regions it can name and where to print. */
 export interface ReplContext {

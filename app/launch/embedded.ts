@@ -1,6 +1,6 @@
 import { join } from "node:path";
-import { openSqliteDirectory } from "../directory/sqlite-store.ts";
-import { loadRegions } from "../loader.ts";
+import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
+import { loadRegions } from "../../regions/loader.ts";
 import { startRegionNode, storeSettings } from "../node.ts";
 import type { RegionNode } from "../node.ts";
 import { launcherArgs } from "./args.ts";
@@ -8,9 +8,9 @@ import { keepDataPrivate } from "./private-data.ts";
 import { banner } from "./banner.ts";
 import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN } from "./first-admin.ts";
 import type { AdminOutcome } from "./first-admin.ts";
-import { OPS_TOKEN_ENV } from "../runtime/ops-token.ts";
-import { embeddedBlindIndexKey, embeddedOpsToken, embeddedPiiKeys } from "../runtime/secrets.ts";
-import { holdReadiness } from "../runtime/startup.ts";
+import { OPS_TOKEN_ENV } from "../../regions/runtime/ops-token.ts";
+import { embeddedBlindIndexKey, embeddedOpsToken, embeddedPiiKeys } from "../../regions/runtime/secrets.ts";
+import { holdReadiness } from "../../regions/runtime/startup.ts";
 import { openConsole } from "../repl/console.ts";
 import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
 

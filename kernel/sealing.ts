@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { Errors } from "moleculer";
-import { EnvError } from "../../regions/runtime/env.ts";
-import type { Env } from "../../regions/runtime/env.ts";
+import { EnvError } from "../regions/runtime/env.ts";
+import type { Env } from "../regions/runtime/env.ts";
 
 /**
  * AES-256-GCM for what must not sit in clear in a database: personal data (sv-user) and token

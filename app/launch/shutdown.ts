@@ -1,5 +1,5 @@
-import { RegionConfigError } from "../loader.ts";
-import { EnvError } from "../runtime/env.ts";
+import { RegionConfigError } from "../../regions/loader.ts";
+import { EnvError } from "../../regions/runtime/env.ts";
 
 /**
  * Stops the process cleanly on SIGTERM / SIGINT: `stop` drains (the brokers stop taking new

@@ -1,8 +1,8 @@
 import type { ServiceBroker } from "moleculer";
 import { ADMIN_PASSWORD_ENV, adminPasswordFromEnv, createAdmin } from "../launch/first-admin.ts";
 import type { RegionCall } from "../launch/first-admin.ts";
-import { linksOf } from "../links.ts";
-import type { Env } from "../runtime/env.ts";
+import { linksOf } from "../../regions/links.ts";
+import type { Env } from "../../regions/runtime/env.ts";
 import type { ReplContext } from "./context.ts";
 
 export const ADMIN_CREATE_USAGE = "admin create <username> [--region <id>] [--password-from-env]";

@@ -1,7 +1,7 @@
 import type { ServiceBroker } from "moleculer";
-import { IDENTITY_KINDS, isUserId } from "../directory/entries.ts";
-import type { IdentityKind } from "../directory/entries.ts";
-import { linksOf } from "../links.ts";
+import { IDENTITY_KINDS, isUserId } from "../../regions/directory/entries.ts";
+import type { IdentityKind } from "../../regions/directory/entries.ts";
+import { linksOf } from "../../regions/links.ts";
 import type { ReplContext } from "./context.ts";
 
 export interface Subcommand {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { EnvError } from "../runtime/env.ts";
-import type { Env } from "../runtime/env.ts";
+import { EnvError } from "../../regions/runtime/env.ts";
+import type { Env } from "../../regions/runtime/env.ts";
 
 /** Who `npm start` seeds on a fresh data folder; real servers get theirs from `admin create` in the REPL. */
 export const FIRST_ADMIN = { username: "admin", region: "cn-east" } as const;

@@ -1,10 +1,10 @@
-import { regionNamespace } from "../../broker.config.ts";
-import { openNatsKvDirectory } from "../directory/nats-kv-store.ts";
-import { findRegion, loadRegions, RegionConfigError } from "../loader.ts";
+import { regionNamespace } from "../broker.config.ts";
+import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
+import { findRegion, loadRegions, RegionConfigError } from "../../regions/loader.ts";
 import { startRegionNode, storeSettings, unknownServices } from "../node.ts";
-import { checkNatsLogin, natsCredentials } from "../runtime/bus-credentials.ts";
-import { EnvError, envInt, envString } from "../runtime/env.ts";
-import { blindIndexKeyFromEnv } from "../runtime/secrets.ts";
+import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
+import { EnvError, envInt, envString } from "../../regions/runtime/env.ts";
+import { blindIndexKeyFromEnv } from "../../regions/runtime/secrets.ts";
 import { launcherArgs } from "./args.ts";
 import { waitForServer } from "./preflight.ts";
 import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
