@@ -15,10 +15,10 @@ import { homeAnnouncements } from "../regions/home-announcements.ts";
 import { HomeRouter, newRoutingStats } from "../regions/home-router.ts";
 import { RegionHealth } from "../regions/region-health.ts";
 import { NodeLiveness } from "../regions/node-liveness.ts";
-import { attachLinks, RegionLinks } from "../regions/links.ts";
+import { RegionLinks } from "../regions/links.ts";
 import { loadRegions } from "../regions/loader.ts";
 import { declaredParticipants, declareParticipants, participantsAmong } from "../regions/move-participants.ts";
-import { attachFence, WriteFence } from "../regions/ownership/fence.ts";
+import { WriteFence } from "../regions/ownership/fence.ts";
 import { OWNERSHIP_MIGRATIONS, OwnershipRecords } from "../regions/ownership/records.ts";
 import type { RegionDefinition } from "../regions/region.ts";
 import { METRIC } from "../regions/runtime/metric-names.ts";
@@ -26,7 +26,7 @@ import { attachRegionRuntime } from "../regions/runtime/region-runtime.ts";
 import { restrictedCallsAmong } from "../regions/runtime/restricted-calls.ts";
 import { envInt, envString } from "../regions/runtime/env.ts";
 import type { Env } from "../regions/runtime/env.ts";
-import { attachStores, migrate, openRegionStores } from "../regions/stores/index.ts";
+import { migrate, openRegionStores } from "../regions/stores/index.ts";
 import type { RegionStores, StoreSettings } from "../regions/stores/index.ts";
 
 export interface RegionNodeOptions {
@@ -165,11 +165,8 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		}, 2000);
 		directoryGauges.unref();
 	}
-	attachStores(broker, stores);
-	attachLinks(broker, links);
-	attachFence(broker, fence);
 	const moveParticipants = declaredParticipants(directory.store, env);
-	attachRegionRuntime(broker, { region: opts.region, regions, directory, links, health, routing, ownership, moveParticipants });
+	attachRegionRuntime(broker, { region: opts.region, regions, links, stores, directory, health, routing, ownership, fence, moveParticipants });
 	broker.createService(homeAnnouncements(directory));
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);

@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import type { ServiceSchema } from "moleculer";
-import { migrate, storesOf } from "../regions/stores/index.ts";
+import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
+import { migrate } from "../regions/stores/index.ts";
 import type { Migrations, SqlStore } from "../regions/stores/index.ts";
 
 /** What a service that mixes in `dbMixin` can use from its handlers. */
@@ -18,7 +19,7 @@ export interface DbVars<Tables> {
 export function dbMixin<Tables>(migrations: Migrations): Partial<ServiceSchema> {
 	return {
 		async started(this: any) {
-			const { sql } = storesOf(this.broker);
+			const { sql } = regionRuntimeOf(this.broker).stores;
 			const applied = await migrate(sql.db, this.name, migrations);
 			if (applied.length) this.logger.info(`Applied migrations: ${applied.join(", ")}`);
 			(this as DbVars<Tables>).db = sql.db as Kysely<Tables>;

@@ -4,7 +4,6 @@ import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { ClientType } from "../regions/region.ts";
 import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
-import { storesOf } from "../regions/stores/index.ts";
 import { Lru } from "../kernel/lru.ts";
 import { clientIp, trustedProxies } from "./gateway/client-ip.ts";
 import { COMMON_ROUTES } from "./gateway/common-routes.ts";
@@ -161,7 +160,7 @@ export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[]
 			if (this.settings.port === null || this.settings.port === undefined) this.settings.port = regionRuntimeOf(this.broker).region.ports[this.settings.client];
 			// Embedded mode (in-process transport) is a developer's machine: loopback only.
 			this.settings.ip ??= this.broker.options.transporter === "Fake" ? "127.0.0.1" : "0.0.0.0";
-			const redis = storesOf(this.broker).redis;
+			const redis = regionRuntimeOf(this.broker).stores.redis;
 			this.limiter = redis ? new RedisRateLimiter(redis) : new MemoryRateLimiter();
 		}
 	};

@@ -1,5 +1,6 @@
 import type { Context, ServiceSchema } from "moleculer";
-import { fenceOf, isLockConflict } from "../regions/ownership/fence.ts";
+import { isLockConflict } from "../regions/ownership/fence.ts";
+import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
 import { moveId, userId } from "../kernel/fields.ts";
 
 /**
@@ -37,7 +38,7 @@ export function moveParticipantMixin(): Partial<ServiceSchema> {
 					const { userId: user, moveId: move, rows } = ctx.params;
 					for (let attempt = 1; ; attempt++) {
 						try {
-							await fenceOf(this.broker).runMove(user, move, "incoming", () => this.moveImport(user, rows));
+							await regionRuntimeOf(this.broker).fence.runMove(user, move, "incoming", () => this.moveImport(user, rows));
 							return { imported: rows.length };
 						} catch (err) {
 							if (attempt >= IMPORT_ATTEMPTS || !isLockConflict(err)) throw err;
@@ -56,7 +57,7 @@ export function moveParticipantMixin(): Partial<ServiceSchema> {
 				params: { $$strict: true, userId, moveId },
 				handler(ctx: Context<{ userId: string; moveId: string }>) {
 					const { userId: user, moveId: move } = ctx.params;
-					return fenceOf(this.broker).runMove(user, move, "gone", () => this.moveDelete(user));
+					return regionRuntimeOf(this.broker).fence.runMove(user, move, "gone", () => this.moveDelete(user));
 				}
 			}
 		}

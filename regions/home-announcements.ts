@@ -1,7 +1,7 @@
-import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
 import type { HomeEntry } from "./directory/entries.ts";
 import type { HomeDirectory } from "./directory/home-directory.ts";
-import type { RegionLinks } from "./links.ts";
+import type { RegionRuntime } from "./runtime/region-runtime.ts";
 
 /**
  * Every node's caches hear of a user's new home from the mover itself, in every region, as soon
@@ -36,8 +36,7 @@ export function homeAnnouncements(directory: HomeDirectory): ServiceSchema {
 }
 
 /** Tells every node of every region (this one, and the others through the links). */
-export function announceHome(broker: ServiceBroker, links: RegionLinks, regions: string[], self: string, announcement: Announcement): void {
-	const quiet = (p: Promise<unknown>) => void p.catch(err => broker.logger.debug(`home announcement not delivered: ${(err as Error).message}`));
-	quiet(broker.broadcast(HOME_CHANGED, announcement));
-	for (const region of regions) if (region !== self) quiet(links.broker(region).then(link => link.broadcast(HOME_CHANGED, announcement)));
+export function announceHome(runtime: RegionRuntime, announcement: Announcement): void {
+	const quiet = (p: Promise<unknown>) => void p.catch(err => runtime.broker.logger.debug(`home announcement not delivered: ${(err as Error).message}`));
+	for (const { id } of runtime.regions) quiet(runtime.bus(id).then(bus => bus.broadcast(HOME_CHANGED, announcement)));
 }

@@ -75,15 +75,3 @@ export class RegionLinks {
 		await Promise.allSettled(links.map(l => l.broker.stop()));
 	}
 }
-
-const linksByBroker = new WeakMap<ServiceBroker, RegionLinks>();
-
-export function attachLinks(broker: ServiceBroker, links: RegionLinks): void {
-	linksByBroker.set(broker, links);
-}
-
-export function linksOf(broker: ServiceBroker): RegionLinks {
-	const links = linksByBroker.get(broker);
-	if (!links) throw new Error(`broker ${broker.nodeID} has no region links`);
-	return links;
-}

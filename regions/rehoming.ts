@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import type { ServiceBroker } from "moleculer";
 import { USER_PREFIX, userKey } from "./directory/entries.ts";
 import type { HomeEntry } from "./directory/entries.ts";
 import type { HomeDirectory } from "./directory/home-directory.ts";
@@ -7,10 +6,9 @@ import { DirectoryError } from "./directory/store.ts";
 import type { DirectoryEntry } from "./directory/store.ts";
 import { MoveFailedError, MoveInProgressError, RegionUnavailableError, ResidencyViolationError, UserNotFoundError } from "./errors.ts";
 import { announceHome } from "./home-announcements.ts";
-import type { RegionLinks } from "./links.ts";
 import type { HandoverStep } from "./ownership/handover.ts";
 import type { Ownership } from "./ownership/records.ts";
-import type { RegionDefinition } from "./region.ts";
+import type { RegionRuntime } from "./runtime/region-runtime.ts";
 
 /**
  * The journal of one move, kept in the directory beside the user (`move.<userId>`), so whoever
@@ -35,11 +33,8 @@ export interface MoveRecord {
 export type MoveOutcome = "moved" | "rolled-back" | "finished";
 
 export interface MoverOptions {
-	broker: ServiceBroker;
-	region: RegionDefinition;
-	regions: RegionDefinition[];
-	directory: HomeDirectory;
-	links: RegionLinks;
+	/** The node's region handle: its broker, region, directory and the way to every other region. */
+	runtime: RegionRuntime;
 	/**
 	 * The services holding per-user data, as the deployment declares them (not whoever answers
 	 * now): each is copied, and one that cannot be reached in either region fails the move.
@@ -139,8 +134,12 @@ export class Mover {
 		this.opts = { settleMs: 0, staleMs: 5000, orphanScanMs: 10 * 60_000, ...opts };
 	}
 
+	private get runtime(): RegionRuntime {
+		return this.opts.runtime;
+	}
+
 	private get store() {
-		return this.opts.directory.store;
+		return this.runtime.directory.store;
 	}
 
 	/** Moves `userId` to region `to`; resolves once the move is complete (or rejects after rolling back). */
@@ -154,10 +153,10 @@ export class Mover {
 	 * `move` does.
 	 */
 	async start(userId: string, to: string): Promise<{ record: MoveRecord; done: Promise<MoveRecord> }> {
-		const { regions } = this.opts;
+		const { regions } = this.runtime;
 		const target = regions.find(r => r.id === to);
 		if (!target) throw new DirectoryError("INVALID_KEY", `unknown region "${to}"`);
-		const entry = await this.opts.directory.entry(userId);
+		const entry = await this.runtime.directory.entry(userId);
 		if (!entry) throw new UserNotFoundError(userId);
 		const from = regions.find(r => r.id === entry.value.region)!;
 		if (entry.value.state === "moving") throw new MoveInProgressError(userId);
@@ -265,7 +264,7 @@ export class Mover {
 
 	/** Compare-and-set on the origin's entry, never a mirror's copy of it. */
 	private async flip(record: MoveRecord): Promise<void> {
-		const entry = await this.opts.directory.entry(record.userId);
+		const entry = await this.runtime.directory.entry(record.userId);
 		// A mover that died between the flip and its journal write left "copied": the flip is done.
 		if (hasFlipped(entry, record)) return;
 		if (!entry || entry.value.region !== record.from || entry.value.epoch !== record.epoch)
@@ -276,13 +275,12 @@ export class Mover {
 	}
 
 	private announce(userId: string, home: HomeEntry, revision: number): void {
-		const { broker, links, regions, region } = this.opts;
-		announceHome(broker, links, regions.map(r => r.id), region.id, { userId, home, revision });
+		announceHome(this.runtime, { userId, home, revision });
 	}
 
 	/** Whether the origin says this move flipped; false when it cannot say (then rolling back will find out). */
 	private async flipped(record: MoveRecord): Promise<boolean> {
-		const entry = await this.opts.directory.entry(record.userId).catch(() => undefined);
+		const entry = await this.runtime.directory.entry(record.userId).catch(() => undefined);
 		return hasFlipped(entry, record);
 	}
 
@@ -297,7 +295,7 @@ export class Mover {
 		await lease.write({});
 		const { userId, to, from, epoch, moveId, participants } = lease.record;
 		for (let attempt = 1; ; attempt++) {
-			const entry = await this.opts.directory.entry(userId);
+			const entry = await this.runtime.directory.entry(userId);
 			if (hasFlipped(entry, lease.record)) throw new Error("the move flipped: it can only be finished");
 			if (!entry || entry.value.state !== "moving" || entry.value.region !== from || entry.value.epoch !== epoch) break;
 			try {
@@ -320,13 +318,10 @@ export class Mover {
 		for (const region of [from, to]) {
 			const actions = ["sv-region.handover", ...participants.map(p => `${p}.move.${region === from ? "export" : "import"}`)];
 			const missing = () => actions.filter(a => !registry?.getActionEndpoints(a)?.hasAvailable());
-			let registry: ServiceBroker["registry"] | undefined = this.opts.broker.registry;
-			if (region !== this.opts.region.id) {
-				const link = await this.opts.links.broker(region).catch(() => undefined);
-				registry = link?.registry;
-				// A new link hears of the region's services within moments.
-				if (link && missing().length) await link.waitForServices(actions.map(a => a.slice(0, a.indexOf("."))), DISCOVERY_MS, 20).catch(() => undefined);
-			}
+			const bus = await this.runtime.bus(region).catch(() => undefined);
+			const registry = bus?.registry;
+			// A new link hears of the region's services within moments.
+			if (bus && bus !== this.runtime.broker && missing().length) await bus.waitForServices(actions.map(a => a.slice(0, a.indexOf("."))), DISCOVERY_MS, 20).catch(() => undefined);
 			const absent = missing();
 			if (absent.length) throw new RegionUnavailableError(region, 5, `not running there now: ${absent.map(a => a.slice(0, a.indexOf("."))).join(", ")}`);
 		}
@@ -338,13 +333,12 @@ export class Mover {
 
 	private callIn<T>(region: string, action: string, params: unknown): Promise<T> {
 		// A move's calls are each idempotent, and the journal decides what happens after a failure: no broker retries.
-		if (region === this.opts.region.id) return this.opts.broker.call<T, unknown>(action, params, { retries: 0 });
-		return this.opts.links.call<T>(region, action, params, { retries: 0 });
+		return this.runtime.call<T>(region, action, params, { retries: 0 });
 	}
 
 	private journal(userId: string, from: string, to: string, epoch: number, step: MoveRecord["step"], participants: string[]): MoveRecord {
 		const now = Date.now();
-		return { moveId: randomUUID(), userId, from, to, step, epoch, participants, owner: this.opts.broker.nodeID, heartbeat: now, startedAt: now };
+		return { moveId: randomUUID(), userId, from, to, step, epoch, participants, owner: this.runtime.broker.nodeID, heartbeat: now, startedAt: now };
 	}
 
 	/** The journal of the user's move in progress, if any. */
@@ -362,12 +356,12 @@ export class Mover {
 				if (Date.now() - entry.value.heartbeat < this.opts.staleMs) continue;
 				let claimed: DirectoryEntry<MoveRecord>;
 				try {
-					const value = { ...entry.value, owner: this.opts.broker.nodeID, heartbeat: Date.now() };
+					const value = { ...entry.value, owner: this.runtime.broker.nodeID, heartbeat: Date.now() };
 					claimed = { ...entry, value, revision: await this.store.update(entry.key, value, entry.revision) };
 				} catch {
 					continue; // another node claimed it first
 				}
-				await this.drive(claimed, true).catch(err => this.opts.broker.logger.warn(`recovering the move of ${claimed.value.userId} failed: ${(err as Error).message}`));
+				await this.drive(claimed, true).catch(err => this.runtime.broker.logger.warn(`recovering the move of ${claimed.value.userId} failed: ${(err as Error).message}`));
 				recovered++;
 			}
 			if (page.next === null) return recovered;
@@ -397,14 +391,14 @@ export class Mover {
 	 */
 	private async resetOrphan(userId: string): Promise<boolean> {
 		if (await this.store.get(moveKey(userId), AUTHORITATIVE)) return false;
-		const now = await this.opts.directory.entry(userId);
+		const now = await this.runtime.directory.entry(userId);
 		if (!now || now.value.state !== "moving" || (await this.store.get(moveKey(userId), AUTHORITATIVE))) return false;
 		try {
 			await this.store.update(userKey(userId), { ...now.value, state: "active" } satisfies HomeEntry, now.revision);
 		} catch {
 			return false; // changed meanwhile: whoever changed it owns it
 		}
-		this.opts.broker.logger.warn(`user ${userId} was left moving without a move journal: active again in ${now.value.region}`);
+		this.runtime.broker.logger.warn(`user ${userId} was left moving without a move journal: active again in ${now.value.region}`);
 		return true;
 	}
 
@@ -416,14 +410,14 @@ export class Mover {
 	 * for at start and every `orphanScanMs`.
 	 */
 	startRecovery(intervalMs = 2000, fullScanMs = 30_000): void {
-		const unlistenMoves = this.opts.directory.listen(MOVE_PREFIX, change => {
+		const unlistenMoves = this.runtime.directory.listen(MOVE_PREFIX, change => {
 			const record = change.value as MoveRecord | undefined;
 			if (record) this.heartbeats.set(change.key, record.heartbeat);
 			else this.heartbeats.delete(change.key);
 		});
 		// Users the feed last saw moving, and since when: one moving for long is checked for a journal.
 		const moving = new Map<string, number>();
-		const unlistenUsers = this.opts.directory.listen(USER_PREFIX, change => {
+		const unlistenUsers = this.runtime.directory.listen(USER_PREFIX, change => {
 			const userId = change.key.slice(USER_PREFIX.length);
 			if ((change.value as HomeEntry | undefined)?.state === "moving") {
 				if (!moving.has(userId)) moving.set(userId, Date.now());
@@ -438,7 +432,7 @@ export class Mover {
 		let lastOrphanScan = Date.now() - this.opts.orphanScanMs * Math.random();
 		const due = () => {
 			const now = Date.now();
-			if (!this.opts.directory.watching || now - lastScan >= fullScanMs) return true;
+			if (!this.runtime.directory.watching || now - lastScan >= fullScanMs) return true;
 			for (const heartbeat of this.heartbeats.values()) if (now - heartbeat >= this.opts.staleMs) return true;
 			return false;
 		};
@@ -459,7 +453,7 @@ export class Mover {
 		};
 		const loop = () => {
 			void tick()
-				.catch(err => this.opts.broker.logger.warn(`move recovery failed: ${(err as Error).message}`))
+				.catch(err => this.runtime.broker.logger.warn(`move recovery failed: ${(err as Error).message}`))
 				.finally(() => {
 					if (this.sweeper) this.sweeper = setTimeout(loop, intervalMs);
 				});

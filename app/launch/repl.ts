@@ -1,6 +1,7 @@
 import { ServiceBroker } from "moleculer";
 import { brokerConfig, regionNamespace } from "../broker.config.ts";
-import { attachLinks, RegionLinks } from "../../regions/links.ts";
+import { RegionLinks } from "../../regions/links.ts";
+import { attachRegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../../regions/loader.ts";
 import { openConsole } from "../repl/console.ts";
 import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
@@ -27,7 +28,7 @@ async function main(): Promise<void> {
 	const print = (line: string) => console.log(line);
 	const broker = new ServiceBroker(options);
 	const links = new RegionLinks(target => ({ ...options, namespace: regionNamespace(target, env), nodeID: `${broker.nodeID}-link-${target}` }));
-	attachLinks(broker, links);
+	attachRegionRuntime(broker, { region, regions, links });
 	broker.localBus.on("$broker.stopped", () => void links.stop());
 	await broker.start();
 	openConsole(broker, { regions, print });

@@ -1,7 +1,7 @@
 import type { ServiceBroker } from "moleculer";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { ADMIN_PASSWORD_ENV, adminPasswordFromEnv, createAdmin } from "../launch/first-admin.ts";
 import type { RegionCall } from "../launch/first-admin.ts";
-import { linksOf } from "../../regions/links.ts";
 import type { Env } from "../../regions/runtime/env.ts";
 import type { ReplContext } from "./context.ts";
 
@@ -25,7 +25,7 @@ export async function adminCreate({ regions, print }: ReplContext, broker: Servi
 	const password = opts.passwordFromEnv ? adminPasswordFromEnv(env) : undefined;
 	if (opts.passwordFromEnv && !password) return print(`--password-from-env: ${ADMIN_PASSWORD_ENV} is not set`);
 	// A user without a country is homed in the region that registers it: register there.
-	const call: RegionCall = (action, params) => (region === own ? broker.call(action, params) : linksOf(broker).call(region, action, params));
+	const call: RegionCall = (action, params) => regionRuntimeOf(broker).call(region, action, params);
 	const res = await createAdmin(call, username, password);
 	if (!res.created) return print(`${username} already exists (${res.userId}); nothing changed`);
 	print(`created administrator ${res.username} (${res.userId}) in ${res.region}`);

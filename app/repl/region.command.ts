@@ -1,7 +1,7 @@
 import type { ServiceBroker } from "moleculer";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { IDENTITY_KINDS, isUserId } from "../../regions/directory/entries.ts";
 import type { IdentityKind } from "../../regions/directory/entries.ts";
-import { linksOf } from "../../regions/links.ts";
 import type { ReplContext } from "./context.ts";
 
 export interface Subcommand {
@@ -78,7 +78,7 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 			async run(broker, [id]) {
 				const region = regions.find(r => r.id === id);
 				if (!region) return print(`unknown region "${id ?? ""}"; known: ${regions.map(r => r.id).join(", ")}`);
-				const registry = broker.namespace.endsWith(region.id) ? broker.registry : (await linksOf(broker).broker(region.id)).registry;
+				const registry = await regionRuntimeOf(broker).registry(region.id);
 				// A new link needs a moment to hear the region's nodes announce themselves.
 				if (registry !== broker.registry) await new Promise(r => setTimeout(r, 1000));
 				const nodes = registry.getNodeList({ onlyAvailable: true, withServices: true }).filter(n => !n.local && n.metadata?.region === region.id);

@@ -1,6 +1,6 @@
 import type { ServiceBroker } from "moleculer";
-import { hasStores, storesOf } from "../stores/index.ts";
 import { busWatchOf } from "./bus-watch.ts";
+import { findRegionRuntime } from "./region-runtime.ts";
 import { startupPending } from "./startup.ts";
 
 /** Stable check values: what an operator or a probe reads; the causes go to the log. */
@@ -20,8 +20,9 @@ export async function readiness(broker: ServiceBroker): Promise<Readiness> {
 	checks.startup = startupPending() ? "pending" : "ok";
 	checks.broker = broker.stopping ? "stopping" : broker.started ? "ok" : "starting";
 	if (broker.transit) checks.transporter = broker.transit.connected && busWatchOf(broker)?.connected !== false ? "ok" : "disconnected";
-	if (hasStores(broker)) {
-		checks.stores = await storesOf(broker)
+	const runtime = findRegionRuntime(broker);
+	if (runtime?.has("stores")) {
+		checks.stores = await runtime.stores
 			.ping()
 			.then((): CheckState => "ok")
 			.catch((err: Error): CheckState => {

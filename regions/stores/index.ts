@@ -1,4 +1,3 @@
-import type { ServiceBroker } from "moleculer";
 import type { Redis } from "ioredis";
 import { openSqlStore } from "./sql.ts";
 import type { SqlStore } from "./sql.ts";
@@ -62,22 +61,4 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
 		timer = setTimeout(() => reject(new Error(`${message} within ${ms} ms`)), ms);
 	});
 	return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-const storesByBroker = new WeakMap<ServiceBroker, RegionStores>();
-
-/** Hands a region's stores to every service on `broker` (see mixins/db.mixin.ts). */
-export function attachStores(broker: ServiceBroker, stores: RegionStores): void {
-	storesByBroker.set(broker, stores);
-}
-
-export function storesOf(broker: ServiceBroker): RegionStores {
-	const stores = storesByBroker.get(broker);
-	if (!stores)
-		throw new Error(`no region stores attached to broker ${broker.nodeID}: call attachStores() before start`);
-	return stores;
-}
-
-export function hasStores(broker: ServiceBroker): boolean {
-	return storesByBroker.has(broker);
 }

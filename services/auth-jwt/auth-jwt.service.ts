@@ -10,7 +10,6 @@ import type { ClientType } from "../../regions/region.ts";
 import { envInt, envString } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
-import { storesOf } from "../../regions/stores/index.ts";
 import { Lru } from "../../kernel/lru.ts";
 import { piiKeysFromEnv } from "../../kernel/sealing.ts";
 import type { PiiKeys } from "../../kernel/sealing.ts";
@@ -487,8 +486,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		},
 
 		pull(region, afterId) {
-			if (region === this.runtime.region.id) return this.broker.call<FeedPage, unknown>("auth-jwt.feedSince", { afterId });
-			return this.runtime.links.call<FeedPage>(region, "auth-jwt.feedSince", { afterId }, { timeout: 2000 });
+			return this.runtime.call<FeedPage>(region, "auth-jwt.feedSince", { afterId }, { timeout: 2000 });
 		},
 
 		/**
@@ -618,7 +616,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 	},
 
 	async started() {
-		const redis = storesOf(this.broker).redis;
+		const redis = this.runtime.stores.redis;
 		this.gate = redis ? new LoginGate(new RedisLoginThrottle(redis), new RedisKnownIps(redis), this.sealing.loginThrottle) : new LoginGate(new MemoryLoginThrottle(), new MemoryKnownIps(), this.sealing.loginThrottle);
 		this.keys = new SigningKeys(this.db, this.runtime.region.id, this.sealing, {
 			rotateAfterMs: this.settings.rotateAfterMs,

@@ -342,15 +342,10 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	created() {
 		this.runtime = regionRuntimeOf(this.broker);
 		this.moveRecordTtlMs = envInt(process.env, "EDGEHOME_MOVE_RECORD_TTL_MS", MOVE_RECORD_TTL_MS, 1000);
-		const { region, regions, directory, links, moveParticipants } = this.runtime;
 		const counted = this.broker.isMetricsEnabled();
 		this.mover = new Mover({
-			broker: this.broker,
-			region,
-			regions,
-			directory,
-			links,
-			participants: moveParticipants,
+			runtime: this.runtime,
+			participants: this.runtime.moveParticipants,
 			// A pause after the old home is frozen; tests stretch it to crash a mover mid-move.
 			settleMs: envInt(process.env, "EDGEHOME_MOVE_SETTLE_MS", 0, 0, 600_000),
 			orphanScanMs: envInt(process.env, "EDGEHOME_MOVE_ORPHAN_SCAN_MS", 10 * 60_000, 1000),

@@ -1,6 +1,7 @@
 import { ServiceBroker } from "moleculer";
 import type { BrokerOptions } from "moleculer";
-import { attachStores, openRegionStores } from "../../regions/stores/index.ts";
+import { attachRegionRuntime } from "../../regions/runtime/region-runtime.ts";
+import { openRegionStores } from "../../regions/stores/index.ts";
 import type { RegionStores, StoreSettings } from "../../regions/stores/index.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 
@@ -20,7 +21,7 @@ export async function startServices(
 ): Promise<StartedServices> {
 	const stores = await openRegionStores(opts.stores ?? { sql: "sqlite::memory:", keyPrefix: "test:" });
 	const broker = new ServiceBroker({ logger: false, ...opts.broker });
-	attachStores(broker, stores);
+	attachRegionRuntime(broker, { stores });
 	for (const schema of schemas) broker.createService(schema);
 	await broker.start();
 	return {

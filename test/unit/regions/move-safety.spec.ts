@@ -8,6 +8,7 @@ import { loadRegions } from "../../../regions/loader.ts";
 import { startRegionNode } from "../../../app/node.ts";
 import type { RegionNode } from "../../../app/node.ts";
 import { moveKey, Mover } from "../../../regions/rehoming.ts";
+import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import type { MoveRecord } from "../../../regions/rehoming.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
@@ -31,7 +32,7 @@ let seq = 0;
 const node = (id: string) => nodes[id]!;
 const call = <T = any>(from: string, action: string, params: unknown, opts?: object) => node(from).broker.call<T, unknown>(action, params, opts);
 const moverOn = (id: string, staleMs = 600) =>
-	new Mover({ broker: node(id).broker, region: regions.find(r => r.id === id)!, regions, directory: node(id).directory, links: node(id).links, participants: ["notes"], staleMs });
+	new Mover({ runtime: regionRuntimeOf(node(id).broker), participants: ["notes"], staleMs });
 
 async function register(country: string): Promise<string> {
 	const res = await call("eu-central", "sv-region.register", { identities: [{ kind: "username", value: `safety-${++seq}` }], country });

@@ -3,9 +3,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
-import { loadRegions } from "../../../regions/loader.ts";
 import type { RegionNode } from "../../../app/node.ts";
 import { moveKey } from "../../../regions/rehoming.ts";
+import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import { Mover } from "../../../regions/rehoming.ts";
 import type { MoveRecord } from "../../../regions/rehoming.ts";
 import { notesService } from "../../harness/notes.service.ts";
@@ -13,7 +13,6 @@ import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { within } from "../../harness/waiting.ts";
 
-const regions = loadRegions();
 const nodes: Record<string, RegionNode> = {};
 let store: DirectoryStore;
 let cluster: EmbeddedRegions | undefined;
@@ -22,7 +21,7 @@ let seq = 0;
 const node = (id: string) => nodes[id]!;
 const call = <T = any>(from: string, action: string, params: unknown) => node(from).broker.call<T, unknown>(action, params);
 const moverOn = (id: string, settleMs: number) =>
-	new Mover({ broker: node(id).broker, region: regions.find(r => r.id === id)!, regions, directory: node(id).directory, links: node(id).links, participants: ["notes"], settleMs, staleMs: 600 });
+	new Mover({ runtime: regionRuntimeOf(node(id).broker), participants: ["notes"], settleMs, staleMs: 600 });
 const moverOf = (id: string) => (node(id).broker.getLocalService("sv-region") as unknown as { mover: Mover }).mover;
 
 async function register(country?: string): Promise<string> {
@@ -145,7 +144,7 @@ describe("rehoming", () => {
 		const userId = await register("JP");
 		const slowWrite = call("ap-south", "notes.add", { userId, text: "in flight", delayMs: 400 });
 		await new Promise(r => setTimeout(r, 100));
-		const mover = new Mover({ broker: node("ap-south").broker, region: regions.find(r => r.id === "ap-south")!, regions, directory: node("ap-south").directory, links: node("ap-south").links, participants: ["notes"], settleMs: 0 });
+		const mover = new Mover({ runtime: regionRuntimeOf(node("ap-south").broker), participants: ["notes"], settleMs: 0 });
 		const moved = mover.move(userId, "eu-central");
 		await expect(slowWrite).resolves.toMatchObject({ region: "cn-east" });
 		await expect(moved).resolves.toMatchObject({ step: "flipped" });
