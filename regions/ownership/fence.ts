@@ -1,9 +1,13 @@
-import { sql } from "kysely";
 import type { Kysely, Transaction } from "kysely";
 import type { HomeEntry } from "../directory/entries.ts";
 import { MoveFencedError, UserMovingError, UserNotFoundError, WrongRegionError } from "../errors.ts";
 import { runInScope, scopeOf, unscoped } from "../stores/scoped-db.ts";
+import { isDeadlock, isLockConflict } from "./lock-errors.ts";
 import type { Ownership, OwnershipRecords } from "./records.ts";
+import { nestable } from "./savepoints.ts";
+import { WriteBatches } from "./write-batch.ts";
+
+export { isLockConflict } from "./lock-errors.ts";
 
 /**
  * Storage-level fencing. A home-routed write runs inside one transaction of the region's
@@ -15,6 +19,8 @@ import type { Ownership, OwnershipRecords } from "./records.ts";
  *
  * Every query on the region's database made while the write runs (the service's, and those of
  * calls it makes on this node) joins the fenced transaction (regions/stores/scoped-db.ts).
+ * Concurrent writes share one such transaction (write-batch.ts): the fence's own statements
+ * would otherwise cost as much as a one-statement write.
  */
 
 export interface WriteFenceOptions {
@@ -24,20 +30,19 @@ export interface WriteFenceOptions {
 	authoritative: (userId: string) => Promise<HomeEntry | undefined>;
 	/** How long a write for a frozen (moving) user waits for the move before USER_MOVING. */
 	movingWaitMs?: number;
+	/** Batches of writes in progress at once, each on a connection (default 4; SQLite: 1, its one connection). */
+	lanes?: number;
+	/** Most writes in one batch (default 32). */
+	batchSize?: number;
+	/** How long a batch waits for a handler before it goes on alone (default 20 ms): the bound a slow write holds the others' answers. */
+	batchHoldMs?: number;
 }
 
-/** MySQL: deadlock found / lock wait timeout; the statement (or transaction) was rolled back, nothing applied. */
-const LOCK_CONFLICTS = new Set([1213, 1205]);
+/** Runs of a write whose transaction the database chose as a deadlock's victim. */
 const LOCK_RETRIES = 3;
-
-export function isLockConflict(err: unknown): boolean {
-	return LOCK_CONFLICTS.has((err as { errno?: number }).errno ?? 0);
-}
-
-/** A deadlock's victim: InnoDB rolled its whole transaction back (a lock wait timeout undoes only the statement). */
-function isDeadlock(err: unknown): boolean {
-	return (err as { errno?: number }).errno === 1213;
-}
+const LANES = 4;
+const BATCH_SIZE = 32;
+const BATCH_HOLD_MS = 20;
 
 class Frozen extends UserMovingError {}
 
@@ -47,6 +52,7 @@ export class WriteFence {
 	private readonly base: Kysely<any>;
 	private readonly authoritative: (userId: string) => Promise<HomeEntry | undefined>;
 	private readonly movingWaitMs: number;
+	readonly batches: WriteBatches;
 
 	constructor(opts: WriteFenceOptions) {
 		this.region = opts.region;
@@ -54,31 +60,55 @@ export class WriteFence {
 		this.base = unscoped(opts.records.store.db);
 		this.authoritative = opts.authoritative;
 		this.movingWaitMs = opts.movingWaitMs ?? 1000;
+		const sqlite = opts.records.store.dialect === "sqlite";
+		this.batches = new WriteBatches({
+			region: this.region,
+			records: this.records,
+			base: this.base,
+			lanes: sqlite ? 1 : (opts.lanes ?? LANES),
+			maxSize: opts.batchSize ?? BATCH_SIZE,
+			holdMs: opts.batchHoldMs ?? BATCH_HOLD_MS
+		});
 	}
 
 	/**
 	 * Runs `fn` as a write of `userId`'s data that commits only while this region owns the user.
 	 * `callerEpoch`: the epoch the caller routed by; an older one is refused (WRONG_REGION) so the
-	 * caller heals. Refusals happen before `fn` runs; a frozen user is waited for, bounded.
+	 * caller heals. Refusals happen before `fn` runs (but for the later statements of a write that
+	 * left its batch, see write-batch.ts); a frozen user is waited for, bounded.
 	 */
 	async run<T>(userId: string, callerEpoch: number | undefined, fn: () => Promise<T>): Promise<T> {
 		const joined = scopeOf(this.base);
 		// A write made while another is open on this node joins its transaction (SQLite has one connection).
 		if (joined) {
-			if (!joined.fenced.has(userId)) {
-				await this.check(joined.db, userId, callerEpoch);
-				joined.fenced.add(userId);
-			}
+			if (!joined.fenced.has(userId)) joined.fenced.set(userId, await this.check(joined.db, userId, callerEpoch));
 			return fn();
 		}
+		for (let attempt = 1; ; attempt++) {
+			const answer = await this.batches.submit(userId, callerEpoch, fn);
+			switch (answer.kind) {
+				case "done":
+					return answer.value;
+				case "failed":
+					throw answer.error;
+				case "alone":
+					return this.runAlone(userId, callerEpoch, fn);
+				case "again":
+					if (attempt >= LOCK_RETRIES) throw answer.error;
+			}
+		}
+	}
+
+	/** A write whose ownership row its batch could not decide on: in a transaction of its own, the row settled with the origin first. */
+	private async runAlone<T>(userId: string, callerEpoch: number | undefined, fn: () => Promise<T>): Promise<T> {
 		const deadline = Date.now() + this.movingWaitMs;
 		for (let attempt = 1; ; attempt++) {
 			let running = false;
 			try {
 				return await this.commitEither(async trx => {
-					await this.check(trx, userId, callerEpoch);
+					const epoch = await this.check(trx, userId, callerEpoch);
 					running = true;
-					return runInScope(this.base, { db: nestable(trx), fenced: new Set([userId]) }, fn);
+					return runInScope(this.base, { db: nestable(trx), fenced: new Map([[userId, epoch]]) }, fn);
 				});
 			} catch (err) {
 				// Once `fn` ran, its calls and events happened: never run it twice, unless the database
@@ -117,13 +147,13 @@ export class WriteFence {
 		return value as T;
 	}
 
-	/** Holds the user's row (shared) for the rest of `trx`, or throws why this region may not write. */
-	private async check(trx: Kysely<any>, userId: string, callerEpoch: number | undefined): Promise<void> {
+	/** Holds the user's row (shared) for the rest of `trx` and answers its epoch, or throws why this region may not write. */
+	private async check(trx: Kysely<any>, userId: string, callerEpoch: number | undefined): Promise<number> {
 		for (let round = 0; round < 3; round++) {
 			const row = await this.records.read(trx, userId, "share");
 			if (row?.state === "active" && (callerEpoch === undefined || callerEpoch <= row.epoch)) {
 				if (callerEpoch !== undefined && callerEpoch < row.epoch) throw new WrongRegionError(userId, this.region, row.epoch);
-				return;
+				return row.epoch;
 			}
 			await this.settle(trx, userId, row);
 		}
@@ -159,7 +189,7 @@ export class WriteFence {
 					if (row?.state !== state || row.moveId !== moveId)
 						throw new MoveFencedError(userId, moveId, `this region's ownership row is ${row ? `${row.state} (move ${row.moveId ?? "none"})` : "absent"}, not ${state} for this move`);
 					running = true;
-					return runInScope(this.base, { db: nestable(trx), fenced: new Set() }, fn);
+					return runInScope(this.base, { db: nestable(trx), fenced: new Map() }, fn);
 				});
 			} catch (err) {
 				if (!running && isLockConflict(err) && attempt < LOCK_RETRIES) continue;
@@ -167,40 +197,6 @@ export class WriteFence {
 			}
 		}
 	}
-}
-
-let savepoints = 0;
-
-/** The transaction as a service's query builder: `transaction().execute(fn)` inside it runs `fn` in a savepoint. */
-function nestable(trx: Transaction<any>): Kysely<any> {
-	const facade: Kysely<any> = new Proxy(trx, {
-		get(target, prop) {
-			if (prop === "transaction") return () => savepoint(target, facade);
-			const value = Reflect.get(target, prop, target) as unknown;
-			return typeof value === "function" ? value.bind(target) : value;
-		}
-	});
-	return facade;
-}
-
-function savepoint(trx: Transaction<any>, facade: Kysely<any>) {
-	const builder = {
-		setIsolationLevel: () => builder,
-		setAccessMode: () => builder,
-		async execute<T>(fn: (db: Kysely<any>) => Promise<T>): Promise<T> {
-			const name = sql.raw(`eh_sp_${++savepoints}`);
-			await sql`savepoint ${name}`.execute(trx);
-			try {
-				const result = await fn(facade);
-				await sql`release savepoint ${name}`.execute(trx);
-				return result;
-			} catch (err) {
-				await sql`rollback to savepoint ${name}`.execute(trx).catch(() => undefined);
-				throw err;
-			}
-		}
-	};
-	return builder;
 }
 
 const fences = new WeakMap<object, WriteFence>();

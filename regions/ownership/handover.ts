@@ -1,7 +1,7 @@
 import { sql } from "kysely";
 import type { Transaction } from "kysely";
 import { unscoped } from "../stores/scoped-db.ts";
-import { isLockConflict } from "./fence.ts";
+import { isLockConflict } from "./lock-errors.ts";
 import type { Ownership, OwnershipChange, OwnershipRecords } from "./records.ts";
 
 /**

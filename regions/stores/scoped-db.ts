@@ -11,8 +11,8 @@ import type { Kysely } from "kysely";
 export interface DbScope {
 	/** The transaction, as the query builder services get. */
 	db: Kysely<any>;
-	/** Users whose ownership this transaction has checked. */
-	fenced: Set<string>;
+	/** Users whose ownership this transaction has checked, with the epoch it found. */
+	fenced: Map<string, number>;
 }
 
 const scopes = new AsyncLocalStorage<Map<Kysely<any>, DbScope>>();

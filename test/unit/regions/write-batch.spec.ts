@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openFencedStore, savepointAmongOthers } from "../../harness/fenced-store.ts";
+import type { FencedStore } from "../../harness/fenced-store.ts";
+
+/**
+ * Group commit of fenced writes on SQLite (embedded mode): one connection, so one batch at a
+ * time, and a write that leaves its batch waits for that connection.
+ */
+let s: FencedStore;
+
+beforeAll(async () => {
+	s = await openFencedStore("sqlite::memory:");
+});
+
+afterAll(async () => {
+	await s?.close();
+});
+
+describe("fenced writes committed in batches on SQLite", () => {
+	it("commits concurrent writes in shared transactions, one batch at a time, and a nested write of another user joins its caller's", async () => {
+		const fence = s.fence({ batchHoldMs: 5000 });
+		const users = await Promise.all(Array.from({ length: 3 }, s.owned));
+		const nested = await s.owned();
+		await Promise.all([
+			...users.flatMap(u => Array.from({ length: 10 }, (_, i) => fence.run(u, 1, () => s.insert(u, `w${i}`)))),
+			fence.run(users[0]!, 1, async () => {
+				await s.insert(users[0]!, "outer");
+				await fence.run(nested, undefined, () => s.insert(nested, "nested"));
+			})
+		]);
+		for (const u of users) expect(await s.tags(u)).toHaveLength(u === users[0] ? 11 : 10);
+		expect(await s.tags(nested)).toEqual(["nested"]);
+		expect(fence.batches.stats.writes).toBe(31);
+		expect(fence.batches.stats.batches).toBeLessThan(10);
+	});
+
+	it("rolls a savepoint back alone while other writes share the batch, and keeps a failing write's rows", async () => {
+		expect(await savepointAmongOthers(s)).toEqual({ statuses: ["rejected: failed after writing", "fulfilled", "fulfilled"], rows: [["before"], ["after", "outside"], ["interleaved"]] });
+	});
+
+	it("answers the others within the hold time; the slow write's later statements are refused once the user is frozen", async () => {
+		const fence = s.fence({ batchHoldMs: 30 });
+		const [slowUser, fastUser] = await Promise.all([s.owned(), s.owned()]);
+		let release!: () => void;
+		const gate = new Promise<void>(r => (release = r));
+		const slow = fence.run(slowUser, 1, async () => {
+			await s.insert(slowUser, "before freeze");
+			await gate;
+			await s.insert(slowUser, "after freeze");
+		});
+		const started = Date.now();
+		await fence.run(fastUser, 1, () => s.insert(fastUser, "fast"));
+		expect(Date.now() - started).toBeLessThan(1000);
+		await s.freeze(slowUser);
+		release();
+		await expect(slow).rejects.toMatchObject({ type: "OUTCOME_UNKNOWN" });
+		expect(await s.tags(slowUser)).toEqual(["before freeze"]);
+		expect(await s.tags(fastUser)).toEqual(["fast"]);
+	});
+});
