@@ -4,6 +4,8 @@ import type { HomeDirectory } from "./directory/home-directory.ts";
 import type { HomeEntry } from "./directory/entries.ts";
 import { fromDirectoryFailure, OutcomeUnknownError, RegionUnavailableError, RoutingLoopError, UserMovingError, UserNotFoundError, WrongRegionError } from "./errors.ts";
 import type { RegionLinks } from "./links.ts";
+import { busWatchOf } from "./runtime/bus-watch.ts";
+import type { BusWatch } from "./runtime/bus-watch.ts";
 import type { WriteFence } from "./ownership/fence.ts";
 import type { RegionHealth } from "./region-health.ts";
 import { METRIC } from "./runtime/metric-names.ts";
@@ -124,6 +126,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	const regions = new Set(opts.regions ?? (health ? Object.keys(health.all()) : [region]));
 	const specs = new Map<string, ParsedSpec | null>();
 	let broker: ServiceBroker;
+	let bus: BusWatch | undefined;
 	/** The directory's answers, its failures in the clients' words. */
 	const lookup = (userId: string) => directory.home(userId).catch(fromDirectoryFailure);
 	const reread = (userId: string) => directory.refresh(userId).catch(fromDirectoryFailure);
@@ -143,7 +146,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 
 	/** Disconnected from the bus with no local instance to run the call: it cannot even be sent. */
 	function cutOff(actionName: string): boolean {
-		return !connected(broker) && !broker.registry.getActionEndpoints(actionName)?.hasLocal();
+		return !connected(broker, bus) && !broker.registry.getActionEndpoints(actionName)?.hasLocal();
 	}
 
 	function count(name: string, labels: Record<string, string>): void {
@@ -159,7 +162,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		stats.forwards[target] = (stats.forwards[target] ?? 0) + 1;
 		count(METRIC.routingForwards, { to: target });
 		// Cut off from the bus: nothing can be sent, so say so now rather than after the timeout.
-		if (!connected(broker)) throw new RegionUnavailableError(target, 5, "this node is not connected to its transporter");
+		if (!connected(broker, bus)) throw new RegionUnavailableError(target, 5, "this node is not connected to its transporter");
 		if (health?.status(target) === "down") throw new RegionUnavailableError(target, 5, health.all()[target]?.reason);
 		let sent = false;
 		try {
@@ -294,6 +297,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 
 		created(b: ServiceBroker) {
 			broker = b;
+			bus = busWatchOf(b);
 			b.localBus.on("$services.changed", () => specs.clear());
 		},
 
@@ -369,8 +373,11 @@ function declaration(source: ServiceBroker | ServiceBroker["registry"], actionNa
 	return endpoint?.action;
 }
 
-/** Whether the broker's transporter is connected (always, for the in-process one). */
-function connected(broker: ServiceBroker): boolean {
+/**
+ * Whether the broker's transporter is connected (always, for the in-process one). Moleculer's flag
+ * stays up while the NATS client reconnects; the bus watch, where there is one, sees the drop.
+ */
+function connected(broker: ServiceBroker, bus: BusWatch | undefined): boolean {
 	const transit = (broker as { transit?: { connected?: boolean } }).transit;
-	return !transit || transit.connected !== false;
+	return !transit || (transit.connected !== false && bus?.connected !== false);
 }

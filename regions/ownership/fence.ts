@@ -198,16 +198,3 @@ export class WriteFence {
 		}
 	}
 }
-
-const fences = new WeakMap<object, WriteFence>();
-
-export function attachFence(broker: object, fence: WriteFence): void {
-	fences.set(broker, fence);
-}
-
-/** The fence of the region `broker` runs in: every node with region stores has one. */
-export function fenceOf(broker: { nodeID: string }): WriteFence {
-	const fence = fences.get(broker);
-	if (!fence) throw new Error(`broker ${broker.nodeID} has no write fence (not a region node)`);
-	return fence;
-}

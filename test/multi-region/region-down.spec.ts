@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { busWatchOf } from "../../regions/runtime/bus-watch.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import type { KvNode } from "../harness/kv-node.ts";
 import { runId } from "../harness/real-servers.ts";
@@ -100,4 +101,19 @@ describe("a region's NATS goes down", () => {
 		}
 		expect(caller.health.status("eu-central")).toBe("up");
 	}, 40_000);
+
+	it("fails calls that need the bus at once when the caller's own NATS is gone, and still serves the users it holds itself", async () => {
+		const caller = nodes["ap-south"]!.node;
+		await cluster.kill("ap-south");
+		// Moleculer's own flag stays up while its client reconnects; the node's bus watch sees the drop.
+		const watch = busWatchOf(caller.broker)!;
+		for (let i = 0; i < 50 && watch.connected; i++) await new Promise(r => setTimeout(r, 100));
+		expect(watch.connected).toBe(false);
+		const started = Date.now();
+		const res = await caller.broker.call("actor.ping", { userId: users["eu-central"] }).catch((err: { type: string; data: { cause?: string } }) => err);
+		expect(res).toMatchObject({ type: "REGION_UNAVAILABLE", data: { region: "eu-central", cause: "this node is not connected to its transporter" } });
+		expect(Date.now() - started).toBeLessThan(500);
+		await expect(caller.broker.call("actor.ping", { userId: users["ap-south"] })).resolves.toEqual({ region: "ap-south" });
+		await cluster.restart("ap-south");
+	}, 30_000);
 });
