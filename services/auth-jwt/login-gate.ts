@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
-import { Errors } from "moleculer";
 import { identityForm } from "../../regions/directory/identity-form.ts";
+import { RateLimitedError } from "./errors.ts";
 import type { KnownIps } from "./known-ips.ts";
 import { IP_BACKOFF, LOGIN_BACKOFF } from "./login-throttle.ts";
 import type { Admission, Attempt, LoginThrottle } from "./login-throttle.ts";
@@ -15,8 +15,8 @@ export interface Pass {
 	unchecked(): Promise<void>;
 }
 
-export function loginThrottled(retryAfterS: number): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError("too many failed logins; try again later", 429, "RATE_LIMITED", { retryAfter: retryAfterS });
+function loginThrottled(retryAfterS: number): RateLimitedError {
+	return new RateLimitedError("too many failed logins; try again later", retryAfterS);
 }
 
 /**

@@ -130,3 +130,19 @@ function fromJose(err: unknown): TokenError {
 	if (err instanceof joseErrors.JOSEAlgNotAllowed) return new TokenError("TOKEN_ALGORITHM", "algorithm not accepted");
 	return new TokenError("TOKEN_MALFORMED", "token cannot be read");
 }
+
+/** What a login or a refresh answers: the access token, the next refresh token, and whose they are. */
+export interface Tokens {
+	accessToken: string;
+	refreshToken: string;
+	tokenType: "Bearer";
+	expiresIn: number;
+	region: string;
+	userId: string;
+	sid: string;
+}
+
+export interface WxTokens extends Tokens {
+	/** This login registered the user. */
+	created: boolean;
+}

@@ -1,6 +1,6 @@
-import { Errors } from "moleculer";
 import { EnvError, envInt, envString } from "../../regions/runtime/env.ts";
 import type { Env } from "../../regions/runtime/env.ts";
+import { RateLimitedError, UpstreamFailedError, UpstreamTimeoutError, WxCodeInvalidError } from "./errors.ts";
 
 /** Where and as whom this deployment exchanges mini-program login codes. */
 export interface WxSettings {
@@ -39,10 +39,6 @@ export function wxSettingsFromEnv(env: Env = process.env): WxSettings {
 export function wxConfigured(s: WxSettings): boolean {
 	return s.appId !== "" && s.secret !== "";
 }
-
-// Messages are fixed strings: the request URL carries the secret, so no upstream text is ever passed on.
-const upstreamFailed = (reason: string, data?: Record<string, unknown>) =>
-	new Errors.MoleculerError("WeChat login is unavailable right now", 502, "UPSTREAM_FAILED", { upstream: "wechat", reason, ...data });
 
 /** The body as text, or undefined when it is larger than MAX_BODY_BYTES (then it is not read further). */
 async function readCapped(res: Response): Promise<string | undefined> {
@@ -88,24 +84,24 @@ export async function exchangeCode(settings: WxSettings, code: string): Promise<
 		else text = await readCapped(res);
 	} catch {
 		// The signal covers the body too: a reply that stalls halfway is a timeout as well.
-		if (signal.aborted) throw new Errors.MoleculerError("WeChat did not answer in time", 504, "UPSTREAM_TIMEOUT", { upstream: "wechat", timeoutMs: settings.timeoutMs });
-		throw upstreamFailed("unreachable");
+		if (signal.aborted) throw new UpstreamTimeoutError(settings.timeoutMs);
+		throw new UpstreamFailedError("unreachable");
 	}
-	if (status < 200 || status > 299) throw upstreamFailed("http", { status });
-	if (text === undefined) throw upstreamFailed("too-large");
+	if (status < 200 || status > 299) throw new UpstreamFailedError("http", { status });
+	if (text === undefined) throw new UpstreamFailedError("too-large");
 	let body: unknown;
 	try {
 		body = JSON.parse(text);
 	} catch {
-		throw upstreamFailed("not-json");
+		throw new UpstreamFailedError("not-json");
 	}
-	if (!body || typeof body !== "object") throw upstreamFailed("not-json");
+	if (!body || typeof body !== "object") throw new UpstreamFailedError("not-json");
 	const { errcode, openid, unionid } = body as { errcode?: unknown; openid?: unknown; unionid?: unknown };
 	if (typeof errcode === "number" && errcode !== 0) {
-		if (CODE_REFUSED.has(errcode)) throw new Errors.MoleculerClientError("WeChat login code is invalid or was already used", 401, "WX_CODE_INVALID", { errcode });
-		if (errcode === FREQUENCY_LIMIT) throw new Errors.MoleculerClientError("too many WeChat logins; try again later", 429, "RATE_LIMITED", { retryAfter: RATE_LIMIT_RETRY_S });
-		throw upstreamFailed("errcode", { errcode });
+		if (CODE_REFUSED.has(errcode)) throw new WxCodeInvalidError(errcode);
+		if (errcode === FREQUENCY_LIMIT) throw new RateLimitedError("too many WeChat logins; try again later", RATE_LIMIT_RETRY_S);
+		throw new UpstreamFailedError("errcode", { errcode });
 	}
-	if (typeof openid !== "string" || !WX_ID.test(openid)) throw upstreamFailed("no-openid");
+	if (typeof openid !== "string" || !WX_ID.test(openid)) throw new UpstreamFailedError("no-openid");
 	return typeof unionid === "string" && WX_ID.test(unionid) ? { openid, unionid } : { openid };
 }

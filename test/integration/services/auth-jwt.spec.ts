@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Tokens } from "../../../services/auth-jwt/auth-jwt.service.ts";
+import type { Tokens } from "../../../services/auth-jwt/tokens.ts";
 import { IP_BACKOFF, RedisLoginThrottle } from "../../../services/auth-jwt/login-throttle.ts";
 import { SigningKeys } from "../../../services/auth-jwt/signing-keys.ts";
 import { ACCESS_TTL_S, signAccess } from "../../../services/auth-jwt/tokens.ts";

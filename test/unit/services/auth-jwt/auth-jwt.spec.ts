@@ -2,7 +2,7 @@ import { decodeJwt, decodeProtectedHeader } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
-import type { Tokens } from "../../../../services/auth-jwt/auth-jwt.service.ts";
+import type { Tokens } from "../../../../services/auth-jwt/tokens.ts";
 import { ACCESS_TTL_S, signAccess } from "../../../../services/auth-jwt/tokens.ts";
 import type { SigningKey } from "../../../../services/auth-jwt/tokens.ts";
 import { forgeAccess } from "../../../harness/forged-tokens.ts";

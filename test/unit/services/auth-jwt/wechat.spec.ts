@@ -2,7 +2,7 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
-import type { WxTokens } from "../../../../services/auth-jwt/auth-jwt.service.ts";
+import type { WxTokens } from "../../../../services/auth-jwt/tokens.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { failureOf, within } from "../../../harness/waiting.ts";

@@ -1,0 +1,38 @@
+import type { Context } from "moleculer";
+import type { ClientType } from "../../regions/region.ts";
+import { InvalidCredentialsError } from "./errors.ts";
+import type { LoginGate } from "./login-gate.ts";
+import type { Tokens } from "./tokens.ts";
+
+export interface LoginParams {
+	login: string;
+	password: string;
+	client: ClientType;
+}
+
+/**
+ * A login at the region that received the request: the login gate (budgets of the client IP and
+ * of the login string), then the password check and the session at the user's home
+ * (auth-jwt.authenticate). An unknown login costs the same scrypt work and gets the same error as
+ * a wrong password; only a wrong password spends the budgets.
+ */
+export async function logIn(ctx: Context<LoginParams>, gate: LoginGate, clientIp: string | undefined): Promise<Tokens> {
+	const { login, password, client } = ctx.params;
+	const pass = await gate.admit(login, clientIp);
+	try {
+		const found = await ctx.call<{ userId: string }, unknown>("sv-user.resolveLogin", { login }).catch((err: { type?: string }) => {
+			if (err.type === "USER_NOT_FOUND") return undefined;
+			throw err;
+		});
+		if (!found) {
+			await ctx.call("sv-user.checkPassword", { login, password });
+			throw new InvalidCredentialsError();
+		}
+		const tokens = await ctx.call<Tokens, unknown>("auth-jwt.authenticate", { userId: found.userId, password, client });
+		await pass.succeeded();
+		return tokens;
+	} catch (err) {
+		await ((err as { type?: string }).type === "INVALID_CREDENTIALS" ? pass.failed() : pass.unchecked());
+		throw err;
+	}
+}
