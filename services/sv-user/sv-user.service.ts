@@ -1,12 +1,12 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { sql } from "kysely";
-import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { sameIdentity } from "../../regions/directory/identity-form.ts";
+import { IdentityInUseError, InvalidCredentialsError, LoginNotFoundError, NothingToChangeError, PasswordHasUsernameError, ProfileNotFoundError } from "./errors.ts";
 import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
 import { open, piiKeysFromEnv, seal } from "../../kernel/sealing.ts";
@@ -63,16 +63,11 @@ type Methods = MoveParticipantMethods & {
 
 const openid = { type: "string", min: 6, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
 
-const TAKEN: Record<string, string> = { username: "USERNAME_TAKEN", email: "EMAIL_TAKEN", phone: "PHONE_TAKEN", wechat: "WECHAT_TAKEN" };
 const WX_USERNAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 /** Ten random characters of 36: a taken one is rare, a few fresh draws are plenty. */
 const WX_USERNAME_RETRIES = 3;
 
 const wxUsername = () => `wx_${Array.from({ length: 10 }, () => WX_USERNAME_ALPHABET[randomInt(WX_USERNAME_ALPHABET.length)]).join("")}`;
-
-function invalidCredentials(): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError("login or password is wrong", 401, "INVALID_CREDENTIALS");
-}
 
 /**
  * Which identity a login names: an e-mail has "@", a phone starts with "+", anything else is a
@@ -109,8 +104,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, username, password, email, phone, country },
 			async handler(ctx: Context<{ username: string; password: string; email?: string; phone?: string; country?: string }>) {
 				const p = ctx.params;
-				if (p.password.toLowerCase().includes(p.username.toLowerCase()))
-					throw new Errors.ValidationError("password must not contain the username", "VALIDATION_ERROR", [{ field: "password", type: "containsUsername" }]);
+				if (p.password.toLowerCase().includes(p.username.toLowerCase())) throw new PasswordHasUsernameError();
 				const identities: Identity[] = [{ kind: "username", value: p.username }];
 				if (p.email) identities.push({ kind: "email", value: p.email });
 				if (p.phone) identities.push({ kind: "phone", value: p.phone });
@@ -173,7 +167,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId },
 			async handler(ctx: Context<{ userId: string }>): Promise<Profile> {
 				const row = await this.db.selectFrom("users").selectAll().where("id", "=", ctx.params.userId).executeTakeFirst();
-				if (!row) throw new Errors.MoleculerClientError("user not found", 404, "USER_NOT_FOUND");
+				if (!row) throw new ProfileNotFoundError();
 				return this.profile(row);
 			}
 		},
@@ -195,10 +189,9 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			 */
 			async handler(ctx: Context<{ userId: string; email?: string | null; phone?: string | null; country?: string | null }>): Promise<Profile> {
 				const p = ctx.params;
-				if (p.email === undefined && p.phone === undefined && p.country === undefined)
-					throw new Errors.ValidationError("nothing to change", "VALIDATION_ERROR", [{ field: "(body)", type: "required" }]);
+				if (p.email === undefined && p.phone === undefined && p.country === undefined) throw new NothingToChangeError();
 				const row = await this.db.selectFrom("users").selectAll().where("id", "=", p.userId).executeTakeFirst();
-				if (!row) throw new Errors.MoleculerClientError("user not found", 404, "USER_NOT_FOUND");
+				if (!row) throw new ProfileNotFoundError();
 				const current = this.profile(row);
 				const added: Identity[] = [];
 				const removed: Identity[] = [];
@@ -211,7 +204,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				}
 				if (added.length)
 					await ctx.call("sv-region.reserve", { userId: p.userId, identities: added }).catch((err: { type?: string; data?: { kind?: string } }) => {
-						if (err.type === "IDENTITY_TAKEN" && err.data?.kind) throw new Errors.MoleculerClientError(`${err.data.kind} is already taken`, 409, TAKEN[err.data.kind] ?? "IDENTITY_TAKEN", { field: err.data.kind });
+						if (err.type === "IDENTITY_TAKEN" && err.data?.kind) throw new IdentityInUseError(err.data.kind);
 						throw err;
 					});
 				const changes: Partial<UserRow> = { updated_at: Date.now() };
@@ -248,7 +241,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, login },
 			async handler(ctx: Context<{ login: string }>): Promise<{ userId: string }> {
 				const found = await this.findLogin(ctx, ctx.params.login);
-				if (!found) throw new Errors.MoleculerClientError("no user has this login", 404, "USER_NOT_FOUND");
+				if (!found) throw new LoginNotFoundError();
 				return found;
 			}
 		},
@@ -260,10 +253,10 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				if (!found) {
 					// Same work as a wrong password, so timing does not tell whether the login exists.
 					await verifyPassword(ctx.params.password, await decoyHash());
-					throw invalidCredentials();
+					throw new InvalidCredentialsError();
 				}
 				const { ok } = await ctx.call<{ ok: boolean }, unknown>("sv-user.verify", { userId: found.userId, password: ctx.params.password });
-				if (!ok) throw invalidCredentials();
+				if (!ok) throw new InvalidCredentialsError();
 				return { userId: found.userId };
 			}
 		},
@@ -308,7 +301,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				reserved = await ctx.call("sv-region.register", { identities: entry.identities, ...(entry.country ? { country: entry.country } : {}) });
 			} catch (err) {
 				const e = err as { type?: string; data?: { kind?: string } };
-				if (e.type === "IDENTITY_TAKEN" && e.data?.kind) throw new Errors.MoleculerClientError(`${e.data.kind} is already taken`, 409, TAKEN[e.data.kind] ?? "IDENTITY_TAKEN", { field: e.data.kind });
+				if (e.type === "IDENTITY_TAKEN" && e.data?.kind) throw new IdentityInUseError(e.data.kind);
 				throw err;
 			}
 			try {
