@@ -297,7 +297,7 @@ export class Mover {
 		for (let attempt = 1; ; attempt++) {
 			const entry = await this.runtime.directory.entry(userId);
 			if (hasFlipped(entry, lease.record)) throw new Error("the move flipped: it can only be finished");
-			if (!entry || entry.value.state !== "moving" || entry.value.region !== from || entry.value.epoch !== epoch) break;
+			if (entry?.value.state !== "moving" || entry.value.region !== from || entry.value.epoch !== epoch) break;
 			try {
 				const home: HomeEntry = { ...entry.value, state: "active" };
 				this.announce(userId, home, await this.store.update(userKey(userId), home, entry.revision));
@@ -392,7 +392,7 @@ export class Mover {
 	private async resetOrphan(userId: string): Promise<boolean> {
 		if (await this.store.get(moveKey(userId), AUTHORITATIVE)) return false;
 		const now = await this.runtime.directory.entry(userId);
-		if (!now || now.value.state !== "moving" || (await this.store.get(moveKey(userId), AUTHORITATIVE))) return false;
+		if (now?.value.state !== "moving" || (await this.store.get(moveKey(userId), AUTHORITATIVE))) return false;
 		try {
 			await this.store.update(userKey(userId), { ...now.value, state: "active" } satisfies HomeEntry, now.revision);
 		} catch {

@@ -137,7 +137,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		const source = opts.authoritative || this.repairing ? this.origin : this.reader;
 		return this.bounded("get", async () => {
 			const entry = await source.get(key);
-			if (!entry || entry.operation !== "PUT") return undefined;
+			if (entry?.operation !== "PUT") return undefined;
 			return { key, value: entry.json<T>(), revision: entry.revision };
 		});
 	}

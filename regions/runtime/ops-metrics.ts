@@ -31,7 +31,6 @@ export const OpsMetricsMiddleware: Middleware = {
 
 	localAction(this: ServiceBroker, next: (ctx: any) => Promise<unknown>, action: ActionDef) {
 		if (!this.isMetricsEnabled() || !action.service) return next;
-		const broker = this;
 		const service = action.service;
 		if (service.metadata?.$category === "gateway" && action.rawName === "rest") {
 			return (ctx: { params: { req: RoutedRequest; res: ServerResponse } }) => {
@@ -40,8 +39,8 @@ export const OpsMetricsMiddleware: Middleware = {
 				res.once("close", () => {
 					const alias = req.$alias;
 					const route = alias ? `${alias.method === "*" ? req.method : alias.method} ${alias.fullPath ?? alias.path}` : "unmatched";
-					broker.metrics.increment(METRIC.httpRequests, { gateway: service.name, route, code: String(res.statusCode) });
-					broker.metrics.observe(METRIC.httpDuration, Number(process.hrtime.bigint() - started) / 1e9, { gateway: service.name, route });
+					this.metrics.increment(METRIC.httpRequests, { gateway: service.name, route, code: String(res.statusCode) });
+					this.metrics.observe(METRIC.httpDuration, Number(process.hrtime.bigint() - started) / 1e9, { gateway: service.name, route });
 				});
 				return next(ctx);
 			};
@@ -49,7 +48,7 @@ export const OpsMetricsMiddleware: Middleware = {
 		const labels = { service: service.fullName };
 		return (ctx: unknown) =>
 			next(ctx).catch((err: unknown) => {
-				if (isEndpointFailure(err)) broker.metrics.increment(METRIC.endpointFailures, labels);
+				if (isEndpointFailure(err)) this.metrics.increment(METRIC.endpointFailures, labels);
 				throw err;
 			});
 	}

@@ -51,11 +51,22 @@ export class OpsReporter extends MetricReporters.Base {
 
 	private handle(req: IncomingMessage, res: ServerResponse): void {
 		const path = (req.url ?? "").split("?")[0];
-		if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, { error: { code: "METHOD_NOT_ALLOWED", message: "GET only" } }, { Allow: "GET, HEAD" });
-		if (path === "/healthz") return send(res, 200, { status: "ok" });
-		if (path !== "/readyz" && path !== "/metrics") return send(res, 404, { error: { code: "NOT_FOUND", message: "no such path" } });
-		if (!bearerMatches(req.headers.authorization, this.ops.token))
-			return send(res, 401, { error: { code: "UNAUTHORIZED", message: "a bearer token is required" } }, { "WWW-Authenticate": 'Bearer realm="edgehome-ops"' });
+		if (req.method !== "GET" && req.method !== "HEAD") {
+			send(res, 405, { error: { code: "METHOD_NOT_ALLOWED", message: "GET only" } }, { Allow: "GET, HEAD" });
+			return;
+		}
+		if (path === "/healthz") {
+			send(res, 200, { status: "ok" });
+			return;
+		}
+		if (path !== "/readyz" && path !== "/metrics") {
+			send(res, 404, { error: { code: "NOT_FOUND", message: "no such path" } });
+			return;
+		}
+		if (!bearerMatches(req.headers.authorization, this.ops.token)) {
+			send(res, 401, { error: { code: "UNAUTHORIZED", message: "a bearer token is required" } }, { "WWW-Authenticate": 'Bearer realm="edgehome-ops"' });
+			return;
+		}
 		if (path === "/metrics") {
 			res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" });
 			return void res.end(this.exposition());

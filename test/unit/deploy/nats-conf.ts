@@ -87,7 +87,7 @@ export function parseNatsConf(text: string): NatsMap {
 		const map: NatsMap = {};
 		for (skipSeparators(); close ? !isPunct(close) : peek() !== undefined; skipSeparators()) {
 			const key = peek();
-			if (!key || key.kind !== "word") fail(close ? `expected a key or "${close}"` : "expected a key");
+			if (key?.kind !== "word") fail(close ? `expected a key or "${close}"` : "expected a key");
 			pos++;
 			if (isPunct(":") || isPunct("=")) pos++;
 			if (Object.hasOwn(map, key!.text)) throw new Error(`line ${key!.line}: "${key!.text}" set twice`);

@@ -65,6 +65,7 @@ const SECRET_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|_AUTH$|_KEY$/i;
 
 /** The value Compose would hand the container, with every variable replaced by `x` (for parsing URLs). */
 export function interpolate(value: string): string {
+	// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL stands in for an escaped "$$" while the references are replaced
 	return value.replace(/\$\$/g, "\u0000").replace(REFERENCE, "x").replace(/\u0000/g, "$");
 }
 

@@ -14,7 +14,7 @@ const regionsDir = mkdtempSync(join(tmpdir(), "eh-embedded-"));
 const ports: Record<string, { www: number; metrics: number }> = {};
 let launcher: ChildProcess;
 let output = "";
-let readiness: { status: number; body: unknown; at: number }[] = [];
+const readiness: { status: number; body: unknown; at: number }[] = [];
 let firstLogin = 0;
 
 async function until(pattern: RegExp, ms = 15_000): Promise<void> {
@@ -90,7 +90,7 @@ describe("npm start -- --repl: a console on the embedded regions", () => {
 
 	it("sees the cluster: sv-region answers, every region is up", async () => {
 		// Each region probes the others from its start on: the last one started is up within a probe or two.
-		for (let tries = 0; !/ap-south\s+up[^]*eu-central\s+up/.test(output); tries++) {
+		for (let tries = 0; !/ap-south\s+up[\s\S]*eu-central\s+up/.test(output); tries++) {
 			if (tries === 20) throw new Error(`regions not all up:\n${output}`);
 			await command("region status", /eu-central\s+\w+\s+since/);
 			await new Promise(r => setTimeout(r, 300));

@@ -105,7 +105,7 @@ describe("REPL: admin create", () => {
 
 	it("explains a missing ADMIN_PASSWORD, an unknown region and a wrong sub-command, creating nothing", async () => {
 		expect(await run("nobody-admin", { passwordFromEnv: true })).toEqual(["--password-from-env: ADMIN_PASSWORD is not set"]);
-		expect(await run("nobody-admin", { region: "mars-north" })).toEqual(["unknown region \"mars-north\"; known: " + regions.map(r => r.id).join(", ")]);
+		expect(await run("nobody-admin", { region: "mars-north" })).toEqual([`unknown region "mars-north"; known: ${regions.map(r => r.id).join(", ")}`]);
 		const admin = replCommands(ctx).find(c => c.command.startsWith("admin "))!;
 		printed.length = 0;
 		await admin.action(repl(), { sub: "delete", username: "nobody-admin", options: {} } as any, undefined);
