@@ -6,7 +6,8 @@ import type { ClientType } from "../regions/region.ts";
 import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
 import { Lru } from "../kernel/lru.ts";
 import { clientIp, trustedProxies } from "./gateway/client-ip.ts";
-import { COMMON_ROUTES } from "./gateway/common-routes.ts";
+import { commonRoutes } from "./gateway/common-routes.ts";
+import type { CommonRouteErrors } from "./gateway/common-routes.ts";
 import { authenticate, authenticateUser, authorize, limit } from "./gateway/edge-checks.ts";
 import { weakEtag } from "./gateway/etag.ts";
 import { aliasKeys, refuseUnlessPreflight } from "./gateway/http-methods.ts";
@@ -64,8 +65,8 @@ function routeAlias(route: GatewayRoute) {
  * security headers, ETags, HEAD on GET routes, and an OpenAPI document from the same route table.
  * Its parts live in mixins/gateway/, one concept each.
  */
-export function gatewayMixin(opts: { client: ClientType; routes?: GatewayRoute[] }): Partial<ServiceSchema> {
-	const table = [...COMMON_ROUTES, ...(opts.routes ?? [])];
+export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRouteErrors; routes?: GatewayRoute[] }): Partial<ServiceSchema> {
+	const table = [...commonRoutes(opts.commonErrors), ...(opts.routes ?? [])];
 
 	const schema: Partial<ServiceSchema<GatewaySettings & Record<string, unknown>, Record<string, unknown>, Record<string, unknown>, GatewayService>> = {
 		mixins: [ApiGateway],

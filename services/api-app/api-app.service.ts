@@ -1,10 +1,11 @@
 import type { ServiceSchema } from "moleculer";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
+import { COMMON_ROUTE_ERRORS } from "../gateway-errors.ts";
 
 /** The REST gateway for app clients: the common routes, app tokens only. */
 const apiApp: ServiceSchema = {
 	name: "api-app",
-	mixins: [gatewayMixin({ client: "app" })]
+	mixins: [gatewayMixin({ client: "app", commonErrors: COMMON_ROUTE_ERRORS })]
 };
 
 export default apiApp;

@@ -1,11 +1,24 @@
 import type { ServiceSchema } from "moleculer";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import type { GatewayContext } from "../../mixins/gateway.mixin.ts";
-import { CALL_FAILURES, MOVE_IN_PROGRESS, MOVE_NOT_FOUND, RESIDENCY_VIOLATION, ROLE_IMPLICIT, ROLE_NOT_FOUND, UNKNOWN_REGION, USER_NOT_FOUND } from "../../mixins/gateway/declared-errors.ts";
+import { declared } from "../../mixins/gateway/declared-errors.ts";
 import * as answer from "../../mixins/gateway/response-schemas.ts";
 import type { GatewayRoute } from "../../mixins/gateway/routes.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import { MoveInProgressError, ResidencyViolationError, UserNotFoundError } from "../../regions/errors.ts";
 import { action, moveId, regionId as region, resource, role, userId as id } from "../../kernel/fields.ts";
+import { ImplicitRoleError, RoleNotFoundError } from "../auth-rbac/errors.ts";
+import { COMMON_ROUTE_ERRORS, SERVICE_CALL_FAILURES as CALL_FAILURES } from "../gateway-errors.ts";
+import { MoveNotFoundError, UnknownRegionError } from "../sv-region/errors.ts";
+
+/** What the admin routes may answer besides any call's failures, from the catalogues of the services they call. */
+const USER_NOT_FOUND = declared(new UserNotFoundError("-"));
+const RESIDENCY_VIOLATION = declared(new ResidencyViolationError("-", "-", "-"));
+const MOVE_IN_PROGRESS = declared(new MoveInProgressError("-"));
+const MOVE_NOT_FOUND = declared(new MoveNotFoundError("-"));
+const UNKNOWN_REGION = declared(new UnknownRegionError("-"));
+const ROLE_NOT_FOUND = declared(new RoleNotFoundError("-"));
+const ROLE_IMPLICIT = declared(new ImplicitRoleError("-"));
 
 const staff = (resourceName: string, actionName: string) => ({ resource: resourceName, action: actionName });
 const admin = (r: Omit<GatewayRoute, "tag" | "auth">): GatewayRoute => ({ ...r, tag: "admin", auth: true });
@@ -119,7 +132,7 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 /** The REST gateway for staff: the common routes plus user, move, region and role administration. */
 const apiCms: ServiceSchema = {
 	name: "api-cms",
-	mixins: [gatewayMixin({ client: "cms", routes: ADMIN_ROUTES })]
+	mixins: [gatewayMixin({ client: "cms", commonErrors: COMMON_ROUTE_ERRORS, routes: ADMIN_ROUTES })]
 };
 
 export default apiCms;

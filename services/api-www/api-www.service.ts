@@ -1,10 +1,11 @@
 import type { ServiceSchema } from "moleculer";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
+import { COMMON_ROUTE_ERRORS } from "../gateway-errors.ts";
 
 /** The REST gateway for www clients: the common routes, www tokens only. */
 const apiWww: ServiceSchema = {
 	name: "api-www",
-	mixins: [gatewayMixin({ client: "www" })]
+	mixins: [gatewayMixin({ client: "www", commonErrors: COMMON_ROUTE_ERRORS })]
 };
 
 export default apiWww;

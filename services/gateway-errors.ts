@@ -1,0 +1,44 @@
+import { CALL_FAILURES, declared } from "../mixins/gateway/declared-errors.ts";
+import type { DeclaredError } from "../mixins/gateway/declared-errors.ts";
+import type { CommonRouteErrors } from "../mixins/gateway/common-routes.ts";
+import {
+	InvalidCredentialsError,
+	RateLimitedError,
+	RefreshConflictError,
+	RefreshInvalidError,
+	RefreshReusedError,
+	RevocationsUnknownError,
+	SessionNotFoundError,
+	SessionRevokedError,
+	UpstreamFailedError
+} from "./auth-jwt/errors.ts";
+import { IdentityInUseError, NothingToChangeError, PasswordHasUsernameError, ProfileNotFoundError } from "./sv-user/errors.ts";
+
+/**
+ * What the services behind the gateways' common routes may answer, read from their catalogues:
+ * every gateway service hands this to its mixin, which documents each route with it.
+ */
+
+/** USERNAME_TAKEN, EMAIL_TAKEN, PHONE_TAKEN and IDENTITY_TAKEN for a kind sv-user has no code of its own for. */
+const IDENTITY_IN_USE = ["username", "email", "phone", "(other)"].map(kind => declared(new IdentityInUseError(kind)));
+const PROFILE_NOT_FOUND = declared(new ProfileNotFoundError());
+
+/** Besides the region runtime's answers: a token's check may find a region's revocations unknown, an upstream may fail. */
+const ANY_CALL = [declared(new RevocationsUnknownError("-")), declared(new UpstreamFailedError("-"))];
+
+/** What any route of a gateway service that calls a service may answer, before that service's own errors. */
+export const SERVICE_CALL_FAILURES: readonly DeclaredError[] = [...CALL_FAILURES, ...ANY_CALL];
+
+export const COMMON_ROUTE_ERRORS: CommonRouteErrors = {
+	anyCall: ANY_CALL,
+	register: [...IDENTITY_IN_USE, declared(new PasswordHasUsernameError())],
+	login: [declared(new InvalidCredentialsError()), declared(new RateLimitedError("-", 1))],
+	refresh: [declared(new RefreshInvalidError()), declared(new RefreshReusedError()), declared(new SessionRevokedError()), declared(new RefreshConflictError())],
+	logout: [],
+	me: [PROFILE_NOT_FOUND],
+	updateMe: [PROFILE_NOT_FOUND, ...IDENTITY_IN_USE, declared(new NothingToChangeError())],
+	mySessions: [],
+	endMySession: [declared(new SessionNotFoundError())],
+	regions: [],
+	jwks: []
+};
