@@ -40,11 +40,22 @@ export const givenPassword = { type: "string", min: 1, max: 128 } as const;
 /** C0 and C1 controls, DEL and NUL: never part of an address, and a way to split one in logs or headers. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-const refuseControlCharacters: Checker = (value, errors) => {
+/** An address is at most 254 octets (RFC 5321), counted in UTF-8: 254 characters of another script would overflow its stored, sealed form. */
+const MAX_EMAIL_BYTES = 254;
+const checkEmail: Checker = (value, errors) => {
+	// A nullable field (PATCH /me) calls this with null too: only strings are checked.
+	if (typeof value !== "string") return value;
 	if (CONTROL.test(value)) errors.push({ type: "emailControl" });
+	else if (Buffer.byteLength(value) > MAX_EMAIL_BYTES) errors.push({ type: "emailBytes" });
 	return value;
 };
-export const email = { type: "email", max: 254, optional: true, custom: refuseControlCharacters, messages: { emailControl: "e-mail must not hold control characters" } } as const;
+export const email = {
+	type: "email",
+	max: MAX_EMAIL_BYTES,
+	optional: true,
+	custom: checkEmail,
+	messages: { emailControl: "e-mail must not hold control characters", emailBytes: `e-mail must be at most ${MAX_EMAIL_BYTES} bytes in UTF-8` }
+} as const;
 export const phone = { type: "string", max: 16, pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
 
 /** Codes ISO has assigned to a country (iso-3166, from ISO's own list): "ZZ", "XX" or a reserved "UK" are none. */

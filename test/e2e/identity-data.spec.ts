@@ -92,7 +92,8 @@ describe("field rules refuse what no identity holds, and change nothing", () => 
 		["an e-mail holding NUL", { email: "nul\u0000@example.com" }, "email"],
 		["an e-mail holding a control character", { email: "bell\u0007@example.com" }, "email"],
 		["an e-mail holding DEL", { email: "del\u007f@example.com" }, "email"],
-		["an e-mail holding a C1 control", { email: "csi\u009b@example.com" }, "email"]
+		["an e-mail holding a C1 control", { email: "csi\u009b@example.com" }, "email"],
+		["an e-mail of 254 characters but over 254 bytes in UTF-8", { email: `${"\u00e9".repeat(242)}@example.com` }, "email"]
 	];
 	for (const [name, bad, field] of register)
 		it(`POST /auth/register refuses ${name} with 400 VALIDATION_FAILED`, async () => {
