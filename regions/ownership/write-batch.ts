@@ -1,11 +1,11 @@
-import { CompiledQuery, Kysely, MysqlAdapter, MysqlIntrospector, MysqlQueryCompiler, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from "kysely";
-import type { DatabaseConnection, Dialect, Driver, QueryResult } from "kysely";
+import type { CompiledQuery, DatabaseConnection, Kysely, QueryResult } from "kysely";
 import { OutcomeUnknownError, UserMovingError, WrongRegionError } from "../errors.ts";
 import { runInScope } from "../stores/scoped-db.ts";
 import type { SqlDialectName } from "../stores/sql.ts";
 import { isDeadlock } from "./lock-errors.ts";
 import type { Ownership, OwnershipRecords } from "./records.ts";
 import { nestable } from "./savepoints.ts";
+import { BEGIN, COMMIT, queryBuilderOver, SerialTransaction } from "./serial-transaction.ts";
 
 /**
  * Group commit of fenced writes: the fence's own statements (BEGIN, the locking read of the
@@ -61,9 +61,6 @@ interface Pending<T> {
 
 type Outcome = { committed: true } | { again: unknown } | { failed: unknown };
 
-const BEGIN = CompiledQuery.raw("begin");
-const COMMIT = CompiledQuery.raw("commit");
-const ROLLBACK = CompiledQuery.raw("rollback");
 const WRITE_LABEL = "a fenced write";
 const noop = () => undefined;
 
@@ -120,45 +117,6 @@ export class WriteBatches {
 				.execute(conn => new Promise<void>(release => resolve({ conn, release })))
 				.catch(reject);
 		});
-	}
-}
-
-/**
- * One open transaction on one connection, its statements sent one after the other. After a
- * deadlock none is sent: the database rolled the transaction back, so a later statement would
- * commit on its own, outside the fence.
- */
-class SerialTransaction implements DatabaseConnection {
-	rolledBack: unknown;
-	private readonly conn: Kysely<any>;
-	private tail: Promise<unknown> = Promise.resolve();
-
-	constructor(conn: Kysely<any>) {
-		this.conn = conn;
-	}
-
-	executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-		const run = this.tail.then(async () => {
-			if (this.rolledBack !== undefined) throw this.rolledBack;
-			try {
-				return await this.conn.executeQuery<R>(query);
-			} catch (err) {
-				if (isDeadlock(err)) this.rolledBack = err;
-				throw err;
-			}
-		});
-		this.tail = run.then(noop, noop);
-		return run;
-	}
-
-	rollback(): Promise<unknown> {
-		const run = this.tail.then(() => this.conn.executeQuery(ROLLBACK));
-		this.tail = run.then(noop, noop);
-		return run;
-	}
-
-	streamQuery(): never {
-		throw new Error("streaming queries are not supported inside a fenced write");
 	}
 }
 
@@ -400,26 +358,4 @@ function commitUnknown(userId: string, err: unknown): OutcomeUnknownError {
 /** Reads (a SELECT, locking or not) do not make a write partial when it is refused later. */
 function isRead(query: CompiledQuery): boolean {
 	return /^\s*select\b/i.test(query.sql);
-}
-
-const dialects = {
-	mysql: { adapter: new MysqlAdapter(), compiler: new MysqlQueryCompiler(), introspector: (db: Kysely<any>) => new MysqlIntrospector(db) },
-	sqlite: { adapter: new SqliteAdapter(), compiler: new SqliteQueryCompiler(), introspector: (db: Kysely<any>) => new SqliteIntrospector(db) }
-};
-
-/** A query builder whose every statement goes to `connection`. It opens no transaction of its own. */
-function queryBuilderOver(connection: DatabaseConnection, dialect: SqlDialectName): Kysely<any> {
-	const refuse = () => Promise.reject(new Error("a fenced write's transaction is opened by the fence; use this.db.transaction() for a savepoint"));
-	const driver: Driver = {
-		init: async () => undefined,
-		acquireConnection: async () => connection,
-		releaseConnection: async () => undefined,
-		beginTransaction: refuse,
-		commitTransaction: refuse,
-		rollbackTransaction: refuse,
-		destroy: async () => undefined
-	};
-	const { adapter, compiler, introspector } = dialects[dialect];
-	const over: Dialect = { createAdapter: () => adapter, createDriver: () => driver, createQueryCompiler: () => compiler, createIntrospector: introspector };
-	return new Kysely<any>({ dialect: over });
 }
