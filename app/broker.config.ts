@@ -1,11 +1,11 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { isEndpointFailure } from "../regions/errors.ts";
 import type { RegionDefinition } from "../regions/region.ts";
-import { BusWatch } from "../regions/runtime/bus-watch.ts";
 import { natsCredentials } from "../regions/runtime/bus-credentials.ts";
+import { BusWatch } from "../regions/runtime/bus-watch.ts";
 import { capabilityKeys } from "../regions/runtime/capability-keys.ts";
-import { envChoice, envFloat, envInt, envString } from "../regions/runtime/env.ts";
 import type { Env } from "../regions/runtime/env.ts";
+import { envChoice, envFloat, envInt, envString } from "../regions/runtime/env.ts";
 import { rootLogger } from "../regions/runtime/logger.ts";
 import { OpsMetricsMiddleware } from "../regions/runtime/ops-metrics.ts";
 import { OpsReporter } from "../regions/runtime/ops-reporter.ts";

@@ -12,7 +12,12 @@ import { isCommonPassword } from "./common-passwords.ts";
 export const userId = { type: "string", max: 26, pattern: USER_ID, messages: { stringPattern: "must be a 26-character user id" } } as const;
 export const regionId = { type: "string", max: 32, pattern: REGION_ID, messages: { stringPattern: "must be a region id" } } as const;
 export const sessionId = { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "must be a session id" } } as const;
-export const moveId = { type: "string", max: 36, pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, messages: { stringPattern: "must be a move id (UUID)" } } as const;
+export const moveId = {
+	type: "string",
+	max: 36,
+	pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+	messages: { stringPattern: "must be a move id (UUID)" }
+} as const;
 
 /** fastest-validator's checker for what a type and pattern cannot say: push an error, give the value back. */
 type Checker = (value: string, errors: { type: string }[]) => string;
@@ -30,7 +35,13 @@ const refuseCommonPassword: Checker = (value, errors) => {
 	if (isCommonPassword(value)) errors.push({ type: "commonPassword" });
 	return value;
 };
-export const password = { type: "string", min: 8, max: 128, custom: refuseCommonPassword, messages: { commonPassword: "password is one of the most common ones: choose another" } } as const;
+export const password = {
+	type: "string",
+	min: 8,
+	max: 128,
+	custom: refuseCommonPassword,
+	messages: { commonPassword: "password is one of the most common ones: choose another" }
+} as const;
 
 /** A login as typed (username, e-mail or phone): its form is the lookup's to judge. */
 export const login = { type: "string", min: 3, max: 254 } as const;
@@ -56,14 +67,41 @@ export const email = {
 	custom: checkEmail,
 	messages: { emailControl: "e-mail must not hold control characters", emailBytes: `e-mail must be at most ${MAX_EMAIL_BYTES} bytes in UTF-8` }
 } as const;
-export const phone = { type: "string", max: 16, pattern: /^\+[1-9][0-9]{1,14}$/, optional: true, messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" } } as const;
+export const phone = {
+	type: "string",
+	max: 16,
+	pattern: /^\+[1-9][0-9]{1,14}$/,
+	optional: true,
+	messages: { stringPattern: "phone must be in E.164 form, e.g. +6591234567" }
+} as const;
 
 /** Codes ISO has assigned to a country (iso-3166, from ISO's own list): "ZZ", "XX" or a reserved "UK" are none. */
 const ASSIGNED_COUNTRIES = iso31661.map(c => c.alpha2);
-export const country = { type: "string", max: 2, enum: ASSIGNED_COUNTRIES, optional: true, messages: { stringEnum: "country must be an assigned ISO 3166-1 alpha-2 code, e.g. DE" } } as const;
+export const country = {
+	type: "string",
+	max: 2,
+	enum: ASSIGNED_COUNTRIES,
+	optional: true,
+	messages: { stringEnum: "country must be an assigned ISO 3166-1 alpha-2 code, e.g. DE" }
+} as const;
 
 /** A role shaped like a user id would be granted to that user by casbin's g(r.sub, p.sub): refused. */
 export const ROLE_NAME = /^(?![0-9a-z]{26}$)[a-z][a-z0-9_-]{1,31}$/;
-export const role = { type: "string", max: 32, pattern: ROLE_NAME, messages: { stringPattern: "role must be 2-32 of [a-z0-9_-], start with a letter, and not have the shape of a user id" } } as const;
-export const resource = { type: "string", max: 64, pattern: /^[a-z][a-z0-9_.-]{0,63}$/, messages: { stringPattern: "resource must be 1-64 of [a-z0-9_.-], starting with a letter" } } as const;
-export const action = { type: "string", max: 32, pattern: /^([a-z][a-z0-9_-]{0,31}|\*)$/, messages: { stringPattern: "action must be 1-32 of [a-z0-9_-], starting with a letter, or *" } } as const;
+export const role = {
+	type: "string",
+	max: 32,
+	pattern: ROLE_NAME,
+	messages: { stringPattern: "role must be 2-32 of [a-z0-9_-], start with a letter, and not have the shape of a user id" }
+} as const;
+export const resource = {
+	type: "string",
+	max: 64,
+	pattern: /^[a-z][a-z0-9_.-]{0,63}$/,
+	messages: { stringPattern: "resource must be 1-64 of [a-z0-9_.-], starting with a letter" }
+} as const;
+export const action = {
+	type: "string",
+	max: 32,
+	pattern: /^([a-z][a-z0-9_-]{0,31}|\*)$/,
+	messages: { stringPattern: "action must be 1-32 of [a-z0-9_-], starting with a letter, or *" }
+} as const;

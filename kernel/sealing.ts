@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { Errors } from "moleculer";
-import { EnvError } from "../regions/runtime/env.ts";
 import type { Env } from "../regions/runtime/env.ts";
+import { EnvError } from "../regions/runtime/env.ts";
 
 /**
  * AES-256-GCM for what must not sit in clear in a database: personal data (sv-user) and token
@@ -42,10 +42,14 @@ export function deriveKey(master: Buffer, purpose: keyof typeof KEY_PURPOSES): B
 /** `kid:base64key[,kid:base64key…]`, each key 32 bytes; the first one seals new values. */
 export function parsePiiKeys(raw: string): PiiKeys {
 	const masters = new Map<string, Buffer>();
-	for (const part of raw.split(",").map(s => s.trim()).filter(Boolean)) {
+	for (const part of raw
+		.split(",")
+		.map(s => s.trim())
+		.filter(Boolean)) {
 		const [kid, b64] = part.split(":");
 		const key = Buffer.from(b64 ?? "", "base64");
-		if (!kid || !/^[A-Za-z0-9_-]{1,16}$/.test(kid) || key.length !== 32) throw new Error("EDGEHOME_PII_KEYS: expected kid:base64(32 bytes)[,…] with kids of [A-Za-z0-9_-]{1,16}");
+		if (!kid || !/^[A-Za-z0-9_-]{1,16}$/.test(kid) || key.length !== 32)
+			throw new Error("EDGEHOME_PII_KEYS: expected kid:base64(32 bytes)[,…] with kids of [A-Za-z0-9_-]{1,16}");
 		masters.set(kid, key);
 	}
 	const current = masters.keys().next().value;

@@ -1,8 +1,8 @@
 import type { Kysely } from "kysely";
 import type { ServiceSchema } from "moleculer";
 import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
-import { migrate } from "../regions/stores/index.ts";
 import type { Migrations, SqlStore } from "../regions/stores/index.ts";
+import { migrate } from "../regions/stores/index.ts";
 
 /** What a service that mixes in `dbMixin` can use from its handlers. */
 export interface DbVars<Tables> {

@@ -1,13 +1,13 @@
 import type { ServerResponse } from "node:http";
-import { Errors } from "moleculer";
 import type { Context, ServiceSchema } from "moleculer";
+import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
+import { Lru } from "../kernel/lru.ts";
 import type { ClientType } from "../regions/region.ts";
 import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
-import { Lru } from "../kernel/lru.ts";
 import { clientIp, trustedProxies } from "./gateway/client-ip.ts";
-import { commonRoutes } from "./gateway/common-routes.ts";
 import type { CommonRouteErrors } from "./gateway/common-routes.ts";
+import { commonRoutes } from "./gateway/common-routes.ts";
 import { authenticate, authenticateUser, authorize, limit } from "./gateway/edge-checks.ts";
 import { weakEtag } from "./gateway/etag.ts";
 import { aliasKeys, refuseUnlessPreflight } from "./gateway/http-methods.ts";
@@ -17,8 +17,8 @@ import { checkContentEncoding, refusePrototypeKeys, routeParams } from "./gatewa
 import { encodeResponse, sendApiError } from "./gateway/response.ts";
 import type { GatewayContext, GatewayRequest, GatewayRoute, GatewayService } from "./gateway/routes.ts";
 import { SECURITY_HEADERS } from "./gateway/security-headers.ts";
-import { corsOptions, gatewaySettings, MAX_BODY_BYTES } from "./gateway/settings.ts";
 import type { GatewaySettings } from "./gateway/settings.ts";
+import { corsOptions, gatewaySettings, MAX_BODY_BYTES } from "./gateway/settings.ts";
 import { traceContext } from "./gateway/trace-context.ts";
 
 export type { GatewayContext, GatewayUser } from "./gateway/routes.ts";
@@ -132,7 +132,11 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 				if (valid !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);
 				const data = await route.handler.call(this, req.$ctx as GatewayContext, params);
 				if (route.status !== 200) res.statusCode = route.status;
-				(this as unknown as { sendResponse(req: GatewayRequest, res: ServerResponse, data: unknown): void }).sendResponse(req, res, route.status === 204 ? null : data);
+				(this as unknown as { sendResponse(req: GatewayRequest, res: ServerResponse, data: unknown): void }).sendResponse(
+					req,
+					res,
+					route.status === 204 ? null : data
+				);
 			},
 
 			encodeResponse,

@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema } from "moleculer";
+import { moveId, userId } from "../kernel/fields.ts";
 import { isLockConflict } from "../regions/ownership/fence.ts";
 import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
-import { moveId, userId } from "../kernel/fields.ts";
 
 /**
  * What a service holding per-user data implements so a user can be rehomed: the user's rows out

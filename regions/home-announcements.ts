@@ -25,7 +25,15 @@ export function homeAnnouncements(directory: HomeDirectory): ServiceSchema {
 				params: {
 					userId: "string",
 					revision: { type: "number", integer: true, min: 1 },
-					home: { type: "object", props: { region: "string", epoch: { type: "number", integer: true, min: 1 }, state: { type: "enum", values: ["active", "moving"] }, pinned: "boolean" } }
+					home: {
+						type: "object",
+						props: {
+							region: "string",
+							epoch: { type: "number", integer: true, min: 1 },
+							state: { type: "enum", values: ["active", "moving"] },
+							pinned: "boolean"
+						}
+					}
 				},
 				handler(ctx: Context<Announcement>) {
 					directory.learn(ctx.params.userId, ctx.params.home, ctx.params.revision);

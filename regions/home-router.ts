@@ -1,13 +1,21 @@
-import { Errors } from "moleculer";
 import type { CallingOptions, Context, Middleware, ServiceBroker } from "moleculer";
-import type { HomeDirectory } from "./directory/home-directory.ts";
+import { Errors } from "moleculer";
 import type { HomeEntry } from "./directory/entries.ts";
-import { fromDirectoryFailure, OutcomeUnknownError, RegionUnavailableError, RoutingLoopError, UserMovingError, UserNotFoundError, WrongRegionError } from "./errors.ts";
+import type { HomeDirectory } from "./directory/home-directory.ts";
+import {
+	fromDirectoryFailure,
+	OutcomeUnknownError,
+	RegionUnavailableError,
+	RoutingLoopError,
+	UserMovingError,
+	UserNotFoundError,
+	WrongRegionError
+} from "./errors.ts";
 import type { RegionLinks } from "./links.ts";
-import { busWatchOf } from "./runtime/bus-watch.ts";
-import type { BusWatch } from "./runtime/bus-watch.ts";
 import type { WriteFence } from "./ownership/fence.ts";
 import type { RegionHealth } from "./region-health.ts";
+import type { BusWatch } from "./runtime/bus-watch.ts";
+import { busWatchOf } from "./runtime/bus-watch.ts";
 import { METRIC } from "./runtime/metric-names.ts";
 
 /**
@@ -96,9 +104,11 @@ function ownContext<T>(promise: Promise<T>, ctx: () => unknown): Promise<T> {
 /** `next`, remembering the context of the call it made last (for `ownContext`). */
 function tracking(next: ServiceBroker["call"]): { call: ServiceBroker["call"]; ctx: () => unknown } {
 	let inner: { ctx?: unknown } | undefined;
-	return { call: ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"], ctx: () => inner?.ctx };
+	return {
+		call: ((...args: Parameters<ServiceBroker["call"]>) => (inner = next(...args) as { ctx?: unknown })) as ServiceBroker["call"],
+		ctx: () => inner?.ctx
+	};
 }
-
 
 /** Attempts of one call: the first, then one per WRONG_REGION healed by an authoritative read. */
 const MAX_ATTEMPTS = 3;
@@ -135,7 +145,12 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	function specOf(actionName: string): ParsedSpec | undefined {
 		let spec = specs.get(actionName);
 		if (spec === undefined) {
-			const declared = declaration(broker, actionName) ?? links.registries().map(r => declaration(r, actionName)).find(d => d !== undefined);
+			const declared =
+				declaration(broker, actionName) ??
+				links
+					.registries()
+					.map(r => declaration(r, actionName))
+					.find(d => d !== undefined);
 			// Unknown yet (not discovered): decide on the next call rather than caching "not routed".
 			if (declared === undefined) return undefined;
 			spec = parseSpec(declared.home) ?? null;
@@ -178,7 +193,8 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			const type = (err as { type?: string }).type;
 			if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND" || /waiting is timed out|did not connect/i.test((err as Error).message))
 				throw new RegionUnavailableError(target, 5, (err as Error).message);
-			if (type === "REGION_UNAVAILABLE" && sent && writeOf !== undefined) throw new OutcomeUnknownError(writeOf, actionName, `region ${target} went down with the call in flight`);
+			if (type === "REGION_UNAVAILABLE" && sent && writeOf !== undefined)
+				throw new OutcomeUnknownError(writeOf, actionName, `region ${target} went down with the call in flight`);
 			throw err;
 		}
 	}
@@ -209,7 +225,9 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 			return routed;
 		}
 		const tracked = tracking(next);
-		const routed = cached ? attempt(tracked.call, actionName, params, o, userId, cached, 1, spec) : lookup(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1, spec));
+		const routed = cached
+			? attempt(tracked.call, actionName, params, o, userId, cached, 1, spec)
+			: lookup(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1, spec));
 		return ownContext(routed, tracked.ctx);
 	}
 
@@ -238,12 +256,22 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 	function answerOf(err: unknown, userId: string, actionName: string): unknown {
 		if (outcomeUnknown(err)) return new OutcomeUnknownError(userId, actionName, (err as Error).message);
 		const type = (err as { type?: string }).type;
-		if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND") return new RegionUnavailableError(region, 5, `no live node of ${region} runs ${actionName} now`);
+		if (type === "SERVICE_NOT_AVAILABLE" || type === "SERVICE_NOT_FOUND")
+			return new RegionUnavailableError(region, 5, `no live node of ${region} runs ${actionName} now`);
 		return err;
 	}
 
 	/** Attempt `n` (1, or more after heals) to run the call where `home` says the user lives. */
-	async function attempt(next: ServiceBroker["call"], actionName: string, params: unknown, o: CallingOptions, userId: string, home: HomeEntry | undefined, n: number, spec: ParsedSpec): Promise<unknown> {
+	async function attempt(
+		next: ServiceBroker["call"],
+		actionName: string,
+		params: unknown,
+		o: CallingOptions,
+		userId: string,
+		home: HomeEntry | undefined,
+		n: number,
+		spec: ParsedSpec
+	): Promise<unknown> {
 		if (!home) throw new UserNotFoundError(userId);
 		try {
 			if (home.region === region) {

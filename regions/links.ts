@@ -1,5 +1,5 @@
-import { ServiceBroker } from "moleculer";
 import type { BrokerOptions, CallingOptions } from "moleculer";
+import { ServiceBroker } from "moleculer";
 import { NodeLiveness } from "./node-liveness.ts";
 
 /**
@@ -53,8 +53,7 @@ export class RegionLinks {
 	async call<T = unknown>(regionId: string, action: string, params?: unknown, opts?: CallingOptions): Promise<T> {
 		const link = await this.broker(regionId);
 		const service = action.slice(0, action.lastIndexOf("."));
-		if (!link.registry.getActionEndpoints(action)?.hasAvailable())
-			await link.waitForServices(service, this.discoveryTimeoutMs, 20);
+		if (!link.registry.getActionEndpoints(action)?.hasAvailable()) await link.waitForServices(service, this.discoveryTimeoutMs, 20);
 		return link.call(action, params, opts) as Promise<T>;
 	}
 

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, join, relative } from "node:path";
 import FastestValidatorModule from "fastest-validator";
-import { REGION_ID } from "./region.ts";
 import type { RegionDefinition } from "./region.ts";
+import { REGION_ID } from "./region.ts";
 
 /** The shipped region files; EDGEHOME_REGIONS_DIR points a deployment at its own. */
 export const DEFINITIONS_DIR = process.env.EDGEHOME_REGIONS_DIR || join(import.meta.dirname, "definitions");
@@ -54,24 +54,18 @@ const check = new FastestValidator({ haltOnFirstError: true }).compile({
 
 /** Validates one parsed region file on its own. */
 export function validateRegion(file: string, data: unknown): RegionDefinition {
-	if (typeof data !== "object" || data === null || Array.isArray(data))
-		throw new RegionConfigError(file, "(root)", "must be a JSON object");
+	if (typeof data !== "object" || data === null || Array.isArray(data)) throw new RegionConfigError(file, "(root)", "must be a JSON object");
 	const result = check(data);
 	if (result !== true) {
 		const [first] = result as { field?: string; type: string; message?: string }[];
 		const field = first?.field ?? "(root)";
-		const message =
-			first?.type === "objectStrict"
-				? `unknown key (${first.message ?? ""})`
-				: (first?.message ?? "invalid");
+		const message = first?.type === "objectStrict" ? `unknown key (${first.message ?? ""})` : (first?.message ?? "invalid");
 		throw new RegionConfigError(file, field, message);
 	}
 	const region = data as RegionDefinition;
-	if (basename(file, ".json") !== region.id)
-		throw new RegionConfigError(file, "id", `must match the file name, got "${region.id}"`);
+	if (basename(file, ".json") !== region.id) throw new RegionConfigError(file, "id", `must match the file name, got "${region.id}"`);
 	const stray = region.residency.find(c => !region.countries.includes(c));
-	if (stray)
-		throw new RegionConfigError(file, "residency", `${stray} is pinned but not in countries`);
+	if (stray) throw new RegionConfigError(file, "residency", `${stray} is pinned but not in countries`);
 	return region;
 }
 
@@ -120,7 +114,6 @@ export function loadRegions(dir: string = DEFINITIONS_DIR): RegionDefinition[] {
 
 export function findRegion(regions: RegionDefinition[], id: string): RegionDefinition {
 	const region = regions.find(r => r.id === id);
-	if (!region)
-		throw new RegionConfigError("--region", "id", `unknown region "${id}"; known: ${regions.map(r => r.id).join(", ")}`);
+	if (!region) throw new RegionConfigError("--region", "id", `unknown region "${id}"; known: ${regions.map(r => r.id).join(", ")}`);
 	return region;
 }

@@ -1,6 +1,6 @@
 import type { ServiceBroker } from "moleculer";
-import { DirectoryError } from "./directory/store.ts";
 import type { DirectoryStore } from "./directory/store.ts";
+import { DirectoryError } from "./directory/store.ts";
 import type { Env } from "./runtime/env.ts";
 
 /**
@@ -59,7 +59,10 @@ export async function declareParticipants(store: DirectoryStore, names: string[]
 export function declaredParticipants(store: DirectoryStore, env: Env): () => Promise<string[]> {
 	const listed = env.EDGEHOME_MOVE_PARTICIPANTS;
 	if (listed !== undefined) {
-		const names = listed.split(",").map(n => n.trim()).filter(Boolean);
+		const names = listed
+			.split(",")
+			.map(n => n.trim())
+			.filter(Boolean);
 		return async () => names;
 	}
 	return async () => [...((await store.get<Declared>(PARTICIPANTS_KEY, { authoritative: true }))?.value.names ?? [])];

@@ -111,7 +111,10 @@ export class RegionHealth {
 				if (Date.now() - firstSeen < DISCOVERY_GRACE_MS) return;
 				return this.fail(region, "no node of the region is known");
 			}
-			const pongs = (await link.ping(nodes.map(n => n.id), this.opts.probeTimeoutMs)) as unknown as Record<string, unknown>;
+			const pongs = (await link.ping(
+				nodes.map(n => n.id),
+				this.opts.probeTimeoutMs
+			)) as unknown as Record<string, unknown>;
 			if (Object.values(pongs).some(p => p)) this.set(region, "up");
 			else this.fail(region, `no node answered within ${this.opts.probeTimeoutMs} ms`);
 		} catch (err) {

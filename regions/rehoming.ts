@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { USER_PREFIX, userKey } from "./directory/entries.ts";
 import type { HomeEntry } from "./directory/entries.ts";
+import { USER_PREFIX, userKey } from "./directory/entries.ts";
 import type { HomeDirectory } from "./directory/home-directory.ts";
-import { DirectoryError } from "./directory/store.ts";
 import type { DirectoryEntry } from "./directory/store.ts";
+import { DirectoryError } from "./directory/store.ts";
 import { MoveFailedError, MoveInProgressError, RegionUnavailableError, ResidencyViolationError, UserNotFoundError } from "./errors.ts";
 import { announceHome } from "./home-announcements.ts";
 import type { HandoverStep } from "./ownership/handover.ts";
@@ -209,11 +209,16 @@ export class Mover {
 			const failedAt = lease.record.step;
 			const cause = (err as Error).message;
 			// Lost the journal: its new owner finishes or undoes the move. Flipped: only finishing is left.
-			if (lease.lost || failedAt === "flipped" || (await this.flipped(lease.record))) throw new MoveFailedError(lease.record.userId, failedAt, `${cause}; left to the recovery sweep`);
+			if (lease.lost || failedAt === "flipped" || (await this.flipped(lease.record)))
+				throw new MoveFailedError(lease.record.userId, failedAt, `${cause}; left to the recovery sweep`);
 			try {
 				await this.rollBack(lease);
 			} catch (undoErr) {
-				throw new MoveFailedError(lease.record.userId, failedAt, `${cause}; rolling back failed too (${(undoErr as Error).message}), left to the recovery sweep`);
+				throw new MoveFailedError(
+					lease.record.userId,
+					failedAt,
+					`${cause}; rolling back failed too (${(undoErr as Error).message}), left to the recovery sweep`
+				);
 			}
 			this.opts.onOutcome?.("rolled-back", lease.record, cause);
 			throw new MoveFailedError(lease.record.userId, failedAt, cause);
@@ -267,8 +272,7 @@ export class Mover {
 		const entry = await this.runtime.directory.entry(record.userId);
 		// A mover that died between the flip and its journal write left "copied": the flip is done.
 		if (hasFlipped(entry, record)) return;
-		if (!entry || entry.value.region !== record.from || entry.value.epoch !== record.epoch)
-			throw new Error("the directory entry changed during the move");
+		if (!entry || entry.value.region !== record.from || entry.value.epoch !== record.epoch) throw new Error("the directory entry changed during the move");
 		const home: HomeEntry = { ...entry.value, region: record.to, epoch: record.epoch + 1, state: "active" };
 		const revision = await this.store.update(userKey(record.userId), home, entry.revision);
 		this.announce(record.userId, home, revision);
@@ -321,7 +325,14 @@ export class Mover {
 			const bus = await this.runtime.bus(region).catch(() => undefined);
 			const registry = bus?.registry;
 			// A new link hears of the region's services within moments.
-			if (bus && bus !== this.runtime.broker && missing().length) await bus.waitForServices(actions.map(a => a.slice(0, a.indexOf("."))), DISCOVERY_MS, 20).catch(() => undefined);
+			if (bus && bus !== this.runtime.broker && missing().length)
+				await bus
+					.waitForServices(
+						actions.map(a => a.slice(0, a.indexOf("."))),
+						DISCOVERY_MS,
+						20
+					)
+					.catch(() => undefined);
 			const absent = missing();
 			if (absent.length) throw new RegionUnavailableError(region, 5, `not running there now: ${absent.map(a => a.slice(0, a.indexOf("."))).join(", ")}`);
 		}
@@ -361,7 +372,9 @@ export class Mover {
 				} catch {
 					continue; // another node claimed it first
 				}
-				await this.drive(claimed, true).catch(err => this.runtime.broker.logger.warn(`recovering the move of ${claimed.value.userId} failed: ${(err as Error).message}`));
+				await this.drive(claimed, true).catch(err =>
+					this.runtime.broker.logger.warn(`recovering the move of ${claimed.value.userId} failed: ${(err as Error).message}`)
+				);
 				recovered++;
 			}
 			if (page.next === null) return recovered;

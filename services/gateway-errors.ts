@@ -1,6 +1,6 @@
-import { CALL_FAILURES, declared } from "../mixins/gateway/declared-errors.ts";
-import type { DeclaredError } from "../mixins/gateway/declared-errors.ts";
 import type { CommonRouteErrors } from "../mixins/gateway/common-routes.ts";
+import type { DeclaredError } from "../mixins/gateway/declared-errors.ts";
+import { CALL_FAILURES, declared } from "../mixins/gateway/declared-errors.ts";
 import {
 	InvalidCredentialsError,
 	RateLimitedError,

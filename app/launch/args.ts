@@ -1,5 +1,5 @@
-import { parseArgs } from "node:util";
 import type { ParseArgsOptionsConfig } from "node:util";
+import { parseArgs } from "node:util";
 
 /** Parses launcher flags; an unknown flag is an error, not ignored. */
 export function launcherArgs<T extends ParseArgsOptionsConfig>(options: T) {

@@ -1,5 +1,5 @@
-import type { RegionNode } from "../node.ts";
 import { CLIENT_TYPES } from "../../regions/region.ts";
+import type { RegionNode } from "../node.ts";
 import { ADMIN_PASSWORD_ENV, FIRST_ADMIN } from "./first-admin.ts";
 
 /**
@@ -21,7 +21,10 @@ export function banner(
 		const ops = `http://127.0.0.1:${region.ports.metrics}`;
 		lines.push(
 			`  ${region.id.padEnd(11)} ${region.name} · countries ${region.countries.slice(0, 6).join(" ")}${region.countries.length > 6 ? " …" : ""}`,
-			`              services: ${broker.services.map(s => s.fullName).filter(n => !n.startsWith("$")).join(", ")}`,
+			`              services: ${broker.services
+				.map(s => s.fullName)
+				.filter(n => !n.startsWith("$"))
+				.join(", ")}`,
 			`              ops: ${ops}/healthz  ${ops}/readyz  ${ops}/metrics`,
 			`              REST: ${CLIENT_TYPES.map(c => `${c} http://127.0.0.1:${region.ports[c]}`).join(" · ")}  (each: /docs, /api/v1/openapi.json)`
 		);
@@ -43,7 +46,9 @@ export function banner(
 		`  curl -s -H "$OPS" http://127.0.0.1:${first}/readyz`,
 		`  curl -s -H "$OPS" http://127.0.0.1:${first}/metrics | grep edgehome_http_requests_total`,
 		``,
-		repl ? `Console on ${FIRST_ADMIN.region} below: \`help\`, \`region status\`, \`call sv-region.regions\`; \`quit\` (or Ctrl-D) stops every region cleanly.` : `Ctrl-C stops every region cleanly. \`npm start -- --repl\` adds a console on these regions.`,
+		repl
+			? `Console on ${FIRST_ADMIN.region} below: \`help\`, \`region status\`, \`call sv-region.regions\`; \`quit\` (or Ctrl-D) stops every region cleanly.`
+			: `Ctrl-C stops every region cleanly. \`npm start -- --repl\` adds a console on these regions.`,
 		``
 	);
 	return lines.join("\n");

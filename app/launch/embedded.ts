@@ -1,17 +1,17 @@
 import { join } from "node:path";
 import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
 import { loadRegions } from "../../regions/loader.ts";
-import { startRegionNode, storeSettings } from "../node.ts";
-import type { RegionNode } from "../node.ts";
-import { launcherArgs } from "./args.ts";
-import { keepDataPrivate } from "./private-data.ts";
-import { banner } from "./banner.ts";
-import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN } from "./first-admin.ts";
-import type { AdminOutcome } from "./first-admin.ts";
 import { OPS_TOKEN_ENV } from "../../regions/runtime/ops-token.ts";
 import { embeddedBlindIndexKey, embeddedOpsToken, embeddedPiiKeys } from "../../regions/runtime/secrets.ts";
 import { holdReadiness } from "../../regions/runtime/startup.ts";
+import type { RegionNode } from "../node.ts";
+import { startRegionNode, storeSettings } from "../node.ts";
 import { openConsole } from "../repl/console.ts";
+import { launcherArgs } from "./args.ts";
+import { banner } from "./banner.ts";
+import type { AdminOutcome } from "./first-admin.ts";
+import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN } from "./first-admin.ts";
+import { keepDataPrivate } from "./private-data.ts";
 import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
 
 /**
@@ -20,7 +20,11 @@ import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
  * administrator's region (the in-process bus cannot be joined from another process).
  */
 async function main(): Promise<void> {
-	const args = launcherArgs({ memory: { type: "boolean", default: false }, data: { type: "string", default: "data" }, repl: { type: "boolean", default: false } });
+	const args = launcherArgs({
+		memory: { type: "boolean", default: false },
+		data: { type: "string", default: "data" },
+		repl: { type: "boolean", default: false }
+	});
 	const started = performance.now();
 	const regions = loadRegions();
 	const dataDir = args.data as string;
@@ -57,7 +61,16 @@ async function main(): Promise<void> {
 	}
 	releaseReadiness();
 	const ops = opsTokenFile ? { tokenFile: opsTokenFile } : { token: process.env[OPS_TOKEN_ENV]! };
-	console.log(banner(nodes, performance.now() - started, memory ? "in memory" : `${dataDir}/<region>.sqlite`, ops, admin.created ? admin : undefined, args.repl as boolean));
+	console.log(
+		banner(
+			nodes,
+			performance.now() - started,
+			memory ? "in memory" : `${dataDir}/<region>.sqlite`,
+			ops,
+			admin.created ? admin : undefined,
+			args.repl as boolean
+		)
+	);
 	if (args.repl) openConsole(adminHome(nodes).broker, { regions, print: line => console.log(line) }, stopAll);
 }
 

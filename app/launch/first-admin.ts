@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { EnvError } from "../../regions/runtime/env.ts";
 import type { Env } from "../../regions/runtime/env.ts";
+import { EnvError } from "../../regions/runtime/env.ts";
 
 /** Who `npm start` seeds on a fresh data folder; real servers get theirs from `admin create` in the REPL. */
 export const FIRST_ADMIN = { username: "admin", region: "cn-east" } as const;
@@ -60,7 +60,9 @@ export async function createAdmin(call: RegionCall, username: string, password?:
 	try {
 		await call("auth-rbac.grant", { userId: user.id, role: ADMIN_ROLE });
 	} catch (err) {
-		throw new Error(`user ${username} (${user.id}) was registered in ${user.region} but not granted "${ADMIN_ROLE}": ${(err as Error).message}; grant it with: call auth-rbac.grant --userId ${user.id} --role ${ADMIN_ROLE}`);
+		throw new Error(
+			`user ${username} (${user.id}) was registered in ${user.region} but not granted "${ADMIN_ROLE}": ${(err as Error).message}; grant it with: call auth-rbac.grant --userId ${user.id} --role ${ADMIN_ROLE}`
+		);
 	}
 	return { created: true, userId: user.id, username, region: user.region, ...(password === undefined ? { generatedPassword: secret } : {}) };
 }

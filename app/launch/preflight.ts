@@ -46,8 +46,7 @@ export async function waitForServer(name: string, url: string, opts: PreflightOp
 			return;
 		} catch (err) {
 			const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-			if (attempt >= opts.attempts)
-				throw new Error(`${name} at ${redactUrl(url)} is not reachable (${reason}) after ${attempt} attempt(s)`);
+			if (attempt >= opts.attempts) throw new Error(`${name} at ${redactUrl(url)} is not reachable (${reason}) after ${attempt} attempt(s)`);
 			for (let s = opts.delayS; s > 0; s--) {
 				log(`${name} at ${redactUrl(url)} is not reachable (${reason}); retrying in ${s}s (attempt ${attempt + 1}/${opts.attempts})`);
 				await new Promise(r => setTimeout(r, 1000));

@@ -1,10 +1,10 @@
-import { regionNamespace } from "../broker.config.ts";
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../../regions/loader.ts";
-import { startRegionNode, storeSettings, unknownServices } from "../node.ts";
 import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
 import { EnvError, envInt, envString } from "../../regions/runtime/env.ts";
 import { blindIndexKeyFromEnv } from "../../regions/runtime/secrets.ts";
+import { regionNamespace } from "../broker.config.ts";
+import { startRegionNode, storeSettings, unknownServices } from "../node.ts";
 import { launcherArgs } from "./args.ts";
 import { waitForServer } from "./preflight.ts";
 import { exitOnSignal, fail, isConfigError } from "./shutdown.ts";
@@ -18,7 +18,12 @@ async function main(): Promise<void> {
 	if (!args.region) throw new RegionConfigError("--region", "id", "is required, e.g. --region cn-east");
 	const regions = loadRegions();
 	const region = findRegion(regions, args.region as string);
-	const services = args.services ? (args.services as string).split(",").map(s => s.trim()).filter(Boolean) : undefined;
+	const services = args.services
+		? (args.services as string)
+				.split(",")
+				.map(s => s.trim())
+				.filter(Boolean)
+		: undefined;
 	const unknown = unknownServices(services ?? []);
 	if (unknown.length) throw new RegionConfigError("--services", "services", `unknown service(s): ${unknown.join(", ")}`);
 
@@ -51,10 +56,13 @@ async function main(): Promise<void> {
 		await store.close();
 		throw err;
 	});
-	exitOnSignal(async () => {
-		await node.stop();
-		await store.close();
-	}, m => node.broker.logger.info(m));
+	exitOnSignal(
+		async () => {
+			await node.stop();
+			await store.close();
+		},
+		m => node.broker.logger.info(m)
+	);
 	const ops = env.EDGEHOME_METRICS_PORT === "off" ? "off" : `port ${envInt(env, "EDGEHOME_METRICS_PORT", region.ports.metrics, 1, 65535)}`;
 	node.broker.logger.info(`region ${region.id} group ${group} ready; ops endpoint: ${ops}`);
 }

@@ -1,11 +1,11 @@
 import { ServiceBroker } from "moleculer";
-import { brokerConfig, regionNamespace } from "../broker.config.ts";
 import { RegionLinks } from "../../regions/links.ts";
-import { attachRegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../../regions/loader.ts";
-import { openConsole } from "../repl/console.ts";
 import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
 import { envString } from "../../regions/runtime/env.ts";
+import { attachRegionRuntime } from "../../regions/runtime/region-runtime.ts";
+import { brokerConfig, regionNamespace } from "../broker.config.ts";
+import { openConsole } from "../repl/console.ts";
 import { launcherArgs } from "./args.ts";
 import { waitForServer } from "./preflight.ts";
 import { fail, isConfigError } from "./shutdown.ts";
@@ -34,7 +34,9 @@ async function main(): Promise<void> {
 	openConsole(broker, { regions, print });
 	setTimeout(() => {
 		if (!broker.registry.getNodeList({ onlyAvailable: true }).some(n => !n.local && n.metadata?.region === region.id))
-			print(`no node of ${region.id} is on this NATS (namespace ${broker.namespace}). \`npm start\` keeps its regions inside its own process: run \`npm start -- --repl\` for a console on them.`);
+			print(
+				`no node of ${region.id} is on this NATS (namespace ${broker.namespace}). \`npm start\` keeps its regions inside its own process: run \`npm start -- --repl\` for a console on them.`
+			);
 	}, NODE_DISCOVERY_MS).unref();
 }
 

@@ -1,8 +1,8 @@
 import type { ServiceBroker } from "moleculer";
-import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { ADMIN_PASSWORD_ENV, adminPasswordFromEnv, createAdmin } from "../launch/first-admin.ts";
-import type { RegionCall } from "../launch/first-admin.ts";
 import type { Env } from "../../regions/runtime/env.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import type { RegionCall } from "../launch/first-admin.ts";
+import { ADMIN_PASSWORD_ENV, adminPasswordFromEnv, createAdmin } from "../launch/first-admin.ts";
 import type { ReplContext } from "./context.ts";
 
 export const ADMIN_CREATE_USAGE = "admin create <username> [--region <id>] [--password-from-env]";
@@ -18,7 +18,13 @@ export interface AdminCreateOptions {
  * `admin create`: how real servers get an administrator (nothing is seeded there). The user is
  * registered in the chosen region and granted `admin`; a generated password is printed this once.
  */
-export async function adminCreate({ regions, print }: ReplContext, broker: ServiceBroker, username: string, opts: AdminCreateOptions, env: Env = process.env): Promise<void> {
+export async function adminCreate(
+	{ regions, print }: ReplContext,
+	broker: ServiceBroker,
+	username: string,
+	opts: AdminCreateOptions,
+	env: Env = process.env
+): Promise<void> {
 	const own = String(broker.metadata.region);
 	const region = opts.region ?? own;
 	if (!regions.some(r => r.id === region)) return print(`unknown region "${region}"; known: ${regions.map(r => r.id).join(", ")}`);

@@ -16,10 +16,17 @@ export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 	return [
 		{
 			command: "region <sub> [arg1] [arg2]",
-			description: `Regions: ${Object.values(subs).map(s => s.usage).join(" | ")}`,
+			description: `Regions: ${Object.values(subs)
+				.map(s => s.usage)
+				.join(" | ")}`,
 			async action(broker: ServiceBroker, args: any) {
 				const sub = subs[args.sub as string];
-				if (!sub) return ctx.print(`unknown sub-command "${args.sub}"; try: ${Object.values(subs).map(s => s.usage).join(" | ")}`);
+				if (!sub)
+					return ctx.print(
+						`unknown sub-command "${args.sub}"; try: ${Object.values(subs)
+							.map(s => s.usage)
+							.join(" | ")}`
+					);
 				const rest = [args.arg1, args.arg2].filter((a): a is string => typeof a === "string");
 				try {
 					await sub.run(broker, rest);

@@ -1,7 +1,7 @@
 import type { ServiceBroker } from "moleculer";
-import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { IDENTITY_KINDS, isUserId } from "../../regions/directory/entries.ts";
 import type { IdentityKind } from "../../regions/directory/entries.ts";
+import { IDENTITY_KINDS, isUserId } from "../../regions/directory/entries.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { ReplContext } from "./context.ts";
 
 export interface Subcommand {
@@ -37,9 +37,14 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 		status: {
 			usage: "region status",
 			async run(broker) {
-				const res = await broker.call<{ region: string; regions: Record<string, { status: string; since: number; reason?: string }> }, unknown>("sv-region.status", {});
+				const res = await broker.call<{ region: string; regions: Record<string, { status: string; since: number; reason?: string }> }, unknown>(
+					"sv-region.status",
+					{}
+				);
 				for (const [id, s] of Object.entries(res.regions))
-					print(`${id.padEnd(12)} ${s.status.padEnd(8)} since ${new Date(s.since).toISOString()}${s.reason ? ` (${s.reason})` : ""}${id === res.region ? " (answering node's region)" : ""}`);
+					print(
+						`${id.padEnd(12)} ${s.status.padEnd(8)} since ${new Date(s.since).toISOString()}${s.reason ? ` (${s.reason})` : ""}${id === res.region ? " (answering node's region)" : ""}`
+					);
 			}
 		},
 		move: {
@@ -47,20 +52,45 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 			async run(broker, [userId, to]) {
 				if (!userId || !to) return print("usage: region move <userId> <regionId>");
 				print(`moving ${userId} to ${to} …`);
-				const res = await broker.call<{ from: string; to: string; epoch: number; moveId: string }, unknown>("sv-region.move", { userId, to }, { timeout: 120_000 });
+				const res = await broker.call<{ from: string; to: string; epoch: number; moveId: string }, unknown>(
+					"sv-region.move",
+					{ userId, to },
+					{ timeout: 120_000 }
+				);
 				print(`moved ${userId} from ${res.from} to ${res.to}, epoch ${res.epoch} (move ${res.moveId})`);
 			}
 		},
 		stats: {
 			usage: "region stats",
 			async run(broker) {
-				const census = await broker.call<{ users: Record<string, number>; total: number; complete: boolean }, unknown>("sv-region.census", {}, { timeout: 120_000 });
-				print(`users: ${Object.entries(census.users).map(([r, n]) => `${r}=${n}`).join(" ")} total=${census.total}${census.complete ? "" : "+"}`);
+				const census = await broker.call<{ users: Record<string, number>; total: number; complete: boolean }, unknown>(
+					"sv-region.census",
+					{},
+					{ timeout: 120_000 }
+				);
+				print(
+					`users: ${Object.entries(census.users)
+						.map(([r, n]) => `${r}=${n}`)
+						.join(" ")} total=${census.total}${census.complete ? "" : "+"}`
+				);
 				const endpoints = broker.registry.getActionEndpoints("sv-region.stats")?.endpoints ?? [];
 				for (const ep of endpoints) {
-					const s = await broker.call<{ nodeID: string; lookups: number; cache: { size: number; hitRate: number }; routing: { local: number; forwards: Record<string, number>; heals: number } }, unknown>("sv-region.stats", {}, { nodeID: ep.id });
-					const forwards = Object.entries(s.routing.forwards).map(([r, n]) => `${r}=${n}`).join(" ") || "none";
-					print(`${s.nodeID.padEnd(30)} lookups=${s.lookups} cache=${s.cache.size} hit=${pct(s.cache.hitRate)} local=${s.routing.local} forwards: ${forwards} heals=${s.routing.heals}`);
+					const s = await broker.call<
+						{
+							nodeID: string;
+							lookups: number;
+							cache: { size: number; hitRate: number };
+							routing: { local: number; forwards: Record<string, number>; heals: number };
+						},
+						unknown
+					>("sv-region.stats", {}, { nodeID: ep.id });
+					const forwards =
+						Object.entries(s.routing.forwards)
+							.map(([r, n]) => `${r}=${n}`)
+							.join(" ") || "none";
+					print(
+						`${s.nodeID.padEnd(30)} lookups=${s.lookups} cache=${s.cache.size} hit=${pct(s.cache.hitRate)} local=${s.routing.local} forwards: ${forwards} heals=${s.routing.heals}`
+					);
 				}
 			}
 		},
@@ -69,7 +99,9 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 			async run(broker) {
 				for (const r of regions) {
 					const here = broker.namespace.endsWith(r.id) ? " (this REPL)" : "";
-					print(`${r.id.padEnd(12)} ${r.name.padEnd(22)} countries=${r.countries.length} pinned=${r.residency.length} app=${r.ports.app} metrics=${r.ports.metrics}${here}`);
+					print(
+						`${r.id.padEnd(12)} ${r.name.padEnd(22)} countries=${r.countries.length} pinned=${r.residency.length} app=${r.ports.app} metrics=${r.ports.metrics}${here}`
+					);
 				}
 			}
 		},
@@ -84,7 +116,13 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 				const nodes = registry.getNodeList({ onlyAvailable: true, withServices: true }).filter(n => !n.local && n.metadata?.region === region.id);
 				if (!nodes.length) return print(`${region.id}: no node is reachable`);
 				for (const n of nodes)
-					print(`${region.id} ${n.id.padEnd(36)} services=${(n.services ?? []).map(s => String(s.name)).filter(s => !s.startsWith("$")).sort().join(",")}`);
+					print(
+						`${region.id} ${n.id.padEnd(36)} services=${(n.services ?? [])
+							.map(s => String(s.name))
+							.filter(s => !s.startsWith("$"))
+							.sort()
+							.join(",")}`
+					);
 			}
 		}
 	};

@@ -1,5 +1,5 @@
-import { BlockList, isIP } from "node:net";
 import type { IncomingMessage } from "node:http";
+import { BlockList, isIP } from "node:net";
 
 /** `::ffff:10.0.0.1` is 10.0.0.1: compare and count IPv4 peers in one form. */
 function normalize(ip: string): string {
@@ -13,7 +13,10 @@ function normalize(ip: string): string {
  */
 export function trustedProxies(list: string): BlockList | null {
 	const blocks = new BlockList();
-	for (const entry of list.split(",").map(s => s.trim()).filter(Boolean)) {
+	for (const entry of list
+		.split(",")
+		.map(s => s.trim())
+		.filter(Boolean)) {
 		const [addr = "", bits] = entry.split("/");
 		const family = isIP(addr);
 		if (!family) throw new Error(`trusted proxy "${entry}" is not an IP address or CIDR`);

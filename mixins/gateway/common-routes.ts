@@ -1,9 +1,9 @@
 import { Errors } from "moleculer";
+import { country, email, givenPassword, login, password, phone, sessionId, username } from "../../kernel/fields.ts";
 import { readiness } from "../../regions/runtime/health.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { country, email, givenPassword, login, password, phone, sessionId, username } from "../../kernel/fields.ts";
-import { CALL_FAILURES, declared } from "./declared-errors.ts";
 import type { DeclaredError } from "./declared-errors.ts";
+import { CALL_FAILURES, declared } from "./declared-errors.ts";
 import { DOCS_CSP, readDocsFile } from "./docs.ts";
 import { unauthorized } from "./edge-checks.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -38,7 +38,15 @@ export function publicTokens(tokens: Record<string, unknown>): Record<string, un
 async function withRegion(service: GatewayService, ctx: GatewayContext, profile: Record<string, unknown>) {
 	const { user } = ctx.locals;
 	const home = await regionRuntimeOf(service.broker).directory.home(user.id);
-	return { id: profile.id, username: profile.username, email: profile.email, phone: profile.phone, country: profile.country, region: home?.region ?? user.region, createdAt: profile.createdAt };
+	return {
+		id: profile.id,
+		username: profile.username,
+		email: profile.email,
+		phone: profile.phone,
+		country: profile.country,
+		region: home?.region ?? user.region,
+		createdAt: profile.createdAt
+	};
 }
 
 /** The common routes, each declaring what it may answer: the region runtime's failures and the handed-in catalogue errors. */
@@ -46,8 +54,15 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 	const errors = (route: CallingRoute) => [...CALL_FAILURES, ...handedIn.anyCall, ...handedIn[route]];
 	return [
 		{
-			method: "POST", path: "/api/v1/auth/register", name: "register", summary: "Register a user (homed by country, else in this region)", tag: "auth", auth: false, status: 201,
-			response: answer.registeredUser, errors: errors("register"),
+			method: "POST",
+			path: "/api/v1/auth/register",
+			name: "register",
+			summary: "Register a user (homed by country, else in this region)",
+			tag: "auth",
+			auth: false,
+			status: 201,
+			response: answer.registeredUser,
+			errors: errors("register"),
 			params: { $$strict: true, username, password, email, phone, country },
 			async handler(ctx, params: { username: string; password: string }) {
 				const user = await ctx.call<{ id: string; username: string; region: string }, unknown>("sv-user.register", params);
@@ -56,29 +71,58 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "POST", path: "/api/v1/auth/login", name: "login", summary: "Log in with username, e-mail or phone", tag: "auth", auth: false, status: 200, response: answer.tokens,
+			method: "POST",
+			path: "/api/v1/auth/login",
+			name: "login",
+			summary: "Log in with username, e-mail or phone",
+			tag: "auth",
+			auth: false,
+			status: 200,
+			response: answer.tokens,
 			errors: errors("login"),
 			params: { $$strict: true, login, password: givenPassword },
 			async handler(ctx, params: { login: string; password: string }) {
 				// The entry region counts failed logins per client IP.
-				return publicTokens(await ctx.call<Record<string, unknown>, unknown>("auth-jwt.login", { ...params, client: this.settings.client }, { meta: { clientIp: ctx.locals.clientIp } }));
+				return publicTokens(
+					await ctx.call<Record<string, unknown>, unknown>(
+						"auth-jwt.login",
+						{ ...params, client: this.settings.client },
+						{ meta: { clientIp: ctx.locals.clientIp } }
+					)
+				);
 			}
 		},
 		{
-			method: "POST", path: "/api/v1/auth/refresh", name: "refresh", summary: "Exchange a refresh token for new tokens (rotates it)", tag: "auth", auth: false, status: 200, response: answer.tokens,
+			method: "POST",
+			path: "/api/v1/auth/refresh",
+			name: "refresh",
+			summary: "Exchange a refresh token for new tokens (rotates it)",
+			tag: "auth",
+			auth: false,
+			status: 200,
+			response: answer.tokens,
 			errors: errors("refresh"),
 			params: { $$strict: true, refreshToken: { type: "string", min: 1, max: 128 } },
 			async handler(ctx, params: { refreshToken: string }) {
-				const tokens = await ctx.call<Record<string, unknown>, unknown>("auth-jwt.refresh", { refreshToken: params.refreshToken, client: this.settings.client }).catch((err: { type?: string }) => {
-					// A malformed token is just an invalid one to the client.
-					if (err.type === "VALIDATION_ERROR") throw unauthorized("refresh token is not valid");
-					throw err;
-				});
+				const tokens = await ctx
+					.call<Record<string, unknown>, unknown>("auth-jwt.refresh", { refreshToken: params.refreshToken, client: this.settings.client })
+					.catch((err: { type?: string }) => {
+						// A malformed token is just an invalid one to the client.
+						if (err.type === "VALIDATION_ERROR") throw unauthorized("refresh token is not valid");
+						throw err;
+					});
 				return publicTokens(tokens);
 			}
 		},
 		{
-			method: "POST", path: "/api/v1/auth/logout", name: "logout", summary: "End this session", tag: "auth", auth: true, status: 204, errors: errors("logout"),
+			method: "POST",
+			path: "/api/v1/auth/logout",
+			name: "logout",
+			summary: "End this session",
+			tag: "auth",
+			auth: true,
+			status: 204,
+			errors: errors("logout"),
 			params: { $$strict: true },
 			async handler(ctx) {
 				await ctx.call("auth-jwt.endSession", { userId: ctx.locals.user.id, sid: ctx.locals.user.sid });
@@ -86,7 +130,15 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/api/v1/me", name: "me", summary: "The caller's profile, served by its home region", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: answer.profile,
+			method: "GET",
+			path: "/api/v1/me",
+			name: "me",
+			summary: "The caller's profile, served by its home region",
+			tag: "me",
+			auth: true,
+			permission: { resource: "profile", action: "read" },
+			status: 200,
+			response: answer.profile,
 			errors: errors("me"),
 			params: { $$strict: true },
 			async handler(ctx) {
@@ -94,7 +146,15 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "PATCH", path: "/api/v1/me", name: "updateMe", summary: "Change e-mail, phone or country (null removes)", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 200, response: answer.profile,
+			method: "PATCH",
+			path: "/api/v1/me",
+			name: "updateMe",
+			summary: "Change e-mail, phone or country (null removes)",
+			tag: "me",
+			auth: true,
+			permission: { resource: "profile", action: "update" },
+			status: 200,
+			response: answer.profile,
 			errors: errors("updateMe"),
 			params: { $$strict: true, email: { ...email, nullable: true }, phone: { ...phone, nullable: true }, country: { ...country, nullable: true } },
 			async handler(ctx, params: Record<string, string | null>) {
@@ -102,7 +162,16 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/api/v1/me/sessions", name: "mySessions", summary: "The caller's live sessions", tag: "me", auth: true, permission: { resource: "profile", action: "read" }, status: 200, response: answer.sessions, errors: errors("mySessions"),
+			method: "GET",
+			path: "/api/v1/me/sessions",
+			name: "mySessions",
+			summary: "The caller's live sessions",
+			tag: "me",
+			auth: true,
+			permission: { resource: "profile", action: "read" },
+			status: 200,
+			response: answer.sessions,
+			errors: errors("mySessions"),
 			params: { $$strict: true },
 			async handler(ctx) {
 				const sessions = await ctx.call<{ sid: string }[], unknown>("auth-jwt.sessions", { userId: ctx.locals.user.id });
@@ -110,7 +179,15 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "DELETE", path: "/api/v1/me/sessions/:sid", name: "endMySession", summary: "End one of the caller's sessions", tag: "me", auth: true, permission: { resource: "profile", action: "update" }, status: 204, errors: errors("endMySession"),
+			method: "DELETE",
+			path: "/api/v1/me/sessions/:sid",
+			name: "endMySession",
+			summary: "End one of the caller's sessions",
+			tag: "me",
+			auth: true,
+			permission: { resource: "profile", action: "update" },
+			status: 204,
+			errors: errors("endMySession"),
 			params: { $$strict: true, sid: sessionId },
 			async handler(ctx, params: { sid: string }) {
 				// Another user's session is not found (404), exactly like one that never existed.
@@ -119,7 +196,15 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/api/v1/regions", name: "regions", summary: "Regions and whether they are reachable", tag: "regions", auth: false, status: 200, response: answer.regions, errors: errors("regions"),
+			method: "GET",
+			path: "/api/v1/regions",
+			name: "regions",
+			summary: "Regions and whether they are reachable",
+			tag: "regions",
+			auth: false,
+			status: 200,
+			response: answer.regions,
+			errors: errors("regions"),
 			params: { $$strict: true },
 			async handler(ctx) {
 				const list = await ctx.call<{ id: string; name: string; status: string }[], unknown>("sv-region.regions", {});
@@ -127,7 +212,15 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/.well-known/jwks.json", name: "jwks", summary: "Public keys of every region (JWKS)", tag: "meta", auth: false, status: 200, response: answer.jwks, errors: errors("jwks"),
+			method: "GET",
+			path: "/.well-known/jwks.json",
+			name: "jwks",
+			summary: "Public keys of every region (JWKS)",
+			tag: "meta",
+			auth: false,
+			status: 200,
+			response: answer.jwks,
+			errors: errors("jwks"),
 			params: { $$strict: true },
 			async handler(ctx) {
 				const keys = await ctx.call("auth-jwt.jwks", {}, { nodeID: this.broker.nodeID });
@@ -136,7 +229,14 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/api/v1/openapi.json", name: "openapi", summary: "This document", tag: "meta", auth: false, status: 200, response: answer.openApiDocument,
+			method: "GET",
+			path: "/api/v1/openapi.json",
+			name: "openapi",
+			summary: "This document",
+			tag: "meta",
+			auth: false,
+			status: 200,
+			response: answer.openApiDocument,
 			params: { $$strict: true },
 			handler(ctx) {
 				ctx.meta.$responseHeaders = { "Cache-Control": "no-cache" };
@@ -151,7 +251,15 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/docs", name: "docsPage", summary: "Swagger UI", tag: "meta", auth: false, status: 200, response: answer.file, mediaTypes: ["text/html"],
+			method: "GET",
+			path: "/docs",
+			name: "docsPage",
+			summary: "Swagger UI",
+			tag: "meta",
+			auth: false,
+			status: 200,
+			response: answer.file,
+			mediaTypes: ["text/html"],
 			params: { $$strict: true },
 			handler(ctx) {
 				ctx.meta.$responseType = "text/html; charset=utf-8";
@@ -161,8 +269,16 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/docs/:file", name: "docsFile", summary: "Swagger UI assets", tag: "meta", auth: false, status: 200, response: answer.file,
-			mediaTypes: ["text/javascript", "text/css", "image/png"], errors: [declared(noSuchFile())],
+			method: "GET",
+			path: "/docs/:file",
+			name: "docsFile",
+			summary: "Swagger UI assets",
+			tag: "meta",
+			auth: false,
+			status: 200,
+			response: answer.file,
+			mediaTypes: ["text/javascript", "text/css", "image/png"],
+			errors: [declared(noSuchFile())],
 			params: { $$strict: true, file: { type: "string", max: 64 } },
 			handler(ctx, params: { file: string }) {
 				const file = readDocsFile(params.file);
@@ -173,15 +289,29 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			}
 		},
 		{
-			method: "GET", path: "/healthz", name: "healthz", summary: "Liveness", tag: "meta", auth: false, status: 200, response: answer.liveness,
+			method: "GET",
+			path: "/healthz",
+			name: "healthz",
+			summary: "Liveness",
+			tag: "meta",
+			auth: false,
+			status: 200,
+			response: answer.liveness,
 			params: { $$strict: true },
 			handler() {
 				return { status: "ok" };
 			}
 		},
 		{
-			method: "GET", path: "/readyz", name: "readyz", summary: "Readiness (503 naming the failing check)", tag: "meta", auth: false, status: 200,
-			response: answer.readiness, alsoAnswers: { 503: "Not ready: `checks` names the failing check." },
+			method: "GET",
+			path: "/readyz",
+			name: "readyz",
+			summary: "Readiness (503 naming the failing check)",
+			tag: "meta",
+			auth: false,
+			status: 200,
+			response: answer.readiness,
+			alsoAnswers: { 503: "Not ready: `checks` names the failing check." },
 			params: { $$strict: true },
 			async handler(ctx) {
 				const state = await readiness(this.broker);

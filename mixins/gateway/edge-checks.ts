@@ -52,7 +52,12 @@ export function bearerToken(header: string | undefined): string | undefined {
  * The user goes to `ctx.locals.user`; what this returns, moleculer-web puts in `ctx.meta.user` for
  * the services: the id alone.
  */
-export function authenticate(this: GatewayService, ctx: GatewayContext, _route: unknown, req: GatewayRequest): { id: string } | null | Promise<{ id: string } | null> {
+export function authenticate(
+	this: GatewayService,
+	ctx: GatewayContext,
+	_route: unknown,
+	req: GatewayRequest
+): { id: string } | null | Promise<{ id: string } | null> {
 	ctx.locals.clientIp = req.$clientIp!;
 	const route = (req.$alias?.handler as { route?: GatewayRoute } | undefined)?.route;
 	req.$gatewayRoute = route;
@@ -60,7 +65,12 @@ export function authenticate(this: GatewayService, ctx: GatewayContext, _route: 
 }
 
 /** The bearer token (verified on this node, for this gateway's client type), the user's rate limit, the route's permission. */
-export function authenticateUser(this: GatewayService, ctx: GatewayContext, req: GatewayRequest, route: GatewayRoute): { id: string } | Promise<{ id: string }> {
+export function authenticateUser(
+	this: GatewayService,
+	ctx: GatewayContext,
+	req: GatewayRequest,
+	route: GatewayRoute
+): { id: string } | Promise<{ id: string }> {
 	const token = bearerToken(req.headers.authorization);
 	if (!token) throw unauthorized("a bearer access token is required");
 	// Keys and revocations are local, no hop per request; when auth-jwt runs here (it should),

@@ -1,5 +1,5 @@
-import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createServer } from "node:http";
 import type { Socket } from "node:net";
 import { SECURITY_HEADERS } from "./security-headers.ts";
 import { MAX_HEADER_BYTES } from "./settings.ts";
@@ -20,7 +20,9 @@ export function gatewayServer(handler: (req: IncomingMessage, res: ServerRespons
 		const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
 		const { requestId } = traceContext({});
 		const body = JSON.stringify({
-			error: tooLarge ? { code: "HEADERS_TOO_LARGE", message: `request headers are larger than ${MAX_HEADER_BYTES} bytes`, requestId } : { code: "BAD_REQUEST", message: "malformed request", requestId }
+			error: tooLarge
+				? { code: "HEADERS_TOO_LARGE", message: `request headers are larger than ${MAX_HEADER_BYTES} bytes`, requestId }
+				: { code: "BAD_REQUEST", message: "malformed request", requestId }
 		});
 		socket.end(
 			`HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\n${SECURITY_LINES}Connection: close\r\n\r\n${body}`

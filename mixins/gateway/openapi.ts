@@ -361,7 +361,11 @@ export function errorCodesOf(route: RouteDoc): Map<number, string[]> {
 function errorResponse(status: number, codes: readonly string[]): OpenApiResponse {
 	const response: OpenApiResponse = {
 		description: `${ERROR_DESCRIPTIONS[status] ?? "An error."} Codes: ${codes.map(c => `\`${c}\``).join(", ")}.`,
-		content: { "application/json": { schema: { allOf: [{ $ref: "#/components/schemas/Error" }, { properties: { error: { properties: { code: { enum: [...codes] } } } } }] } } }
+		content: {
+			"application/json": {
+				schema: { allOf: [{ $ref: "#/components/schemas/Error" }, { properties: { error: { properties: { code: { enum: [...codes] } } } } }] }
+			}
+		}
 	};
 	const headers = HEADERS_OF[status];
 	if (headers) response.headers = { ...headers };
@@ -382,7 +386,14 @@ function successResponse(route: RouteDoc, description: string): OpenApiResponse 
 }
 
 function operationFor(route: RouteDoc, pathNames: string[], params: Record<string, unknown> | undefined): OpenApiOperation {
-	const op: OpenApiOperation = { operationId: route.name, summary: route.summary, description: descriptionOf(route), tags: [route.tag], security: route.auth ? [{ bearer: [] }] : [], responses: {} };
+	const op: OpenApiOperation = {
+		operationId: route.name,
+		summary: route.summary,
+		description: descriptionOf(route),
+		tags: [route.tag],
+		security: route.auth ? [{ bearer: [] }] : [],
+		responses: {}
+	};
 	const parameters: OpenApiParameter[] = pathNames.map(name => {
 		const rule = params?.[name];
 		return { name, in: "path", required: true, schema: rule === undefined ? { type: "string" } : fastestToJsonSchema(rule) };

@@ -35,7 +35,11 @@ function keysOf(value: unknown): string[] {
 }
 
 function refuse(fields: string[], message: string): never {
-	throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", fields.slice(0, 20).map(field => ({ field, message })));
+	throw new Errors.ValidationError(
+		"Parameters validation error!",
+		"VALIDATION_ERROR",
+		fields.slice(0, 20).map(field => ({ field, message }))
+	);
 }
 
 /**
@@ -46,7 +50,8 @@ function refuse(fields: string[], message: string): never {
 export function routeParams(route: GatewayRoute, req: GatewayRequest): Record<string, unknown> {
 	const fromQuery = route.method === "GET" || route.method === "DELETE";
 	const stray = keysOf(fromQuery ? req.body : req.query);
-	if (stray.length) refuse(stray, fromQuery ? "this route takes no request body: send it in the query string" : "must be sent in the JSON body, not in the query string");
+	if (stray.length)
+		refuse(stray, fromQuery ? "this route takes no request body: send it in the query string" : "must be sent in the JSON body, not in the query string");
 	const pathKeys = req.$alias?.keys;
 	if (pathKeys?.length) {
 		const given = keysOf(fromQuery ? req.query : req.body);

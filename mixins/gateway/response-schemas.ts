@@ -31,9 +31,21 @@ export const tokens = record({
 });
 
 /** The WeChat login's tokens say whether this login registered the user. */
-export const wxTokens = { ...tokens, required: [...(tokens.required as string[]), "created"], properties: { ...(tokens.properties as Schema), created: { type: "boolean" } } };
+export const wxTokens = {
+	...tokens,
+	required: [...(tokens.required as string[]), "created"],
+	properties: { ...(tokens.properties as Schema), created: { type: "boolean" } }
+};
 
-const profileFields = { id: string, username: string, email: nullableString, phone: nullableString, country: nullableString, region: string, createdAt: timestamp };
+const profileFields = {
+	id: string,
+	username: string,
+	email: nullableString,
+	phone: nullableString,
+	country: nullableString,
+	region: string,
+	createdAt: timestamp
+};
 
 export const profile = record(profileFields);
 
@@ -52,7 +64,13 @@ export const liveness = record({ status: { const: "ok" } });
 /** Also the body of the 503 answer: `checks` names the failing one. */
 export const readiness = record({ status: { enum: ["ready", "not ready"] }, checks: { type: "object", additionalProperties: string } });
 
-export const userPage = record({ items: listOf(record(profileFields)), total: { type: "integer" }, page: { type: "integer" }, pageSize: { type: "integer" }, region: string });
+export const userPage = record({
+	items: listOf(record(profileFields)),
+	total: { type: "integer" },
+	page: { type: "integer" },
+	pageSize: { type: "integer" },
+	region: string
+});
 
 export const staffUserView = record({ ...profileFields, epoch: { type: "integer" }, state: { enum: ["active", "moving"] }, roles: strings });
 

@@ -1,8 +1,8 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { BlockList } from "node:net";
 import type { Context, Service } from "moleculer";
-import type { ClientType } from "../../regions/region.ts";
 import type { Lru } from "../../kernel/lru.ts";
+import type { ClientType } from "../../regions/region.ts";
 import type { DeclaredError } from "./declared-errors.ts";
 import type { RateLimit, RateLimiter } from "./rate-limiter.ts";
 import type { GatewaySettings } from "./settings.ts";
@@ -72,7 +72,10 @@ export interface GatewayUser {
  * (measured: the full identity in meta cost every request more on the gateway, the NATS server
  * and the serving node than all the edge checks together).
  */
-export type GatewayContext = Context<unknown, { user: { id: string } | null; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string>; $responseType?: string }> & {
+export type GatewayContext = Context<
+	unknown,
+	{ user: { id: string } | null; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string>; $responseType?: string }
+> & {
 	locals: { user: GatewayUser; clientIp: string };
 };
 

@@ -8,4 +8,8 @@ export const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
 ];
 
 /** What only the HTML docs page adds. */
-export const DOCUMENT_HEADERS = { "Referrer-Policy": "no-referrer", "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Resource-Policy": "same-origin" };
+export const DOCUMENT_HEADERS = {
+	"Referrer-Policy": "no-referrer",
+	"Cross-Origin-Opener-Policy": "same-origin",
+	"Cross-Origin-Resource-Policy": "same-origin"
+};

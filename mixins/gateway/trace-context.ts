@@ -33,7 +33,8 @@ function randomId(): string {
 export function traceContext(headers: Record<string, string | string[] | undefined>): TraceContext {
 	const id = randomId();
 	const parent = typeof headers.traceparent === "string" ? TRACEPARENT.exec(headers.traceparent.trim().toLowerCase()) : null;
-	if (parent && !/^0+$/.test(parent[1]!) && !/^0+$/.test(parent[2]!)) return { requestId: parent[1]!, traceparent: `00-${parent[1]}-${id.slice(16)}-${parent[3]}` };
+	if (parent && !/^0+$/.test(parent[1]!) && !/^0+$/.test(parent[2]!))
+		return { requestId: parent[1]!, traceparent: `00-${parent[1]}-${id.slice(16)}-${parent[3]}` };
 	const given = headers["x-request-id"];
 	// A new trace's id is the request id too, so one value finds the request in logs and traces.
 	return { requestId: typeof given === "string" && REQUEST_ID.test(given) ? given : id };

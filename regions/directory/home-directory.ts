@@ -1,9 +1,9 @@
 import { blindIndex } from "./blind-index.ts";
-import { identityKey, USER_PREFIX, userKey } from "./entries.ts";
 import type { HomeEntry, IdentityEntry, IdentityKind } from "./entries.ts";
+import { identityKey, USER_PREFIX, userKey } from "./entries.ts";
 import { HomeCache } from "./home-cache.ts";
-import { DirectoryError } from "./store.ts";
 import type { DirectoryChange, DirectoryEntry, DirectoryStore, DirectoryWatch } from "./store.ts";
+import { DirectoryError } from "./store.ts";
 
 const AUTHORITATIVE = { authoritative: true } as const;
 /** Users remembered as read ahead of the feed. */

@@ -1,28 +1,10 @@
-import { AckPolicy, connect, DeliverPolicy, ErrorCode, JSONCodec, nanos, NatsError } from "nats";
-import type {
-	Consumer,
-	ConsumerMessages,
-	JetStreamClient,
-	JetStreamManager,
-	JsMsg,
-	KV,
-	MsgHdrs,
-	NatsConnection,
-	OrderedConsumerOptions
-} from "nats";
-import { MirrorWatchdog } from "./mirror-watchdog.ts";
-import type { MirrorWatchdogEvent } from "./mirror-watchdog.ts";
-import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, deliver, DirectoryError } from "./store.ts";
+import type { Consumer, ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg, KV, MsgHdrs, NatsConnection, OrderedConsumerOptions } from "nats";
+import { AckPolicy, connect, DeliverPolicy, ErrorCode, JSONCodec, NatsError, nanos } from "nats";
 import type { NatsCredentials } from "../runtime/bus-credentials.ts";
-import type {
-	DirectoryChange,
-	DirectoryEntry,
-	DirectoryErrorCode,
-	DirectoryPage,
-	DirectoryStore,
-	DirectoryWatch,
-	ReadOptions
-} from "./store.ts";
+import type { MirrorWatchdogEvent } from "./mirror-watchdog.ts";
+import { MirrorWatchdog } from "./mirror-watchdog.ts";
+import type { DirectoryChange, DirectoryEntry, DirectoryErrorCode, DirectoryPage, DirectoryStore, DirectoryWatch, ReadOptions } from "./store.ts";
+import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, DirectoryError, deliver } from "./store.ts";
 
 export interface NatsKvDirectoryOptions {
 	servers: string;
@@ -118,7 +100,13 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		this.timeoutMs = parts.timeoutMs;
 		if (this.readStream !== this.originStream) {
 			// Jittered, so that of a region's nodes one repairs and the others then see the mirror moving.
-			this.watchdog = new MirrorWatchdog({ jsm: this.jsm, mirror: this.readStream, origin: this.originStream, stallMs: parts.mirrorStallMs ?? 15_000 + Math.floor(Math.random() * 10_000), onEvent: e => this.onMirrorEvent(e) });
+			this.watchdog = new MirrorWatchdog({
+				jsm: this.jsm,
+				mirror: this.readStream,
+				origin: this.originStream,
+				stallMs: parts.mirrorStallMs ?? 15_000 + Math.floor(Math.random() * 10_000),
+				onEvent: e => this.onMirrorEvent(e)
+			});
 			this.watchdog.start();
 		}
 	}
@@ -171,10 +159,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		return this.bounded("list", () => this.page<T>(stream, prefix, afterRevision, limit));
 	}
 
-	async watch<T>(
-		onChange: (change: DirectoryChange<T>) => void,
-		opts: { fromRevision?: number } = {}
-	): Promise<DirectoryWatch> {
+	async watch<T>(onChange: (change: DirectoryChange<T>) => void, opts: { fromRevision?: number } = {}): Promise<DirectoryWatch> {
 		const { fromRevision } = opts;
 		if (fromRevision !== undefined) assertAfter("fromRevision", fromRevision);
 		let stopped = false;
@@ -312,10 +297,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	private async bounded<R>(what: string, op: () => Promise<R>, conflict?: DirectoryErrorCode): Promise<R> {
 		let timer: ReturnType<typeof setTimeout> | undefined;
 		const deadline = new Promise<never>((_, reject) => {
-			timer = setTimeout(
-				() => reject(new DirectoryError("DIRECTORY_UNAVAILABLE", `directory ${what} took over ${this.timeoutMs} ms`)),
-				this.timeoutMs
-			);
+			timer = setTimeout(() => reject(new DirectoryError("DIRECTORY_UNAVAILABLE", `directory ${what} took over ${this.timeoutMs} ms`)), this.timeoutMs);
 		});
 		try {
 			return await Promise.race([op(), deadline]);
@@ -335,10 +317,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
  */
 export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise<NatsKvDirectoryStore> {
 	const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-	const mirrorCluster =
-		opts.cluster !== undefined && opts.primaryCluster !== undefined && opts.cluster !== opts.primaryCluster
-			? opts.cluster
-			: undefined;
+	const mirrorCluster = opts.cluster !== undefined && opts.primaryCluster !== undefined && opts.cluster !== opts.primaryCluster ? opts.cluster : undefined;
 	let nc: NatsConnection;
 	try {
 		nc = await connect({
@@ -376,9 +355,7 @@ export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise
 		const readStream = `KV_${readBucket}`;
 		const { config } = await jsm.streams.info(readStream);
 		if (config.max_msgs_per_subject !== 1)
-			throw new Error(
-				`directory stream ${readStream} keeps ${config.max_msgs_per_subject} messages per key; it must keep 1 (history 1)`
-			);
+			throw new Error(`directory stream ${readStream} keeps ${config.max_msgs_per_subject} messages per key; it must keep 1 (history 1)`);
 		// A mirror stores the origin's subjects: a handle named after the origin but bound to the
 		// mirror's stream reads them right (nats.js's own handle on a mirror looks under the mirror's name).
 		const reader = await js.views.kv(opts.bucket, {
@@ -403,8 +380,7 @@ function translate(err: unknown, what: string, conflict?: DirectoryErrorCode): u
 	if (err instanceof DirectoryError || !(err instanceof NatsError)) return err;
 	if (conflict && err.api_error?.err_code === WRONG_LAST_SEQUENCE)
 		return new DirectoryError(conflict, `directory ${what} refused: ${err.message}`, { cause: err });
-	if (isUnavailable(err))
-		return new DirectoryError("DIRECTORY_UNAVAILABLE", `directory ${what} failed: ${err.message}`, { cause: err });
+	if (isUnavailable(err)) return new DirectoryError("DIRECTORY_UNAVAILABLE", `directory ${what} failed: ${err.message}`, { cause: err });
 	return err;
 }
 

@@ -1,15 +1,14 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
-import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, deliver, DirectoryError } from "./store.ts";
+import { DatabaseSync } from "node:sqlite";
 import type { DirectoryChange, DirectoryEntry, DirectoryPage, DirectoryStore, DirectoryWatch, ReadOptions } from "./store.ts";
+import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, DirectoryError, deliver } from "./store.ts";
 
 /** How often watchers look for changes written by another connection (another process) to the same file. */
 const POLL_MS = 100;
 /** Changes read per query while a watcher catches up. */
 const CATCH_UP_BATCH = 500;
-
 
 interface Watcher {
 	/** The last revision delivered. */
@@ -73,14 +72,9 @@ export class SqliteDirectoryStore implements DirectoryStore {
 					"ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision"
 			),
 			remove: db.prepare("DELETE FROM directory_entries WHERE key = ?"),
-			changesAfter: db.prepare(
-				"SELECT revision, key, value FROM directory_changes WHERE revision > ? ORDER BY revision LIMIT ?"
-			),
+			changesAfter: db.prepare("SELECT revision, key, value FROM directory_changes WHERE revision > ? ORDER BY revision LIMIT ?"),
 			lastRevision: db.prepare("SELECT coalesce(max(revision), 0) AS revision FROM directory_changes"),
-			page: db.prepare(
-				"SELECT key, value, revision FROM directory_entries " +
-					"WHERE revision > ? AND substr(key, 1, ?) = ? ORDER BY revision LIMIT ?"
-			)
+			page: db.prepare("SELECT key, value, revision FROM directory_entries " + "WHERE revision > ? AND substr(key, 1, ?) = ? ORDER BY revision LIMIT ?")
 		};
 	}
 
@@ -135,16 +129,11 @@ export class SqliteDirectoryStore implements DirectoryStore {
 		assertListBounds(afterRevision, limit);
 		// One row past the page tells whether another page follows.
 		const rows = this.stmt.page.all(afterRevision, prefix.length, prefix, limit + 1) as unknown as EntryRow[];
-		const entries = rows
-			.slice(0, limit)
-			.map(row => ({ key: row.key, value: JSON.parse(row.value) as T, revision: row.revision }));
+		const entries = rows.slice(0, limit).map(row => ({ key: row.key, value: JSON.parse(row.value) as T, revision: row.revision }));
 		return { entries, next: rows.length > limit ? entries[entries.length - 1]!.revision : null };
 	}
 
-	async watch<T>(
-		onChange: (change: DirectoryChange<T>) => void,
-		opts: { fromRevision?: number } = {}
-	): Promise<DirectoryWatch> {
+	async watch<T>(onChange: (change: DirectoryChange<T>) => void, opts: { fromRevision?: number } = {}): Promise<DirectoryWatch> {
 		if (opts.fromRevision !== undefined) assertAfter("fromRevision", opts.fromRevision);
 		const watcher: Watcher = {
 			cursor: opts.fromRevision ?? (this.stmt.lastRevision.get() as { revision: number }).revision,

@@ -95,13 +95,11 @@ export function deliver<T>(onChange: (change: DirectoryChange<T>) => void, chang
 }
 
 export function assertRevision(revision: number): void {
-	if (!Number.isSafeInteger(revision) || revision < 1)
-		throw new RangeError(`a directory revision is a positive integer (got ${revision})`);
+	if (!Number.isSafeInteger(revision) || revision < 1) throw new RangeError(`a directory revision is a positive integer (got ${revision})`);
 }
 
 export function assertAfter(name: string, revision: number): void {
-	if (!Number.isSafeInteger(revision) || revision < 0)
-		throw new RangeError(`${name} is a non-negative integer (got ${revision})`);
+	if (!Number.isSafeInteger(revision) || revision < 0) throw new RangeError(`${name} is a non-negative integer (got ${revision})`);
 }
 
 export function assertListBounds(afterRevision: number, limit: number): void {

@@ -187,7 +187,11 @@ export class WriteFence {
 					// Exclusive: two calls of one move for one user (a retried import) run one after the other.
 					const row = await this.records.read(trx, userId, "update");
 					if (row?.state !== state || row.moveId !== moveId)
-						throw new MoveFencedError(userId, moveId, `this region's ownership row is ${row ? `${row.state} (move ${row.moveId ?? "none"})` : "absent"}, not ${state} for this move`);
+						throw new MoveFencedError(
+							userId,
+							moveId,
+							`this region's ownership row is ${row ? `${row.state} (move ${row.moveId ?? "none"})` : "absent"}, not ${state} for this move`
+						);
 					running = true;
 					return runInScope(this.base, { db: nestable(trx), fenced: new Map() }, fn);
 				});

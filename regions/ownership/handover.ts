@@ -1,5 +1,5 @@
-import { sql } from "kysely";
 import type { Transaction } from "kysely";
+import { sql } from "kysely";
 import { unscoped } from "../stores/scoped-db.ts";
 import { isLockConflict } from "./lock-errors.ts";
 import type { Ownership, OwnershipChange, OwnershipRecords } from "./records.ts";
@@ -29,18 +29,20 @@ export async function handover(records: OwnershipRecords, userId: string, step: 
 	for (let attempt = 1; ; attempt++) {
 		try {
 			// Its own transaction, even when asked from inside a fenced write: it must commit on its own.
-			return await unscoped(records.store.db).transaction().execute(async trx => {
-				const restore = await shortLockWait(records, trx);
-				try {
-					const row = await records.read(trx, userId, "update");
-					const next = decide(step, row, epoch, moveId);
-					if (!next) return row;
-					if (!(await records.write(trx, userId, next, row))) throw new HandoverRefused(`ownership row of ${userId} changed under ${step}`);
-					return { ...next, version: (row?.version ?? 0) + 1 };
-				} finally {
-					await restore();
-				}
-			});
+			return await unscoped(records.store.db)
+				.transaction()
+				.execute(async trx => {
+					const restore = await shortLockWait(records, trx);
+					try {
+						const row = await records.read(trx, userId, "update");
+						const next = decide(step, row, epoch, moveId);
+						if (!next) return row;
+						if (!(await records.write(trx, userId, next, row))) throw new HandoverRefused(`ownership row of ${userId} changed under ${step}`);
+						return { ...next, version: (row?.version ?? 0) + 1 };
+					} finally {
+						await restore();
+					}
+				});
 		} catch (err) {
 			if (attempt >= ATTEMPTS || !(isLockConflict(err) || (err instanceof HandoverRefused && !(err instanceof StepRefused)))) throw err;
 		}

@@ -1,5 +1,5 @@
-import { sql } from "kysely";
 import type { Kysely, Transaction } from "kysely";
+import { sql } from "kysely";
 import type { Migrations, SqlStore } from "../stores/index.ts";
 
 /**
@@ -76,7 +76,9 @@ export class OwnershipRecords {
 	/** The rows of several users in one statement (a batch of fenced writes), locked as `read` does. */
 	async readMany(db: Db, userIds: readonly string[], lock?: "share"): Promise<Map<string, Ownership>> {
 		const clause = this.store.dialect === "mysql" && lock ? sql.raw(" lock in share mode") : sql.raw("");
-		const { rows } = await sql<Row & { user_id: string }>`select user_id, epoch, state, move_id, version from ${sql.table(OWNERSHIP_TABLE)} where user_id in (${sql.join(userIds)})${clause}`.execute(db);
+		const { rows } = await sql<
+			Row & { user_id: string }
+		>`select user_id, epoch, state, move_id, version from ${sql.table(OWNERSHIP_TABLE)} where user_id in (${sql.join(userIds)})${clause}`.execute(db);
 		return new Map(rows.map(row => [row.user_id, ownership(row)]));
 	}
 
@@ -84,7 +86,9 @@ export class OwnershipRecords {
 	async write(db: Db, userId: string, next: OwnershipChange, current: Ownership | undefined): Promise<boolean> {
 		const now = Date.now();
 		if (!current) {
-			const insert = db.insertInto(OWNERSHIP_TABLE).values({ user_id: userId, epoch: next.epoch, state: next.state, move_id: next.moveId, version: 1, updated_at: now });
+			const insert = db
+				.insertInto(OWNERSHIP_TABLE)
+				.values({ user_id: userId, epoch: next.epoch, state: next.state, move_id: next.moveId, version: 1, updated_at: now });
 			const res = await (this.store.dialect === "mysql" ? insert.ignore() : insert.onConflict(oc => oc.doNothing())).executeTakeFirst();
 			return Number(res.numInsertedOrUpdatedRows ?? 0) === 1;
 		}

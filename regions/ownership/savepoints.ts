@@ -1,5 +1,5 @@
-import { sql } from "kysely";
 import type { Kysely } from "kysely";
+import { sql } from "kysely";
 
 /** What a fenced write's transaction does around a savepoint a handler opens in it. */
 export interface SavepointHooks {

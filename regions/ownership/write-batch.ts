@@ -311,7 +311,9 @@ class Member<T> implements DatabaseConnection {
 			for (const [userId, epoch] of this.fenced) {
 				const row = rows.get(userId);
 				if (row?.state !== "active" || row.epoch !== epoch)
-					throw this.wrote ? new OutcomeUnknownError(this.write.userId, WRITE_LABEL, `part of it committed, then this region's ownership of user ${userId} changed`) : new UserMovingError(userId);
+					throw this.wrote
+						? new OutcomeUnknownError(this.write.userId, WRITE_LABEL, `part of it committed, then this region's ownership of user ${userId} changed`)
+						: new UserMovingError(userId);
 			}
 		} catch (err) {
 			await trx.rollback().catch(noop);
@@ -337,7 +339,14 @@ class Member<T> implements DatabaseConnection {
 				if (own.trx.rolledBack !== undefined) {
 					await own.trx.rollback().catch(noop);
 					if (!this.wrote) return { kind: "again", error: own.trx.rolledBack };
-					return { kind: "failed", error: new OutcomeUnknownError(this.write.userId, WRITE_LABEL, `part of it committed, the rest was rolled back: ${(own.trx.rolledBack as Error).message}`) };
+					return {
+						kind: "failed",
+						error: new OutcomeUnknownError(
+							this.write.userId,
+							WRITE_LABEL,
+							`part of it committed, the rest was rolled back: ${(own.trx.rolledBack as Error).message}`
+						)
+					};
 				}
 				await own.trx.executeQuery(COMMIT);
 			} catch (err) {

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
-import { connect, usernamePasswordAuthenticator } from "nats";
 import type { Authenticator } from "nats";
-import { EnvError } from "./env.ts";
+import { connect, usernamePasswordAuthenticator } from "nats";
 import type { Env } from "./env.ts";
+import { EnvError } from "./env.ts";
 
 /**
  * Production mode is NODE_ENV=production, which the deploy image sets: the bus must then be
@@ -33,7 +33,8 @@ export function natsCredentials(env: Env): NatsCredentials {
 	if (password && !user) throw new EnvError("EDGEHOME_NATS_USER", "", "the NATS user the password belongs to");
 	if (isProduction(env)) {
 		if (!user) throw new EnvError("EDGEHOME_NATS_USER", "", "a NATS user and EDGEHOME_NATS_PASSWORD in production mode (NODE_ENV=production)");
-		if (!caFile) throw new EnvError("EDGEHOME_NATS_CA", "", "the PEM file of the CA that signed the NATS servers' certificates, in production mode (NODE_ENV=production)");
+		if (!caFile)
+			throw new EnvError("EDGEHOME_NATS_CA", "", "the PEM file of the CA that signed the NATS servers' certificates, in production mode (NODE_ENV=production)");
 	}
 	const credentials: NatsCredentials = {};
 	if (user && password) credentials.authenticator = usernamePasswordAuthenticator(user, password);
@@ -61,7 +62,9 @@ export async function checkNatsLogin(url: string, credentials: NatsCredentials):
 		const nc = await connect({ servers: url, ...credentials, timeout: 5000, maxReconnectAttempts: 0 });
 		await nc.close();
 	} catch (err) {
-		const hint = credentials.authenticator ? "check EDGEHOME_NATS_USER, EDGEHOME_NATS_PASSWORD and EDGEHOME_NATS_CA" : "set EDGEHOME_NATS_USER, EDGEHOME_NATS_PASSWORD and EDGEHOME_NATS_CA";
+		const hint = credentials.authenticator
+			? "check EDGEHOME_NATS_USER, EDGEHOME_NATS_PASSWORD and EDGEHOME_NATS_CA"
+			: "set EDGEHOME_NATS_USER, EDGEHOME_NATS_PASSWORD and EDGEHOME_NATS_CA";
 		throw new Error(`NATS refused this node's login: ${(err as Error).message}; ${hint}`);
 	}
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { isProduction } from "./bus-credentials.ts";
-import { EnvError } from "./env.ts";
 import type { Env } from "./env.ts";
+import { EnvError } from "./env.ts";
 
 const NAME = /^[a-z][a-z0-9-]{0,31}$/;
 export const MIN_CAPABILITY_KEY_BYTES = 32;
@@ -24,12 +24,19 @@ export class CapabilityKeys {
 	/** `name:base64[,name:base64…]`, e.g. `mint:…,grant:…`. */
 	static parse(raw: string): CapabilityKeys {
 		const keys = new Map<string, Buffer[]>();
-		for (const entry of raw.split(",").map(e => e.trim()).filter(Boolean)) {
+		for (const entry of raw
+			.split(",")
+			.map(e => e.trim())
+			.filter(Boolean)) {
 			const colon = entry.indexOf(":");
 			const name = entry.slice(0, colon);
 			const key = Buffer.from(entry.slice(colon + 1), "base64");
 			if (colon < 0 || !NAME.test(name) || key.length < MIN_CAPABILITY_KEY_BYTES)
-				throw new EnvError("EDGEHOME_CAPABILITY_KEYS", "(hidden)", `name:base64 entries, a name of a-z, 0-9 and -, a key of at least ${MIN_CAPABILITY_KEY_BYTES} bytes (openssl rand -base64 32)`);
+				throw new EnvError(
+					"EDGEHOME_CAPABILITY_KEYS",
+					"(hidden)",
+					`name:base64 entries, a name of a-z, 0-9 and -, a key of at least ${MIN_CAPABILITY_KEY_BYTES} bytes (openssl rand -base64 32)`
+				);
 			keys.set(name, [...(keys.get(name) ?? []), key]);
 		}
 		return new CapabilityKeys(keys, false);

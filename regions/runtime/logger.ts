@@ -1,5 +1,5 @@
-import { pino } from "pino";
 import type { Logger as PinoLogger } from "pino";
+import { pino } from "pino";
 import { currentRequestID } from "./request-context.ts";
 
 let root: PinoLogger | undefined;

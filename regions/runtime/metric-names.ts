@@ -41,13 +41,35 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 /** What the broker records (broker.metrics); counters are registered at 0. */
 export const STORED_METRICS: MetricDefinition[] = [
-	{ name: METRIC.httpRequests, type: "counter", help: "HTTP requests answered by the gateways, by route template and status code", labelNames: ["gateway", "route", "code"] },
-	{ name: METRIC.httpDuration, type: "histogram", help: "Time from an HTTP request to its response, by route template", labelNames: ["gateway", "route"], buckets: LATENCY_BUCKETS },
-	{ name: METRIC.endpointFailures, type: "counter", help: "Local action runs that failed as an endpoint failure (timeout or unexpected error; domain answers are not failures), by service", labelNames: ["service"] },
+	{
+		name: METRIC.httpRequests,
+		type: "counter",
+		help: "HTTP requests answered by the gateways, by route template and status code",
+		labelNames: ["gateway", "route", "code"]
+	},
+	{
+		name: METRIC.httpDuration,
+		type: "histogram",
+		help: "Time from an HTTP request to its response, by route template",
+		labelNames: ["gateway", "route"],
+		buckets: LATENCY_BUCKETS
+	},
+	{
+		name: METRIC.endpointFailures,
+		type: "counter",
+		help: "Local action runs that failed as an endpoint failure (timeout or unexpected error; domain answers are not failures), by service",
+		labelNames: ["service"]
+	},
 	{ name: METRIC.regionReachable, type: "gauge", help: "1 while the peer region answers its probes", labelNames: ["peer"] },
 	{ name: METRIC.routingForwards, type: "counter", help: "Calls forwarded to the region named by `to`", labelNames: ["to"] },
 	{ name: METRIC.routingHeals, type: "counter", help: "WRONG_REGION answers healed by a directory re-read" },
-	{ name: METRIC.moves, type: "counter", help: "User moves by outcome", labelNames: ["outcome"], seeded: { label: "outcome", values: ["moved", "rolled-back", "finished"] } },
+	{
+		name: METRIC.moves,
+		type: "counter",
+		help: "User moves by outcome",
+		labelNames: ["outcome"],
+		seeded: { label: "outcome", values: ["moved", "rolled-back", "finished"] }
+	},
 	{ name: METRIC.directoryLookups, type: "counter", help: "Home lookups made by this node's directory client" },
 	{ name: METRIC.directoryCacheHits, type: "counter", help: "Home lookups answered from this node's cache" },
 	{ name: METRIC.directoryCacheMisses, type: "counter", help: "Home lookups that went to the directory store" },

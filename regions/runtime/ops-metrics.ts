@@ -57,7 +57,14 @@ export const OpsMetricsMiddleware: Middleware = {
 /** Every stored metric of the catalogue, before anything counts: counters start at 0. */
 function registerMetrics(registry: MetricRegistry): void {
 	for (const def of STORED_METRICS) {
-		registry.register({ type: def.type, name: def.name, description: def.help, labelNames: def.labelNames ?? [], ...(def.buckets ? { buckets: def.buckets, quantiles: false } : {}), rate: false } as never);
+		registry.register({
+			type: def.type,
+			name: def.name,
+			description: def.help,
+			labelNames: def.labelNames ?? [],
+			...(def.buckets ? { buckets: def.buckets, quantiles: false } : {}),
+			rate: false
+		} as never);
 		if (def.type === "counter" && !def.labelNames?.length) registry.increment(def.name, undefined, 0);
 		for (const value of def.seeded?.values ?? []) registry.increment(def.name, { [def.seeded!.label]: value }, 0);
 	}

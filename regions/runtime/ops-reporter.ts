@@ -1,15 +1,15 @@
-import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createServer } from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { MetricReporters } from "moleculer";
 import type { MetricRegistry } from "moleculer";
+import { MetricReporters } from "moleculer";
 import { busWatchOf } from "./bus-watch.ts";
 import { readiness } from "./health.ts";
-import { METRIC, SAMPLED_METRICS, STORED_METRICS } from "./metric-names.ts";
 import type { MetricDefinition } from "./metric-names.ts";
+import { METRIC, SAMPLED_METRICS, STORED_METRICS } from "./metric-names.ts";
 import { bearerMatches } from "./ops-token.ts";
-import { renderFamily } from "./prometheus-text.ts";
 import type { HistogramSample, ValueSample } from "./prometheus-text.ts";
+import { renderFamily } from "./prometheus-text.ts";
 
 export interface OpsReporterOptions {
 	host: string;
@@ -40,7 +40,9 @@ export class OpsReporter extends MetricReporters.Base {
 		super.init(registry);
 		this.eventLoop.enable();
 		this.server = createServer((req, res) => this.handle(req, res));
-		this.server.listen(this.ops.port, this.ops.host, () => this.logger.info(`ops endpoint on http://${this.ops.host}:${this.ops.port} (/healthz open; /readyz, /metrics with the bearer token)`));
+		this.server.listen(this.ops.port, this.ops.host, () =>
+			this.logger.info(`ops endpoint on http://${this.ops.host}:${this.ops.port} (/healthz open; /readyz, /metrics with the bearer token)`)
+		);
 		this.server.on("error", err => this.broker.fatal(`ops endpoint on ${this.ops.host}:${this.ops.port}: ${err.message}`, err));
 	}
 

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { EnvError } from "./env.ts";
 import type { Env } from "./env.ts";
+import { EnvError } from "./env.ts";
 
 export const OPS_TOKEN_ENV = "EDGEHOME_OPS_TOKEN";
 export const MIN_OPS_TOKEN_LENGTH = 32;
@@ -9,7 +9,11 @@ export const MIN_OPS_TOKEN_LENGTH = 32;
 export function opsTokenFromEnv(env: Env): string {
 	const token = env[OPS_TOKEN_ENV] ?? "";
 	if (token.length < MIN_OPS_TOKEN_LENGTH || /\s/.test(token))
-		throw new EnvError(OPS_TOKEN_ENV, token ? "(hidden)" : "", `a bearer token of at least ${MIN_OPS_TOKEN_LENGTH} characters without spaces while the ops port is on (or EDGEHOME_METRICS_PORT=off)`);
+		throw new EnvError(
+			OPS_TOKEN_ENV,
+			token ? "(hidden)" : "",
+			`a bearer token of at least ${MIN_OPS_TOKEN_LENGTH} characters without spaces while the ops port is on (or EDGEHOME_METRICS_PORT=off)`
+		);
 	return token;
 }
 

@@ -20,7 +20,8 @@ export function renderFamily(def: MetricDefinition, samples: ValueSample[] | His
 	const lines = [`# HELP ${def.name} ${escapeHelp(def.help)}`, `# TYPE ${def.name} ${def.type}`];
 	if (def.type === "histogram") {
 		for (const s of samples as HistogramSample[]) {
-			for (const le of def.buckets ?? []) lines.push(`${def.name}_bucket${labelText({ ...common, ...s.labels, le: String(le) })} ${number(s.buckets[le] ?? 0)}`);
+			for (const le of def.buckets ?? [])
+				lines.push(`${def.name}_bucket${labelText({ ...common, ...s.labels, le: String(le) })} ${number(s.buckets[le] ?? 0)}`);
 			lines.push(`${def.name}_bucket${labelText({ ...common, ...s.labels, le: "+Inf" })} ${number(s.count)}`);
 			lines.push(`${def.name}_sum${labelText({ ...common, ...s.labels })} ${number(s.sum)}`);
 			lines.push(`${def.name}_count${labelText({ ...common, ...s.labels })} ${number(s.count)}`);

@@ -1,9 +1,9 @@
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
-import { Errors } from "moleculer";
 import type { Middleware, ServiceBroker } from "moleculer";
+import { Errors } from "moleculer";
 import type { CapabilityKeys } from "./capability-keys.ts";
-import { ReplayGuard } from "./replay-guard.ts";
 import type { ReplayRefusal } from "./replay-guard.ts";
+import { ReplayGuard } from "./replay-guard.ts";
 
 /**
  * Signed internal calls. NATS subject permissions cannot guard single actions: Moleculer sends
@@ -73,7 +73,15 @@ function mac(key: Buffer, kind: Kind, name: string, p: Payload, sender: string, 
 function isSignature(v: unknown): v is Signature {
 	const s = v as Signature;
 	return (
-		typeof s === "object" && s !== null && typeof s.cap === "string" && Number.isSafeInteger(s.ts) && typeof s.nonce === "string" && s.nonce.length <= 64 && typeof s.target === "string" && typeof s.mac === "string" && s.mac.length <= 64
+		typeof s === "object" &&
+		s !== null &&
+		typeof s.cap === "string" &&
+		Number.isSafeInteger(s.ts) &&
+		typeof s.nonce === "string" &&
+		s.nonce.length <= 64 &&
+		typeof s.target === "string" &&
+		typeof s.mac === "string" &&
+		s.mac.length <= 64
 	);
 }
 
@@ -93,7 +101,9 @@ export function RestrictedCalls(keys: CapabilityKeys): Middleware {
 			if (capability === undefined) return;
 			if (typeof capability !== "string" || !capability) throw new Error(`${what} ${name}: restricted must name a capability, e.g. restricted: "grant"`);
 			if (!keys.signer(capability))
-				throw new Error(`${what} ${name} is restricted to the "${capability}" capability and this node holds no key for it: set EDGEHOME_CAPABILITY_KEYS (deploy/README.md)`);
+				throw new Error(
+					`${what} ${name} is restricted to the "${capability}" capability and this node holds no key for it: set EDGEHOME_CAPABILITY_KEYS (deploy/README.md)`
+				);
 			into.set(name, capability);
 		}
 
@@ -102,7 +112,9 @@ export function RestrictedCalls(keys: CapabilityKeys): Middleware {
 			let capability = outgoing.get(key);
 			if (capability === undefined) {
 				const defs: { restricted?: string }[] =
-					kind === "REQ" ? (broker.registry.actions.get(name)?.endpoints ?? []).map(e => e.action) : broker.registry.events.getAllEndpoints(name).map(e => e.event);
+					kind === "REQ"
+						? (broker.registry.actions.get(name)?.endpoints ?? []).map(e => e.action)
+						: broker.registry.events.getAllEndpoints(name).map(e => e.event);
 				capability = defs.find(d => typeof d?.restricted === "string")?.restricted ?? null;
 				outgoing.set(key, capability);
 			}

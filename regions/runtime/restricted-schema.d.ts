@@ -8,4 +8,5 @@ declare module "../../node_modules/moleculer/src/service.js" {
 		restricted?: string;
 	}
 }
+
 export {};

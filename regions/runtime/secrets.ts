@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { MIN_BLIND_INDEX_KEY_BYTES } from "../directory/blind-index.ts";
-import { EnvError } from "./env.ts";
 import type { Env } from "./env.ts";
+import { EnvError } from "./env.ts";
 import { OPS_TOKEN_ENV } from "./ops-token.ts";
 
 /** A key file only its owner may read (0600), in a folder only its owner may open (0700) when made here. */
@@ -17,7 +17,8 @@ export function blindIndexKeyFromEnv(env: Env): Buffer | undefined {
 	const raw = env.EDGEHOME_BLIND_INDEX_KEY;
 	if (!raw) return undefined;
 	const key = Buffer.from(raw, "base64");
-	if (key.length < MIN_BLIND_INDEX_KEY_BYTES) throw new EnvError("EDGEHOME_BLIND_INDEX_KEY", "(hidden)", `base64 of at least ${MIN_BLIND_INDEX_KEY_BYTES} bytes`);
+	if (key.length < MIN_BLIND_INDEX_KEY_BYTES)
+		throw new EnvError("EDGEHOME_BLIND_INDEX_KEY", "(hidden)", `base64 of at least ${MIN_BLIND_INDEX_KEY_BYTES} bytes`);
 	return key;
 }
 

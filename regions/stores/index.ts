@@ -1,11 +1,11 @@
 import type { Redis } from "ioredis";
-import { openSqlStore } from "./sql.ts";
-import type { SqlStore } from "./sql.ts";
 import { openRedis } from "./redis.ts";
+import type { SqlStore } from "./sql.ts";
+import { openSqlStore } from "./sql.ts";
 
-export type { SqlStore } from "./sql.ts";
-export { migrate, MigrationError } from "./migrate.ts";
 export type { Migrations } from "./migrate.ts";
+export { MigrationError, migrate } from "./migrate.ts";
+export type { SqlStore } from "./sql.ts";
 
 export interface StoreSettings {
 	/** `mysql://…`, `sqlite:<file>` or `sqlite::memory:` */

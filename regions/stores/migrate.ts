@@ -1,15 +1,12 @@
-import { Migrator } from "kysely";
 import type { Kysely, Migration } from "kysely";
+import { Migrator } from "kysely";
 
 export type Migrations = Record<string, Migration>;
 
 /** Raised when a service's migration fails: start-up stops with this message. */
 export class MigrationError extends Error {
 	constructor(owner: string, migration: string, cause: unknown) {
-		super(
-			`migration ${owner}/${migration} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
-			{ cause }
-		);
+		super(`migration ${owner}/${migration} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
 		this.name = "MigrationError";
 	}
 }

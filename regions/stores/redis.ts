@@ -1,5 +1,5 @@
-import { Redis } from "ioredis";
 import type { RedisOptions } from "ioredis";
+import { Redis } from "ioredis";
 
 /** Opens Redis and fails fast (instead of queueing commands forever) when it is not there. */
 export async function openRedis(url: string, keyPrefix: string): Promise<Redis> {

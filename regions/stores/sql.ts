@@ -31,8 +31,7 @@ export async function openSqlStore(url: string, opts: { poolSize?: number } = {}
 	if (url.startsWith("mysql:")) {
 		const parsed = new URL(url);
 		const database = decodeURIComponent(parsed.pathname.slice(1));
-		if (!/^[A-Za-z0-9_]{1,64}$/.test(database))
-			throw new Error(`MySQL URL must name a database of [A-Za-z0-9_] (got "${database}")`);
+		if (!/^[A-Za-z0-9_]{1,64}$/.test(database)) throw new Error(`MySQL URL must name a database of [A-Za-z0-9_] (got "${database}")`);
 		await ensureDatabase(parsed, database);
 		const pool = createPool({
 			uri: url,
@@ -70,9 +69,7 @@ async function ensureDatabase(url: URL, database: string): Promise<void> {
 	server.pathname = "/";
 	const conn = createConnection({ uri: server.toString(), connectTimeout: 5000 }).promise();
 	try {
-		await conn.query(
-			`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`
-		);
+		await conn.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
 	} finally {
 		await conn.end().catch(() => undefined);
 	}

@@ -1,6 +1,6 @@
 import { DatabaseSync } from "node:sqlite";
-import { SqliteDialect } from "kysely";
 import type { SqliteDatabase, SqliteStatement } from "kysely";
+import { SqliteDialect } from "kysely";
 
 /**
  * Kysely's SQLite dialect over Node's built-in `node:sqlite`, so the embedded

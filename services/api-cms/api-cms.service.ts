@@ -1,14 +1,14 @@
 import type { ServiceSchema } from "moleculer";
-import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
-import type { GatewayContext } from "../../mixins/gateway.mixin.ts";
+import { action, userId as id, moveId, regionId as region, resource, role } from "../../kernel/fields.ts";
 import { declared } from "../../mixins/gateway/declared-errors.ts";
 import * as answer from "../../mixins/gateway/response-schemas.ts";
 import type { GatewayRoute } from "../../mixins/gateway/routes.ts";
-import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import type { GatewayContext } from "../../mixins/gateway.mixin.ts";
+import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { MoveInProgressError, ResidencyViolationError, UserNotFoundError } from "../../regions/errors.ts";
-import { action, moveId, regionId as region, resource, role, userId as id } from "../../kernel/fields.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { ImplicitRoleError, RoleNotFoundError } from "../auth-rbac/errors.ts";
-import { COMMON_ROUTE_ERRORS, SERVICE_CALL_FAILURES as CALL_FAILURES } from "../gateway-errors.ts";
+import { SERVICE_CALL_FAILURES as CALL_FAILURES, COMMON_ROUTE_ERRORS } from "../gateway-errors.ts";
 import { MoveNotFoundError, UnknownRegionError } from "../sv-region/errors.ts";
 
 /** What the admin routes may answer besides any call's failures, from the catalogues of the services they call. */
@@ -26,7 +26,14 @@ const admin = (r: Omit<GatewayRoute, "tag" | "auth">): GatewayRoute => ({ ...r, 
 /** Staff routes; each names the permission it needs (support reads, ops moves, admin manages roles). */
 const ADMIN_ROUTES: GatewayRoute[] = [
 	admin({
-		method: "GET", path: "/api/v1/admin/users", name: "users", summary: "Users homed in a region (this one by default), by username prefix or exact e-mail / phone", permission: staff("users", "read"), status: 200, response: answer.userPage, errors: [...CALL_FAILURES, UNKNOWN_REGION],
+		method: "GET",
+		path: "/api/v1/admin/users",
+		name: "users",
+		summary: "Users homed in a region (this one by default), by username prefix or exact e-mail / phone",
+		permission: staff("users", "read"),
+		status: 200,
+		response: answer.userPage,
+		errors: [...CALL_FAILURES, UNKNOWN_REGION],
 		params: {
 			$$strict: true,
 			region: { ...region, optional: true },
@@ -39,7 +46,14 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		}
 	}),
 	admin({
-		method: "GET", path: "/api/v1/admin/users/:id", name: "user", summary: "One user's profile, home and roles", permission: staff("users", "read"), status: 200, response: answer.staffUserView, errors: [...CALL_FAILURES, USER_NOT_FOUND],
+		method: "GET",
+		path: "/api/v1/admin/users/:id",
+		name: "user",
+		summary: "One user's profile, home and roles",
+		permission: staff("users", "read"),
+		status: 200,
+		response: answer.staffUserView,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND],
 		params: { $$strict: true, id },
 		async handler(ctx: GatewayContext, params: { id: string }) {
 			const [profile, home, roles] = await Promise.all([
@@ -51,7 +65,13 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		}
 	}),
 	admin({
-		method: "POST", path: "/api/v1/admin/users/:id/move", name: "moveUser", summary: "Start rehoming a user to another region", permission: staff("users", "move"), status: 202, response: answer.moveStarted,
+		method: "POST",
+		path: "/api/v1/admin/users/:id/move",
+		name: "moveUser",
+		summary: "Start rehoming a user to another region",
+		permission: staff("users", "move"),
+		status: 202,
+		response: answer.moveStarted,
 		errors: [...CALL_FAILURES, USER_NOT_FOUND, UNKNOWN_REGION, RESIDENCY_VIOLATION, MOVE_IN_PROGRESS],
 		params: { $$strict: true, id, region },
 		async handler(ctx: GatewayContext, params: { id: string; region: string }) {
@@ -61,42 +81,83 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		}
 	}),
 	admin({
-		method: "GET", path: "/api/v1/admin/moves/:moveId", name: "move", summary: "Progress of a move", permission: staff("moves", "read"), status: 200, response: answer.moveProgress, errors: [...CALL_FAILURES, MOVE_NOT_FOUND],
+		method: "GET",
+		path: "/api/v1/admin/moves/:moveId",
+		name: "move",
+		summary: "Progress of a move",
+		permission: staff("moves", "read"),
+		status: 200,
+		response: answer.moveProgress,
+		errors: [...CALL_FAILURES, MOVE_NOT_FOUND],
 		params: { $$strict: true, moveId },
 		handler(ctx: GatewayContext, params: { moveId: string }) {
 			return ctx.call("sv-region.moveProgress", { moveId: params.moveId });
 		}
 	}),
 	admin({
-		method: "GET", path: "/api/v1/admin/regions", name: "adminRegions", summary: "Regions with reachability, countries and residency rules", permission: staff("regions", "read"), status: 200, response: answer.staffRegions, errors: CALL_FAILURES,
+		method: "GET",
+		path: "/api/v1/admin/regions",
+		name: "adminRegions",
+		summary: "Regions with reachability, countries and residency rules",
+		permission: staff("regions", "read"),
+		status: 200,
+		response: answer.staffRegions,
+		errors: CALL_FAILURES,
 		params: { $$strict: true },
 		handler(ctx: GatewayContext) {
 			return ctx.call("sv-region.regions", {});
 		}
 	}),
 	admin({
-		method: "GET", path: "/api/v1/admin/roles", name: "roles", summary: "Every role with its direct permissions", permission: staff("roles", "read"), status: 200, response: answer.roles, errors: CALL_FAILURES,
+		method: "GET",
+		path: "/api/v1/admin/roles",
+		name: "roles",
+		summary: "Every role with its direct permissions",
+		permission: staff("roles", "read"),
+		status: 200,
+		response: answer.roles,
+		errors: CALL_FAILURES,
 		params: { $$strict: true },
 		handler(ctx: GatewayContext) {
 			return ctx.call("auth-rbac.roles", {});
 		}
 	}),
 	admin({
-		method: "GET", path: "/api/v1/admin/roles/:role", name: "role", summary: "A role's permissions, inherited ones included", permission: staff("roles", "read"), status: 200, response: answer.rolePermissions, errors: [...CALL_FAILURES, ROLE_NOT_FOUND],
+		method: "GET",
+		path: "/api/v1/admin/roles/:role",
+		name: "role",
+		summary: "A role's permissions, inherited ones included",
+		permission: staff("roles", "read"),
+		status: 200,
+		response: answer.rolePermissions,
+		errors: [...CALL_FAILURES, ROLE_NOT_FOUND],
 		params: { $$strict: true, role },
 		handler(ctx: GatewayContext, params: { role: string }) {
 			return ctx.call("auth-rbac.permissionsOf", { role: params.role });
 		}
 	}),
 	admin({
-		method: "POST", path: "/api/v1/admin/roles/:role/permissions", name: "addPermission", summary: "Give a role a permission (in every region)", permission: staff("permissions", "write"), status: 200, response: answer.permissionChange, errors: CALL_FAILURES,
+		method: "POST",
+		path: "/api/v1/admin/roles/:role/permissions",
+		name: "addPermission",
+		summary: "Give a role a permission (in every region)",
+		permission: staff("permissions", "write"),
+		status: 200,
+		response: answer.permissionChange,
+		errors: CALL_FAILURES,
 		params: { $$strict: true, role, resource, action },
 		handler(ctx: GatewayContext, params: { role: string; resource: string; action: string }) {
 			return ctx.call("auth-rbac.addPermission", params);
 		}
 	}),
 	admin({
-		method: "DELETE", path: "/api/v1/admin/roles/:role/permissions/:resource/:permission", name: "removePermission", summary: "Take a permission from a role (in every region)", permission: staff("permissions", "write"), status: 204, errors: CALL_FAILURES,
+		method: "DELETE",
+		path: "/api/v1/admin/roles/:role/permissions/:resource/:permission",
+		name: "removePermission",
+		summary: "Take a permission from a role (in every region)",
+		permission: staff("permissions", "write"),
+		status: 204,
+		errors: CALL_FAILURES,
 		params: { $$strict: true, role, resource, permission: action },
 		async handler(ctx: GatewayContext, params: { role: string; resource: string; permission: string }) {
 			await ctx.call("auth-rbac.removePermission", { role: params.role, resource: params.resource, action: params.permission });
@@ -104,14 +165,28 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		}
 	}),
 	admin({
-		method: "GET", path: "/api/v1/admin/users/:id/roles", name: "userRoles", summary: "A user's roles", permission: staff("roles", "read"), status: 200, response: answer.userRoles, errors: [...CALL_FAILURES, USER_NOT_FOUND],
+		method: "GET",
+		path: "/api/v1/admin/users/:id/roles",
+		name: "userRoles",
+		summary: "A user's roles",
+		permission: staff("roles", "read"),
+		status: 200,
+		response: answer.userRoles,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND],
 		params: { $$strict: true, id },
 		handler(ctx: GatewayContext, params: { id: string }) {
 			return ctx.call("auth-rbac.rolesOf", { userId: params.id });
 		}
 	}),
 	admin({
-		method: "PUT", path: "/api/v1/admin/users/:id/roles/:role", name: "grantRole", summary: "Grant a user a role", permission: staff("roles", "write"), status: 200, response: answer.roleGrant, errors: [...CALL_FAILURES, USER_NOT_FOUND, ROLE_NOT_FOUND],
+		method: "PUT",
+		path: "/api/v1/admin/users/:id/roles/:role",
+		name: "grantRole",
+		summary: "Grant a user a role",
+		permission: staff("roles", "write"),
+		status: 200,
+		response: answer.roleGrant,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND, ROLE_NOT_FOUND],
 		params: { $$strict: true, id, role },
 		async handler(ctx: GatewayContext, params: { id: string; role: string }) {
 			// Only a user that exists gets a role: its home is where the grant is stored.
@@ -120,7 +195,13 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		}
 	}),
 	admin({
-		method: "DELETE", path: "/api/v1/admin/users/:id/roles/:role", name: "revokeRole", summary: "Revoke a role from a user", permission: staff("roles", "write"), status: 204, errors: [...CALL_FAILURES, USER_NOT_FOUND, ROLE_NOT_FOUND, ROLE_IMPLICIT],
+		method: "DELETE",
+		path: "/api/v1/admin/users/:id/roles/:role",
+		name: "revokeRole",
+		summary: "Revoke a role from a user",
+		permission: staff("roles", "write"),
+		status: 204,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND, ROLE_NOT_FOUND, ROLE_IMPLICIT],
 		params: { $$strict: true, id, role },
 		async handler(ctx: GatewayContext, params: { id: string; role: string }) {
 			await ctx.call("auth-rbac.revoke", { userId: params.id, role: params.role });

@@ -1,8 +1,8 @@
 import type { ServiceSchema } from "moleculer";
-import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { publicTokens } from "../../mixins/gateway/common-routes.ts";
 import { declared } from "../../mixins/gateway/declared-errors.ts";
 import { wxTokens } from "../../mixins/gateway/response-schemas.ts";
+import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { RateLimitedError, UpstreamTimeoutError, WxCodeInvalidError, WxNotConfiguredError } from "../auth-jwt/errors.ts";
 import { COMMON_ROUTE_ERRORS, SERVICE_CALL_FAILURES } from "../gateway-errors.ts";
 
@@ -23,9 +23,19 @@ const apiWx: ServiceSchema = {
 			commonErrors: COMMON_ROUTE_ERRORS,
 			routes: [
 				{
-					method: "POST", path: "/api/v1/wx/login", name: "wxLogin", summary: "Log in with a wx.login() code (the first login registers the user)", tag: "auth", auth: false, status: 200,
-					response: wxTokens, errors: [...SERVICE_CALL_FAILURES, ...WX_LOGIN_FAILURES],
-					params: { $$strict: true, code: { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9_-]+$/, messages: { stringPattern: "not a wx.login() code" } } },
+					method: "POST",
+					path: "/api/v1/wx/login",
+					name: "wxLogin",
+					summary: "Log in with a wx.login() code (the first login registers the user)",
+					tag: "auth",
+					auth: false,
+					status: 200,
+					response: wxTokens,
+					errors: [...SERVICE_CALL_FAILURES, ...WX_LOGIN_FAILURES],
+					params: {
+						$$strict: true,
+						code: { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9_-]+$/, messages: { stringPattern: "not a wx.login() code" } }
+					},
 					async handler(ctx, params: { code: string }) {
 						const t = await ctx.call<Record<string, unknown>, unknown>("auth-jwt.wxLogin", { code: params.code });
 						return { ...publicTokens(t), created: t.created };

@@ -1,37 +1,37 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { dbMixin } from "../../mixins/db.mixin.ts";
-import type { DbVars } from "../../mixins/db.mixin.ts";
-import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
-import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
-import { CLIENT_TYPES } from "../../regions/region.ts";
-import type { ClientType } from "../../regions/region.ts";
-import { envInt, envString } from "../../regions/runtime/env.ts";
-import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { givenPassword, login, sessionId, userId } from "../../kernel/fields.ts";
 import { Lru } from "../../kernel/lru.ts";
-import { piiKeysFromEnv } from "../../kernel/sealing.ts";
 import type { PiiKeys } from "../../kernel/sealing.ts";
+import { piiKeysFromEnv } from "../../kernel/sealing.ts";
+import type { DbVars } from "../../mixins/db.mixin.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
+import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import type { ClientType } from "../../regions/region.ts";
+import { CLIENT_TYPES } from "../../regions/region.ts";
+import { envInt, envString } from "../../regions/runtime/env.ts";
+import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { InvalidCredentialsError, NoSigningKeyError, RefreshInvalidError, RevocationsUnknownError, SessionRevokedError, TokenRefusedError } from "./errors.ts";
 import { FeedPublisher, REVOCATION_TTL_MS } from "./feed-publisher.ts";
 import { KeyRing } from "./key-ring.ts";
 import { MemoryKnownIps, RedisKnownIps } from "./known-ips.ts";
-import { logIn } from "./login-flow.ts";
 import type { LoginParams } from "./login-flow.ts";
+import { logIn } from "./login-flow.ts";
 import { LoginGate } from "./login-gate.ts";
 import { MemoryLoginThrottle, RedisLoginThrottle } from "./login-throttle.ts";
 import { migrations } from "./migrations.ts";
-import { RevocationFeed } from "./revocation-feed.ts";
 import type { FeedBeat, FeedPage } from "./revocation-feed.ts";
-import { REFRESH_TOKEN, SessionStore } from "./session-store.ts";
+import { RevocationFeed } from "./revocation-feed.ts";
 import type { OpenedSession } from "./session-store.ts";
-import { SigningKeys } from "./signing-keys.ts";
+import { REFRESH_TOKEN, SessionStore } from "./session-store.ts";
 import type { KeySet } from "./signing-keys.ts";
+import { SigningKeys } from "./signing-keys.ts";
+import type { TokenSettings, Tokens, VerifiedAccess, WxTokens } from "./tokens.ts";
 import { ACCESS_TTL_S, signAccess, TokenError, verifyAccess } from "./tokens.ts";
-import type { Tokens, TokenSettings, VerifiedAccess, WxTokens } from "./tokens.ts";
-import { WechatLogin } from "./wechat-login.ts";
-import { wxSettingsFromEnv } from "./wechat.ts";
 import type { WxSettings } from "./wechat.ts";
+import { wxSettingsFromEnv } from "./wechat.ts";
+import { WechatLogin } from "./wechat-login.ts";
 
 export interface AuthSettings extends ServiceSettingSchema {
 	issuer: string;
@@ -158,11 +158,13 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			params: { $$strict: true, refreshToken, client: { ...client, optional: true } },
 			handler(ctx: Context<{ refreshToken: string; client?: ClientType }>): Promise<Tokens> {
 				const [, owner] = REFRESH_TOKEN.exec(ctx.params.refreshToken)!;
-				return ctx.call<Tokens, unknown>("auth-jwt.rotate", { userId: owner, refreshToken: ctx.params.refreshToken, client: ctx.params.client }).catch((err: { type?: string }) => {
-					// A token naming a user nobody knows is just an invalid token.
-					if (err.type === "USER_NOT_FOUND") throw new RefreshInvalidError();
-					throw err;
-				});
+				return ctx
+					.call<Tokens, unknown>("auth-jwt.rotate", { userId: owner, refreshToken: ctx.params.refreshToken, client: ctx.params.client })
+					.catch((err: { type?: string }) => {
+						// A token naming a user nobody knows is just an invalid token.
+						if (err.type === "USER_NOT_FOUND") throw new RefreshInvalidError();
+						throw err;
+					});
 			}
 		},
 
@@ -240,7 +242,13 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			params: { $$strict: true },
 			handler() {
 				const regions = this.runtime.regions.map(r => r.id);
-				return { region: this.runtime.region.id, revoked: this.feed.size, current: Object.fromEntries(regions.map(r => [r, this.feed.current(r)])), keys: this.ring.jwks().keys.map(k => k.kid), signing: this.current.signer?.kid };
+				return {
+					region: this.runtime.region.id,
+					revoked: this.feed.size,
+					current: Object.fromEntries(regions.map(r => [r, this.feed.current(r)])),
+					keys: this.ring.jwks().keys.map(k => k.kid),
+					signing: this.current.signer?.kid
+				};
 			}
 		}
 	},
@@ -272,7 +280,15 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			const home = await this.runtime.directory.home(session.userId);
 			const claims = { sub: session.userId, rgn: this.runtime.region.id, ep: home?.epoch ?? 0, cli: session.client, sid: session.sid };
 			const accessToken = await signAccess(tokenSettings(this.settings), signer, claims);
-			return { accessToken, refreshToken: session.refreshToken, tokenType: "Bearer", expiresIn: ACCESS_TTL_S, region: this.runtime.region.id, userId: session.userId, sid: session.sid };
+			return {
+				accessToken,
+				refreshToken: session.refreshToken,
+				tokenType: "Bearer",
+				expiresIn: ACCESS_TTL_S,
+				region: this.runtime.region.id,
+				userId: session.userId,
+				sid: session.sid
+			};
 		},
 
 		async refreshKeys() {
@@ -359,7 +375,9 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 
 	async started() {
 		const redis = this.runtime.stores.redis;
-		this.gate = redis ? new LoginGate(new RedisLoginThrottle(redis), new RedisKnownIps(redis), this.sealing.loginThrottle) : new LoginGate(new MemoryLoginThrottle(), new MemoryKnownIps(), this.sealing.loginThrottle);
+		this.gate = redis
+			? new LoginGate(new RedisLoginThrottle(redis), new RedisKnownIps(redis), this.sealing.loginThrottle)
+			: new LoginGate(new MemoryLoginThrottle(), new MemoryKnownIps(), this.sealing.loginThrottle);
 		this.sessions = new SessionStore(this.db, (sids, exp) => this.broker.broadcast("auth-jwt.revoked", { sids, exp }));
 		this.publisher = new FeedPublisher(this.db, this.runtime.region.id, beat => this.broker.broadcast("auth-jwt.feed", beat));
 		this.keys = new SigningKeys(this.db, this.runtime.region.id, this.sealing, {
@@ -375,12 +393,16 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		};
 		every(this.settings.feedIntervalMs, () => this.publisher.beat(this.current), "feed beat");
 		every(Math.max(1000, this.settings.feedIntervalMs * 10), () => this.refreshKeys(), "key rotation");
-		every(60_000, async () => {
-			const now = Date.now();
-			this.feed.prune(now);
-			await this.publisher.prune(now);
-			await this.sessions.pruneRefreshTokens(now);
-		}, "expiry sweep");
+		every(
+			60_000,
+			async () => {
+				const now = Date.now();
+				this.feed.prune(now);
+				await this.publisher.prune(now);
+				await this.sessions.pruneRefreshTokens(now);
+			},
+			"expiry sweep"
+		);
 		await this.publisher.beat(this.current);
 	},
 

@@ -1,7 +1,7 @@
 import type { Generated, Kysely, Transaction } from "kysely";
-import { ACCESS_TTL_S, CLOCK_TOLERANCE_S } from "./tokens.ts";
 import type { FeedBeat, FeedPage } from "./revocation-feed.ts";
 import type { KeySet } from "./signing-keys.ts";
+import { ACCESS_TTL_S, CLOCK_TOLERANCE_S } from "./tokens.ts";
 
 /** A revoked session matters until the last access token it got has expired. */
 export const REVOCATION_TTL_MS = (ACCESS_TTL_S + CLOCK_TOLERANCE_S) * 1000;
@@ -41,12 +41,18 @@ export class FeedPublisher {
 
 	/** Records ended sessions, inside the transaction that ends them; valid until `exp`. */
 	static async record(trx: Transaction<any>, sids: string[], exp: number, now: number): Promise<void> {
-		await (trx as Transaction<FeedTables>).insertInto("auth_revocations").values(sids.map(sid => ({ sid, expires_at: exp, created_at: now }))).execute();
+		await (trx as Transaction<FeedTables>)
+			.insertInto("auth_revocations")
+			.values(sids.map(sid => ({ sid, expires_at: exp, created_at: now })))
+			.execute();
 	}
 
 	/** The feed position: its newest revocation id (0 while there is none). */
 	async position(): Promise<number> {
-		const row = await this.db.selectFrom("auth_revocations").select(eb => eb.fn.max("id").as("max")).executeTakeFirst();
+		const row = await this.db
+			.selectFrom("auth_revocations")
+			.select(eb => eb.fn.max("id").as("max"))
+			.executeTakeFirst();
 		return Number(row?.max ?? 0);
 	}
 
@@ -75,6 +81,10 @@ export class FeedPublisher {
 
 	/** Drops expired revocations; the newest row stays, so the feed position never goes back after a sweep. */
 	async prune(now: number): Promise<void> {
-		await this.db.deleteFrom("auth_revocations").where("expires_at", "<", now).where("id", "<", await this.position()).execute();
+		await this.db
+			.deleteFrom("auth_revocations")
+			.where("expires_at", "<", now)
+			.where("id", "<", await this.position())
+			.execute();
 	}
 }

@@ -1,5 +1,5 @@
-import { createPublicKey } from "node:crypto";
 import type { JsonWebKey, KeyObject } from "node:crypto";
+import { createPublicKey } from "node:crypto";
 import { kidRegion } from "./key-id.ts";
 
 /** A public key as published in the JWKS. */
@@ -36,7 +36,9 @@ export class KeyRing {
 	private readonly objects = new Map<string, KeyObject>();
 
 	setRegion(region: string, keys: Record<string, unknown>[]): void {
-		const accepted = keys.filter(k => usable(k, region)).map(k => ({ kty: "EC", crv: "P-256", x: k.x, y: k.y, kid: k.kid, alg: "ES256", use: "sig" }) as PublicJwk);
+		const accepted = keys
+			.filter(k => usable(k, region))
+			.map(k => ({ kty: "EC", crv: "P-256", x: k.x, y: k.y, kid: k.kid, alg: "ES256", use: "sig" }) as PublicJwk);
 		for (const old of this.byRegion.get(region) ?? []) this.objects.delete(old.kid);
 		this.byRegion.set(region, accepted);
 		for (const jwk of accepted) this.objects.set(jwk.kid, createPublicKey({ key: jwk, format: "jwk" }));

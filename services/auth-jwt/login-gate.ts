@@ -2,8 +2,8 @@ import { createHmac } from "node:crypto";
 import { identityForm } from "../../regions/directory/identity-form.ts";
 import { RateLimitedError } from "./errors.ts";
 import type { KnownIps } from "./known-ips.ts";
-import { IP_BACKOFF, LOGIN_BACKOFF } from "./login-throttle.ts";
 import type { Admission, Attempt, LoginThrottle } from "./login-throttle.ts";
+import { IP_BACKOFF, LOGIN_BACKOFF } from "./login-throttle.ts";
 
 /** An admitted login attempt; it ends one of these ways. */
 export interface Pass {

@@ -76,7 +76,10 @@ export class RedisLoginThrottle implements LoginThrottle {
 	async admit(key: string, policy: BackOff, now = Date.now()): Promise<Admission> {
 		const redisKey = `login-fail:${key}`;
 		const member = `${now}:${randomBytes(6).toString("hex")}`;
-		const [ok, waitMs] = (await this.redis.eval(ADMIT, 1, redisKey, now, policy.memoryMs, policy.free, policy.baseMs, policy.capMs, member)) as [number, number?];
+		const [ok, waitMs] = (await this.redis.eval(ADMIT, 1, redisKey, now, policy.memoryMs, policy.free, policy.baseMs, policy.capMs, member)) as [
+			number,
+			number?
+		];
 		if (ok !== 1) return { ok: false, retryAfterS: retryAfterS(waitMs ?? policy.capMs) };
 		return {
 			ok: true,

@@ -2,8 +2,8 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import type { ClientType } from "../../regions/region.ts";
 import { RefreshConflictError, RefreshInvalidError, RefreshReusedError, SessionNotFoundError } from "./errors.ts";
-import { FeedPublisher, REVOCATION_TTL_MS } from "./feed-publisher.ts";
 import type { FeedTables } from "./feed-publisher.ts";
+import { FeedPublisher, REVOCATION_TTL_MS } from "./feed-publisher.ts";
 
 /** Refresh tokens live 30 days; a token spent this recently is a concurrent refresh, not a theft. */
 export const REFRESH_TTL_MS = 30 * 24 * 3600_000;
@@ -72,11 +72,22 @@ export class SessionStore {
 		const activeKey = `${user}:${client}`;
 		for (let attempt = 1; ; attempt++) {
 			const replaced = await this.db.selectFrom("auth_sessions").select("sid").where("active_key", "=", activeKey).execute();
-			if (replaced.length) await this.end(replaced.map(r => r.sid), "replaced", now);
+			if (replaced.length)
+				await this.end(
+					replaced.map(r => r.sid),
+					"replaced",
+					now
+				);
 			try {
 				await this.db.transaction().execute(async trx => {
-					await trx.insertInto("auth_sessions").values({ sid, user_id: user, client, active_key: activeKey, created_at: now, last_used_at: now, ended_at: null, end_reason: null }).execute();
-					await trx.insertInto("auth_refresh_tokens").values({ hash: hashToken(refreshToken), sid, user_id: user, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null }).execute();
+					await trx
+						.insertInto("auth_sessions")
+						.values({ sid, user_id: user, client, active_key: activeKey, created_at: now, last_used_at: now, ended_at: null, end_reason: null })
+						.execute();
+					await trx
+						.insertInto("auth_refresh_tokens")
+						.values({ hash: hashToken(refreshToken), sid, user_id: user, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null })
+						.execute();
 				});
 				return { userId: user, sid, client, refreshToken };
 			} catch (err) {
@@ -119,7 +130,10 @@ export class SessionStore {
 			throw new RefreshReusedError();
 		}
 		const next = newRefreshToken(user);
-		await this.db.insertInto("auth_refresh_tokens").values({ hash: hashToken(next), sid: found.sid, user_id: found.user_id, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null }).execute();
+		await this.db
+			.insertInto("auth_refresh_tokens")
+			.values({ hash: hashToken(next), sid: found.sid, user_id: found.user_id, issued_at: now, expires_at: now + REFRESH_TTL_MS, rotated_at: null })
+			.execute();
 		await this.db.updateTable("auth_sessions").set({ last_used_at: now }).where("sid", "=", found.sid).execute();
 		return { userId: found.user_id, sid: found.sid, client: found.client, refreshToken: next };
 	}
@@ -135,7 +149,12 @@ export class SessionStore {
 	async end(sids: string[], reason: string, now: number): Promise<void> {
 		const exp = now + REVOCATION_TTL_MS;
 		await this.db.transaction().execute(async trx => {
-			await trx.updateTable("auth_sessions").set({ ended_at: now, end_reason: reason, active_key: null }).where("sid", "in", sids).where("ended_at", "is", null).execute();
+			await trx
+				.updateTable("auth_sessions")
+				.set({ ended_at: now, end_reason: reason, active_key: null })
+				.where("sid", "in", sids)
+				.where("ended_at", "is", null)
+				.execute();
 			await FeedPublisher.record(trx, sids, exp, now);
 		});
 		await this.onEnded(sids, exp);
@@ -143,8 +162,19 @@ export class SessionStore {
 
 	/** The user's live sessions, oldest first. */
 	async list(user: string): Promise<{ sid: string; client: ClientType; createdAt: string; lastUsedAt: string }[]> {
-		const rows = await this.db.selectFrom("auth_sessions").selectAll().where("user_id", "=", user).where("ended_at", "is", null).orderBy("created_at").execute();
-		return rows.map(r => ({ sid: r.sid, client: r.client, createdAt: new Date(Number(r.created_at)).toISOString(), lastUsedAt: new Date(Number(r.last_used_at)).toISOString() }));
+		const rows = await this.db
+			.selectFrom("auth_sessions")
+			.selectAll()
+			.where("user_id", "=", user)
+			.where("ended_at", "is", null)
+			.orderBy("created_at")
+			.execute();
+		return rows.map(r => ({
+			sid: r.sid,
+			client: r.client,
+			createdAt: new Date(Number(r.created_at)).toISOString(),
+			lastUsedAt: new Date(Number(r.last_used_at)).toISOString()
+		}));
 	}
 
 	async pruneRefreshTokens(now: number): Promise<void> {
@@ -155,7 +185,10 @@ export class SessionStore {
 	async exportUser(user: string): Promise<MovedRow[]> {
 		const sessions = await this.db.selectFrom("auth_sessions").selectAll().where("user_id", "=", user).execute();
 		const tokens = await this.db.selectFrom("auth_refresh_tokens").selectAll().where("user_id", "=", user).execute();
-		return [...sessions.map(row => ({ table: "auth_sessions" as const, row: { ...row } })), ...tokens.map(row => ({ table: "auth_refresh_tokens" as const, row: { ...row } }))];
+		return [
+			...sessions.map(row => ({ table: "auth_sessions" as const, row: { ...row } })),
+			...tokens.map(row => ({ table: "auth_refresh_tokens" as const, row: { ...row } }))
+		];
 	}
 
 	async importUser(user: string, rows: unknown[]): Promise<void> {
@@ -165,14 +198,26 @@ export class SessionStore {
 			await trx.deleteFrom("auth_sessions").where("user_id", "=", user).execute();
 			for (const table of ["auth_sessions", "auth_refresh_tokens"] as const) {
 				const values = items.filter(i => i.table === table).map(i => ({ ...i.row, user_id: user }));
-				if (values.length) await trx.insertInto(table).values(values as never).execute();
+				if (values.length)
+					await trx
+						.insertInto(table)
+						.values(values as never)
+						.execute();
 			}
 		});
 	}
 
 	async countUser(user: string): Promise<number> {
 		const count = async (table: "auth_sessions" | "auth_refresh_tokens") =>
-			Number((await this.db.selectFrom(table).select(eb => eb.fn.countAll().as("n")).where("user_id", "=", user).executeTakeFirst())?.n ?? 0);
+			Number(
+				(
+					await this.db
+						.selectFrom(table)
+						.select(eb => eb.fn.countAll().as("n"))
+						.where("user_id", "=", user)
+						.executeTakeFirst()
+				)?.n ?? 0
+			);
 		return (await count("auth_sessions")) + (await count("auth_refresh_tokens"));
 	}
 

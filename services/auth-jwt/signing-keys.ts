@@ -1,8 +1,8 @@
 import { createHash, createPrivateKey, generateKeyPair } from "node:crypto";
 import { promisify } from "node:util";
 import type { Kysely } from "kysely";
-import { open, seal } from "../../kernel/sealing.ts";
 import type { PiiKeys } from "../../kernel/sealing.ts";
+import { open, seal } from "../../kernel/sealing.ts";
 import { keyId } from "./key-id.ts";
 import type { PublicJwk } from "./key-ring.ts";
 import type { SigningKey } from "./tokens.ts";
@@ -65,11 +65,25 @@ export class SigningKeys {
 		const { publicKey, privateKey } = await generateEc("ec", { namedCurve: "P-256" });
 		const kid = keyId(this.region, generation);
 		const jwk: PublicJwk = { ...publicKey.export({ format: "jwk" }), kid, alg: "ES256", use: "sig" };
-		const sealed = seal(this.sealing, privateKey.export({ format: "pem", type: "pkcs8" }).toString(), { table: "auth_keys", field: "private_sealed", row: kid });
+		const sealed = seal(this.sealing, privateKey.export({ format: "pem", type: "pkcs8" }).toString(), {
+			table: "auth_keys",
+			field: "private_sealed",
+			row: kid
+		});
 		try {
 			await this.db
 				.insertInto("auth_keys")
-				.values({ generation, kid, public_jwk: JSON.stringify(jwk), private_sealed: sealed.value, sealed_kid: sealed.kid, state, created_at: now, activates_at: activatesAt, retires_at: null })
+				.values({
+					generation,
+					kid,
+					public_jwk: JSON.stringify(jwk),
+					private_sealed: sealed.value,
+					sealed_kid: sealed.kid,
+					state,
+					created_at: now,
+					activates_at: activatesAt,
+					retires_at: null
+				})
 				.execute();
 			return true;
 		} catch (err) {
@@ -103,7 +117,12 @@ export class SigningKeys {
 		const active = rows.filter(r => r.state === "active").at(-1);
 		const next = rows.find(r => r.state === "next");
 		if (next && Number(next.activates_at) <= now) {
-			const promoted = await this.db.updateTable("auth_keys").set({ state: "active" }).where("generation", "=", next.generation).where("state", "=", "next").executeTakeFirst();
+			const promoted = await this.db
+				.updateTable("auth_keys")
+				.set({ state: "active" })
+				.where("generation", "=", next.generation)
+				.where("state", "=", "next")
+				.executeTakeFirst();
 			if (Number(promoted.numUpdatedRows) === 1)
 				await this.db
 					.updateTable("auth_keys")
@@ -125,7 +144,14 @@ export class SigningKeys {
 			.update(rows.map(r => `${r.kid}:${r.state}`).join(","))
 			.digest("base64url")
 			.slice(0, 16);
-		const signer = active ? { kid: active.kid, privateKey: createPrivateKey(open(this.sealing, active.sealed_kid, active.private_sealed, { table: "auth_keys", field: "private_sealed", row: active.kid })) } : undefined;
+		const signer = active
+			? {
+					kid: active.kid,
+					privateKey: createPrivateKey(
+						open(this.sealing, active.sealed_kid, active.private_sealed, { table: "auth_keys", field: "private_sealed", row: active.kid })
+					)
+				}
+			: undefined;
 		return { signer, published, version };
 	}
 }

@@ -1,8 +1,8 @@
-import { randomUUID } from "node:crypto";
 import type { KeyObject } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT } from "jose";
-import { CLIENT_TYPES } from "../../regions/region.ts";
 import type { ClientType } from "../../regions/region.ts";
+import { CLIENT_TYPES } from "../../regions/region.ts";
 import { KID, kidRegion } from "./key-id.ts";
 
 /** Access tokens live 15 minutes (no valid token says longer); a verifier forgives this much clock skew. */
@@ -110,7 +110,16 @@ export async function verifyAccess(settings: TokenSettings, keys: ReadonlyMap<st
 		throw fromJose(err);
 	}
 	const { sub, rgn, ep, cli, sid, jti, exp, iat } = payload;
-	if (typeof sub !== "string" || typeof rgn !== "string" || typeof ep !== "number" || typeof sid !== "string" || typeof jti !== "string" || typeof exp !== "number" || typeof iat !== "number" || !(CLIENT_TYPES as readonly unknown[]).includes(cli))
+	if (
+		typeof sub !== "string" ||
+		typeof rgn !== "string" ||
+		typeof ep !== "number" ||
+		typeof sid !== "string" ||
+		typeof jti !== "string" ||
+		typeof exp !== "number" ||
+		typeof iat !== "number" ||
+		!(CLIENT_TYPES as readonly unknown[]).includes(cli)
+	)
 		throw new TokenError("TOKEN_CLAIMS", "missing or malformed claims");
 	if (kidRegion(kid) !== rgn) throw new TokenError("TOKEN_REGION", "token signed by another region's key");
 	if (iat > now / 1000 + CLOCK_TOLERANCE_S) throw new TokenError("TOKEN_ISSUED_IN_FUTURE", "token issued in the future");

@@ -1,8 +1,8 @@
 import type { Context } from "moleculer";
 import { WxNotConfiguredError } from "./errors.ts";
 import type { Tokens, WxTokens } from "./tokens.ts";
-import { exchangeCode, wxConfigured } from "./wechat.ts";
 import type { WxSettings } from "./wechat.ts";
+import { exchangeCode, wxConfigured } from "./wechat.ts";
 
 /** How long a WeChat login waits for a user that another login is still registering. */
 const WX_SETTLE_MS = 2000;
@@ -45,7 +45,10 @@ export class WechatLogin {
 			let pending = this.registering.get(openid);
 			const mine = !pending;
 			if (!pending) {
-				pending = ctx.call<{ id: string }, unknown>("sv-user.registerWechat", { openid }).then(u => u.id).finally(() => this.registering.delete(openid));
+				pending = ctx
+					.call<{ id: string }, unknown>("sv-user.registerWechat", { openid })
+					.then(u => u.id)
+					.finally(() => this.registering.delete(openid));
 				this.registering.set(openid, pending);
 			}
 			try {

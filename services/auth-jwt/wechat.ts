@@ -1,5 +1,5 @@
-import { EnvError, envInt, envString } from "../../regions/runtime/env.ts";
 import type { Env } from "../../regions/runtime/env.ts";
+import { EnvError, envInt, envString } from "../../regions/runtime/env.ts";
 import { RateLimitedError, UpstreamFailedError, UpstreamTimeoutError, WxCodeInvalidError } from "./errors.ts";
 
 /** Where and as whom this deployment exchanges mini-program login codes. */

@@ -1,20 +1,20 @@
 import type { Enforcer } from "casbin";
-import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { dbMixin } from "../../mixins/db.mixin.ts";
-import type { DbVars } from "../../mixins/db.mixin.ts";
-import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
-import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
-import { envInt } from "../../regions/runtime/env.ts";
+import { Errors } from "moleculer";
+import { action, ROLE_NAME, resource, role, userId } from "../../kernel/fields.ts";
 import { Lru } from "../../kernel/lru.ts";
-import { PermissionIndex } from "./permission-index.ts";
+import type { DbVars } from "../../mixins/db.mixin.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
+import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { USER_ID } from "../../regions/directory/entries.ts";
+import { envInt } from "../../regions/runtime/env.ts";
+import { ImplicitRoleError, RoleNotFoundError } from "./errors.ts";
 import { migrations } from "./migrations.ts";
 import { grantRule, newRbacEnforcer, permissionRule, USER_ROLE } from "./model.ts";
-import { SqlPolicyAdapter } from "./policy-adapter.ts";
+import { PermissionIndex } from "./permission-index.ts";
 import type { Change, RbacTables } from "./policy-adapter.ts";
-import { USER_ID } from "../../regions/directory/entries.ts";
-import { action, resource, role, ROLE_NAME, userId } from "../../kernel/fields.ts";
-import { ImplicitRoleError, RoleNotFoundError } from "./errors.ts";
+import { SqlPolicyAdapter } from "./policy-adapter.ts";
 
 export interface RbacSettings extends ServiceSettingSchema {
 	/** Decisions cached per node; 0 turns the cache off. Default: EDGEHOME_RBAC_CACHE_SIZE, else 10 000. */

@@ -14,5 +14,3 @@ export class ImplicitRoleError extends Errors.MoleculerClientError {
 		super(`every user holds "${role}"; it cannot be revoked`, 400, "ROLE_IMPLICIT", { role });
 	}
 }
-
-export const AUTH_RBAC_ERRORS = [RoleNotFoundError, ImplicitRoleError];

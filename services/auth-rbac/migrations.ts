@@ -33,12 +33,20 @@ export const migrations: Migrations = {
 		// The defaults as model.ts has them when this runs; changing them later needs a new migration.
 		async up(db: Kysely<any>) {
 			await db.insertInto("rbac_rules").values(defaultRules()).execute();
-			await db.updateTable("rbac_version").set(eb => ({ version: eb("version", "+", 1) })).where("id", "=", 1).execute();
+			await db
+				.updateTable("rbac_version")
+				.set(eb => ({ version: eb("version", "+", 1) }))
+				.where("id", "=", 1)
+				.execute();
 		},
 		async down(db: Kysely<any>) {
 			for (const r of defaultRules())
 				await db.deleteFrom("rbac_rules").where("ptype", "=", r.ptype).where("v0", "=", r.v0).where("v1", "=", r.v1).where("v2", "=", r.v2).execute();
-			await db.updateTable("rbac_version").set(eb => ({ version: eb("version", "+", 1) })).where("id", "=", 1).execute();
+			await db
+				.updateTable("rbac_version")
+				.set(eb => ({ version: eb("version", "+", 1) }))
+				.where("id", "=", 1)
+				.execute();
 		}
 	}
 };

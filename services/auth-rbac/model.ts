@@ -1,5 +1,5 @@
-import { newEnforcer, newModelFromString } from "casbin";
 import type { Adapter, Enforcer } from "casbin";
+import { newEnforcer, newModelFromString } from "casbin";
 
 /** Every user holds this role without a stored rule, so millions of ordinary users cost nothing. */
 export const USER_ROLE = "user";
@@ -45,10 +45,40 @@ export interface RoleDefault {
 
 /** The roles every region starts with (seeded by migration 0002). */
 export const DEFAULT_ROLES: readonly RoleDefault[] = [
-	{ role: USER_ROLE, inherits: [], permissions: [{ resource: "profile", action: "read" }, { resource: "profile", action: "update" }] },
-	{ role: "support", inherits: [], permissions: [{ resource: "users", action: "read" }, { resource: "moves", action: "read" }, { resource: "regions", action: "read" }] },
-	{ role: "ops", inherits: ["support"], permissions: [{ resource: "users", action: "move" }, { resource: "moves", action: "write" }] },
-	{ role: "admin", inherits: ["ops"], permissions: [{ resource: "roles", action: "read" }, { resource: "roles", action: "write" }, { resource: "permissions", action: "write" }] }
+	{
+		role: USER_ROLE,
+		inherits: [],
+		permissions: [
+			{ resource: "profile", action: "read" },
+			{ resource: "profile", action: "update" }
+		]
+	},
+	{
+		role: "support",
+		inherits: [],
+		permissions: [
+			{ resource: "users", action: "read" },
+			{ resource: "moves", action: "read" },
+			{ resource: "regions", action: "read" }
+		]
+	},
+	{
+		role: "ops",
+		inherits: ["support"],
+		permissions: [
+			{ resource: "users", action: "move" },
+			{ resource: "moves", action: "write" }
+		]
+	},
+	{
+		role: "admin",
+		inherits: ["ops"],
+		permissions: [
+			{ resource: "roles", action: "read" },
+			{ resource: "roles", action: "write" },
+			{ resource: "permissions", action: "write" }
+		]
+	}
 ];
 
 export const permissionRule = (role: string, resource: string, action: string): Rule => ({ ptype: "p", v0: role, v1: resource, v2: action });

@@ -32,7 +32,11 @@ async function insert(trx: Trx, rules: Rule[]): Promise<number> {
 	let rows = 0;
 	for (let i = 0; i < rules.length; i += INSERT_CHUNK) {
 		// Insert-if-absent: replaying a change (a relayed event, a retried import) is harmless.
-		const [res] = await trx.insertInto("rbac_rules").ignore().values(rules.slice(i, i + INSERT_CHUNK)).execute();
+		const [res] = await trx
+			.insertInto("rbac_rules")
+			.ignore()
+			.values(rules.slice(i, i + INSERT_CHUNK))
+			.execute();
 		rows += Number(res?.numInsertedOrUpdatedRows ?? 0);
 	}
 	return rows;
@@ -41,7 +45,13 @@ async function insert(trx: Trx, rules: Rule[]): Promise<number> {
 async function remove(trx: Trx, rules: Rule[]): Promise<number> {
 	let rows = 0;
 	for (const r of rules) {
-		const res = await trx.deleteFrom("rbac_rules").where("ptype", "=", r.ptype).where("v0", "=", r.v0).where("v1", "=", r.v1).where("v2", "=", r.v2).executeTakeFirst();
+		const res = await trx
+			.deleteFrom("rbac_rules")
+			.where("ptype", "=", r.ptype)
+			.where("v0", "=", r.v0)
+			.where("v1", "=", r.v1)
+			.where("v2", "=", r.v2)
+			.executeTakeFirst();
 		rows += Number(res.numDeletedRows);
 	}
 	return rows;
@@ -130,7 +140,12 @@ export class SqlPolicyAdapter implements Adapter {
 	}
 
 	async countGrants(member: string): Promise<number> {
-		const r = await this.db.selectFrom("rbac_rules").select(eb => eb.fn.countAll().as("n")).where("ptype", "=", "g").where("v0", "=", member).executeTakeFirst();
+		const r = await this.db
+			.selectFrom("rbac_rules")
+			.select(eb => eb.fn.countAll().as("n"))
+			.where("ptype", "=", "g")
+			.where("v0", "=", member)
+			.executeTakeFirst();
 		return Number(r?.n ?? 0);
 	}
 
@@ -145,7 +160,11 @@ export class SqlPolicyAdapter implements Adapter {
 		return this.db.transaction().execute(async trx => {
 			const rows = await change(trx);
 			if (rows === 0) return { rows };
-			await trx.updateTable("rbac_version").set(eb => ({ version: eb("version", "+", 1) })).where("id", "=", 1).execute();
+			await trx
+				.updateTable("rbac_version")
+				.set(eb => ({ version: eb("version", "+", 1) }))
+				.where("id", "=", 1)
+				.execute();
 			const row = await trx.selectFrom("rbac_version").select("version").where("id", "=", 1).executeTakeFirstOrThrow();
 			return { rows, version: Number(row.version) };
 		});

@@ -10,8 +10,11 @@ export class ValueTooLargeError extends Errors.MoleculerClientError {
 
 export class ConfigNotFoundError extends Errors.MoleculerClientError {
 	constructor(key: string, version?: number) {
-		super(version === undefined ? `config key "${key}" is not set` : `config key "${key}" has no version ${version}`, 404, "NOT_FOUND", version === undefined ? { key } : { key, version });
+		super(
+			version === undefined ? `config key "${key}" is not set` : `config key "${key}" has no version ${version}`,
+			404,
+			"NOT_FOUND",
+			version === undefined ? { key } : { key, version }
+		);
 	}
 }
-
-export const SV_CONFIG_ERRORS = [ValueTooLargeError, ConfigNotFoundError];

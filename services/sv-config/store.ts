@@ -1,5 +1,5 @@
-import { sql } from "kysely";
 import type { Kysely } from "kysely";
+import { sql } from "kysely";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
 
 export type ConfigScope = "global" | "region";
@@ -78,13 +78,7 @@ export class ConfigStore {
 		for (let attempt = 1; ; attempt++) {
 			try {
 				return await this.db.transaction().execute(async trx => {
-					let latest = trx
-						.selectFrom("config_entries")
-						.select("version")
-						.where("scope", "=", scope)
-						.where("key", "=", key)
-						.orderBy("version", "desc")
-						.limit(1);
+					let latest = trx.selectFrom("config_entries").select("version").where("scope", "=", scope).where("key", "=", key).orderBy("version", "desc").limit(1);
 					if (this.dialect === "mysql") latest = latest.forUpdate();
 					const current = await latest.executeTakeFirst();
 					const row: Row = { scope, key, version: Number(current?.version ?? 0) + 1, value, author, created_at: Date.now() };
@@ -122,9 +116,7 @@ export class ConfigStore {
 		const [rows, count] = await Promise.all([
 			this.db
 				.selectFrom("config_entries as e")
-				.innerJoin(latest.as("l"), join =>
-					join.onRef("e.scope", "=", "l.scope").onRef("e.key", "=", "l.key").onRef("e.version", "=", "l.version")
-				)
+				.innerJoin(latest.as("l"), join => join.onRef("e.scope", "=", "l.scope").onRef("e.key", "=", "l.key").onRef("e.version", "=", "l.version"))
 				.selectAll("e")
 				.orderBy("e.scope")
 				.orderBy("e.key")

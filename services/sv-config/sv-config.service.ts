@@ -1,17 +1,21 @@
-import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { dbMixin } from "../../mixins/db.mixin.ts";
+import { Errors } from "moleculer";
 import type { DbVars } from "../../mixins/db.mixin.ts";
-import { migrations } from "./migrations.ts";
-import { ConfigStore } from "./store.ts";
-import type { ConfigEntry, ConfigScope, ConfigTables } from "./store.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
 import { ConfigNotFoundError, ValueTooLargeError } from "./errors.ts";
+import { migrations } from "./migrations.ts";
+import type { ConfigEntry, ConfigScope, ConfigTables } from "./store.ts";
+import { ConfigStore } from "./store.ts";
 
 /** Largest accepted value, as serialised JSON. */
 export const MAX_VALUE_BYTES = 16 * 1024;
 export const MAX_PAGE_SIZE = 100;
 
-const key = { type: "string", pattern: /^[a-z0-9][a-z0-9._-]{0,127}$/, messages: { stringPattern: "key must be 1-128 of [a-z0-9._-], starting with a letter or digit" } } as const;
+const key = {
+	type: "string",
+	pattern: /^[a-z0-9][a-z0-9._-]{0,127}$/,
+	messages: { stringPattern: "key must be 1-128 of [a-z0-9._-], starting with a letter or digit" }
+} as const;
 const scope = { type: "enum", values: ["global", "region"] } as const;
 
 interface Vars extends DbVars<ConfigTables> {
@@ -21,8 +25,7 @@ interface Vars extends DbVars<ConfigTables> {
 function serialise(value: unknown): string {
 	const text = JSON.stringify(value);
 	if (text === undefined) throw new Errors.ValidationError("value must be JSON", "VALIDATION_FAILED", [{ field: "value", type: "json" }]);
-	if (Buffer.byteLength(text) > MAX_VALUE_BYTES)
-		throw new ValueTooLargeError(MAX_VALUE_BYTES);
+	if (Buffer.byteLength(text) > MAX_VALUE_BYTES) throw new ValueTooLargeError(MAX_VALUE_BYTES);
 	return text;
 }
 
@@ -40,9 +43,7 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 			cache: { keys: ["key", "scope"] },
 			async handler(ctx: Context<{ key: string; scope?: ConfigScope }>): Promise<ConfigEntry> {
 				const { key: k, scope: s } = ctx.params;
-				const entry = s
-					? await this.store.current(s, k)
-					: ((await this.store.current("region", k)) ?? (await this.store.current("global", k)));
+				const entry = s ? await this.store.current(s, k) : ((await this.store.current("region", k)) ?? (await this.store.current("global", k)));
 				if (!entry) throw new ConfigNotFoundError(k);
 				return entry;
 			}
@@ -70,7 +71,12 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 		},
 
 		history: {
-			params: { $$strict: true, key, scope: { ...scope, default: "region" }, limit: { type: "number", integer: true, min: 1, max: MAX_PAGE_SIZE, default: 20, convert: true } },
+			params: {
+				$$strict: true,
+				key,
+				scope: { ...scope, default: "region" },
+				limit: { type: "number", integer: true, min: 1, max: MAX_PAGE_SIZE, default: 20, convert: true }
+			},
 			async handler(ctx: Context<{ key: string; scope: ConfigScope; limit: number }>) {
 				return this.store.history(ctx.params.scope, ctx.params.key, ctx.params.limit);
 			}

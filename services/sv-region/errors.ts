@@ -36,5 +36,3 @@ export class UnknownRegionError extends Errors.MoleculerClientError {
 		super(`unknown region "${region}"`, 422, "UNKNOWN_REGION", { region });
 	}
 }
-
-export const SV_REGION_ERRORS = [IdentityTakenError, IdentityNotFoundError, HandoverRefusedError, MoveNotFoundError, UnknownRegionError];

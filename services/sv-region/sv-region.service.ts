@@ -1,20 +1,20 @@
-import { Errors } from "moleculer";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { Errors } from "moleculer";
+import { country, moveId, regionId, userId } from "../../kernel/fields.ts";
 import { assignRegion } from "../../regions/assignment.ts";
-import { IDENTITY_KINDS, isUserId, newUserId, USER_PREFIX, userKey } from "../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
+import { IDENTITY_KINDS, isUserId, newUserId, USER_PREFIX, userKey } from "../../regions/directory/entries.ts";
 import type { Identity } from "../../regions/directory/home-directory.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
 import { DirectoryUnavailableError, UserNotFoundError } from "../../regions/errors.ts";
-import { HANDOVER_STEPS, handover, HandoverRefused } from "../../regions/ownership/handover.ts";
 import type { HandoverStep } from "../../regions/ownership/handover.ts";
-import { Mover } from "../../regions/rehoming.ts";
+import { HANDOVER_STEPS, HandoverRefused, handover } from "../../regions/ownership/handover.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
+import { Mover } from "../../regions/rehoming.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { METRIC } from "../../regions/runtime/metric-names.ts";
-import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
-import { country, moveId, regionId, userId } from "../../kernel/fields.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { HandoverRefusedError, IdentityNotFoundError, IdentityTakenError, MoveNotFoundError, UnknownRegionError } from "./errors.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;
@@ -197,7 +197,14 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		handover: {
 			visibility: "public",
 			home: { region: "region" },
-			params: { $$strict: true, region: regionId, userId, step: { type: "enum", values: [...HANDOVER_STEPS] }, epoch: { type: "number", integer: true, min: 1 }, moveId },
+			params: {
+				$$strict: true,
+				region: regionId,
+				userId,
+				step: { type: "enum", values: [...HANDOVER_STEPS] },
+				epoch: { type: "number", integer: true, min: 1 },
+				moveId
+			},
 			/** One step of a move on this region's ownership row of the user (regions/ownership/handover.ts); run by the mover. */
 			async handler(ctx: Context<{ region: string; userId: string; step: HandoverStep; epoch: number; moveId: string }>) {
 				const { userId: user, step, epoch, moveId: move } = ctx.params;
@@ -262,11 +269,18 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	methods: {
 		/** Checks and begins a move (refusals reject here) and records it as running. */
 		async beginMove(id: string, to: string) {
-			if (!this.runtime.regions.some(r => r.id === to))
-				throw new UnknownRegionError(to);
+			if (!this.runtime.regions.some(r => r.id === to)) throw new UnknownRegionError(to);
 			const { record, done } = await this.mover.start(id, to).catch(fromDirectory);
 			const noop = record.from === record.to;
-			const progress: MoveProgress = { moveId: record.moveId, userId: id, from: record.from, to: record.to, state: noop ? "moved" : "running", startedAt: record.startedAt, ...(noop ? { finishedAt: record.startedAt } : {}) };
+			const progress: MoveProgress = {
+				moveId: record.moveId,
+				userId: id,
+				from: record.from,
+				to: record.to,
+				state: noop ? "moved" : "running",
+				startedAt: record.startedAt,
+				...(noop ? { finishedAt: record.startedAt } : {})
+			};
 			// Handled at once: the move may fail before the record below is written. A rolled-back move
 			// was recorded by onOutcome; one whose journal is left stays running (recovery ends it), with the error.
 			done
@@ -330,7 +344,10 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				const page = await store.list<MoveProgress>(MOVES_PREFIX, { afterRevision: after, limit: 1000 });
 				for (const e of page.entries) {
 					if ((e.value.finishedAt ?? e.value.startedAt) < endedBefore) {
-						await store.delete(e.key, e.revision).then(() => pruned++, () => undefined);
+						await store.delete(e.key, e.revision).then(
+							() => pruned++,
+							() => undefined
+						);
 					} else if (e.value.state !== "running") return pruned;
 				}
 				if (page.next === null) return pruned;
@@ -352,7 +369,9 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			onOutcome: (outcome, record, cause) => {
 				if (counted) this.broker.metrics.increment(METRIC.moves, { outcome });
 				const state = outcome === "rolled-back" ? "rolled-back" : "moved";
-				void this.settleMove(record, { state, error: cause }).catch(err => this.logger.warn(`cannot record the outcome of move ${record.moveId}: ${(err as Error).message}`));
+				void this.settleMove(record, { state, error: cause }).catch(err =>
+					this.logger.warn(`cannot record the outcome of move ${record.moveId}: ${(err as Error).message}`)
+				);
 			}
 		});
 	},

@@ -1,5 +1,5 @@
-import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import type { ScryptOptions } from "node:crypto";
+import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 
 /**
  * scrypt from node:crypto, always the async form (it runs on libuv's thread pool, never on the

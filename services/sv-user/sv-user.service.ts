@@ -1,17 +1,24 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { sql } from "kysely";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { dbMixin } from "../../mixins/db.mixin.ts";
+import { country, email, givenPassword, login, password, phone, regionId, userId, username } from "../../kernel/fields.ts";
+import type { PiiKeys, SealedPlace } from "../../kernel/sealing.ts";
+import { open, piiKeysFromEnv, seal } from "../../kernel/sealing.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
-import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import { sameIdentity } from "../../regions/directory/identity-form.ts";
-import { IdentityInUseError, InvalidCredentialsError, LoginNotFoundError, NothingToChangeError, PasswordHasUsernameError, ProfileNotFoundError } from "./errors.ts";
+import {
+	IdentityInUseError,
+	InvalidCredentialsError,
+	LoginNotFoundError,
+	NothingToChangeError,
+	PasswordHasUsernameError,
+	ProfileNotFoundError
+} from "./errors.ts";
 import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
-import { open, piiKeysFromEnv, seal } from "../../kernel/sealing.ts";
-import type { PiiKeys, SealedPlace } from "../../kernel/sealing.ts";
-import { country, email, givenPassword, login, password, phone, regionId, userId, username } from "../../kernel/fields.ts";
 
 interface UserRow {
 	id: string;
@@ -108,7 +115,14 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				const identities: Identity[] = [{ kind: "username", value: p.username }];
 				if (p.email) identities.push({ kind: "email", value: p.email });
 				if (p.phone) identities.push({ kind: "phone", value: p.phone });
-				return this.enrol(ctx, { username: p.username, passwordHash: await hashPassword(p.password), identities, email: p.email, phone: p.phone, country: p.country });
+				return this.enrol(ctx, {
+					username: p.username,
+					passwordHash: await hashPassword(p.password),
+					identities,
+					email: p.email,
+					phone: p.phone,
+					country: p.country
+				});
 			}
 		},
 
@@ -232,7 +246,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId, password: givenPassword },
 			async handler(ctx: Context<{ userId: string; password: string }>) {
 				const row = await this.db.selectFrom("users").select("password_hash").where("id", "=", ctx.params.userId).executeTakeFirst();
-				return { ok: await verifyPassword(ctx.params.password, row?.password_hash ?? (await decoyHash())) && Boolean(row) };
+				return { ok: (await verifyPassword(ctx.params.password, row?.password_hash ?? (await decoyHash()))) && Boolean(row) };
 			}
 		},
 
@@ -284,7 +298,12 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					users = users.where("id", "=", found.userId);
 				} else if (q) users = users.where(sql<boolean>`username like ${likePrefix(q.toLowerCase())} escape '!'`);
 				const [rows, count] = await Promise.all([
-					users.selectAll().orderBy("username").limit(pageSize).offset((page - 1) * pageSize).execute(),
+					users
+						.selectAll()
+						.orderBy("username")
+						.limit(pageSize)
+						.offset((page - 1) * pageSize)
+						.execute(),
 					users.select(eb => eb.fn.countAll().as("n")).executeTakeFirst()
 				]);
 				const items: (Profile & { region: string })[] = rows.map(row => ({ ...this.profile(row), region }));
@@ -305,7 +324,14 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				throw err;
 			}
 			try {
-				await ctx.call("sv-user.create", { userId: reserved.userId, username: entry.username, passwordHash: entry.passwordHash, email: entry.email, phone: entry.phone, country: entry.country });
+				await ctx.call("sv-user.create", {
+					userId: reserved.userId,
+					username: entry.username,
+					passwordHash: entry.passwordHash,
+					email: entry.email,
+					phone: entry.phone,
+					country: entry.country
+				});
 			} catch (err) {
 				// The profile could not be written at home: give the identities back.
 				await ctx.call("sv-region.unregister", { userId: reserved.userId, identities: entry.identities }).catch(() => undefined);
@@ -335,11 +361,19 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		async moveImport(id: string, rows: unknown[]) {
 			await this.db.transaction().execute(async trx => {
 				await trx.deleteFrom("users").where("id", "=", id).execute();
-				if (rows.length) await trx.insertInto("users").values((rows as UserRow[]).map(r => ({ ...r, id }))).execute();
+				if (rows.length)
+					await trx
+						.insertInto("users")
+						.values((rows as UserRow[]).map(r => ({ ...r, id })))
+						.execute();
 			});
 		},
 		async moveCount(id: string) {
-			const r = await this.db.selectFrom("users").select(eb => eb.fn.countAll().as("n")).where("id", "=", id).executeTakeFirst();
+			const r = await this.db
+				.selectFrom("users")
+				.select(eb => eb.fn.countAll().as("n"))
+				.where("id", "=", id)
+				.executeTakeFirst();
 			return Number(r?.n ?? 0);
 		},
 		async moveDelete(id: string) {

@@ -1,11 +1,10 @@
-import { createPublicKey } from "node:crypto";
-import { randomBytes } from "node:crypto";
+import { createPublicKey, randomBytes } from "node:crypto";
 import { decodeProtectedHeader, jwtVerify } from "jose";
-import authRbac from "../../services/auth-rbac/auth-rbac.service.ts";
-import { grantRule, newRbacEnforcer, permissionRule } from "../../services/auth-rbac/model.ts";
-import type { Rule } from "../../services/auth-rbac/model.ts";
-import { SqlPolicyAdapter } from "../../services/auth-rbac/policy-adapter.ts";
 import { verifyAccess } from "../../services/auth-jwt/tokens.ts";
+import authRbac from "../../services/auth-rbac/auth-rbac.service.ts";
+import type { Rule } from "../../services/auth-rbac/model.ts";
+import { grantRule, newRbacEnforcer, permissionRule } from "../../services/auth-rbac/model.ts";
+import { SqlPolicyAdapter } from "../../services/auth-rbac/policy-adapter.ts";
 import { hashPassword, SCRYPT, verifyPassword } from "../../services/sv-user/passwords.ts";
 import { startServices } from "../harness/embedded.ts";
 import { startKvNode } from "../harness/kv-node.ts";
@@ -120,7 +119,11 @@ async function main(): Promise<void> {
 				if (Date.now() > deadline) throw new Error("auth-rbac did not load the bench rules");
 				else await new Promise(r => setTimeout(r, 50));
 		}
-		const requests = Array.from({ length: REQUESTS }, (_, i) => ({ userId: users[i % users.length]!, resource: `res${i % RESOURCES}`, action: i % 3 ? "read" : "write" }));
+		const requests = Array.from({ length: REQUESTS }, (_, i) => ({
+			userId: users[i % users.length]!,
+			resource: `res${i % RESOURCES}`,
+			action: i % 3 ? "read" : "write"
+		}));
 		const bare = await newRbacEnforcer(adapter);
 		let k = 0;
 		const next = () => requests[k++ % REQUESTS]!;
@@ -152,18 +155,35 @@ async function main(): Promise<void> {
 	};
 	console.log(`auth bench (real NATS, MariaDB, Redis; ${ROUNDS} alternating ${WINDOW_MS / 1000} s windows)\n`);
 	console.log(`verify  jose bare ES256:        ${Math.round(figures.bareVerify).toLocaleString("en-US")} /s`);
-	console.log(`verify  auth-jwt.verify (local, token seen before): ${Math.round(figures.ourVerify).toLocaleString("en-US")} /s  (x${ratios.verifyOverBare.toFixed(1)} of bare)`);
-	console.log(`verify  full check (a new token: signature, claims): ${Math.round(figures.uncachedVerify).toLocaleString("en-US")} /s  (x${ratios.uncachedVerifyOverBare.toFixed(2)} of bare)`);
+	console.log(
+		`verify  auth-jwt.verify (local, token seen before): ${Math.round(figures.ourVerify).toLocaleString("en-US")} /s  (x${ratios.verifyOverBare.toFixed(1)} of bare)`
+	);
+	console.log(
+		`verify  full check (a new token: signature, claims): ${Math.round(figures.uncachedVerify).toLocaleString("en-US")} /s  (x${ratios.uncachedVerifyOverBare.toFixed(2)} of bare)`
+	);
 	console.log(`enforce ${REQUESTS} requests, ${(figures.allowedShare * 100).toFixed(0)}% allowed, same decisions as casbin`);
 	console.log(`enforce bare casbin, ${POLICIES} rules:  ${Math.round(figures.bareEnforce).toLocaleString("en-US")} /s`);
-	console.log(`enforce auth-rbac uncached:        ${Math.round(figures.uncachedEnforce).toLocaleString("en-US")} /s  (x${ratios.enforceUncachedOverBareCasbin.toFixed(1)} of bare casbin)`);
-	console.log(`enforce auth-rbac cached:          ${Math.round(figures.cachedEnforce).toLocaleString("en-US")} /s  (x${ratios.enforceCachedOverBareCasbin.toFixed(1)} of bare casbin)`);
+	console.log(
+		`enforce auth-rbac uncached:        ${Math.round(figures.uncachedEnforce).toLocaleString("en-US")} /s  (x${ratios.enforceUncachedOverBareCasbin.toFixed(1)} of bare casbin)`
+	);
+	console.log(
+		`enforce auth-rbac cached:          ${Math.round(figures.cachedEnforce).toLocaleString("en-US")} /s  (x${ratios.enforceCachedOverBareCasbin.toFixed(1)} of bare casbin)`
+	);
 	console.log(`login   scrypt N=2^${Math.log2(SCRYPT.N)} r=${SCRYPT.r} p=${SCRYPT.p} alone: p50 ${figures.scryptP50.toFixed(1)} ms`);
 	console.log(`login   auth-jwt.login:          p50 ${figures.loginP50.toFixed(1)} ms  (x${ratios.loginOverScrypt.toFixed(2)} of scrypt)\n`);
 	console.log(
 		JSON.stringify({
-			verify: { bareJosePerSec: Math.round(figures.bareVerify), authJwtPerSec: Math.round(figures.ourVerify), fullCheckPerSec: Math.round(figures.uncachedVerify) },
-			enforce: { policies: POLICIES, bareCasbinPerSec: Math.round(figures.bareEnforce), uncachedPerSec: Math.round(figures.uncachedEnforce), cachedPerSec: Math.round(figures.cachedEnforce) },
+			verify: {
+				bareJosePerSec: Math.round(figures.bareVerify),
+				authJwtPerSec: Math.round(figures.ourVerify),
+				fullCheckPerSec: Math.round(figures.uncachedVerify)
+			},
+			enforce: {
+				policies: POLICIES,
+				bareCasbinPerSec: Math.round(figures.bareEnforce),
+				uncachedPerSec: Math.round(figures.uncachedEnforce),
+				cachedPerSec: Math.round(figures.cachedEnforce)
+			},
 			login: { scrypt: { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p }, scryptP50Ms: round(figures.scryptP50, 2), loginP50Ms: round(figures.loginP50, 2) },
 			ratios: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, round(v, 3)]))
 		})

@@ -11,7 +11,13 @@ function bareGateway(port: number): AnyServiceSchema {
 	return {
 		name: "api-bare",
 		mixins: [ApiGateway],
-		settings: { port, ip: "127.0.0.1", logRequest: null, logResponse: null, routes: [{ path: "/", mappingPolicy: "restrict", aliases: { "GET /profile/:userId": "sv-user.get" } }] }
+		settings: {
+			port,
+			ip: "127.0.0.1",
+			logRequest: null,
+			logResponse: null,
+			routes: [{ path: "/", mappingPolicy: "restrict", aliases: { "GET /profile/:userId": "sv-user.get" } }]
+		}
 	};
 }
 
@@ -31,10 +37,14 @@ if (import.meta.main) {
 	const blindIndexKey = blindIndexKeyFromEnv(process.env);
 	const spec = role ? ROLES[role] : undefined;
 	if (!spec || !region || !natsUrl || !bucket || namespacePrefix === undefined || !primary || !blindIndexKey || (spec.gateways && (!appPort || !barePort))) {
-		console.error("usage: node test/bench/gateway-server.ts gateway|users|region <region> <nats-url> <bucket> <namespace-prefix> <primary> [app-port bare-port]");
+		console.error(
+			"usage: node test/bench/gateway-server.ts gateway|users|region <region> <nats-url> <bucket> <namespace-prefix> <primary> [app-port bare-port]"
+		);
 		process.exit(2);
 	}
-	const schemas = spec.gateways ? [...gatewaySchemas({ "api-app": { port: Number(appPort) } }).filter(s => s.name === "api-app"), bareGateway(Number(barePort))] : [];
+	const schemas = spec.gateways
+		? [...gatewaySchemas({ "api-app": { port: Number(appPort) } }).filter(s => s.name === "api-app"), bareGateway(Number(barePort))]
+		: [];
 	// The entry node counts its rate limits in Redis, as a deployed gateway does.
 	const stores = spec.gateways ? { sql: "sqlite::memory:", redis: REAL.redis, keyPrefix: `${namespacePrefix}${region}:` } : undefined;
 	const server = await startKvNode({ region, natsUrl, bucket, namespacePrefix, primary, blindIndexKey, services: spec.services, schemas, stores });

@@ -95,14 +95,17 @@ async function main(): Promise<void> {
 	});
 
 	const ratio = figures.ours.reqPerSec / figures.bare.reqPerSec;
-	const row = (name: string, l: Load) => `${name.padEnd(58)} ${Math.round(l.reqPerSec).toLocaleString("en-US").padStart(8)} req/s  p50 ${l.p50Ms.toFixed(1)} ms  p99 ${l.p99Ms.toFixed(1)} ms  failures ${l.failures}`;
+	const row = (name: string, l: Load) =>
+		`${name.padEnd(58)} ${Math.round(l.reqPerSec).toLocaleString("en-US").padStart(8)} req/s  p50 ${l.p50Ms.toFixed(1)} ms  p99 ${l.p99Ms.toFixed(1)} ms  failures ${l.failures}`;
 	console.log(`gateway bench: autocannon, ${CONNECTIONS} connections, ${ROUNDS} rounds of alternating ${WINDOW_S} s windows for (a)/(b)\n`);
 	console.log(row("(a) stock moleculer-web -> sv-user.get over NATS, no auth", figures.bare));
 	console.log(row("(b) GET /api/v1/me: token, RBAC, home-routed, this region", figures.ours));
 	console.log(row("(c) GET /api/v1/me: user homed in the other region", figures.away));
 	console.log(`\n(b)/(a) throughput: x${ratio.toFixed(3)} (goal >= 0.9)\n`);
 	const f = (l: Load) => ({ reqPerSec: Math.round(l.reqPerSec), p50Ms: round(l.p50Ms, 2), p99Ms: round(l.p99Ms, 2), failures: l.failures });
-	console.log(JSON.stringify({ bareMoleculerWeb: f(figures.bare), me: f(figures.ours), meOtherRegion: f(figures.away), ratios: { meOverBare: round(ratio, 4) } }));
+	console.log(
+		JSON.stringify({ bareMoleculerWeb: f(figures.bare), me: f(figures.ours), meOtherRegion: f(figures.away), ratios: { meOverBare: round(ratio, 4) } })
+	);
 }
 
 main().catch(err => {

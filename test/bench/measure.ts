@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 
 /** What every bench measures the same way: throughput at a fixed concurrency, sequential latency. */
 
@@ -41,7 +41,12 @@ export async function throughput(call: Call, durationMs: number): Promise<number
  * Rates of two calls measured in alternating windows, so machine noise weighs on both alike:
  * one untimed warm-up window each, then `rounds` timed pairs; the mean of each.
  */
-export async function alternate(a: Call, b: Call, rate: (call: Call, ms: number) => Promise<number>, opts: { warmupMs: number; windowMs: number; rounds: number }): Promise<[number, number]> {
+export async function alternate(
+	a: Call,
+	b: Call,
+	rate: (call: Call, ms: number) => Promise<number>,
+	opts: { warmupMs: number; windowMs: number; rounds: number }
+): Promise<[number, number]> {
 	await rate(a, opts.warmupMs);
 	await rate(b, opts.warmupMs);
 	let sumA = 0;
@@ -145,15 +150,9 @@ export async function withCleanups<T>(run: (cleanups: Cleanups) => Promise<T>): 
 
 export function table(rows: Record<string, Figures>): string {
 	const header = ["case", `calls/s (${IN_FLIGHT} in flight)`, "p50 ms", "p99 ms"];
-	const body = Object.entries(rows).map(([name, f]) => [
-		name,
-		Math.round(f.callsPerSec).toLocaleString("en-US"),
-		f.p50Ms.toFixed(3),
-		f.p99Ms.toFixed(3)
-	]);
+	const body = Object.entries(rows).map(([name, f]) => [name, Math.round(f.callsPerSec).toLocaleString("en-US"), f.p50Ms.toFixed(3), f.p99Ms.toFixed(3)]);
 	const widths = header.map((h, i) => Math.max(h.length, ...body.map(r => r[i]!.length)));
 	return [header, ...body].map(r => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")).join("\n");
 }
 
 export const round = (n: number, digits: number) => Number(n.toFixed(digits));
-

@@ -1,7 +1,7 @@
 import type { Generated } from "kysely";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
 import { blindIndexKeyFromEnv } from "../../regions/runtime/secrets.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { startKvNode } from "../harness/kv-node.ts";
@@ -90,6 +90,15 @@ if (import.meta.main) {
 		console.error("usage: EDGEHOME_BLIND_INDEX_KEY=… node test/bench/routing-server.ts <region> <nats-url> <bucket> <namespace-prefix> <run> [primary]");
 		process.exit(2);
 	}
-	const server = await startKvNode({ region, natsUrl, bucket, namespacePrefix, primary, blindIndexKey, schemas: [profileSchema, journalSchema], stores: realStores(run, region) });
+	const server = await startKvNode({
+		region,
+		natsUrl,
+		bucket,
+		namespacePrefix,
+		primary,
+		blindIndexKey,
+		schemas: [profileSchema, journalSchema],
+		stores: realStores(run, region)
+	});
 	serveUntilStdinEnds("routing-server", () => server.stop());
 }

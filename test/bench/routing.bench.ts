@@ -3,13 +3,25 @@ import { join } from "node:path";
 import { createConnection } from "mysql2/promise";
 import { newUserId } from "../../regions/directory/entries.ts";
 import { HomeCache } from "../../regions/directory/home-cache.ts";
+import { startKvNode } from "../harness/kv-node.ts";
 import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
-import { alternate, IN_FLIGHT, interleavedLatencies, READY_TIMEOUT_MS, round, startServer, table, THROUGHPUT_MS, throughput, WARMUP_MS, withCleanups } from "./measure.ts";
 import type { Call, Figures } from "./measure.ts";
-import { startKvNode } from "../harness/kv-node.ts";
-import { WRITES_TABLE } from "./routing-server.ts";
+import {
+	alternate,
+	IN_FLIGHT,
+	interleavedLatencies,
+	READY_TIMEOUT_MS,
+	round,
+	startServer,
+	THROUGHPUT_MS,
+	table,
+	throughput,
+	WARMUP_MS,
+	withCleanups
+} from "./measure.ts";
 import type { WriteKind } from "./routing-server.ts";
+import { WRITES_TABLE } from "./routing-server.ts";
 
 /**
  * `npm run bench:routing`: what home routing costs. (a) the same remote action plain and with
@@ -123,14 +135,23 @@ async function main(): Promise<void> {
 
 		// (e) Every acknowledged write is counted, so the table can prove the bench wrote what it measured.
 		const acked: Record<WriteKind, number> = { plain: 0, homed: 0 };
-		const write = (kind: WriteKind, action: string): Call => () => broker.call(action, { userId: local }).then(() => void acked[kind]++);
+		const write =
+			(kind: WriteKind, action: string): Call =>
+			() =>
+				broker.call(action, { userId: local }).then(() => void acked[kind]++);
 		const plainWrite = write("plain", "journal.plainWrite");
 		const homedWrite = write("homed", "journal.homedWrite");
-		const [plainWriteRate, homedWriteRate] = await alternate(plainWrite, homedWrite, throughput, { warmupMs: WARMUP_MS, windowMs: THROUGHPUT_MS, rounds: ROUNDS });
+		const [plainWriteRate, homedWriteRate] = await alternate(plainWrite, homedWrite, throughput, {
+			warmupMs: WARMUP_MS,
+			windowMs: THROUGHPUT_MS,
+			rounds: ROUNDS
+		});
 		const [plainWriteLat, homedWriteLat] = (await interleavedLatencies([plainWrite, homedWrite])) as [Latency, Latency];
 		const rows = await writtenRows(stores["cn-east"].sql);
 		if (rows.plain !== acked.plain || rows.homed !== acked.homed)
-			throw new Error(`rows in ${WRITES_TABLE} (plain ${rows.plain}, homed ${rows.homed}) differ from acknowledged writes (plain ${acked.plain}, homed ${acked.homed})`);
+			throw new Error(
+				`rows in ${WRITES_TABLE} (plain ${rows.plain}, homed ${rows.homed}) differ from acknowledged writes (plain ${acked.plain}, homed ${acked.homed})`
+			);
 		return {
 			plain: { callsPerSec: plainRate, ...plainLat },
 			homed: { callsPerSec: homedRate, ...homedLat },
@@ -162,11 +183,15 @@ async function main(): Promise<void> {
 	console.log(table(rows));
 	console.log(`\n(a) home/plain throughput: x${ratios.homedOverPlainThroughput.toFixed(3)} (goal >= 0.9)`);
 	console.log(`(b) other-region p50 / same-region remote p50: x${ratios.otherRegionOverPlainP50.toFixed(2)} (goal <= 1.6)`);
-	console.log(`    bare link call across the gateway (no routing): p50 ${figures.bareLink.p50Ms.toFixed(3)} ms, x${ratios.bareLinkOverPlainP50.toFixed(2)} of the same-region call`);
+	console.log(
+		`    bare link call across the gateway (no routing): p50 ${figures.bareLink.p50Ms.toFixed(3)} ms, x${ratios.bareLinkOverPlainP50.toFixed(2)} of the same-region call`
+	);
 	console.log(`(c) cached lookup: p50 ${figures.lookup.p50Us.toFixed(2)} us, p99 ${figures.lookup.p99Us.toFixed(2)} us (goal p50 <= 2 us)`);
 	console.log(`    home-side ownership checks answered from the cache: ${(figures.homeSideHitRate * 100).toFixed(2)}%`);
 	console.log(`(d) lookup cache at ${CACHE_ENTRIES.toLocaleString("en-US")} entries: ${heapMb.toFixed(1)} MB of heap (goal <= 150 MB)`);
-	console.log(`(e) homedWrite/plainWrite throughput: x${ratios.homedOverPlainWriteThroughput.toFixed(3)} (goal >= 0.9); p50 x${ratios.homedOverPlainWriteP50.toFixed(2)}`);
+	console.log(
+		`(e) homedWrite/plainWrite throughput: x${ratios.homedOverPlainWriteThroughput.toFixed(3)} (goal >= 0.9); p50 x${ratios.homedOverPlainWriteP50.toFixed(2)}`
+	);
 	console.log(`    rows in the table: ${figures.writeRows.inTable} = acknowledged writes: ${figures.writeRows.acknowledged}\n`);
 	const f = (x: Figures) => ({ callsPerSec: Math.round(x.callsPerSec), p50Ms: round(x.p50Ms, 4), p99Ms: round(x.p99Ms, 4) });
 	console.log(

@@ -1,7 +1,7 @@
-import { ServiceBroker } from "moleculer";
 import type { BrokerOptions, Context } from "moleculer";
-import { brokerConfig } from "../../app/broker.config.ts";
+import { ServiceBroker } from "moleculer";
 import type { Transport } from "../../app/broker.config.ts";
+import { brokerConfig } from "../../app/broker.config.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
 import type { Env } from "../../regions/runtime/env.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";

@@ -4,8 +4,8 @@ import { regionNamespace } from "../../app/broker.config.ts";
 import { RegionLinks } from "../../regions/links.ts";
 import { REAL, runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
-import { IN_FLIGHT, measure, READY_TIMEOUT_MS, round, SEQUENTIAL_CALLS, startServer, table, THROUGHPUT_MS, withCleanups } from "./measure.ts";
 import type { Figures } from "./measure.ts";
+import { IN_FLIGHT, measure, READY_TIMEOUT_MS, round, SEQUENTIAL_CALLS, startServer, THROUGHPUT_MS, table, withCleanups } from "./measure.ts";
 import { benchBrokerOptions, benchEnv, echoSchema } from "./transport-server.ts";
 
 /**

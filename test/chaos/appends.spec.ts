@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { invariants, INVARIANTS, tableHeader } from "./checker.ts";
-import { countsJson, runScenario, scenario, SHORT } from "./run.ts";
+import { INVARIANTS, invariants, tableHeader } from "./checker.ts";
 import type { ScenarioResult } from "./run.ts";
+import { countsJson, runScenario, SHORT, scenario } from "./run.ts";
 
 /**
  * Issue #10, short version: a bank of appends on three regions with per-region MariaDB, checked
@@ -26,7 +26,12 @@ describe("issue #10: one home, no lost write, under any fault (short)", () => {
 	}, 180_000);
 
 	it("everything together with continuous moves: mover kills, NATS and region restarts, a half-dead region", async () => {
-		const r = await runScenario(scenario("g-everything+moves"), { ...SHORT, seed, keepDir: process.env.CHAOS_KEEP_DIR, log: process.env.CHAOS_VERBOSE ? line => console.info(line) : undefined });
+		const r = await runScenario(scenario("g-everything+moves"), {
+			...SHORT,
+			seed,
+			keepDir: process.env.CHAOS_KEEP_DIR,
+			log: process.env.CHAOS_VERBOSE ? line => console.info(line) : undefined
+		});
 		console.info(`${report(r)}\n  events:\n${r.events.map(e => `    ${e}`).join("\n")}`);
 		expect(r.counts.movesOk, "moves succeeded").toBeGreaterThan(0);
 		expect(invariants(r.counts), report(r)).toEqual(zero);

@@ -14,8 +14,8 @@
  */
 import { Socket } from "node:net";
 import { createInterface } from "node:readline";
-import { findRegion, loadRegions } from "../../regions/loader.ts";
 import { startRegionNode } from "../../app/node.ts";
+import { findRegion, loadRegions } from "../../regions/loader.ts";
 import { openKvDirectory } from "../harness/kv-node.ts";
 import { realStores } from "../harness/real-servers.ts";
 import { ledgerService } from "./ledger.service.ts";
@@ -87,6 +87,8 @@ lines.on("line", line => {
 	node.broker.call(cmd.action, cmd.params, cmd.timeout ? { timeout: cmd.timeout } : undefined).then(
 		res => say(`@res ${JSON.stringify({ id: cmd.id, ok: true, res })}`),
 		(err: { type?: string; name?: string; code?: number; message?: string; data?: unknown }) =>
-			say(`@res ${JSON.stringify({ id: cmd.id, ok: false, type: err.type ?? err.name ?? "UNTYPED", code: err.code, message: String(err.message ?? "").slice(0, 300) })}`)
+			say(
+				`@res ${JSON.stringify({ id: cmd.id, ok: false, type: err.type ?? err.name ?? "UNTYPED", code: err.code, message: String(err.message ?? "").slice(0, 300) })}`
+			)
 	);
 });

@@ -1,13 +1,22 @@
 import { describe, expect, it } from "vitest";
-import { check } from "./checker.ts";
 import type { CheckInput, Op } from "./checker.ts";
+import { check } from "./checker.ts";
 
 /** The checker on hand-made histories: it must see each anomaly the chaos runs look for, and nothing on a clean one. */
 const U = "u1";
 const A = "cn-east";
 const B = "eu-central";
 const regions = [A, "ap-south", B];
-const append = (id: string, outcome: Op["outcome"], code?: string): Op => ({ kind: "append", id, userId: U, entry: "x", invokeMs: 0, completeMs: 1, outcome, code });
+const append = (id: string, outcome: Op["outcome"], code?: string): Op => ({
+	kind: "append",
+	id,
+	userId: U,
+	entry: "x",
+	invokeMs: 0,
+	completeMs: 1,
+	outcome,
+	code
+});
 
 /** u1 homed in A from t=100 µs, moving at 1000, flipped to B at 2000. */
 function base(): CheckInput {
@@ -17,7 +26,14 @@ function base(): CheckInput {
 		history: [append("o1", "ok"), append("o2", "ok")],
 		finalHomes: { [U]: { region: B, epoch: 2, state: "active" } },
 		stuck: [],
-		rows: { [A]: [], "ap-south": [], [B]: [{ opId: "o1", userId: U }, { opId: "o2", userId: U }] },
+		rows: {
+			[A]: [],
+			"ap-south": [],
+			[B]: [
+				{ opId: "o1", userId: U },
+				{ opId: "o2", userId: U }
+			]
+		},
 		audit: { [A]: [{ opId: "o1", userId: U, region: A, atUs: 500 }], "ap-south": [], [B]: [{ opId: "o2", userId: U, region: B, atUs: 2500 }] },
 		timeline: {
 			[U]: [
@@ -32,7 +48,17 @@ function base(): CheckInput {
 describe("chaos checker", () => {
 	it("finds nothing wrong in a clean history", () => {
 		const { counts } = check(base());
-		expect(counts).toMatchObject({ lost: 0, duplicated: 0, doubleHomed: 0, illegalWrites: 0, stuck: 0, undocumented: 0, phantom: 0, recordMismatch: 0, appendsOk: 2 });
+		expect(counts).toMatchObject({
+			lost: 0,
+			duplicated: 0,
+			doubleHomed: 0,
+			illegalWrites: 0,
+			stuck: 0,
+			undocumented: 0,
+			phantom: 0,
+			recordMismatch: 0,
+			appendsOk: 2
+		});
 	});
 
 	it("counts an acknowledged append missing from the final home as lost, even if it sits elsewhere", () => {

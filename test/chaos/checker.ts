@@ -165,7 +165,10 @@ export function check(input: CheckInput): CheckResult {
 		const n = inHome.get(op.id) ?? 0;
 		if (op.outcome === "ok" && n === 0) {
 			lost++;
-			sample("lost", `${op.id} of ${op.userId} acknowledged from ${op.region} at ${op.completeMs}, home now ${input.finalHomes[op.userId]?.region ?? "(none)"}`);
+			sample(
+				"lost",
+				`${op.id} of ${op.userId} acknowledged from ${op.region} at ${op.completeMs}, home now ${input.finalHomes[op.userId]?.region ?? "(none)"}`
+			);
 		}
 		if (n > 1) {
 			duplicated++;

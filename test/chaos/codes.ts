@@ -9,7 +9,14 @@
 export const DOCUMENTED_APPEND_CODES: readonly string[] = ["USER_MOVING", "REGION_UNAVAILABLE", "DIRECTORY_UNAVAILABLE", "OUTCOME_UNKNOWN"];
 
 /** `sv-region.move`. */
-export const DOCUMENTED_MOVE_CODES: readonly string[] = ["MOVE_IN_PROGRESS", "MOVE_FAILED", "REGION_UNAVAILABLE", "DIRECTORY_UNAVAILABLE", "USER_MOVING", "RESIDENCY_VIOLATION"];
+export const DOCUMENTED_MOVE_CODES: readonly string[] = [
+	"MOVE_IN_PROGRESS",
+	"MOVE_FAILED",
+	"REGION_UNAVAILABLE",
+	"DIRECTORY_UNAVAILABLE",
+	"USER_MOVING",
+	"RESIDENCY_VIOLATION"
+];
 
 /**
  * Outcomes the harness itself assigns, never the product: the entry node was SIGKILLed by a

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
-import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 
 /** One acknowledged-or-not append; moved with the user. */
 export interface AppendRow {
@@ -101,11 +101,19 @@ export const ledgerService: ServiceSchema<ServiceSettingSchema, MoveParticipantM
 			// Replace: a retried import must not duplicate what an earlier attempt wrote.
 			await this.db.transaction().execute(async trx => {
 				await trx.deleteFrom(LEDGER_TABLE).where("user_id", "=", userId).execute();
-				if (rows.length) await trx.insertInto(LEDGER_TABLE).values(rows.map(r => ({ ...r, user_id: userId }))).execute();
+				if (rows.length)
+					await trx
+						.insertInto(LEDGER_TABLE)
+						.values(rows.map(r => ({ ...r, user_id: userId })))
+						.execute();
 			});
 		},
 		async moveCount(userId: string) {
-			const r = await this.db.selectFrom(LEDGER_TABLE).select(eb => eb.fn.countAll().as("n")).where("user_id", "=", userId).executeTakeFirst();
+			const r = await this.db
+				.selectFrom(LEDGER_TABLE)
+				.select(eb => eb.fn.countAll().as("n"))
+				.where("user_id", "=", userId)
+				.executeTakeFirst();
 			return Number(r?.n ?? 0);
 		},
 		async moveDelete(userId: string) {

@@ -7,19 +7,28 @@
  * CHAOS_SEED, CHAOS_ONLY (comma-separated scenario names), CHAOS_KEEP_DIR (keep node and server
  * logs there), CHAOS_VERBOSE (print events as they happen). `--only a,b` works too.
  */
-import { invariants, INVARIANTS, tableHeader } from "./checker.ts";
-import { countsJson, LONG, runScenario, scenario, SCENARIOS } from "./run.ts";
+import { INVARIANTS, invariants, tableHeader } from "./checker.ts";
 import type { ScenarioResult } from "./run.ts";
+import { countsJson, LONG, runScenario, SCENARIOS, scenario } from "./run.ts";
 
 process.env.EDGEHOME_LOG_LEVEL ??= "warn";
 process.env.EDGEHOME_LOG_FORMAT ??= "json";
 
 const arg = process.argv.indexOf("--only");
-const only = (arg > 0 ? process.argv[arg + 1] : process.env.CHAOS_ONLY)?.split(",").map(s => s.trim()).filter(Boolean);
+const only = (arg > 0 ? process.argv[arg + 1] : process.env.CHAOS_ONLY)
+	?.split(",")
+	.map(s => s.trim())
+	.filter(Boolean);
 const chosen = only?.length ? only.map(scenario) : SCENARIOS;
 const num = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const seed = num("CHAOS_SEED", Math.floor(Math.random() * 2 ** 31));
-const opts = { ...LONG, loadSeconds: num("CHAOS_SECONDS", LONG.loadSeconds), users: num("CHAOS_USERS", LONG.users), rate: num("CHAOS_RATE", LONG.rate), keepDir: process.env.CHAOS_KEEP_DIR };
+const opts = {
+	...LONG,
+	loadSeconds: num("CHAOS_SECONDS", LONG.loadSeconds),
+	users: num("CHAOS_USERS", LONG.users),
+	rate: num("CHAOS_RATE", LONG.rate),
+	keepDir: process.env.CHAOS_KEEP_DIR
+};
 
 const abort = new AbortController();
 process.on("SIGINT", () => {
@@ -46,12 +55,22 @@ for (const sc of chosen) {
 		}
 	} catch (err) {
 		console.log(`${sc.name.padEnd(22)} harness error after ${Math.round((Date.now() - started) / 1000)} s: ${(err as Error).stack ?? err}`);
-		results.push({ scenario: sc.name, seed, counts: undefined as never, samples: {}, events: [], line: "", skipped: `harness error: ${(err as Error).message}` });
+		results.push({
+			scenario: sc.name,
+			seed,
+			counts: undefined as never,
+			samples: {},
+			events: [],
+			line: "",
+			skipped: `harness error: ${(err as Error).message}`
+		});
 	}
 }
 
 const cell = (r: ScenarioResult, k: (typeof INVARIANTS)[number]) => String(invariants(r.counts)[k]);
-console.log("\n| scenario | appends ok/ops | moves ok/ops | lost | duplicated | users in 2 regions | old-home writes after flip | stuck moving | undocumented codes |");
+console.log(
+	"\n| scenario | appends ok/ops | moves ok/ops | lost | duplicated | users in 2 regions | old-home writes after flip | stuck moving | undocumented codes |"
+);
 console.log("|---|---|---|---|---|---|---|---|---|");
 for (const r of results) {
 	if (r.skipped) {
@@ -59,9 +78,13 @@ for (const r of results) {
 		continue;
 	}
 	const c = r.counts;
-	const codes = Object.entries(c.undocumentedCodes).map(([code, n]) => `${code} ×${n}`).join(", ");
+	const codes = Object.entries(c.undocumentedCodes)
+		.map(([code, n]) => `${code} ×${n}`)
+		.join(", ");
 	const illegal = `${c.oldHomeAfterFlip}${c.notYetHome ? ` (+${c.notYetHome} before it was home)` : ""}`;
-	console.log(`| ${r.scenario} | ${c.appendsOk}/${c.appends} | ${c.movesOk}/${c.moves} | ${cell(r, "lost")} | ${cell(r, "duplicated")} | ${cell(r, "doubleHomed")} | ${illegal} | ${cell(r, "stuck")} | ${c.undocumented}${codes ? ` (${codes})` : ""} |`);
+	console.log(
+		`| ${r.scenario} | ${c.appendsOk}/${c.appends} | ${c.movesOk}/${c.moves} | ${cell(r, "lost")} | ${cell(r, "duplicated")} | ${cell(r, "doubleHomed")} | ${illegal} | ${cell(r, "stuck")} | ${c.undocumented}${codes ? ` (${codes})` : ""} |`
+	);
 }
 const failed = results.some(r => r.skipped?.startsWith("harness error") || (!r.skipped && INVARIANTS.some(k => r.counts[k] > 0)));
 process.exit(abort.signal.aborted ? 130 : failed ? 1 : 0);

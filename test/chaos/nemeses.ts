@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Op } from "./checker.ts";
-import { PRIMARY, REGIONS } from "./session.ts";
 import type { NodeProcess, Session } from "./session.ts";
+import { PRIMARY, REGIONS } from "./session.ts";
 
 /** A seeded random source, so a run's choices (not its timing) can be replayed from its seed. */
 export interface Rng {
@@ -166,7 +166,8 @@ export async function loadMirrorLag(): Promise<MirrorLag | undefined> {
 		lagGateway?: (relays: unknown, region: string, opts: { scope?: "mirror" | "all"; delayMs?: number }) => { resume(): Promise<void>; held(): number };
 	};
 	const { gatewayRelays, lagGateway } = mod;
-	if (!gatewayRelays || !lagGateway) throw new Error("test/harness/mirror-lag.ts no longer exports gatewayRelays and lagGateway: adapt loadMirrorLag in test/chaos/nemeses.ts");
+	if (!gatewayRelays || !lagGateway)
+		throw new Error("test/harness/mirror-lag.ts no longer exports gatewayRelays and lagGateway: adapt loadMirrorLag in test/chaos/nemeses.ts");
 	return {
 		relays(regions) {
 			const front = gatewayRelays(regions);

@@ -1,13 +1,13 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { check, tableLine } from "./checker.ts";
 import type { CheckResult, Counts, HomeChange, Op } from "./checker.ts";
+import { check, tableLine } from "./checker.ts";
 import { documented, STILL_RUNNING } from "./codes.ts";
-import { halfDead, LAGGED_REGIONS, loadMirrorLag, mirrorLag, moverKill, natsRestart, natsRotation, primaryNatsRestart, regionKill, seeded } from "./nemeses.ts";
 import type { MirrorLag, Nemesis, NemesisContext } from "./nemeses.ts";
-import { REGIONS, Session } from "./session.ts";
+import { halfDead, LAGGED_REGIONS, loadMirrorLag, mirrorLag, moverKill, natsRestart, natsRotation, primaryNatsRestart, regionKill, seeded } from "./nemeses.ts";
 import type { NodeProcess, Reply } from "./session.ts";
+import { REGIONS, Session } from "./session.ts";
 
 export type NemesisName = "mover-kill" | "nats-restart" | "primary-nats-restart" | "region-kill" | "half-dead" | "mirror-lag" | "everything";
 
@@ -67,8 +67,28 @@ export interface RunOptions {
 	abort?: AbortSignal;
 }
 
-export const SHORT: Omit<RunOptions, "seed"> = { users: 20, rate: 30, loadSeconds: 25, warmupSeconds: 3, moveEveryMs: 400, maxMoves: 3, pace: 0.6, convergeMs: 60_000, moveSettleMs: 10_000 };
-export const LONG: Omit<RunOptions, "seed"> = { users: 50, rate: 60, loadSeconds: 60, warmupSeconds: 5, moveEveryMs: 300, maxMoves: 4, pace: 1, convergeMs: 60_000, moveSettleMs: 45_000 };
+export const SHORT: Omit<RunOptions, "seed"> = {
+	users: 20,
+	rate: 30,
+	loadSeconds: 25,
+	warmupSeconds: 3,
+	moveEveryMs: 400,
+	maxMoves: 3,
+	pace: 0.6,
+	convergeMs: 60_000,
+	moveSettleMs: 10_000
+};
+export const LONG: Omit<RunOptions, "seed"> = {
+	users: 50,
+	rate: 60,
+	loadSeconds: 60,
+	warmupSeconds: 5,
+	moveEveryMs: 300,
+	maxMoves: 4,
+	pace: 1,
+	convergeMs: 60_000,
+	moveSettleMs: 45_000
+};
 
 export interface ScenarioResult extends CheckResult {
 	scenario: string;
@@ -140,7 +160,9 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
 		const t0 = Date.now();
 		await session.start();
 		await session.register(opts.users);
-		session.log(`started and registered ${opts.users} users in ${((Date.now() - t0) / 1000).toFixed(1)} s; load ${opts.rate}/s for ${opts.loadSeconds} s, seed ${opts.seed}`);
+		session.log(
+			`started and registered ${opts.users} users in ${((Date.now() - t0) / 1000).toFixed(1)} s; load ${opts.rate}/s for ${opts.loadSeconds} s, seed ${opts.seed}`
+		);
 		const wait = async (ms: number) => {
 			if (loadOver) return false;
 			await Promise.race([sleep(ms), loadStopped]);
@@ -269,7 +291,19 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
 			const v = c.value as { region: string; epoch: number; state: string } | undefined;
 			(timeline[c.key.slice("user.".length)] ??= []).push({ atUs: c.atUs, region: v?.region, epoch: v?.epoch, state: v?.state });
 		}
-		const input = { users: session.users, regions: REGIONS, history, finalHomes, stuck, openJournals: journals, rows, audit, timeline, originRegressions: session.originRegressions, recorderRestarts: session.recorderRestarts };
+		const input = {
+			users: session.users,
+			regions: REGIONS,
+			history,
+			finalHomes,
+			stuck,
+			openJournals: journals,
+			rows,
+			audit,
+			timeline,
+			originRegressions: session.originRegressions,
+			recorderRestarts: session.recorderRestarts
+		};
 		if (opts.keepDir) writeFileSync(join(session.dir, `${sc.name}.json`), JSON.stringify({ ...input, events: session.events, changes: session.changes }));
 		const result = check(input);
 		const line = tableLine(sc.name, result.counts);

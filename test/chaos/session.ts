@@ -1,21 +1,21 @@
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
 import { createInterface } from "node:readline";
+import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { createConnection } from "mysql2/promise";
 import type { Connection, RowDataPacket } from "mysql2/promise";
-import { connect, JSONCodec } from "nats";
+import { createConnection } from "mysql2/promise";
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, NatsConnection } from "nats";
+import { connect, JSONCodec } from "nats";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
 import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster, SuperclusterOptions } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 import { ENTRY_NODE_KILLED, NO_ANSWER } from "./codes.ts";
 import { AUDIT_TABLE, LEDGER_TABLE } from "./ledger.service.ts";
 import type { MirrorRelays } from "./nemeses.ts";
@@ -231,7 +231,15 @@ export class Session {
 	private readonly natsHolds: Record<string, number> = {};
 	private readonly natsChain: Record<string, Promise<unknown>> = {};
 	private recorder:
-		| { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; lastSeq: number; generation: number; messages: ConsumerMessages | undefined; stalled: { since: number; seq: number } | undefined }
+		| {
+				nc: NatsConnection;
+				js: JetStreamClient;
+				jsm: JetStreamManager;
+				lastSeq: number;
+				generation: number;
+				messages: ConsumerMessages | undefined;
+				stalled: { since: number; seq: number } | undefined;
+		  }
 		| undefined;
 	private recorderTimer: NodeJS.Timeout | undefined;
 	/** Times the recorder had to be recreated, and the origin's sequence went back (both logged as events). */
@@ -331,7 +339,12 @@ export class Session {
 		const messages = await Promise.race([creating.catch(() => undefined), late]);
 		clearTimeout(timer);
 		if (!messages || r.generation !== generation) {
-			void creating.then(m => m.close(), () => undefined).catch(() => undefined);
+			void creating
+				.then(
+					m => m.close(),
+					() => undefined
+				)
+				.catch(() => undefined);
 			if (!messages) this.log(`recorder: no consumer from ${seq} within 5 s; trying again`);
 			return;
 		}
@@ -432,7 +445,11 @@ export class Session {
 		const users: string[] = [];
 		for (let i = 0; i < count; i++) {
 			const region = REGIONS[i % REGIONS.length]!;
-			const reply = await this.node(region, "aux").call("sv-region.register", { identities: [{ kind: "username", value: `chaos-${i}-${this.run}` }], country: COUNTRY[region] }, 15_000);
+			const reply = await this.node(region, "aux").call(
+				"sv-region.register",
+				{ identities: [{ kind: "username", value: `chaos-${i}-${this.run}` }], country: COUNTRY[region] },
+				15_000
+			);
 			if (!reply.ok) throw new Error(`register: ${reply.type} ${reply.message ?? ""}`);
 			users.push(reply.res.userId as string);
 		}
@@ -503,7 +520,10 @@ export class Session {
 	}
 
 	/** Reads every region's ledger rows and audit rows directly from its database. */
-	async readTables(): Promise<{ rows: Record<string, { opId: string; userId: string }[]>; audit: Record<string, { opId: string; userId: string; region: string; atUs: number }[]> }> {
+	async readTables(): Promise<{
+		rows: Record<string, { opId: string; userId: string }[]>;
+		audit: Record<string, { opId: string; userId: string; region: string; atUs: number }[]>;
+	}> {
 		const rows: Record<string, { opId: string; userId: string }[]> = {};
 		const audit: Record<string, { opId: string; userId: string; region: string; atUs: number }[]> = {};
 		for (const region of REGIONS) {

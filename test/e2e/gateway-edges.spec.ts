@@ -2,10 +2,10 @@ import { request } from "node:http";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
+import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { within } from "../harness/waiting.ts";
 import { expectError, SECURITY_HEADERS } from "./expect-error.ts";
 
@@ -47,7 +47,10 @@ function raw(base: string, method: string, path: string, headers: Record<string,
 
 async function usernames(): Promise<string[]> {
 	const rows = await Promise.all(ids.map(r => nodes[r]!.stores.sql.db.selectFrom("users").select("username").execute() as Promise<{ username: string }[]>));
-	return rows.flat().map(r => r.username).sort();
+	return rows
+		.flat()
+		.map(r => r.username)
+		.sort();
 }
 
 async function register(body: Record<string, unknown>): Promise<{ id: string }> {
@@ -74,7 +77,13 @@ beforeAll(async () => {
 		schemas: gatewaySchemas({ "api-app": { corsOrigins: ALLOWED_ORIGIN } })
 	});
 	Object.assign(nodes, cluster.nodes);
-	await within(async () => (await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s => Object.values(s.current).every(Boolean)), 10_000);
+	await within(
+		async () =>
+			(await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s =>
+				Object.values(s.current).every(Boolean)
+			),
+		10_000
+	);
 	await register({ username: "edna", password: "harbour lights 77", country: "CN" });
 	token = await accessToken("api-www", "edna", "harbour lights 77");
 	staffId = (await register({ username: "opal", password: "harbour lights 77", country: "CN" })).id;
@@ -126,14 +135,24 @@ describe("gateway edges: parameters come from one place", () => {
 		expectError(await www("PATCH", "/api/v1/me?country=DE", { token, body: { country: "SG" } }), 400, "VALIDATION_FAILED");
 		expect((await www("GET", "/api/v1/me", { token })).body.country).toBe("CN");
 		const before = await usernames();
-		expectError(await www("POST", "/api/v1/auth/register?username=quirky", { body: { username: "plainer", password: "harbour lights 77" } }), 400, "VALIDATION_FAILED");
+		expectError(
+			await www("POST", "/api/v1/auth/register?username=quirky", { body: { username: "plainer", password: "harbour lights 77" } }),
+			400,
+			"VALIDATION_FAILED"
+		);
 		expect(await usernames()).toEqual(before);
 		expectError(await www("DELETE", "/api/v1/me/sessions/00000000-0000-0000-0000-000000000000?sid=x", { token }), 400, "VALIDATION_FAILED");
 	});
 
 	it("does not take a GET route's parameters from a body", async () => {
 		// Old behaviour: the body was merged into a GET's parameters, here narrowing the list to one name.
-		const res = await raw(url("api-cms"), "GET", "/api/v1/admin/users", { "content-type": "application/json", authorization: `Bearer ${staffToken}` }, Buffer.from('{"q":"edna"}'));
+		const res = await raw(
+			url("api-cms"),
+			"GET",
+			"/api/v1/admin/users",
+			{ "content-type": "application/json", authorization: `Bearer ${staffToken}` },
+			Buffer.from('{"q":"edna"}')
+		);
 		expectError(res, 400, "VALIDATION_FAILED");
 		expect(res.body.error.details).toEqual([{ field: "q", message: expect.stringMatching(/query string/) }]);
 	});
@@ -147,7 +166,8 @@ describe("gateway edges: parameters come from one place", () => {
 
 describe("gateway edges: Content-Encoding", () => {
 	const registration = (username: string) => Buffer.from(JSON.stringify({ username, password: "harbour lights 77" }));
-	const post = (encoding: string, body: Buffer) => raw(url("api-www"), "POST", "/api/v1/auth/register", { "content-type": "application/json", "content-encoding": encoding }, body);
+	const post = (encoding: string, body: Buffer) =>
+		raw(url("api-www"), "POST", "/api/v1/auth/register", { "content-type": "application/json", "content-encoding": encoding }, body);
 
 	it("accepts gzip", async () => {
 		expect((await post("gzip", gzipSync(registration("zipped")))).status).toBe(201);
@@ -156,7 +176,12 @@ describe("gateway edges: Content-Encoding", () => {
 	it("answers 415 for an encoding it does not take (br, deflate, unknown), naming the one it does, and registers nobody", async () => {
 		const before = await usernames();
 		const body = registration("squeezed");
-		for (const [encoding, encoded] of [["br", brotliCompressSync(body)], ["deflate", deflateSync(body)], ["compress", body], ["gzip, br", body]] as const) {
+		for (const [encoding, encoded] of [
+			["br", brotliCompressSync(body)],
+			["deflate", deflateSync(body)],
+			["compress", body],
+			["gzip, br", body]
+		] as const) {
 			const res = await post(encoding, encoded);
 			expect({ encoding, status: res.status }).toEqual({ encoding, status: 415 });
 			expectError(res, 415, "UNSUPPORTED_MEDIA_TYPE");
@@ -168,7 +193,8 @@ describe("gateway edges: Content-Encoding", () => {
 	it("answers 400 for a broken gzip body, not 500", async () => {
 		const broken = gzipSync(registration("broken"));
 		broken.fill(0x55, 10, broken.length - 8);
-		for (const body of [broken, registration("plain"), gzipSync(registration("cut")).subarray(0, 12)]) expectError(await post("gzip", body), 400, "BAD_REQUEST");
+		for (const body of [broken, registration("plain"), gzipSync(registration("cut")).subarray(0, 12)])
+			expectError(await post("gzip", body), 400, "BAD_REQUEST");
 	});
 });
 
@@ -198,14 +224,16 @@ describe("gateway edges: the Authorization scheme is case-insensitive (RFC 9110)
 			const res = await www("GET", "/api/v1/me", { headers: { authorization: `${scheme} ${token}` } });
 			expect({ scheme, status: res.status, username: res.body?.username }).toEqual({ scheme, status: 200, username: "edna" });
 		}
-		for (const header of [`Basic ${token}`, `Bearer${token}`, `bearer`, `Token ${token}`]) expectError(await www("GET", "/api/v1/me", { headers: { authorization: header } }), 401, "UNAUTHORIZED");
+		for (const header of [`Basic ${token}`, `Bearer${token}`, `bearer`, `Token ${token}`])
+			expectError(await www("GET", "/api/v1/me", { headers: { authorization: header } }), 401, "UNAUTHORIZED");
 	});
 });
 
 describe("gateway edges: route matching", () => {
 	it("matches a path only as written: other letter case or a trailing slash is no route", async () => {
 		expect((await www("GET", "/api/v1/me", { token })).status).toBe(200);
-		for (const path of ["/API/V1/ME", "/api/v1/me/", "/Api/V1/Me", "/api/v1/me//", "/api/v1/ME"]) expectError(await www("GET", path, { token }), 404, "NOT_FOUND");
+		for (const path of ["/API/V1/ME", "/api/v1/me/", "/Api/V1/Me", "/api/v1/me//", "/api/v1/ME"])
+			expectError(await www("GET", path, { token }), 404, "NOT_FOUND");
 		expectError(await www("GET", "/API/V1/REGIONS"), 404, "NOT_FOUND");
 		expectError(await www("POST", "/api/v1/auth/LOGIN", { body: { login: "edna", password: "harbour lights 77" } }), 404, "NOT_FOUND");
 		expectError(await cms("GET", "/api/v1/ADMIN/users", { token: staffToken }), 404, "NOT_FOUND");
@@ -225,20 +253,26 @@ describe("gateway edges: HEAD and OPTIONS", () => {
 	it("answers HEAD on every GET route with the GET's status and headers and no body", async () => {
 		for (const gateway of ["api-www", "api-cms"] as const) {
 			const doc = (await http(url(gateway), "GET", "/api/v1/openapi.json")).body;
-			const gets = Object.entries(doc.paths as Record<string, Record<string, unknown>>).filter(([, item]) => "get" in item).map(([path]) => concrete(path).replace(/\{[^}]+\}/g, "00000000-0000-0000-0000-000000000000"));
+			const gets = Object.entries(doc.paths as Record<string, Record<string, unknown>>)
+				.filter(([, item]) => "get" in item)
+				.map(([path]) => concrete(path).replace(/\{[^}]+\}/g, "00000000-0000-0000-0000-000000000000"));
 			expect(gets.length).toBeGreaterThan(8);
 			const auth = { authorization: `Bearer ${gateway === "api-www" ? token : staffToken}` };
 			for (const path of gets) {
 				const get = await raw(url(gateway), "GET", path, auth);
 				const head = await raw(url(gateway), "HEAD", path, auth);
 				expect({ path, status: head.status, body: head.text }).toEqual({ path, status: get.status, body: "" });
-				for (const name of ["content-type", "content-length", "etag", "www-authenticate", ...SECURITY_HEADERS]) expect({ path, name, value: head.headers.get(name) }).toEqual({ path, name, value: get.headers.get(name) });
+				for (const name of ["content-type", "content-length", "etag", "www-authenticate", ...SECURITY_HEADERS])
+					expect({ path, name, value: head.headers.get(name) }).toEqual({ path, name, value: get.headers.get(name) });
 			}
 		}
 	});
 
 	it("never runs a GET handler for OPTIONS: 405 with Allow on a listed path, 404 elsewhere", async () => {
-		for (const headers of [{}, { "access-control-request-method": "GET" }, { origin: ALLOWED_ORIGIN, "access-control-request-method": "GET" }] as Record<string, string>[]) {
+		for (const headers of [{}, { "access-control-request-method": "GET" }, { origin: ALLOWED_ORIGIN, "access-control-request-method": "GET" }] as Record<
+			string,
+			string
+		>[]) {
 			const res = await raw(url("api-www"), "OPTIONS", "/api/v1/me", { ...headers, authorization: `Bearer ${token}` });
 			expectError(res, 405, "METHOD_NOT_ALLOWED");
 			expect(res.headers.get("allow")).toBe("GET, HEAD, PATCH");
@@ -249,16 +283,32 @@ describe("gateway edges: HEAD and OPTIONS", () => {
 	});
 
 	it("answers a CORS preflight from an allowed origin where CORS is configured, and refuses other origins", async () => {
-		const preflight = await raw(url("api-app"), "OPTIONS", "/api/v1/me", { origin: ALLOWED_ORIGIN, "access-control-request-method": "PATCH", "access-control-request-headers": "authorization, content-type" });
+		const preflight = await raw(url("api-app"), "OPTIONS", "/api/v1/me", {
+			origin: ALLOWED_ORIGIN,
+			"access-control-request-method": "PATCH",
+			"access-control-request-headers": "authorization, content-type"
+		});
 		expect(preflight.status).toBe(204);
 		expect(preflight.text).toBe("");
 		expect(preflight.headers.get("access-control-allow-origin")).toBe(ALLOWED_ORIGIN);
 		expect(preflight.headers.get("access-control-allow-methods")).toContain("PATCH");
 		expect(preflight.headers.get("access-control-allow-headers")).toMatch(/Authorization/);
-		expectError(await raw(url("api-app"), "OPTIONS", "/api/v1/me", { origin: "https://evil.example", "access-control-request-method": "GET" }), 403, "ORIGIN_NOT_ALLOWED");
+		expectError(
+			await raw(url("api-app"), "OPTIONS", "/api/v1/me", { origin: "https://evil.example", "access-control-request-method": "GET" }),
+			403,
+			"ORIGIN_NOT_ALLOWED"
+		);
 		// A preflight for a method the path does not have, or a path that does not exist.
-		expectError(await raw(url("api-app"), "OPTIONS", "/api/v1/me", { origin: ALLOWED_ORIGIN, "access-control-request-method": "DELETE" }), 405, "METHOD_NOT_ALLOWED");
-		expectError(await raw(url("api-app"), "OPTIONS", "/api/v1/nothing-here", { origin: ALLOWED_ORIGIN, "access-control-request-method": "GET" }), 404, "NOT_FOUND");
+		expectError(
+			await raw(url("api-app"), "OPTIONS", "/api/v1/me", { origin: ALLOWED_ORIGIN, "access-control-request-method": "DELETE" }),
+			405,
+			"METHOD_NOT_ALLOWED"
+		);
+		expectError(
+			await raw(url("api-app"), "OPTIONS", "/api/v1/nothing-here", { origin: ALLOWED_ORIGIN, "access-control-request-method": "GET" }),
+			404,
+			"NOT_FOUND"
+		);
 		// An actual cross-origin request gets the CORS headers.
 		const get = await raw(url("api-app"), "GET", "/api/v1/regions", { origin: ALLOWED_ORIGIN });
 		expect(get.headers.get("access-control-allow-origin")).toBe(ALLOWED_ORIGIN);

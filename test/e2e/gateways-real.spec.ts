@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startKvNode } from "../harness/kv-node.ts";
-import type { KvNode } from "../harness/kv-node.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import type { KvNode } from "../harness/kv-node.ts";
+import { startKvNode } from "../harness/kv-node.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../harness/real-servers.ts";
 import { within } from "../harness/waiting.ts";
 
@@ -12,10 +12,19 @@ const stores = { "cn-east": realStores(run, "cn-east"), "eu-central": realStores
 const nodes: Record<string, KvNode> = {};
 
 beforeAll(async () => {
-	const common = { natsUrl: REAL.nats, bucket, namespacePrefix: `t${run}-`, blindIndexKey: randomBytes(32), services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"], schemas: gatewaySchemas() };
+	const common = {
+		natsUrl: REAL.nats,
+		bucket,
+		namespacePrefix: `t${run}-`,
+		blindIndexKey: randomBytes(32),
+		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"],
+		schemas: gatewaySchemas()
+	};
 	for (const region of ["cn-east", "eu-central"] as const) nodes[region] = await startKvNode({ ...common, region, stores: stores[region] });
 	await within(async () => {
-		const stats = await Promise.all(Object.values(nodes).map(n => n.node.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {}, { nodeID: n.node.broker.nodeID })));
+		const stats = await Promise.all(
+			Object.values(nodes).map(n => n.node.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {}, { nodeID: n.node.broker.nodeID }))
+		);
 		return stats.every(s => s.current["cn-east"] && s.current["eu-central"]);
 	}, 15_000);
 });
@@ -29,7 +38,9 @@ afterAll(async () => {
 describe("gateways on real NATS, MariaDB and Redis, two regions", () => {
 	it("registers at cn-east's api-www a user of eu-central, logs in through cn-east, and serves /me from eu-central", async () => {
 		const cn = gatewayUrl(nodes["cn-east"]!.node.broker, "api-www");
-		const registered = await http(cn, "POST", "/api/v1/auth/register", { body: { username: "ingrid", password: "midnight sun 66", email: "ingrid@example.no", country: "DE" } });
+		const registered = await http(cn, "POST", "/api/v1/auth/register", {
+			body: { username: "ingrid", password: "midnight sun 66", email: "ingrid@example.no", country: "DE" }
+		});
 		expect(registered.status).toBe(201);
 		expect(registered.body).toMatchObject({ username: "ingrid", region: "eu-central" });
 		const login = await http(cn, "POST", "/api/v1/auth/login", { body: { login: "ingrid@example.no", password: "midnight sun 66" } });

@@ -1,20 +1,21 @@
 import { createHmac } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
+import { parsePiiKeys } from "../../kernel/sealing.ts";
 import { SigningKeys } from "../../services/auth-jwt/signing-keys.ts";
 import { signAccess } from "../../services/auth-jwt/tokens.ts";
-import { parsePiiKeys } from "../../kernel/sealing.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
+import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { within } from "../harness/waiting.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;
 const url = (region: string, gateway: GatewayName) => gatewayUrl(nodes[region]!.broker, gateway);
 /** Requests through one gateway of one region. */
-const via = (region: string, gateway: GatewayName) => (method: string, path: string, opts?: Parameters<typeof http>[3]) => http(url(region, gateway), method, path, opts);
+const via = (region: string, gateway: GatewayName) => (method: string, path: string, opts?: Parameters<typeof http>[3]) =>
+	http(url(region, gateway), method, path, opts);
 const cnWww = via("cn-east", "api-www");
 const cnApp = via("cn-east", "api-app");
 const cnCms = via("cn-east", "api-cms");
@@ -41,7 +42,11 @@ async function register(www: ReturnType<typeof via>, body: Record<string, unknow
 	return res.body;
 }
 
-async function login(gateway: ReturnType<typeof via>, loginName: string, password: string): Promise<{ accessToken: string; refreshToken: string; region: string }> {
+async function login(
+	gateway: ReturnType<typeof via>,
+	loginName: string,
+	password: string
+): Promise<{ accessToken: string; refreshToken: string; region: string }> {
 	const res = await gateway("POST", "/api/v1/auth/login", { body: { login: loginName, password } });
 	expect(res.status, res.text).toBe(200);
 	return res.body;
@@ -54,7 +59,13 @@ beforeAll(async () => {
 		schemas: gatewaySchemas({ "api-app": { rateLimits: { ip: { max: IP_LIMIT, windowMs: 60_000 }, user: { max: 1000, windowMs: 60_000 } } } })
 	});
 	Object.assign(nodes, cluster.nodes);
-	await within(async () => (await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s => Object.values(s.current).every(Boolean)), 10_000);
+	await within(
+		async () =>
+			(await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s =>
+				Object.values(s.current).every(Boolean)
+			),
+		10_000
+	);
 });
 
 afterAll(() => cluster?.stop());
@@ -67,7 +78,15 @@ describe("gateways: register, log in and read a profile across regions", () => {
 		expect(tokens).toEqual({ accessToken: expect.any(String), refreshToken: expect.any(String), tokenType: "Bearer", expiresIn: 900, region: "eu-central" });
 		const me = await cnWww("GET", "/api/v1/me", { token: tokens.accessToken });
 		expect(me.status).toBe(200);
-		expect(me.body).toEqual({ id: user.id, username: "klara", email: "klara@example.de", phone: null, country: "DE", region: "eu-central", createdAt: expect.any(String) });
+		expect(me.body).toEqual({
+			id: user.id,
+			username: "klara",
+			email: "klara@example.de",
+			phone: null,
+			country: "DE",
+			region: "eu-central",
+			createdAt: expect.any(String)
+		});
 		expect((await usersIn("eu-central")).map(u => u.id)).toContain(user.id);
 		expect((await usersIn("cn-east")).map(u => u.id)).not.toContain(user.id);
 		expect((await usersIn("ap-south")).map(u => u.id)).not.toContain(user.id);
@@ -115,7 +134,9 @@ describe("gateways: tokens at the edge", () => {
 
 	it("never answers one user's request with another's identity, however requests interleave", async () => {
 		const klara = await login(cnWww, "klara", "zugspitze 2962");
-		const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => cnWww("GET", "/api/v1/me", { token: i % 2 ? klara.accessToken : tokens.accessToken })));
+		const answers = await Promise.all(
+			Array.from({ length: 40 }, (_, i) => cnWww("GET", "/api/v1/me", { token: i % 2 ? klara.accessToken : tokens.accessToken }))
+		);
 		expect(answers.map(a => a.body.username)).toEqual(Array.from({ length: 40 }, (_, i) => (i % 2 ? "klara" : "mei")));
 	});
 
@@ -149,7 +170,13 @@ describe("gateways: tokens at the edge", () => {
 		tampered[tampered.length - 3] = tampered[tampered.length - 3]! ^ 1;
 		// The region's real key, to sign tokens whose claims are wrong.
 		const region = nodes["cn-east"]!;
-		const signer = (await new SigningKeys(region.stores.sql.db, "cn-east", parsePiiKeys(process.env.EDGEHOME_PII_KEYS!), { rotateAfterMs: 1e12, publishLeadMs: 1e9, retireAfterMs: 1e9 }).load()).signer!;
+		const signer = (
+			await new SigningKeys(region.stores.sql.db, "cn-east", parsePiiKeys(process.env.EDGEHOME_PII_KEYS!), {
+				rotateAfterMs: 1e12,
+				publishLeadMs: 1e9,
+				retireAfterMs: 1e9
+			}).load()
+		).signer!;
 		const ok = { issuer: "edgehome", audience: "edgehome-api" };
 		const mine = { sub: claims.sub, rgn: claims.rgn, ep: claims.ep, cli: claims.cli, sid: claims.sid };
 		const forged = {
@@ -176,7 +203,10 @@ describe("gateways: tokens at the edge", () => {
 		const res = await cnWww("POST", "/api/v1/auth/logout", { token: t.accessToken });
 		expect(res.status).toBe(204);
 		expect(res.text).toBe("");
-		await within(async () => (await Promise.all(ids.map(r => via(r, "api-www")("GET", "/api/v1/me", { token: t.accessToken })))).every(x => x.status === 401), 1000);
+		await within(
+			async () => (await Promise.all(ids.map(r => via(r, "api-www")("GET", "/api/v1/me", { token: t.accessToken })))).every(x => x.status === 401),
+			1000
+		);
 	});
 
 	it("lets a user end only their own sessions: another user's session id is not found", async () => {
@@ -215,11 +245,28 @@ describe("gateways: only listed routes answer", () => {
 		for (const gateway of ["api-app", "api-www", "api-cms", "api-wx"] as const) {
 			const doc = (await http(url("cn-east", gateway), "GET", "/api/v1/openapi.json")).body;
 			expect(doc.openapi).toBe("3.1.0");
-			const operations = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, item]) => Object.keys(item).map(m => [m.toUpperCase(), path] as const));
+			const operations = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, item]) =>
+				Object.keys(item).map(m => [m.toUpperCase(), path] as const)
+			);
 			for (const [method, path] of operations) {
-				const concrete = path.replace(/\{([^}]+)\}/g, (_, name: string) => (name === "file" ? "swagger-ui.css" : name === "id" ? "0".repeat(26) : name === "moveId" ? "00000000-0000-0000-0000-000000000000" : name === "sid" ? "00000000-0000-0000-0000-000000000000" : "user"));
+				const concrete = path.replace(/\{([^}]+)\}/g, (_, name: string) =>
+					name === "file"
+						? "swagger-ui.css"
+						: name === "id"
+							? "0".repeat(26)
+							: name === "moveId"
+								? "00000000-0000-0000-0000-000000000000"
+								: name === "sid"
+									? "00000000-0000-0000-0000-000000000000"
+									: "user"
+				);
 				const res = await http(url("cn-east", gateway), method, concrete, ["POST", "PUT", "PATCH"].includes(method) ? { body: {} } : {});
-				expect({ gateway, method, path, notRouted: res.status === 404 && res.body?.error?.message === "no such route" }).toEqual({ gateway, method, path, notRouted: false });
+				expect({ gateway, method, path, notRouted: res.status === 404 && res.body?.error?.message === "no such route" }).toEqual({
+					gateway,
+					method,
+					path,
+					notRouted: false
+				});
 			}
 			// Only api-wx has the WeChat route, only api-cms the admin ones.
 			expect(operations.some(([, p]) => p === "/api/v1/wx/login")).toBe(gateway === "api-wx");
@@ -349,7 +396,10 @@ describe("gateways: staff routes on api-cms", () => {
 		for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
 			if (!path.startsWith("/api/v1/admin/")) continue;
 			for (const method of Object.keys(item)) {
-				const concrete = path.replace("{id}", target.id).replace("{moveId}", "00000000-0000-0000-0000-000000000000").replace(/\{[^}]+\}/g, "user");
+				const concrete = path
+					.replace("{id}", target.id)
+					.replace("{moveId}", "00000000-0000-0000-0000-000000000000")
+					.replace(/\{[^}]+\}/g, "user");
 				const res = await cnCms(method.toUpperCase(), concrete, { token: userToken, ...(["post", "put", "patch"].includes(method) ? { body: {} } : {}) });
 				expect({ method, path, status: res.status, code: res.body?.error?.code }).toEqual({ method, path, status: 403, code: "FORBIDDEN" });
 			}
@@ -379,6 +429,8 @@ describe("gateways: staff routes on api-cms", () => {
 		expect((await cnCms("PUT", `/api/v1/admin/users/${target.id}/roles/support`, { token: adminToken })).status).toBe(200);
 		expect((await cnCms("GET", `/api/v1/admin/users/${target.id}/roles`, { token: adminToken })).body.roles).toContain("support");
 		expect((await cnCms("DELETE", `/api/v1/admin/users/${target.id}/roles/support`, { token: adminToken })).status).toBe(204);
-		expect((await cnCms("GET", "/api/v1/admin/roles", { token: adminToken })).body.roles.map((r: { role: string }) => r.role)).toEqual(expect.arrayContaining(["user", "support", "ops", "admin"]));
+		expect((await cnCms("GET", "/api/v1/admin/roles", { token: adminToken })).body.roles.map((r: { role: string }) => r.role)).toEqual(
+			expect.arrayContaining(["user", "support", "ops", "admin"])
+		);
 	});
 });

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { HttpAnswer } from "../harness/gateways.ts";
+import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { within } from "../harness/waiting.ts";
 
 /**
@@ -41,7 +41,13 @@ async function logIn(login: string): Promise<HttpAnswer> {
 beforeAll(async () => {
 	cluster = await startEmbeddedRegions({ namespacePrefix: "idd-", services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"], schemas: gatewaySchemas() });
 	Object.assign(nodes, cluster.nodes);
-	await within(async () => (await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s => Object.values(s.current).every(Boolean)), 10_000);
+	await within(
+		async () =>
+			(await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s =>
+				Object.values(s.current).every(Boolean)
+			),
+		10_000
+	);
 });
 
 afterAll(() => cluster?.stop());
@@ -73,7 +79,11 @@ describe("PATCH /me with another spelling of the user's own e-mail", () => {
 			}
 			const before = await stored();
 			for (const [i, spelling] of [registered, patched, third].entries())
-				expectRefused(await www("POST", "/api/v1/auth/register", { body: { username: `${username}-x${i}`, password: PASSWORD, email: spelling } }), 409, "EMAIL_TAKEN");
+				expectRefused(
+					await www("POST", "/api/v1/auth/register", { body: { username: `${username}-x${i}`, password: PASSWORD, email: spelling } }),
+					409,
+					"EMAIL_TAKEN"
+				);
 			expect(await stored()).toEqual(before);
 		});
 });
@@ -106,7 +116,9 @@ describe("field rules refuse what no identity holds, and change nothing", () => 
 		});
 
 	it("PATCH /me refuses an unassigned country and a control character in the e-mail, and the profile stays", async () => {
-		expect((await www("POST", "/api/v1/auth/register", { body: { username: "steady", password: PASSWORD, email: "steady@example.com", country: "JP" } })).status).toBe(201);
+		expect(
+			(await www("POST", "/api/v1/auth/register", { body: { username: "steady", password: PASSWORD, email: "steady@example.com", country: "JP" } })).status
+		).toBe(201);
 		const { accessToken } = (await logIn("steady")).body;
 		const profile = (await www("GET", "/api/v1/me", { token: accessToken })).body;
 		const before = await stored();
@@ -122,7 +134,9 @@ describe("field rules refuse what no identity holds, and change nothing", () => 
 	});
 
 	it("still takes what is fine: an assigned country, a dotted username, an uncommon password", async () => {
-		const res = await www("POST", "/api/v1/auth/register", { body: { username: "ann.lee_2", password: "ferry at 6 to lamma", email: "ann.lee@example.hk", country: "HK" } });
+		const res = await www("POST", "/api/v1/auth/register", {
+			body: { username: "ann.lee_2", password: "ferry at 6 to lamma", email: "ann.lee@example.hk", country: "HK" }
+		});
 		expect(res.status, res.text).toBe(201);
 	});
 });

@@ -2,14 +2,14 @@ import { randomUUID } from "node:crypto";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { OpenApiDocument, OpenApiOperation } from "../../mixins/gateway/openapi.ts";
 import type { RegionNode } from "../../app/node.ts";
+import type { OpenApiDocument, OpenApiOperation } from "../../mixins/gateway/openapi.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { GATEWAYS, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
-import { startWechatServer } from "../harness/wechat-server.ts";
-import type { WechatServer } from "../harness/wechat-server.ts";
+import { GATEWAYS, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { within } from "../harness/waiting.ts";
+import type { WechatServer } from "../harness/wechat-server.ts";
+import { startWechatServer } from "../harness/wechat-server.ts";
 
 /*
  * Every documented operation of every gateway, driven over HTTP through cn-east: each answer's
@@ -57,7 +57,9 @@ function check(gateway: GatewayName, method: string, path: string, res: HttpAnsw
 	const media = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
 	expect(Object.keys(documented!.content), `undocumented media type ${media}: ${what}`).toContain(media);
 	if (media !== "application/json") return;
-	const validate = ajv.getSchema(`${gateway}#/${pointer("paths", template, method.toLowerCase(), "responses", String(res.status), "content", media, "schema")}`)!;
+	const validate = ajv.getSchema(
+		`${gateway}#/${pointer("paths", template, method.toLowerCase(), "responses", String(res.status), "content", media, "schema")}`
+	)!;
 	expect(validate(res.body) ? [] : validate.errors, `body does not match its schema: ${what}`).toEqual([]);
 }
 
@@ -78,7 +80,10 @@ beforeAll(async () => {
 		schemas: gatewaySchemas({ "api-app": { rateLimits: { ip: { max: APP_IP_LIMIT, windowMs: 60_000 }, user: { max: 1000, windowMs: 60_000 } } } })
 	});
 	cn = cluster.nodes["cn-east"]!;
-	await within(async () => Object.values((await cn.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})).current).every(Boolean), 10_000);
+	await within(
+		async () => Object.values((await cn.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})).current).every(Boolean),
+		10_000
+	);
 	for (const name of NAMES) {
 		docs[name] = (await http(gatewayUrl(cn.broker, name), "GET", "/api/v1/openapi.json")).body;
 		ajv.addSchema(docs[name] as object, name);
@@ -127,7 +132,16 @@ async function commonRoutes(gateway: GatewayName): Promise<void> {
 	const current = (sessions.body as { sid: string; current: boolean }[]).find(s => s.current)!;
 	expect((await c("DELETE", `/api/v1/me/sessions/${current.sid}`, { token })).status).toBe(204);
 
-	for (const path of ["/api/v1/regions", "/.well-known/jwks.json", "/api/v1/openapi.json", "/docs", "/docs/swagger-ui.css", "/docs/favicon-16x16.png", "/healthz", "/readyz"])
+	for (const path of [
+		"/api/v1/regions",
+		"/.well-known/jwks.json",
+		"/api/v1/openapi.json",
+		"/docs",
+		"/docs/swagger-ui.css",
+		"/docs/favicon-16x16.png",
+		"/healthz",
+		"/readyz"
+	])
 		expect((await c("GET", path)).status, path).toBe(200);
 	expect((await c("GET", "/docs/nothing-here.js")).status).toBe(404);
 	expect((await c("GET", "/healthz", { headers: { "x-padding": "p".repeat(17_000) } })).status).toBe(431);

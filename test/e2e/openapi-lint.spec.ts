@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dumpGatewayDocuments, lintDocuments } from "../openapi/lint.ts";
 import type { LintRun } from "../openapi/lint.ts";
+import { dumpGatewayDocuments, lintDocuments } from "../openapi/lint.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgehome-openapi-test-"));
 let runs: LintRun[] = [];

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
+import type { RegionNode } from "../../app/node.ts";
+import { startRegionNode } from "../../app/node.ts";
 import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../app/node.ts";
-import type { RegionNode } from "../../app/node.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 
 export const REGION_IDS = ["cn-east", "ap-south", "eu-central"] as const;

@@ -1,8 +1,8 @@
-import { ServiceBroker } from "moleculer";
 import type { BrokerOptions } from "moleculer";
+import { ServiceBroker } from "moleculer";
 import { attachRegionRuntime } from "../../regions/runtime/region-runtime.ts";
-import { openRegionStores } from "../../regions/stores/index.ts";
 import type { RegionStores, StoreSettings } from "../../regions/stores/index.ts";
+import { openRegionStores } from "../../regions/stores/index.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 
 export interface StartedServices {
@@ -15,10 +15,7 @@ export interface StartedServices {
  * Starts services on a fresh broker with the region stores they need: an in-memory SQLite
  * store by default, or `stores` (e.g. the real servers from real-servers.ts).
  */
-export async function startServices(
-	schemas: AnyServiceSchema[],
-	opts: { stores?: StoreSettings; broker?: BrokerOptions } = {}
-): Promise<StartedServices> {
+export async function startServices(schemas: AnyServiceSchema[], opts: { stores?: StoreSettings; broker?: BrokerOptions } = {}): Promise<StartedServices> {
 	const stores = await openRegionStores(opts.stores ?? { sql: "sqlite::memory:", keyPrefix: "test:" });
 	const broker = new ServiceBroker({ logger: false, ...opts.broker });
 	attachRegionRuntime(broker, { stores });

@@ -20,13 +20,24 @@ export async function openFencedStore(url: string) {
 	const db: Kysely<any> = store.db;
 	await migrate(db, "edgehome-ownership", OWNERSHIP_MIGRATIONS);
 	const records = new OwnershipRecords(store);
-	await db.schema.createTable("batch_rows").addColumn("id", "varchar(36)", c => c.primaryKey()).addColumn("user_id", "varchar(26)", c => c.notNull()).addColumn("tag", "varchar(40)", c => c.notNull()).execute();
+	await db.schema
+		.createTable("batch_rows")
+		.addColumn("id", "varchar(36)", c => c.primaryKey())
+		.addColumn("user_id", "varchar(26)", c => c.notNull())
+		.addColumn("tag", "varchar(40)", c => c.notNull())
+		.execute();
 	const moving = new Set<string>();
 	return {
 		db,
 		records,
 		fence: (opts: { batchHoldMs?: number } = {}) =>
-			new WriteFence({ region: FENCE_REGION, records, authoritative: async userId => ({ region: FENCE_REGION, epoch: 1, state: moving.has(userId) ? "moving" : "active", pinned: false }), movingWaitMs: 100, ...opts }),
+			new WriteFence({
+				region: FENCE_REGION,
+				records,
+				authoritative: async userId => ({ region: FENCE_REGION, epoch: 1, state: moving.has(userId) ? "moving" : "active", pinned: false }),
+				movingWaitMs: 100,
+				...opts
+			}),
 		/** A user this region owns at epoch 1, as after its first fenced write. */
 		async owned(): Promise<string> {
 			const userId = randomUUID().replace(/-/g, "").slice(0, 26);
@@ -39,7 +50,8 @@ export async function openFencedStore(url: string) {
 			await handover(records, userId, "freeze", 1, randomUUID());
 		},
 		insert: (userId: string, tag: string) => db.insertInto("batch_rows").values({ id: randomUUID(), user_id: userId, tag }).execute(),
-		tags: async (userId: string) => (await db.selectFrom("batch_rows").select("tag").where("user_id", "=", userId).orderBy("tag").execute()).map(r => r.tag as string),
+		tags: async (userId: string) =>
+			(await db.selectFrom("batch_rows").select("tag").where("user_id", "=", userId).orderBy("tag").execute()).map(r => r.tag as string),
 		close: () => store.close()
 	};
 }
@@ -76,5 +88,8 @@ export async function savepointAmongOthers(s: FencedStore): Promise<{ statuses: 
 			await s.insert(u3, "interleaved");
 		})
 	]);
-	return { statuses: results.map(r => (r.status === "rejected" ? `rejected: ${(r.reason as Error).message}` : r.status)), rows: [await s.tags(u1), await s.tags(u2), await s.tags(u3)] };
+	return {
+		statuses: results.map(r => (r.status === "rejected" ? `rejected: ${(r.reason as Error).message}` : r.status)),
+		rows: [await s.tags(u1), await s.tags(u2), await s.tags(u3)]
+	};
 }

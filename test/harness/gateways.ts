@@ -28,7 +28,12 @@ export interface HttpAnswer {
 }
 
 /** One JSON request; the body parsed when it is JSON. */
-export async function http(base: string, method: string, path: string, opts: { body?: unknown; token?: string; headers?: Record<string, string>; raw?: string } = {}): Promise<HttpAnswer> {
+export async function http(
+	base: string,
+	method: string,
+	path: string,
+	opts: { body?: unknown; token?: string; headers?: Record<string, string>; raw?: string } = {}
+): Promise<HttpAnswer> {
 	const headers: Record<string, string> = { ...opts.headers };
 	if (opts.token) headers.authorization = `Bearer ${opts.token}`;
 	let body: string | undefined = opts.raw;

@@ -1,8 +1,8 @@
-import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
-import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store.ts";
-import { findRegion, loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../app/node.ts";
 import type { RegionNode } from "../../app/node.ts";
+import { startRegionNode } from "../../app/node.ts";
+import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store.ts";
+import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
+import { findRegion, loadRegions } from "../../regions/loader.ts";
 import type { StoreSettings } from "../../regions/stores/index.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { whileDirectoryUnavailable } from "./directory-retry.ts";

@@ -1,6 +1,6 @@
 import { expect } from "vitest";
-import { LOGIN_BACKOFF } from "../../services/auth-jwt/login-throttle.ts";
 import type { LoginThrottle } from "../../services/auth-jwt/login-throttle.ts";
+import { LOGIN_BACKOFF } from "../../services/auth-jwt/login-throttle.ts";
 
 /** The waits (s) a login is told between 17 failures made as fast as allowed. */
 export const BACKED_OFF_WAITS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900];

@@ -1,5 +1,5 @@
-import { connect, createServer } from "node:net";
 import type { Server as NetServer, Socket } from "node:net";
+import { connect, createServer } from "node:net";
 import type { GatewayFront } from "./supercluster.ts";
 
 /**
@@ -243,7 +243,8 @@ export class GatewayRelays implements GatewayFront {
 
 	relay(regionId: string): Relay {
 		const relay = this.relays.get(regionId);
-		if (!relay) throw new Error(`no gateway relay for "${regionId}" (relayed: ${this.regions.join(", ") || "none"}); pass gatewayRelays([...]) as gatewayFront`);
+		if (!relay)
+			throw new Error(`no gateway relay for "${regionId}" (relayed: ${this.regions.join(", ") || "none"}); pass gatewayRelays([...]) as gatewayFront`);
 		return relay;
 	}
 }

@@ -14,13 +14,13 @@
  * It prints "held <MOVER_HOLD>" when frozen.
  */
 import { createInterface } from "node:readline";
-import { userKey } from "../../regions/directory/entries.ts";
+import { startRegionNode } from "../../app/node.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
+import { userKey } from "../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../app/node.ts";
-import { moveKey } from "../../regions/rehoming.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
+import { moveKey } from "../../regions/rehoming.ts";
 import { openKvDirectory } from "./kv-node.ts";
 import { notesService } from "./notes.service.ts";
 import { realStores } from "./real-servers.ts";
@@ -95,8 +95,7 @@ const node = await startRegionNode({
 	overrides: { logger: false }
 });
 // The mover finds participants in each region's registry: a link that has not discovered them yet would copy nothing.
-for (const r of regions)
-	if (r.id !== regionId) await (await node.links.broker(r.id)).waitForServices(["notes", "sv-region"], 15_000);
+for (const r of regions) if (r.id !== regionId) await (await node.links.broker(r.id)).waitForServices(["notes", "sv-region"], 15_000);
 say(`ready ${node.broker.nodeID}`);
 
 lines.on("line", line => {

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
-import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 
 const IMPORT_CHUNK = 500;
 
@@ -50,7 +50,13 @@ export const notesService: ServiceSchema<ServiceSettingSchema, MoveParticipantMe
 			async handler(ctx: Context<{ userId: string; text: string; delayMs?: number }>) {
 				// A slow write stays in flight, so tests can start a move across it.
 				if (ctx.params.delayMs) await new Promise(r => setTimeout(r, ctx.params.delayMs));
-				const row: NoteRow = { id: randomUUID(), user_id: ctx.params.userId, text: ctx.params.text, region: this.broker.metadata.region, created_at: Date.now() };
+				const row: NoteRow = {
+					id: randomUUID(),
+					user_id: ctx.params.userId,
+					text: ctx.params.text,
+					region: this.broker.metadata.region,
+					created_at: Date.now()
+				};
 				await this.db.insertInto("notes").values(row).execute();
 				return { id: row.id, region: row.region };
 			}
@@ -72,11 +78,19 @@ export const notesService: ServiceSchema<ServiceSettingSchema, MoveParticipantMe
 			await this.db.transaction().execute(async trx => {
 				await trx.deleteFrom("notes").where("user_id", "=", userId).execute();
 				// In chunks: one INSERT of every row would pass SQLite's limit on bound variables.
-				for (let i = 0; i < rows.length; i += IMPORT_CHUNK) await trx.insertInto("notes").values(rows.slice(i, i + IMPORT_CHUNK).map(r => ({ ...r, user_id: userId }))).execute();
+				for (let i = 0; i < rows.length; i += IMPORT_CHUNK)
+					await trx
+						.insertInto("notes")
+						.values(rows.slice(i, i + IMPORT_CHUNK).map(r => ({ ...r, user_id: userId })))
+						.execute();
 			});
 		},
 		async moveCount(userId: string) {
-			const r = await this.db.selectFrom("notes").select(eb => eb.fn.countAll().as("n")).where("user_id", "=", userId).executeTakeFirst();
+			const r = await this.db
+				.selectFrom("notes")
+				.select(eb => eb.fn.countAll().as("n"))
+				.where("user_id", "=", userId)
+				.executeTakeFirst();
 			return Number(r?.n ?? 0);
 		},
 		async moveDelete(userId: string) {

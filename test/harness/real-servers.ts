@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { connect } from "nats";
-import { dropMysqlDatabase } from "../../regions/stores/sql.ts";
 import type { StoreSettings } from "../../regions/stores/index.ts";
+import { dropMysqlDatabase } from "../../regions/stores/sql.ts";
 
 /** The real servers the integration tests use; CI makes sure they are up. */
 export const REAL = {

@@ -1,9 +1,9 @@
-import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "./free-port.ts";
 
@@ -53,7 +53,14 @@ export async function startSecureNats(): Promise<SecureNats> {
 	const [port, http] = [await freePort(), await freePort()];
 	writeFileSync(
 		join(dir, "server.conf"),
-		[`server_name: "secure-test"`, `listen: "127.0.0.1:${port}"`, `http: "127.0.0.1:${http}"`, `include "auth.conf"`, `jetstream { store_dir: "${join(dir, "js")}" }`, ""].join("\n")
+		[
+			`server_name: "secure-test"`,
+			`listen: "127.0.0.1:${port}"`,
+			`http: "127.0.0.1:${http}"`,
+			`include "auth.conf"`,
+			`jetstream { store_dir: "${join(dir, "js")}" }`,
+			""
+		].join("\n")
 	);
 	const passwords = natsPasswords();
 	const proc: ChildProcess = spawn(NATS_SERVER, ["-c", join(dir, "server.conf")], { cwd: dir, env: { ...process.env, ...passwords }, stdio: "ignore" });
@@ -65,7 +72,10 @@ export async function startSecureNats(): Promise<SecureNats> {
 		rmSync(root, { recursive: true, force: true });
 	};
 	for (let i = 0; ; i++) {
-		const ok = await fetch(`http://127.0.0.1:${http}/healthz`).then(r => r.ok, () => false);
+		const ok = await fetch(`http://127.0.0.1:${http}/healthz`).then(
+			r => r.ok,
+			() => false
+		);
 		if (ok) break;
 		if (i > 100 || proc.exitCode !== null) {
 			await stop();

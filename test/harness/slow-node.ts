@@ -4,8 +4,8 @@
  * when the signal lands. Prints "ready" on stdout once started.
  */
 import { exitOnSignal } from "../../app/launch/shutdown.ts";
-import { loadRegions } from "../../regions/loader.ts";
 import { startRegionNode } from "../../app/node.ts";
+import { loadRegions } from "../../regions/loader.ts";
 
 const region = loadRegions().find(r => r.id === (process.env.SLOW_NODE_REGION ?? "cn-east"))!;
 const delayMs = Number(process.env.SLOW_NODE_DELAY_MS ?? 1000);

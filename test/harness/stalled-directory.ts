@@ -38,7 +38,9 @@ export function stalledDirectory(store: DirectoryStore): StalledDirectory {
 		delete: (key, revision) => store.delete(key, revision),
 		async list<T>(prefix: string, opts: { afterRevision?: number; limit: number; authoritative?: boolean }) {
 			if (!snapshot || opts.authoritative) return store.list<T>(prefix, opts);
-			const entries = [...snapshot.values()].filter(e => e.key.startsWith(prefix) && e.revision > (opts.afterRevision ?? 0)).sort((a, b) => a.revision - b.revision);
+			const entries = [...snapshot.values()]
+				.filter(e => e.key.startsWith(prefix) && e.revision > (opts.afterRevision ?? 0))
+				.sort((a, b) => a.revision - b.revision);
 			const page = entries.slice(0, opts.limit) as DirectoryEntry<T>[];
 			return { entries: page, next: entries.length > opts.limit ? page[page.length - 1]!.revision : null };
 		},

@@ -1,8 +1,8 @@
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import type { Socket } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -87,13 +87,15 @@ export async function startSupercluster(regionIds: string[], opts: SuperclusterO
 async function attemptStart(regionIds: string[], readyTimeoutMs: number, front?: GatewayFront): Promise<Supercluster> {
 	const dir = mkdtempSync(join(tmpdir(), "edgehome-supercluster-"));
 	const ports = await distinctFreePorts(regionIds.length * 4);
-	const servers = regionIds.map((region, i): Server => ({
-		region,
-		ports: { client: ports[i * 4]!, cluster: ports[i * 4 + 1]!, gateway: ports[i * 4 + 2]!, http: ports[i * 4 + 3]! },
-		gatewayDialed: ports[i * 4 + 2]!,
-		conf: join(dir, `${region}.conf`),
-		log: join(dir, `${region}.log`)
-	}));
+	const servers = regionIds.map(
+		(region, i): Server => ({
+			region,
+			ports: { client: ports[i * 4]!, cluster: ports[i * 4 + 1]!, gateway: ports[i * 4 + 2]!, http: ports[i * 4 + 3]! },
+			gatewayDialed: ports[i * 4 + 2]!,
+			conf: join(dir, `${region}.conf`),
+			log: join(dir, `${region}.log`)
+		})
+	);
 	for (const regionId of front?.regions ?? []) {
 		const server = servers.find(s => s.region === regionId);
 		if (!server) throw new Error(`gateway front for "${regionId}", which is not in this supercluster (${regionIds.join(", ")})`);
@@ -230,10 +232,7 @@ async function waitReady(servers: Server[], timeoutMs: number): Promise<void> {
 		}
 		const waitingFor = await firstUnready(running);
 		if (!waitingFor) return;
-		if (Date.now() >= deadline)
-			throw new Error(
-				`supercluster not ready within ${timeoutMs} ms: ${waitingFor}\n${running.map(s => logTail(s)).join("\n")}`
-			);
+		if (Date.now() >= deadline) throw new Error(`supercluster not ready within ${timeoutMs} ms: ${waitingFor}\n${running.map(s => logTail(s)).join("\n")}`);
 		await sleep(100);
 	}
 }

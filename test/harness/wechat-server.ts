@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:http";
 import type { ServerResponse } from "node:http";
+import { createServer } from "node:http";
 
 /**
  * What the fake answers for a code: a session for an openid, an errcode, or a failure of the

@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
@@ -9,12 +9,12 @@ import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerConfig } from "../../app/broker.config.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
-import { startKvNode } from "../harness/kv-node.ts";
 import type { KvNode } from "../harness/kv-node.ts";
+import { startKvNode } from "../harness/kv-node.ts";
 import { notesService } from "../harness/notes.service.ts";
 import { runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 
 const NOTES_NODE = fileURLToPath(new URL("../harness/notes-node.ts", import.meta.url));
 const PRIMARY = "cn-east";
@@ -92,7 +92,13 @@ beforeAll(async () => {
 	});
 	survivor = await startKvNode({ ...common, region: HOME, natsUrl: cluster.urls[HOME]!, schemas: [notesService], group: "survivor" });
 	edge = await startKvNode({ ...common, region: HOME, natsUrl: cluster.urls[HOME]!, group: "edge" });
-	const bareEnv = { ...HEARTBEAT, EDGEHOME_NATS_URL: cluster.urls[HOME]!, EDGEHOME_NAMESPACE_PREFIX: namespacePrefix, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" };
+	const bareEnv = {
+		...HEARTBEAT,
+		EDGEHOME_NATS_URL: cluster.urls[HOME]!,
+		EDGEHOME_NAMESPACE_PREFIX: namespacePrefix,
+		EDGEHOME_METRICS_PORT: "off",
+		EDGEHOME_CACHER: "off"
+	};
 	bare = new ServiceBroker({ ...brokerConfig({ region: findRegion(loadRegions(), HOME), group: "bare", transport: "nats", env: bareEnv }), logger: false });
 	await bare.start();
 
@@ -103,20 +109,31 @@ beforeAll(async () => {
 	// Users homed in eu-central until the victim serves three of them (which node serves a user is a hash of its id).
 	for (let i = 0; victimUsers.size < 3 || users.length < 6; i++) {
 		if (i === 40) throw new Error("the victim never served three users");
-		const { userId } = await cnEast.node.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: `dead-${i}-${run}` }], country: "DE" });
+		const { userId } = await cnEast.node.broker.call<{ userId: string }, unknown>("sv-region.register", {
+			identities: [{ kind: "username", value: `dead-${i}-${run}` }],
+			country: "DE"
+		});
 		users.push(userId);
 		// Straight through the link, past the router: the call's context names the node the Shard strategy picked.
 		const servedBy = await until(`a first answer for ${userId}`, async () => {
 			const call = link.call("notes.list", { userId }) as Promise<unknown> & { ctx?: { nodeID?: string } };
 			// eu-central's directory mirror may not know the user yet.
-			return call.then(() => call.ctx?.nodeID, () => undefined);
+			return call.then(
+				() => call.ctx?.nodeID,
+				() => undefined
+			);
 		});
 		if (servedBy === victim.nodeID) victimUsers.add(userId);
 	}
 	// Every caller answers for every user before the kill.
 	for (const { node } of [cnEast, survivor, edge])
 		for (const userId of users)
-			await until(`${node.broker.nodeID} answering for ${userId}`, () => node.broker.call("notes.list", { userId }).then(() => true, () => undefined));
+			await until(`${node.broker.nodeID} answering for ${userId}`, () =>
+				node.broker.call("notes.list", { userId }).then(
+					() => true,
+					() => undefined
+				)
+			);
 }, 120_000);
 
 afterAll(async () => {
@@ -139,7 +156,11 @@ describe("an eu-central node is SIGKILLed while another serves the same services
 			"Moleculer alone": bare
 		};
 		for (const broker of Object.values(watched)) expect(broker.registry.nodes.get(victimID)?.available).toBe(true);
-		const callers: Record<string, ServiceBroker> = { "cn-east": cnEast.node.broker, "eu-central edge": edge.node.broker, "eu-central survivor": survivor.node.broker };
+		const callers: Record<string, ServiceBroker> = {
+			"cn-east": cnEast.node.broker,
+			"eu-central edge": edge.node.broker,
+			"eu-central survivor": survivor.node.broker
+		};
 
 		const killedAt = performance.now();
 		const since = () => Math.round(performance.now() - killedAt);

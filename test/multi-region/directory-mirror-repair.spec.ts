@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store.ts";
+import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import type { DirectoryChange } from "../../regions/directory/store.ts";
 import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
 import { gatewayRelays, stallMirror } from "../harness/mirror-lag.ts";
 import { runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 import { within } from "../harness/waiting.ts";
 
 /**
@@ -25,7 +25,9 @@ describe("a directory store whose mirror stalls", () => {
 	beforeAll(async () => {
 		cluster = await startSupercluster(["cn-east", "ap-south"], { gatewayFront: relays });
 		const open = (region: string) =>
-			whileDirectoryUnavailable(() => openNatsKvDirectory({ servers: cluster.urls[region]!, bucket, cluster: region, primaryCluster: "cn-east", mirrorStallMs: 2000 }));
+			whileDirectoryUnavailable(() =>
+				openNatsKvDirectory({ servers: cluster.urls[region]!, bucket, cluster: region, primaryCluster: "cn-east", mirrorStallMs: 2000 })
+			);
 		primary = await open("cn-east");
 		mirrored = await open("ap-south");
 		await mirrored.watch(change => seen.push(change));

@@ -1,12 +1,12 @@
 import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
-import { DirectoryError } from "../../regions/directory/store.ts";
 import type { DirectoryChange, DirectoryStore } from "../../regions/directory/store.ts";
-import { runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
+import { DirectoryError } from "../../regions/directory/store.ts";
 import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
+import { runId } from "../harness/real-servers.ts";
+import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 import { timed } from "../harness/waiting.ts";
 
 const PRIMARY = "cn-east";
@@ -88,13 +88,10 @@ describe("directory on a three-region NATS supercluster, origin in cn-east, mirr
 				value: { region: "eu-central", epoch: 1 },
 				revision: created
 			});
-			await eventually(() => seen[region]!.filter(c => c.key === key)).toEqual([
-				{ key, value: { region: "eu-central", epoch: 1 }, revision: created }
-			]);
+			await eventually(() => seen[region]!.filter(c => c.key === key)).toEqual([{ key, value: { region: "eu-central", epoch: 1 }, revision: created }]);
 		}
 		const updated = await stores["ap-south"]!.update<Home>(key, { region: "ap-south", epoch: 2 }, created);
-		for (const region of REGIONS)
-			await eventually(async () => (await stores[region]!.get<Home>(key))?.revision).toBe(updated);
+		for (const region of REGIONS) await eventually(async () => (await stores[region]!.get<Home>(key))?.revision).toBe(updated);
 		const page = await stores["ap-south"]!.list<Home>("user.", { limit: 10 });
 		expect(page).toEqual({ entries: [{ key, value: { region: "ap-south", epoch: 2 }, revision: updated }], next: null });
 	});

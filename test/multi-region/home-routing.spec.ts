@@ -1,23 +1,23 @@
 import { randomBytes } from "node:crypto";
 import type { Kysely } from "kysely";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { createConnection } from "mysql2/promise";
 import type { RowDataPacket } from "mysql2/promise";
+import { createConnection } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { dbMixin } from "../../mixins/db.mixin.ts";
+import type { RegionNode } from "../../app/node.ts";
+import { startRegionNode } from "../../app/node.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
-import { userKey } from "../../regions/directory/entries.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
+import { userKey } from "../../regions/directory/entries.ts";
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import type { HomeMeta } from "../../regions/home-router.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../app/node.ts";
-import type { RegionNode } from "../../app/node.ts";
-import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
 import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
+import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
+import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 import { timed } from "../harness/waiting.ts";
 
 const PRIMARY = "cn-east";
@@ -105,15 +105,16 @@ describe("home routing on a three-region NATS supercluster with real MariaDB per
 		cluster = await startSupercluster(REGIONS);
 		// The primary first: the mirrors are made of its origin bucket.
 		for (const region of REGIONS)
-			stores[region] = await whileDirectoryUnavailable(() =>
-				openNatsKvDirectory({
-					servers: cluster!.urls[region]!,
-					bucket: `homes-${run}`,
-					cluster: region,
-					primaryCluster: PRIMARY,
-					timeoutMs: DIRECTORY_TIMEOUT_MS,
-					name: `home-routing-${region}`
-				}),
+			stores[region] = await whileDirectoryUnavailable(
+				() =>
+					openNatsKvDirectory({
+						servers: cluster!.urls[region]!,
+						bucket: `homes-${run}`,
+						cluster: region,
+						primaryCluster: PRIMARY,
+						timeoutMs: DIRECTORY_TIMEOUT_MS,
+						name: `home-routing-${region}`
+					}),
 				20_000
 			);
 		const started = await Promise.allSettled(
@@ -192,7 +193,10 @@ describe("home routing on a three-region NATS supercluster with real MariaDB per
 			try {
 				const [rows] = await conn.query<RowDataPacket[]>("select user_id, region from notes");
 				for (const home of REGIONS)
-					expect(rows.filter(r => r.user_id === users[home]), `${home}'s rows in ${region}'s database`).toHaveLength(region === home ? 3 : 0);
+					expect(
+						rows.filter(r => r.user_id === users[home]),
+						`${home}'s rows in ${region}'s database`
+					).toHaveLength(region === home ? 3 : 0);
 				expect(rows.every(r => r.region === region)).toBe(true);
 			} finally {
 				await conn.end();
@@ -240,8 +244,7 @@ describe("home routing on a three-region NATS supercluster with real MariaDB per
 				const lookup = await timed(call<Registered>(region, "sv-region.lookup", { userId }));
 				expect(lookup.result).toMatchObject({ userId, region: homes[userId] });
 				expect(lookup.ms).toBeLessThan(DIRECTORY_TIMEOUT_MS);
-				if (homes[userId] !== PRIMARY)
-					expect(await call<Listed>(region, "notes.list", { userId })).toMatchObject({ servedBy: homes[userId] });
+				if (homes[userId] !== PRIMARY) expect(await call<Listed>(region, "notes.list", { userId })).toMatchObject({ servedBy: homes[userId] });
 			}
 			const register = await timed(call<Registered>(region, "sv-region.register", { identities: [identity(region)], country: "DE" }));
 			expect(register.result).toMatchObject({ type: "DIRECTORY_UNAVAILABLE", code: 503 });
@@ -252,7 +255,10 @@ describe("home routing on a three-region NATS supercluster with real MariaDB per
 
 		for (const region of OTHERS) {
 			// The same identity again: a reservation left behind by the failed attempt would make it IDENTITY_TAKEN.
-			const res = await whileDirectoryUnavailable(() => call<Registered>(region, "sv-region.register", { identities: [identity(region)], country: "DE" }), 20_000);
+			const res = await whileDirectoryUnavailable(
+				() => call<Registered>(region, "sv-region.register", { identities: [identity(region)], country: "DE" }),
+				20_000
+			);
 			expect(res).toMatchObject({ region: "eu-central", epoch: 1, pinned: true });
 			for (const reader of OTHERS)
 				await eventually(() => call<Registered>(reader, "sv-region.lookup", { userId: res.userId }).catch(err => err)).toMatchObject({

@@ -1,13 +1,13 @@
-import { Errors } from "moleculer";
 import type { Context } from "moleculer";
+import { Errors } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { findRegion, loadRegions } from "../../regions/loader.ts";
-import { startRegionNode } from "../../app/node.ts";
 import type { RegionNode } from "../../app/node.ts";
+import { startRegionNode } from "../../app/node.ts";
+import { findRegion, loadRegions } from "../../regions/loader.ts";
 import type { RegionDefinition } from "../../regions/region.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 
 const regions = loadRegions();
 const A = findRegion(regions, "cn-east");
@@ -70,9 +70,7 @@ describe("region links on a two-region NATS supercluster", () => {
 		await nodeA.links.call(B.id, "echo.where");
 
 		await expect(nodeA.broker.call("echo.where", {}, { retries: 0 })).rejects.toBeInstanceOf(Errors.ServiceNotFoundError);
-		expect(nodeA.broker.registry.getNodeList({ onlyAvailable: true, withServices: false }).map(n => n.id)).toEqual([
-			nodeA.broker.nodeID
-		]);
+		expect(nodeA.broker.registry.getNodeList({ onlyAvailable: true, withServices: false }).map(n => n.id)).toEqual([nodeA.broker.nodeID]);
 	});
 
 	it.each([

@@ -1,13 +1,13 @@
 import { execFileSync } from "node:child_process";
-import { connect } from "nats";
 import type { JetStreamClient, JetStreamManager, KV, NatsConnection } from "nats";
+import { connect } from "nats";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { MirrorWatchdog } from "../../regions/directory/mirror-watchdog.ts";
 import type { MirrorState, MirrorWatchdogEvent } from "../../regions/directory/mirror-watchdog.ts";
+import { MirrorWatchdog } from "../../regions/directory/mirror-watchdog.ts";
 import { gatewayRelays, lagGateway, stallMirror } from "../harness/mirror-lag.ts";
 import { runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 
 const PRIMARY = "cn-east";
 const MIRROR = "ap-south";
@@ -57,9 +57,7 @@ describe(`mirror watchdog on a real supercluster (${VERSION})`, () => {
 		await within(
 			async () => {
 				kv = await js.views.kv(bucket, { history: 1, placement: { cluster: PRIMARY, tags: [] } });
-				await mirrorNc
-					.jetstream()
-					.views.kv(`${bucket}-${MIRROR}`, { history: 1, mirror: { name: bucket }, placement: { cluster: MIRROR, tags: [] } });
+				await mirrorNc.jetstream().views.kv(`${bucket}-${MIRROR}`, { history: 1, mirror: { name: bucket }, placement: { cluster: MIRROR, tags: [] } });
 				return true;
 			},
 			15_000,
@@ -198,7 +196,9 @@ describe(`mirror watchdog on a real supercluster (${VERSION})`, () => {
 		await within(caughtUp, 10_000, "mirror level after the last write");
 		await expectSameKeys();
 		const counts = Object.entries(Object.groupBy(states, s => s)).map(([s, l]) => `${s} ${l!.length}`);
-		console.log(`[${VERSION}] link into ${MIRROR} cut ${STALL_MS + 3000} ms: checks ${counts.join(", ")}; repairs ${dog.repairs}; following again ${followMs} ms after the link came back`);
+		console.log(
+			`[${VERSION}] link into ${MIRROR} cut ${STALL_MS + 3000} ms: checks ${counts.join(", ")}; repairs ${dog.repairs}; following again ${followMs} ms after the link came back`
+		);
 		expect(dog.repairs).toBe(0);
 		expect(states).toContain("origin-unreachable");
 	}, 45_000);

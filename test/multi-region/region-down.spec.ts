@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { busWatchOf } from "../../regions/runtime/bus-watch.ts";
-import { startKvNode } from "../harness/kv-node.ts";
 import type { KvNode } from "../harness/kv-node.ts";
+import { startKvNode } from "../harness/kv-node.ts";
 import { runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 
 /** A per-user action; `slowMs` keeps a call in flight across the outage. */
 const actor: ServiceSchema = {
@@ -36,14 +36,20 @@ beforeAll(async () => {
 	for (const region of REGIONS) nodes[region] = await startKvNode({ ...common, region, natsUrl: cluster.urls[region]! });
 	const caller = nodes["ap-south"]!.node;
 	for (const region of REGIONS) {
-		const res = await caller.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: `down-${region}-${run}` }], country: COUNTRY[region] });
+		const res = await caller.broker.call<{ userId: string }, unknown>("sv-region.register", {
+			identities: [{ kind: "username", value: `down-${region}-${run}` }],
+			country: COUNTRY[region]
+		});
 		users[region] = res.userId;
 	}
 	// Every region answers for every user before the outage.
 	const deadline = Date.now() + 15_000;
 	for (const region of REGIONS)
 		for (;;) {
-			const ok = await caller.broker.call("actor.ping", { userId: users[region] }).then(() => true, () => false);
+			const ok = await caller.broker.call("actor.ping", { userId: users[region] }).then(
+				() => true,
+				() => false
+			);
 			if (ok) break;
 			if (Date.now() > deadline) throw new Error(`user of ${region} never answered`);
 			await new Promise(r => setTimeout(r, 100));

@@ -1,23 +1,23 @@
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { createConnection } from "mysql2/promise";
 import type { Connection, RowDataPacket } from "mysql2/promise";
+import { createConnection } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { userKey } from "../../regions/directory/entries.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
-import { moveKey } from "../../regions/rehoming.ts";
+import { userKey } from "../../regions/directory/entries.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
-import { startKvNode } from "../harness/kv-node.ts";
+import { moveKey } from "../../regions/rehoming.ts";
 import type { KvNode } from "../harness/kv-node.ts";
+import { startKvNode } from "../harness/kv-node.ts";
 import { notesService } from "../harness/notes.service.ts";
 import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Supercluster } from "../harness/supercluster.ts";
+import { startSupercluster } from "../harness/supercluster.ts";
 
 const PRIMARY = "cn-east";
 const TARGET = "eu-central";
@@ -31,7 +31,6 @@ const CONVERGE_MS = 15_000;
 interface Registered extends HomeEntry {
 	userId: string;
 }
-
 
 /** A mover node in its own process, to be SIGKILLed mid-move. */
 interface MoverProcess {
@@ -155,11 +154,13 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 
 	afterAll(async () => {
 		try {
-			await Promise.allSettled([...children].map(async proc => {
-				const gone = once(proc, "exit");
-				if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-				await gone;
-			}));
+			await Promise.allSettled(
+				[...children].map(async proc => {
+					const gone = once(proc, "exit");
+					if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+					await gone;
+				})
+			);
 			await Promise.allSettled(Object.values(nodes).map(n => n.stop()));
 			await Promise.allSettled(Object.values(dbs).map(db => db.end()));
 			await Promise.all(REGIONS.map(region => cleanupRealStores(realStores(run, region))));
@@ -311,7 +312,10 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 		expect({ pinned, region }).toEqual({ pinned: true, region: TARGET });
 		await call(SIDE, "notes.add", { userId, text: "stays" });
 		const before = await nodes[PRIMARY]!.store.get(userKey(userId));
-		await expect(call(PRIMARY, "sv-region.move", { userId, to: PRIMARY }, { timeout: 60_000 })).rejects.toMatchObject({ type: "RESIDENCY_VIOLATION", code: 403 });
+		await expect(call(PRIMARY, "sv-region.move", { userId, to: PRIMARY }, { timeout: 60_000 })).rejects.toMatchObject({
+			type: "RESIDENCY_VIOLATION",
+			code: 403
+		});
 		expect(await nodes[PRIMARY]!.store.get(userKey(userId))).toEqual(before);
 		expect(await journal(userId)).toBeNull();
 		expect(await textsIn(TARGET, userId)).toEqual(["stays"]);

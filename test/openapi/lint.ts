@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServices } from "../harness/embedded.ts";
-import { GATEWAYS, gatewaySchemas, gatewayUrl } from "../harness/gateways.ts";
 import type { GatewayName } from "../harness/gateways.ts";
+import { GATEWAYS, gatewaySchemas, gatewayUrl } from "../harness/gateways.ts";
 
 /**
  * `npm run lint:openapi`: the gateways' OpenAPI documents through Redocly (recommended rules,

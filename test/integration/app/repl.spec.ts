@@ -1,18 +1,25 @@
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { once } from "node:events";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RegionNode } from "../../../app/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
 import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../app/node.ts";
-import type { RegionNode } from "../../../app/node.ts";
 import { REAL, runId } from "../../harness/real-servers.ts";
 
 const run = runId();
 // The regions here run different services (sv-user only in ap-south): a move copies none of them, by configuration.
-const env = { ...process.env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-`, EDGEHOME_NATS_URL: REAL.nats, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off", EDGEHOME_MOVE_PARTICIPANTS: "" };
+const env = {
+	...process.env,
+	EDGEHOME_NAMESPACE_PREFIX: `t${run}-`,
+	EDGEHOME_NATS_URL: REAL.nats,
+	EDGEHOME_METRICS_PORT: "off",
+	EDGEHOME_CACHER: "off",
+	EDGEHOME_MOVE_PARTICIPANTS: ""
+};
 let euNode: RegionNode;
 let cnNode: RegionNode;
 let apNode: RegionNode;
@@ -46,8 +53,13 @@ beforeAll(async () => {
 	euNode = await start("eu-central", ["sv-config", "sv-region"]);
 	cnNode = await start("cn-east", ["sv-region"]);
 	apNode = await start("ap-south", ["sv-region", "sv-user", "auth-rbac"]);
-	userId = (await cnNode.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "repl-ann" }], country: "KR" })).userId;
-	repl = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], { env: { ...env, ADMIN_PASSWORD: "repl admin passphrase" }, stdio: ["pipe", "pipe", "pipe"] });
+	userId = (
+		await cnNode.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "repl-ann" }], country: "KR" })
+	).userId;
+	repl = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], {
+		env: { ...env, ADMIN_PASSWORD: "repl admin passphrase" },
+		stdio: ["pipe", "pipe", "pipe"]
+	});
 	repl.stdout!.on("data", d => (output += d));
 	repl.stderr!.on("data", d => (output += d));
 	await until(/cn-east \$/);
@@ -145,7 +157,10 @@ describe("npm run repl", () => {
 
 describe("npm run repl with no region node on its NATS", () => {
 	it("says so and points at the embedded console, instead of failing later with 'not found'", async () => {
-		const lonely = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], { env: { ...env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-nobody-` }, stdio: ["pipe", "pipe", "pipe"] });
+		const lonely = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], {
+			env: { ...env, EDGEHOME_NAMESPACE_PREFIX: `t${run}-nobody-` },
+			stdio: ["pipe", "pipe", "pipe"]
+		});
 		let printed = "";
 		lonely.stdout!.on("data", d => (printed += d));
 		try {

@@ -5,15 +5,15 @@ import { ServiceBroker } from "moleculer";
 import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerConfig } from "../../../app/broker.config.ts";
-import { openNatsKvDirectory } from "../../../regions/directory/nats-kv-store.ts";
-import type { NatsKvDirectoryStore } from "../../../regions/directory/nats-kv-store.ts";
-import { findRegion, loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../app/node.ts";
 import type { RegionNode } from "../../../app/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
+import type { NatsKvDirectoryStore } from "../../../regions/directory/nats-kv-store.ts";
+import { openNatsKvDirectory } from "../../../regions/directory/nats-kv-store.ts";
+import { findRegion, loadRegions } from "../../../regions/loader.ts";
 import { natsCredentials } from "../../../regions/runtime/bus-credentials.ts";
 import { cleanupRealStores, realStores, runId } from "../../harness/real-servers.ts";
-import { startSecureNats } from "../../harness/secure-nats.ts";
 import type { SecureNats } from "../../harness/secure-nats.ts";
+import { startSecureNats } from "../../harness/secure-nats.ts";
 import { failureOf, within } from "../../harness/waiting.ts";
 
 /**
@@ -46,7 +46,10 @@ const envOf = (user: "service" | "ops", extra: Record<string, string> = {}) => (
 
 /** A service-less node of the region, configured as any node is (broker.config.ts). */
 async function guest(name: string, env: Record<string, string>): Promise<ServiceBroker> {
-	const b = new ServiceBroker({ ...brokerConfig({ region, group: name, transport: "nats", env: { ...env, EDGEHOME_NODE_ID: `${name}-${run}` } }), logger: false });
+	const b = new ServiceBroker({
+		...brokerConfig({ region, group: name, transport: "nats", env: { ...env, EDGEHOME_NODE_ID: `${name}-${run}` } }),
+		logger: false
+	});
 	guests.push(b);
 	await b.start();
 	await b.waitForServices(["auth-jwt", "auth-rbac"], 10_000);
@@ -54,15 +57,33 @@ async function guest(name: string, env: Record<string, string>): Promise<Service
 }
 
 const to = () => ({ nodeID: node.broker.nodeID });
-const sessionsOf = async (userId: string) => (await node.stores.sql.db.selectFrom("auth_sessions" as never).select("sid" as never).where("user_id" as never, "=", userId as never).execute()).length;
+const sessionsOf = async (userId: string) =>
+	(
+		await node.stores.sql.db
+			.selectFrom("auth_sessions" as never)
+			.select("sid" as never)
+			.where("user_id" as never, "=", userId as never)
+			.execute()
+	).length;
 const rolesOf = async (userId: string) => (await node.broker.call<{ direct: string[] }, unknown>("auth-rbac.rolesOf", { userId })).direct;
-const userPermissions = async () => (await node.broker.call<{ permissions: { resource: string; action: string }[] }, unknown>("auth-rbac.permissionsOf", { role: "user" })).permissions;
+const userPermissions = async () =>
+	(await node.broker.call<{ permissions: { resource: string; action: string }[] }, unknown>("auth-rbac.permissionsOf", { role: "user" })).permissions;
 
 beforeAll(async () => {
 	nats = await startSecureNats();
 	const env = envOf("service", { EDGEHOME_CAPABILITY_KEYS: capabilityKeys });
 	store = await openNatsKvDirectory({ servers: nats.url, bucket: `t-${run}-directory`, credentials: natsCredentials(env) });
-	node = await startRegionNode({ region, regions, transport: "nats", group: "core", services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"], stores, directory: { store, blindIndexKey: randomBytes(32) }, env, overrides: { logger: false } });
+	node = await startRegionNode({
+		region,
+		regions,
+		transport: "nats",
+		group: "core",
+		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"],
+		stores,
+		directory: { store, blindIndexKey: randomBytes(32) },
+		env,
+		overrides: { logger: false }
+	});
 	greta = await node.broker.call("sv-user.register", { username: "greta", password: "fjord walk 42", country: "CN" });
 }, 60_000);
 
@@ -140,14 +161,21 @@ describe("a node on the bus without the capability", () => {
 	});
 
 	it("changes nothing with a forged permissionChanged, as if relayed from another region", async () => {
-		await intruder.broadcast("auth-rbac.permissionChanged", { op: "add", role: "user", resource: "users", action: "delete" }, { meta: { $globalFrom: "eu-central" } });
+		await intruder.broadcast(
+			"auth-rbac.permissionChanged",
+			{ op: "add", role: "user", resource: "users", action: "delete" },
+			{ meta: { $globalFrom: "eu-central" } }
+		);
 		await new Promise(r => setTimeout(r, 1000));
 		expect(await userPermissions()).not.toContainEqual(expect.objectContaining({ resource: "users", action: "delete" }));
 	});
 
 	it("gets nowhere with keys of its own", async () => {
 		const forger = await guest("forger", envOf("service", { EDGEHOME_CAPABILITY_KEYS: `mint:${key()},grant:${key()}` }));
-		expect(await failureOf(forger.call("auth-rbac.grant", { userId: greta.id, role: "admin" }, to()))).toMatchObject({ type: "CAPABILITY_REQUIRED", data: { reason: "invalid" } });
+		expect(await failureOf(forger.call("auth-rbac.grant", { userId: greta.id, role: "admin" }, to()))).toMatchObject({
+			type: "CAPABILITY_REQUIRED",
+			data: { reason: "invalid" }
+		});
 		expect(await rolesOf(greta.id)).not.toContain("admin");
 	});
 });
@@ -164,7 +192,11 @@ describe("a node holding the capability", () => {
 
 	it("relays a permission change from another region (the event the intruder forged, signed)", async () => {
 		const ops = guests.find(b => b.nodeID.startsWith("ops-"))!;
-		await ops.broadcast("auth-rbac.permissionChanged", { op: "add", role: "user", resource: "users", action: "delete" }, { meta: { $globalFrom: "eu-central" } });
+		await ops.broadcast(
+			"auth-rbac.permissionChanged",
+			{ op: "add", role: "user", resource: "users", action: "delete" },
+			{ meta: { $globalFrom: "eu-central" } }
+		);
 		await within(async () => (await userPermissions()).some(p => p.resource === "users" && p.action === "delete"), 2000);
 	});
 });

@@ -1,11 +1,11 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startKvNode } from "../../harness/kv-node.ts";
+import { dbMixin } from "../../../mixins/db.mixin.ts";
 import type { KvNode } from "../../harness/kv-node.ts";
+import { startKvNode } from "../../harness/kv-node.ts";
 import { notesService } from "../../harness/notes.service.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../../harness/real-servers.ts";
-import { dbMixin } from "../../../mixins/db.mixin.ts";
 
 /** A write that records a row, then fails: what it wrote stays, as it would without the fence. */
 const failing: ServiceSchema = {
@@ -14,7 +14,11 @@ const failing: ServiceSchema = {
 		dbMixin({
 			"0001_audit": {
 				async up(db) {
-					await db.schema.createTable("failing_audit").addColumn("id", "varchar(36)", c => c.primaryKey()).addColumn("user_id", "varchar(26)").execute();
+					await db.schema
+						.createTable("failing_audit")
+						.addColumn("id", "varchar(36)", c => c.primaryKey())
+						.addColumn("user_id", "varchar(26)")
+						.execute();
 				}
 			}
 		})
@@ -39,8 +43,18 @@ const crossing: ServiceSchema = {
 		dbMixin({
 			"0001_counters": {
 				async up(db) {
-					await db.schema.createTable("crossing_counters").addColumn("name", "varchar(8)", c => c.primaryKey()).addColumn("n", "integer", c => c.notNull()).execute();
-					await db.insertInto("crossing_counters").values([{ name: "a", n: 0 }, { name: "b", n: 0 }]).execute();
+					await db.schema
+						.createTable("crossing_counters")
+						.addColumn("name", "varchar(8)", c => c.primaryKey())
+						.addColumn("n", "integer", c => c.notNull())
+						.execute();
+					await db
+						.insertInto("crossing_counters")
+						.values([
+							{ name: "a", n: 0 },
+							{ name: "b", n: 0 }
+						])
+						.execute();
 				}
 			}
 		})
@@ -51,7 +65,12 @@ const crossing: ServiceSchema = {
 			params: { userId: "string", first: "string", second: "string" },
 			async handler(ctx: Context<{ userId: string; first: string; second: string }>) {
 				crossRuns++;
-				const bump = (name: string) => (this as unknown as { db: any }).db.updateTable("crossing_counters").set((eb: any) => ({ n: eb("n", "+", 1) })).where("name", "=", name).execute();
+				const bump = (name: string) =>
+					(this as unknown as { db: any }).db
+						.updateTable("crossing_counters")
+						.set((eb: any) => ({ n: eb("n", "+", 1) }))
+						.where("name", "=", name)
+						.execute();
 				await bump(ctx.params.first);
 				await new Promise(r => setTimeout(r, 200));
 				await bump(ctx.params.second);
@@ -72,11 +91,21 @@ const stores = realStores(run, "cn-east");
 let kv: KvNode;
 
 const call = <T = any>(action: string, params: unknown, opts?: object) => kv.node.broker.call<T, unknown>(action, params, opts);
-const register = async (name: string) => (await call<{ userId: string }>("sv-region.register", { identities: [{ kind: "username", value: `${name}-${run}` }], country: "JP" })).userId;
-const rows = async (table: string, userId: string) => (await kv.node.stores.sql.db.selectFrom(table).selectAll().where("user_id", "=", userId).execute()).length;
+const register = async (name: string) =>
+	(await call<{ userId: string }>("sv-region.register", { identities: [{ kind: "username", value: `${name}-${run}` }], country: "JP" })).userId;
+const rows = async (table: string, userId: string) =>
+	(await kv.node.stores.sql.db.selectFrom(table).selectAll().where("user_id", "=", userId).execute()).length;
 
 beforeAll(async () => {
-	kv = await startKvNode({ region: "cn-east", natsUrl: REAL.nats, bucket, namespacePrefix: `f${run}-`, blindIndexKey: randomBytes(32), schemas: [notesService, failing, crossing], stores });
+	kv = await startKvNode({
+		region: "cn-east",
+		natsUrl: REAL.nats,
+		bucket,
+		namespacePrefix: `f${run}-`,
+		blindIndexKey: randomBytes(32),
+		schemas: [notesService, failing, crossing],
+		stores
+	});
 	await kv.node.broker.waitForServices(["notes", "failing", "crossing"], 10_000);
 });
 
@@ -110,9 +139,12 @@ describe("the write fence on MariaDB", () => {
 		const users = await Promise.all(Array.from({ length: 16 }, (_, i) => register(`import-${i}`)));
 		const moves = new Map(users.map(u => [u, randomUUID()]));
 		for (const u of users) await call("sv-region.handover", { region: "cn-east", userId: u, step: "receive", epoch: 2, moveId: moves.get(u) });
-		const payload = (u: string) => Array.from({ length: 40 }, (_, i) => ({ id: randomUUID(), user_id: u, text: `r${i}`, region: "cn-east", created_at: Date.now() + i }));
+		const payload = (u: string) =>
+			Array.from({ length: 40 }, (_, i) => ({ id: randomUUID(), user_id: u, text: `r${i}`, region: "cn-east", created_at: Date.now() + i }));
 		// Twice each, concurrently: a retried import replaces what the first wrote.
-		const results = await Promise.allSettled(users.flatMap(u => [0, 1].map(() => call("notes.move.import", { userId: u, moveId: moves.get(u), rows: payload(u) }))));
+		const results = await Promise.allSettled(
+			users.flatMap(u => [0, 1].map(() => call("notes.move.import", { userId: u, moveId: moves.get(u), rows: payload(u) })))
+		);
 		const failed = results.filter(r => r.status === "rejected").map(r => (r as PromiseRejectedResult).reason.message);
 		expect(failed).toEqual([]);
 		for (const u of users) expect(await rows("notes", u)).toBe(40);
@@ -130,7 +162,10 @@ describe("the write fence on MariaDB", () => {
 	it("runs a deadlock's victim again (its transaction was rolled back whole), so each write is applied once", async () => {
 		const [u1, u2] = await Promise.all([register("cross-1"), register("cross-2")]);
 		crossRuns = 0;
-		const results = await Promise.allSettled([call("crossing.bump", { userId: u1, first: "a", second: "b" }), call("crossing.bump", { userId: u2, first: "b", second: "a" })]);
+		const results = await Promise.allSettled([
+			call("crossing.bump", { userId: u1, first: "a", second: "b" }),
+			call("crossing.bump", { userId: u2, first: "b", second: "a" })
+		]);
 		expect(results.map(r => r.status)).toEqual(["fulfilled", "fulfilled"]);
 		const counters = await kv.node.stores.sql.db.selectFrom("crossing_counters").selectAll().orderBy("name").execute();
 		console.log(`two crossing writes: handlers ran ${crossRuns} times, counters ${JSON.stringify(counters)}`);

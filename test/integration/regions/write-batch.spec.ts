@@ -1,8 +1,8 @@
 import { sql } from "kysely";
 import { createConnection } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openFencedStore, savepointAmongOthers, sleep } from "../../harness/fenced-store.ts";
 import type { FencedStore } from "../../harness/fenced-store.ts";
+import { openFencedStore, savepointAmongOthers, sleep } from "../../harness/fenced-store.ts";
 import { cleanupRealStores, realStores, runId } from "../../harness/real-servers.ts";
 
 /**
@@ -14,13 +14,28 @@ import { cleanupRealStores, realStores, runId } from "../../harness/real-servers
 const stores = realStores(runId(), "cn-east");
 let s: FencedStore;
 const typeOf = (err: unknown) => (err as { type?: string }).type;
-const bump = (name: string) => s.db.updateTable("batch_counters").set(eb => ({ n: eb("n", "+", 1) })).where("name", "=", name).execute();
+const bump = (name: string) =>
+	s.db
+		.updateTable("batch_counters")
+		.set(eb => ({ n: eb("n", "+", 1) }))
+		.where("name", "=", name)
+		.execute();
 const counters = async () => (await s.db.selectFrom("batch_counters").selectAll().orderBy("name").execute()).map(c => Number(c.n));
 
 beforeAll(async () => {
 	s = await openFencedStore(stores.sql);
-	await s.db.schema.createTable("batch_counters").addColumn("name", "varchar(8)", c => c.primaryKey()).addColumn("n", "integer", c => c.notNull()).execute();
-	await s.db.insertInto("batch_counters").values([{ name: "a", n: 0 }, { name: "b", n: 0 }]).execute();
+	await s.db.schema
+		.createTable("batch_counters")
+		.addColumn("name", "varchar(8)", c => c.primaryKey())
+		.addColumn("n", "integer", c => c.notNull())
+		.execute();
+	await s.db
+		.insertInto("batch_counters")
+		.values([
+			{ name: "a", n: 0 },
+			{ name: "b", n: 0 }
+		])
+		.execute();
 });
 
 afterAll(async () => {
@@ -47,7 +62,10 @@ describe("fenced writes committed in batches on MariaDB", () => {
 
 	it("keeps a batch's writes apart for their callers: a failing one keeps what it wrote, a savepoint rolls back alone", async () => {
 		// The savepoint's rollback takes back its own row only, not the write interleaved meanwhile.
-		expect(await savepointAmongOthers(s)).toEqual({ statuses: ["rejected: failed after writing", "fulfilled", "fulfilled"], rows: [["before"], ["after", "outside"], ["interleaved"]] });
+		expect(await savepointAmongOthers(s)).toEqual({
+			statuses: ["rejected: failed after writing", "fulfilled", "fulfilled"],
+			rows: [["before"], ["after", "outside"], ["interleaved"]]
+		});
 	});
 
 	it("answers the others within the hold time while a slow write goes on in its own transaction", async () => {
@@ -61,9 +79,11 @@ describe("fenced writes committed in batches on MariaDB", () => {
 			await s.insert(slowUser, "second");
 			return Date.now() - started;
 		});
-		const fast = fence.run(fastUser, 1, async () => {
-			await s.insert(fastUser, "fast");
-		}).then(() => (fastAt = Date.now() - started));
+		const fast = fence
+			.run(fastUser, 1, async () => {
+				await s.insert(fastUser, "fast");
+			})
+			.then(() => (fastAt = Date.now() - started));
 		const [slowAt] = await Promise.all([slow, fast]);
 		console.log(`fast write answered after ${fastAt} ms, slow one after ${slowAt} ms`);
 		expect(fastAt).toBeLessThan(300);

@@ -1,15 +1,15 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Tokens } from "../../../services/auth-jwt/tokens.ts";
+import { parsePiiKeys } from "../../../kernel/sealing.ts";
 import { IP_BACKOFF, RedisLoginThrottle } from "../../../services/auth-jwt/login-throttle.ts";
 import { SigningKeys } from "../../../services/auth-jwt/signing-keys.ts";
+import type { Tokens } from "../../../services/auth-jwt/tokens.ts";
 import { ACCESS_TTL_S, signAccess } from "../../../services/auth-jwt/tokens.ts";
-import { parsePiiKeys } from "../../../kernel/sealing.ts";
 import { forgeAccess } from "../../harness/forged-tokens.ts";
+import type { KvNode } from "../../harness/kv-node.ts";
 import { startKvNode } from "../../harness/kv-node.ts";
 import { BACKED_OFF_WAITS, hammer } from "../../harness/login-backoff.ts";
-import type { KvNode } from "../../harness/kv-node.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../../harness/real-servers.ts";
 import { failureOf, within } from "../../harness/waiting.ts";
 
@@ -20,7 +20,13 @@ const stores = { "cn-east": realStores(run, "cn-east"), "eu-central": realStores
 const nodes: Record<"a" | "b" | "eu", KvNode> = {} as never;
 const broker = (n: keyof typeof nodes) => nodes[n].node.broker;
 /** Verified on that very node (verification is local: no hop). */
-const verifyOn = (n: keyof typeof nodes, token: string) => broker(n).call<{ sid: string }, unknown>("auth-jwt.verify", { token }, { nodeID: broker(n).nodeID }).then(c => c.sid, e => e.type as string);
+const verifyOn = (n: keyof typeof nodes, token: string) =>
+	broker(n)
+		.call<{ sid: string }, unknown>("auth-jwt.verify", { token }, { nodeID: broker(n).nodeID })
+		.then(
+			c => c.sid,
+			e => e.type as string
+		);
 
 const services = ["sv-region", "sv-user", "auth-jwt"];
 let greta: { id: string };
@@ -36,7 +42,9 @@ beforeAll(async () => {
 	chen = await broker("a").call("sv-user.register", { username: "chen", password: "river walk 42", country: "CN" });
 	await broker("a").call("sv-user.register", { username: "ming", password: "temple walk 42", country: "CN" });
 	await within(async () => {
-		const stats = await Promise.all((["a", "b", "eu"] as const).map(n => broker(n).call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {}, { nodeID: broker(n).nodeID })));
+		const stats = await Promise.all(
+			(["a", "b", "eu"] as const).map(n => broker(n).call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {}, { nodeID: broker(n).nodeID }))
+		);
 		return stats.every(s => s.current["cn-east"] && s.current["eu-central"]);
 	}, 10_000);
 });
@@ -65,13 +73,17 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 	it("logs out through one node: both cn-east nodes and eu-central reject the token within a second", async () => {
 		const t = await broker("b").call<Tokens, unknown>("auth-jwt.login", { login: "chen", password: "river walk 42", client: "www" });
 		await broker("eu").call("auth-jwt.logout", { accessToken: t.accessToken });
-		const ms = await within(async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, t.accessToken)))).every(v => v === "SESSION_REVOKED"), 1000);
+		const ms = await within(
+			async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, t.accessToken)))).every(v => v === "SESSION_REVOKED"),
+			1000
+		);
 		expect(ms).toBeLessThan(1000);
 		expect(chen.id).toMatch(/^[0-9a-z]{26}$/);
 	});
 
 	it("backs a login off across a region's nodes in Redis, and lets its owner in from an IP it logged in from before", async () => {
-		const login = (n: "a" | "b", password: string, clientIp: string) => failureOf(broker(n).call("auth-jwt.login", { login: "chen", password, client: "app" }, { meta: { clientIp } }));
+		const login = (n: "a" | "b", password: string, clientIp: string) =>
+			failureOf(broker(n).call("auth-jwt.login", { login: "chen", password, client: "app" }, { meta: { clientIp } }));
 		expect(await login("a", "river walk 42", "192.0.2.200")).toMatchObject({ type: "(succeeded)" });
 		for (let i = 0; i < 5; i++) expect(await login(i % 2 ? "a" : "b", `wrong guess ${i}`, `192.0.2.${i}`)).toMatchObject({ type: "INVALID_CREDENTIALS" });
 		expect(await login("a", "river walk 42", "192.0.2.201")).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { retryAfter: 1 } });
@@ -110,7 +122,13 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 		tampered[tampered.length - 3] = tampered[tampered.length - 3]! ^ 1;
 		const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
 		const signerOf = async (node: KvNode, region: string) =>
-			(await new SigningKeys(node.node.stores.sql.db, region, parsePiiKeys(process.env.EDGEHOME_PII_KEYS!), { rotateAfterMs: 1e12, publishLeadMs: 1e9, retireAfterMs: 1e9 }).load()).signer!;
+			(
+				await new SigningKeys(node.node.stores.sql.db, region, parsePiiKeys(process.env.EDGEHOME_PII_KEYS!), {
+					rotateAfterMs: 1e12,
+					publishLeadMs: 1e9,
+					retireAfterMs: 1e9
+				}).load()
+			).signer!;
 		const signer = await signerOf(nodes.eu, "eu-central");
 		const cnSigner = await signerOf(nodes.a, "cn-east");
 		const ok = { issuer: "edgehome", audience: "edgehome-api" };
@@ -130,7 +148,10 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 			// greta lives in eu-central: cn-east's real key must not sign for her.
 			"cn-east's key for an eu-central user": [await signAccess(ok, cnSigner, mine), "TOKEN_REGION"],
 			"cn-east's key claiming cn-east for an eu-central user": [await signAccess(ok, cnSigner, { ...mine, rgn: "cn-east" }), "TOKEN_REGION"],
-			"issued in the future, nbf now": [await forgeAccess(ok, signer, mine, { iat: now + 600, nbf: now, exp: now + 600 + ACCESS_TTL_S }), "TOKEN_ISSUED_IN_FUTURE"],
+			"issued in the future, nbf now": [
+				await forgeAccess(ok, signer, mine, { iat: now + 600, nbf: now, exp: now + 600 + ACCESS_TTL_S }),
+				"TOKEN_ISSUED_IN_FUTURE"
+			],
 			"valid for a year": [await forgeAccess(ok, signer, mine, { iat: now, nbf: now, exp: now + 365 * 86_400 }), "TOKEN_LIFETIME"]
 		};
 		for (const n of ["a", "b", "eu"] as const)
@@ -141,7 +162,10 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 	it("ends the whole token family when a rotated refresh token is replayed; of two concurrent refreshes one wins", async () => {
 		await broker("b").call("sv-user.register", { username: "olaf", password: "snow drift 77", country: "DE" });
 		const first = await broker("a").call<Tokens, unknown>("auth-jwt.login", { login: "olaf", password: "snow drift 77", client: "app" });
-		const race = await Promise.allSettled([broker("a").call<Tokens, unknown>("auth-jwt.refresh", { refreshToken: first.refreshToken }), broker("b").call<Tokens, unknown>("auth-jwt.refresh", { refreshToken: first.refreshToken })]);
+		const race = await Promise.allSettled([
+			broker("a").call<Tokens, unknown>("auth-jwt.refresh", { refreshToken: first.refreshToken }),
+			broker("b").call<Tokens, unknown>("auth-jwt.refresh", { refreshToken: first.refreshToken })
+		]);
 		const won = race.filter(r => r.status === "fulfilled") as PromiseFulfilledResult<Tokens>[];
 		expect(won).toHaveLength(1);
 		expect(race.filter(r => r.status === "rejected").map(r => (r as PromiseRejectedResult).reason.type)).toEqual(["REFRESH_CONFLICT"]);
@@ -149,7 +173,10 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 		expect(next.sid).toBe(first.sid);
 		await new Promise(r => setTimeout(r, 5100));
 		expect(await failureOf(broker("a").call("auth-jwt.refresh", { refreshToken: first.refreshToken }))).toMatchObject({ type: "REFRESH_REUSED", code: 401 });
-		await within(async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, next.accessToken)))).every(v => v === "SESSION_REVOKED"), 1000);
+		await within(
+			async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, next.accessToken)))).every(v => v === "SESSION_REVOKED"),
+			1000
+		);
 		expect(await failureOf(broker("b").call("auth-jwt.refresh", { refreshToken: next.refreshToken }))).toMatchObject({ type: "REFRESH_INVALID" });
 	}, 15_000);
 
@@ -157,7 +184,10 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 		const app1 = await broker("a").call<Tokens, unknown>("auth-jwt.login", { login: "greta", password: "fjord walk 42", client: "app" });
 		const cms = await broker("b").call<Tokens, unknown>("auth-jwt.login", { login: "greta", password: "fjord walk 42", client: "cms" });
 		const app2 = await broker("eu").call<Tokens, unknown>("auth-jwt.login", { login: "greta", password: "fjord walk 42", client: "app" });
-		await within(async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, app1.accessToken)))).every(v => v === "SESSION_REVOKED"), 1000);
+		await within(
+			async () => (await Promise.all((["a", "b", "eu"] as const).map(n => verifyOn(n, app1.accessToken)))).every(v => v === "SESSION_REVOKED"),
+			1000
+		);
 		for (const n of ["a", "b", "eu"] as const) expect([await verifyOn(n, cms.accessToken), await verifyOn(n, app2.accessToken)]).toEqual([cms.sid, app2.sid]);
 		const unknown = await failureOf(broker("a").call("auth-jwt.login", { login: "nobody-here", password: "whatever 1", client: "app" }));
 		const wrong = await failureOf(broker("a").call("auth-jwt.login", { login: "greta", password: "whatever 1", client: "app" }));
@@ -165,7 +195,9 @@ describe("auth-jwt on real NATS, MariaDB and Redis", () => {
 		expect({ type: wrong.type, code: wrong.code }).toEqual({ type: unknown.type, code: unknown.code });
 		const before = await nodes.a.node.stores.sql.db.selectFrom("users").select("id").execute();
 		for (const extra of [{ role: "admin" }, { region: "eu-central" }, { id: "0".repeat(26) }])
-			expect(await failureOf(broker("a").call("sv-user.register", { username: "intruder", password: "sneaky pass 1", ...extra }))).toMatchObject({ type: "VALIDATION_ERROR" });
+			expect(await failureOf(broker("a").call("sv-user.register", { username: "intruder", password: "sneaky pass 1", ...extra }))).toMatchObject({
+				type: "VALIDATION_ERROR"
+			});
 		expect(await nodes.a.node.stores.sql.db.selectFrom("users").select("id").execute()).toEqual(before);
 		expect(await failureOf(broker("a").call("sv-region.resolve", { kind: "username", value: "intruder" }))).toMatchObject({ code: 404 });
 	});

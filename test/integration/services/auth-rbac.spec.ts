@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import authRbac from "../../../services/auth-rbac/auth-rbac.service.ts";
-import { defaultRules, grantRule, permissionRule } from "../../../services/auth-rbac/model.ts";
 import type { Rule } from "../../../services/auth-rbac/model.ts";
+import { defaultRules, grantRule, permissionRule } from "../../../services/auth-rbac/model.ts";
 import { SqlPolicyAdapter } from "../../../services/auth-rbac/policy-adapter.ts";
-import { startServices } from "../../harness/embedded.ts";
 import type { StartedServices } from "../../harness/embedded.ts";
+import { startServices } from "../../harness/embedded.ts";
 import { cleanupRealStores, realStores, runId } from "../../harness/real-servers.ts";
 import { within } from "../../harness/waiting.ts";
 
@@ -18,7 +18,8 @@ let node2: StartedServices;
 /** A node of another namespace on the same database: nothing it broadcasts reaches nodes 1 and 2. */
 let outsider: StartedServices;
 
-const call = <T = any>(node: StartedServices, action: string, params: unknown = {}) => node.broker.call<T, unknown>(action, params, { nodeID: node.broker.nodeID });
+const call = <T = any>(node: StartedServices, action: string, params: unknown = {}) =>
+	node.broker.call<T, unknown>(action, params, { nodeID: node.broker.nodeID });
 const allowed = async (node: StartedServices, userId: string, resource: string, action: string) =>
 	(await call<{ allowed: boolean }>(node, "auth-rbac.enforce", { userId, resource, action })).allowed;
 const newUserId = () => Array.from(randomBytes(26), b => "0123456789abcdefghijklmnopqrstuvwxyz"[b % 36]).join("");
@@ -29,7 +30,10 @@ beforeAll(async () => {
 	nodes.push(await startServices([authRbac], { stores, broker: { namespace: `${namespace}-other`, nodeID: `rbac-outsider-${run}` } }));
 	[node1, node2, outsider] = nodes as [StartedServices, StartedServices, StartedServices];
 	// Each of nodes 1 and 2 must know the other before a broadcast can reach it.
-	await within(async () => [node1, node2].every(n => n.broker.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "auth-rbac").length === 2), 5000);
+	await within(
+		async () => [node1, node2].every(n => n.broker.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "auth-rbac").length === 2),
+		5000
+	);
 });
 
 afterAll(async () => {
@@ -41,7 +45,11 @@ describe("auth-rbac on MariaDB, two nodes of one region sharing the database", (
 	it("migrates the database once, with the default roles", async () => {
 		expect(node1.stores.sql.dialect).toBe("mysql");
 		const rows = await node1.stores.sql.db.selectFrom("rbac_rules").select(["ptype", "v0", "v1", "v2"]).execute();
-		expect(rows.map(r => `${r.ptype},${r.v0},${r.v1},${r.v2}`).sort()).toEqual(defaultRules().map(r => `${r.ptype},${r.v0},${r.v1},${r.v2}`).sort());
+		expect(rows.map(r => `${r.ptype},${r.v0},${r.v1},${r.v2}`).sort()).toEqual(
+			defaultRules()
+				.map(r => `${r.ptype},${r.v0},${r.v1},${r.v2}`)
+				.sort()
+		);
 		const applied = await node1.stores.sql.db.selectFrom("migrations_auth_rbac").select("name").execute();
 		expect(applied.map(r => r.name)).toEqual(["0001_rbac_tables", "0002_default_roles"]);
 	});
@@ -77,7 +85,10 @@ describe("auth-rbac on MariaDB, two nodes of one region sharing the database", (
 		// Written behind their backs: found by the version poll and loaded whole, within the second.
 		await Promise.all([node1, node2].map(n => within(async () => (await call<{ version: number }>(n, "auth-rbac.stats")).version === change.version, 1000)));
 		expect(performance.now() - written).toBeLessThan(1000);
-		const stored = await node1.stores.sql.db.selectFrom("rbac_rules").select(eb => eb.fn.countAll().as("n")).executeTakeFirstOrThrow();
+		const stored = await node1.stores.sql.db
+			.selectFrom("rbac_rules")
+			.select(eb => eb.fn.countAll().as("n"))
+			.executeTakeFirstOrThrow();
 		expect(Number(stored.n)).toBeGreaterThan(10_000 + defaultRules().length);
 		for (const n of [node1, node2]) expect((await call<{ rules: number }>(n, "auth-rbac.stats")).rules).toBe(Number(stored.n));
 

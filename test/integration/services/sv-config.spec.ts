@@ -1,11 +1,11 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../app/node.ts";
 import type { RegionNode } from "../../../app/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
+import { loadRegions } from "../../../regions/loader.ts";
 import svConfig from "../../../services/sv-config/sv-config.service.ts";
-import { startServices } from "../../harness/embedded.ts";
 import type { StartedServices } from "../../harness/embedded.ts";
+import { startServices } from "../../harness/embedded.ts";
 import { cleanupRealStores, REAL, realStores, runId } from "../../harness/real-servers.ts";
 
 type Call = (action: string, params: unknown) => Promise<unknown>;

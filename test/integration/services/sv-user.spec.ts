@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startKvNode } from "../../harness/kv-node.ts";
 import type { KvNode } from "../../harness/kv-node.ts";
+import { startKvNode } from "../../harness/kv-node.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../../harness/real-servers.ts";
 
 const run = runId();
@@ -24,7 +24,12 @@ afterAll(async () => {
 describe("sv-user on real NATS + MariaDB, two regions", () => {
 	it("registers at cn-east a user of eu-central: the row is only in eu-central's database, encrypted", async () => {
 		const cn = nodes["cn-east"]!.node;
-		const res = await cn.broker.call<{ id: string; region: string }, unknown>("sv-user.register", { username: "greta", password: "a real pass 1", email: "greta@example.se", country: "SE" });
+		const res = await cn.broker.call<{ id: string; region: string }, unknown>("sv-user.register", {
+			username: "greta",
+			password: "a real pass 1",
+			email: "greta@example.se",
+			country: "SE"
+		});
 		expect(res.region).toBe("eu-central");
 		const inCn = await cn.stores.sql.db.selectFrom("users").selectAll().execute();
 		const inEu = await nodes["eu-central"]!.node.stores.sql.db.selectFrom("users").selectAll().execute();
@@ -38,6 +43,9 @@ describe("sv-user on real NATS + MariaDB, two regions", () => {
 		const cn = nodes["cn-east"]!.node;
 		const { userId } = await cn.broker.call<{ userId: string }, unknown>("sv-user.checkPassword", { login: "greta@example.se", password: "a real pass 1" });
 		expect(await cn.broker.call("sv-user.get", { userId })).toMatchObject({ username: "greta", email: "greta@example.se", country: "SE" });
-		await expect(cn.broker.call("sv-user.checkPassword", { login: "greta", password: "wrong pass 1" })).rejects.toMatchObject({ type: "INVALID_CREDENTIALS", code: 401 });
+		await expect(cn.broker.call("sv-user.checkPassword", { login: "greta", password: "wrong pass 1" })).rejects.toMatchObject({
+			type: "INVALID_CREDENTIALS",
+			code: 401
+		});
 	});
 });

@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadRegions } from "../../../regions/loader.ts";
 import { makeCertificates, natsPasswords, serverDir } from "../../harness/secure-nats.ts";
-import { isNatsMap, parseNatsConf } from "./nats-conf.ts";
 import type { NatsMap } from "./nats-conf.ts";
-import { composePath, natsConfPath, parseCompose, readNatsConf, ROOT } from "./stack-checks.ts";
+import { isNatsMap, parseNatsConf } from "./nats-conf.ts";
+import { composePath, natsConfPath, parseCompose, ROOT, readNatsConf } from "./stack-checks.ts";
 
 /**
  * The NATS servers of the deploy stacks admit only TLS clients that log in as a known role, and
@@ -65,21 +65,30 @@ describe("what the configs declare", () => {
 			["ops", "$NATS_OPS_PASSWORD"]
 		]);
 		const ops = users.find(u => u.user === "ops")!;
-		expect(ops.permissions).toMatchObject({ publish: { deny: expect.arrayContaining(["$JS.>", "$KV.>"]) }, subscribe: { deny: expect.arrayContaining(["$JS.>", "$KV.>"]) } });
+		expect(ops.permissions).toMatchObject({
+			publish: { deny: expect.arrayContaining(["$JS.>", "$KV.>"]) },
+			subscribe: { deny: expect.arrayContaining(["$JS.>", "$KV.>"]) }
+		});
 	});
 
 	it.each(REGION_IDS)("%s: includes the client rules, and routes and gateways need a certificate of the CA (mutual TLS)", id => {
 		const conf = readNatsConf(id);
 		expect(conf.include).toBe("auth.conf");
-		for (const block of [conf.cluster, conf.gateway]) expect(tlsOf(block)).toMatchObject({ cert_file: "certs/server.crt", ca_file: "certs/ca.crt", verify: "true" });
+		for (const block of [conf.cluster, conf.gateway])
+			expect(tlsOf(block)).toMatchObject({ cert_file: "certs/server.crt", ca_file: "certs/ca.crt", verify: "true" });
 	});
 
 	it.each(REGION_IDS)("%s's stack gives the server its passwords and certificates, and every group its login, CA and capability keys", id => {
 		const compose = parseCompose(readFileSync(composePath(id), "utf8"));
 		const nats = compose.services!.nats!;
-		expect(nats.environment).toEqual({ NATS_SERVICE_PASSWORD: "${NATS_SERVICE_PASSWORD:?set NATS_SERVICE_PASSWORD}", NATS_OPS_PASSWORD: "${NATS_OPS_PASSWORD:?set NATS_OPS_PASSWORD}" });
+		expect(nats.environment).toEqual({
+			NATS_SERVICE_PASSWORD: "${NATS_SERVICE_PASSWORD:?set NATS_SERVICE_PASSWORD}",
+			NATS_OPS_PASSWORD: "${NATS_OPS_PASSWORD:?set NATS_OPS_PASSWORD}"
+		});
 		expect((nats as { working_dir?: string }).working_dir).toBe("/etc/nats");
-		expect(nats.volumes).toEqual(expect.arrayContaining(["../../nats/auth.conf:/etc/nats/auth.conf:ro", `\${EDGEHOME_NATS_CERTS:?set EDGEHOME_NATS_CERTS}/${id}:/etc/nats/certs:ro`]));
+		expect(nats.volumes).toEqual(
+			expect.arrayContaining(["../../nats/auth.conf:/etc/nats/auth.conf:ro", `\${EDGEHOME_NATS_CERTS:?set EDGEHOME_NATS_CERTS}/${id}:/etc/nats/certs:ro`])
+		);
 		const core = compose.services!.core!;
 		expect(core.environment).toMatchObject({
 			EDGEHOME_NATS_USER: "service",

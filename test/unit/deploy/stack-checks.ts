@@ -3,8 +3,8 @@ import { isBuiltin } from "node:module";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseDocument } from "yaml";
 import type { RegionDefinition } from "../../../regions/region.ts";
-import { isNatsMap, parseNatsConf } from "./nats-conf.ts";
 import type { NatsMap, NatsValue } from "./nats-conf.ts";
+import { isNatsMap, parseNatsConf } from "./nats-conf.ts";
 
 /**
  * Static checks of deploy/: each returns the problems it finds, one readable line each, so that a
@@ -65,8 +65,11 @@ const SECRET_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|_AUTH$|_KEY$/i;
 
 /** The value Compose would hand the container, with every variable replaced by `x` (for parsing URLs). */
 export function interpolate(value: string): string {
-	// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL stands in for an escaped "$$" while the references are replaced
-	return value.replace(/\$\$/g, "\u0000").replace(REFERENCE, "x").replace(/\u0000/g, "$");
+	// "$$" is an escaped "$": the parts between escapes are interpolated, then joined by the "$" each escape stands for.
+	return value
+		.split("$$")
+		.map(part => part.replace(REFERENCE, "x"))
+		.join("$");
 }
 
 function environment(svc: ComposeService): Record<string, string> {
@@ -175,13 +178,7 @@ function urlOf(value: string | undefined): URL | undefined {
 }
 
 /** Everything the stack of `region` must get right, given the service names the launcher knows. */
-export function checkCompose(
-	region: RegionDefinition,
-	compose: ComposeFile,
-	file: string,
-	knownServices: string[],
-	rawText: string
-): string[] {
+export function checkCompose(region: RegionDefinition, compose: ComposeFile, file: string, knownServices: string[], rawText: string): string[] {
 	const problems: string[] = [];
 	const services = compose.services ?? {};
 	const groups = edgehomeServices(compose, file);
@@ -196,7 +193,12 @@ export function checkCompose(
 		const regionArg = flag(args, "--region");
 		if (regionArg !== region.id) problems.push(`${at}: runs --region ${regionArg ?? "(none)"}, not ${region.id}`);
 		const list = flag(args, "--services");
-		const names = list ? list.split(",").map(s => s.trim()).filter(Boolean) : [];
+		const names = list
+			? list
+					.split(",")
+					.map(s => s.trim())
+					.filter(Boolean)
+			: [];
 		if (names.length === 0) problems.push(`${at}: names no --services (it would run every service)`);
 		for (const s of names) if (!knownServices.includes(s)) problems.push(`${at}: --services names "${s}", which services/index.ts does not have`);
 
@@ -233,7 +235,9 @@ export function checkCompose(
 		}
 
 		if (env.EDGEHOME_METRICS_PORT !== String(metricsPort))
-			problems.push(`${at}: EDGEHOME_METRICS_PORT is ${env.EDGEHOME_METRICS_PORT || "(not set)"}, the region's metrics port is ${metricsPort} (the image's healthcheck reads it)`);
+			problems.push(
+				`${at}: EDGEHOME_METRICS_PORT is ${env.EDGEHOME_METRICS_PORT || "(not set)"}, the region's metrics port is ${metricsPort} (the image's healthcheck reads it)`
+			);
 		if (!publishedPorts(svc).some(p => p.target === metricsPort && p.published === metricsPort))
 			problems.push(`${at}: does not publish the region's metrics port ${metricsPort}:${metricsPort}`);
 		for (const p of publishedPorts(svc).filter(p => p.target === metricsPort && !privateHostAddress(p.hostIp)))
@@ -290,15 +294,13 @@ export function checkSecrets(compose: ComposeFile, rawText: string): string[] {
 		for (const [key, value] of Object.entries(environment(svc))) {
 			if (/ALLOW_EMPTY|RANDOM_ROOT/i.test(key) && value && !/^(0|no|false)$/i.test(value))
 				problems.push(`service ${name}: ${key} leaves a password empty or unknown`);
-			else if (SECRET_NAME.test(key) && !REQUIRED_REFERENCE.test(value))
-				problems.push(`service ${name}: ${key} is not a \${VAR:?…} reference`);
+			else if (SECRET_NAME.test(key) && !REQUIRED_REFERENCE.test(value)) problems.push(`service ${name}: ${key} is not a \${VAR:?…} reference`);
 		}
 		const args = commandArgs(svc);
 		args.forEach((arg, i) => {
 			const inline = /^--?[\w-]*(pass|secret|token|auth)[\w-]*=(.*)$/i.exec(arg);
 			const value = inline ? inline[2]! : /^--?[\w-]*(pass|secret|token|auth)[\w-]*$/i.test(arg) ? args[i + 1] : undefined;
-			if (value !== undefined && !REQUIRED_REFERENCE.test(value))
-				problems.push(`service ${name}: command argument ${arg} is not given a \${VAR:?…} reference`);
+			if (value !== undefined && !REQUIRED_REFERENCE.test(value)) problems.push(`service ${name}: command argument ${arg} is not given a \${VAR:?…} reference`);
 		});
 	}
 	walkStrings(compose, text => {
@@ -350,7 +352,8 @@ export function checkNatsConf(regionId: string, allRegionIds: string[], conf: Na
 		return problems;
 	}
 	if (str(gateway.name) !== regionId) problems.push(`gateway name is ${str(gateway.name) ?? "(none)"}, not ${regionId}`);
-	if (portOf(str(gateway.listen)) !== NATS_GATEWAY_PORT) problems.push(`gateway listens on ${str(gateway.listen) ?? "(nothing)"}, not port ${NATS_GATEWAY_PORT}`);
+	if (portOf(str(gateway.listen)) !== NATS_GATEWAY_PORT)
+		problems.push(`gateway listens on ${str(gateway.listen) ?? "(nothing)"}, not port ${NATS_GATEWAY_PORT}`);
 	const advertise = str(gateway.advertise);
 	if (advertise !== undefined && advertise !== `${gatewayHost(regionId)}:${NATS_GATEWAY_PORT}`)
 		problems.push(`gateway advertises ${advertise}, but the other regions dial ${gatewayHost(regionId)}:${NATS_GATEWAY_PORT}`);
@@ -423,7 +426,11 @@ export interface Dockerfile {
 }
 
 export function parseDockerfile(text: string): Dockerfile {
-	const lines = text.replace(/\\\r?\n/g, " ").split(/\r?\n/).map(l => l.trim()).filter(l => l && !l.startsWith("#"));
+	const lines = text
+		.replace(/\\\r?\n/g, " ")
+		.split(/\r?\n/)
+		.map(l => l.trim())
+		.filter(l => l && !l.startsWith("#"));
 	const result: Dockerfile = { from: [], user: undefined, entrypoint: [], healthcheck: undefined, copied: [] };
 	for (const line of lines) {
 		const [instruction = "", ...rest] = line.split(/\s+/);
@@ -523,18 +530,20 @@ export interface ScrapeTarget {
 }
 
 export function scrapeTargets(prometheus: unknown): ScrapeTarget[] {
-	const configs = (prometheus as { scrape_configs?: { static_configs?: { targets?: string[]; labels?: Record<string, string> }[] }[] })
-		.scrape_configs ?? [];
+	const configs = (prometheus as { scrape_configs?: { static_configs?: { targets?: string[]; labels?: Record<string, string> }[] }[] }).scrape_configs ?? [];
 	return configs.flatMap(c => (c.static_configs ?? []).flatMap(s => (s.targets ?? []).map(address => ({ address, labels: s.labels ?? {} }))));
 }
 
 /** The scrape sends the ops port's bearer token, read from a file (never written in the config). */
 export function checkScrapeAuthorization(prometheus: unknown): string[] {
-	const configs = (prometheus as { scrape_configs?: { job_name?: string; authorization?: { type?: string; credentials_file?: string; credentials?: string } }[] }).scrape_configs ?? [];
+	const configs =
+		(prometheus as { scrape_configs?: { job_name?: string; authorization?: { type?: string; credentials_file?: string; credentials?: string } }[] })
+			.scrape_configs ?? [];
 	return configs.flatMap(c => {
 		const auth = c.authorization;
 		if (auth?.credentials) return [`job ${c.job_name}: the ops token is written in the config; use credentials_file`];
-		if ((auth?.type ?? "Bearer") !== "Bearer" || !auth?.credentials_file) return [`job ${c.job_name}: sends no bearer token from a credentials_file (/metrics needs EDGEHOME_OPS_TOKEN)`];
+		if ((auth?.type ?? "Bearer") !== "Bearer" || !auth?.credentials_file)
+			return [`job ${c.job_name}: sends no bearer token from a credentials_file (/metrics needs EDGEHOME_OPS_TOKEN)`];
 		return [];
 	});
 }
@@ -556,8 +565,7 @@ export function checkPrometheus(targets: ScrapeTarget[], groupsByRegion: Map<Reg
 	}
 	for (const [region, groups] of groupsByRegion)
 		for (const group of groups)
-			if (!targets.some(t => t.labels.region === region.id && t.labels.group === group))
-				problems.push(`group ${group} of ${region.id} is not scraped`);
+			if (!targets.some(t => t.labels.region === region.id && t.labels.group === group)) problems.push(`group ${group} of ${region.id} is not scraped`);
 	return problems;
 }
 

@@ -5,6 +5,7 @@ import { parse as parseYaml } from "yaml";
 import { loadRegions } from "../../../regions/loader.ts";
 import { SERVICES } from "../../../services/index.ts";
 import { parseNatsConf } from "./nats-conf.ts";
+import type { ComposeFile } from "./stack-checks.ts";
 import {
 	checkCompose,
 	checkDockerfile,
@@ -21,12 +22,11 @@ import {
 	natsConfPath,
 	parseCompose,
 	parseDockerfile,
-	readNatsConf,
 	ROOT,
-	scrapeTargets,
-	SHARED_NATS_CONFS
+	readNatsConf,
+	SHARED_NATS_CONFS,
+	scrapeTargets
 } from "./stack-checks.ts";
-import type { ComposeFile } from "./stack-checks.ts";
 
 /**
  * deploy/ cannot be run here (no Docker engine in CI, and `docker compose` is not installed), so
@@ -169,9 +169,15 @@ describe("the checks catch a broken stack", () => {
 
 	it("the ops port published on every interface or a public address, or without its token", () => {
 		for (const published of ["8290:8290", "0.0.0.0:8290:8290", "[::]:8290:8290", "203.0.113.7:8290:8290", "${EDGEHOME_OPS_ADDRESS:-0.0.0.0}:8290:8290"])
-			expect(problemsOf(c => (core(c).ports = [published])), published).toMatch(/publishes the ops port 8290 on .*not on a loopback or private address/);
+			expect(
+				problemsOf(c => (core(c).ports = [published])),
+				published
+			).toMatch(/publishes the ops port 8290 on .*not on a loopback or private address/);
 		for (const published of ["127.0.0.1:8290:8290", "10.0.0.12:8290:8290", "${EDGEHOME_OPS_ADDRESS:-127.0.0.1}:8290:8290"])
-			expect(problemsOf(c => (core(c).ports = [published])), published).not.toMatch(/publishes the ops port/);
+			expect(
+				problemsOf(c => (core(c).ports = [published])),
+				published
+			).not.toMatch(/publishes the ops port/);
 		expect(problemsOf(c => delete env(c).EDGEHOME_OPS_TOKEN)).toMatch(/EDGEHOME_OPS_TOKEN is not a required/);
 		expect(problemsOf(c => (env(c).EDGEHOME_OPS_TOKEN = "a-token-written-down-in-the-compose-file"))).toMatch(/EDGEHOME_OPS_TOKEN is not a required/);
 	});

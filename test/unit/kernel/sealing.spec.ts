@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { deriveKey, open, parsePiiKeys, seal, SealedValueError } from "../../../kernel/sealing.ts";
+import { deriveKey, open, parsePiiKeys, SealedValueError, seal } from "../../../kernel/sealing.ts";
 
 const master = randomBytes(32);
 const keys = parsePiiKeys(`k1:${master.toString("base64")}`);

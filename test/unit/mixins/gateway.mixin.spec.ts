@@ -1,9 +1,9 @@
-import { Errors } from "moleculer";
 import type { ServiceSchema } from "moleculer";
+import { Errors } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { findRegion, loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../app/node.ts";
 import type { RegionNode } from "../../../app/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
+import { findRegion, loadRegions } from "../../../regions/loader.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../../harness/gateways.ts";
 
 /** Stands in for sv-user: every registration fails with an error Moleculer may retry. */
@@ -40,7 +40,9 @@ afterAll(() => node?.stop());
 
 describe("gateway mixin", () => {
 	it("runs a request once: only the service call is retried, never the whole request", async () => {
-		const res = await http(gatewayUrl(node.broker, "api-www"), "POST", "/api/v1/auth/register", { body: { username: "retried", password: "a long enough password" } });
+		const res = await http(gatewayUrl(node.broker, "api-www"), "POST", "/api/v1/auth/register", {
+			body: { username: "retried", password: "a long enough password" }
+		});
 		expect(res.status).toBeGreaterThanOrEqual(500);
 		// One attempt and the broker's two retries of the call; a retried request would make nine.
 		expect(registrations).toBe(3);

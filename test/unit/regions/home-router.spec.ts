@@ -1,14 +1,14 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { userKey } from "../../../regions/directory/entries.ts";
+import type { RegionNode } from "../../../app/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
+import { userKey } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../app/node.ts";
-import type { RegionNode } from "../../../app/node.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { within } from "../../harness/waiting.ts";
 
 /** A per-user actor: where it ran, and a write counter kept in the node's memory. */
@@ -89,7 +89,9 @@ describe("home routing (embedded, three regions)", () => {
 	it("runs every user's call in its home region, whichever region it entered", async () => {
 		for (const from of ids)
 			for (const home of ids) {
-				const res = await nodes[from]!.broker.call<{ region: string; meta: { originRegion: string; hops: number } }, unknown>("profile.where", { userId: users[home] });
+				const res = await nodes[from]!.broker.call<{ region: string; meta: { originRegion: string; hops: number } }, unknown>("profile.where", {
+					userId: users[home]
+				});
 				expect(res.region).toBe(home);
 				expect(res.meta).toMatchObject({ originRegion: from, hops: from === home ? 0 : 1, epoch: 1 });
 			}
@@ -131,12 +133,18 @@ describe("home routing (embedded, three regions)", () => {
 		});
 		try {
 			await edge.broker.waitForServices("profile");
-			const { userId } = await edge.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "user-local-stale" }], country: "JP" });
+			const { userId } = await edge.broker.call<{ userId: string }, unknown>("sv-region.register", {
+				identities: [{ kind: "username", value: "user-local-stale" }],
+				country: "JP"
+			});
 			await edge.broker.call("profile.where", { userId });
 			const old = await moveBehindTheBack(userId, "eu-central");
 			await within(() => nodes["cn-east"]!.directory.cache.peek(userId)?.region === "eu-central", 2000);
 			edge.directory.cache.set(userId, old);
-			const ctx = edge.broker.ContextFactory.create(edge.broker, null as never, {}, { meta: { user: "dave" } }) as unknown as Context<unknown, { user: string }>;
+			const ctx = edge.broker.ContextFactory.create(edge.broker, null as never, {}, { meta: { user: "dave" } }) as unknown as Context<
+				unknown,
+				{ user: string }
+			>;
 			const res = await ctx.call<{ region: string; meta: { epoch: number; hops: number } }, unknown>("profile.where", { userId });
 			expect(res).toMatchObject({ region: "eu-central", meta: { epoch: 2, hops: 2 } });
 			expect(ctx.meta.user).toBe("dave");
@@ -205,7 +213,8 @@ describe("home routing (embedded, three regions)", () => {
 
 	it("keeps each caller's meta its own: no other call's context is merged back into it", async () => {
 		const broker = nodes["cn-east"]!.broker;
-		const ctxOf = (user: string) => broker.ContextFactory.create(broker, null as never, {}, { meta: { user } }) as unknown as Context<unknown, { user: string }>;
+		const ctxOf = (user: string) =>
+			broker.ContextFactory.create(broker, null as never, {}, { meta: { user } }) as unknown as Context<unknown, { user: string }>;
 		const alice = ctxOf("alice");
 		await alice.call("profile.where", { userId: users["cn-east"] });
 		// Forwarded, then local: neither may pick up alice's meta.
@@ -236,7 +245,11 @@ describe("region routing (embedded, three regions)", () => {
 	});
 
 	it("answers UNKNOWN_REGION (422) for a region that is not defined, and leaves a missing one to validation", async () => {
-		await expect(where("ap-south", { filter: { region: "mars-north" } })).rejects.toMatchObject({ type: "UNKNOWN_REGION", code: 422, data: { region: "mars-north" } });
+		await expect(where("ap-south", { filter: { region: "mars-north" } })).rejects.toMatchObject({
+			type: "UNKNOWN_REGION",
+			code: 422,
+			data: { region: "mars-north" }
+		});
 		await expect(where("ap-south", { filter: {} })).rejects.toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
 	});
 
@@ -253,7 +266,11 @@ describe("region routing (embedded, three regions)", () => {
 		await nodes["eu-central"]!.stop();
 		delete cluster!.nodes["eu-central"];
 		const started = Date.now();
-		await expect(where("cn-east", { filter: { region: "eu-central" } })).rejects.toMatchObject({ type: "REGION_UNAVAILABLE", code: 503, data: { region: "eu-central" } });
+		await expect(where("cn-east", { filter: { region: "eu-central" } })).rejects.toMatchObject({
+			type: "REGION_UNAVAILABLE",
+			code: 503,
+			data: { region: "eu-central" }
+		});
 		expect(Date.now() - started).toBeLessThan(5000);
 		await expect(where("cn-east", { filter: { region: "ap-south" } })).resolves.toMatchObject({ region: "ap-south" });
 	});

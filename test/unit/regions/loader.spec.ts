@@ -155,7 +155,10 @@ describe("region definitions", () => {
 				timeout: 20_000
 			});
 			expect(run.status).toBe(2);
-			const lines = run.stderr.trim().split("\n").filter(l => !/ExperimentalWarning|--trace-warnings/.test(l));
+			const lines = run.stderr
+				.trim()
+				.split("\n")
+				.filter(l => !/ExperimentalWarning|--trace-warnings/.test(l));
 			expect(lines).toHaveLength(1);
 			expect(lines[0]).toMatch(/cn-east\.json: ports\.wx: /);
 		}

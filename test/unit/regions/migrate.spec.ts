@@ -2,9 +2,9 @@ import { sql } from "kysely";
 import type { ServiceSchema } from "moleculer";
 import { afterEach, describe, expect, it } from "vitest";
 import { dbMixin } from "../../../mixins/db.mixin.ts";
-import { migrate, MigrationError } from "../../../regions/stores/index.ts";
-import { openSqlStore } from "../../../regions/stores/sql.ts";
+import { MigrationError, migrate } from "../../../regions/stores/index.ts";
 import type { SqlStore } from "../../../regions/stores/sql.ts";
+import { openSqlStore } from "../../../regions/stores/sql.ts";
 import { startServices } from "../../harness/embedded.ts";
 
 let store: SqlStore | undefined;
@@ -16,7 +16,10 @@ afterEach(async () => {
 const notes = {
 	"0001_notes": {
 		async up(db: any) {
-			await db.schema.createTable("notes").addColumn("id", "integer", (c: any) => c.primaryKey()).execute();
+			await db.schema
+				.createTable("notes")
+				.addColumn("id", "integer", (c: any) => c.primaryKey())
+				.execute();
 		}
 	},
 	"0002_notes_text": {

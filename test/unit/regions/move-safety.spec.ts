@@ -1,20 +1,20 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { userKey } from "../../../regions/directory/entries.ts";
+import type { RegionNode } from "../../../app/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
 import type { HomeEntry } from "../../../regions/directory/entries.ts";
+import { userKey } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { isEndpointFailure, MoveFailedError, OutcomeUnknownError, RegionUnavailableError, UserMovingError, WrongRegionError } from "../../../regions/errors.ts";
 import { loadRegions } from "../../../regions/loader.ts";
-import { startRegionNode } from "../../../app/node.ts";
-import type { RegionNode } from "../../../app/node.ts";
-import { moveKey, Mover } from "../../../regions/rehoming.ts";
-import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import type { MoveRecord } from "../../../regions/rehoming.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { Mover, moveKey } from "../../../regions/rehoming.ts";
+import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { notesService } from "../../harness/notes.service.ts";
-import { stalledDirectory } from "../../harness/stalled-directory.ts";
 import type { StalledDirectory } from "../../harness/stalled-directory.ts";
+import { stalledDirectory } from "../../harness/stalled-directory.ts";
 import { within } from "../../harness/waiting.ts";
 
 /**
@@ -31,8 +31,7 @@ let seq = 0;
 
 const node = (id: string) => nodes[id]!;
 const call = <T = any>(from: string, action: string, params: unknown, opts?: object) => node(from).broker.call<T, unknown>(action, params, opts);
-const moverOn = (id: string, staleMs = 600) =>
-	new Mover({ runtime: regionRuntimeOf(node(id).broker), participants: ["notes"], staleMs });
+const moverOn = (id: string, staleMs = 600) => new Mover({ runtime: regionRuntimeOf(node(id).broker), participants: ["notes"], staleMs });
 
 async function register(country: string): Promise<string> {
 	const res = await call("eu-central", "sv-region.register", { identities: [{ kind: "username", value: `safety-${++seq}` }], country });
@@ -41,7 +40,8 @@ async function register(country: string): Promise<string> {
 
 async function textsByRegion(userId: string): Promise<Record<string, string[]>> {
 	const out: Record<string, string[]> = {};
-	for (const id of ids) out[id] = (await node(id).stores.sql.db.selectFrom("notes").select("text").where("user_id", "=", userId).execute()).map(r => r.text as string).sort();
+	for (const id of ids)
+		out[id] = (await node(id).stores.sql.db.selectFrom("notes").select("text").where("user_id", "=", userId).execute()).map(r => r.text as string).sort();
 	return out;
 }
 
@@ -94,7 +94,9 @@ describe("moves stay safe when the old home's directory mirror has stalled", () 
 				await writer;
 			}
 			const texts = await textsByRegion(userId);
-			console.log(`stalled old home: ${acked.length} writes acknowledged, ${refused.length} refused (${[...new Set(refused)].join(", ") || "none"}), rows ${JSON.stringify(Object.fromEntries(Object.entries(texts).map(([k, v]) => [k, v.length])))}`);
+			console.log(
+				`stalled old home: ${acked.length} writes acknowledged, ${refused.length} refused (${[...new Set(refused)].join(", ") || "none"}), rows ${JSON.stringify(Object.fromEntries(Object.entries(texts).map(([k, v]) => [k, v.length])))}`
+			);
 			expect(acked.length).toBeGreaterThan(0);
 			expect(texts["cn-east"]).toEqual([]);
 			expect(texts["eu-central"]).toEqual([]);
@@ -150,7 +152,10 @@ describe("a move's participants and lifecycle", () => {
 		try {
 			const link = await node("eu-central").links.broker("cn-east");
 			await within(() => !link.registry.getActionEndpoints("notes.move.export")?.hasAvailable(), 2000);
-			await expect(call("eu-central", "sv-region.move", { userId, to: "ap-south" })).rejects.toMatchObject({ type: "REGION_UNAVAILABLE", data: { region: "cn-east" } });
+			await expect(call("eu-central", "sv-region.move", { userId, to: "ap-south" })).rejects.toMatchObject({
+				type: "REGION_UNAVAILABLE",
+				data: { region: "cn-east" }
+			});
 		} finally {
 			node("cn-east").broker.createService(notesService);
 			await node("cn-east").broker.waitForServices("notes");
@@ -197,7 +202,9 @@ describe("a move's participants and lifecycle", () => {
 		};
 		let failure: unknown;
 		try {
-			failure = await moverOn("eu-central").move(userId, "ap-south").catch(err => err);
+			failure = await moverOn("eu-central")
+				.move(userId, "ap-south")
+				.catch(err => err);
 		} finally {
 			target.moveImport = moveImport;
 		}

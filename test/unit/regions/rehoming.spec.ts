@@ -1,16 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { userKey } from "../../../regions/directory/entries.ts";
-import type { HomeEntry } from "../../../regions/directory/entries.ts";
-import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import type { RegionNode } from "../../../app/node.ts";
-import { moveKey } from "../../../regions/rehoming.ts";
-import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
-import { Mover } from "../../../regions/rehoming.ts";
+import type { HomeEntry } from "../../../regions/directory/entries.ts";
+import { userKey } from "../../../regions/directory/entries.ts";
+import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import type { MoveRecord } from "../../../regions/rehoming.ts";
-import { notesService } from "../../harness/notes.service.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { Mover, moveKey } from "../../../regions/rehoming.ts";
+import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { notesService } from "../../harness/notes.service.ts";
 import { within } from "../../harness/waiting.ts";
 
 const nodes: Record<string, RegionNode> = {};
@@ -20,8 +19,7 @@ let seq = 0;
 
 const node = (id: string) => nodes[id]!;
 const call = <T = any>(from: string, action: string, params: unknown) => node(from).broker.call<T, unknown>(action, params);
-const moverOn = (id: string, settleMs: number) =>
-	new Mover({ runtime: regionRuntimeOf(node(id).broker), participants: ["notes"], settleMs, staleMs: 600 });
+const moverOn = (id: string, settleMs: number) => new Mover({ runtime: regionRuntimeOf(node(id).broker), participants: ["notes"], settleMs, staleMs: 600 });
 const moverOf = (id: string) => (node(id).broker.getLocalService("sv-region") as unknown as { mover: Mover }).mover;
 
 async function register(country?: string): Promise<string> {
@@ -163,7 +161,18 @@ describe("rehoming", () => {
 			await call("eu-central", "sv-region.handover", { region: "ap-south", userId, step: "receive", epoch: 2, moveId });
 			const rows = await call("cn-east", "notes.move.export", { userId });
 			await call("ap-south", "notes.move.import", { userId, moveId, rows });
-			const record: MoveRecord = { moveId, userId, from: "cn-east", to: "ap-south", step, epoch: 1, participants: ["notes"], owner: "gone-node", heartbeat: Date.now() - 60_000, startedAt: Date.now() - 60_000 };
+			const record: MoveRecord = {
+				moveId,
+				userId,
+				from: "cn-east",
+				to: "ap-south",
+				step,
+				epoch: 1,
+				participants: ["notes"],
+				owner: "gone-node",
+				heartbeat: Date.now() - 60_000,
+				startedAt: Date.now() - 60_000
+			};
 			await store.create(moveKey(userId), record);
 			return userId;
 		}

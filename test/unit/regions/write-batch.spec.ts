@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openFencedStore, savepointAmongOthers } from "../../harness/fenced-store.ts";
 import type { FencedStore } from "../../harness/fenced-store.ts";
+import { openFencedStore, savepointAmongOthers } from "../../harness/fenced-store.ts";
 
 /**
  * Group commit of fenced writes on SQLite (embedded mode): one connection, so one batch at a
@@ -35,7 +35,10 @@ describe("fenced writes committed in batches on SQLite", () => {
 	});
 
 	it("rolls a savepoint back alone while other writes share the batch, and keeps a failing write's rows", async () => {
-		expect(await savepointAmongOthers(s)).toEqual({ statuses: ["rejected: failed after writing", "fulfilled", "fulfilled"], rows: [["before"], ["after", "outside"], ["interleaved"]] });
+		expect(await savepointAmongOthers(s)).toEqual({
+			statuses: ["rejected: failed after writing", "fulfilled", "fulfilled"],
+			rows: [["before"], ["after", "outside"], ["interleaved"]]
+		});
 	});
 
 	it("answers the others within the hold time; the slow write's later statements are refused once the user is frozen", async () => {

@@ -20,6 +20,7 @@ describe("the services' error catalogues, as the gateways document them", () => 
 	});
 
 	it("hands every route that calls a service its catalogue list, and the token check's answer to each", () => {
-		for (const r of commonRoutes(COMMON_ROUTE_ERRORS).filter(r => r.name in COMMON_ROUTE_ERRORS)) expect(errorCodesOf(r).get(503), r.name).toContain("AUTH_UNAVAILABLE");
+		for (const r of commonRoutes(COMMON_ROUTE_ERRORS).filter(r => r.name in COMMON_ROUTE_ERRORS))
+			expect(errorCodesOf(r).get(503), r.name).toContain("AUTH_UNAVAILABLE");
 	});
 });

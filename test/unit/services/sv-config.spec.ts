@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import svConfig, { MAX_VALUE_BYTES } from "../../../services/sv-config/sv-config.service.ts";
-import { startServices } from "../../harness/embedded.ts";
 import type { StartedServices } from "../../harness/embedded.ts";
+import { startServices } from "../../harness/embedded.ts";
 
 let node: StartedServices;
 const call = (action: string, params: unknown) => node.broker.call(`sv-config.${action}`, params);
@@ -37,15 +37,17 @@ describe("sv-config", () => {
 	it("keeps every version and rolls back by writing an old value as the newest", async () => {
 		for (const value of ["v1", "v2", "v3"]) await call("set", { key: "theme", value });
 		const history = (await call("history", { key: "theme" })) as { version: number; value: string }[];
-		expect(history.map(h => [h.version, h.value])).toEqual([[3, "v3"], [2, "v2"], [1, "v1"]]);
+		expect(history.map(h => [h.version, h.value])).toEqual([
+			[3, "v3"],
+			[2, "v2"],
+			[1, "v1"]
+		]);
 		expect(await call("rollback", { key: "theme", scope: "region", version: 1 })).toMatchObject({ version: 4, value: "v1" });
 		expect(await call("get", { key: "theme" })).toMatchObject({ version: 4, value: "v1" });
 	});
 
 	it("gives concurrent writers distinct versions", async () => {
-		const results = (await Promise.all(
-			Array.from({ length: 10 }, (_, i) => call("set", { key: "race", value: i }))
-		)) as { version: number }[];
+		const results = (await Promise.all(Array.from({ length: 10 }, (_, i) => call("set", { key: "race", value: i })))) as { version: number }[];
 		expect(results.map(r => r.version).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 	});
 
@@ -54,7 +56,10 @@ describe("sv-config", () => {
 		await call("set", { key: "list.a", value: "newer" });
 		const page1 = (await call("list", { prefix: "list.", pageSize: 2 })) as any;
 		expect(page1.total).toBe(3);
-		expect(page1.items.map((i: any) => [i.key, i.value])).toEqual([["list.a", "newer"], ["list.b", "list.b"]]);
+		expect(page1.items.map((i: any) => [i.key, i.value])).toEqual([
+			["list.a", "newer"],
+			["list.b", "list.b"]
+		]);
 		const page2 = (await call("list", { prefix: "list.", pageSize: 2, page: 2 })) as any;
 		expect(page2.items.map((i: any) => i.key)).toEqual(["list.c"]);
 		// "_" is a LIKE wildcard; as a prefix it must match only itself.

@@ -1,14 +1,14 @@
 import type { ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RegionNode } from "../../../app/node.ts";
+import { startRegionNode } from "../../../app/node.ts";
 import { moveParticipantMixin } from "../../../mixins/move-participant.mixin.ts";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { DirectoryEntry } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
 import { moveKey } from "../../../regions/rehoming.ts";
-import { startRegionNode } from "../../../app/node.ts";
-import type { RegionNode } from "../../../app/node.ts";
-import { startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { within } from "../../harness/waiting.ts";
 
 let node: RegionNode;
@@ -55,12 +55,21 @@ describe("sv-region", () => {
 	});
 
 	it("pins a residency country and keeps a country-less user in the receiving region", async () => {
-		expect(await call("register", { identities: [{ kind: "username", value: "dieter" }], country: "DE" })).toMatchObject({ region: "eu-central", pinned: true });
+		expect(await call("register", { identities: [{ kind: "username", value: "dieter" }], country: "DE" })).toMatchObject({
+			region: "eu-central",
+			pinned: true
+		});
 		expect(await call("register", { identities: [{ kind: "username", value: "nomad" }] })).toMatchObject({ region: "ap-south", pinned: false });
 	});
 
 	it("never stores an e-mail or phone in clear text", async () => {
-		await call("register", { identities: [{ kind: "username", value: "carol" }, { kind: "email", value: "carol@example.org" }, { kind: "phone", value: "+6591234567" }] });
+		await call("register", {
+			identities: [
+				{ kind: "username", value: "carol" },
+				{ kind: "email", value: "carol@example.org" },
+				{ kind: "phone", value: "+6591234567" }
+			]
+		});
 		const all = (await snapshot()).join("\n");
 		expect(all).not.toContain("carol@example.org");
 		expect(all).not.toContain("6591234567");
@@ -70,7 +79,12 @@ describe("sv-region", () => {
 	it("refuses a taken identity with IDENTITY_TAKEN and leaves no reservation behind", async () => {
 		const before = await snapshot();
 		await expect(
-			call("register", { identities: [{ kind: "username", value: "fresh-name" }, { kind: "email", value: "ann@example.com" }] })
+			call("register", {
+				identities: [
+					{ kind: "username", value: "fresh-name" },
+					{ kind: "email", value: "ann@example.com" }
+				]
+			})
 		).rejects.toMatchObject({ code: 409, type: "IDENTITY_TAKEN", data: { kind: "email" } });
 		expect(await snapshot()).toEqual(before);
 		await expect(call("resolve", { kind: "username", value: "fresh-name" })).rejects.toMatchObject({ code: 404 });
@@ -78,8 +92,18 @@ describe("sv-region", () => {
 
 	it("gives one of two racing registrations the name, and the loser no leftovers", async () => {
 		const results = await Promise.allSettled([
-			call("register", { identities: [{ kind: "username", value: "racer" }, { kind: "email", value: "r1@example.com" }] }),
-			call("register", { identities: [{ kind: "username", value: "racer" }, { kind: "email", value: "r2@example.com" }] })
+			call("register", {
+				identities: [
+					{ kind: "username", value: "racer" },
+					{ kind: "email", value: "r1@example.com" }
+				]
+			}),
+			call("register", {
+				identities: [
+					{ kind: "username", value: "racer" },
+					{ kind: "email", value: "r2@example.com" }
+				]
+			})
 		]);
 		expect(results.filter(r => r.status === "fulfilled")).toHaveLength(1);
 		const loser = results.findIndex(r => r.status === "rejected");
@@ -88,7 +112,13 @@ describe("sv-region", () => {
 
 	it("releases a registration with unregister, only for the identities that are the user's", async () => {
 		const a = await call("register", { identities: [{ kind: "username", value: "temp" }] });
-		await call("unregister", { userId: a.userId, identities: [{ kind: "username", value: "temp" }, { kind: "username", value: "ann" }] });
+		await call("unregister", {
+			userId: a.userId,
+			identities: [
+				{ kind: "username", value: "temp" },
+				{ kind: "username", value: "ann" }
+			]
+		});
 		await expect(call("resolve", { kind: "username", value: "temp" })).rejects.toMatchObject({ code: 404 });
 		await expect(call("lookup", { userId: a.userId })).rejects.toMatchObject({ type: "USER_NOT_FOUND" });
 		await expect(call("resolve", { kind: "username", value: "ann" })).resolves.toHaveProperty("userId");
@@ -120,7 +150,14 @@ describe("sv-region", () => {
 
 		it("refuses the same identity kind twice", async () => {
 			const before = await snapshot();
-			await expect(call("register", { identities: [{ kind: "username", value: "d1" }, { kind: "username", value: "d2" }] })).rejects.toMatchObject({ code: 422 });
+			await expect(
+				call("register", {
+					identities: [
+						{ kind: "username", value: "d1" },
+						{ kind: "username", value: "d2" }
+					]
+				})
+			).rejects.toMatchObject({ code: 422 });
 			expect(await snapshot()).toEqual(before);
 		});
 	});
@@ -155,7 +192,8 @@ const picky: ServiceSchema = {
 describe("sv-region moves in the background (embedded, three regions)", () => {
 	let cluster: EmbeddedRegions | undefined;
 	const at = <T = any>(region: string, action: string, params: unknown) => cluster!.nodes[region]!.broker.call<T, unknown>(`sv-region.${action}`, params);
-	const register = async (username: string, country: string) => (await at("cn-east", "register", { identities: [{ kind: "username", value: username }], country })).userId as string;
+	const register = async (username: string, country: string) =>
+		(await at("cn-east", "register", { identities: [{ kind: "username", value: username }], country })).userId as string;
 	const moveRecords = async () => (await cluster!.store.list("moves.", { limit: 1000 })).entries.length;
 	const progressUntilEnded = async (region: string, id: string) => {
 		let last: any;
@@ -177,7 +215,12 @@ describe("sv-region moves in the background (embedded, three regions)", () => {
 		const res = await at("cn-east", "startMove", { userId: id, to: "eu-central" });
 		expect(Date.now() - started).toBeLessThan(400);
 		expect(res).toEqual({ moveId: expect.stringMatching(/^[0-9a-f-]{36}$/), userId: id, from: "ap-south", to: "eu-central", state: "running" });
-		expect(await at("eu-central", "moveProgress", { moveId: res.moveId })).toMatchObject({ ...res, state: "running", step: "moving", startedAt: expect.any(Number) });
+		expect(await at("eu-central", "moveProgress", { moveId: res.moveId })).toMatchObject({
+			...res,
+			state: "running",
+			step: "moving",
+			startedAt: expect.any(Number)
+		});
 		const ended = await progressUntilEnded("ap-south", res.moveId);
 		expect(ended).toEqual({ ...res, state: "moved", startedAt: expect.any(Number), finishedAt: expect.any(Number) });
 		expect(ended.finishedAt).toBeGreaterThanOrEqual(ended.startedAt);
@@ -191,7 +234,11 @@ describe("sv-region moves in the background (embedded, three regions)", () => {
 		const pinned = await register("bg-pinned", "DE");
 		const busy = await register("bg-busy", "KR");
 		const before = await moveRecords();
-		await expect(at("ap-south", "startMove", { userId: pinned, to: "cn-east" })).rejects.toMatchObject({ code: 403, type: "RESIDENCY_VIOLATION", data: { from: "eu-central", to: "cn-east" } });
+		await expect(at("ap-south", "startMove", { userId: pinned, to: "cn-east" })).rejects.toMatchObject({
+			code: 403,
+			type: "RESIDENCY_VIOLATION",
+			data: { from: "eu-central", to: "cn-east" }
+		});
 		await expect(at("ap-south", "startMove", { userId: busy, to: "mars-north" })).rejects.toMatchObject({ code: 422, type: "UNKNOWN_REGION" });
 		await expect(at("ap-south", "startMove", { userId: "0".repeat(26), to: "cn-east" })).rejects.toMatchObject({ code: 404, type: "USER_NOT_FOUND" });
 		expect(await moveRecords()).toBe(before);
@@ -207,7 +254,13 @@ describe("sv-region moves in the background (embedded, three regions)", () => {
 		refusing.add(id);
 		const res = await at("eu-central", "startMove", { userId: id, to: "cn-east" });
 		const ended = await progressUntilEnded("cn-east", res.moveId);
-		expect(ended).toMatchObject({ state: "rolled-back", from: "ap-south", to: "cn-east", error: expect.stringContaining("import refused"), finishedAt: expect.any(Number) });
+		expect(ended).toMatchObject({
+			state: "rolled-back",
+			from: "ap-south",
+			to: "cn-east",
+			error: expect.stringContaining("import refused"),
+			finishedAt: expect.any(Number)
+		});
 		expect(await at("cn-east", "lookup", { userId: id })).toMatchObject({ region: "ap-south", epoch: 1, state: "active" });
 	});
 
@@ -221,7 +274,10 @@ describe("sv-region moves in the background (embedded, three regions)", () => {
 	});
 
 	it("answers MOVE_NOT_FOUND for an unknown move id and VALIDATION_ERROR for a malformed one", async () => {
-		await expect(at("eu-central", "moveProgress", { moveId: "00000000-0000-4000-8000-000000000000" })).rejects.toMatchObject({ code: 404, type: "MOVE_NOT_FOUND" });
+		await expect(at("eu-central", "moveProgress", { moveId: "00000000-0000-4000-8000-000000000000" })).rejects.toMatchObject({
+			code: 404,
+			type: "MOVE_NOT_FOUND"
+		});
 		await expect(at("eu-central", "moveProgress", { moveId: "moves.x" })).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
 	});
 

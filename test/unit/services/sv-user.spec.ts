@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../app/node.ts";
 import { hashPassword, SCRYPT, verifyPassword } from "../../../services/sv-user/passwords.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;
@@ -24,14 +24,26 @@ afterAll(() => cluster?.stop());
 
 describe("sv-user", () => {
 	it("registers at one region a user of another and keeps the row only in the home region", async () => {
-		const res = await call("cn-east", "sv-user.register", { username: "hans", password: "correct horse 1", email: "Hans@Example.de", phone: "+4930123456", country: "DE" });
+		const res = await call("cn-east", "sv-user.register", {
+			username: "hans",
+			password: "correct horse 1",
+			email: "Hans@Example.de",
+			phone: "+4930123456",
+			country: "DE"
+		});
 		expect(res).toMatchObject({ username: "hans", region: "eu-central" });
 		const rows = await usersByRegion();
 		expect(rows["cn-east"]).toHaveLength(0);
 		expect(rows["ap-south"]).toHaveLength(0);
 		expect(rows["eu-central"]!.map(r => r.id)).toEqual([res.id]);
 		for (const from of ids)
-			expect(await call(from, "sv-user.get", { userId: res.id })).toMatchObject({ id: res.id, username: "hans", email: "Hans@Example.de", phone: "+4930123456", country: "DE" });
+			expect(await call(from, "sv-user.get", { userId: res.id })).toMatchObject({
+				id: res.id,
+				username: "hans",
+				email: "Hans@Example.de",
+				phone: "+4930123456",
+				country: "DE"
+			});
 	});
 
 	it("stores e-mail and phone encrypted, with the key id beside them, and the password as scrypt", async () => {
@@ -42,8 +54,11 @@ describe("sv-user", () => {
 	});
 
 	it("checks a password from any region, by username, e-mail or phone", async () => {
-		const { id } = await call("eu-central", "sv-user.get", { userId: (await call("ap-south", "sv-region.resolve", { kind: "username", value: "hans" })).userId });
-		for (const login of ["hans", "hans@example.de", "+4930123456"]) expect(await call("ap-south", "sv-user.checkPassword", { login, password: "correct horse 1" })).toEqual({ userId: id });
+		const { id } = await call("eu-central", "sv-user.get", {
+			userId: (await call("ap-south", "sv-region.resolve", { kind: "username", value: "hans" })).userId
+		});
+		for (const login of ["hans", "hans@example.de", "+4930123456"])
+			expect(await call("ap-south", "sv-user.checkPassword", { login, password: "correct horse 1" })).toEqual({ userId: id });
 	});
 
 	it("answers a wrong password and an unknown login with the same error, in similar time", async () => {
@@ -63,8 +78,14 @@ describe("sv-user", () => {
 
 	it("refuses a taken username or e-mail with its own code and leaves nothing behind", async () => {
 		const before = await usersByRegion();
-		await expect(call("ap-south", "sv-user.register", { username: "hans", password: "another pass 1" })).rejects.toMatchObject({ code: 409, type: "USERNAME_TAKEN" });
-		await expect(call("ap-south", "sv-user.register", { username: "hans2", password: "another pass 1", email: "hans@example.de" })).rejects.toMatchObject({ code: 409, type: "EMAIL_TAKEN" });
+		await expect(call("ap-south", "sv-user.register", { username: "hans", password: "another pass 1" })).rejects.toMatchObject({
+			code: 409,
+			type: "USERNAME_TAKEN"
+		});
+		await expect(call("ap-south", "sv-user.register", { username: "hans2", password: "another pass 1", email: "hans@example.de" })).rejects.toMatchObject({
+			code: 409,
+			type: "EMAIL_TAKEN"
+		});
 		expect(await usersByRegion()).toEqual(before);
 		await expect(call("ap-south", "sv-region.resolve", { kind: "username", value: "hans2" })).rejects.toMatchObject({ code: 404 });
 	});
@@ -72,14 +93,24 @@ describe("sv-user", () => {
 	describe("update", () => {
 		let id: string;
 		beforeAll(async () => {
-			id = (await call("cn-east", "sv-user.register", { username: "changer", password: "updating pass 1", email: "old@example.com", phone: "+819012345678", country: "JP" })).id;
+			id = (
+				await call("cn-east", "sv-user.register", {
+					username: "changer",
+					password: "updating pass 1",
+					email: "old@example.com",
+					phone: "+819012345678",
+					country: "JP"
+				})
+			).id;
 		});
 
 		it("changes the e-mail from any region: the new one logs in, the old one no longer does", async () => {
 			const res = await call("eu-central", "sv-user.update", { userId: id, email: "new@example.com" });
 			expect(res).toMatchObject({ id, email: "new@example.com", phone: "+819012345678" });
 			expect(await call("ap-south", "sv-user.checkPassword", { login: "new@example.com", password: "updating pass 1" })).toEqual({ userId: id });
-			await expect(call("ap-south", "sv-user.checkPassword", { login: "old@example.com", password: "updating pass 1" })).rejects.toMatchObject({ type: "INVALID_CREDENTIALS" });
+			await expect(call("ap-south", "sv-user.checkPassword", { login: "old@example.com", password: "updating pass 1" })).rejects.toMatchObject({
+				type: "INVALID_CREDENTIALS"
+			});
 			const row = (await usersByRegion())["cn-east"]!.find(r => r.id === id)!;
 			expect(JSON.stringify(row)).not.toContain("new@example.com");
 		});
@@ -87,7 +118,9 @@ describe("sv-user", () => {
 		it("removes the phone with null and frees it for someone else", async () => {
 			expect(await call("cn-east", "sv-user.update", { userId: id, phone: null })).toMatchObject({ phone: null });
 			await expect(call("cn-east", "sv-region.resolve", { kind: "phone", value: "+819012345678" })).rejects.toMatchObject({ code: 404 });
-			await expect(call("ap-south", "sv-user.register", { username: "phone-taker", password: "another pass 1", phone: "+819012345678" })).resolves.toHaveProperty("id");
+			await expect(
+				call("ap-south", "sv-user.register", { username: "phone-taker", password: "another pass 1", phone: "+819012345678" })
+			).resolves.toHaveProperty("id");
 		});
 
 		it("refuses an e-mail another user holds with EMAIL_TAKEN and changes nothing", async () => {
@@ -98,7 +131,12 @@ describe("sv-user", () => {
 		});
 
 		it("refuses fields that are not changeable here, and an empty change", async () => {
-			for (const params of [{ userId: id, username: "other" }, { userId: id, password: "new password 1" }, { userId: id, region: "eu-central" }, { userId: id }])
+			for (const params of [
+				{ userId: id, username: "other" },
+				{ userId: id, password: "new password 1" },
+				{ userId: id, region: "eu-central" },
+				{ userId: id }
+			])
 				await expect(call("cn-east", "sv-user.update", params)).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
 		});
 	});
@@ -111,7 +149,10 @@ describe("sv-user", () => {
 		const [ra, rb] = await Promise.all([rowOf(a.id), rowOf(b.id)]);
 		await db.updateTable("users").set(rb).where("id", "=", a.id).execute();
 		await db.updateTable("users").set(ra).where("id", "=", b.id).execute();
-		for (const [victim, other] of [[a, "swap-b@example.jp"], [b, "swap-a@example.jp"]] as const) {
+		for (const [victim, other] of [
+			[a, "swap-b@example.jp"],
+			[b, "swap-a@example.jp"]
+		] as const) {
 			const err = await call("ap-south", "sv-user.get", { userId: victim.id }).catch(e => e);
 			expect(err).toMatchObject({ code: 500, type: "SEALED_VALUE_INVALID", data: { table: "users", field: "email", row: victim.id } });
 			expect(err.message).toMatch(/sealed for another row or field/);
@@ -183,7 +224,15 @@ describe("sv-user.list", () => {
 			const res = await list(from, { region: "ap-south", q: "ls" });
 			expect(res).toMatchObject({ total: 4, page: 1, pageSize: 20, region: "ap-south" });
 			expect(names(res)).toEqual(["ls-ann", "ls-bob", "ls_cat", "lsxcat"]);
-			expect(res.items[0]).toEqual({ id: ids["ls-ann"], username: "ls-ann", email: null, phone: "+6591110000", country: "SG", createdAt: expect.any(String), region: "ap-south" });
+			expect(res.items[0]).toEqual({
+				id: ids["ls-ann"],
+				username: "ls-ann",
+				email: null,
+				phone: "+6591110000",
+				country: "SG",
+				createdAt: expect.any(String),
+				region: "ap-south"
+			});
 		}
 		const all = await list("eu-central", { region: "ap-south", pageSize: 100 });
 		const rows = await nodes["ap-south"]!.stores.sql.db.selectFrom("users").select("username").orderBy("username").execute();
@@ -219,7 +268,14 @@ describe("sv-user.list", () => {
 
 	it("refuses an unknown region with UNKNOWN_REGION and bad paging or filters with VALIDATION_ERROR", async () => {
 		await expect(list("cn-east", { region: "mars-north" })).rejects.toMatchObject({ code: 422, type: "UNKNOWN_REGION" });
-		const bad = [{}, { region: "ap-south", pageSize: 101 }, { region: "ap-south", pageSize: 0 }, { region: "ap-south", page: 0 }, { region: "ap-south", q: "x".repeat(65) }, { region: "ap-south", sort: "email" }];
+		const bad = [
+			{},
+			{ region: "ap-south", pageSize: 101 },
+			{ region: "ap-south", pageSize: 0 },
+			{ region: "ap-south", page: 0 },
+			{ region: "ap-south", q: "x".repeat(65) },
+			{ region: "ap-south", sort: "email" }
+		];
 		for (const params of bad) await expect(list("cn-east", params)).rejects.toMatchObject({ code: 422, type: "VALIDATION_ERROR" });
 	});
 });

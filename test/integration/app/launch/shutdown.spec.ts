@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadRegions } from "../../../../regions/loader.ts";
-import { startRegionNode } from "../../../../app/node.ts";
 import type { RegionNode } from "../../../../app/node.ts";
+import { startRegionNode } from "../../../../app/node.ts";
+import { loadRegions } from "../../../../regions/loader.ts";
 import { REAL, runId } from "../../../harness/real-servers.ts";
 
 const run = runId();

@@ -2,9 +2,9 @@ import { connect } from "nats";
 import { describe, expect, it } from "vitest";
 import { openNatsKvDirectory } from "../../../../regions/directory/nats-kv-store.ts";
 import { DirectoryError } from "../../../../regions/directory/store.ts";
-import { directoryContract } from "../../../unit/regions/directory/contract.ts";
 import { freePort } from "../../../harness/free-port.ts";
 import { REAL, runId } from "../../../harness/real-servers.ts";
+import { directoryContract } from "../../../unit/regions/directory/contract.ts";
 
 const bucket = `edgehome-dir-${runId()}`;
 

@@ -1,11 +1,11 @@
 import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { loadRegions } from "../../../../regions/loader.ts";
-import { startRegionNode } from "../../../../app/node.ts";
 import type { RegionNode } from "../../../../app/node.ts";
+import { startRegionNode } from "../../../../app/node.ts";
+import { loadRegions } from "../../../../regions/loader.ts";
 import { freePort } from "../../../harness/free-port.ts";
-import { startSupercluster } from "../../../harness/supercluster.ts";
 import type { Supercluster } from "../../../harness/supercluster.ts";
+import { startSupercluster } from "../../../harness/supercluster.ts";
 
 /** The ops port of a NATS-mode node on its own nats-server, which the test stops and starts again. */
 const TOKEN = "ops-readiness-spec-token-0123456789abcdef";
@@ -45,10 +45,16 @@ beforeAll(async () => {
 		transport: "nats",
 		services: ["sv-config"],
 		stores: { sql: "sqlite::memory:", keyPrefix: "ops-readiness:" },
-		env: { EDGEHOME_NATS_URL: cluster.urls["cn-east"], EDGEHOME_METRICS_PORT: String(port), EDGEHOME_OPS_TOKEN: TOKEN, EDGEHOME_NAMESPACE_PREFIX: "ops-readiness-" },
+		env: {
+			EDGEHOME_NATS_URL: cluster.urls["cn-east"],
+			EDGEHOME_METRICS_PORT: String(port),
+			EDGEHOME_OPS_TOKEN: TOKEN,
+			EDGEHOME_NAMESPACE_PREFIX: "ops-readiness-"
+		},
 		overrides: { logger: false }
 	});
-	for (const level of ["info", "warn"] as const) vi.spyOn(node.broker.logger, level).mockImplementation((...args: unknown[]) => void logged.push(args.join(" ")));
+	for (const level of ["info", "warn"] as const)
+		vi.spyOn(node.broker.logger, level).mockImplementation((...args: unknown[]) => void logged.push(args.join(" ")));
 }, 60_000);
 
 afterAll(async () => {

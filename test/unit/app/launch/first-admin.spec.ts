@@ -1,20 +1,21 @@
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN, generatePassword } from "../../../../app/launch/first-admin.ts";
 import type { RegionCall } from "../../../../app/launch/first-admin.ts";
-import { loadRegions } from "../../../../regions/loader.ts";
+import { adminPasswordFromEnv, createAdmin, FIRST_ADMIN, generatePassword } from "../../../../app/launch/first-admin.ts";
 import type { RegionNode } from "../../../../app/node.ts";
 import { adminCreate } from "../../../../app/repl/admin.command.ts";
 import { replCommands } from "../../../../app/repl/index.ts";
-import { startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { loadRegions } from "../../../../regions/loader.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;
 const call = <T = any>(from: string, action: string, params: unknown) => nodes[from]!.broker.call<T, unknown>(action, params);
 /** What `npm start` hands createAdmin: calls made at the first administrator's home region. */
 const atHome: RegionCall = (action, params) => call(FIRST_ADMIN.region, action, params);
-const mayWriteRoles = async (userId: string, from = "ap-south") => (await call(from, "auth-rbac.enforce", { userId, resource: "roles", action: "write" })).allowed as boolean;
+const mayWriteRoles = async (userId: string, from = "ap-south") =>
+	(await call(from, "auth-rbac.enforce", { userId, resource: "roles", action: "write" })).allowed as boolean;
 
 beforeAll(async () => {
 	cluster = await startEmbeddedRegions({ namespacePrefix: "firstadmin-", services: ["sv-region", "sv-user", "auth-rbac", "auth-jwt"] });
@@ -47,13 +48,19 @@ describe("the first administrator", () => {
 		const password = adminPasswordFromEnv({ ADMIN_PASSWORD: "a long admin passphrase" });
 		const res = await createAdmin(atHome, "env-admin", password);
 		expect(res).toEqual({ created: true, userId: expect.any(String), username: "env-admin", region: "cn-east" });
-		expect(await call("ap-south", "auth-jwt.login", { login: "env-admin", password: "a long admin passphrase", client: "cms" })).toMatchObject({ userId: res.userId });
+		expect(await call("ap-south", "auth-jwt.login", { login: "env-admin", password: "a long admin passphrase", client: "cms" })).toMatchObject({
+			userId: res.userId
+		});
 		expect(await mayWriteRoles(res.userId)).toBe(true);
 		expect(adminPasswordFromEnv({ ADMIN_PASSWORD: "" })).toBeUndefined();
 	});
 
 	it("refuses an ADMIN_PASSWORD that breaks sv-user's rules, naming it, and creates nothing", async () => {
-		for (const [username, password] of [["short-admin", "short"], ["named-admin", "my NAMED-ADMIN pass"], ["long-admin", "p".repeat(129)]] as const) {
+		for (const [username, password] of [
+			["short-admin", "short"],
+			["named-admin", "my NAMED-ADMIN pass"],
+			["long-admin", "p".repeat(129)]
+		] as const) {
 			await expect(createAdmin(atHome, username, password)).rejects.toThrow(/ADMIN_PASSWORD.*expected a password sv-user accepts: .+/);
 			await expect(call("cn-east", "sv-region.resolve", { kind: "username", value: username })).rejects.toMatchObject({ code: 404 });
 		}

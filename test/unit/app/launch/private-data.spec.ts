@@ -2,10 +2,10 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, write
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openSqliteDirectory } from "../../../../regions/directory/sqlite-store.ts";
 import { keepDataPrivate } from "../../../../app/launch/private-data.ts";
-import { loadRegions } from "../../../../regions/loader.ts";
 import { startRegionNode, storeSettings } from "../../../../app/node.ts";
+import { openSqliteDirectory } from "../../../../regions/directory/sqlite-store.ts";
+import { loadRegions } from "../../../../regions/loader.ts";
 import { embeddedBlindIndexKey, embeddedPiiKeys } from "../../../../regions/runtime/secrets.ts";
 
 const umask = process.umask();

@@ -2,7 +2,8 @@ import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
 import { clientIp, trustedProxies } from "../../../../mixins/gateway/client-ip.ts";
 
-const req = (peer: string, xff?: string) => ({ socket: { remoteAddress: peer }, headers: xff === undefined ? {} : { "x-forwarded-for": xff } }) as unknown as IncomingMessage;
+const req = (peer: string, xff?: string) =>
+	({ socket: { remoteAddress: peer }, headers: xff === undefined ? {} : { "x-forwarded-for": xff } }) as unknown as IncomingMessage;
 
 describe("clientIp", () => {
 	const proxies = trustedProxies("10.0.0.0/8, 192.168.1.5, ::1")!;

@@ -30,10 +30,12 @@ describe("docs page", () => {
 
 	it("has a CSP that allows only same-origin scripts and no framing", () => {
 		expect(assets.csp).toBe(DOCS_CSP);
-		const directives = new Map(DOCS_CSP.split(";").map(d => {
-			const [name = "", ...values] = d.trim().split(/\s+/);
-			return [name, values] as const;
-		}));
+		const directives = new Map(
+			DOCS_CSP.split(";").map(d => {
+				const [name = "", ...values] = d.trim().split(/\s+/);
+				return [name, values] as const;
+			})
+		);
 		expect(directives.get("default-src")).toEqual(["'none'"]);
 		expect(directives.get("script-src")).toEqual(["'self'"]);
 		expect(directives.get("connect-src")).toEqual(["'self'"]);
@@ -42,7 +44,9 @@ describe("docs page", () => {
 	});
 
 	it("lists its files with content types", () => {
-		expect(assets.files).toEqual(expect.arrayContaining(["index.html", "init.js", "swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"]));
+		expect(assets.files).toEqual(
+			expect.arrayContaining(["index.html", "init.js", "swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"])
+		);
 		for (const name of assets.files) {
 			const file = readDocsFile(name);
 			expect(file?.body.length).toBeGreaterThan(0);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { fastestToJsonSchema, openApiDocument } from "../../../../mixins/gateway/openapi.ts";
 import type { OpenApiDocument, OpenApiOperation } from "../../../../mixins/gateway/openapi.ts";
+import { fastestToJsonSchema, openApiDocument } from "../../../../mixins/gateway/openapi.ts";
 import type { RouteDoc } from "../../../../mixins/gateway/routes.ts";
 
 describe("fastestToJsonSchema", () => {
@@ -50,7 +50,12 @@ describe("fastestToJsonSchema", () => {
 		const rule = {
 			type: "object",
 			strict: true,
-			props: { kind: { type: "enum", values: ["email", "phone"] }, value: "string|min:1", note: { type: "string", optional: true }, n: { type: "number", default: 1 } }
+			props: {
+				kind: { type: "enum", values: ["email", "phone"] },
+				value: "string|min:1",
+				note: { type: "string", optional: true },
+				n: { type: "number", default: 1 }
+			}
 		};
 		expect(fastestToJsonSchema(rule)).toEqual({
 			type: "object",
@@ -122,13 +127,60 @@ describe("fastestToJsonSchema", () => {
 const userSchema = { type: "object", properties: { id: { type: "string" }, email: { type: "string" } } };
 
 const routes: RouteDoc[] = [
-	{ method: "GET", path: "/api/v1/admin/users", name: "listUsers", summary: "List users", tag: "users", auth: true, permission: { resource: "users", action: "read" }, status: 200, response: { type: "array", items: userSchema } },
-	{ method: "POST", path: "/api/v1/admin/users", name: "createUser", summary: "Create a user", tag: "users", auth: true, permission: { resource: "users", action: "create" }, status: 201, response: userSchema },
-	{ method: "PATCH", path: "/api/v1/admin/users/:id", name: "updateUser", summary: "Change a user", tag: "users", auth: true, permission: { resource: "users", action: "update" }, status: 200, response: userSchema },
-	{ method: "DELETE", path: "/api/v1/admin/users/:id", name: "deleteUser", summary: "Delete a user", tag: "users", auth: true, permission: { resource: "users", action: "delete" }, status: 204 },
+	{
+		method: "GET",
+		path: "/api/v1/admin/users",
+		name: "listUsers",
+		summary: "List users",
+		tag: "users",
+		auth: true,
+		permission: { resource: "users", action: "read" },
+		status: 200,
+		response: { type: "array", items: userSchema }
+	},
+	{
+		method: "POST",
+		path: "/api/v1/admin/users",
+		name: "createUser",
+		summary: "Create a user",
+		tag: "users",
+		auth: true,
+		permission: { resource: "users", action: "create" },
+		status: 201,
+		response: userSchema
+	},
+	{
+		method: "PATCH",
+		path: "/api/v1/admin/users/:id",
+		name: "updateUser",
+		summary: "Change a user",
+		tag: "users",
+		auth: true,
+		permission: { resource: "users", action: "update" },
+		status: 200,
+		response: userSchema
+	},
+	{
+		method: "DELETE",
+		path: "/api/v1/admin/users/:id",
+		name: "deleteUser",
+		summary: "Delete a user",
+		tag: "users",
+		auth: true,
+		permission: { resource: "users", action: "delete" },
+		status: 204
+	},
 	{ method: "POST", path: "/api/v1/auth/login", name: "login", summary: "Log in", tag: "auth", auth: false, status: 200, response: { type: "object" } },
 	{ method: "POST", path: "/api/v1/auth/logout", name: "logout", summary: "End this session", tag: "auth", auth: true, status: 204 },
-	{ method: "GET", path: "/api/v1/regions/:region/users/:id", name: "regionUser", summary: "A user as one region sees it", tag: "admin", auth: true, status: 200 }
+	{
+		method: "GET",
+		path: "/api/v1/regions/:region/users/:id",
+		name: "regionUser",
+		summary: "A user as one region sees it",
+		tag: "admin",
+		auth: true,
+		status: 200
+	}
 ];
 
 const id = { type: "string", pattern: /^[0-9a-z]{26}$/ };
@@ -140,7 +192,12 @@ const params: Record<string, Record<string, unknown>> = {
 		role: { type: "enum", values: ["admin", "user"] },
 		filter: { type: "object", optional: true, props: { country: "string" } }
 	},
-	createUser: { $$strict: true, email: { type: "email", max: 254 }, name: "string|min:1|max:80", role: { type: "enum", values: ["admin", "user"], default: "user" } },
+	createUser: {
+		$$strict: true,
+		email: { type: "email", max: 254 },
+		name: "string|min:1|max:80",
+		role: { type: "enum", values: ["admin", "user"], default: "user" }
+	},
 	updateUser: { $$strict: true, id, email: { type: "email", optional: true }, phone: { type: "string", max: 32, optional: true, nullable: true } },
 	deleteUser: { $$strict: true, id },
 	login: { login: "string|min:3", password: "string|min:1" },
@@ -177,7 +234,9 @@ function resolve(doc: OpenApiDocument, ref: string): unknown {
 
 /** The error codes an operation documents for one status. */
 function codesOf(operation: OpenApiOperation, status: number): unknown {
-	const schema = operation.responses[String(status)]?.content?.["application/json"]?.schema as { allOf?: { properties?: { error: { properties: { code: { enum: string[] } } } } }[] } | undefined;
+	const schema = operation.responses[String(status)]?.content?.["application/json"]?.schema as
+		| { allOf?: { properties?: { error: { properties: { code: { enum: string[] } } } } }[] }
+		| undefined;
 	return schema?.allOf?.[1]?.properties?.error.properties.code.enum;
 }
 
@@ -188,11 +247,7 @@ describe("openApiDocument", () => {
 		expect(doc.openapi).toBe("3.1.0");
 		expect(doc.info).toEqual({ title: "edgehome admin API", version: "1.0.0", description: "Admin gateway" });
 		expect(doc.servers).toEqual([{ url: "https://eu.example.test" }]);
-		expect(doc.tags).toEqual([
-			{ name: "admin", description: expect.any(String) },
-			{ name: "auth", description: expect.any(String) },
-			{ name: "users" }
-		]);
+		expect(doc.tags).toEqual([{ name: "admin", description: expect.any(String) }, { name: "auth", description: expect.any(String) }, { name: "users" }]);
 		expect(doc.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer", bearerFormat: "JWT" });
 		expect(JSON.parse(JSON.stringify(doc))).toEqual(doc);
 	});
@@ -307,7 +362,10 @@ describe("openApiDocument", () => {
 
 	it("maps several path params, in path order", () => {
 		const get = op(doc, "/api/v1/regions/{region}/users/{id}", "get");
-		expect(get.parameters?.map(p => [p.in, p.name])).toEqual([["path", "region"], ["path", "id"]]);
+		expect(get.parameters?.map(p => [p.in, p.name])).toEqual([
+			["path", "region"],
+			["path", "id"]
+		]);
 	});
 
 	it("secures auth routes with bearer and documents 401, 403 only with a permission, and marks public routes `security: []`", () => {
@@ -368,8 +426,28 @@ describe("openApiDocument", () => {
 			title: "t",
 			version: "1",
 			routes: [
-				{ method: "GET", path: "/readyz", name: "readyz", summary: "s", tag: "meta", auth: false, status: 200, response: readiness, alsoAnswers: { 503: "Not ready" } },
-				{ method: "GET", path: "/docs", name: "docs", summary: "s", tag: "meta", auth: false, status: 200, response: { type: "string" }, mediaTypes: ["text/html"] }
+				{
+					method: "GET",
+					path: "/readyz",
+					name: "readyz",
+					summary: "s",
+					tag: "meta",
+					auth: false,
+					status: 200,
+					response: readiness,
+					alsoAnswers: { 503: "Not ready" }
+				},
+				{
+					method: "GET",
+					path: "/docs",
+					name: "docs",
+					summary: "s",
+					tag: "meta",
+					auth: false,
+					status: 200,
+					response: { type: "string" },
+					mediaTypes: ["text/html"]
+				}
 			],
 			paramsOf: () => undefined
 		});
@@ -389,7 +467,10 @@ describe("openApiDocument", () => {
 						code: expect.objectContaining({ type: "string" }),
 						message: expect.objectContaining({ type: "string" }),
 						requestId: expect.objectContaining({ type: "string" }),
-						details: expect.objectContaining({ type: "array", items: { type: "object", required: ["field", "message"], properties: { field: { type: "string" }, message: { type: "string" } } } })
+						details: expect.objectContaining({
+							type: "array",
+							items: { type: "object", required: ["field", "message"], properties: { field: { type: "string" }, message: { type: "string" } } }
+						})
 					}
 				}
 			}
@@ -419,7 +500,10 @@ describe("openApiDocument", () => {
 
 	it("refuses route tables that cannot make a valid document", () => {
 		const base: RouteDoc = { method: "GET", path: "/a/:id", name: "a", summary: "s", tag: "t", auth: false, status: 200 };
-		const make = (...rs: RouteDoc[]) => () => openApiDocument({ title: "t", version: "1", routes: rs, paramsOf: () => undefined });
+		const make =
+			(...rs: RouteDoc[]) =>
+			() =>
+				openApiDocument({ title: "t", version: "1", routes: rs, paramsOf: () => undefined });
 		expect(make(base, { ...base, name: "b" })).toThrow(/two routes/);
 		expect(make(base, { ...base, method: "DELETE" })).toThrow(/more than one route/);
 		expect(make(base, { ...base, path: "/a/:key", name: "b" })).toThrow(/differ only in parameter names/);

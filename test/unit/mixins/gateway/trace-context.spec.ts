@@ -10,7 +10,12 @@ describe("traceContext", () => {
 	});
 
 	it("starts a new trace for a missing, malformed or all-zero traceparent, answering none, keeping a sane X-Request-Id", () => {
-		for (const traceparent of [undefined, "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]) {
+		for (const traceparent of [
+			undefined,
+			"garbage",
+			"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+			"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		]) {
 			const t = traceContext({ traceparent });
 			expect(t.requestId).toMatch(/^[0-9a-f]{32}$/);
 			expect(t.traceparent).toBeUndefined();

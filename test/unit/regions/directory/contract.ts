@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DirectoryError, MAX_KEY_LENGTH, MAX_LIST_LIMIT } from "../../../../regions/directory/store.ts";
 import type { DirectoryChange, DirectoryErrorCode, DirectoryStore, DirectoryWatch } from "../../../../regions/directory/store.ts";
+import { DirectoryError, MAX_KEY_LENGTH, MAX_LIST_LIMIT } from "../../../../regions/directory/store.ts";
 
 interface Value {
 	n: number;
@@ -122,10 +122,7 @@ export function directoryContract(name: string, open: () => Promise<DirectorySto
 		it("lets exactly one of two concurrent updates from the same revision win", async () => {
 			const key = `${ns}.user.a`;
 			const first = await store.create<Value>(key, { n: 0 });
-			const results = await Promise.allSettled([
-				store.update<Value>(key, { n: 1 }, first),
-				store.update<Value>(key, { n: 2 }, first)
-			]);
+			const results = await Promise.allSettled([store.update<Value>(key, { n: 1 }, first), store.update<Value>(key, { n: 2 }, first)]);
 			const won = results.flatMap((r, i) => (r.status === "fulfilled" ? [{ n: i + 1, revision: r.value }] : []));
 			const lost = results.flatMap(r => (r.status === "rejected" ? [r.reason] : []));
 			expect(won).toHaveLength(1);
@@ -180,8 +177,7 @@ export function directoryContract(name: string, open: () => Promise<DirectorySto
 				await expectCode(store.delete(key), "INVALID_KEY");
 				await expectCode(store.get(key), "INVALID_KEY");
 			}
-			for (const prefix of ["a..", "*", `${ns}.>`, "a b."])
-				await expectCode(store.list(prefix, { limit: 10 }), "INVALID_KEY");
+			for (const prefix of ["a..", "*", `${ns}.>`, "a b."]) await expectCode(store.list(prefix, { limit: 10 }), "INVALID_KEY");
 			const after = await store.create<Value>(`${ns}.after`, { n: 1 });
 			await until("the marker write", () => changes.length > 0);
 			expect(changes).toEqual([{ key: `${ns}.after`, value: { n: 1 }, revision: after }]);
@@ -226,15 +222,12 @@ export function directoryContract(name: string, open: () => Promise<DirectorySto
 
 			// A prefix that stops inside a segment matches keys by their characters.
 			const both = await store.list<Value>(`${ns}.home.cn-east`, { limit: MAX_LIST_LIMIT });
-			expect(both.entries.map(e => e.key).sort()).toEqual(
-				[...live.keys(), ...[0, 5, 10, 15, 20, 25].map(i => `${ns}.home.cn-east2.u${i}`)].sort()
-			);
+			expect(both.entries.map(e => e.key).sort()).toEqual([...live.keys(), ...[0, 5, 10, 15, 20, 25].map(i => `${ns}.home.cn-east2.u${i}`)].sort());
 			expect(both.next).toBeNull();
 		});
 
 		it("rejects list limits outside 1..MAX_LIST_LIMIT with a RangeError", async () => {
-			for (const limit of [0, -1, 1.5, MAX_LIST_LIMIT + 1, Number.NaN])
-				await expect(store.list(`${ns}.`, { limit })).rejects.toBeInstanceOf(RangeError);
+			for (const limit of [0, -1, 1.5, MAX_LIST_LIMIT + 1, Number.NaN]) await expect(store.list(`${ns}.`, { limit })).rejects.toBeInstanceOf(RangeError);
 			await expect(store.list(`${ns}.`, { limit: MAX_LIST_LIMIT })).resolves.toEqual({ entries: [], next: null });
 		});
 

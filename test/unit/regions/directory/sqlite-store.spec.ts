@@ -23,9 +23,7 @@ describe("SQLite directory shared by two stores on one file", () => {
 			const revision = await writer.create("user.a", { region: "cn-east" });
 			// The reader's store is not told about the other connection's write: only its poll finds it.
 			expect(changes).toEqual([]);
-			await expect.poll(() => changes, { timeout: 2000, interval: 20 }).toEqual([
-				{ key: "user.a", value: { region: "cn-east" }, revision }
-			]);
+			await expect.poll(() => changes, { timeout: 2000, interval: 20 }).toEqual([{ key: "user.a", value: { region: "cn-east" }, revision }]);
 			await writer.delete("user.a", revision);
 			await expect.poll(() => changes.length, { timeout: 2000, interval: 20 }).toBe(2);
 			expect(changes[1]).toEqual({ key: "user.a", value: undefined, revision: revision + 1 });

@@ -1,7 +1,7 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { brokerConfig } from "../../../../app/broker.config.ts";
 import { findRegion, loadRegions } from "../../../../regions/loader.ts";
@@ -43,8 +43,16 @@ describe("production mode (NODE_ENV=production) on NATS", () => {
 	});
 
 	it("puts the login and TLS into the transporter's options", () => {
-		const options = brokerConfig({ region, group: "t", transport: "nats", env: { ...production, ...login, EDGEHOME_NATS_CA: ca, EDGEHOME_METRICS_PORT: "off" } });
-		expect((options.transporter as unknown as { options: Record<string, unknown> }).options).toMatchObject({ authenticator: expect.any(Function), tls: { ca: expect.stringContaining("BEGIN") } });
+		const options = brokerConfig({
+			region,
+			group: "t",
+			transport: "nats",
+			env: { ...production, ...login, EDGEHOME_NATS_CA: ca, EDGEHOME_METRICS_PORT: "off" }
+		});
+		expect((options.transporter as unknown as { options: Record<string, unknown> }).options).toMatchObject({
+			authenticator: expect.any(Function),
+			tls: { ca: expect.stringContaining("BEGIN") }
+		});
 	});
 
 	it("holds no capability key unless EDGEHOME_CAPABILITY_KEYS gives it one", () => {
@@ -77,10 +85,11 @@ describe("EDGEHOME_CAPABILITY_KEYS", () => {
 		expect(keys.verifiers("grant")).toEqual([next, old]);
 	});
 
-	it.each([["short key", `mint:${randomBytes(16).toString("base64")}`], ["no name", randomBytes(32).toString("base64")], ["bad name", `Mint!:${randomBytes(32).toString("base64")}`]])(
-		"refuses a %s without showing the key",
-		(_, raw) => {
-			expect(() => CapabilityKeys.parse(raw)).toThrow(/EDGEHOME_CAPABILITY_KEYS="\(hidden\)": expected name:base64 entries/);
-		}
-	);
+	it.each([
+		["short key", `mint:${randomBytes(16).toString("base64")}`],
+		["no name", randomBytes(32).toString("base64")],
+		["bad name", `Mint!:${randomBytes(32).toString("base64")}`]
+	])("refuses a %s without showing the key", (_, raw) => {
+		expect(() => CapabilityKeys.parse(raw)).toThrow(/EDGEHOME_CAPABILITY_KEYS="\(hidden\)": expected name:base64 entries/);
+	});
 });

@@ -3,10 +3,10 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerConfig } from "../../../../app/broker.config.ts";
+import type { RegionNode } from "../../../../app/node.ts";
+import { startRegionNode } from "../../../../app/node.ts";
 import { loadRegions } from "../../../../regions/loader.ts";
 import { METRIC } from "../../../../regions/runtime/metric-names.ts";
-import { startRegionNode } from "../../../../app/node.ts";
-import type { RegionNode } from "../../../../app/node.ts";
 import { freePort } from "../../../harness/free-port.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../../../harness/gateways.ts";
 
@@ -58,7 +58,9 @@ describe("ops endpoint: who may read it", () => {
 	it("cannot be turned on without a token of at least 32 characters", () => {
 		const region = loadRegions().find(r => r.id === "cn-east")!;
 		for (const token of [undefined, "", "short", `${"x".repeat(20)} ${"y".repeat(20)}`])
-			expect(() => brokerConfig({ region, group: "all", transport: "nats", env: { EDGEHOME_OPS_TOKEN: token } }), String(token)).toThrow(/EDGEHOME_OPS_TOKEN.*at least 32 characters/);
+			expect(() => brokerConfig({ region, group: "all", transport: "nats", env: { EDGEHOME_OPS_TOKEN: token } }), String(token)).toThrow(
+				/EDGEHOME_OPS_TOKEN.*at least 32 characters/
+			);
 		expect(brokerConfig({ region, group: "all", transport: "nats", env: { EDGEHOME_METRICS_PORT: "off" } }).metrics).toBe(false);
 	});
 
@@ -82,7 +84,9 @@ describe("ops endpoint: /metrics", () => {
 	it("serves exactly the metrics the README's table names", async () => {
 		const readme = readFileSync("README.md", "utf8");
 		const section = readme.slice(readme.indexOf("### Health and metrics"), readme.indexOf("\n## ", readme.indexOf("### Health and metrics")));
-		const documented = new Set([...section.matchAll(/^\| (.+?) \|/gm)].flatMap(([, cell]) => [...cell!.matchAll(/`((?:edgehome|process|nodejs)_\w+)`/g)].map(m => m[1]!)));
+		const documented = new Set(
+			[...section.matchAll(/^\| (.+?) \|/gm)].flatMap(([, cell]) => [...cell!.matchAll(/`((?:edgehome|process|nodejs)_\w+)`/g)].map(m => m[1]!))
+		);
 		expect([...documented].sort()).toEqual(Object.values(METRIC).sort());
 		const served = [...(await scrape()).matchAll(/^# TYPE (\w+) /gm)].map(m => m[1]!);
 		expect(served.sort()).toEqual(Object.values(METRIC).sort());

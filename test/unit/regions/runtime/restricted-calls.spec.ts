@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { ServiceBroker } from "moleculer";
 import type { Middleware, ServiceSchema } from "moleculer";
+import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CapabilityKeys } from "../../../../regions/runtime/capability-keys.ts";
 import { RestrictedCalls } from "../../../../regions/runtime/restricted-calls.ts";
@@ -60,7 +60,11 @@ victim.createService(vault);
 twin.createService({ ...vault, name: "vault" });
 
 /** Raw packets on the in-process bus, as anyone on the bus sees them. */
-const bus = (globalThis as unknown as { bus: { on(t: string, f: (d: Buffer) => void): void; off(t: string, f: (d: Buffer) => void): void; emit(t: string, d: Buffer): void } }).bus;
+const bus = (
+	globalThis as unknown as {
+		bus: { on(t: string, f: (d: Buffer) => void): void; off(t: string, f: (d: Buffer) => void): void; emit(t: string, d: Buffer): void };
+	}
+).bus;
 const topic = (cmd: string, node: string) => `MOL-${namespace}.${cmd}.${node}`;
 function record(cmd: string, node: string): { packets: Buffer[]; stop(): void } {
 	const packets: Buffer[] = [];
@@ -71,7 +75,11 @@ function record(cmd: string, node: string): { packets: Buffer[]; stop(): void } 
 
 beforeAll(async () => {
 	await Promise.all(brokers.map(b => b.start()));
-	await Promise.all([holder, intruder, forger].map(b => within(async () => b.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "vault").length === 2, 5000)));
+	await Promise.all(
+		[holder, intruder, forger].map(b =>
+			within(async () => b.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "vault").length === 2, 5000)
+		)
+	);
 });
 
 afterAll(async () => {
@@ -94,7 +102,10 @@ describe("restricted actions over the bus", () => {
 
 	it("refuse a node signing with a key of its own", async () => {
 		const before = minted.length;
-		expect(await failureOf(forger.call("vault.mint", { userId: "u1" }, { nodeID: "victim" }))).toMatchObject({ type: "CAPABILITY_REQUIRED", data: { reason: "invalid" } });
+		expect(await failureOf(forger.call("vault.mint", { userId: "u1" }, { nodeID: "victim" }))).toMatchObject({
+			type: "CAPABILITY_REQUIRED",
+			data: { reason: "invalid" }
+		});
 		expect(minted.length).toBe(before);
 	});
 
@@ -141,7 +152,15 @@ describe("restricted events over the bus", () => {
 
 describe("a node that runs a restricted action", () => {
 	it("does not start without the capability's key", () => {
-		const lacking = new ServiceBroker({ namespace: `${namespace}-lacking`, nodeID: "lacking", transporter: "Fake", logger: false, middlewares: [RestrictedCalls(CapabilityKeys.none())] });
-		expect(() => lacking.createService(vault)).toThrow(/vault\.mint is restricted to the "mint" capability and this node holds no key for it: set EDGEHOME_CAPABILITY_KEYS/);
+		const lacking = new ServiceBroker({
+			namespace: `${namespace}-lacking`,
+			nodeID: "lacking",
+			transporter: "Fake",
+			logger: false,
+			middlewares: [RestrictedCalls(CapabilityKeys.none())]
+		});
+		expect(() => lacking.createService(vault)).toThrow(
+			/vault\.mint is restricted to the "mint" capability and this node holds no key for it: set EDGEHOME_CAPABILITY_KEYS/
+		);
 	});
 });

@@ -2,19 +2,27 @@ import { decodeJwt, decodeProtectedHeader } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
-import type { Tokens } from "../../../../services/auth-jwt/tokens.ts";
+import type { SigningKey, Tokens } from "../../../../services/auth-jwt/tokens.ts";
 import { ACCESS_TTL_S, signAccess } from "../../../../services/auth-jwt/tokens.ts";
-import type { SigningKey } from "../../../../services/auth-jwt/tokens.ts";
-import { forgeAccess } from "../../../harness/forged-tokens.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { forgeAccess } from "../../../harness/forged-tokens.ts";
 import { failureOf, within } from "../../../harness/waiting.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;
-const call = <T = any>(from: string, action: string, params: unknown, meta?: Record<string, unknown>) => nodes[from]!.broker.call<T, unknown>(action, params, meta ? { meta } : undefined);
+const call = <T = any>(from: string, action: string, params: unknown, meta?: Record<string, unknown>) =>
+	nodes[from]!.broker.call<T, unknown>(action, params, meta ? { meta } : undefined);
 /** What every region's node says about a token: its claims' sid, or the error code. */
-const verdicts = (token: string) => Promise.all(ids.map(r => call(r, "auth-jwt.verify", { token }).then(c => c.sid as string, e => e.type as string)));
+const verdicts = (token: string) =>
+	Promise.all(
+		ids.map(r =>
+			call(r, "auth-jwt.verify", { token }).then(
+				c => c.sid as string,
+				e => e.type as string
+			)
+		)
+	);
 
 /** Keys rotate in seconds here: published 1 s before signing, kept 2 s after. */
 const quickKeys = { ...authJwt, settings: { ...authJwt.settings, publishLeadMs: 1000, retireAfterMs: 2000 } };
@@ -24,8 +32,16 @@ const users: Record<string, { id: string; region: string }> = {};
 beforeAll(async () => {
 	cluster = await startEmbeddedRegions({ namespacePrefix: "authjwt-", services: ["sv-region", "sv-user"], schemas: [quickKeys] });
 	Object.assign(nodes, cluster.nodes);
-	for (const [name, country] of [["lena", "DE"], ["wei", "CN"], ["arjun", "IN"]] as const)
-		users[name] = await call("cn-east", "sv-user.register", { username: name, password: `secret of ${name.toUpperCase().split("").reverse().join("")} 1`, country });
+	for (const [name, country] of [
+		["lena", "DE"],
+		["wei", "CN"],
+		["arjun", "IN"]
+	] as const)
+		users[name] = await call("cn-east", "sv-user.register", {
+			username: name,
+			password: `secret of ${name.toUpperCase().split("").reverse().join("")} 1`,
+			country
+		});
 	// Every node has heard every region's feed once.
 	await within(async () => (await Promise.all(ids.map(r => call(r, "auth-jwt.stats", {})))).every(s => Object.values(s.current).every(Boolean)), 5000);
 });
@@ -52,10 +68,15 @@ describe("auth-jwt login", () => {
 	});
 
 	it("rejects extra fields and unknown client types", async () => {
-		expect(await failureOf(call("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "app", role: "admin" }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
-		expect(await failureOf(call("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "desktop" }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
+		expect(await failureOf(call("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "app", role: "admin" }))).toMatchObject({
+			type: "VALIDATION_ERROR",
+			code: 422
+		});
+		expect(await failureOf(call("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "desktop" }))).toMatchObject({
+			type: "VALIDATION_ERROR",
+			code: 422
+		});
 	});
-
 });
 
 describe("login throttling", () => {
@@ -127,7 +148,10 @@ describe("refresh tokens", () => {
 
 	it("lets exactly one of two concurrent refreshes win, and that family lives on", async () => {
 		const t = await call<Tokens>("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "app" });
-		const results = await Promise.allSettled([call<Tokens>("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken }), call<Tokens>("ap-south", "auth-jwt.refresh", { refreshToken: t.refreshToken })]);
+		const results = await Promise.allSettled([
+			call<Tokens>("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken }),
+			call<Tokens>("ap-south", "auth-jwt.refresh", { refreshToken: t.refreshToken })
+		]);
 		const won = results.filter(r => r.status === "fulfilled").map(r => (r as PromiseFulfilledResult<Tokens>).value);
 		const lost = results.filter(r => r.status === "rejected").map(r => (r as PromiseRejectedResult).reason);
 		expect(won).toHaveLength(1);
@@ -142,10 +166,19 @@ describe("refresh tokens", () => {
 		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: t.accessToken }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
 		expect(await failureOf(call("cn-east", "auth-jwt.verify", { token: t.refreshToken }))).toMatchObject({ type: "TOKEN_MALFORMED", code: 401 });
 		// Another gateway's client type: refused, and the token still works where it belongs.
-		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken, client: "app" }))).toMatchObject({ type: "REFRESH_INVALID", code: 401 });
+		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken, client: "app" }))).toMatchObject({
+			type: "REFRESH_INVALID",
+			code: 401
+		});
 		expect((await call<Tokens>("cn-east", "auth-jwt.refresh", { refreshToken: t.refreshToken, client: "cms" })).sid).toBe(t.sid);
-		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: `${users.lena!.id}.${"A".repeat(43)}` }))).toMatchObject({ type: "REFRESH_INVALID", code: 401 });
-		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: `${"0".repeat(26)}.${"A".repeat(43)}` }))).toMatchObject({ type: "REFRESH_INVALID", code: 401 });
+		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: `${users.lena!.id}.${"A".repeat(43)}` }))).toMatchObject({
+			type: "REFRESH_INVALID",
+			code: 401
+		});
+		expect(await failureOf(call("cn-east", "auth-jwt.refresh", { refreshToken: `${"0".repeat(26)}.${"A".repeat(43)}` }))).toMatchObject({
+			type: "REFRESH_INVALID",
+			code: 401
+		});
 	});
 });
 
@@ -171,8 +204,15 @@ describe("sessions", () => {
 
 	it("answers SESSION_NOT_FOUND for ending a session that does not exist or is another user's", async () => {
 		const t = await call<Tokens>("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "cms" });
-		for (const [userId, sid] of [[users.wei!.id, "6f1c2d3e-4b5a-4978-8a9b-0c1d2e3f4a5b"], [users.lena!.id, t.sid]])
-			expect(await failureOf(call("ap-south", "auth-jwt.endSession", { userId, sid }))).toMatchObject({ type: "SESSION_NOT_FOUND", code: 404, message: "no such session" });
+		for (const [userId, sid] of [
+			[users.wei!.id, "6f1c2d3e-4b5a-4978-8a9b-0c1d2e3f4a5b"],
+			[users.lena!.id, t.sid]
+		])
+			expect(await failureOf(call("ap-south", "auth-jwt.endSession", { userId, sid }))).toMatchObject({
+				type: "SESSION_NOT_FOUND",
+				code: 404,
+				message: "no such session"
+			});
 		expect(await verdicts(t.accessToken)).toEqual([t.sid, t.sid, t.sid]);
 		expect(await call("ap-south", "auth-jwt.endSession", { userId: users.wei!.id, sid: t.sid })).toEqual({ ended: true });
 	});
@@ -200,7 +240,10 @@ describe("signing keys", () => {
 		const { kid } = await call<{ kid: string }>("cn-east", "auth-jwt.rotateKeys", {});
 		expect(kid).toBe(`cn-east-${Number(oldKid.split("-").at(-1)) + 1}`);
 		// Published in every region before anything is signed with it.
-		await within(async () => (await Promise.all(ids.map(r => call(r, "auth-jwt.jwks", {})))).every(s => s.keys.some((k: { kid: string }) => k.kid === kid)), 3000);
+		await within(
+			async () => (await Promise.all(ids.map(r => call(r, "auth-jwt.jwks", {})))).every(s => s.keys.some((k: { kid: string }) => k.kid === kid)),
+			3000
+		);
 		expect(decodeProtectedHeader((await call<Tokens>("cn-east", "auth-jwt.refresh", { refreshToken: before.refreshToken })).accessToken).kid).toBe(oldKid);
 		await within(async () => (await call("cn-east", "auth-jwt.stats", {})).signing === kid, 15_000);
 		const after = await call<Tokens>("cn-east", "auth-jwt.login", { login: "wei", password: "secret of IEW 1", client: "cms" });

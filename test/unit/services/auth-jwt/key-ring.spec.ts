@@ -2,7 +2,12 @@ import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { KeyRing } from "../../../../services/auth-jwt/key-ring.ts";
 
-const publicJwk = (kid: string) => ({ ...generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" }), kid, alg: "ES256", use: "sig" });
+const publicJwk = (kid: string) => ({
+	...generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" }),
+	kid,
+	alg: "ES256",
+	use: "sig"
+});
 
 describe("key ring", () => {
 	it("takes from a region only keys named after exactly that region", () => {

@@ -1,8 +1,8 @@
-import { createHmac, generateKeyPairSync } from "node:crypto";
 import type { KeyObject } from "node:crypto";
+import { createHmac, generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { ACCESS_TTL_S, CLOCK_TOLERANCE_S, signAccess, verifyAccess } from "../../../../services/auth-jwt/tokens.ts";
 import type { AccessClaims } from "../../../../services/auth-jwt/tokens.ts";
+import { ACCESS_TTL_S, CLOCK_TOLERANCE_S, signAccess, verifyAccess } from "../../../../services/auth-jwt/tokens.ts";
 import { forgeAccess } from "../../../harness/forged-tokens.ts";
 
 const settings = { issuer: "https://edgehome.example/auth", audience: "edgehome-api" };
@@ -100,8 +100,12 @@ describe("access tokens", () => {
 
 	it("refuse a token issued in the future beyond the clock tolerance, even when nbf says now", async () => {
 		const now = Math.floor(Date.now() / 1000);
-		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now + 5 * 60, nbf: now, exp: now + 5 * 60 + ACCESS_TTL_S }))).toBe("TOKEN_ISSUED_IN_FUTURE");
-		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now + CLOCK_TOLERANCE_S - 5, nbf: now, exp: now + ACCESS_TTL_S }))).toBe("accepted");
+		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now + 5 * 60, nbf: now, exp: now + 5 * 60 + ACCESS_TTL_S }))).toBe(
+			"TOKEN_ISSUED_IN_FUTURE"
+		);
+		expect(await rejection(await forgeAccess(settings, current, claims, { iat: now + CLOCK_TOLERANCE_S - 5, nbf: now, exp: now + ACCESS_TTL_S }))).toBe(
+			"accepted"
+		);
 	});
 
 	it("refuse a token that lives longer than an access token", async () => {

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { exchangeCode, wxConfigured, wxSettingsFromEnv } from "../../../../services/auth-jwt/wechat.ts";
 import type { WxSettings } from "../../../../services/auth-jwt/wechat.ts";
-import { failureOf } from "../../../harness/waiting.ts";
+import { exchangeCode, wxConfigured, wxSettingsFromEnv } from "../../../../services/auth-jwt/wechat.ts";
 import { freePort } from "../../../harness/free-port.ts";
-import { startWechatServer } from "../../../harness/wechat-server.ts";
+import { failureOf } from "../../../harness/waiting.ts";
 import type { WechatServer } from "../../../harness/wechat-server.ts";
+import { startWechatServer } from "../../../harness/wechat-server.ts";
 
 let wx: WechatServer;
 let settings: WxSettings;
@@ -67,12 +67,21 @@ describe("exchangeCode", () => {
 
 	it("maps system busy, HTTP errors, HTML, JSON without a valid openid and huge bodies to 502 UPSTREAM_FAILED", async () => {
 		const cases = { "c-busy": "errcode", "c-500": "http", "c-html": "not-json", "c-foo": "no-openid", "c-short-openid": "no-openid", "c-huge": "too-large" };
-		for (const [code, reason] of Object.entries(cases)) expect(await failure(exchangeCode(settings, code))).toMatchObject({ type: "UPSTREAM_FAILED", code: 502, data: { reason } });
+		for (const [code, reason] of Object.entries(cases))
+			expect(await failure(exchangeCode(settings, code))).toMatchObject({ type: "UPSTREAM_FAILED", code: 502, data: { reason } });
 	});
 
 	it("maps refused app credentials to 502: ours to fix, not the client's", async () => {
-		expect(await failure(exchangeCode({ ...settings, secret: "wrong" }, "ok_oWrongSecret"))).toMatchObject({ type: "UPSTREAM_FAILED", code: 502, data: { errcode: 40125 } });
-		expect(await failure(exchangeCode({ ...settings, appId: "wx0" }, "ok_oWrongAppid"))).toMatchObject({ type: "UPSTREAM_FAILED", code: 502, data: { errcode: 40013 } });
+		expect(await failure(exchangeCode({ ...settings, secret: "wrong" }, "ok_oWrongSecret"))).toMatchObject({
+			type: "UPSTREAM_FAILED",
+			code: 502,
+			data: { errcode: 40125 }
+		});
+		expect(await failure(exchangeCode({ ...settings, appId: "wx0" }, "ok_oWrongAppid"))).toMatchObject({
+			type: "UPSTREAM_FAILED",
+			code: 502,
+			data: { errcode: 40013 }
+		});
 	});
 
 	it("times out with 504 UPSTREAM_TIMEOUT, also when the body stalls after the headers", async () => {
@@ -86,7 +95,11 @@ describe("exchangeCode", () => {
 	});
 
 	it("maps an unreachable server to 502", async () => {
-		expect(await failure(exchangeCode({ ...settings, baseUrl: `http://127.0.0.1:${await freePort()}` }, "ok_oNobodyHome"))).toMatchObject({ type: "UPSTREAM_FAILED", code: 502, data: { reason: "unreachable" } });
+		expect(await failure(exchangeCode({ ...settings, baseUrl: `http://127.0.0.1:${await freePort()}` }, "ok_oNobodyHome"))).toMatchObject({
+			type: "UPSTREAM_FAILED",
+			code: 502,
+			data: { reason: "unreachable" }
+		});
 	});
 
 	it("never puts the secret into an error", async () => {

@@ -3,11 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import type { WxTokens } from "../../../../services/auth-jwt/tokens.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { failureOf, within } from "../../../harness/waiting.ts";
-import { startWechatServer } from "../../../harness/wechat-server.ts";
 import type { WechatServer } from "../../../harness/wechat-server.ts";
+import { startWechatServer } from "../../../harness/wechat-server.ts";
 
 const TIMEOUT_MS = 300;
 const nodes: Record<string, RegionNode> = {};
@@ -50,11 +50,17 @@ describe("auth-jwt.wxLogin", () => {
 		expect(await call("cn-east", "sv-region.lookup", { userId: t.userId })).toMatchObject({ region: "ap-south", epoch: 1 });
 		const all = await rows();
 		expect(await userCount()).toBe(before + 1);
-		expect(all["ap-south"]!.filter(r => r.id === t.userId)).toEqual([expect.objectContaining({ username: expect.stringMatching(/^wx_[a-z0-9]{10}$/), email_enc: null, phone_enc: null, country: null })]);
+		expect(all["ap-south"]!.filter(r => r.id === t.userId)).toEqual([
+			expect.objectContaining({ username: expect.stringMatching(/^wx_[a-z0-9]{10}$/), email_enc: null, phone_enc: null, country: null })
+		]);
 		// The openid is only in the directory's blind index, never in a row.
 		expect(JSON.stringify(all)).not.toContain("oFirstLogin01");
 		const sent = wx.requests.at(-1)!;
-		expect(sent).toMatchObject({ method: "GET", path: "/sns/jscode2session", query: { appid: wx.appId, secret: wx.secret, js_code: "ok_oFirstLogin01", grant_type: "authorization_code" } });
+		expect(sent).toMatchObject({
+			method: "GET",
+			path: "/sns/jscode2session",
+			query: { appid: wx.appId, secret: wx.secret, js_code: "ok_oFirstLogin01", grant_type: "authorization_code" }
+		});
 	});
 
 	it("logs the same user in with a later code, from another region, at its home", async () => {
@@ -100,7 +106,8 @@ describe("auth-jwt.wxLogin", () => {
 		wx.codes.set("http500-1", "http-500");
 		wx.codes.set("busy-1", { errcode: -1, errmsg: "system busy" });
 		const before = await userCount();
-		for (const code of ["html-1", "foo-1", "http500-1", "busy-1"]) expect(await failureOf(wxLogin("eu-central", code))).toMatchObject({ type: "UPSTREAM_FAILED", code: 502 });
+		for (const code of ["html-1", "foo-1", "http500-1", "busy-1"])
+			expect(await failureOf(wxLogin("eu-central", code))).toMatchObject({ type: "UPSTREAM_FAILED", code: 502 });
 		expect(await userCount()).toBe(before);
 	});
 
@@ -150,13 +157,19 @@ describe("auth-jwt.wxLogin", () => {
 	});
 
 	it("rejects extra fields, bad characters and overlong codes with 422", async () => {
-		expect(await failureOf(call("cn-east", "auth-jwt.wxLogin", { code: "ok_oExtraFld01", client: "app" }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
+		expect(await failureOf(call("cn-east", "auth-jwt.wxLogin", { code: "ok_oExtraFld01", client: "app" }))).toMatchObject({
+			type: "VALIDATION_ERROR",
+			code: 422
+		});
 		expect(await failureOf(call("cn-east", "auth-jwt.wxLogin", { code: "ok:oBadChars01" }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
 		expect(await failureOf(call("cn-east", "auth-jwt.wxLogin", { code: `ok_${"o".repeat(126)}` }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
 		expect(await failureOf(call("cn-east", "auth-jwt.wxLogin", {}))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
 		const { userId } = await call<{ userId: string }>("cn-east", "sv-region.resolve", { kind: "wechat", value: "oFirstLogin01" });
 		expect(await failureOf(call("cn-east", "auth-jwt.openSession", { userId, client: "wx", extra: 1 }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
-		expect(await failureOf(call("cn-east", "sv-user.registerWechat", { openid: "oExtraField01", username: "chosen" }))).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
+		expect(await failureOf(call("cn-east", "sv-user.registerWechat", { openid: "oExtraField01", username: "chosen" }))).toMatchObject({
+			type: "VALIDATION_ERROR",
+			code: 422
+		});
 	});
 
 	it("sv-user.registerWechat refuses an openid that has a user already", async () => {
@@ -164,7 +177,8 @@ describe("auth-jwt.wxLogin", () => {
 	});
 
 	it("keeps openSession and registerWechat away from gateways (visibility public)", () => {
-		const visibility = (action: string) => nodes["cn-east"]!.broker.registry.getActionList({ onlyLocal: true }).find((a: { name: string }) => a.name === action)?.action?.visibility;
+		const visibility = (action: string) =>
+			nodes["cn-east"]!.broker.registry.getActionList({ onlyLocal: true }).find((a: { name: string }) => a.name === action)?.action?.visibility;
 		expect(visibility("auth-jwt.openSession")).toBe("public");
 		expect(visibility("sv-user.registerWechat")).toBe("public");
 		expect(visibility("auth-jwt.wxLogin")).toBeUndefined();
@@ -183,7 +197,10 @@ describe("auth-jwt.wxLogin without WeChat settings", () => {
 
 	it("starts, and answers 503 WX_NOT_CONFIGURED without calling WeChat", async () => {
 		const sent = wx.requests.length;
-		expect(await failureOf(bare!.nodes["cn-east"]!.broker.call("auth-jwt.wxLogin", { code: "ok_oNotConfig01" }))).toMatchObject({ type: "WX_NOT_CONFIGURED", code: 503 });
+		expect(await failureOf(bare!.nodes["cn-east"]!.broker.call("auth-jwt.wxLogin", { code: "ok_oNotConfig01" }))).toMatchObject({
+			type: "WX_NOT_CONFIGURED",
+			code: 503
+		});
 		expect(wx.requests.length).toBe(sent);
 	});
 });

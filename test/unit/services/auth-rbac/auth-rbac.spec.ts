@@ -3,13 +3,14 @@ import type { RegionNode } from "../../../../app/node.ts";
 import authRbac from "../../../../services/auth-rbac/auth-rbac.service.ts";
 import { DEFAULT_ROLES, defaultRules } from "../../../../services/auth-rbac/model.ts";
 import { startServices } from "../../../harness/embedded.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;
 const call = <T = any>(from: string, action: string, params: unknown = {}) => nodes[from]!.broker.call<T, unknown>(action, params);
-const allowed = async (from: string, userId: string, resource: string, action: string) => (await call<{ allowed: boolean }>(from, "auth-rbac.enforce", { userId, resource, action })).allowed;
+const allowed = async (from: string, userId: string, resource: string, action: string) =>
+	(await call<{ allowed: boolean }>(from, "auth-rbac.enforce", { userId, resource, action })).allowed;
 
 /** Every stored rule in each region's own database, as "ptype,v0,v1,v2", sorted. */
 async function rulesByRegion(): Promise<Record<string, string[]>> {
@@ -53,7 +54,11 @@ afterAll(() => cluster?.stop());
 
 describe("auth-rbac", () => {
 	it("starts every region with the default roles: user, support, ops, admin", async () => {
-		const expected = DEFAULT_ROLES.map(r => ({ role: r.role, inherits: r.inherits, permissions: [...r.permissions].sort((a, b) => a.resource.localeCompare(b.resource) || a.action.localeCompare(b.action)) }));
+		const expected = DEFAULT_ROLES.map(r => ({
+			role: r.role,
+			inherits: r.inherits,
+			permissions: [...r.permissions].sort((a, b) => a.resource.localeCompare(b.resource) || a.action.localeCompare(b.action))
+		}));
 		for (const from of ids) {
 			const { roles } = await call<{ roles: { role: string }[] }>(from, "auth-rbac.roles");
 			expect(roles.map(r => r.role)).toEqual(["admin", "ops", "support", "user"]);
@@ -95,9 +100,19 @@ describe("auth-rbac", () => {
 	it("gives an admin everything ops and support may, and takes it away on revoke", async () => {
 		const user = await register("SG");
 		await call("eu-central", "auth-rbac.grant", { userId: user.id, role: "admin" });
-		for (const [resource, action] of [["roles", "write"], ["users", "move"], ["moves", "write"], ["users", "read"], ["profile", "read"]] as const)
+		for (const [resource, action] of [
+			["roles", "write"],
+			["users", "move"],
+			["moves", "write"],
+			["users", "read"],
+			["profile", "read"]
+		] as const)
 			expect(await allowed("cn-east", user.id, resource, action)).toBe(true);
-		expect(await call("cn-east", "auth-rbac.rolesOf", { userId: user.id })).toEqual({ userId: user.id, roles: ["admin", "ops", "support", "user"], direct: ["admin"] });
+		expect(await call("cn-east", "auth-rbac.rolesOf", { userId: user.id })).toEqual({
+			userId: user.id,
+			roles: ["admin", "ops", "support", "user"],
+			direct: ["admin"]
+		});
 		const admin = await call<{ inherits: string[]; permissions: unknown[] }>("ap-south", "auth-rbac.permissionsOf", { role: "admin" });
 		expect(admin.inherits).toEqual(["ops", "support", "user"]);
 		expect(admin.permissions).toEqual(
@@ -123,7 +138,11 @@ describe("auth-rbac", () => {
 	it("refuses an unknown role with ROLE_NOT_FOUND and the implicit role's revocation with ROLE_IMPLICIT, storing nothing", async () => {
 		const user = await register("JP");
 		const before = await rulesByRegion();
-		await expect(call("ap-south", "auth-rbac.grant", { userId: user.id, role: "superuser" })).rejects.toMatchObject({ code: 404, type: "ROLE_NOT_FOUND", data: { role: "superuser" } });
+		await expect(call("ap-south", "auth-rbac.grant", { userId: user.id, role: "superuser" })).rejects.toMatchObject({
+			code: 404,
+			type: "ROLE_NOT_FOUND",
+			data: { role: "superuser" }
+		});
 		await expect(call("ap-south", "auth-rbac.revoke", { userId: user.id, role: "superuser" })).rejects.toMatchObject({ code: 404, type: "ROLE_NOT_FOUND" });
 		await expect(call("ap-south", "auth-rbac.permissionsOf", { role: "superuser" })).rejects.toMatchObject({ code: 404, type: "ROLE_NOT_FOUND" });
 		await expect(call("eu-central", "auth-rbac.revoke", { userId: user.id, role: "user" })).rejects.toMatchObject({ code: 400, type: "ROLE_IMPLICIT" });
@@ -217,7 +236,8 @@ describe("auth-rbac on a plain broker", () => {
 		const started = await startServices([{ ...authRbac, settings: { decisionCacheSize: 0 } }]);
 		try {
 			const userId = "0".repeat(26);
-			for (let i = 0; i < 3; i++) expect(await started.broker.call("auth-rbac.enforce", { userId, resource: "profile", action: "read" })).toEqual({ allowed: true });
+			for (let i = 0; i < 3; i++)
+				expect(await started.broker.call("auth-rbac.enforce", { userId, resource: "profile", action: "read" })).toEqual({ allowed: true });
 			expect(await started.broker.call("auth-rbac.stats")).toMatchObject({ rules: defaultRules().length, cache: { size: 0, hits: 0, misses: 3 } });
 		} finally {
 			await started.stop();

@@ -20,7 +20,8 @@ describe("PermissionIndex", () => {
 		const actions = ["read", "write", "move", "delete"];
 		const users = Array.from({ length: 40 }, (_, i) => `u${String(i).padStart(25, "0")}`);
 		const enforcer = await newEnforcer(newModelFromString(MODEL_TEXT));
-		for (let i = 0; i < 400; i++) await enforcer.addPolicy(roles[pick(roles.length)]!, resources[pick(resources.length)]!, pick(8) === 0 ? "*" : actions[pick(actions.length)]!);
+		for (let i = 0; i < 400; i++)
+			await enforcer.addPolicy(roles[pick(roles.length)]!, resources[pick(resources.length)]!, pick(8) === 0 ? "*" : actions[pick(actions.length)]!);
 		// Inheritance only from higher to lower numbers: a hierarchy, not a cycle.
 		for (let i = 0; i < 25; i++) {
 			const a = 1 + pick(29);
