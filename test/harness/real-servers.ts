@@ -51,3 +51,15 @@ export async function deleteKvBucket(bucket: string, servers = REAL.nats): Promi
 		await nc.close();
 	}
 }
+
+/** The environment of a launcher process on the real NATS, in the run's own namespace, with no ops port or cache. */
+export function launcherEnv(run: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+	return {
+		...process.env,
+		EDGEHOME_NAMESPACE_PREFIX: `t${run}-`,
+		EDGEHOME_NATS_URL: REAL.nats,
+		EDGEHOME_METRICS_PORT: "off",
+		EDGEHOME_CACHER: "off",
+		...extra
+	};
+}

@@ -8,18 +8,11 @@ import { startRegionNode } from "../../../app/node.ts";
 import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
-import { REAL, runId } from "../../harness/real-servers.ts";
+import { launcherEnv, runId } from "../../harness/real-servers.ts";
 
 const run = runId();
 // The regions here run different services (sv-user only in ap-south): a move copies none of them, by configuration.
-const env = {
-	...process.env,
-	EDGEHOME_NAMESPACE_PREFIX: `t${run}-`,
-	EDGEHOME_NATS_URL: REAL.nats,
-	EDGEHOME_METRICS_PORT: "off",
-	EDGEHOME_CACHER: "off",
-	EDGEHOME_MOVE_PARTICIPANTS: ""
-};
+const env = launcherEnv(run, { EDGEHOME_MOVE_PARTICIPANTS: "" });
 let euNode: RegionNode;
 let cnNode: RegionNode;
 let apNode: RegionNode;

@@ -5,17 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
 import { startRegionNode } from "../../../../app/node.ts";
 import { loadRegions } from "../../../../regions/loader.ts";
-import { REAL, runId } from "../../../harness/real-servers.ts";
+import { launcherEnv, runId } from "../../../harness/real-servers.ts";
 
 const run = runId();
-const env = {
-	...process.env,
-	EDGEHOME_NAMESPACE_PREFIX: `t${run}-`,
-	EDGEHOME_NATS_URL: REAL.nats,
-	EDGEHOME_METRICS_PORT: "off",
-	EDGEHOME_CACHER: "off",
-	EDGEHOME_SHUTDOWN_TIMEOUT_MS: "10000"
-};
+const env = launcherEnv(run, { EDGEHOME_SHUTDOWN_TIMEOUT_MS: "10000" });
 let server: ChildProcess;
 let caller: RegionNode;
 
