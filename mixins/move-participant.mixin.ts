@@ -21,18 +21,24 @@ export const MAX_MOVE_ROWS = 100_000;
 /** An import that deadlocks with another move's is rolled back whole by the database, so trying again is safe. */
 const IMPORT_ATTEMPTS = 4;
 
-/** Adds the `move.*` actions; the service supplies the four methods. A node running it declares it to the movers (regions/move-participants.ts). */
+/**
+ * Adds the `move.*` actions; the service supplies the four methods. A node running it declares it to
+ * the movers (regions/move-participants.ts). They read and replace all of a user's rows, so only
+ * holders of the `move` capability (sv-region's movers) may call them across the bus.
+ */
 export function moveParticipantMixin(): Partial<ServiceSchema> {
 	return {
 		metadata: { moveParticipant: true },
 		actions: {
 			"move.export": {
+				restricted: "move",
 				params: { $$strict: true, userId },
 				handler(ctx: Context<{ userId: string }>) {
 					return this.moveExport(ctx.params.userId);
 				}
 			},
 			"move.import": {
+				restricted: "move",
 				params: { $$strict: true, userId, moveId, rows: { type: "array", max: MAX_MOVE_ROWS, items: "object" } },
 				async handler(ctx: Context<{ userId: string; moveId: string; rows: unknown[] }>) {
 					const { userId: user, moveId: move, rows } = ctx.params;
@@ -48,12 +54,14 @@ export function moveParticipantMixin(): Partial<ServiceSchema> {
 				}
 			},
 			"move.count": {
+				restricted: "move",
 				params: { $$strict: true, userId },
 				handler(ctx: Context<{ userId: string }>) {
 					return this.moveCount(ctx.params.userId);
 				}
 			},
 			"move.delete": {
+				restricted: "move",
 				params: { $$strict: true, userId, moveId },
 				handler(ctx: Context<{ userId: string; moveId: string }>) {
 					const { userId: user, moveId: move } = ctx.params;

@@ -168,6 +168,8 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		move: {
+			// Moves, and the handover steps below, change who owns a user's data: signed calls only (deploy/README.md).
+			restricted: "move",
 			params: { $$strict: true, userId, to: regionId },
 			// A move copies every participant's rows: allow it far longer than an ordinary call.
 			timeout: 120_000,
@@ -182,6 +184,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		startMove: {
+			restricted: "move",
 			params: { $$strict: true, userId, to: regionId },
 			retryPolicy: { enabled: false },
 			/** Refusals are answered here, as `move` answers them; the move itself runs on after the reply (see moveProgress). */
@@ -195,6 +198,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		handover: {
+			restricted: "move",
 			visibility: "public",
 			home: { region: "region" },
 			params: {
@@ -217,6 +221,8 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		moveProgress: {
+			// Open: it needs the move's random id, and tells whose move it is, between which regions, how far it got
+			// or why it stopped: the user's home, as `lookup` tells of any user, and nothing of the user's rows.
 			params: { $$strict: true, moveId },
 			async handler(ctx: Context<{ moveId: string }>) {
 				const { directory } = this.runtime;
