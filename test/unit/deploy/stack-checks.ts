@@ -569,6 +569,25 @@ export function checkPrometheus(targets: ScrapeTarget[], groupsByRegion: Map<Reg
 	return problems;
 }
 
+/**
+ * Every group that runs a service with restricted actions gets EDGEHOME_CAPABILITY_KEYS from a required
+ * variable: a node that runs one without its key does not start, and a key is never written down.
+ * `capabilities`: per known service, the capabilities its actions and events are restricted to.
+ */
+export function checkCapabilityKeys(compose: ComposeFile, file: string, capabilities: Record<string, string[]>): string[] {
+	const problems: string[] = [];
+	for (const [name, svc] of edgehomeServices(compose, file)) {
+		// Without --services the launcher runs every service.
+		const list = flag(commandArgs(svc), "--services");
+		const services = list === undefined ? Object.keys(capabilities) : list.split(",").map(s => s.trim());
+		const needed = [...new Set(services.flatMap(s => capabilities[s] ?? []))];
+		const keys = environment(svc).EDGEHOME_CAPABILITY_KEYS;
+		if (needed.length && !(keys && REQUIRED_REFERENCE.test(keys)))
+			problems.push(`service ${name}: runs actions restricted to ${needed.join(", ")} but gets no required \${EDGEHOME_CAPABILITY_KEYS:?…}`);
+	}
+	return problems;
+}
+
 /** The EDGEHOME_GROUP of each service group in a compose file. */
 export function groupNames(compose: ComposeFile, file: string): string[] {
 	return edgehomeServices(compose, file).map(([, svc]) => environment(svc).EDGEHOME_GROUP ?? "");
