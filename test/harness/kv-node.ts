@@ -3,6 +3,7 @@ import { startRegionNode } from "../../app/node.ts";
 import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store.ts";
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
+import { natsCredentials } from "../../regions/runtime/bus-credentials.ts";
 import type { StoreSettings } from "../../regions/stores/index.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { whileDirectoryUnavailable } from "./directory-retry.ts";
@@ -36,6 +37,7 @@ export function openKvDirectory(opts: KvNodeOptions): Promise<NatsKvDirectorySto
 		openNatsKvDirectory({
 			servers: opts.natsUrl,
 			bucket: opts.bucket,
+			credentials: natsCredentials(opts.env ?? {}),
 			...(opts.primary ? { cluster: opts.region, primaryCluster: opts.primary } : {})
 		})
 	);
