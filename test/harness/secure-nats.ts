@@ -18,6 +18,40 @@ export function makeCertificates(dir: string, regions: string[]): void {
 }
 
 /**
+ * A server certificate of the CA in `pki` (a make-certs.sh folder) naming `dnsName` only, written as a
+ * region's folder of make-certs.sh into `dir`: a genuine certificate presented at an address it does
+ * not name, as a copied one would be.
+ */
+export function certificateNaming(pki: string, dir: string, dnsName: string): void {
+	mkdirSync(dir, { recursive: true });
+	writeFileSync(join(dir, "server.ext"), `subjectAltName=DNS:${dnsName}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+	for (const args of [
+		["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", `/CN=${dnsName}`, "-keyout", "server.key", "-out", "server.csr"],
+		[
+			"x509",
+			"-req",
+			"-in",
+			"server.csr",
+			"-CA",
+			join(pki, "ca.crt"),
+			"-CAkey",
+			join(pki, "ca.key"),
+			"-CAcreateserial",
+			"-days",
+			"1",
+			"-extfile",
+			"server.ext",
+			"-out",
+			"server.crt"
+		]
+	]) {
+		const run = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+		if (run.status !== 0) throw new Error(`openssl ${args[0]} failed: ${run.stderr}`);
+	}
+	copyFileSync(join(pki, "ca.crt"), join(dir, "ca.crt"));
+}
+
+/**
  * The passwords deploy/nats/auth.conf reads from the server's environment, made as deploy/README.md
  * says: NATS parses a variable's value as a config value, so one starting with a digit can be taken
  * for a number; a letter first keeps it a string.

@@ -3,16 +3,18 @@ import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NatsConnection } from "nats";
 import { connect } from "nats";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
+import { SERVICES } from "../../services/index.ts";
 import { freePort } from "../harness/free-port.ts";
 import type { KvNode } from "../harness/kv-node.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { notesService } from "../harness/notes.service.ts";
 import { runId } from "../harness/real-servers.ts";
 import type { SecureSupercluster, ShippedServer } from "../harness/secure-nats.ts";
-import { makeCertificates, plainTextLogin, startSecureSupercluster, startShippedServer } from "../harness/secure-nats.ts";
+import { certificateNaming, makeCertificates, plainTextLogin, startSecureSupercluster, startShippedServer } from "../harness/secure-nats.ts";
 import { failureOf, within } from "../harness/waiting.ts";
+import { restrictedOf } from "../unit/deploy/restricted-actions.ts";
 
 /**
  * The supercluster as shipped: deploy/nats/<region>.conf with auth.conf and make-certs.sh's
@@ -27,8 +29,11 @@ const ROGUE_SLOT = "eu-central";
 const COUNTRY: Record<string, string> = { "cn-east": "JP", "ap-south": "SG" };
 const run = runId();
 const blindIndexKey = randomBytes(32);
-/** Every capability a region node's services declare, one key each, the same in both regions. */
-const capabilityKeys = ["mint", "grant", "move"].map(c => `${c}:${randomBytes(32).toString("base64")}`).join(",");
+const NODE_SERVICES = [SERVICES["sv-region"]!, notesService];
+/** A key of every capability the nodes' services restrict something to, the same in both regions. */
+const capabilityKeys = [...new Set(NODE_SERVICES.flatMap(schema => restrictedOf(schema).map(r => r.capability)))]
+	.map(capability => `${capability}:${randomBytes(32).toString("base64")}`)
+	.join(",");
 let cluster: SecureSupercluster;
 const nodes: Record<string, KvNode> = {};
 const rogues: ShippedServer[] = [];
@@ -53,15 +58,17 @@ async function client(s: ShippedServer, caFile = s.caFile): Promise<NatsConnecti
 }
 
 /**
- * A server of the shipped config whose own certificate comes from another CA (make-certs.sh run
- * elsewhere) but which trusts the edgehome CA, whose certificate is public: it accepts the
- * supercluster's servers, so only their checks can keep it out. Its clients trust `caFile`.
+ * A server of the shipped config that trusts the edgehome CA, whose certificate is public, so that it
+ * accepts the supercluster's servers and only their checks can keep it out. Its own certificate is
+ * from another CA (make-certs.sh run elsewhere: `foreign`), or from the edgehome CA but naming only
+ * `naming`. Its clients trust `caFile`.
  */
-async function rogue(region: string, gatewayPort: number, routeTo?: number): Promise<{ server: ShippedServer; caFile: string }> {
+async function rogue(region: string, certificate: "foreign" | { naming: string }, gatewayPort: number, routeTo?: number) {
 	const root = join(cluster.root, `rogue-${rogues.length}`);
 	const pki = join(root, "pki");
 	mkdirSync(join(root, "js"), { recursive: true });
-	makeCertificates(pki, [region]);
+	if (certificate === "foreign") makeCertificates(pki, [region]);
+	else certificateNaming(join(cluster.root, "pki"), join(pki, region), certificate.naming);
 	copyFileSync(join(cluster.root, "pki", "ca.crt"), join(pki, region, "ca.crt"));
 	const ports = { client: await freePort(), http: await freePort(), cluster: await freePort(), gateway: gatewayPort };
 	const s = await startShippedServer({
@@ -160,6 +167,8 @@ describe("two regions on the shipped NATS configs (TLS, users, mutual-TLS gatewa
 	});
 });
 
+type Gatewayz = { outbound_gateways?: Record<string, unknown>; inbound_gateways?: Record<string, unknown> };
+
 /** True once `s` has logged a refused `kind` (gateway, route) connection of each `way`. */
 function refused(s: ShippedServer, kind: "gateway" | "route", ways: ("inbound" | "outbound")[]): boolean {
 	const log = s.log();
@@ -174,7 +183,8 @@ function refused(s: ShippedServer, kind: "gateway" | "route", ways: ("inbound" |
 describe("a server without a certificate of the edgehome CA", () => {
 	it("cannot join as a region's gateway, either way round, and nothing published on it reaches the supercluster", async () => {
 		// Where eu-central's name points, with eu-central's shipped config.
-		const impostor = await rogue(ROGUE_SLOT, cluster.gateways[ROGUE_SLOT]!);
+		const impostor = await rogue(ROGUE_SLOT, "foreign", cluster.gateways[ROGUE_SLOT]!);
+		onTestFinished(() => impostor.server.stop());
 		// Each region dials it (its certificate is refused), and it dials each region (refused too).
 		await within(() => REGIONS.every(r => refused(server(r), "gateway", ["inbound", "outbound"])), 10_000);
 
@@ -191,7 +201,6 @@ describe("a server without a certificate of the edgehome CA", () => {
 		expect([...atPrimary]).toEqual([OTHER]);
 		expect([...atOther]).toEqual([PRIMARY]);
 
-		type Gatewayz = { outbound_gateways?: Record<string, unknown>; inbound_gateways?: Record<string, unknown> };
 		for (const region of REGIONS) {
 			const gw = await server(region).monitor<Gatewayz>("/gatewayz");
 			expect(Object.keys(gw.outbound_gateways ?? {})).toEqual(REGIONS.filter(r => r !== region));
@@ -202,7 +211,8 @@ describe("a server without a certificate of the edgehome CA", () => {
 	});
 
 	it("cannot join a region's cluster as a route, and nothing published on it reaches that region", async () => {
-		const intruder = await rogue(PRIMARY, await freePort(), server(PRIMARY).ports.cluster);
+		const intruder = await rogue(PRIMARY, "foreign", await freePort(), server(PRIMARY).ports.cluster);
+		onTestFinished(() => intruder.server.stop());
 		await within(() => refused(server(PRIMARY), "route", ["inbound"]), 10_000);
 
 		const heard = await crossTalk(await client(server(PRIMARY)), `probe.route.${run}`, {
@@ -214,6 +224,17 @@ describe("a server without a certificate of the edgehome CA", () => {
 		const { server_id: intruderId } = await intruder.server.monitor<{ server_id: string }>("/varz");
 		const { routes } = await server(PRIMARY).monitor<{ routes?: { remote_id: string }[] }>("/routez");
 		expect((routes ?? []).map(r => r.remote_id)).not.toContain(intruderId);
+	});
+});
+
+describe("a server with a certificate of the edgehome CA for another name", () => {
+	it("is refused by the regions that dial it at an address its certificate does not name", async () => {
+		// Another region's certificate (a copied one, say) where eu-central's name points.
+		const copy = await rogue(ROGUE_SLOT, { naming: `nats.${OTHER}.edgehome.internal` }, cluster.gateways[ROGUE_SLOT]!);
+		onTestFinished(() => copy.server.stop());
+		const misnamed = /TLS gateway handshake error: x509: (cannot validate certificate for 127\.0\.0\.1|certificate is valid for)/;
+		await within(() => REGIONS.every(r => misnamed.test(server(r).log())), 10_000);
+		for (const region of REGIONS) expect(Object.keys((await server(region).monitor<Gatewayz>("/gatewayz")).outbound_gateways ?? {})).not.toContain(ROGUE_SLOT);
 	});
 });
 
