@@ -119,6 +119,8 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		},
 
 		authenticate: {
+			// A password check past login's throttle that opens a session: only login's steps call it.
+			restricted: "login",
 			visibility: "public",
 			home: "userId",
 			params: { $$strict: true, userId, password: givenPassword, client },
@@ -187,6 +189,8 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		},
 
 		endSession: {
+			// Ends any user's session by its id (which `sessions` lists): gateways call it for the token's own session.
+			restricted: "mint",
 			visibility: "public",
 			home: "userId",
 			params: { $$strict: true, userId, sid: sessionId },

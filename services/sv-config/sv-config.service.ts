@@ -50,6 +50,8 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 		},
 
 		set: {
+			// Configuration is the operators': set and rollback take a signed call (deploy/README.md).
+			restricted: "config",
 			params: { $$strict: true, key, value: { type: "any" }, scope: { ...scope, default: "region" } },
 			async handler(ctx: Context<{ key: string; value: unknown; scope: ConfigScope }, { user?: { id?: string } }>) {
 				const entry = await this.store.append(ctx.params.scope, ctx.params.key, serialise(ctx.params.value), ctx.meta.user?.id ?? null);
@@ -59,6 +61,7 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 		},
 
 		rollback: {
+			restricted: "config",
 			params: { $$strict: true, key, scope, version: { type: "number", integer: true, positive: true, convert: true } },
 			async handler(ctx: Context<{ key: string; scope: ConfigScope; version: number }, { user?: { id?: string } }>) {
 				const { key: k, scope: s, version } = ctx.params;

@@ -85,6 +85,8 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 	actions: {
 		register: {
+			// The directory's writes decide who owns an identity: only sv-user's enrolment and changes call them (deploy/README.md).
+			restricted: "directory",
 			params: {
 				$$strict: true,
 				identities: { type: "array", min: 1, max: IDENTITY_KINDS.length, items: identity },
@@ -105,6 +107,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		unregister: {
+			restricted: "directory",
 			params: { $$strict: true, userId, identities: { type: "array", max: IDENTITY_KINDS.length, items: identity } },
 			async handler(ctx: Context<{ userId: string; identities: Identity[] }>) {
 				const { directory } = this.runtime;
@@ -118,6 +121,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		reserve: {
+			restricted: "directory",
 			params: { $$strict: true, userId, identities: { type: "array", min: 1, max: IDENTITY_KINDS.length, items: identity } },
 			async handler(ctx: Context<{ userId: string; identities: Identity[] }>) {
 				await this.runtime.directory.reserve(ctx.params.userId, ctx.params.identities).catch(fromDirectory);
@@ -126,6 +130,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		release: {
+			restricted: "directory",
 			params: { $$strict: true, userId, identities: { type: "array", min: 1, max: IDENTITY_KINDS.length, items: identity } },
 			async handler(ctx: Context<{ userId: string; identities: Identity[] }>) {
 				await this.runtime.directory.release(ctx.params.userId, ctx.params.identities).catch(fromDirectory);

@@ -127,6 +127,8 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		registerWechat: {
+			// Binds an openid nobody proved here: only auth-jwt's WeChat login, which checked the code, calls it.
+			restricted: "directory",
 			visibility: "public",
 			params: { $$strict: true, openid },
 			/**
@@ -152,6 +154,8 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		create: {
+			// Writes a password hash for a user id: enrolment's second step (deploy/README.md).
+			restricted: "directory",
 			home: "userId",
 			params: { $$strict: true, userId, username, passwordHash: { type: "string", pattern: /^scrypt\$/, max: 160 }, email, phone, country },
 			async handler(ctx: Context<{ userId: string; username: string; passwordHash: string; email?: string; phone?: string; country?: string }>) {
@@ -187,6 +191,8 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		update: {
+			// Changes and releases a user's identities by id alone: the gateways call it for the token's own user.
+			restricted: "directory",
 			home: "userId",
 			params: {
 				$$strict: true,
@@ -242,6 +248,8 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		verify: {
+			// Password checks skip login's throttle: only its steps may guess (deploy/README.md).
+			restricted: "login",
 			home: { param: "userId", readonly: true },
 			params: { $$strict: true, userId, password: givenPassword },
 			async handler(ctx: Context<{ userId: string; password: string }>) {
@@ -261,6 +269,7 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		checkPassword: {
+			restricted: "login",
 			params: { $$strict: true, login, password: givenPassword },
 			async handler(ctx: Context<{ login: string; password: string }>) {
 				const found = await this.findLogin(ctx, ctx.params.login);

@@ -30,14 +30,18 @@ const region = findRegion(regions, "cn-east");
 const stores = realStores(run, "cn-east");
 const southStores = realStores(run, "ap-south");
 const key = () => randomBytes(32).toString("base64");
-const capabilityKeys = `mint:${key()},grant:${key()},move:${key()}`;
+/** One key for each capability the services restrict something to. */
+const CAPABILITIES = ["mint", "grant", "move", "directory", "login", "config"];
+const capabilityKeys = CAPABILITIES.map(c => `${c}:${key()}`).join(",");
 const blindIndexKey = randomBytes(32);
-const SERVICES = ["sv-region", "sv-user", "auth-jwt", "auth-rbac"];
+const SERVICES = ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-config"];
 let nats: SecureNats;
 const directories: NatsKvDirectoryStore[] = [];
 let node: RegionNode;
 let south: RegionNode;
 let greta: { id: string };
+const GRETA_EMAIL = "greta@example.com";
+const GRETA_PASSWORD = "fjord walk 42";
 /** A user arriving in cn-east in the middle of a move whose id the intruder knows. */
 const arriving = { userId: newUserId(), moveId: randomUUID() };
 const guests: ServiceBroker[] = [];
@@ -80,6 +84,17 @@ const ownershipOf = (userId: string) => {
 	const { ownership } = regionRuntimeOf(node.broker);
 	return ownership.read(ownership.store.db, userId);
 };
+/** Who the directory says holds an identity, or undefined. */
+const holderOf = (kind: string, value: string) =>
+	node.broker.call<{ userId: string }, unknown>("sv-region.resolve", { kind, value }).then(
+		r => r.userId,
+		(err: { type?: string }) => {
+			if (err.type === "USER_NOT_FOUND") return undefined;
+			throw err;
+		}
+	);
+const logInByEmail = () => node.broker.call<{ userId: string }, unknown>("auth-jwt.login", { login: GRETA_EMAIL, password: GRETA_PASSWORD, client: "www" });
+const refusal = (name: string, capability: string) => ({ type: "CAPABILITY_REQUIRED", code: 403, data: { name, capability, reason: "missing" } });
 const userPermissions = async () =>
 	(await node.broker.call<{ permissions: { resource: string; action: string }[] }, unknown>("auth-rbac.permissionsOf", { role: "user" })).permissions;
 
@@ -105,7 +120,7 @@ beforeAll(async () => {
 	nats = await startSecureNats();
 	node = await regionNode("cn-east", stores);
 	south = await regionNode("ap-south", southStores);
-	greta = await node.broker.call("sv-user.register", { username: "greta", password: "fjord walk 42", country: "CN" });
+	greta = await node.broker.call("sv-user.register", { username: "greta", password: GRETA_PASSWORD, email: GRETA_EMAIL, country: "CN" });
 }, 90_000);
 
 afterAll(async () => {
@@ -234,6 +249,74 @@ describe("a node on the bus without the capability", () => {
 		}
 		expect(await node.broker.call("sv-region.lookup", { userId: greta.id })).toMatchObject({ region: "cn-east", epoch: 1, state: "active" });
 	});
+
+	it("cannot unregister or release another user's e-mail: CAPABILITY_REQUIRED, and she still logs in by it", async () => {
+		const email = { kind: "email", value: GRETA_EMAIL };
+		for (const action of ["sv-region.unregister", "sv-region.release"]) {
+			const err = await failureOf(intruder.call(action, { userId: greta.id, identities: [email] }, to()));
+			expect(err, action).toMatchObject(refusal(action, "directory"));
+		}
+		expect(await holderOf("email", GRETA_EMAIL)).toBe(greta.id);
+		expect(await node.broker.call("sv-region.lookup", { userId: greta.id })).toMatchObject({ region: "cn-east" });
+		await expect(logInByEmail()).resolves.toMatchObject({ userId: greta.id });
+	});
+
+	it("cannot squat a free identity or register a user of its own in the directory: CAPABILITY_REQUIRED, the identities stay free", async () => {
+		const squatted = [{ kind: "email", value: "squatted@example.com" }];
+		expect(await failureOf(intruder.call("sv-region.reserve", { userId: newUserId(), identities: squatted }, to()))).toMatchObject(
+			refusal("sv-region.reserve", "directory")
+		);
+		const made = [{ kind: "username", value: "mallory" }, ...squatted];
+		expect(await failureOf(intruder.call("sv-region.register", { identities: made, country: "CN" }, to()))).toMatchObject(
+			refusal("sv-region.register", "directory")
+		);
+		expect(await holderOf("email", "squatted@example.com")).toBeUndefined();
+		expect(await holderOf("username", "mallory")).toBeUndefined();
+	});
+
+	it("cannot change another user's e-mail, write a profile with its own password hash or bind a WeChat openid: CAPABILITY_REQUIRED, nothing changes", async () => {
+		expect(await failureOf(intruder.call("sv-user.update", { userId: greta.id, email: "mallory@example.com" }, to()))).toMatchObject(
+			refusal("sv-user.update", "directory")
+		);
+		expect(await node.broker.call("sv-user.get", { userId: greta.id })).toMatchObject({ email: GRETA_EMAIL });
+		expect(await holderOf("email", "mallory@example.com")).toBeUndefined();
+		const planted = newUserId();
+		const hash = `scrypt$${"0".repeat(40)}`;
+		expect(await failureOf(intruder.call("sv-user.create", { userId: planted, username: "planted", passwordHash: hash }, to()))).toMatchObject(
+			refusal("sv-user.create", "directory")
+		);
+		expect(await failureOf(node.broker.call("sv-user.get", { userId: planted }))).toMatchObject({ type: "USER_NOT_FOUND" });
+		expect(await failureOf(intruder.call("sv-user.registerWechat", { openid: "o-victim-openid" }, to()))).toMatchObject(
+			refusal("sv-user.registerWechat", "directory")
+		);
+		expect(await holderOf("wechat", "o-victim-openid")).toBeUndefined();
+	});
+
+	it("cannot guess passwords past the login throttle: authenticate, verify and checkPassword refuse even the right one, and no session is made", async () => {
+		const before = await sessionsOf(greta.id);
+		const calls: [string, Record<string, string>][] = [
+			["auth-jwt.authenticate", { userId: greta.id, password: GRETA_PASSWORD, client: "app" }],
+			["sv-user.verify", { userId: greta.id, password: GRETA_PASSWORD }],
+			["sv-user.checkPassword", { login: GRETA_EMAIL, password: GRETA_PASSWORD }]
+		];
+		for (const [action, params] of calls) expect(await failureOf(intruder.call(action, params, to())), action).toMatchObject(refusal(action, "login"));
+		expect(await sessionsOf(greta.id)).toBe(before);
+	});
+
+	it("cannot end another user's session by its id: CAPABILITY_REQUIRED, and the session lives on", async () => {
+		const { sid } = await node.broker.call<{ sid: string }, unknown>("auth-jwt.openSession", { userId: greta.id, client: "cms" });
+		const before = await sessionsOf(greta.id);
+		expect(await failureOf(intruder.call("auth-jwt.endSession", { userId: greta.id, sid }, to()))).toMatchObject(refusal("auth-jwt.endSession", "mint"));
+		expect(await sessionsOf(greta.id)).toBe(before);
+	});
+
+	it("cannot set or roll back configuration: CAPABILITY_REQUIRED, and no value is stored", async () => {
+		expect(await failureOf(intruder.call("sv-config.set", { key: "intruder.flag", value: true }, to()))).toMatchObject(refusal("sv-config.set", "config"));
+		expect(await failureOf(intruder.call("sv-config.rollback", { key: "intruder.flag", scope: "region", version: 1 }, to()))).toMatchObject(
+			refusal("sv-config.rollback", "config")
+		);
+		expect(await failureOf(node.broker.call("sv-config.get", { key: "intruder.flag" }))).toMatchObject({ type: "NOT_FOUND" });
+	});
 });
 
 describe("a node holding the capability", () => {
@@ -244,6 +327,18 @@ describe("a node holding the capability", () => {
 		expect(await sessionsOf(greta.id)).toBe(before + 1);
 		await expect(ops.call("auth-rbac.grant", { userId: greta.id, role: "support" }, to())).resolves.toMatchObject({ changed: true });
 		expect(await rolesOf(greta.id)).toContain("support");
+	});
+
+	it("changes a user's e-mail as a gateway does, and sets configuration as the REPL does, with the keys", async () => {
+		const ops = guestNamed("ops");
+		await expect(ops.call("sv-user.update", { userId: greta.id, email: "greta.new@example.com" }, to())).resolves.toMatchObject({
+			email: "greta.new@example.com"
+		});
+		expect(await holderOf("email", "greta.new@example.com")).toBe(greta.id);
+		expect(await holderOf("email", GRETA_EMAIL)).toBeUndefined();
+		await ops.call("sv-user.update", { userId: greta.id, email: GRETA_EMAIL }, to());
+		await expect(logInByEmail()).resolves.toMatchObject({ userId: greta.id });
+		await expect(ops.call("sv-config.set", { key: "ops.flag", value: 1 }, to())).resolves.toMatchObject({ key: "ops.flag", version: 1 });
 	});
 
 	it("relays a permission change from another region (the event the intruder forged, signed)", async () => {
