@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadRegions } from "../../../regions/loader.ts";
@@ -14,8 +14,25 @@ import { checkCapabilityKeys, composePath, DEPLOY, parseCompose, ROOT } from "./
  */
 const REGION_IDS = loadRegions(join(ROOT, "regions", "definitions")).map(r => r.id);
 const RESTRICTED = Object.entries(SERVICES).flatMap(([name, schema]) => restrictedOf(schema, name));
+/** The source a service's node runs: its folder, and the gateway mixin's for the gateways. */
+function sourceOf(service: string): string {
+	const dir = join(ROOT, "services", service);
+	const files = readdirSync(dir).map(f => join(dir, f));
+	const own = files.map(f => readFileSync(f, "utf8")).join("\n");
+	if (!own.includes("gateway.mixin.ts")) return own;
+	const gateway = join(ROOT, "mixins", "gateway");
+	return [own, ...readdirSync(gateway).map(f => readFileSync(join(gateway, f), "utf8"))].join("\n");
+}
+/** Per service, the capabilities of the restricted actions it calls by name (a gateway's logout, a WeChat login's registration). */
+const CALLS: Record<string, string[]> = Object.fromEntries(
+	Object.keys(SERVICES).map(name => {
+		const source = sourceOf(name);
+		return [name, [...new Set(RESTRICTED.filter(r => r.kind === "action" && source.includes(`"${r.name}"`)).map(r => r.capability))].sort()];
+	})
+);
+/** Per service, the capabilities its node must hold: those it runs and those it calls. */
 const CAPABILITIES: Record<string, string[]> = Object.fromEntries(
-	Object.entries(SERVICES).map(([name, schema]) => [name, [...new Set(restrictedOf(schema, name).map(r => r.capability))]])
+	Object.entries(SERVICES).map(([name, schema]) => [name, [...new Set([...restrictedOf(schema, name).map(r => r.capability), ...CALLS[name]!])]])
 );
 const ALL = [...new Set(RESTRICTED.map(r => r.capability))].sort();
 const README = readFileSync(join(DEPLOY, "README.md"), "utf8");
@@ -38,6 +55,41 @@ describe("the move machinery", () => {
 			for (const action of ["export", "import", "count", "delete"]) expect(move).toContain(`${participant}.move.${action}`);
 		// Read-only and keyed by a random id: see deploy/README.md.
 		expect(RESTRICTED.map(r => r.name)).not.toContain("sv-region.moveProgress");
+	});
+});
+
+describe("the writes behind the public ways in", () => {
+	const restricted = (capability: string) => RESTRICTED.filter(r => r.capability === capability).map(r => r.name);
+
+	it("take the directory capability: sv-region's identity writes and sv-user's enrolment and changes", () => {
+		expect(restricted("directory").sort()).toEqual(
+			[
+				"sv-region.register",
+				"sv-region.unregister",
+				"sv-region.reserve",
+				"sv-region.release",
+				"sv-user.create",
+				"sv-user.update",
+				"sv-user.registerWechat"
+			].sort()
+		);
+	});
+
+	it("take login for the password checks past the throttle, mint for ending a session, config for configuration", () => {
+		expect(restricted("login").sort()).toEqual(["auth-jwt.authenticate", "sv-user.checkPassword", "sv-user.verify"]);
+		expect(restricted("mint")).toContain("auth-jwt.endSession");
+		expect(restricted("config").sort()).toEqual(["sv-config.rollback", "sv-config.set"]);
+	});
+
+	it("are called from the gateways (a logout ends its session, PATCH /me changes identities) and auth-jwt's WeChat login, which so need the keys", () => {
+		for (const gateway of ["api-www", "api-app", "api-wx"]) expect(CALLS[gateway], gateway).toEqual(["directory", "mint"]);
+		expect(CALLS["api-cms"]).toEqual(["directory", "grant", "mint", "move"]);
+		expect(CALLS["auth-jwt"]).toEqual(expect.arrayContaining(["directory", "login"]));
+	});
+
+	it("stay open where the caller presents a secret that cannot be guessed on the bus, or registers as anyone may", () => {
+		const open = ["auth-jwt.login", "auth-jwt.refresh", "auth-jwt.rotate", "auth-jwt.logout", "auth-jwt.wxLogin", "sv-user.register"];
+		for (const name of open) expect(RESTRICTED.map(r => r.name)).not.toContain(name);
 	});
 });
 

@@ -570,9 +570,10 @@ export function checkPrometheus(targets: ScrapeTarget[], groupsByRegion: Map<Reg
 }
 
 /**
- * Every group that runs a service with restricted actions gets EDGEHOME_CAPABILITY_KEYS from a required
- * variable: a node that runs one without its key does not start, and a key is never written down.
- * `capabilities`: per known service, the capabilities its actions and events are restricted to.
+ * Every group that runs or calls restricted actions gets EDGEHOME_CAPABILITY_KEYS from a required
+ * variable: a node that runs one without its key does not start, one that calls one without it is
+ * refused, and a key is never written down. `capabilities`: per known service, the capabilities
+ * its node must hold (its restricted actions and events, and those it calls).
  */
 export function checkCapabilityKeys(compose: ComposeFile, file: string, capabilities: Record<string, string[]>): string[] {
 	const problems: string[] = [];
@@ -583,7 +584,7 @@ export function checkCapabilityKeys(compose: ComposeFile, file: string, capabili
 		const needed = [...new Set(services.flatMap(s => capabilities[s] ?? []))];
 		const keys = environment(svc).EDGEHOME_CAPABILITY_KEYS;
 		if (needed.length && !(keys && REQUIRED_REFERENCE.test(keys)))
-			problems.push(`service ${name}: runs actions restricted to ${needed.join(", ")} but gets no required \${EDGEHOME_CAPABILITY_KEYS:?…}`);
+			problems.push(`service ${name}: needs the keys of ${needed.join(", ")} but gets no required \${EDGEHOME_CAPABILITY_KEYS:?…}`);
 	}
 	return problems;
 }
