@@ -83,6 +83,23 @@ describe("chaos checker", () => {
 		expect(check(input).counts).toMatchObject({ illegalWrites: 2, oldHomeAfterFlip: 1, notYetHome: 1 });
 	});
 
+	it("does not judge a write inside a gap of the record when the user has a change recorded there: the lost change may have made the region home", () => {
+		const input = base();
+		// The flip to B (2000) was superseded by a later change (2600, the next move's mark) before the recorder read it.
+		input.timeline[U] = [
+			{ atUs: 100, region: A, epoch: 1, state: "active" },
+			{ atUs: 1000, region: A, epoch: 1, state: "moving" },
+			{ atUs: 2600, region: B, epoch: 2, state: "moving" }
+		];
+		input.recordGaps = [{ fromUs: 1000, toUs: 3000 }];
+		// B's write at 2500 looks like one before B was home; in the gap it is not judged.
+		expect(check(input).counts).toMatchObject({ illegalWrites: 0, notYetHome: 0, unverifiable: 1 });
+		// Outside the gap, or for a user with no change in it, writes are judged as ever.
+		input.audit[A]!.push({ opId: "late", userId: U, region: A, atUs: 3500 });
+		input.recordGaps = [{ fromUs: 1000, toUs: 2550 }];
+		expect(check(input).counts).toMatchObject({ illegalWrites: 2, oldHomeAfterFlip: 1, notYetHome: 1, unverifiable: 0 });
+	});
+
 	it("allows the old home's writes while the user is moving, before the flip", () => {
 		const input = base();
 		input.audit[A]!.push({ opId: "o5", userId: U, region: A, atUs: 1500 });

@@ -81,7 +81,7 @@ for (const r of results) {
 	const codes = Object.entries(c.undocumentedCodes)
 		.map(([code, n]) => `${code} ×${n}`)
 		.join(", ");
-	const illegal = `${c.oldHomeAfterFlip}${c.notYetHome ? ` (+${c.notYetHome} before it was home)` : ""}`;
+	const illegal = `${c.oldHomeAfterFlip}${c.notYetHome ? ` (+${c.notYetHome} before it was home)` : ""}${c.unverifiable ? ` (${c.unverifiable} in a gap of the record, not judged)` : ""}`;
 	console.log(
 		`| ${r.scenario} | ${c.appendsOk}/${c.appends} | ${c.movesOk}/${c.moves} | ${cell(r, "lost")} | ${cell(r, "duplicated")} | ${cell(r, "doubleHomed")} | ${illegal} | ${cell(r, "stuck")} | ${c.undocumented}${codes ? ` (${codes})` : ""} |`
 	);

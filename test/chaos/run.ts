@@ -302,7 +302,8 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
 			audit,
 			timeline,
 			originRegressions: session.originRegressions,
-			recorderRestarts: session.recorderRestarts
+			recorderRestarts: session.recorderRestarts,
+			recordGaps: session.gaps
 		};
 		if (opts.keepDir) writeFileSync(join(session.dir, `${sc.name}.json`), JSON.stringify({ ...input, events: session.events, changes: session.changes }));
 		const result = check(input);

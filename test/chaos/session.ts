@@ -245,6 +245,13 @@ export class Session {
 	/** Times the recorder had to be recreated, and the origin's sequence went back (both logged as events). */
 	recorderRestarts = 0;
 	originRegressions = 0;
+	/**
+	 * Windows in which the record skipped sequence numbers: the origin keeps one message per key, so
+	 * a change not yet read when a later one of the same key arrived is gone. Each runs from the
+	 * last change read before the skip to when the skip was seen (server clock, µs).
+	 */
+	readonly gaps: { fromUs: number; toUs: number }[] = [];
+	private lastAtUs = 0;
 	private readonly dbs: Record<string, Connection> = {};
 	/** Each key's latest value as the live record saw it (moves pick targets by it). */
 	private readonly latest = new Map<string, any>();
@@ -325,7 +332,9 @@ export class Session {
 			return consumer.consume({
 				callback: m => {
 					if (r.generation !== generation || m.seq <= r.lastSeq) return;
+					if (r.lastSeq > 0 && m.seq > r.lastSeq + 1) this.gaps.push({ fromUs: this.lastAtUs, toUs: Date.now() * 1000 });
 					r.lastSeq = m.seq;
+					this.lastAtUs = Math.floor(m.info.timestampNanos / 1000);
 					const op = m.headers?.get("KV-Operation");
 					const value = op === "DEL" || op === "PURGE" ? undefined : codec.decode(m.data);
 					const key = m.subject.slice(prefix.length);
