@@ -9,6 +9,7 @@ import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-reg
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { within } from "../harness/waiting.ts";
+import { expectError } from "./expect-error.ts";
 
 const nodes: Record<string, RegionNode> = {};
 let cluster: EmbeddedRegions | undefined;
@@ -23,14 +24,6 @@ const euWww = via("eu-central", "api-www");
 
 /** The app gateway of cn-east counts IPs tightly, to reach its limit quickly. */
 const IP_LIMIT = 25;
-
-function expectError(res: HttpAnswer, status: number, code: string): void {
-	expect({ status: res.status, code: res.body?.error?.code }).toEqual({ status, code });
-	expect(res.body.error.requestId).toBe(res.headers.get("x-request-id"));
-	expect(typeof res.body.error.message).toBe("string");
-	// Nothing internal leaks: no stack frame, no service or node name.
-	expect(res.text).not.toMatch(/\bat .+:\d+:\d+|node_modules|sv-user|sv-region|auth-jwt|auth-rbac|cn-east-all|Error:/);
-}
 
 async function usersIn(region: string): Promise<{ id: string; username: string }[]> {
 	return nodes[region]!.stores.sql.db.selectFrom("users").select(["id", "username"]).execute() as Promise<{ id: string; username: string }[]>;
