@@ -5,7 +5,7 @@ import { freePort } from "../harness/free-port.ts";
 import { http } from "../harness/gateways.ts";
 import { runId } from "../harness/real-servers.ts";
 import { startSupercluster } from "../harness/supercluster.ts";
-import { round, startServer, withCleanups } from "./measure.ts";
+import { round, startServer, treeBusySeconds, withCleanups } from "./measure.ts";
 
 /**
  * `npm run bench:gateway`: HTTP load from autocannon against (a) stock moleculer-web calling
@@ -25,16 +25,28 @@ interface Load {
 	p50Ms: number;
 	p99Ms: number;
 	failures: number;
+	/** CPU of every process of the case (servers, NATS, the load generator) per request, in µs. */
+	cpuUsPerReq?: number;
 }
 
 async function load(url: string, headers: Record<string, string>, seconds: number): Promise<Load> {
+	const busy = treeBusySeconds();
 	const r = await autocannon({ url, connections: CONNECTIONS, duration: seconds, headers });
-	return { reqPerSec: r.requests.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, failures: r.non2xx + r.errors + r.timeouts };
+	const spent = busy === undefined ? undefined : treeBusySeconds()! - busy;
+	const cpuUsPerReq = spent === undefined || !r.requests.total ? undefined : (spent * 1e6) / r.requests.total;
+	return { reqPerSec: r.requests.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, failures: r.non2xx + r.errors + r.timeouts, cpuUsPerReq };
 }
 
 function mean(runs: Load[]): Load {
 	const avg = (pick: (l: Load) => number) => runs.reduce((s, l) => s + pick(l), 0) / runs.length;
-	return { reqPerSec: avg(l => l.reqPerSec), p50Ms: avg(l => l.p50Ms), p99Ms: avg(l => l.p99Ms), failures: runs.reduce((s, l) => s + l.failures, 0) };
+	const cpu = runs.every(l => l.cpuUsPerReq !== undefined) ? avg(l => l.cpuUsPerReq!) : undefined;
+	return {
+		reqPerSec: avg(l => l.reqPerSec),
+		p50Ms: avg(l => l.p50Ms),
+		p99Ms: avg(l => l.p99Ms),
+		failures: runs.reduce((s, l) => s + l.failures, 0),
+		cpuUsPerReq: cpu
+	};
 }
 
 async function main(): Promise<void> {
@@ -101,10 +113,28 @@ async function main(): Promise<void> {
 	console.log(row("(a) stock moleculer-web -> sv-user.get over NATS, no auth", figures.bare));
 	console.log(row("(b) GET /api/v1/me: token, RBAC, home-routed, this region", figures.ours));
 	console.log(row("(c) GET /api/v1/me: user homed in the other region", figures.away));
-	console.log(`\n(b)/(a) throughput: x${ratio.toFixed(3)} (goal >= 0.9)\n`);
-	const f = (l: Load) => ({ reqPerSec: Math.round(l.reqPerSec), p50Ms: round(l.p50Ms, 2), p99Ms: round(l.p99Ms, 2), failures: l.failures });
+	// What (a) costs the machine per request over what (b) costs: the throughput ratio the cores would allow, free of window-to-window drift.
+	const cpuRatio = figures.bare.cpuUsPerReq && figures.ours.cpuUsPerReq ? figures.bare.cpuUsPerReq / figures.ours.cpuUsPerReq : undefined;
+	console.log(`\n(b)/(a) throughput: x${ratio.toFixed(3)} (goal >= 0.9)`);
+	if (cpuRatio !== undefined)
+		console.log(
+			`    CPU per request, all of the bench's processes: (a) ${figures.bare.cpuUsPerReq!.toFixed(1)} µs, (b) ${figures.ours.cpuUsPerReq!.toFixed(1)} µs: (a)/(b) x${cpuRatio.toFixed(3)}`
+		);
+	console.log("");
+	const f = (l: Load) => ({
+		reqPerSec: Math.round(l.reqPerSec),
+		p50Ms: round(l.p50Ms, 2),
+		p99Ms: round(l.p99Ms, 2),
+		failures: l.failures,
+		...(l.cpuUsPerReq === undefined ? {} : { cpuUsPerReq: round(l.cpuUsPerReq, 1) })
+	});
 	console.log(
-		JSON.stringify({ bareMoleculerWeb: f(figures.bare), me: f(figures.ours), meOtherRegion: f(figures.away), ratios: { meOverBare: round(ratio, 4) } })
+		JSON.stringify({
+			bareMoleculerWeb: f(figures.bare),
+			me: f(figures.ours),
+			meOtherRegion: f(figures.away),
+			ratios: { meOverBare: round(ratio, 4), ...(cpuRatio === undefined ? {} : { cpuBareOverMe: round(cpuRatio, 4) }) }
+		})
 	);
 }
 

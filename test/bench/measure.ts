@@ -1,5 +1,6 @@
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** What every bench measures the same way: throughput at a fixed concurrency, sequential latency. */
 
@@ -156,3 +157,35 @@ export function table(rows: Record<string, Figures>): string {
 }
 
 export const round = (n: number, digits: number) => Number(n.toFixed(digits));
+
+/**
+ * CPU seconds this process and every process it started (servers, nats-server) have spent so far
+ * (Linux /proc; undefined elsewhere). Per request, it says what a case costs all of them together,
+ * which a throughput ratio on shared cores only estimates, and other work on the machine is left out.
+ */
+export function treeBusySeconds(): number | undefined {
+	try {
+		const stats = new Map<number, { ppid: number; seconds: number }>();
+		for (const entry of readdirSync("/proc")) {
+			if (!/^\d+$/.test(entry)) continue;
+			let stat: string;
+			try {
+				stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+			} catch {
+				continue; // gone meanwhile
+			}
+			// Fields after the command name (which may hold spaces): state, ppid, …, utime (14th), stime (15th).
+			const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+			stats.set(Number(entry), { ppid: Number(fields[1]), seconds: (Number(fields[11]) + Number(fields[12])) / 100 });
+		}
+		const inTree = (pid: number): boolean => {
+			for (let p = pid, hops = 0; p > 1 && hops < 64; p = stats.get(p)?.ppid ?? 0, hops++) if (p === process.pid) return true;
+			return false;
+		};
+		let total = 0;
+		for (const [pid, s] of stats) if (inTree(pid)) total += s.seconds;
+		return total;
+	} catch {
+		return undefined;
+	}
+}
