@@ -73,6 +73,19 @@ export class OutcomeUnknownError extends Errors.MoleculerRetryableError {
 }
 
 /**
+ * The region's database chose the write as a deadlock's victim on every run the fence allows:
+ * InnoDB rolled each run back whole, so nothing of it was applied, and sending it again is safe.
+ */
+export class WriteConflictError extends Errors.MoleculerRetryableError {
+	constructor(userId: string, runs: number) {
+		super(`the write for user ${userId} met a conflicting write on each of its ${runs} runs and was not applied; retry`, 503, "WRITE_CONFLICT", {
+			userId,
+			retryAfter: 1
+		});
+	}
+}
+
+/**
  * Answers that are the system working as designed, not a failing endpoint: the circuit breaker
  * must not count them, or one moving user or one region down would open the breaker for every
  * healthy user of the same action.
@@ -89,7 +102,8 @@ export const DOMAIN_ERROR_TYPES: ReadonlySet<string> = new Set([
 	"MOVE_FAILED",
 	"MOVE_FENCED",
 	"OUTCOME_UNKNOWN",
-	"UNKNOWN_REGION"
+	"UNKNOWN_REGION",
+	"WRITE_CONFLICT"
 ]);
 
 /** What the circuit breaker counts against an endpoint: it timed out, or failed in a way no domain answer explains. */

@@ -1,5 +1,5 @@
 import { Errors } from "moleculer";
-import { DirectoryUnavailableError, OutcomeUnknownError, RegionUnavailableError, UserMovingError } from "../../regions/errors.ts";
+import { DirectoryUnavailableError, OutcomeUnknownError, RegionUnavailableError, UserMovingError, WriteConflictError } from "../../regions/errors.ts";
 
 /**
  * One error as a catalogue declares it: the stable code (Moleculer's `type`) and the status it is
@@ -24,5 +24,6 @@ export const CALL_FAILURES: readonly DeclaredError[] = [
 	declared(new RegionUnavailableError("-")),
 	declared(new UserMovingError("-")),
 	declared(new DirectoryUnavailableError("-")),
-	declared(new OutcomeUnknownError("-", "-", "-"))
+	declared(new OutcomeUnknownError("-", "-", "-")),
+	declared(new WriteConflictError("-", 0))
 ];

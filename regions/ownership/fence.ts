@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from "kysely";
 import type { HomeEntry } from "../directory/entries.ts";
-import { MoveFencedError, UserMovingError, UserNotFoundError, WrongRegionError } from "../errors.ts";
+import { MoveFencedError, UserMovingError, UserNotFoundError, WriteConflictError, WrongRegionError } from "../errors.ts";
 import { runInScope, scopeOf, unscoped } from "../stores/scoped-db.ts";
 import { isDeadlock, isLockConflict } from "./lock-errors.ts";
 import type { Ownership, OwnershipRecords } from "./records.ts";
@@ -39,7 +39,12 @@ export interface WriteFenceOptions {
 }
 
 /** Runs of a write whose transaction the database chose as a deadlock's victim. */
-const LOCK_RETRIES = 3;
+const LOCK_RETRIES = 5;
+
+/** A short, growing, jittered pause before running a conflict's victim again, so the same two writes do not meet again in step. */
+function conflictPause(attempt: number): Promise<void> {
+	return new Promise(resolve => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
+}
 const LANES = 4;
 const BATCH_SIZE = 32;
 const BATCH_HOLD_MS = 20;
@@ -94,7 +99,8 @@ export class WriteFence {
 				case "alone":
 					return this.runAlone(userId, callerEpoch, fn);
 				case "again":
-					if (attempt >= LOCK_RETRIES) throw answer.error;
+					if (attempt >= LOCK_RETRIES) throw new WriteConflictError(userId, attempt);
+					await conflictPause(attempt);
 			}
 		}
 	}
@@ -113,13 +119,22 @@ export class WriteFence {
 			} catch (err) {
 				// Once `fn` ran, its calls and events happened: never run it twice, unless the database
 				// chose it as a deadlock's victim, which rolls its whole transaction back (nothing applied).
-				if (running && !(isDeadlock(err) && attempt < LOCK_RETRIES)) throw err;
-				if (running) continue;
+				if (running && isDeadlock(err)) {
+					if (attempt >= LOCK_RETRIES) throw new WriteConflictError(userId, attempt);
+					await conflictPause(attempt);
+					continue;
+				}
+				if (running) throw err;
 				if (err instanceof Frozen && Date.now() < deadline) {
 					await new Promise(r => setTimeout(r, 50));
 					continue;
 				}
-				if (isLockConflict(err) && attempt < LOCK_RETRIES) continue;
+				// Refused before the handler ran: nothing of it was applied.
+				if (isLockConflict(err)) {
+					if (attempt >= LOCK_RETRIES) throw new WriteConflictError(userId, attempt);
+					await conflictPause(attempt);
+					continue;
+				}
 				throw err instanceof Frozen ? new UserMovingError(userId) : err;
 			}
 		}

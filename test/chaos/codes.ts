@@ -5,8 +5,8 @@
  * as undocumented.
  */
 
-/** A home-routed write (`ledger.append`). OUTCOME_UNKNOWN: maybe applied, never twice. */
-export const DOCUMENTED_APPEND_CODES: readonly string[] = ["USER_MOVING", "REGION_UNAVAILABLE", "DIRECTORY_UNAVAILABLE", "OUTCOME_UNKNOWN"];
+/** A home-routed write (`ledger.append`). OUTCOME_UNKNOWN: maybe applied, never twice. WRITE_CONFLICT: a deadlock's victim on every run, not applied. */
+export const DOCUMENTED_APPEND_CODES: readonly string[] = ["USER_MOVING", "REGION_UNAVAILABLE", "DIRECTORY_UNAVAILABLE", "OUTCOME_UNKNOWN", "WRITE_CONFLICT"];
 
 /** `sv-region.move`. */
 export const DOCUMENTED_MOVE_CODES: readonly string[] = [

@@ -209,6 +209,44 @@ describe("fenced writes committed in batches on MariaDB", () => {
 		expect(await s.tags(u1)).toEqual(["after the deadlock"]);
 	});
 
+	it("answers WRITE_CONFLICT, with nothing of it applied, to a write the database picks as a deadlock's victim on every run", async () => {
+		const fence = s.fence({ batchHoldMs: 5000 });
+		const u1 = await s.owned();
+		await s.db.updateTable("batch_counters").set({ n: 0 }).execute();
+		await sql`create table if not exists batch_ballast (n integer not null)`.execute(s.db);
+		let runs = 0;
+		const partners: Promise<void>[] = [];
+		// Outside the fence: takes b, then a, after writing enough to be the heavier side, so InnoDB rolls the fenced write back.
+		const heavyCrossing = async () => {
+			const conn = await createConnection({ uri: stores.sql });
+			try {
+				await conn.query("start transaction");
+				await conn.query(`insert into batch_ballast (n) values ${Array.from({ length: 50 }, (_, i) => `(${i})`).join(",")}`);
+				await conn.query("update batch_counters set n = n + 1 where name = 'b'");
+				await sleep(100);
+				await conn.query("update batch_counters set n = n + 1 where name = 'a'");
+				await conn.query("commit");
+			} finally {
+				await conn.end();
+			}
+		};
+		const write = fence.run(u1, 1, async () => {
+			runs++;
+			await bump("a");
+			partners.push(heavyCrossing());
+			await sleep(200);
+			await bump("b");
+			await s.insert(u1, "never");
+		});
+		await expect(write).rejects.toMatchObject({ type: "WRITE_CONFLICT", code: 503, data: { userId: u1, retryAfter: 1 } });
+		await Promise.all(partners);
+		console.log(`a write that lost every deadlock: ${runs} runs, then WRITE_CONFLICT`);
+		expect(runs).toBeGreaterThan(1);
+		// Only the partners' increments are there: every run of the fenced write was rolled back.
+		expect(await counters()).toEqual([runs, runs]);
+		expect(await s.tags(u1)).toEqual([]);
+	});
+
 	it("answers every write of a batch whose COMMIT failed with OUTCOME_UNKNOWN", async () => {
 		const fence = s.fence({ batchHoldMs: 5000 });
 		const [u1, u2] = await Promise.all([s.owned(), s.owned()]);
