@@ -18,7 +18,7 @@ const MAX_AUTHORIZATION = 4096 + 16;
 type Claims = { sub: string; sid: string; rgn: string; cli: ClientType };
 
 /** `fn(value)`, waiting first only when `value` is pending. */
-function andThen<T, R>(value: T | Promise<T>, fn: (value: T) => R | Promise<R>): R | Promise<R> {
+export function andThen<T, R>(value: T | Promise<T>, fn: (value: T) => R | Promise<R>): R | Promise<R> {
 	return value instanceof Promise ? value.then(fn) : fn(value);
 }
 

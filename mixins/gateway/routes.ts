@@ -110,6 +110,6 @@ export interface GatewayService extends Service<GatewaySettings> {
 	authenticateUser(ctx: GatewayContext, req: GatewayRequest, route: GatewayRoute): { id: string } | Promise<{ id: string }>;
 	authorize(ctx: GatewayContext, userId: string, permission: { resource: string; action: string }): void | Promise<void>;
 	limit(key: string, limit: RateLimit): void | Promise<void>;
-	serveRoute(route: GatewayRoute, req: GatewayRequest, res: ServerResponse): Promise<void>;
+	serveRoute(route: GatewayRoute, req: GatewayRequest, res: ServerResponse): Promise<true>;
 	sendApiError(req: GatewayRequest, res: ServerResponse, err: unknown): void;
 }

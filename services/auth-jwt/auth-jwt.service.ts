@@ -60,8 +60,8 @@ interface Vars extends DbVars<unknown> {
 	wechat: WechatLogin;
 	keys: SigningKeys;
 	current: KeySet;
-	/** Tokens whose signature and claims were checked, by the token itself, until they expire. */
-	verified: Lru<VerifiedAccess>;
+	/** Tokens whose signature and claims were checked, until they expire: by `cacheKey`, a hit only for the very token. */
+	verified: Lru<{ token: string; claims: VerifiedAccess }>;
 	timers: NodeJS.Timeout[];
 }
 
@@ -78,6 +78,13 @@ const token = { type: "string", min: 1, max: 4096 } as const;
 const refreshToken = { type: "string", min: 70, max: 70, pattern: REFRESH_TOKEN, messages: { stringPattern: "not a refresh token" } } as const;
 
 const tokenSettings = (s: AuthSettings): TokenSettings => ({ issuer: s.issuer, audience: s.audience });
+
+/**
+ * Where a verified token is cached: its signature segment. A lookup hashes this short tail, not the
+ * whole token (a new string per request, hashed anew: a measurable share of a request); the entry
+ * keeps the whole token, and only that very token is a hit.
+ */
+const cacheKey = (token: string): string => token.slice(token.lastIndexOf(".") + 1);
 
 function settingsFromEnv(env = process.env): AuthSettings {
 	return {
@@ -307,12 +314,14 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		 * trusted. The user's home and the session's revocation state are checked on every call.
 		 */
 		verifyToken(raw, expected) {
-			const claims = this.verified.peek(raw);
+			const key = cacheKey(raw);
+			const entry = this.verified.peek(key);
+			const claims = entry && entry.token === raw ? entry.claims : undefined;
 			if (claims && claims.exp * 1000 > Date.now() && this.ring.keys.has(claims.kid)) return this.fromHome(claims, expected);
-			if (claims) this.verified.delete(raw);
+			if (claims) this.verified.delete(key);
 			return verifyAccess(tokenSettings(this.settings), this.ring.keys, raw).then(
 				fresh => {
-					this.verified.set(raw, fresh);
+					this.verified.set(key, { token: raw, claims: fresh });
 					return this.fromHome(fresh, expected);
 				},
 				err => {
@@ -364,7 +373,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		this.sealing = piiKeysFromEnv(process.env, "seal signing keys at rest");
 		this.runtime = regionRuntimeOf(this.broker);
 		this.ring = new KeyRing();
-		this.verified = new Lru<VerifiedAccess>(this.settings.verifiedCacheSize);
+		this.verified = new Lru(this.settings.verifiedCacheSize);
 		this.timers = [];
 		this.wechat = new WechatLogin(this.settings.wx, (message, data) => this.logger.warn(message, data));
 		this.feed = new RevocationFeed({

@@ -271,6 +271,22 @@ describe("tokens forged with a region's real key", () => {
 		// The same key, claims and times as ap-south signs them: accepted.
 		expect(await verdicts(await signAccess(settings, signerOf("ap-south"), arjun))).toEqual([t.sid, t.sid, t.sid]);
 	});
+
+	it("are refused when they carry a verified token's signature over other claims, while that token still verifies", async () => {
+		const t = await call<Tokens>("cn-east", "auth-jwt.login", { login: "arjun", password: "secret of NUJRA 1", client: "app" });
+		// Verified once on every node: cached there.
+		expect(await verdicts(t.accessToken)).toEqual([t.sid, t.sid, t.sid]);
+		const [header, payload, signature] = t.accessToken.split(".");
+		const claims = JSON.parse(Buffer.from(payload!, "base64url").toString());
+		for (const other of [
+			{ ...claims, sub: users.wei!.id },
+			{ ...claims, cli: "cms" }
+		]) {
+			const forged = `${header}.${Buffer.from(JSON.stringify(other)).toString("base64url")}.${signature}`;
+			expect(await verdicts(forged)).toEqual(["TOKEN_SIGNATURE", "TOKEN_SIGNATURE", "TOKEN_SIGNATURE"]);
+		}
+		expect(await verdicts(t.accessToken)).toEqual([t.sid, t.sid, t.sid]);
+	});
 });
 
 describe("rehoming", () => {
