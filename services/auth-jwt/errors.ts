@@ -3,12 +3,8 @@ import type { TokenErrorCode } from "./tokens.ts";
 
 /** What auth-jwt answers. Types are the stable codes clients see; messages name no secret. */
 
-/** A wrong password and an unknown login get this same answer. */
-export class InvalidCredentialsError extends Errors.MoleculerClientError {
-	constructor() {
-		super("login or password is wrong", 401, "INVALID_CREDENTIALS");
-	}
-}
+/** A wrong password and an unknown login get this same answer (shared with the other service that can tell). */
+export { InvalidCredentialsError } from "../../kernel/invalid-credentials.ts";
 
 /** The login gate's back-off, or WeChat's own frequency limit. */
 export class RateLimitedError extends Errors.MoleculerClientError {

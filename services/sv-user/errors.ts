@@ -11,12 +11,8 @@ export class IdentityInUseError extends Errors.MoleculerClientError {
 	}
 }
 
-/** A wrong password and an unknown login get this same answer. */
-export class InvalidCredentialsError extends Errors.MoleculerClientError {
-	constructor() {
-		super("login or password is wrong", 401, "INVALID_CREDENTIALS");
-	}
-}
+/** A wrong password and an unknown login get this same answer (shared with the other service that can tell). */
+export { InvalidCredentialsError } from "../../kernel/invalid-credentials.ts";
 
 /** No profile with this id in this region. */
 export class ProfileNotFoundError extends Errors.MoleculerClientError {
