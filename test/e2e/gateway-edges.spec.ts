@@ -3,10 +3,9 @@ import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
+import { everyFeedHeard, REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
-import { within } from "../harness/waiting.ts";
 import { expectError, SECURITY_HEADERS } from "./expect-error.ts";
 
 /**
@@ -77,13 +76,7 @@ beforeAll(async () => {
 		schemas: gatewaySchemas({ "api-app": { corsOrigins: ALLOWED_ORIGIN } })
 	});
 	Object.assign(nodes, cluster.nodes);
-	await within(
-		async () =>
-			(await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s =>
-				Object.values(s.current).every(Boolean)
-			),
-		10_000
-	);
+	await everyFeedHeard(cluster, 10_000);
 	await register({ username: "edna", password: "harbour lights 77", country: "CN" });
 	token = await accessToken("api-www", "edna", "harbour lights 77");
 	staffId = (await register({ username: "opal", password: "harbour lights 77", country: "CN" })).id;

@@ -5,7 +5,7 @@ import { parsePiiKeys } from "../../kernel/sealing.ts";
 import { SigningKeys } from "../../services/auth-jwt/signing-keys.ts";
 import { signAccess } from "../../services/auth-jwt/tokens.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
+import { everyFeedHeard, REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { within } from "../harness/waiting.ts";
@@ -52,13 +52,7 @@ beforeAll(async () => {
 		schemas: gatewaySchemas({ "api-app": { rateLimits: { ip: { max: IP_LIMIT, windowMs: 60_000 }, user: { max: 1000, windowMs: 60_000 } } } })
 	});
 	Object.assign(nodes, cluster.nodes);
-	await within(
-		async () =>
-			(await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s =>
-				Object.values(s.current).every(Boolean)
-			),
-		10_000
-	);
+	await everyFeedHeard(cluster, 10_000);
 });
 
 afterAll(() => cluster?.stop());

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
+import { everyFeedHeard, REGION_IDS as ids, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { HttpAnswer } from "../harness/gateways.ts";
 import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
-import { within } from "../harness/waiting.ts";
 
 /**
  * Identity data over HTTP (issue #11): an e-mail re-spelled by its owner stays the owner's, and
@@ -41,13 +40,7 @@ async function logIn(login: string): Promise<HttpAnswer> {
 beforeAll(async () => {
 	cluster = await startEmbeddedRegions({ namespacePrefix: "idd-", services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"], schemas: gatewaySchemas() });
 	Object.assign(nodes, cluster.nodes);
-	await within(
-		async () =>
-			(await Promise.all(ids.map(r => nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})))).every(s =>
-				Object.values(s.current).every(Boolean)
-			),
-		10_000
-	);
+	await everyFeedHeard(cluster, 10_000);
 });
 
 afterAll(() => cluster?.stop());

@@ -5,6 +5,7 @@ import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { loadRegions } from "../../regions/loader.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
+import { within } from "./waiting.ts";
 
 export const REGION_IDS = ["cn-east", "ap-south", "eu-central"] as const;
 
@@ -50,4 +51,10 @@ export async function startEmbeddedRegions(opts: {
 		throw err;
 	}
 	return { nodes, store, stop };
+}
+
+/** Waits until auth-jwt on every region's node has heard every region's revocation feed once (tokens verify everywhere). */
+export async function everyFeedHeard(cluster: EmbeddedRegions, timeoutMs: number): Promise<void> {
+	const stats = () => Promise.all(REGION_IDS.map(r => cluster.nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})));
+	await within(async () => (await stats()).every(s => Object.values(s.current).every(Boolean)), timeoutMs);
 }

@@ -5,7 +5,7 @@ import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import type { SigningKey, Tokens } from "../../../../services/auth-jwt/tokens.ts";
 import { ACCESS_TTL_S, signAccess } from "../../../../services/auth-jwt/tokens.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { everyFeedHeard, REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { forgeAccess } from "../../../harness/forged-tokens.ts";
 import { failureOf, within } from "../../../harness/waiting.ts";
 
@@ -43,7 +43,7 @@ beforeAll(async () => {
 			country
 		});
 	// Every node has heard every region's feed once.
-	await within(async () => (await Promise.all(ids.map(r => call(r, "auth-jwt.stats", {})))).every(s => Object.values(s.current).every(Boolean)), 5000);
+	await everyFeedHeard(cluster!, 5000);
 });
 
 afterAll(() => cluster?.stop());

@@ -4,8 +4,8 @@ import type { RegionNode } from "../../../../app/node.ts";
 import authJwt from "../../../../services/auth-jwt/auth-jwt.service.ts";
 import type { WxTokens } from "../../../../services/auth-jwt/tokens.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { failureOf, within } from "../../../harness/waiting.ts";
+import { everyFeedHeard, REGION_IDS as ids, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { failureOf } from "../../../harness/waiting.ts";
 import type { WechatServer } from "../../../harness/wechat-server.ts";
 import { startWechatServer } from "../../../harness/wechat-server.ts";
 
@@ -32,7 +32,7 @@ beforeAll(async () => {
 	const schema = { ...authJwt, settings: { ...authJwt.settings, wx: { baseUrl: wx.url, appId: wx.appId, secret: wx.secret, timeoutMs: TIMEOUT_MS } } };
 	cluster = await startEmbeddedRegions({ namespacePrefix: "wxlogin-", services: ["sv-region", "sv-user"], schemas: [schema] });
 	Object.assign(nodes, cluster.nodes);
-	await within(async () => (await Promise.all(ids.map(r => call(r, "auth-jwt.stats", {})))).every(s => Object.values(s.current).every(Boolean)), 5000);
+	await everyFeedHeard(cluster!, 5000);
 });
 
 afterAll(async () => {
