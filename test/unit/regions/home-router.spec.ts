@@ -7,6 +7,7 @@ import type { HomeEntry } from "../../../regions/directory/entries.ts";
 import { userKey } from "../../../regions/directory/entries.ts";
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
+import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { within } from "../../harness/waiting.ts";
@@ -176,6 +177,9 @@ describe("home routing (embedded, three regions)", () => {
 		const entry = (await store.get<HomeEntry>(userKey(userId)))!;
 		await store.update(userKey(userId), { ...entry.value, state: "moving" }, entry.revision);
 		await nodes["ap-south"]!.broker.call("sv-region.handover", { region: "cn-east", userId, step: "freeze", epoch: 1, moveId });
+		// The freeze reached the old home's own database (the one its writes commit in).
+		const ownership = regionRuntimeOf(nodes["cn-east"]!.broker).ownership;
+		expect(await ownership.read(ownership.store.db, userId)).toMatchObject({ state: "moving", epoch: 1, moveId });
 		const started = Date.now();
 		await expect(nodes["ap-south"]!.broker.call("profile.touch", { userId })).rejects.toMatchObject({ type: "USER_MOVING", code: 503 });
 		expect(Date.now() - started).toBeGreaterThanOrEqual(900);

@@ -60,4 +60,18 @@ describe("fenced writes committed in batches on SQLite", () => {
 		expect(await s.tags(slowUser)).toEqual(["before freeze"]);
 		expect(await s.tags(fastUser)).toEqual(["fast"]);
 	});
+
+	it("checks anew a write that a finished write left behind (a timer, an event), rather than joining the finished write's transaction", async () => {
+		const fence = s.fence();
+		const user = await s.owned();
+		let leftBehind!: Promise<unknown>;
+		await fence.run(user, 1, async () => {
+			await s.insert(user, "write");
+			// Registered inside the write, so it inherits the write's async context; it runs after the write has returned.
+			leftBehind = new Promise(r => setTimeout(r, 50)).then(() => fence.run(user, 1, () => s.insert(user, "left behind")));
+		});
+		await s.freeze(user);
+		await expect(leftBehind).rejects.toMatchObject({ type: "USER_MOVING" });
+		expect(await s.tags(user)).toEqual(["write"]);
+	});
 });
