@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { BrokerOptions } from "moleculer";
 import { ServiceBroker } from "moleculer";
+import { CHANNELS_SERVICE, openRegionChannels } from "../mixins/channels/index.ts";
+import { Channels } from "../mixins/channels.mixin.ts";
 import { HomeDirectory } from "../regions/directory/home-directory.ts";
 import { openSqliteDirectory } from "../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../regions/directory/store.ts";
@@ -19,6 +21,7 @@ import type { RegionDefinition } from "../regions/region.ts";
 import { RegionHealth } from "../regions/region-health.ts";
 import type { Env } from "../regions/runtime/env.ts";
 import { envInt, envString } from "../regions/runtime/env.ts";
+import { GlobalProbe } from "../regions/runtime/global-probe.ts";
 import { METRIC } from "../regions/runtime/metric-names.ts";
 import { attachRegionRuntime } from "../regions/runtime/region-runtime.ts";
 import { restrictedCallsAmong } from "../regions/runtime/restricted-calls.ts";
@@ -136,10 +139,25 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		authoritative: userId => directory.entry(userId).then(e => e?.value, fromDirectoryFailure),
 		movingWaitMs: envInt(env, "EDGEHOME_MOVING_WAIT_MS", 1000, 0, 60_000)
 	});
+	const globalProbe = new GlobalProbe({
+		store: directory.store,
+		intervalMs: envInt(env, "EDGEHOME_GLOBAL_PROBE_MS", 1000, 50),
+		timeoutMs: envInt(env, "EDGEHOME_GLOBAL_PROBE_TIMEOUT_MS", 2000, 50)
+	});
+	const channels = await openRegionChannels({
+		transport: opts.transport,
+		natsUrl: envString(env, "EDGEHOME_NATS_URL", opts.region.endpoints.nats),
+		namespace: base.namespace!,
+		sql: opts.stores.sql,
+		env,
+		nodeID
+	});
 	const broker = new ServiceBroker({
 		...base,
 		middlewares: [
 			...(base.middlewares ?? []),
+			Channels({ store: channels, known: [...Object.values(SERVICES), ...(opts.schemas ?? [])] }),
+			globalProbe.middleware(),
 			NodeLiveness(),
 			HomeRouter({ region: opts.region.id, directory, links, health, stats: routing, fence }),
 			GlobalEvents({ region: opts.region.id, regions: regions.map(r => r.id), links, health })
@@ -168,6 +186,7 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 	const moveParticipants = declaredParticipants(directory.store, env);
 	attachRegionRuntime(broker, { region: opts.region, regions, links, stores, directory, health, routing, ownership, fence, moveParticipants });
 	broker.createService(homeAnnouncements(directory));
+	broker.createService(CHANNELS_SERVICE);
 	for (const name of names) broker.createService(SERVICES[name]!);
 	for (const schema of opts.schemas ?? []) broker.createService(schema);
 
@@ -177,6 +196,7 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		clearInterval(directoryGauges);
 		health.stop();
 		await broker.stop();
+		await channels.close();
 		await links.stop();
 		await directory.stop();
 		await ownDirectory?.close();

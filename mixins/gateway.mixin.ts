@@ -15,6 +15,8 @@ import { gatewayServer } from "./gateway/http-server.ts";
 import { MemoryRateLimiter, RedisRateLimiter } from "./gateway/rate-limiter.ts";
 import { checkContentEncoding, refusePrototypeKeys, routeParams } from "./gateway/request.ts";
 import { encodeResponse, sendApiError } from "./gateway/response.ts";
+import type { RouteMiddleware } from "./gateway/route-middlewares.ts";
+import { runMiddlewares } from "./gateway/route-middlewares.ts";
 import type { GatewayContext, GatewayRequest, GatewayRoute, GatewayService } from "./gateway/routes.ts";
 import { SECURITY_HEADERS } from "./gateway/security-headers.ts";
 import type { GatewaySettings } from "./gateway/settings.ts";
@@ -31,9 +33,11 @@ export type { GatewayContext, GatewayUser } from "./gateway/routes.ts";
  */
 const ENTRY_ACTION = { bulkhead: { enabled: false }, circuitBreaker: { enabled: false }, retryPolicy: { enabled: false }, timeout: 0 };
 
-type RouteHandler = (this: GatewayService, ctx: Context, route: { cors?: unknown }, req: GatewayRequest, res: ServerResponse, found?: unknown) => unknown;
-/** The parts of moleculer-web's route that its alias step may run besides the authentication hook. */
+/** The parts of moleculer-web's route that its route and alias steps use. */
 type MoleculerRoute = {
+	cors?: unknown;
+	opts?: { mergeParams?: boolean };
+	middlewares: RouteMiddleware[];
 	authentication?: (this: GatewayService, ctx: GatewayContext, route: unknown, req: GatewayRequest, res: ServerResponse, alias: unknown) => unknown;
 	authorization?: unknown;
 	onBeforeCall?: unknown;
@@ -41,7 +45,11 @@ type MoleculerRoute = {
 	hasWhitelist?: boolean;
 	hasBlacklist?: boolean;
 };
-type AliasHandler = (this: GatewayService, req: GatewayRequest, res: ServerResponse, alias: { action?: string; handler?: unknown }) => unknown;
+/** A matched alias as moleculer-web hands it to the route step: ours carry their route (see routeAlias). */
+type Alias = { action?: string; handler?: { route?: GatewayRoute } };
+type FoundAlias = { alias: Alias; params: Record<string, string> };
+type RouteHandler = (this: GatewayService, ctx: Context, route: MoleculerRoute, req: GatewayRequest, res: ServerResponse, found?: FoundAlias) => unknown;
+type AliasHandler = (this: GatewayService, req: GatewayRequest, res: ServerResponse, alias: Alias) => unknown;
 /** moleculer-web's own: body parsers, CORS, then the alias; ours runs the checks that come before any of it. */
 const moleculer = (ApiGateway as unknown as { methods: { routeHandler: RouteHandler; aliasHandler: AliasHandler } }).methods;
 const moleculerRouteHandler = moleculer.routeHandler;
@@ -68,7 +76,7 @@ function sentPathLength(url: string): number {
  */
 function routeAlias(route: GatewayRoute) {
 	const alias = function (this: GatewayService, req: GatewayRequest, res: ServerResponse, next: (err?: unknown) => void) {
-		this.serveRoute(route, req, res).catch(next);
+		new Promise(served => served(this.serveRoute(route, req, res))).catch(next);
 	};
 	return Object.assign(alias, { route });
 }
@@ -128,12 +136,29 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 				Object.assign(this, { isHTTPS: false });
 			},
 
-			/** What must hold before moleculer-web parses a body or runs a route: an exact path, no OPTIONS past CORS, a body encoding we decode. */
-			routeHandler(this: GatewayService, ctx: Context, route: { cors?: unknown }, req: GatewayRequest, res: ServerResponse, found?: unknown) {
+			/**
+			 * What must hold before moleculer-web parses a body or runs a route: an exact path, no OPTIONS
+			 * past CORS, a body encoding we decode. Then a route of ours takes moleculer-web's steps (body
+			 * parsers, CORS, parameters, the alias step) without the promise and the three response
+			 * listeners its own route step costs every request; anything else goes through moleculer-web's.
+			 */
+			routeHandler(this: GatewayService, ctx: Context, route: MoleculerRoute, req: GatewayRequest, res: ServerResponse, found?: FoundAlias) {
 				if (req.parsedUrl !== undefined && sentPathLength(req.originalUrl ?? "") !== req.parsedUrl.length) throw notRouted();
 				if (req.method === "OPTIONS") refuseUnlessPreflight(this, req, Boolean(route.cors));
 				checkContentEncoding(req);
-				return moleculerRouteHandler.call(this, ctx, route, req, res, found);
+				const alias = found?.alias;
+				if (!alias?.handler?.route || alias.action || hasOtherHooks(route) || route.opts?.mergeParams === false)
+					return moleculerRouteHandler.call(this, ctx, route, req, res, found);
+				(req as { $route?: MoleculerRoute }).$route = route;
+				(res as { $route?: MoleculerRoute }).$route = route;
+				this.logRequest(req);
+				return andThen(runMiddlewares(this, route.middlewares, req, res), () => {
+					if (this.corsHandler(route, req, res)) return true;
+					const body = req.body !== null && typeof req.body === "object" ? req.body : {};
+					req.$params = Object.assign({}, body, req.query, found!.params);
+					req.$alias = alias;
+					return this.aliasHandler(req, res, alias);
+				});
 			},
 
 			/**
@@ -142,8 +167,8 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 			 * promise that a served request never settles (the response's "finish" does): a measurable
 			 * share of a request. An alias with hooks ours do not set (or without ours) goes through moleculer-web's.
 			 */
-			aliasHandler(this: GatewayService, req: GatewayRequest, res: ServerResponse, alias: { action?: string; handler?: unknown }) {
-				const route = (alias.handler as { route?: GatewayRoute } | undefined)?.route;
+			aliasHandler(this: GatewayService, req: GatewayRequest, res: ServerResponse, alias: Alias) {
+				const route = alias.handler?.route;
 				const hooks = (req as { $route?: MoleculerRoute }).$route;
 				if (!route || alias.action || !hooks?.authentication || hasOtherHooks(hooks)) return moleculer.aliasHandler.call(this, req, res, alias);
 				const ctx = req.$ctx!;
@@ -158,20 +183,17 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 			authorize,
 			limit,
 
-			/** A matched route, past its edge checks: validate, run the handler, answer with the route's status. */
-			async serveRoute(this: GatewayService, route: GatewayRoute, req: GatewayRequest, res: ServerResponse) {
+			/** A matched route, past its edge checks: validate, run the handler, answer with the route's status (waiting only on a pending handler). */
+			serveRoute(this: GatewayService, route: GatewayRoute, req: GatewayRequest, res: ServerResponse) {
 				const params = routeParams(route, req);
 				const valid = this.checks.get(route)!(params);
 				if (valid !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);
-				const data = await route.handler.call(this, req.$ctx as GatewayContext, params);
-				if (route.status !== 200) res.statusCode = route.status;
-				(this as unknown as { sendResponse(req: GatewayRequest, res: ServerResponse, data: unknown): void }).sendResponse(
-					req,
-					res,
-					route.status === 204 ? null : data
-				);
-				// moleculer-web reads an alias step that answers nothing as "not routed".
-				return true;
+				return andThen(route.handler.call(this, req.$ctx as GatewayContext, params), data => {
+					if (route.status !== 200) res.statusCode = route.status;
+					this.sendResponse(req, res, route.status === 204 ? null : data);
+					// moleculer-web reads an alias step that answers nothing as "not routed".
+					return true as const;
+				});
 			},
 
 			encodeResponse,

@@ -227,7 +227,10 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		const tracked = tracking(next);
 		const routed = cached
 			? attempt(tracked.call, actionName, params, o, userId, cached, 1, spec)
-			: lookup(userId).then(home => attempt(tracked.call, actionName, params, o, userId, home, 1, spec));
+			: // Not in this region's view: a user registered a moment ago may not have reached its mirror yet; the origin decides.
+				lookup(userId)
+					.then(home => home ?? reread(userId))
+					.then(home => attempt(tracked.call, actionName, params, o, userId, home, 1, spec));
 		return ownContext(routed, tracked.ctx);
 	}
 

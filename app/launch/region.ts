@@ -30,8 +30,15 @@ async function main(): Promise<void> {
 	const env = process.env;
 	const blindIndexKey = blindIndexKeyFromEnv(env);
 	if (!blindIndexKey) throw new EnvError("EDGEHOME_BLIND_INDEX_KEY", "", "the directory's blind-index key (base64, ≥ 32 bytes), the same in every region");
-	const primary = env.EDGEHOME_DIRECTORY_PRIMARY;
-	if (primary) findRegion(regions, primary);
+	// The hub's JetStream domain holds the directory's origin; unset, the region's NATS holds it alone (one server, no mirror).
+	const hubDomain = env.EDGEHOME_DIRECTORY_HUB || undefined;
+	const placement = hubDomain
+		? {
+				domain: envString(env, "EDGEHOME_NATS_DOMAIN", region.id),
+				originDomain: hubDomain,
+				originReplicas: envInt(env, "EDGEHOME_DIRECTORY_REPLICAS", 3, 1, 5)
+			}
+		: {};
 	const stores = storeSettings(region, "nats", env);
 	const natsUrl = envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats);
 	// Checked before any connection: production mode refuses to start without the bus login and TLS.
@@ -43,11 +50,11 @@ async function main(): Promise<void> {
 	if (stores.redis) await waitForServer("Redis", stores.redis, retry);
 
 	const group = envString(env, "EDGEHOME_GROUP", services ? services.join("+") : "all");
-	// Production directory: a JetStream KV bucket in the primary region, mirrored into this one.
+	// Production directory: a JetStream KV bucket in the hub, mirrored into this region's own JetStream.
 	const store = await openNatsKvDirectory({
 		servers: natsUrl,
 		bucket: `${regionNamespace("edgehome-directory", env)}`,
-		...(primary ? { cluster: region.id, primaryCluster: primary } : {}),
+		...placement,
 		timeoutMs: envInt(env, "EDGEHOME_DIRECTORY_TIMEOUT_MS", 2000, 100),
 		credentials,
 		name: `${region.id}-${group}-${process.pid}-directory`

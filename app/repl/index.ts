@@ -1,8 +1,10 @@
 import type { ReplOptions, ServiceBroker } from "moleculer";
 import { ADMIN_PASSWORD_ENV } from "../launch/first-admin.ts";
 import { ADMIN_CREATE_USAGE, adminCreate } from "./admin.command.ts";
+import { channelsSubcommands } from "./channels.command.ts";
 import type { ReplContext } from "./context.ts";
 import { describeError } from "./describe-error.ts";
+import type { Subcommand } from "./region.command.ts";
 import { regionSubcommands } from "./region.command.ts";
 
 type ReplCustomCommand = NonNullable<ReplOptions["customCommands"]>[number];
@@ -12,29 +14,9 @@ type ReplCustomCommand = NonNullable<ReplOptions["customCommands"]>[number];
  * are grouped under one verb per concern (`region …`, `admin …`), each sub-command in its own entry.
  */
 export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
-	const subs = regionSubcommands(ctx);
 	return [
-		{
-			command: "region <sub> [arg1] [arg2]",
-			description: `Regions: ${Object.values(subs)
-				.map(s => s.usage)
-				.join(" | ")}`,
-			async action(broker: ServiceBroker, args: any) {
-				const sub = subs[args.sub as string];
-				if (!sub)
-					return ctx.print(
-						`unknown sub-command "${args.sub}"; try: ${Object.values(subs)
-							.map(s => s.usage)
-							.join(" | ")}`
-					);
-				const rest = [args.arg1, args.arg2].filter((a): a is string => typeof a === "string");
-				try {
-					await sub.run(broker, rest);
-				} catch (err) {
-					ctx.print(describeError(err));
-				}
-			}
-		},
+		grouped(ctx, "region", "Regions", regionSubcommands(ctx)),
+		grouped(ctx, "channels", "Durable channels", channelsSubcommands(ctx)),
 		{
 			command: "admin <sub> [username]",
 			description: `Administrators: ${ADMIN_CREATE_USAGE}`,
@@ -53,4 +35,25 @@ export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 			}
 		}
 	];
+}
+
+/** One verb with sub-commands (`region which …`, `channels dlq …`): its usage lines are its description and its answer to a typo. */
+function grouped(ctx: ReplContext, verb: string, title: string, subs: Record<string, Subcommand>): ReplCustomCommand {
+	const usages = Object.values(subs)
+		.map(s => s.usage)
+		.join(" | ");
+	return {
+		command: `${verb} <sub> [arg1] [arg2]`,
+		description: `${title}: ${usages}`,
+		async action(broker: ServiceBroker, args: any) {
+			const sub = subs[args.sub as string];
+			if (!sub) return ctx.print(`unknown sub-command "${args.sub}"; try: ${usages}`);
+			const rest = [args.arg1, args.arg2].filter((a): a is string => typeof a === "string");
+			try {
+				await sub.run(broker, rest);
+			} catch (err) {
+				ctx.print(describeError(err));
+			}
+		}
+	};
 }

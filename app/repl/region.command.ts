@@ -20,6 +20,15 @@ async function userIdOf(broker: ServiceBroker, arg: string): Promise<string> {
 	return userId;
 }
 
+interface RegionStatusAnswer {
+	region: string;
+	node: string;
+	serving: string;
+	global: { status: string; since?: number };
+	bus: string;
+	regions: Record<string, { status: string; since: number; reason?: string }>;
+}
+
 const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
 
 /** `region …` sub-commands, by name. */
@@ -37,13 +46,16 @@ export function regionSubcommands({ regions, print }: ReplContext): Record<strin
 		status: {
 			usage: "region status",
 			async run(broker) {
-				const res = await broker.call<{ region: string; regions: Record<string, { status: string; since: number; reason?: string }> }, unknown>(
-					"sv-region.status",
-					{}
-				);
+				const res = await broker.call<RegionStatusAnswer, unknown>("sv-region.status", {});
+				const since = (ms?: number) => (ms === undefined ? "" : ` since ${new Date(ms).toISOString()}`);
+				// One line per fact of the answering node, then one per region as its region-health sees it.
+				print(`${"region".padEnd(18)} ${res.region} (node ${res.node})`);
+				print(`${"serving".padEnd(18)} ${res.serving}`);
+				print(`${"global operations".padEnd(18)} ${res.global.status}${since(res.global.since)}`);
+				print(`${"bus".padEnd(18)} ${res.bus}`);
 				for (const [id, s] of Object.entries(res.regions))
 					print(
-						`${id.padEnd(12)} ${s.status.padEnd(8)} since ${new Date(s.since).toISOString()}${s.reason ? ` (${s.reason})` : ""}${id === res.region ? " (answering node's region)" : ""}`
+						`${id.padEnd(12)} ${s.status.padEnd(8)}${since(s.since)}${s.reason ? ` (${s.reason})` : ""}${id === res.region ? " (answering node's region)" : ""}`
 					);
 			}
 		},

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Makes the TLS material of the edgehome NATS servers: one private CA, and for each region a server
-# certificate (also used as the client certificate on the cluster and gateway links between servers).
+# certificate, shared by the region's edge and hub servers (also their client certificate on the hub's
+# routes and the edge's leaf-node link, where it names the region's edge to the hub).
 #   deploy/nats/make-certs.sh <out-dir> [region ...]     (regions default to cn-east ap-south eu-central)
 # Writes <out-dir>/ca.crt and ca.key (keep ca.key offline), and <out-dir>/<region>/{ca.crt,server.crt,server.key}:
-# mount <out-dir>/<region> as the region's /etc/nats/certs. An existing CA in <out-dir> is reused, so
+# mount <out-dir>/<region> as /etc/nats/certs of the region's two NATS servers. An existing CA in <out-dir> is reused, so
 # a region can be added or re-issued later. Certificates last EDGEHOME_CERT_DAYS (default 825) days.
 set -eu
 out=${1:?usage: make-certs.sh <out-dir> [region ...]}
@@ -22,9 +23,10 @@ for region in "$@"; do
 	dir="$out/$region"
 	mkdir -p "$dir"
 	chmod 755 "$dir"
-	# "nats" is the compose service (the cluster route dials it), nats.<region>.edgehome.internal the
-	# name the other regions' gateways dial; localhost for checks on the host.
-	ext="subjectAltName=DNS:nats,DNS:nats.$region.edgehome.internal,DNS:localhost,IP:127.0.0.1
+	# "nats" is the compose service the groups dial; hub.<region>.edgehome.internal the name the edges and
+	# the other hub servers dial the region's hub server at; nats.<region>.edgehome.internal the name the hub
+	# maps the region's edge to (its leaf user); localhost for checks on the host.
+	ext="subjectAltName=DNS:nats,DNS:nats.$region.edgehome.internal,DNS:hub.$region.edgehome.internal,DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth,clientAuth
 keyUsage=digitalSignature,keyEncipherment"
 	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=nats.$region.edgehome.internal" \

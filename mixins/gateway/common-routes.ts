@@ -148,8 +148,8 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			response: answer.profile,
 			errors: errors("me"),
 			params: { $$strict: true },
-			async handler(ctx) {
-				return withRegion(this, ctx, await ctx.call("sv-user.get", { userId: ctx.locals.user.id }));
+			handler(ctx) {
+				return ctx.call<Record<string, unknown>, unknown>("sv-user.get", { userId: ctx.locals.user.id }).then(profile => withRegion(this, ctx, profile));
 			}
 		},
 		{

@@ -110,6 +110,11 @@ export interface GatewayService extends Service<GatewaySettings> {
 	authenticateUser(ctx: GatewayContext, req: GatewayRequest, route: GatewayRoute): { id: string } | Promise<{ id: string }>;
 	authorize(ctx: GatewayContext, userId: string, permission: { resource: string; action: string }): void | Promise<void>;
 	limit(key: string, limit: RateLimit): void | Promise<void>;
-	serveRoute(route: GatewayRoute, req: GatewayRequest, res: ServerResponse): Promise<true>;
+	aliasHandler(req: GatewayRequest, res: ServerResponse, alias: { action?: string; handler?: { route?: GatewayRoute } }): unknown;
+	serveRoute(route: GatewayRoute, req: GatewayRequest, res: ServerResponse): true | Promise<true>;
+	/** moleculer-web's: the response of a served request, the CORS headers (true when it answered a preflight), the access line. */
+	sendResponse(req: GatewayRequest, res: ServerResponse, data: unknown): void;
+	corsHandler(route: unknown, req: GatewayRequest, res: ServerResponse): boolean;
+	logRequest(req: GatewayRequest): void;
 	sendApiError(req: GatewayRequest, res: ServerResponse, err: unknown): void;
 }

@@ -183,14 +183,13 @@ export class HomeDirectory {
 		try {
 			await this.store.create<HomeEntry>(userKey(userId), home);
 		} catch (err) {
-			await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
-			throw err;
+			await this.undo(made, err);
 		}
 	}
 
 	/**
 	 * Points every identity at `userId`, all or nothing. One already pointing at this user is kept;
-	 * one held by another user fails with KEY_EXISTS naming its kind, releasing the others.
+	 * one held by another user fails with KEY_EXISTS naming its kind, once the others are released.
 	 */
 	async reserve(userId: string, identities: Identity[]): Promise<{ key: string; revision: number }[]> {
 		const made: { key: string; revision: number }[] = [];
@@ -201,22 +200,38 @@ export class HomeDirectory {
 			} catch (err) {
 				if (err instanceof DirectoryError && err.code === "KEY_EXISTS") {
 					if ((await this.store.get<IdentityEntry>(key))?.value.userId === userId) continue;
-					await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
-					throw new DirectoryError("KEY_EXISTS", `${identity.kind} is already taken`, { cause: { kind: identity.kind } });
+					await this.undo(made, new DirectoryError("KEY_EXISTS", `${identity.kind} is already taken`, { cause: { kind: identity.kind } }));
 				}
-				await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
-				throw err;
+				await this.undo(made, err);
 			}
 		}
 		return made;
 	}
 
-	/** Removes the identities that point at `userId`; others' are left alone. */
+	/**
+	 * Deletes what a failed reservation made and rethrows `err`. A refusal (KEY_EXISTS) promises that
+	 * nothing was kept: when a delete fails too, the caller hears that failure instead.
+	 */
+	private async undo(made: { key: string; revision: number }[], err: unknown): Promise<never> {
+		const results = await Promise.allSettled(made.map(m => this.store.delete(m.key, m.revision)));
+		const failed = results.find(r => r.status === "rejected");
+		if (failed && err instanceof DirectoryError && err.code === "KEY_EXISTS") throw failed.reason;
+		throw err;
+	}
+
+	/**
+	 * Removes the identities that point at `userId`; others' are left alone. Read at the origin (a
+	 * lagging mirror would hide a reservation), and idempotent: one gone meanwhile is no error.
+	 */
 	async release(userId: string, identities: Identity[]): Promise<void> {
 		for (const identity of identities) {
 			const key = identityKey(identity.kind, this.blind(identity));
-			const entry = await this.store.get<IdentityEntry>(key);
-			if (entry?.value.userId === userId) await this.store.delete(key, entry.revision);
+			const entry = await this.store.get<IdentityEntry>(key, AUTHORITATIVE);
+			if (entry?.value.userId !== userId) continue;
+			await this.store.delete(key, entry.revision).catch(async err => {
+				const changed = err instanceof DirectoryError && err.code === "REVISION_MISMATCH";
+				if (!changed || (await this.store.get<IdentityEntry>(key, AUTHORITATIVE))?.value.userId === userId) throw err;
+			});
 		}
 	}
 }

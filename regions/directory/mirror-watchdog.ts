@@ -23,8 +23,11 @@ import type { JetStreamManager, StreamConfig } from "nats";
  */
 
 export interface MirrorWatchdogOptions {
+	/** The JetStream holding the mirror. */
 	jsm: JetStreamManager;
-	/** The mirror stream, e.g. `KV_<bucket>-<cluster>`. */
+	/** The JetStream holding the origin, when it is another domain's (default `jsm`). */
+	originJsm?: JetStreamManager;
+	/** The mirror stream, e.g. `KV_<bucket>-<domain>`. */
 	mirror: string;
 	/** The stream it mirrors, e.g. `KV_<bucket>`. */
 	origin: string;
@@ -92,7 +95,7 @@ export class MirrorWatchdog {
 
 	/** One look, repairing when stalled; start() calls it every `intervalMs`. */
 	async check(now = Date.now()): Promise<MirrorState> {
-		const { jsm, mirror, origin } = this.opts;
+		const { jsm, originJsm = jsm, mirror, origin } = this.opts;
 		if (this.pending) {
 			// A repair deleted the mirror and its re-add has not succeeded yet.
 			try {
@@ -106,7 +109,7 @@ export class MirrorWatchdog {
 		// Origin first: a mirror level with the origin as it was a moment before is following.
 		let originSeq: number;
 		try {
-			originSeq = (await jsm.streams.info(origin)).state.last_seq;
+			originSeq = (await originJsm.streams.info(origin)).state.last_seq;
 		} catch {
 			this.still = undefined;
 			return "origin-unreachable";

@@ -9,10 +9,12 @@ import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision,
 export interface NatsKvDirectoryOptions {
 	servers: string;
 	bucket: string;
-	/** This region's cluster name, when the server is part of a supercluster. */
-	cluster?: string;
-	/** The cluster that holds the origin bucket. */
-	primaryCluster?: string;
+	/** The JetStream domain of this region's edge server; with `originDomain`, reads and watches come from this region's mirror there. */
+	domain?: string;
+	/** The JetStream domain holding the origin bucket (the hub); absent, the origin is in the connected server's own JetStream. */
+	originDomain?: string;
+	/** Replicas of the origin bucket when this node is the one to create it (default 1). */
+	originReplicas?: number;
 	/** Bound on every operation, end to end (default 2000). */
 	timeoutMs?: number;
 	/** Connection name, as the server's monitoring shows it. */
@@ -46,22 +48,35 @@ const WATCH_EXPIRES_MS = 5000;
 
 const json = JSONCodec<unknown>();
 
-interface StoreParts {
-	nc: NatsConnection;
+/** One JetStream: the connected server's own, or another domain's reached through it. */
+interface JetStreamApi {
 	js: JetStreamClient;
 	jsm: JetStreamManager;
+}
+
+interface StoreParts {
+	nc: NatsConnection;
+	/** The JetStream reads and watches use: this region's. */
+	local: JetStreamApi;
+	/** The JetStream of the origin bucket: the hub's, or the local one. */
+	remote: JetStreamApi;
 	origin: KV;
 	reader: KV;
 	bucket: string;
 	readStream: string;
+	/** Makes sure the origin bucket exists; writes wait for it, bounded, and try again after a failure. */
+	ensureOrigin: () => Promise<unknown>;
+	/** The first such check, started when the store opened. */
+	originReady: Promise<unknown>;
 	timeoutMs: number;
 	mirrorStallMs?: number;
 }
 
 /**
- * The directory on a JetStream KV bucket. Writes go to the origin bucket (in the primary
- * region); reads and change feeds come from this region's mirror of it when there is one, so
- * they keep working while the primary is down. Mirrors keep the origin's sequence numbers,
+ * The directory on a JetStream KV bucket. Writes go to the origin bucket (in the hub's JetStream
+ * domain, replicated across the regions' hub servers); reads and change feeds come from this
+ * region's mirror of it in the region's own domain when there is one, so they keep working, and a
+ * node can start, while the hub is unreachable or has no quorum. Mirrors keep the origin's sequence numbers,
  * which are the revisions. With history 1 the stream holds exactly one message per key, its
  * latest (a delete marker for a deleted key), which is what lets `list` page by sequence; it
  * also means a replaying watch gets each key's latest change after the revision, not every one.
@@ -70,8 +85,8 @@ interface StoreParts {
  */
 export class NatsKvDirectoryStore implements DirectoryStore {
 	private readonly nc: NatsConnection;
-	private readonly js: JetStreamClient;
-	private readonly jsm: JetStreamManager;
+	private readonly local: JetStreamApi;
+	private readonly remote: JetStreamApi;
 	private readonly origin: KV;
 	/** The origin's keys, read from the stream reads come from. */
 	private readonly reader: KV;
@@ -82,6 +97,8 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	/** Subjects of the origin's keys, kept as they are in a mirror. */
 	private readonly subjectPrefix: string;
 	private readonly timeoutMs: number;
+	private ensuring: Promise<unknown>;
+	private readonly ensureOrigin: () => Promise<unknown>;
 	private readonly watches = new Set<DirectoryWatch & { reopen(): Promise<void> }>();
 	/** Repairs a stalled mirror; reads go to the origin while it is made anew. */
 	private readonly watchdog: MirrorWatchdog | undefined;
@@ -90,8 +107,10 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 
 	constructor(parts: StoreParts) {
 		this.nc = parts.nc;
-		this.js = parts.js;
-		this.jsm = parts.jsm;
+		this.local = parts.local;
+		this.remote = parts.remote;
+		this.ensureOrigin = parts.ensureOrigin;
+		this.ensuring = parts.originReady;
 		this.origin = parts.origin;
 		this.reader = parts.reader;
 		this.readStream = parts.readStream;
@@ -101,7 +120,8 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		if (this.readStream !== this.originStream) {
 			// Jittered, so that of a region's nodes one repairs and the others then see the mirror moving.
 			this.watchdog = new MirrorWatchdog({
-				jsm: this.jsm,
+				jsm: this.local.jsm,
+				originJsm: this.remote.jsm,
 				mirror: this.readStream,
 				origin: this.originStream,
 				stallMs: parts.mirrorStallMs ?? 15_000 + Math.floor(Math.random() * 10_000),
@@ -134,29 +154,30 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		assertKey(key);
 		const data = encode(value);
 		// KV create also takes over a key whose latest message is a delete marker.
-		return this.bounded("create", () => this.origin.create(key, data), "KEY_EXISTS");
+		return this.bounded("create", () => this.toOrigin(() => this.origin.create(key, data)), "KEY_EXISTS");
 	}
 
 	async update<T>(key: string, value: T, revision: number): Promise<number> {
 		assertKey(key);
 		assertRevision(revision);
 		const data = encode(value);
-		return this.bounded("update", () => this.origin.update(key, data, revision), "REVISION_MISMATCH");
+		return this.bounded("update", () => this.toOrigin(() => this.origin.update(key, data, revision)), "REVISION_MISMATCH");
 	}
 
 	async delete(key: string, revision?: number): Promise<void> {
 		assertKey(key);
 		if (revision !== undefined) assertRevision(revision);
 		const opts = revision === undefined ? undefined : { previousSeq: revision };
-		await this.bounded("delete", () => this.origin.delete(key, opts), "REVISION_MISMATCH");
+		await this.bounded("delete", () => this.toOrigin(() => this.origin.delete(key, opts)), "REVISION_MISMATCH");
 	}
 
 	async list<T>(prefix: string, opts: { afterRevision?: number; limit: number } & ReadOptions): Promise<DirectoryPage<T>> {
 		assertPrefix(prefix);
 		const { afterRevision = 0, limit } = opts;
 		assertListBounds(afterRevision, limit);
-		const stream = opts.authoritative || this.repairing ? this.originStream : this.readStream;
-		return this.bounded("list", () => this.page<T>(stream, prefix, afterRevision, limit));
+		const fromOrigin = opts.authoritative || this.repairing;
+		const [api, stream] = fromOrigin ? [this.remote, this.originStream] : [this.local, this.readStream];
+		return this.bounded("list", () => this.page<T>(api, stream, prefix, afterRevision, limit));
 	}
 
 	async watch<T>(onChange: (change: DirectoryChange<T>) => void, opts: { fromRevision?: number } = {}): Promise<DirectoryWatch> {
@@ -168,13 +189,13 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		const open = async (after: number | undefined) => {
 			// "From now on" is pinned to a sequence rather than left to DeliverPolicy.New, so that a
 			// consumer recreated after a server restart resumes where this one was instead of skipping.
-			const start = after ?? (await this.jsm.streams.info(this.readStream)).state.last_seq;
+			const start = after ?? (await this.local.jsm.streams.info(this.readStream)).state.last_seq;
 			last = Math.max(last, start);
 			const consumerOpts: Partial<OrderedConsumerOptions> = {
 				filterSubjects: `${this.subjectPrefix}>`,
 				opt_start_seq: start + 1
 			};
-			const consumer = await this.js.consumers.get(this.readStream, consumerOpts);
+			const consumer = await this.local.js.consumers.get(this.readStream, consumerOpts);
 			const messages = await consumer.consume({
 				expires: WATCH_EXPIRES_MS,
 				callback: m => {
@@ -231,10 +252,10 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	 * prefix, until the page is full and one more live entry proves there is a next page, or
 	 * the consumer has nothing pending.
 	 */
-	private async page<T>(stream: string, prefix: string, afterRevision: number, limit: number): Promise<DirectoryPage<T>> {
+	private async page<T>(api: JetStreamApi, stream: string, prefix: string, afterRevision: number, limit: number): Promise<DirectoryPage<T>> {
 		// A subject filter matches whole tokens: it narrows to the prefix's last dot, and keys are compared for the rest.
 		const filter = `${this.subjectPrefix}${prefix.slice(0, prefix.lastIndexOf(".") + 1)}>`;
-		const info = await this.jsm.consumers.add(stream, {
+		const info = await api.jsm.consumers.add(stream, {
 			deliver_policy: DeliverPolicy.StartSequence,
 			opt_start_seq: afterRevision + 1,
 			filter_subject: filter,
@@ -243,7 +264,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 			num_replicas: 1,
 			inactive_threshold: nanos(PAGE_CONSUMER_IDLE_MS)
 		});
-		const consumer = this.js.consumers.getPullConsumerFor(info);
+		const consumer = api.js.consumers.getPullConsumerFor(info);
 		const entries: DirectoryEntry<T>[] = [];
 		let pending = info.num_pending;
 		let more = false;
@@ -289,6 +310,17 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		};
 	}
 
+	/** Runs a write once the origin bucket is known to exist; after a failed check (the hub was unreachable) it is checked again. */
+	private async toOrigin<R>(write: () => Promise<R>): Promise<R> {
+		try {
+			await this.ensuring;
+		} catch {
+			this.ensuring = this.ensureOrigin();
+			await this.ensuring;
+		}
+		return write();
+	}
+
 	/**
 	 * Runs `op` within the store's timeout and turns what nats.js throws into the directory's
 	 * errors: a failed expectation of the key's last sequence is the caller's `conflict`; a server
@@ -310,14 +342,16 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 }
 
 /**
- * Connects and makes sure the buckets exist: the origin (placed in `primaryCluster` when given)
- * and, in a region other than the primary, this region's mirror `<bucket>-<cluster>`. A region
- * whose primary is down still opens when its mirror exists: reads work, writes fail until the
- * primary is back.
+ * Connects and opens the buckets. With `originDomain` (production: the hub), this region's mirror
+ * `<bucket>-<domain>` is made in its own JetStream, which answers even when nothing else does, so
+ * a node starts with its region cut off; the origin bucket is created in the hub in the background
+ * (writes wait for it, bounded), never holding up the start. Without it, the origin bucket is the
+ * connected server's and reads come from it too.
  */
 export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise<NatsKvDirectoryStore> {
 	const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-	const mirrorCluster = opts.cluster !== undefined && opts.primaryCluster !== undefined && opts.cluster !== opts.primaryCluster ? opts.cluster : undefined;
+	if (opts.originDomain !== undefined && (opts.domain === undefined || opts.domain === opts.originDomain))
+		throw new Error(`directory: a region reading from its own mirror needs its own JetStream domain, other than the origin's "${opts.originDomain}"`);
 	let nc: NatsConnection;
 	try {
 		nc = await connect({
@@ -333,37 +367,51 @@ export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise
 		throw translate(err, `connect to ${opts.servers}`);
 	}
 	try {
-		const js = nc.jetstream({ timeout: timeoutMs, checkAPI: false });
-		const jsm = await nc.jetstreamManager({ timeout: timeoutMs, checkAPI: false });
-		try {
-			await js.views.kv(opts.bucket, {
-				history: 1,
-				...(opts.primaryCluster === undefined ? {} : { placement: { cluster: opts.primaryCluster, tags: [] } })
-			});
-		} catch (err) {
-			if (mirrorCluster === undefined || !isUnavailable(err)) throw err;
-		}
+		const api = async (domain?: string): Promise<JetStreamApi> => ({
+			js: nc.jetstream({ timeout: timeoutMs, checkAPI: false, domain }),
+			jsm: await nc.jetstreamManager({ timeout: timeoutMs, checkAPI: false, domain })
+		});
+		const local = await api();
+		const remote = opts.originDomain === undefined ? local : await api(opts.originDomain);
+		const originConfig = { history: 1, replicas: opts.originReplicas ?? 1 };
+		const ensureOrigin = () => remote.js.views.kv(opts.bucket, originConfig);
+		const originReady = ensureOrigin();
+		// The hub may be out of reach: the region's start never waits for it; its first write does (bounded) and sees a failure.
+		if (opts.originDomain === undefined) await originReady;
+		else originReady.catch(() => undefined);
 		// Bound without direct gets: mirrors answer the origin's direct gets too, and KV create must read the origin itself.
-		const origin = await js.views.kv(opts.bucket, { bindOnly: true });
-		const readBucket = mirrorCluster === undefined ? opts.bucket : `${opts.bucket}-${mirrorCluster}`;
-		if (mirrorCluster !== undefined)
-			await js.views.kv(readBucket, {
+		const origin = await remote.js.views.kv(opts.bucket, { bindOnly: true });
+		const readBucket = opts.originDomain === undefined ? opts.bucket : `${opts.bucket}-${opts.domain}`;
+		if (opts.originDomain !== undefined)
+			await local.js.views.kv(readBucket, {
 				history: 1,
-				mirror: { name: opts.bucket },
-				placement: { cluster: mirrorCluster, tags: [] }
+				// A mirror across domains reaches the origin through the hub domain's API prefix.
+				mirror: { name: opts.bucket, external: { api: `$JS.${opts.originDomain}.API`, deliver: "" } }
 			});
 		const readStream = `KV_${readBucket}`;
-		const { config } = await jsm.streams.info(readStream);
+		const { config } = await local.jsm.streams.info(readStream);
 		if (config.max_msgs_per_subject !== 1)
 			throw new Error(`directory stream ${readStream} keeps ${config.max_msgs_per_subject} messages per key; it must keep 1 (history 1)`);
 		// A mirror stores the origin's subjects: a handle named after the origin but bound to the
 		// mirror's stream reads them right (nats.js's own handle on a mirror looks under the mirror's name).
-		const reader = await js.views.kv(opts.bucket, {
+		const reader = await local.js.views.kv(opts.bucket, {
 			bindOnly: true,
 			streamName: readStream,
 			allow_direct: config.allow_direct === true
 		});
-		return new NatsKvDirectoryStore({ nc, js, jsm, origin, reader, bucket: opts.bucket, readStream, timeoutMs, mirrorStallMs: opts.mirrorStallMs });
+		return new NatsKvDirectoryStore({
+			nc,
+			local,
+			remote,
+			origin,
+			reader,
+			bucket: opts.bucket,
+			readStream,
+			ensureOrigin,
+			originReady,
+			timeoutMs,
+			mirrorStallMs: opts.mirrorStallMs
+		});
 	} catch (err) {
 		await nc.close();
 		throw translate(err, `open bucket ${opts.bucket}`);

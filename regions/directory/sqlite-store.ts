@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { StatementSync } from "node:sqlite";
 import { DatabaseSync } from "node:sqlite";
+import { immediateTransaction } from "../stores/sqlite-transaction.ts";
 import type { DirectoryChange, DirectoryEntry, DirectoryPage, DirectoryStore, DirectoryWatch, ReadOptions } from "./store.ts";
 import { assertAfter, assertKey, assertListBounds, assertPrefix, assertRevision, DirectoryError, deliver } from "./store.ts";
 
@@ -88,7 +89,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 	async create<T>(key: string, value: T): Promise<number> {
 		assertKey(key);
 		const json = encode(value);
-		const revision = this.transaction(() => {
+		const revision = immediateTransaction(this.db, () => {
 			if (this.current(key)) throw new DirectoryError("KEY_EXISTS", `directory key "${key}" already exists`);
 			return this.record(key, json);
 		});
@@ -100,7 +101,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 		assertKey(key);
 		assertRevision(revision);
 		const json = encode(value);
-		const next = this.transaction(() => {
+		const next = immediateTransaction(this.db, () => {
 			const current = this.current(key);
 			if (current?.revision !== revision) throw mismatch(key, revision, current);
 			return this.record(key, json);
@@ -112,7 +113,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 	async delete(key: string, revision?: number): Promise<void> {
 		assertKey(key);
 		if (revision !== undefined) assertRevision(revision);
-		const changed = this.transaction(() => {
+		const changed = immediateTransaction(this.db, () => {
 			const current = this.current(key);
 			if (revision !== undefined && current?.revision !== revision) throw mismatch(key, revision, current);
 			// Deleting an absent key changes nothing, so it leaves nothing in the log either.
@@ -168,19 +169,6 @@ export class SqliteDirectoryStore implements DirectoryStore {
 		if (json === null) this.stmt.remove.run(key);
 		else this.stmt.upsert.run(key, json, revision);
 		return revision;
-	}
-
-	/** IMMEDIATE takes the write lock up front, so a check and the write after it see the same state. */
-	private transaction<R>(work: () => R): R {
-		this.db.exec("BEGIN IMMEDIATE");
-		try {
-			const result = work();
-			this.db.exec("COMMIT");
-			return result;
-		} catch (err) {
-			this.db.exec("ROLLBACK");
-			throw err;
-		}
 	}
 
 	/**

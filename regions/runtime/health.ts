@@ -1,5 +1,7 @@
 import type { ServiceBroker } from "moleculer";
 import { busWatchOf } from "./bus-watch.ts";
+import type { GlobalStatus } from "./global-probe.ts";
+import { globalProbeOf } from "./global-probe.ts";
 import { findRegionRuntime } from "./region-runtime.ts";
 import { startupPending } from "./startup.ts";
 
@@ -8,12 +10,20 @@ export type CheckState = "ok" | "pending" | "starting" | "stopping" | "disconnec
 
 export interface Readiness {
 	ready: boolean;
+	/** The broker's region, when it has one. */
+	region?: string;
+	/** A ready node serves its own region's users, whether or not global operations are available. */
+	serving: "own-users" | "none";
+	/** Operations that need the directory's origin (registration, moves, identity changes): not part of `ready`. */
+	global: GlobalStatus;
+	bus: "connected" | "disconnected" | "none";
 	checks: Record<string, CheckState>;
 }
 
 /**
  * Ready = the launcher's start-up work is done, the broker started (so every service ran its
- * migrations) and is not draining, its bus connection is up, and the region's stores answer.
+ * migrations) and is not draining, its bus connection is up, and the region's stores answer. A
+ * region cut off from the directory's origin is still ready: `global` says what it cannot do.
  */
 export async function readiness(broker: ServiceBroker): Promise<Readiness> {
 	const checks: Readiness["checks"] = {};
@@ -30,5 +40,14 @@ export async function readiness(broker: ServiceBroker): Promise<Readiness> {
 				return "failing";
 			});
 	}
-	return { ready: Object.values(checks).every(v => v === "ok"), checks };
+	const ready = Object.values(checks).every(v => v === "ok");
+	const region = runtime?.has("region") ? runtime.region.id : undefined;
+	return {
+		ready,
+		...(region === undefined ? {} : { region }),
+		serving: ready ? "own-users" : "none",
+		global: globalProbeOf(broker)?.state.status ?? "unknown",
+		bus: checks.transporter === undefined ? "none" : checks.transporter === "ok" ? "connected" : "disconnected",
+		checks
+	};
 }

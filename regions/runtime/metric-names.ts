@@ -16,11 +16,16 @@ export const METRIC = {
 	directoryCacheHits: "edgehome_directory_cache_hits_total",
 	directoryCacheMisses: "edgehome_directory_cache_misses_total",
 	directoryCacheEntries: "edgehome_directory_cache_entries",
+	channelPending: "edgehome_channel_pending",
+	channelAcknowledged: "edgehome_channel_acknowledged_total",
+	channelRedelivered: "edgehome_channel_redelivered_total",
+	channelDeadLettered: "edgehome_channel_dead_lettered_total",
 	residentMemory: "process_resident_memory_bytes",
 	cpuSeconds: "process_cpu_seconds_total",
 	startTime: "process_start_time_seconds",
 	heapUsed: "nodejs_heap_used_bytes",
-	eventLoopDelay: "nodejs_eventloop_delay_p99_seconds"
+	eventLoopDelay: "nodejs_eventloop_delay_p99_seconds",
+	globalOperationsAvailable: "edgehome_global_operations_available"
 } as const;
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
@@ -73,7 +78,21 @@ export const STORED_METRICS: MetricDefinition[] = [
 	{ name: METRIC.directoryLookups, type: "counter", help: "Home lookups made by this node's directory client" },
 	{ name: METRIC.directoryCacheHits, type: "counter", help: "Home lookups answered from this node's cache" },
 	{ name: METRIC.directoryCacheMisses, type: "counter", help: "Home lookups that went to the directory store" },
-	{ name: METRIC.directoryCacheEntries, type: "gauge", help: "Entries in this node's home lookup cache" }
+	{ name: METRIC.directoryCacheEntries, type: "gauge", help: "Entries in this node's home lookup cache" },
+	{
+		name: METRIC.channelPending,
+		type: "gauge",
+		help: "Channel messages the consumer group has not acknowledged yet (waiting, in flight or backing off), as last sampled by this node",
+		labelNames: ["channel", "group"]
+	},
+	{ name: METRIC.channelAcknowledged, type: "counter", help: "Channel messages handled and acknowledged by this node", labelNames: ["channel", "group"] },
+	{
+		name: METRIC.channelRedelivered,
+		type: "counter",
+		help: "Channel deliveries to this node that were not the message's first (after a failure, a crash or an expired ack wait)",
+		labelNames: ["channel", "group"]
+	},
+	{ name: METRIC.channelDeadLettered, type: "counter", help: "Channel messages this node gave up on and dead-lettered", labelNames: ["channel", "group"] }
 ];
 
 /** Read at scrape time. */
@@ -83,5 +102,10 @@ export const SAMPLED_METRICS: MetricDefinition[] = [
 	{ name: METRIC.cpuSeconds, type: "counter", help: "User and system CPU time spent by the process" },
 	{ name: METRIC.startTime, type: "gauge", help: "Start time of the process since the Unix epoch" },
 	{ name: METRIC.heapUsed, type: "gauge", help: "V8 heap in use" },
-	{ name: METRIC.eventLoopDelay, type: "gauge", help: "99th percentile of the event loop's delay since the previous scrape of this port" }
+	{ name: METRIC.eventLoopDelay, type: "gauge", help: "99th percentile of the event loop's delay since the previous scrape of this port" },
+	{
+		name: METRIC.globalOperationsAvailable,
+		type: "gauge",
+		help: "1 while this node reaches the directory's origin, so registration, moves and identity changes can succeed"
+	}
 ];

@@ -4,6 +4,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { MetricRegistry } from "moleculer";
 import { MetricReporters } from "moleculer";
 import { busWatchOf } from "./bus-watch.ts";
+import { globalProbeOf } from "./global-probe.ts";
 import { readiness } from "./health.ts";
 import type { MetricDefinition } from "./metric-names.ts";
 import { METRIC, SAMPLED_METRICS, STORED_METRICS } from "./metric-names.ts";
@@ -74,10 +75,11 @@ export class OpsReporter extends MetricReporters.Base {
 			return void res.end(this.exposition());
 		}
 		readiness(this.broker).then(
-			r => send(res, r.ready ? 200 : 503, { status: r.ready ? "ready" : "not-ready", checks: r.checks }),
+			// 200 while the node serves its own region's users, even with global operations unavailable.
+			r => send(res, r.ready ? 200 : 503, { status: r.ready ? "ready" : "not-ready", ...r }),
 			(err: Error) => {
 				this.logger.warn(`readiness check failed: ${err.message}`);
-				send(res, 503, { status: "not-ready", checks: {} });
+				send(res, 503, { status: "not-ready", ready: false, serving: "none", checks: {} });
 			}
 		);
 	}
@@ -98,6 +100,8 @@ export class OpsReporter extends MetricReporters.Base {
 		switch (def.name) {
 			case METRIC.transporterConnected:
 				return this.broker.transit?.connected !== false && busWatchOf(this.broker)?.connected !== false ? 1 : 0;
+			case METRIC.globalOperationsAvailable:
+				return globalProbeOf(this.broker)?.state.status === "available" ? 1 : 0;
 			case METRIC.residentMemory:
 				return process.memoryUsage.rss();
 			case METRIC.cpuSeconds: {

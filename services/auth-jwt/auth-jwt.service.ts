@@ -278,7 +278,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			global: true,
 			params: { region: "string", maxId: "number", keys: "string" },
 			handler(ctx: Context<FeedBeat>) {
-				this.feed.beat(ctx.params);
+				void this.feed.beat(ctx.params);
 			}
 		}
 	},
@@ -377,7 +377,11 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		this.timers = [];
 		this.wechat = new WechatLogin(this.settings.wx, (message, data) => this.logger.warn(message, data));
 		this.feed = new RevocationFeed({
-			pull: (region, afterId) => this.runtime.call<FeedPage>(region, "auth-jwt.feedSince", { afterId }, { timeout: 2000 }),
+			// This region's feed is in this region's database: read there, it needs no bus and no other node.
+			pull: (region, afterId) =>
+				region === this.runtime.region.id
+					? this.publisher.page(afterId, this.current)
+					: this.runtime.call<FeedPage>(region, "auth-jwt.feedSince", { afterId }, { timeout: 2000 }),
 			onKeys: (region, keys) => {
 				if (region !== this.runtime.region.id) this.ring.setRegion(region, keys);
 			},
@@ -399,7 +403,7 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			retireAfterMs: this.settings.retireAfterMs
 		});
 		await this.refreshKeys();
-		const every = (ms: number, job: () => Promise<void>, what: string) => {
+		const every = (ms: number, job: () => Promise<unknown>, what: string) => {
 			const timer = setInterval(() => void job().catch(err => this.logger.warn(`${what} failed: ${(err as Error).message}`)), ms);
 			timer.unref();
 			this.timers.push(timer);
@@ -416,7 +420,9 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			},
 			"expiry sweep"
 		);
-		await this.publisher.beat(this.current);
+		// Its own broadcast reaches this service only once it has started: it takes its region's first beat itself, so that
+		// it can check this region's tokens as soon as the broker (and /readyz) says it is up.
+		await this.feed.beat(await this.publisher.beat(this.current));
 	},
 
 	stopped() {

@@ -56,8 +56,11 @@ export class FeedPublisher {
 		return Number(row?.max ?? 0);
 	}
 
-	async beat(keys: PublishedKeys): Promise<void> {
-		await this.broadcast({ region: this.region, maxId: await this.position(), keys: keys.version });
+	/** Announces the feed's position and key version; resolves with the beat sent. */
+	async beat(keys: PublishedKeys): Promise<FeedBeat> {
+		const beat = { region: this.region, maxId: await this.position(), keys: keys.version };
+		await this.broadcast(beat);
+		return beat;
 	}
 
 	/** The unexpired revocations after `afterId` (-1: all of them), one page at a time, with the region's keys. */

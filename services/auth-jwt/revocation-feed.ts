@@ -71,7 +71,8 @@ export class RevocationFeed {
 		if (known === undefined || known < exp) this.revoked.set(sid, exp);
 	}
 
-	beat(beat: FeedBeat, now = Date.now()): void {
+	/** A region's beat; resolves when the pull it starts, if any, is done. */
+	beat(beat: FeedBeat, now = Date.now()): Promise<void> {
 		let feed = this.regions.get(beat.region);
 		if (!feed) {
 			feed = { heardAt: now, synced: -1, announced: beat.maxId, behindSince: now, keysVersion: undefined, pulling: false };
@@ -80,7 +81,8 @@ export class RevocationFeed {
 		feed.heardAt = now;
 		if (beat.maxId > feed.announced) feed.announced = beat.maxId;
 		if (feed.announced > feed.synced && feed.behindSince === undefined) feed.behindSince = now;
-		if (feed.synced < 0 || feed.announced > feed.synced || beat.keys !== feed.keysVersion) void this.pull(beat.region, feed);
+		if (feed.synced < 0 || feed.announced > feed.synced || beat.keys !== feed.keysVersion) return this.pull(beat.region, feed);
+		return Promise.resolve();
 	}
 
 	check(region: string, sid: string, now = Date.now()): FeedCheck {

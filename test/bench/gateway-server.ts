@@ -30,15 +30,24 @@ const ROLES: Record<string, { services: string[]; gateways: boolean }> = {
 	region: { services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"], gateways: false }
 };
 
-// `node test/bench/gateway-server.ts <role> <region> <nats-url> <bucket> <namespace-prefix> <primary> [app-port bare-port]`
+// `node test/bench/gateway-server.ts <role> <region> <nats-url> <bucket> <namespace-prefix> <hub-replicas> [app-port bare-port]`
 // with EDGEHOME_BLIND_INDEX_KEY and EDGEHOME_PII_KEYS set: prints "ready", stops when its stdin closes.
 if (import.meta.main) {
-	const [role, region, natsUrl, bucket, namespacePrefix, primary, appPort, barePort] = process.argv.slice(2);
+	const [role, region, natsUrl, bucket, namespacePrefix, hubReplicas, appPort, barePort] = process.argv.slice(2);
 	const blindIndexKey = blindIndexKeyFromEnv(process.env);
 	const spec = role ? ROLES[role] : undefined;
-	if (!spec || !region || !natsUrl || !bucket || namespacePrefix === undefined || !primary || !blindIndexKey || (spec.gateways && (!appPort || !barePort))) {
+	if (
+		!spec ||
+		!region ||
+		!natsUrl ||
+		!bucket ||
+		namespacePrefix === undefined ||
+		!hubReplicas ||
+		!blindIndexKey ||
+		(spec.gateways && (!appPort || !barePort))
+	) {
 		console.error(
-			"usage: node test/bench/gateway-server.ts gateway|users|region <region> <nats-url> <bucket> <namespace-prefix> <primary> [app-port bare-port]"
+			"usage: node test/bench/gateway-server.ts gateway|users|region <region> <nats-url> <bucket> <namespace-prefix> <hub-replicas> [app-port bare-port]"
 		);
 		process.exit(2);
 	}
@@ -47,6 +56,16 @@ if (import.meta.main) {
 		: [];
 	// The entry node counts its rate limits in Redis, as a deployed gateway does.
 	const stores = spec.gateways ? { sql: "sqlite::memory:", redis: REAL.redis, keyPrefix: `${namespacePrefix}${region}:` } : undefined;
-	const server = await startKvNode({ region, natsUrl, bucket, namespacePrefix, primary, blindIndexKey, services: spec.services, schemas, stores });
+	const server = await startKvNode({
+		region,
+		natsUrl,
+		bucket,
+		namespacePrefix,
+		hubReplicas: Number(hubReplicas),
+		blindIndexKey,
+		services: spec.services,
+		schemas,
+		stores
+	});
 	serveUntilStdinEnds("gateway-server", () => server.stop());
 }

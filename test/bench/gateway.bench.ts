@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import autocannon from "autocannon";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 import { freePort } from "../harness/free-port.ts";
 import { http } from "../harness/gateways.ts";
 import { runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import { round, startServer, treeBusySeconds, withCleanups } from "./measure.ts";
 
 /**
@@ -51,7 +51,7 @@ function mean(runs: Load[]): Load {
 
 async function main(): Promise<void> {
 	const figures = await withCleanups(async cleanups => {
-		const cluster = await startSupercluster(["cn-east", "eu-central"]);
+		const cluster = await startEdgeTopology(["cn-east", "eu-central"]);
 		cleanups.push(cluster.stop);
 		const run = runId();
 		const env = {
@@ -63,7 +63,13 @@ async function main(): Promise<void> {
 			EDGEHOME_RATE_USER_PER_MIN: "100000000",
 			EDGEHOME_LOG_LEVEL: "warn"
 		};
-		const common = (region: string) => [region, cluster.urls[region]!, `bench-${run}-directory`, `bench${run}-`, "cn-east"];
+		const common = (region: string) => [
+			region,
+			cluster.urls[region]!,
+			`bench-${run}-directory`,
+			`bench${run}-`,
+			String(cluster.placement(region).originReplicas)
+		];
 		const [appPort, barePort] = [await freePort(), await freePort()];
 		await startServer(cleanups, SERVER, ["users", ...common("cn-east")], env);
 		await startServer(cleanups, SERVER, ["region", ...common("eu-central")], env);

@@ -80,14 +80,14 @@ export const journalSchema: ServiceSchema<ServiceSettingSchema, JournalMethods, 
 	}
 };
 
-// `node test/bench/routing-server.ts <region> <nats-url> <bucket> <namespace-prefix> <run> [primary]` with
+// `node test/bench/routing-server.ts <region> <nats-url> <bucket> <namespace-prefix> <run> [hub-replicas]` with
 // EDGEHOME_BLIND_INDEX_KEY set: serves `profile` and `journal` on the run's MariaDB database of the
 // region (realStores), prints "ready", stops when its stdin closes. The bench drops the databases.
 if (import.meta.main) {
-	const [region, natsUrl, bucket, namespacePrefix, run, primary] = process.argv.slice(2);
+	const [region, natsUrl, bucket, namespacePrefix, run, hubReplicas] = process.argv.slice(2);
 	const blindIndexKey = blindIndexKeyFromEnv(process.env);
 	if (!region || !natsUrl || !bucket || namespacePrefix === undefined || !run || !blindIndexKey) {
-		console.error("usage: EDGEHOME_BLIND_INDEX_KEY=… node test/bench/routing-server.ts <region> <nats-url> <bucket> <namespace-prefix> <run> [primary]");
+		console.error("usage: EDGEHOME_BLIND_INDEX_KEY=… node test/bench/routing-server.ts <region> <nats-url> <bucket> <namespace-prefix> <run> [hub-replicas]");
 		process.exit(2);
 	}
 	const server = await startKvNode({
@@ -95,7 +95,7 @@ if (import.meta.main) {
 		natsUrl,
 		bucket,
 		namespacePrefix,
-		primary,
+		hubReplicas: hubReplicas ? Number(hubReplicas) : undefined,
 		blindIndexKey,
 		schemas: [profileSchema, journalSchema],
 		stores: realStores(run, region)

@@ -3,9 +3,9 @@ import { join } from "node:path";
 import { createConnection } from "mysql2/promise";
 import { newUserId } from "../../regions/directory/entries.ts";
 import { HomeCache } from "../../regions/directory/home-cache.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Call, Figures } from "./measure.ts";
 import {
 	alternate,
@@ -91,7 +91,7 @@ async function writtenRows(url: string): Promise<Record<WriteKind, number>> {
 async function main(): Promise<void> {
 	const heapMb = cacheHeapMb();
 	const figures = await withCleanups(async cleanups => {
-		const cluster = await startSupercluster(["cn-east", "eu-central"]);
+		const cluster = await startEdgeTopology(["cn-east", "eu-central"]);
 		cleanups.push(cluster.stop);
 		const run = runId();
 		const namespacePrefix = `bench-${run}-`;
@@ -100,14 +100,15 @@ async function main(): Promise<void> {
 		const env = { ...process.env, EDGEHOME_BLIND_INDEX_KEY: key.toString("base64") };
 		const cn = cluster.urls["cn-east"]!;
 		const eu = cluster.urls["eu-central"]!;
+		const replicas = String(cluster.placement("cn-east").originReplicas);
 		const stores = { "cn-east": realStores(run, "cn-east"), "eu-central": realStores(run, "eu-central") };
 		// Pushed before the servers, so it runs after they have stopped.
 		cleanups.push(async () => {
 			for (const settings of Object.values(stores)) await cleanupRealStores(settings);
 		});
-		await startServer(cleanups, SERVER_SCRIPT, ["cn-east", cn, bucket, namespacePrefix, run, "cn-east"], env);
-		await startServer(cleanups, SERVER_SCRIPT, ["eu-central", eu, bucket, namespacePrefix, run, "cn-east"], env);
-		const caller = await startKvNode({ region: "cn-east", natsUrl: cn, bucket, primary: "cn-east", namespacePrefix, blindIndexKey: key });
+		await startServer(cleanups, SERVER_SCRIPT, ["cn-east", cn, bucket, namespacePrefix, run, replicas], env);
+		await startServer(cleanups, SERVER_SCRIPT, ["eu-central", eu, bucket, namespacePrefix, run, replicas], env);
+		const caller = await startKvNode({ region: "cn-east", natsUrl: cn, bucket, hubReplicas: Number(replicas), namespacePrefix, blindIndexKey: key });
 		cleanups.push(caller.stop);
 		const { broker, links, directory } = caller.node;
 		await broker.waitForServices(["profile", "journal"], READY_TIMEOUT_MS, 50);

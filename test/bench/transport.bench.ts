@@ -2,8 +2,8 @@ import { join } from "node:path";
 import { ServiceBroker } from "moleculer";
 import { regionNamespace } from "../../app/broker.config.ts";
 import { RegionLinks } from "../../regions/links.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 import { REAL, runId } from "../harness/real-servers.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import type { Figures } from "./measure.ts";
 import { IN_FLIGHT, measure, READY_TIMEOUT_MS, round, SEQUENTIAL_CALLS, startServer, THROUGHPUT_MS, table, withCleanups } from "./measure.ts";
 import { benchBrokerOptions, benchEnv, echoSchema } from "./transport-server.ts";
@@ -41,7 +41,7 @@ function benchNats(): Promise<Figures> {
 
 function benchGateway(): Promise<Figures> {
 	return withCleanups(async cleanups => {
-		const cluster = await startSupercluster(["cn-east", "eu-central"]);
+		const cluster = await startEdgeTopology(["cn-east", "eu-central"]);
 		cleanups.push(cluster.stop);
 		await startServer(cleanups, SERVER_SCRIPT, ["eu-central", cluster.urls["eu-central"]!]);
 		// Links made as app/node.ts makes them, from a cn-east broker on cn-east's server: the

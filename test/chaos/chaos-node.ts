@@ -8,7 +8,7 @@
  * go to fd 3 (stdout carries the product's logs): `@ready <nodeID>` once started, then one
  * `@res {id, ok, res | type, code, message}` per command.
  *
- * Env: CHAOS_REGION, CHAOS_ROLE (svc | aux), CHAOS_NATS_URL, CHAOS_BUCKET, CHAOS_PRIMARY, CHAOS_RUN
+ * Env: CHAOS_REGION, CHAOS_ROLE (svc | aux), CHAOS_NATS_URL, CHAOS_BUCKET, CHAOS_HUB_REPLICAS, CHAOS_RUN
  * (for realStores), CHAOS_NODE_ID, CHAOS_DISCOVERY_WAIT_MS (default 10000), EDGEHOME_NAMESPACE_PREFIX,
  * EDGEHOME_BLIND_INDEX_KEY (base64).
  */
@@ -42,7 +42,7 @@ const store = await openKvDirectory({
 	region: regionId,
 	natsUrl,
 	bucket: need("CHAOS_BUCKET"),
-	primary: need("CHAOS_PRIMARY"),
+	hubReplicas: Number(need("CHAOS_HUB_REPLICAS")),
 	namespacePrefix: need("EDGEHOME_NAMESPACE_PREFIX"),
 	blindIndexKey: Buffer.from(need("EDGEHOME_BLIND_INDEX_KEY"), "base64")
 });

@@ -140,13 +140,13 @@ export const halfDead: Nemesis = async ctx => {
 };
 
 /**
- * What nemesis (f) needs from test/harness/mirror-lag.ts: relays in front of some regions'
- * gateways (handed to startSupercluster as `gatewayFront`), and a lag on what crosses into one of
+ * What nemesis (f) needs from test/harness/mirror-lag.ts: relays on some regions'
+ * links into the hub (handed to startEdgeTopology as `linkFront`), and a lag on what crosses into one of
  * them. Typed here, loaded at run time: the suite still runs (with (f) skipped) where that file
  * does not exist.
  */
 export interface MirrorLag {
-	/** The relays for `regions`; pass `front` to startSupercluster. */
+	/** The relays for `regions`; pass `front` to startEdgeTopology. */
 	relays(regions: readonly string[]): MirrorRelays;
 }
 
@@ -162,16 +162,16 @@ export const MIRROR_LAG_MODULE = new URL("../harness/mirror-lag.ts", import.meta
 export async function loadMirrorLag(): Promise<MirrorLag | undefined> {
 	if (!existsSync(MIRROR_LAG_MODULE)) return undefined;
 	const mod = (await import(MIRROR_LAG_MODULE.href)) as {
-		gatewayRelays?: (regions: readonly string[]) => unknown;
-		lagGateway?: (relays: unknown, region: string, opts: { scope?: "mirror" | "all"; delayMs?: number }) => { resume(): Promise<void>; held(): number };
+		linkRelays?: (regions: readonly string[]) => unknown;
+		lagLink?: (relays: unknown, region: string, opts: { scope?: "mirror" | "all"; delayMs?: number }) => { resume(): Promise<void>; held(): number };
 	};
-	const { gatewayRelays, lagGateway } = mod;
-	if (!gatewayRelays || !lagGateway)
-		throw new Error("test/harness/mirror-lag.ts no longer exports gatewayRelays and lagGateway: adapt loadMirrorLag in test/chaos/nemeses.ts");
+	const { linkRelays, lagLink } = mod;
+	if (!linkRelays || !lagLink)
+		throw new Error("test/harness/mirror-lag.ts no longer exports linkRelays and lagLink: adapt loadMirrorLag in test/chaos/nemeses.ts");
 	return {
 		relays(regions) {
-			const front = gatewayRelays(regions);
-			return { front, lag: (region, delayMs) => lagGateway(front, region, { scope: "mirror", ...(delayMs === undefined ? {} : { delayMs }) }) };
+			const front = linkRelays(regions);
+			return { front, lag: (region, delayMs) => lagLink(front, region, { scope: "mirror", ...(delayMs === undefined ? {} : { delayMs }) }) };
 		}
 	};
 }
@@ -185,7 +185,7 @@ export const LAGGED_REGIONS = NON_PRIMARY;
  */
 export const mirrorLag: Nemesis = async ctx => {
 	const relays = ctx.session.relays;
-	if (!relays) throw new Error("mirror-lag: the session was started without gateway relays");
+	if (!relays) throw new Error("mirror-lag: the session was started without link relays");
 	while (await ctx.wait(ms(ctx, 2000, 5000))) {
 		const region = ctx.rng.pick(LAGGED_REGIONS);
 		const stall = ctx.rng.next() < 0.5;

@@ -13,9 +13,9 @@ import { createConnection } from "mysql2/promise";
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, NatsConnection } from "nats";
 import { connect, JSONCodec } from "nats";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
+import type { EdgeTopology, EdgeTopologyOptions } from "../harness/edge-topology.ts";
+import { HUB_DOMAIN, startEdgeTopology } from "../harness/edge-topology.ts";
 import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
-import type { Supercluster, SuperclusterOptions } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import { ENTRY_NODE_KILLED, NO_ANSWER } from "./codes.ts";
 import { AUDIT_TABLE, LEDGER_TABLE } from "./ledger.service.ts";
 import type { MirrorRelays } from "./nemeses.ts";
@@ -157,7 +157,7 @@ export class NodeProcess {
 					CHAOS_ROLE: this.role,
 					CHAOS_NATS_URL: s.cluster.urls[this.region]!,
 					CHAOS_BUCKET: s.bucket,
-					CHAOS_PRIMARY: PRIMARY,
+					CHAOS_HUB_REPLICAS: String(s.cluster.placement(this.region).originReplicas),
 					CHAOS_RUN: s.run,
 					CHAOS_NODE_ID: this.nodeID,
 					EDGEHOME_NAMESPACE_PREFIX: s.namespacePrefix,
@@ -224,7 +224,7 @@ export class Session {
 	readonly changes: DirectoryChange[] = [];
 	users: string[] = [];
 	closing = false;
-	cluster!: Supercluster;
+	cluster!: EdgeTopology;
 	readonly relays: MirrorRelays | undefined;
 	private readonly keepDir: string | undefined;
 	private readonly logger: (line: string) => void;
@@ -282,9 +282,9 @@ export class Session {
 	}
 
 	async start(): Promise<void> {
-		// `gatewayFront` is typed only where supercluster.ts knows it (with mirror-lag.ts).
-		this.cluster = await startSupercluster(REGIONS, this.relays ? ({ gatewayFront: this.relays.front } as unknown as SuperclusterOptions) : {});
-		// The primary's service node first: it makes the origin bucket the mirrors are made of.
+		// `linkFront` is typed only where edge-topology.ts knows it (with mirror-lag.ts).
+		this.cluster = await startEdgeTopology(REGIONS, this.relays ? ({ linkFront: this.relays.front } as unknown as EdgeTopologyOptions) : {});
+		// One service node first: it makes the origin bucket the recorder follows.
 		await this.node(PRIMARY, "svc").ensureUp();
 		await this.startRecorder();
 		await Promise.all(this.nodes.map(n => n.ensureUp()));
@@ -299,8 +299,19 @@ export class Session {
 	 * from the last sequence it delivered when it closes or stops moving (a restarted primary).
 	 */
 	private async startRecorder(): Promise<void> {
-		const nc = await connect({ servers: this.cluster.urls[PRIMARY]!, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: "chaos-recorder" });
-		this.recorder = { nc, js: nc.jetstream(), jsm: await nc.jetstreamManager(), lastSeq: 0, generation: 0, messages: undefined, stalled: undefined };
+		// Through any region's edge server, into the hub's domain where the origin bucket is.
+		const servers = REGIONS.map(r => this.cluster.urls[r]!);
+		const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: "chaos-recorder" });
+		const domain = HUB_DOMAIN;
+		this.recorder = {
+			nc,
+			js: nc.jetstream({ domain }),
+			jsm: await nc.jetstreamManager({ domain }),
+			lastSeq: 0,
+			generation: 0,
+			messages: undefined,
+			stalled: undefined
+		};
 		await this.consumeFrom(1);
 		const supervise = () => {
 			void this.superviseRecorder()
@@ -428,7 +439,7 @@ export class Session {
 		return this.latest.get(`user.${userId}`);
 	}
 
-	/** The user's entry read from the origin stream itself (its leader in the primary), never a mirror. */
+	/** The user's entry read from the origin stream itself (its leader in the hub), never a mirror. */
 	originEntry(userId: string): Promise<HomeEntry | undefined> {
 		return this.originGet<HomeEntry>(`user.${userId}`);
 	}

@@ -7,14 +7,15 @@ import { natsCredentials } from "../../regions/runtime/bus-credentials.ts";
 import type { StoreSettings } from "../../regions/stores/index.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { whileDirectoryUnavailable } from "./directory-retry.ts";
+import { HUB_DOMAIN } from "./edge-topology.ts";
 
 export interface KvNodeOptions {
 	region: string;
 	natsUrl: string;
 	/** The run's directory bucket, shared by every node. */
 	bucket: string;
-	/** The region holding the origin bucket; absent on a single NATS server (no mirrors). */
-	primary?: string;
+	/** Replicas of the origin bucket in the hub (edge-topology.ts); absent on a single NATS server (origin there, no mirror). */
+	hubReplicas?: number;
 	namespacePrefix: string;
 	blindIndexKey: Buffer;
 	services?: string[];
@@ -38,7 +39,7 @@ export function openKvDirectory(opts: KvNodeOptions): Promise<NatsKvDirectorySto
 			servers: opts.natsUrl,
 			bucket: opts.bucket,
 			credentials: natsCredentials(opts.env ?? {}),
-			...(opts.primary ? { cluster: opts.region, primaryCluster: opts.primary } : {})
+			...(opts.hubReplicas ? { domain: opts.region, originDomain: HUB_DOMAIN, originReplicas: opts.hubReplicas } : {})
 		})
 	);
 }

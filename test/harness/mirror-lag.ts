@@ -1,29 +1,29 @@
 import type { Server as NetServer, Socket } from "node:net";
 import { connect, createServer } from "node:net";
-import type { GatewayFront } from "./supercluster.ts";
+import type { LinkFront } from "./edge-topology.ts";
 
 /**
  * Real mirror lag on demand. The kernel here has no netem (nor prio) qdisc, so delaying or
  * dropping packets with `tc` cannot be done; and a clustered nats-server 2.9 refuses any change
  * of a stream's mirror config, so a mirror cannot be paused through its config either. What is
- * left, and works with any nats-server, is a relay this process runs in front of a region's
- * gateway port (see GatewayFront in supercluster.ts): every other server's gateway connection
- * into the region passes through it, and a lag holds or delays what it forwards. The servers,
+ * left, and works with any nats-server, is a relay this process runs in front of the hub leaf-node
+ * port a region's edge server dials (see LinkFront in edge-topology.ts): the region's one link into
+ * the hub passes through it, and a lag holds or delays what it forwards into the region. The servers,
  * the mirror and its consumer are untouched: the mirror falls behind because its deliveries
  * really arrive late (or not at all), and its own stall detection and retries run as they would
  * over a slow or cut link.
  *
  * Scope "mirror" (the default) holds only the frames whose subject is a mirror delivery subject
  * (`$JS.M.<token>`: messages, heartbeats and flow control of every mirror in the region), parsing
- * the gateway protocol for it, so the rest of the region's traffic (requests, replies, interest)
+ * the leaf-node protocol for it, so the rest of the region's traffic (requests, replies, interest)
  * keeps flowing. Scope "all" holds every byte both ways, as a link that stops moving would.
- * A lag lives in memory: nothing to clean up beyond close(), which the supercluster's stop() calls.
+ * A lag lives in memory: nothing to clean up beyond close(), which the topology's stop() calls.
  */
 
 export type LagScope = "mirror" | "all";
 
 export interface LagOptions {
-	/** What is held back: the region's mirror deliveries (default) or all of its inbound gateway traffic. */
+	/** What is held back: the region's mirror deliveries (default) or all the traffic of its link into the hub. */
 	scope?: LagScope;
 	/** Forward what is held after this long; omitted, it is held until resume() (a stall). */
 	delayMs?: number;
@@ -95,10 +95,10 @@ class Lane {
 }
 
 /**
- * Splits the byte stream a server sends into another's gateway into protocol frames, knowing the
- * subject of each message. Anything it cannot parse turns it into a pass-through of raw chunks.
+ * Splits the byte stream a server sends on a link between servers (leaf node, gateway, route) into protocol
+ * frames, knowing the subject of each message. Anything it cannot parse turns it into a pass-through of raw chunks.
  */
-class GatewayParser {
+class LinkParser {
 	private buf: Buffer = Buffer.alloc(0);
 	private raw = false;
 
@@ -138,7 +138,7 @@ class GatewayParser {
 	}
 }
 
-/** A TCP relay in front of one region's gateway port. */
+/** A TCP relay in front of the hub leaf-node port one region's edge server dials. */
 class Relay {
 	rule: Rule | undefined;
 	private readonly server: NetServer;
@@ -179,19 +179,20 @@ class Relay {
 	}
 
 	private accept(down: Socket, targetPort: number): void {
+		// `down` is the region's edge server, `up` the hub server it dials: what crosses into the region comes up → down.
 		const up = connect(targetPort, "127.0.0.1");
-		const inbound = new Lane(up);
-		const outbound = new Lane(down);
-		const parser = new GatewayParser();
-		const lanes = [inbound, outbound];
+		const fromRegion = new Lane(up);
+		const intoRegion = new Lane(down);
+		const parser = new LinkParser();
+		const lanes = [fromRegion, intoRegion];
 		for (const lane of lanes) this.lanes.add(lane);
 		this.sockets.add(down).add(up);
 		down.setNoDelay(true);
 		up.setNoDelay(true);
-		down.on("data", chunk => {
-			for (const frame of parser.push(chunk)) inbound.send(frame.bytes, this.holds(frame.subject));
+		up.on("data", chunk => {
+			for (const frame of parser.push(chunk)) intoRegion.send(frame.bytes, this.holds(frame.subject));
 		});
-		up.on("data", chunk => outbound.send(chunk, this.rule?.scope === "all" ? this.rule : undefined));
+		down.on("data", chunk => fromRegion.send(chunk, this.rule?.scope === "all" ? this.rule : undefined));
 		const end = () => {
 			for (const lane of lanes) {
 				lane.stop();
@@ -217,10 +218,10 @@ class Relay {
 }
 
 /**
- * Relays in front of the gateways of `regions`, to pass as `gatewayFront` to startSupercluster;
- * lagGateway / stallMirror then act on them.
+ * Relays on the links of `regions` into the hub, to pass as `linkFront` to startEdgeTopology;
+ * lagLink / stallMirror then act on them.
  */
-export class GatewayRelays implements GatewayFront {
+export class LinkRelays implements LinkFront {
 	readonly regions: readonly string[];
 	private readonly relays = new Map<string, Relay>();
 
@@ -228,9 +229,9 @@ export class GatewayRelays implements GatewayFront {
 		this.regions = [...regions];
 	}
 
-	async open(regionId: string, gatewayPort: number): Promise<number> {
+	async open(regionId: string, leafPort: number): Promise<number> {
 		await this.relays.get(regionId)?.close();
-		const { relay, port } = await Relay.open(gatewayPort);
+		const { relay, port } = await Relay.open(leafPort);
 		this.relays.set(regionId, relay);
 		return port;
 	}
@@ -243,21 +244,20 @@ export class GatewayRelays implements GatewayFront {
 
 	relay(regionId: string): Relay {
 		const relay = this.relays.get(regionId);
-		if (!relay)
-			throw new Error(`no gateway relay for "${regionId}" (relayed: ${this.regions.join(", ") || "none"}); pass gatewayRelays([...]) as gatewayFront`);
+		if (!relay) throw new Error(`no link relay for "${regionId}" (relayed: ${this.regions.join(", ") || "none"}); pass linkRelays([...]) as linkFront`);
 		return relay;
 	}
 }
 
-export function gatewayRelays(regions: readonly string[]): GatewayRelays {
-	return new GatewayRelays(regions);
+export function linkRelays(regions: readonly string[]): LinkRelays {
+	return new LinkRelays(regions);
 }
 
 /**
  * Holds what crosses into `regionId` (its mirror deliveries by default, or everything): for
  * `delayMs` each, or until resume(). One lag per region at a time; a new one replaces the old.
  */
-export function lagGateway(relays: GatewayRelays, regionId: string, opts: LagOptions = {}): Lag {
+export function lagLink(relays: LinkRelays, regionId: string, opts: LagOptions = {}): Lag {
 	const relay = relays.relay(regionId);
 	if (opts.delayMs !== undefined && !(opts.delayMs >= 0)) throw new RangeError(`delayMs must be >= 0, got ${opts.delayMs}`);
 	const rule: Rule = { scope: opts.scope ?? "mirror", delayMs: opts.delayMs };
@@ -273,6 +273,6 @@ export function lagGateway(relays: GatewayRelays, regionId: string, opts: LagOpt
 }
 
 /** Stops `regionId`'s mirrors from receiving anything from their origins until resume(); the rest of its traffic flows. */
-export function stallMirror(relays: GatewayRelays, regionId: string): Lag {
-	return lagGateway(relays, regionId, { scope: "mirror" });
+export function stallMirror(relays: LinkRelays, regionId: string): Lag {
+	return lagLink(relays, regionId, { scope: "mirror" });
 }

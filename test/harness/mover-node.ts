@@ -4,7 +4,7 @@
  * the notes service in every region; then a stdin line "move <userId> <to>" starts
  * `sv-region.move` here, its end printed as "moved …" or "move-failed …".
  *
- * Env: MOVER_NODE_REGION, MOVER_NODE_NATS_URL, MOVER_NODE_BUCKET, MOVER_NODE_PRIMARY, MOVER_NODE_RUN
+ * Env: MOVER_NODE_REGION, MOVER_NODE_NATS_URL, MOVER_NODE_BUCKET, MOVER_NODE_HUB_REPLICAS, MOVER_NODE_RUN
  * (for realStores), EDGEHOME_NAMESPACE_PREFIX, EDGEHOME_BLIND_INDEX_KEY (base64),
  * EDGEHOME_MOVE_SETTLE_MS, and MOVER_HOLD to freeze the move at one directory write so that a
  * kill lands exactly there:
@@ -78,7 +78,7 @@ const store = await openKvDirectory({
 	region: regionId,
 	natsUrl,
 	bucket: need("MOVER_NODE_BUCKET"),
-	primary: need("MOVER_NODE_PRIMARY"),
+	hubReplicas: Number(need("MOVER_NODE_HUB_REPLICAS")),
 	namespacePrefix: need("EDGEHOME_NAMESPACE_PREFIX"),
 	blindIndexKey
 });

@@ -1,9 +1,9 @@
 /**
  * A region node in its own process, so that a test can SIGKILL it (no DISCONNECT packet, as in a
- * crash): a KV region node running sv-region + notes on in-memory SQLite. Prints "ready <nodeID>"
- * once started.
+ * crash): a KV region node running sv-region + notes on in-memory SQLite (or the SQLite file of
+ * NOTES_NODE_SQL, `sqlite:<file>`, which outlives a restart). Prints "ready <nodeID>" once started.
  *
- * Env: NOTES_NODE_REGION, NOTES_NODE_NATS_URL, NOTES_NODE_BUCKET, NOTES_NODE_PRIMARY,
+ * Env: NOTES_NODE_REGION, NOTES_NODE_NATS_URL, NOTES_NODE_BUCKET, NOTES_NODE_HUB_REPLICAS,
  * EDGEHOME_NAMESPACE_PREFIX, EDGEHOME_BLIND_INDEX_KEY (base64); every other EDGEHOME_* variable
  * (heartbeats, timeouts) is passed on to the node.
  */
@@ -27,12 +27,13 @@ const { node } = await startKvNode({
 	region: need("NOTES_NODE_REGION"),
 	natsUrl: need("NOTES_NODE_NATS_URL"),
 	bucket: need("NOTES_NODE_BUCKET"),
-	primary: need("NOTES_NODE_PRIMARY"),
+	hubReplicas: Number(need("NOTES_NODE_HUB_REPLICAS")),
 	namespacePrefix: need("EDGEHOME_NAMESPACE_PREFIX"),
 	blindIndexKey: Buffer.from(need("EDGEHOME_BLIND_INDEX_KEY"), "base64"),
 	services: ["sv-region"],
 	schemas: [notesService],
 	group: "notes",
+	...(process.env.NOTES_NODE_SQL ? { stores: { sql: process.env.NOTES_NODE_SQL, keyPrefix: `${need("NOTES_NODE_REGION")}:` } } : {}),
 	env
 });
 process.stdout.write(`ready ${node.broker.nodeID}\n`);

@@ -61,11 +61,11 @@ export function natsPasswords(): { NATS_SERVICE_PASSWORD: string; NATS_OPS_PASSW
 }
 
 /**
- * A server's working directory as in the deploy stacks: the shipped auth.conf beside the config,
- * the region's certificates in certs/.
+ * A server's working directory (<root>/<name>) as in the deploy stacks: the shipped auth.conf beside the
+ * config, the region's certificates in certs/.
  */
-export function serverDir(root: string, region: string, certs: string): string {
-	const dir = join(root, region);
+export function serverDir(root: string, region: string, certs: string, name = region): string {
+	const dir = join(root, name);
 	mkdirSync(dir, { recursive: true });
 	copyFileSync(join(DEPLOY_NATS, "auth.conf"), join(dir, "auth.conf"));
 	cpSync(join(certs, region), join(dir, "certs"), { recursive: true });
@@ -125,18 +125,22 @@ export async function startSecureNats(): Promise<SecureNats> {
 export interface ShippedPorts {
 	client: number;
 	http: number;
+	/** The hub's route port (6222 as shipped); unused by an edge server. */
 	cluster: number;
-	gateway: number;
+	/** The hub's leaf-node port (7422 as shipped); unused by an edge server. */
+	leaf: number;
 }
 
+/** Which shipped config: a region's edge server (`<region>.conf`) or its server of the hub (`hub-<region>.conf`). */
+export type ShippedRole = "edge" | "hub";
+
 export interface LoopbackOptions {
+	role: ShippedRole;
 	ports: ShippedPorts;
-	/** The port each region named in the shipped gateway list is dialed at. */
-	gateways: Record<string, number>;
+	/** Where each region's hub server named in the shipped configs is dialed: its route and leaf-node ports. */
+	hubs: Record<string, { cluster: number; leaf: number }>;
 	storeDir: string;
-	/** The cluster port the route dials: the server's own by default (a one-server cluster), another's to join it. */
-	routeTo?: number;
-	/** Another server name than the shipped one: a second server of a cluster needs its own. */
+	/** Another server name than the shipped one. */
 	serverName?: string;
 }
 
@@ -146,45 +150,51 @@ function swap(text: string, from: string, to: string): string {
 	return text.replaceAll(from, to);
 }
 
+export const shippedConfName = (role: ShippedRole, region: string) => (role === "hub" ? `hub-${region}` : region);
+
 /**
- * deploy/nats/<region>.conf as it runs on this host: each address it names (the 0.0.0.0 listeners,
- * the compose service `nats` its route dials, the *.edgehome.internal gateway names) becomes a
- * 127.0.0.1 port, and the JetStream store a temporary folder; TLS, users, cluster and gateway names
- * stay as shipped. An address it expects that is gone, or one it does not know that is left, throws:
- * a changed config is never tested half-rewritten.
+ * A shipped deploy/nats config as it runs on this host: each address it names (the 0.0.0.0 listeners,
+ * the hub.*.edgehome.internal names of routes, leaf-node remotes and advertisements) becomes a 127.0.0.1
+ * port, and the JetStream store a temporary folder; TLS, users, domains and names stay as shipped. An
+ * address it expects that is gone, or one it does not know that is left, throws: a changed config is
+ * never tested half-rewritten.
  */
 export function loopbackConfig(region: string, opts: LoopbackOptions): string {
-	const { ports } = opts;
-	let text = readFileSync(join(DEPLOY_NATS, `${region}.conf`), "utf8");
-	if (opts.serverName) text = swap(text, `server_name: "nats-${region}-1"`, `server_name: "${opts.serverName}"`);
+	const { ports, role } = opts;
+	const name = shippedConfName(role, region);
+	let text = readFileSync(join(DEPLOY_NATS, `${name}.conf`), "utf8");
+	if (opts.serverName) text = swap(text, `server_name: "${role === "hub" ? name : `nats-${region}-1`}"`, `server_name: "${opts.serverName}"`);
 	text = swap(text, `listen: "0.0.0.0:4222"`, `listen: "127.0.0.1:${ports.client}"`);
 	text = swap(text, `http: "0.0.0.0:8222"`, `http: "127.0.0.1:${ports.http}"`);
 	text = swap(text, `store_dir: "/data/jetstream"`, `store_dir: "${opts.storeDir}"`);
-	text = swap(text, `listen: "0.0.0.0:6222"`, `listen: "127.0.0.1:${ports.cluster}"`);
-	text = swap(text, "nats-route://nats:6222", `nats-route://127.0.0.1:${opts.routeTo ?? ports.cluster}`);
-	text = swap(text, `listen: "0.0.0.0:7222"`, `listen: "127.0.0.1:${ports.gateway}"`);
-	text = swap(text, `advertise: "nats.${region}.edgehome.internal:7222"`, `advertise: "127.0.0.1:${ports.gateway}"`);
-	text = text.replaceAll(/nats:\/\/nats\.([a-z0-9-]+)\.edgehome\.internal:7222/g, (_, name: string) => {
-		const port = opts.gateways[name];
-		if (port === undefined) throw new Error(`no loopback port for the gateway of ${name}`);
-		return `nats://127.0.0.1:${port}`;
+	if (role === "hub") {
+		text = swap(text, `listen: "0.0.0.0:6222"`, `listen: "127.0.0.1:${ports.cluster}"`);
+		text = swap(text, `advertise: "hub.${region}.edgehome.internal:6222"`, `advertise: "127.0.0.1:${ports.cluster}"`);
+		text = swap(text, `listen: "0.0.0.0:7422"`, `listen: "127.0.0.1:${ports.leaf}"`);
+		text = swap(text, `advertise: "hub.${region}.edgehome.internal:7422"`, `advertise: "127.0.0.1:${ports.leaf}"`);
+	}
+	text = text.replaceAll(/nats-(route|leaf):\/\/hub\.([a-z0-9-]+)\.edgehome\.internal:(6222|7422)/g, (_, kind: string, hub: string) => {
+		const port = opts.hubs[hub]?.[kind === "route" ? "cluster" : "leaf"];
+		if (port === undefined) throw new Error(`no loopback port for the ${kind} of hub ${hub}`);
+		return `nats-${kind}://127.0.0.1:${port}`;
 	});
 	const settings = text.replaceAll(/^\s*#.*$/gm, "").replaceAll(/127\.0\.0\.1:[0-9]+/g, "");
-	const left = /0\.0\.0\.0|edgehome\.internal|:[0-9]+222\b/.exec(settings);
-	if (left) throw new Error(`the shipped NATS config of ${region} names an address loopbackConfig does not rewrite: ${left[0]}`);
+	const left = /0\.0\.0\.0|hub\.[a-z0-9-]+\.edgehome\.internal|:(4222|6222|7422|8222)\b/.exec(settings);
+	if (left) throw new Error(`the shipped NATS config ${name}.conf names an address loopbackConfig does not rewrite: ${left[0]}`);
 	return text;
 }
 
 /** A nats-server running a shipped config (loopbackConfig) in a working directory laid out as in the stacks. */
 export interface ShippedServer {
 	readonly region: string;
+	readonly role: ShippedRole;
 	readonly url: string;
 	readonly ports: ShippedPorts;
 	readonly caFile: string;
 	readonly passwords: ReturnType<typeof natsPasswords>;
 	/** What the server has logged so far. */
 	log(): string;
-	/** GET on the monitoring port (/varz, /gatewayz, /routez, /connz …), as JSON. */
+	/** GET on the monitoring port (/varz, /leafz, /routez, /connz …), as JSON. */
 	monitor<T>(path: string): Promise<T>;
 	stop(): Promise<void>;
 }
@@ -193,12 +203,13 @@ export interface ShippedServerOptions extends LoopbackOptions {
 	region: string;
 	/** Folder of make-certs.sh's output whose <region> certificates the server uses. */
 	certs: string;
-	/** The server's working directory is <root>/<region>. */
+	/** The server's working directory is <root>/<config name>. */
 	root: string;
 }
 
 export async function startShippedServer(opts: ShippedServerOptions): Promise<ShippedServer> {
-	const dir = serverDir(opts.root, opts.region, opts.certs);
+	const name = shippedConfName(opts.role, opts.region);
+	const dir = serverDir(opts.root, opts.region, opts.certs, name);
 	writeFileSync(join(dir, "edgehome.conf"), loopbackConfig(opts.region, opts));
 	const logFile = join(dir, "server.log");
 	const out = openSync(logFile, "a");
@@ -214,6 +225,7 @@ export async function startShippedServer(opts: ShippedServerOptions): Promise<Sh
 	const exited = new Promise(resolve => proc.once("exit", resolve));
 	const server: ShippedServer = {
 		region: opts.region,
+		role: opts.role,
 		url: `nats://127.0.0.1:${opts.ports.client}`,
 		ports: opts.ports,
 		caFile: join(dir, "certs", "ca.crt"),
@@ -221,7 +233,7 @@ export async function startShippedServer(opts: ShippedServerOptions): Promise<Sh
 		log: () => readFileSync(logFile, "utf8"),
 		async monitor<T>(path: string) {
 			const res = await fetch(`http://127.0.0.1:${opts.ports.http}${path}`, { signal: AbortSignal.timeout(2000) });
-			if (!res.ok) throw new Error(`${path} on ${opts.region}'s server answered ${res.status}`);
+			if (!res.ok) throw new Error(`${path} on ${name}'s server answered ${res.status}`);
 			return (await res.json()) as T;
 		},
 		async stop() {
@@ -239,18 +251,21 @@ export async function startShippedServer(opts: ShippedServerOptions): Promise<Sh
 	) {
 		if (i > 100 || proc.exitCode !== null) {
 			await server.stop();
-			throw new Error(`the shipped NATS server of ${opts.region} did not start:\n${server.log()}`);
+			throw new Error(`the shipped NATS server ${name} did not start:\n${server.log()}`);
 		}
 		await sleep(100);
 	}
 	return server;
 }
 
-/** The regions named by the shipped configs, each a one-server cluster gatewayed to the others. */
-export interface SecureSupercluster {
-	readonly servers: Record<string, ShippedServer>;
-	/** The port each region of the shipped gateway lists is dialed at; nothing listens there for a region not started. */
-	readonly gateways: Record<string, number>;
+/** The shipped hub and edge configs of some regions, running. */
+export interface SecureEdges {
+	/** Each running region's edge server. */
+	readonly edges: Record<string, ShippedServer>;
+	/** Each running region's hub server. */
+	readonly hubs: Record<string, ShippedServer>;
+	/** Where every region's hub server named in the shipped configs is dialed; nothing listens there for a region not started. */
+	readonly hubPorts: Record<string, { cluster: number; leaf: number }>;
 	/** The folder the servers' working directories, stores and certificates (pki/) are in. */
 	readonly root: string;
 	stop(): Promise<void>;
@@ -263,50 +278,48 @@ async function distinctPorts(count: number): Promise<number[]> {
 }
 
 /**
- * The shipped configs of `running` (at least two: JetStream needs a second region to elect its
- * leader), with certificates from make-certs.sh, started on loopback; resolves once every server
- * has an outbound gateway to every other and JetStream has its leader.
+ * The shipped configs of `running` (at least two: the hub's JetStream needs two of its three servers for
+ * a leader), the hub and the edge server of each, with certificates from make-certs.sh, started on
+ * loopback; resolves once the hub has its meta leader and every edge its leaf connection.
  */
-export async function startSecureSupercluster(running: string[], all: string[], readyMs = 20_000): Promise<SecureSupercluster> {
-	const root = mkdtempSync(join(tmpdir(), "edgehome-secure-supercluster-"));
+export async function startSecureEdges(running: string[], all: string[], readyMs = 20_000): Promise<SecureEdges> {
+	const root = mkdtempSync(join(tmpdir(), "edgehome-secure-edges-"));
 	makeCertificates(join(root, "pki"), running);
-	const ports = await distinctPorts(all.length + running.length * 3);
-	const gateways = Object.fromEntries(all.map((region, i) => [region, ports[i]!]));
-	const servers: Record<string, ShippedServer> = {};
-	const cluster: SecureSupercluster = {
-		servers,
-		gateways,
+	const ports = await distinctPorts(all.length * 2 + running.length * 4);
+	const hubPorts = Object.fromEntries(all.map((region, i) => [region, { cluster: ports[i * 2]!, leaf: ports[i * 2 + 1]! }]));
+	const edges: Record<string, ShippedServer> = {};
+	const hubs: Record<string, ShippedServer> = {};
+	const cluster: SecureEdges = {
+		edges,
+		hubs,
+		hubPorts,
 		root,
 		async stop() {
-			await Promise.all(Object.values(servers).map(s => s.stop()));
+			await Promise.all([...Object.values(edges), ...Object.values(hubs)].map(s => s.stop()));
 			rmSync(root, { recursive: true, force: true });
 		}
 	};
 	try {
-		for (const [i, region] of running.entries()) {
-			const [client, http, cluster] = ports.slice(all.length + i * 3, all.length + i * 3 + 3) as [number, number, number];
-			const storeDir = join(root, `${region}-js`);
+		let next = all.length * 2;
+		const start = async (role: ShippedRole, region: string) => {
+			const [client, http] = [ports[next++]!, ports[next++]!];
+			const storeDir = join(root, `${shippedConfName(role, region)}-js`);
 			mkdirSync(storeDir);
-			servers[region] = await startShippedServer({
-				region,
-				root,
-				certs: join(root, "pki"),
-				ports: { client, http, cluster, gateway: gateways[region]! },
-				gateways,
-				storeDir
-			});
-		}
+			return startShippedServer({ role, region, root, certs: join(root, "pki"), ports: { client, http, ...hubPorts[region]! }, hubs: hubPorts, storeDir });
+		};
+		for (const region of running) hubs[region] = await start("hub", region);
+		for (const region of running) edges[region] = await start("edge", region);
 		const deadline = Date.now() + readyMs;
-		for (const server of Object.values(servers)) {
-			const others = running.filter(r => r !== server.region);
+		for (const server of [...Object.values(hubs), ...Object.values(edges)])
 			for (;;) {
-				const gw = await server.monitor<{ outbound_gateways?: Record<string, unknown> }>("/gatewayz").catch(() => ({}) as { outbound_gateways?: undefined });
-				const js = await server.monitor<{ meta_cluster?: { leader?: string } }>("/jsz").catch(() => ({}) as { meta_cluster?: undefined });
-				if (others.every(r => r in (gw.outbound_gateways ?? {})) && js.meta_cluster?.leader) break;
-				if (Date.now() > deadline) throw new Error(`secure supercluster not ready within ${readyMs} ms at ${server.region}:\n${server.log()}`);
+				const ready =
+					server.role === "hub"
+						? (await server.monitor<{ meta_cluster?: { leader?: string } }>("/jsz").catch(() => undefined))?.meta_cluster?.leader
+						: (await server.monitor<{ leafnodes?: number }>("/leafz").catch(() => undefined))?.leafnodes;
+				if (ready) break;
+				if (Date.now() > deadline) throw new Error(`secure edges not ready within ${readyMs} ms at ${server.role} ${server.region}:\n${server.log()}`);
 				await sleep(100);
 			}
-		}
 	} catch (err) {
 		await cluster.stop();
 		throw err;

@@ -9,12 +9,12 @@ import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { brokerConfig } from "../../app/broker.config.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
+import type { EdgeTopology } from "../harness/edge-topology.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 import type { KvNode } from "../harness/kv-node.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { notesService } from "../harness/notes.service.ts";
 import { runId } from "../harness/real-servers.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 
 const NOTES_NODE = fileURLToPath(new URL("../harness/notes-node.ts", import.meta.url));
 const PRIMARY = "cn-east";
@@ -31,7 +31,7 @@ const BOUND_MS = (TIMEOUT_S + INTERVAL_S) * 1000;
  */
 const OLD_WINDOW_MS = [(TIMEOUT_S - INTERVAL_S - 0.5) * 1000, (2 * TIMEOUT_S + 1.5) * 1000] as const;
 
-let cluster: Supercluster;
+let cluster: EdgeTopology;
 let victim: { nodeID: string; proc: ChildProcess } | undefined;
 /** A broker with Moleculer's own heartbeat checks only, beside the new code, to measure the old detection on the same kill. */
 let bare: ServiceBroker;
@@ -74,19 +74,19 @@ function startNotesNode(common: Record<string, string>): Promise<{ nodeID: strin
 }
 
 beforeAll(async () => {
-	cluster = await startSupercluster([PRIMARY, HOME]);
+	cluster = await startEdgeTopology([PRIMARY, HOME]);
 	const run = runId();
 	const namespacePrefix = `t${run}-`;
 	const blindIndexKey = randomBytes(32);
-	const common = { bucket: `dir-${run}`, primary: PRIMARY, namespacePrefix, blindIndexKey, env: HEARTBEAT };
-	// The primary first: the mirrors are made of its origin bucket. cn-east runs notes too: a router learns what is home-routed from its own registry.
+	const common = { bucket: `dir-${run}`, hubReplicas: cluster.placement(PRIMARY).originReplicas, namespacePrefix, blindIndexKey, env: HEARTBEAT };
+	// cn-east runs notes too: a router learns what is home-routed from its own registry.
 	cnEast = await startKvNode({ ...common, region: PRIMARY, natsUrl: cluster.urls[PRIMARY]!, schemas: [notesService] });
 	victim = await startNotesNode({
 		...HEARTBEAT,
 		NOTES_NODE_REGION: HOME,
 		NOTES_NODE_NATS_URL: cluster.urls[HOME]!,
 		NOTES_NODE_BUCKET: common.bucket,
-		NOTES_NODE_PRIMARY: PRIMARY,
+		NOTES_NODE_HUB_REPLICAS: String(common.hubReplicas),
 		EDGEHOME_NAMESPACE_PREFIX: namespacePrefix,
 		EDGEHOME_BLIND_INDEX_KEY: blindIndexKey.toString("base64")
 	});

@@ -3,51 +3,50 @@ import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import type { DirectoryChange } from "../../regions/directory/store.ts";
 import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
-import { gatewayRelays, stallMirror } from "../harness/mirror-lag.ts";
+import type { EdgeTopology } from "../harness/edge-topology.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
+import { linkRelays, stallMirror } from "../harness/mirror-lag.ts";
 import { runId } from "../harness/real-servers.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import { within } from "../harness/waiting.ts";
 
 /**
- * The directory store of a region whose mirror stops following (its deliveries held at the
- * gateway): reads go to the origin while the stalled mirror is made anew, and the change feed
+ * The directory store of a region whose mirror stops following (its deliveries held on the
+ * region's link into the hub): reads go to the origin while the stalled mirror is made anew, and the change feed
  * goes on from where it was once the new mirror follows.
  */
 describe("a directory store whose mirror stalls", () => {
 	const bucket = `repair-${runId()}`;
-	const relays = gatewayRelays(["ap-south"]);
-	let cluster: Supercluster;
-	let primary: NatsKvDirectoryStore;
+	const relays = linkRelays(["ap-south"]);
+	let cluster: EdgeTopology;
+	let writer: NatsKvDirectoryStore;
 	let mirrored: NatsKvDirectoryStore;
 	const seen: DirectoryChange[] = [];
 
 	beforeAll(async () => {
-		cluster = await startSupercluster(["cn-east", "ap-south"], { gatewayFront: relays });
-		const open = (region: string) =>
-			whileDirectoryUnavailable(() =>
-				openNatsKvDirectory({ servers: cluster.urls[region]!, bucket, cluster: region, primaryCluster: "cn-east", mirrorStallMs: 2000 })
-			);
-		primary = await open("cn-east");
+		cluster = await startEdgeTopology(["cn-east", "ap-south"], { linkFront: relays });
+		const open = (region: string) => openNatsKvDirectory({ servers: cluster.urls[region]!, bucket, ...cluster.placement(region), mirrorStallMs: 2000 });
+		writer = await open("cn-east");
 		mirrored = await open("ap-south");
+		// The origin is made by the first write: wait for the hub's leader to be elected.
+		await whileDirectoryUnavailable(() => writer.create("user.first", { n: -1 }));
 		await mirrored.watch(change => seen.push(change));
 	});
 
 	afterAll(async () => {
 		await mirrored?.close();
-		await primary?.close();
+		await writer?.close();
 		await cluster?.stop();
 	});
 
 	it("answers from the origin while the mirror is made anew, and its feed resumes without a gap", async () => {
-		await primary.create("user.before", { n: 0 });
+		await writer.create("user.before", { n: 0 });
 		await within(async () => (await mirrored.get("user.before")) !== undefined, 5000);
 		const stall = stallMirror(relays, "ap-south");
 		let last = "";
 		try {
 			for (let i = 1; i <= 20; i++) {
 				last = `user.held${i}`;
-				await primary.create(last, { n: i });
+				await writer.create(last, { n: i });
 				await new Promise(r => setTimeout(r, 300));
 			}
 			// Stalled for 2 s, then made anew: from then on local reads are the origin's.
@@ -56,7 +55,7 @@ describe("a directory store whose mirror stalls", () => {
 		} finally {
 			stall.resume();
 		}
-		await primary.create("user.after", { n: 21 });
+		await writer.create("user.after", { n: 21 });
 		const ms = await within(() => seen.some(c => c.key === "user.after"), 15_000);
 		console.log(`the change feed delivered a key written after the repair within ${ms} ms`);
 		const keys = new Set(seen.map(c => c.key));

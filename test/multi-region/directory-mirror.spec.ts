@@ -4,14 +4,14 @@ import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import type { DirectoryChange, DirectoryStore } from "../../regions/directory/store.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
 import { whileDirectoryUnavailable } from "../harness/directory-retry.ts";
+import type { EdgeTopology } from "../harness/edge-topology.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 import { runId } from "../harness/real-servers.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 import { timed } from "../harness/waiting.ts";
 
-const PRIMARY = "cn-east";
-const REGIONS = [PRIMARY, "ap-south", "eu-central"];
-const OTHERS = REGIONS.filter(r => r !== PRIMARY);
+const REGIONS = ["cn-east", "ap-south", "eu-central"];
+/** Two hub servers of three down: the hub has no quorum, every edge still runs. */
+const HUB_LOST = ["cn-east", "ap-south"];
 const TIMEOUT_MS = 2000;
 
 interface Home {
@@ -29,27 +29,22 @@ function expectUnavailable(result: unknown): void {
 	expect((result as DirectoryError).code).toBe("DIRECTORY_UNAVAILABLE");
 }
 
-describe("directory on a three-region NATS supercluster, origin in cn-east, mirrors elsewhere", () => {
+describe("directory on three regions' edge servers, origin in the hub, a mirror in each region's own JetStream", () => {
 	const bucket = `dir-${runId()}`;
-	let cluster: Supercluster;
+	let cluster: EdgeTopology;
 	const stores: Record<string, DirectoryStore> = {};
 	const seen: Record<string, DirectoryChange<Home>[]> = {};
 
 	beforeAll(async () => {
-		cluster = await startSupercluster(REGIONS);
-		// The primary first, so that the origin exists before the mirrors are made of it. The servers
-		// take clients before JetStream has elected its meta leader: opening waits that out.
+		cluster = await startEdgeTopology(REGIONS);
 		for (const region of REGIONS) {
-			stores[region] = await whileDirectoryUnavailable(() =>
-				openNatsKvDirectory({
-					servers: cluster.urls[region]!,
-					bucket,
-					cluster: region,
-					primaryCluster: PRIMARY,
-					timeoutMs: TIMEOUT_MS,
-					name: `directory-${region}`
-				})
-			);
+			stores[region] = await openNatsKvDirectory({
+				servers: cluster.urls[region]!,
+				bucket,
+				...cluster.placement(region),
+				timeoutMs: TIMEOUT_MS,
+				name: `directory-${region}`
+			});
 			seen[region] = [];
 			await stores[region].watch<Home>(change => seen[region]!.push(change));
 		}
@@ -63,19 +58,27 @@ describe("directory on a three-region NATS supercluster, origin in cn-east, mirr
 		}
 	});
 
-	it("places the origin in the primary cluster and each mirror in its own region", async () => {
-		const nc = await connect({ servers: cluster.urls[PRIMARY]! });
-		try {
-			const jsm = await nc.jetstreamManager();
-			const origin = await jsm.streams.info(`KV_${bucket}`);
-			expect(origin.cluster?.name).toBe(PRIMARY);
-			for (const region of OTHERS) {
-				const mirror = await jsm.streams.info(`KV_${bucket}-${region}`);
-				expect(mirror.cluster?.name).toBe(region);
-				expect(mirror.config.mirror?.name).toBe(`KV_${bucket}`);
+	it("places the origin in the hub with three replicas and each mirror in its own region's JetStream", async () => {
+		// The origin is made in the background of the first open: the first write waits for it.
+		await stores["cn-east"]!.create("probe.placed", { region: "cn-east", epoch: 1 });
+		for (const region of REGIONS) {
+			const nc = await connect({ servers: cluster.urls[region]! });
+			try {
+				const hub = await nc.jetstreamManager({ domain: "hub" });
+				const origin = await hub.streams.info(`KV_${bucket}`);
+				expect(origin.cluster?.name).toBe("edgehome-hub");
+				expect(origin.config.num_replicas).toBe(3);
+				expect(origin.cluster?.replicas?.length).toBe(2);
+				const local = await nc.jetstreamManager();
+				const mirror = await local.streams.info(`KV_${bucket}-${region}`);
+				expect(mirror.config.mirror).toMatchObject({ name: `KV_${bucket}`, external: { api: "$JS.hub.API" } });
+				expect((await local.getAccountInfo()).domain).toBe(region);
+				// Another region's mirror is not in this region's JetStream.
+				const other = REGIONS.find(r => r !== region)!;
+				expect(await local.streams.info(`KV_${bucket}-${other}`).catch(e => e.message)).toBe("stream not found");
+			} finally {
+				await nc.close();
 			}
-		} finally {
-			await nc.close();
 		}
 	});
 
@@ -96,14 +99,14 @@ describe("directory on a three-region NATS supercluster, origin in cn-east, mirr
 		expect(page).toEqual({ entries: [{ key, value: { region: "ap-south", epoch: 2 }, revision: updated }], next: null });
 	});
 
-	it("keeps serving reads from the mirrors while cn-east is down, fails writes fast, and writes again once it is back", async () => {
+	it("keeps serving reads from the mirrors while the hub has no quorum, fails writes fast, and writes again once it is back", async () => {
 		const key = "user.before-outage";
 		const revision = await stores["ap-south"]!.create<Home>(key, { region: "ap-south", epoch: 1 });
-		for (const region of OTHERS) await eventually(async () => (await stores[region]!.get<Home>(key))?.revision).toBe(revision);
+		for (const region of REGIONS) await eventually(async () => (await stores[region]!.get<Home>(key))?.revision).toBe(revision);
 
-		await cluster.kill(PRIMARY);
+		for (const region of HUB_LOST) await cluster.killHub(region);
 
-		for (const region of OTHERS) {
+		for (const region of REGIONS) {
 			const read = await timed(stores[region]!.get<Home>(key));
 			expect(read.result).toEqual({ key, value: { region: "ap-south", epoch: 1 }, revision });
 			expect(read.ms).toBeLessThan(TIMEOUT_MS);
@@ -115,23 +118,31 @@ describe("directory on a three-region NATS supercluster, origin in cn-east, mirr
 			expectUnavailable(update.result);
 			expect(update.ms).toBeLessThan(3000);
 		}
-		// The primary's own store has lost its server: its writes time out, within the bound.
-		const own = await timed(stores[PRIMARY]!.create<Home>("user.during-outage-cn-east", { region: PRIMARY, epoch: 1 }));
-		expectUnavailable(own.result);
-		expect(own.ms).toBeLessThan(3000);
 		expect(await stores["eu-central"]!.get(key)).toMatchObject({ revision });
 
-		await cluster.restart(PRIMARY);
+		for (const region of HUB_LOST) await cluster.restartHub(region);
 
 		const after = "user.after-outage";
 		const created = await whileDirectoryUnavailable(() => stores["eu-central"]!.create<Home>(after, { region: "eu-central", epoch: 1 }));
 		expect(created).toBeGreaterThan(revision);
+		// A mirror whose consumer went with the hub's leader follows again on the server's retry, or the watchdog's repair (≤ 25 s).
 		for (const region of REGIONS)
-			await eventually(async () => (await stores[region]!.get<Home>(after))?.value, 15_000).toEqual({
+			await eventually(async () => (await stores[region]!.get<Home>(after))?.value, 30_000).toEqual({
 				region: "eu-central",
 				epoch: 1
 			});
-		// Nothing written during the outage got through.
-		for (const region of REGIONS) expect(await stores["ap-south"]!.get(`user.during-outage-${region}`)).toBeUndefined();
-	}, 45_000);
+		// A write refused after its bound is not known to have failed: a hub server that led the stream may have
+		// proposed it before it lost its quorum, and it commits once a second server is back. It lands as
+		// written or not at all.
+		let landed = 0;
+		for (const region of REGIONS) {
+			const entry = await stores["ap-south"]!.get<Home>(`user.during-outage-${region}`, { authoritative: true });
+			if (entry) landed++;
+			expect(entry?.value ?? { region, epoch: 1 }).toEqual({ region, epoch: 1 });
+		}
+		// Likewise the key updated during the outage: as it was, or one of the updates refused then.
+		const now = (await stores["ap-south"]!.get<Home>(key, { authoritative: true }))?.value;
+		expect([{ region: "ap-south", epoch: 1 }, ...REGIONS.map(region => ({ region, epoch: 2 }))]).toContainEqual(now);
+		console.log(`of the ${REGIONS.length} creates refused while the hub had no quorum, ${landed} committed once it was back`);
+	}, 60_000);
 });

@@ -6,8 +6,8 @@ import { startRegionNode } from "../../app/node.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
 import type { RegionDefinition } from "../../regions/region.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
+import type { EdgeTopology } from "../harness/edge-topology.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 
 const regions = loadRegions();
 const A = findRegion(regions, "cn-east");
@@ -37,12 +37,12 @@ function startNode(region: RegionDefinition, natsUrl: string, schemas: AnyServic
 }
 
 describe("region links on a two-region NATS supercluster", () => {
-	let cluster: Supercluster;
+	let cluster: EdgeTopology;
 	let nodeA: RegionNode;
 	let nodeB: RegionNode;
 
 	beforeAll(async () => {
-		cluster = await startSupercluster([A.id, B.id]);
+		cluster = await startEdgeTopology([A.id, B.id]);
 		nodeB = await startNode(B, cluster.urls[B.id]!, [echoSchema]);
 		nodeA = await startNode(A, cluster.urls[A.id]!, []);
 	});

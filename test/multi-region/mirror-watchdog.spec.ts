@@ -4,14 +4,13 @@ import { connect } from "nats";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { MirrorState, MirrorWatchdogEvent } from "../../regions/directory/mirror-watchdog.ts";
 import { MirrorWatchdog } from "../../regions/directory/mirror-watchdog.ts";
-import { gatewayRelays, lagGateway, stallMirror } from "../harness/mirror-lag.ts";
+import type { EdgeTopology } from "../harness/edge-topology.ts";
+import { HUB_DOMAIN, startEdgeTopology } from "../harness/edge-topology.ts";
+import { lagLink, linkRelays, stallMirror } from "../harness/mirror-lag.ts";
 import { runId } from "../harness/real-servers.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 
-const PRIMARY = "cn-east";
 const MIRROR = "ap-south";
-const REGIONS = [PRIMARY, MIRROR, "eu-central"];
+const REGIONS = ["cn-east", MIRROR, "eu-central"];
 /** More keys than a held mirror falls behind by, so that the server never skips it ahead (see mirror-lag.ts). */
 const KEYS = 2000;
 const RATE = 100;
@@ -32,32 +31,35 @@ async function within(check: () => Promise<boolean>, ms: number, what: string): 
 	}
 }
 
-describe(`mirror watchdog on a real supercluster (${VERSION})`, () => {
+describe(`mirror watchdog on real hub and edge servers (${VERSION})`, () => {
 	const bucket = `wd-${runId()}`;
 	const origin = `KV_${bucket}`;
 	const mirror = `KV_${bucket}-${MIRROR}`;
-	const relays = gatewayRelays([MIRROR]);
-	let cluster: Supercluster;
+	const relays = linkRelays([MIRROR]);
+	let cluster: EdgeTopology;
 	let writerNc: NatsConnection;
 	let mirrorNc: NatsConnection;
 	let kv: KV;
 	let js: JetStreamClient;
-	/** The watchdog's view: a client of the mirror region's server, as a node there would be. */
+	/** The watchdog's view: a client of the mirror region's edge server, as a node there would be; its own JetStream and the hub's. */
 	let jsm: JetStreamManager;
+	let hubJsm: JetStreamManager;
 	let watchdog: MirrorWatchdog | undefined;
 	const events: (MirrorWatchdogEvent & { at: number })[] = [];
 
 	beforeAll(async () => {
-		cluster = await startSupercluster(REGIONS, { gatewayFront: relays });
-		writerNc = await connect({ servers: cluster.urls[PRIMARY]!, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+		cluster = await startEdgeTopology(REGIONS, { linkFront: relays });
+		writerNc = await connect({ servers: cluster.urls["cn-east"]!, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
 		mirrorNc = await connect({ servers: cluster.urls[MIRROR]!, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-		js = writerNc.jetstream({ timeout: 2000 });
+		js = writerNc.jetstream({ timeout: 2000, domain: HUB_DOMAIN });
 		jsm = await mirrorNc.jetstreamManager({ timeout: 2000 });
-		// The meta leader may still be settling: retry the creates briefly.
+		hubJsm = await mirrorNc.jetstreamManager({ timeout: 2000, domain: HUB_DOMAIN });
+		// The hub's meta leader may still be settling: retry the creates briefly.
 		await within(
 			async () => {
-				kv = await js.views.kv(bucket, { history: 1, placement: { cluster: PRIMARY, tags: [] } });
-				await mirrorNc.jetstream().views.kv(`${bucket}-${MIRROR}`, { history: 1, mirror: { name: bucket }, placement: { cluster: MIRROR, tags: [] } });
+				kv = await js.views.kv(bucket, { history: 1, replicas: cluster.placement(MIRROR).originReplicas });
+				const external = { api: `$JS.${HUB_DOMAIN}.API`, deliver: "" };
+				await mirrorNc.jetstream().views.kv(`${bucket}-${MIRROR}`, { history: 1, mirror: { name: bucket, external } });
 				return true;
 			},
 			15_000,
@@ -82,6 +84,7 @@ describe(`mirror watchdog on a real supercluster (${VERSION})`, () => {
 	function startWatchdog(autoStart = true): MirrorWatchdog {
 		watchdog = new MirrorWatchdog({
 			jsm,
+			originJsm: hubJsm,
 			mirror,
 			origin,
 			intervalMs: CHECK_MS,
@@ -113,16 +116,18 @@ describe(`mirror watchdog on a real supercluster (${VERSION})`, () => {
 		};
 	}
 
+	const managerOf = (stream: string) => (stream === origin ? hubJsm : jsm);
+
 	async function lastSeq(stream: string): Promise<number> {
-		return (await jsm.streams.info(stream)).state.last_seq;
+		return (await managerOf(stream).streams.info(stream)).state.last_seq;
 	}
 
 	/** The latest sequence of every key a stream holds, read through an ordered consumer. */
 	async function latest(stream: string): Promise<Map<string, number>> {
-		const { state } = await jsm.streams.info(stream);
+		const { state } = await managerOf(stream).streams.info(stream);
 		const seqs = new Map<string, number>();
 		if (state.messages === 0) return seqs;
-		const consumer = await mirrorNc.jetstream().consumers.get(stream);
+		const consumer = await mirrorNc.jetstream(stream === origin ? { domain: HUB_DOMAIN } : {}).consumers.get(stream);
 		while (seqs.size < state.messages) {
 			const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
 			let got = 0;
@@ -183,7 +188,7 @@ describe(`mirror watchdog on a real supercluster (${VERSION})`, () => {
 		// Checked by hand, to record every state it saw.
 		const dog = startWatchdog(false);
 		const states: MirrorState[] = [];
-		const cut = lagGateway(relays, MIRROR, { scope: "all" });
+		const cut = lagLink(relays, MIRROR, { scope: "all" });
 		const until = Date.now() + STALL_MS + 3000;
 		while (Date.now() < until) {
 			states.push(await dog.check());
@@ -207,9 +212,9 @@ describe(`mirror watchdog on a real supercluster (${VERSION})`, () => {
 		const writes = write();
 		await sleep(1000);
 		const dog = startWatchdog();
-		await cluster.kill(MIRROR);
+		await cluster.killEdge(MIRROR);
 		await sleep(500);
-		await cluster.restart(MIRROR);
+		await cluster.restartEdge(MIRROR);
 		const bound = STALL_MS + 10_000;
 		const followMs = await within(caughtUp, bound, "mirror following again");
 		const acked = await writes.stop();

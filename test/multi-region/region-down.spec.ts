@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { busWatchOf } from "../../regions/runtime/bus-watch.ts";
+import type { EdgeTopology } from "../harness/edge-topology.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 import type { KvNode } from "../harness/kv-node.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { runId } from "../harness/real-servers.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 
 /** A per-user action; `slowMs` keeps a call in flight across the outage. */
 const actor: ServiceSchema = {
@@ -25,14 +25,20 @@ const actor: ServiceSchema = {
 
 const REGIONS = ["cn-east", "ap-south", "eu-central"];
 const COUNTRY: Record<string, string> = { "cn-east": "JP", "ap-south": "SG", "eu-central": "DE" };
-let cluster: Supercluster;
+let cluster: EdgeTopology;
 const nodes: Record<string, KvNode> = {};
 const users: Record<string, string> = {};
 
 beforeAll(async () => {
-	cluster = await startSupercluster(REGIONS);
+	cluster = await startEdgeTopology(REGIONS);
 	const run = runId();
-	const common = { bucket: `dir-${run}`, primary: "cn-east", namespacePrefix: `t${run}-`, blindIndexKey: randomBytes(32), schemas: [actor] };
+	const common = {
+		bucket: `dir-${run}`,
+		hubReplicas: cluster.placement("cn-east").originReplicas,
+		namespacePrefix: `t${run}-`,
+		blindIndexKey: randomBytes(32),
+		schemas: [actor]
+	};
 	for (const region of REGIONS) nodes[region] = await startKvNode({ ...common, region, natsUrl: cluster.urls[region]! });
 	const caller = nodes["ap-south"]!.node;
 	for (const region of REGIONS) {

@@ -12,12 +12,12 @@ import type { HomeEntry } from "../../regions/directory/entries.ts";
 import { userKey } from "../../regions/directory/entries.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
 import { moveKey } from "../../regions/rehoming.ts";
+import type { EdgeTopology } from "../harness/edge-topology.ts";
+import { startEdgeTopology } from "../harness/edge-topology.ts";
 import type { KvNode } from "../harness/kv-node.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { notesService } from "../harness/notes.service.ts";
 import { cleanupRealStores, realStores, runId } from "../harness/real-servers.ts";
-import type { Supercluster } from "../harness/supercluster.ts";
-import { startSupercluster } from "../harness/supercluster.ts";
 
 const PRIMARY = "cn-east";
 const TARGET = "eu-central";
@@ -46,7 +46,7 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 	const bucket = `homes-${run}`;
 	const namespacePrefix = `rh-${run}-`;
 	const blindIndexKey = randomBytes(32);
-	let cluster: Supercluster | undefined;
+	let cluster: EdgeTopology | undefined;
 	const nodes: Record<string, KvNode> = {};
 	const dbs: Record<string, Connection> = {};
 	const children = new Set<ChildProcess>();
@@ -92,7 +92,7 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 				MOVER_NODE_REGION: SIDE,
 				MOVER_NODE_NATS_URL: cluster!.urls[SIDE]!,
 				MOVER_NODE_BUCKET: bucket,
-				MOVER_NODE_PRIMARY: PRIMARY,
+				MOVER_NODE_HUB_REPLICAS: String(cluster!.placement(SIDE).originReplicas),
 				MOVER_NODE_RUN: run,
 				EDGEHOME_NAMESPACE_PREFIX: namespacePrefix,
 				EDGEHOME_BLIND_INDEX_KEY: blindIndexKey.toString("base64"),
@@ -130,13 +130,13 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 	}
 
 	beforeAll(async () => {
-		cluster = await startSupercluster(REGIONS);
+		cluster = await startEdgeTopology(REGIONS);
 		const start = async (region: string) => {
 			nodes[region] = await startKvNode({
 				region,
 				natsUrl: cluster!.urls[region]!,
 				bucket,
-				primary: PRIMARY,
+				hubReplicas: cluster!.placement(region).originReplicas,
 				namespacePrefix,
 				blindIndexKey,
 				services: ["sv-region"],
@@ -145,9 +145,7 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 			});
 			dbs[region] = await createConnection({ uri: realStores(run, region).sql });
 		};
-		// The primary first: the mirrors are made of its origin bucket.
-		await start(PRIMARY);
-		const started = await Promise.allSettled(REGIONS.filter(r => r !== PRIMARY).map(start));
+		const started = await Promise.allSettled(REGIONS.map(start));
 		const failed = started.find(s => s.status === "rejected");
 		if (failed) throw failed.reason;
 	});

@@ -9,14 +9,18 @@ import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts"
 import type { DirectoryStore } from "../../../regions/directory/store.ts";
 import { loadRegions } from "../../../regions/loader.ts";
 import { launcherEnv, runId } from "../../harness/real-servers.ts";
+import type { UnreachableOrigin } from "../../harness/unreachable-origin.ts";
+import { unreachableOrigin } from "../../harness/unreachable-origin.ts";
 
 const run = runId();
 // The regions here run different services (sv-user only in ap-south): a move copies none of them, by configuration.
-const env = launcherEnv(run, { EDGEHOME_MOVE_PARTICIPANTS: "" });
+const env = launcherEnv(run, { EDGEHOME_MOVE_PARTICIPANTS: "", EDGEHOME_GLOBAL_PROBE_MS: "100" });
 let euNode: RegionNode;
 let cnNode: RegionNode;
 let apNode: RegionNode;
 let store: DirectoryStore;
+/** cn-east's view of the shared directory, whose origin a test cuts off. */
+let cnDirectory: UnreachableOrigin;
 let userId: string;
 let repl: ChildProcess;
 let output = "";
@@ -29,22 +33,30 @@ async function until(pattern: RegExp, ms = 10_000): Promise<void> {
 	}
 }
 
+/** Runs `region status` and waits for its whole answer: the facts come first, the regions last. */
+async function regionStatus(): Promise<void> {
+	output = "";
+	repl.stdin!.write("region status\n");
+	for (const id of ["cn-east", "eu-central", "ap-south"]) await until(new RegExp(`${id}\\s+\\w+\\s+since`));
+}
+
 beforeAll(async () => {
 	// Both regions' nodes share one directory, as every region shares the global one.
 	store = await openSqliteDirectory(":memory:");
-	const directory = { store, blindIndexKey: randomBytes(32) };
-	const start = (id: string, services: string[]) =>
+	const blindIndexKey = randomBytes(32);
+	cnDirectory = unreachableOrigin(store);
+	const start = (id: string, services: string[], own: DirectoryStore = store) =>
 		startRegionNode({
 			region: loadRegions().find(r => r.id === id)!,
 			transport: "nats",
 			services,
 			stores: { sql: "sqlite::memory:", keyPrefix: `repl-${id}:` },
-			directory,
+			directory: { store: own, blindIndexKey },
 			env,
 			overrides: { logger: false }
 		});
 	euNode = await start("eu-central", ["sv-config", "sv-region"]);
-	cnNode = await start("cn-east", ["sv-region"]);
+	cnNode = await start("cn-east", ["sv-region"], cnDirectory);
 	apNode = await start("ap-south", ["sv-region", "sv-user", "auth-rbac"]);
 	userId = (
 		await cnNode.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "repl-ann" }], country: "KR" })
@@ -92,6 +104,26 @@ describe("npm run repl", () => {
 		repl.stdin!.write("region status\n");
 		await until(/eu-central\s+up\s+since/);
 		expect(output).toMatch(/cn-east\s+up\s+since .*\(answering node's region\)/);
+	});
+
+	it("says what the answering node can do, one fact a line, global operations following the directory's origin", async () => {
+		await regionStatus();
+		expect(output).toMatch(new RegExp(`region\\s+cn-east \\(node ${cnNode.broker.nodeID}\\)\\n`));
+		expect(output).toMatch(/serving\s+own-users\n/);
+		expect(output).toMatch(/global operations\s+available since \d{4}-\d\d-\d\dT/);
+		expect(output).toMatch(/bus\s+connected\n/);
+
+		cnDirectory.cut();
+		try {
+			for (let tries = 0; !/global operations\s+unavailable since/.test(output); tries++) {
+				if (tries === 20) throw new Error(`global operations never shown unavailable:\n${output}`);
+				await regionStatus();
+			}
+			// Cut off from the origin, the region still serves its own users.
+			expect(output).toMatch(/serving\s+own-users\n/);
+		} finally {
+			cnDirectory.reach();
+		}
 	});
 
 	it("moves a user and reports the new epoch", async () => {

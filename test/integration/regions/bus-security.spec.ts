@@ -14,6 +14,7 @@ import { findRegion, loadRegions } from "../../../regions/loader.ts";
 import { natsCredentials } from "../../../regions/runtime/bus-credentials.ts";
 import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import { cleanupRealStores, realStores, runId } from "../../harness/real-servers.ts";
+import { secureLoginEnv } from "../../harness/secure-login.ts";
 import type { SecureNats } from "../../harness/secure-nats.ts";
 import { startSecureNats } from "../../harness/secure-nats.ts";
 import { failureOf, within } from "../../harness/waiting.ts";
@@ -30,8 +31,8 @@ const region = findRegion(regions, "cn-east");
 const stores = realStores(run, "cn-east");
 const southStores = realStores(run, "ap-south");
 const key = () => randomBytes(32).toString("base64");
-/** One key for each capability the services restrict something to. */
-const CAPABILITIES = ["mint", "grant", "move", "directory", "login", "config"];
+/** One key for each capability the services and every node's `$channels` restrict something to. */
+const CAPABILITIES = ["mint", "grant", "move", "directory", "login", "config", "channels"];
 const capabilityKeys = CAPABILITIES.map(c => `${c}:${key()}`).join(",");
 const blindIndexKey = randomBytes(32);
 const SERVICES = ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-config"];
@@ -46,16 +47,7 @@ const GRETA_PASSWORD = "fjord walk 42";
 const arriving = { userId: newUserId(), moveId: randomUUID() };
 const guests: ServiceBroker[] = [];
 
-const envOf = (user: "service" | "ops", extra: Record<string, string> = {}) => ({
-	EDGEHOME_NATS_URL: nats.url,
-	EDGEHOME_NATS_USER: user,
-	EDGEHOME_NATS_PASSWORD: user === "service" ? nats.passwords.NATS_SERVICE_PASSWORD : nats.passwords.NATS_OPS_PASSWORD,
-	EDGEHOME_NATS_CA: nats.caFile,
-	EDGEHOME_NAMESPACE_PREFIX: `t${run}-`,
-	EDGEHOME_METRICS_PORT: "off",
-	EDGEHOME_CACHER: "off",
-	...extra
-});
+const envOf = (user: "service" | "ops", extra: Record<string, string> = {}) => secureLoginEnv(nats, user, run, extra);
 
 /** A service-less node of the region, configured as any node is (broker.config.ts). */
 async function guest(name: string, env: Record<string, string>): Promise<ServiceBroker> {

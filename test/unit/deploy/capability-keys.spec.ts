@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { CHANNELS_SERVICE } from "../../../mixins/channels/index.ts";
 import { loadRegions } from "../../../regions/loader.ts";
 import { SERVICES } from "../../../services/index.ts";
 import { restrictedOf } from "./restricted-actions.ts";
@@ -13,7 +14,9 @@ import { checkCapabilityKeys, composePath, DEPLOY, parseCompose, ROOT } from "./
  * so a stack brought up as the README says must hold them all.
  */
 const REGION_IDS = loadRegions(join(ROOT, "regions", "definitions")).map(r => r.id);
-const RESTRICTED = Object.entries(SERVICES).flatMap(([name, schema]) => restrictedOf(schema, name));
+/** Every node runs `$channels` beside its services. */
+const RESTRICTED = [...Object.entries(SERVICES).flatMap(([name, schema]) => restrictedOf(schema, name)), ...restrictedOf(CHANNELS_SERVICE)];
+const EVERY_NODE = restrictedOf(CHANNELS_SERVICE).map(r => r.capability);
 /** The source a service's node runs: its folder, and the gateway mixin's for the gateways. */
 function sourceOf(service: string): string {
 	const dir = join(ROOT, "services", service);
@@ -32,7 +35,7 @@ const CALLS: Record<string, string[]> = Object.fromEntries(
 );
 /** Per service, the capabilities its node must hold: those it runs and those it calls. */
 const CAPABILITIES: Record<string, string[]> = Object.fromEntries(
-	Object.entries(SERVICES).map(([name, schema]) => [name, [...new Set([...restrictedOf(schema, name).map(r => r.capability), ...CALLS[name]!])]])
+	Object.entries(SERVICES).map(([name, schema]) => [name, [...new Set([...restrictedOf(schema, name).map(r => r.capability), ...CALLS[name]!, ...EVERY_NODE])]])
 );
 const ALL = [...new Set(RESTRICTED.map(r => r.capability))].sort();
 const README = readFileSync(join(DEPLOY, "README.md"), "utf8");

@@ -7,11 +7,12 @@ import { loadRegions } from "../../../regions/loader.ts";
 import { makeCertificates, natsPasswords, serverDir } from "../../harness/secure-nats.ts";
 import type { NatsMap } from "./nats-conf.ts";
 import { isNatsMap, parseNatsConf } from "./nats-conf.ts";
-import { composePath, natsConfPath, parseCompose, ROOT, readNatsConf } from "./stack-checks.ts";
+import { composePath, edgeName, hubConfPath, natsConfPath, parseCompose, ROOT, readHubConf, readNatsConf } from "./stack-checks.ts";
 
 /**
  * The NATS servers of the deploy stacks admit only TLS clients that log in as a known role, and
- * only servers with a certificate from the edgehome CA on their cluster routes and gateways.
+ * only servers with a certificate from the edgehome CA on the hub's routes and leaf-node port (where
+ * the certificate also names the region's edge).
  */
 const REGION_IDS = loadRegions(join(ROOT, "regions", "definitions")).map(r => r.id);
 const NATS_SERVER = process.env.EDGEHOME_TEST_NATS_SERVER ?? "nats-server";
@@ -20,11 +21,16 @@ const AUTH_CONF = join(ROOT, "deploy", "nats", "auth.conf");
 const root = mkdtempSync(join(tmpdir(), "edgehome-nats-config-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** `nats-server -t` on the shipped config, run where the stack runs it: beside auth.conf, with certs/. */
-function configTest(regionId: string, env: Record<string, string>, withCerts = true): { status: number | null; output: string } {
-	const dir = withCerts ? serverDir(join(root, `run-${Math.random().toString(36).slice(2)}`), regionId, join(root, "pki")) : mkdtempSync(join(root, "bare-"));
+const CONFIGS = REGION_IDS.flatMap(id => [
+	{ name: `${id}.conf`, id, path: natsConfPath(id) },
+	{ name: `hub-${id}.conf`, id, path: hubConfPath(id) }
+]);
+
+/** `nats-server -t` on a shipped config, run where the stack runs it: beside auth.conf, with certs/. */
+function configTest(config: (typeof CONFIGS)[number], env: Record<string, string>, withCerts = true): { status: number | null; output: string } {
+	const dir = withCerts ? serverDir(join(root, `run-${Math.random().toString(36).slice(2)}`), config.id, join(root, "pki")) : mkdtempSync(join(root, "bare-"));
 	if (!withCerts) copyFileSync(AUTH_CONF, join(dir, "auth.conf"));
-	copyFileSync(natsConfPath(regionId), join(dir, "edgehome.conf"));
+	copyFileSync(config.path, join(dir, "edgehome.conf"));
 	const run = spawnSync(NATS_SERVER, ["-t", "-c", join(dir, "edgehome.conf")], { cwd: dir, env: { PATH: process.env.PATH ?? "", ...env }, encoding: "utf8" });
 	return { status: run.status, output: `${run.stdout}${run.stderr}` };
 }
@@ -33,22 +39,22 @@ function tlsOf(block: NatsMap[string] | undefined): NatsMap | undefined {
 	return isNatsMap(block) && isNatsMap(block.tls) ? block.tls : undefined;
 }
 
-describe.skipIf(!natsServerRuns)("nats-server -t on deploy/nats/<region>.conf", () => {
+describe.skipIf(!natsServerRuns)("nats-server -t on deploy/nats/<region>.conf and hub-<region>.conf", () => {
 	if (natsServerRuns) makeCertificates(join(root, "pki"), REGION_IDS);
 
-	it.each(REGION_IDS)("accepts %s's config with the certificates of make-certs.sh and the two passwords", id => {
-		const run = configTest(id, natsPasswords());
+	it.each(CONFIGS)("accepts $name with the certificates of make-certs.sh and the two passwords", config => {
+		const run = configTest(config, natsPasswords());
 		expect(run.status, run.output).toBe(0);
 	});
 
-	it.each(REGION_IDS)("refuses %s's config without the passwords: none is written down or defaulted", id => {
-		const run = configTest(id, {});
+	it.each(CONFIGS)("refuses $name without the passwords: none is written down or defaulted", config => {
+		const run = configTest(config, {});
 		expect(run.status).not.toBe(0);
 		expect(run.output).toMatch(/variable reference for 'NATS_SERVICE_PASSWORD'/);
 	});
 
-	it.each(REGION_IDS)("refuses %s's config without its certificates: TLS is not optional", id => {
-		const run = configTest(id, natsPasswords(), false);
+	it.each(CONFIGS)("refuses $name without its certificates: TLS is not optional", config => {
+		const run = configTest(config, natsPasswords(), false);
 		expect(run.status).not.toBe(0);
 		expect(run.output).toMatch(/certs\/server\.crt/);
 	});
@@ -71,24 +77,37 @@ describe("what the configs declare", () => {
 		});
 	});
 
-	it.each(REGION_IDS)("%s: includes the client rules, and routes and gateways need a certificate of the CA (mutual TLS)", id => {
-		const conf = readNatsConf(id);
-		expect(conf.include).toBe("auth.conf");
-		for (const block of [conf.cluster, conf.gateway])
-			expect(tlsOf(block)).toMatchObject({ cert_file: "certs/server.crt", ca_file: "certs/ca.crt", verify: "true" });
-	});
+	it.each(REGION_IDS)(
+		"%s: both servers include the client rules; the hub's routes need a certificate of the CA, its leaf nodes one naming a region's edge",
+		id => {
+			const edge = readNatsConf(id);
+			const hub = readHubConf(id);
+			for (const conf of [edge, hub]) expect(conf.include).toBe("auth.conf");
+			expect(tlsOf(hub.cluster)).toMatchObject({ cert_file: "certs/server.crt", ca_file: "certs/ca.crt", verify: "true" });
+			expect(tlsOf(hub.leafnodes)).toMatchObject({ cert_file: "certs/server.crt", ca_file: "certs/ca.crt", verify_and_map: "true" });
+			const leafUsers = isNatsMap(hub.leafnodes) && isNatsMap(hub.leafnodes.authorization) ? hub.leafnodes.authorization.users : [];
+			expect(
+				Array.isArray(leafUsers) && leafUsers.filter(isNatsMap).every(u => u.password === undefined && REGION_IDS.map(edgeName).includes(String(u.user)))
+			).toBe(true);
+			const remotes = isNatsMap(edge.leafnodes) && Array.isArray(edge.leafnodes.remotes) ? edge.leafnodes.remotes.filter(isNatsMap) : [];
+			expect(remotes.map(r => r.tls)).toEqual([
+				expect.objectContaining({ cert_file: "certs/server.crt", key_file: "certs/server.key", ca_file: "certs/ca.crt" })
+			]);
+		}
+	);
 
 	it.each(REGION_IDS)("%s's stack gives the server its passwords and certificates, and every group its login, CA and capability keys", id => {
 		const compose = parseCompose(readFileSync(composePath(id), "utf8"));
-		const nats = compose.services!.nats!;
-		expect(nats.environment).toEqual({
-			NATS_SERVICE_PASSWORD: "${NATS_SERVICE_PASSWORD:?set NATS_SERVICE_PASSWORD}",
-			NATS_OPS_PASSWORD: "${NATS_OPS_PASSWORD:?set NATS_OPS_PASSWORD}"
-		});
-		expect((nats as { working_dir?: string }).working_dir).toBe("/etc/nats");
-		expect(nats.volumes).toEqual(
-			expect.arrayContaining(["../../nats/auth.conf:/etc/nats/auth.conf:ro", `\${EDGEHOME_NATS_CERTS:?set EDGEHOME_NATS_CERTS}/${id}:/etc/nats/certs:ro`])
-		);
+		for (const nats of [compose.services!.nats!, compose.services!["nats-hub"]!]) {
+			expect(nats.environment).toEqual({
+				NATS_SERVICE_PASSWORD: "${NATS_SERVICE_PASSWORD:?set NATS_SERVICE_PASSWORD}",
+				NATS_OPS_PASSWORD: "${NATS_OPS_PASSWORD:?set NATS_OPS_PASSWORD}"
+			});
+			expect((nats as { working_dir?: string }).working_dir).toBe("/etc/nats");
+			expect(nats.volumes).toEqual(
+				expect.arrayContaining(["../../nats/auth.conf:/etc/nats/auth.conf:ro", `\${EDGEHOME_NATS_CERTS:?set EDGEHOME_NATS_CERTS}/${id}:/etc/nats/certs:ro`])
+			);
+		}
 		const core = compose.services!.core!;
 		expect(core.environment).toMatchObject({
 			EDGEHOME_NATS_USER: "service",

@@ -16,16 +16,26 @@ export const DEPLOY = join(ROOT, "deploy");
 export const DOCKERFILE = join(DEPLOY, "Dockerfile");
 
 export const composePath = (regionId: string) => join(DEPLOY, "regions", regionId, "compose.yml");
+/** A region's edge server config. */
 export const natsConfPath = (regionId: string) => join(DEPLOY, "nats", `${regionId}.conf`);
+/** A region's server of the hub cluster. */
+export const hubConfPath = (regionId: string) => join(DEPLOY, "nats", `hub-${regionId}.conf`);
 
 /** The NATS ports the stacks are built around (the brief's fixed layout, same in every region). */
 export const NATS_CLIENT_PORT = 4222;
-export const NATS_GATEWAY_PORT = 7222;
+export const NATS_ROUTE_PORT = 6222;
+export const NATS_LEAF_PORT = 7422;
 export const NATS_MONITOR_PORT = 8222;
+/** The hub's JetStream domain and cluster name (deploy/README.md, "Topology"). */
+export const HUB_DOMAIN = "hub";
+export const HUB_CLUSTER = "edgehome-hub";
 /** EDGEHOME_SHUTDOWN_TIMEOUT_MS when a service does not set it (app/broker.config.ts). */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
-export const gatewayHost = (regionId: string) => `nats.${regionId}.edgehome.internal`;
+/** The name a region's hub server is dialed at (routes, leaf nodes). */
+export const hubHost = (regionId: string) => `hub.${regionId}.edgehome.internal`;
+/** The name a region's edge certificate carries, which the hub maps to that region's leaf user. */
+export const edgeName = (regionId: string) => `nats.${regionId}.edgehome.internal`;
 
 export interface ComposeService {
 	image?: string;
@@ -328,8 +338,8 @@ function portOf(listen: string | undefined): number | undefined {
 	return m ? Number(m[1]) : undefined;
 }
 
-/** Checks one region's NATS config as a member of the supercluster of `allRegionIds`. */
-export function checkNatsConf(regionId: string, allRegionIds: string[], conf: NatsMap): string[] {
+/** What every shipped server config has: a name, the client and monitoring ports, JetStream in the given domain. */
+function checkServerBasics(conf: NatsMap, domain: string): string[] {
 	const problems: string[] = [];
 	if (!str(conf.server_name)) problems.push("server_name is not set");
 	const client = portOf(str(conf.listen)) ?? (conf.port === undefined ? NATS_CLIENT_PORT : Number(str(conf.port)));
@@ -337,49 +347,85 @@ export function checkNatsConf(regionId: string, allRegionIds: string[], conf: Na
 	const monitor = portOf(str(conf.http)) ?? (conf.http_port === undefined ? undefined : Number(str(conf.http_port)));
 	if (monitor !== NATS_MONITOR_PORT) problems.push(`monitoring is on ${monitor ?? "(off)"}, not ${NATS_MONITOR_PORT}`);
 	if (!isNatsMap(conf.jetstream) || !str(conf.jetstream.store_dir)) problems.push("jetstream { store_dir } is not set");
-
-	const cluster = conf.cluster;
-	if (!isNatsMap(cluster)) problems.push("has no cluster block");
-	else {
-		if (str(cluster.name) !== regionId) problems.push(`cluster name is ${str(cluster.name) ?? "(none)"}, not ${regionId}`);
-		if (!str(cluster.listen)) problems.push("cluster listen is not set");
-		if (!Array.isArray(cluster.routes) || cluster.routes.length === 0) problems.push("cluster has no routes (JetStream then refuses the gateway)");
-	}
-
-	const gateway = conf.gateway;
-	if (!isNatsMap(gateway)) {
-		problems.push("has no gateway block");
-		return problems;
-	}
-	if (str(gateway.name) !== regionId) problems.push(`gateway name is ${str(gateway.name) ?? "(none)"}, not ${regionId}`);
-	if (portOf(str(gateway.listen)) !== NATS_GATEWAY_PORT)
-		problems.push(`gateway listens on ${str(gateway.listen) ?? "(nothing)"}, not port ${NATS_GATEWAY_PORT}`);
-	const advertise = str(gateway.advertise);
-	if (advertise !== undefined && advertise !== `${gatewayHost(regionId)}:${NATS_GATEWAY_PORT}`)
-		problems.push(`gateway advertises ${advertise}, but the other regions dial ${gatewayHost(regionId)}:${NATS_GATEWAY_PORT}`);
-	const entries = Array.isArray(gateway.gateways) ? gateway.gateways.filter(isNatsMap) : [];
-	const named = new Map<string, NatsMap>();
-	for (const e of entries) {
-		const name = str(e.name) ?? "(no name)";
-		if (named.has(name)) problems.push(`gateway ${name} is listed twice`);
-		named.set(name, e);
-	}
-	for (const id of allRegionIds) {
-		const e = named.get(id);
-		if (!e) {
-			problems.push(`lists no gateway for region ${id}`);
-			continue;
-		}
-		const urls = Array.isArray(e.urls) ? e.urls.map(str) : [str(e.url)];
-		const expected = `nats://${gatewayHost(id)}:${NATS_GATEWAY_PORT}`;
-		if (!urls.includes(expected)) problems.push(`gateway ${id} does not dial ${expected} (got ${urls.join(", ")})`);
-	}
-	for (const name of named.keys()) if (!allRegionIds.includes(name)) problems.push(`lists a gateway for "${name}", which is no region`);
+	else if (str(conf.jetstream.domain) !== domain) problems.push(`JetStream domain is ${str(conf.jetstream.domain) ?? "(none)"}, not ${domain}`);
+	if (conf.gateway !== undefined) problems.push("has a gateway block: regions meet in the hub, through leaf nodes");
 	return problems;
 }
 
-/** What ties a region's compose file to its NATS config: the right file mounted, ports, storage. */
-export function checkNatsService(regionId: string, compose: ComposeFile, file: string, conf: NatsMap): string[] {
+const listOf = (v: NatsValue | undefined): (string | undefined)[] => (Array.isArray(v) ? v.map(str) : []);
+
+/** Checks one region's edge server config: its own JetStream domain, a leaf node of every hub server, its own first. */
+export function checkNatsConf(regionId: string, allRegionIds: string[], conf: NatsMap): string[] {
+	const problems = checkServerBasics(conf, regionId);
+	if (conf.cluster !== undefined) problems.push("has a cluster block: a one-server cluster never elects a JetStream leader");
+	const remotes = isNatsMap(conf.leafnodes) && Array.isArray(conf.leafnodes.remotes) ? conf.leafnodes.remotes.filter(isNatsMap) : [];
+	if (remotes.length !== 1) return [...problems, `has ${remotes.length} leaf-node remotes, not one (to the hub)`];
+	const remote = remotes[0]!;
+	const url = (id: string) => `nats-leaf://${hubHost(id)}:${NATS_LEAF_PORT}`;
+	const urls = listOf(remote.urls);
+	if (urls[0] !== url(regionId)) problems.push(`the leaf-node remote dials ${urls[0] ?? "nothing"} first, not its own region's hub server ${url(regionId)}`);
+	for (const id of allRegionIds) if (!urls.includes(url(id))) problems.push(`the leaf-node remote does not dial the hub server of ${id}`);
+	if (urls.length !== allRegionIds.length) problems.push(`the leaf-node remote dials ${urls.length} servers for ${allRegionIds.length} regions`);
+	if (str(remote.no_randomize) !== "true") problems.push("the leaf-node remote may dial another region's hub server first (no_randomize is not true)");
+	if (!isNatsMap(remote.tls)) problems.push("the leaf-node remote has no tls block");
+	return problems;
+}
+
+/** Checks one region's hub server config: domain hub, routes to every hub server, a leaf-node port that maps each region's edge certificate. */
+export function checkHubConf(regionId: string, allRegionIds: string[], conf: NatsMap): string[] {
+	const problems = checkServerBasics(conf, HUB_DOMAIN);
+	if (str(conf.server_name) !== `hub-${regionId}`) problems.push(`server_name is ${str(conf.server_name) ?? "(none)"}, not hub-${regionId}`);
+	const cluster = conf.cluster;
+	if (!isNatsMap(cluster)) problems.push("has no cluster block");
+	else {
+		if (str(cluster.name) !== HUB_CLUSTER) problems.push(`cluster name is ${str(cluster.name) ?? "(none)"}, not ${HUB_CLUSTER}`);
+		if (portOf(str(cluster.listen)) !== NATS_ROUTE_PORT) problems.push(`routes listen on ${str(cluster.listen) ?? "(nothing)"}, not port ${NATS_ROUTE_PORT}`);
+		if (str(cluster.advertise) !== `${hubHost(regionId)}:${NATS_ROUTE_PORT}`)
+			problems.push(`cluster advertises ${str(cluster.advertise) ?? "nothing"}, but the other hub servers dial ${hubHost(regionId)}:${NATS_ROUTE_PORT}`);
+		const routes = listOf(cluster.routes);
+		for (const id of allRegionIds)
+			if (!routes.includes(`nats-route://${hubHost(id)}:${NATS_ROUTE_PORT}`)) problems.push(`lists no route to the hub server of ${id}`);
+		if (routes.length !== allRegionIds.length) problems.push(`lists ${routes.length} routes for ${allRegionIds.length} regions`);
+	}
+	const leaf = conf.leafnodes;
+	if (!isNatsMap(leaf)) return [...problems, "has no leafnodes block"];
+	if (portOf(str(leaf.listen)) !== NATS_LEAF_PORT) problems.push(`leaf nodes listen on ${str(leaf.listen) ?? "(nothing)"}, not port ${NATS_LEAF_PORT}`);
+	const tls = isNatsMap(leaf.tls) ? leaf.tls : undefined;
+	if (str(tls?.verify_and_map) !== "true") problems.push("leaf nodes are not authenticated by their certificate (tls verify_and_map)");
+	const users =
+		isNatsMap(leaf.authorization) && Array.isArray(leaf.authorization.users) ? leaf.authorization.users.filter(isNatsMap).map(u => str(u.user)) : [];
+	const expected = allRegionIds.map(edgeName);
+	if (users.slice().sort().join(" ") !== expected.slice().sort().join(" "))
+		problems.push(`leaf users are ${users.join(", ") || "none"}, not the regions' edges ${expected.join(", ")}`);
+	return problems;
+}
+
+/** The service of a compose file that mounts `confPath`, with its name. */
+function natsServiceOf(compose: ComposeFile, file: string, confPath: string): [string, ComposeService] | undefined {
+	return Object.entries(compose.services ?? {}).find(([, svc]) => volumeMounts(svc).some(m => resolve(dirname(file), m.source) === confPath));
+}
+
+/** A NATS service started from `confPath`, its JetStream on a volume, probed on its monitoring port. */
+function checkNatsServer(at: string, svc: ComposeService, file: string, confPath: string, conf: NatsMap): string[] {
+	const problems: string[] = [];
+	const mounts = volumeMounts(svc);
+	const confMount = mounts.find(m => resolve(dirname(file), m.source) === confPath)!;
+	if (flag(commandArgs(svc), "--config") !== confMount.target && flag(commandArgs(svc), "-c") !== confMount.target)
+		problems.push(`${at}: does not start with --config ${confMount.target}`);
+	for (const m of mounts)
+		if (m.source.endsWith(".conf") && resolve(dirname(file), m.source) !== confPath && !SHARED_NATS_CONFS.includes(basename(m.source)))
+			problems.push(`${at}: mounts ${m.source}, another server's config`);
+	const storeDir = isNatsMap(conf.jetstream) ? str(conf.jetstream.store_dir) : undefined;
+	if (storeDir && !mounts.some(m => m !== confMount && (storeDir === m.target || storeDir.startsWith(`${m.target}/`))))
+		problems.push(`${at}: JetStream's store_dir ${storeDir} is on no volume, so it is lost with the container`);
+	const test = svc.healthcheck?.test;
+	const healthcheck = Array.isArray(test) ? test.join(" ") : (test ?? "");
+	if (!healthcheck.includes(`:${NATS_MONITOR_PORT}/`)) problems.push(`${at}: healthcheck does not probe the monitoring port ${NATS_MONITOR_PORT}`);
+	return problems;
+}
+
+/** What ties a region's compose file to its NATS configs: the groups' edge server and the hub server, the right files mounted, ports, storage. */
+export function checkNatsService(regionId: string, compose: ComposeFile, file: string, conf: NatsMap, hubConf: NatsMap): string[] {
 	const problems: string[] = [];
 	const groups = edgehomeServices(compose, file);
 	const hosts = new Set(groups.map(([, svc]) => urlOf(environment(svc).EDGEHOME_NATS_URL)?.hostname).filter(h => h !== undefined));
@@ -387,23 +433,18 @@ export function checkNatsService(regionId: string, compose: ComposeFile, file: s
 	const [name] = hosts;
 	const svc = compose.services?.[name!];
 	if (!svc) return [];
-	const at = `service ${name}`;
-	const mounts = volumeMounts(svc);
-	const confMount = mounts.find(m => resolve(dirname(file), m.source) === natsConfPath(regionId));
-	if (!confMount) problems.push(`${at}: does not mount deploy/nats/${regionId}.conf`);
-	else if (flag(commandArgs(svc), "--config") !== confMount.target && flag(commandArgs(svc), "-c") !== confMount.target)
-		problems.push(`${at}: does not start with --config ${confMount.target}`);
-	for (const m of mounts)
-		if (m.source.endsWith(".conf") && resolve(dirname(file), m.source) !== natsConfPath(regionId) && !SHARED_NATS_CONFS.includes(basename(m.source)))
-			problems.push(`${at}: mounts ${m.source}, another region's config`);
-	const storeDir = isNatsMap(conf.jetstream) ? str(conf.jetstream.store_dir) : undefined;
-	if (storeDir && !mounts.some(m => m !== confMount && (storeDir === m.target || storeDir.startsWith(`${m.target}/`))))
-		problems.push(`${at}: JetStream's store_dir ${storeDir} is on no volume, so it is lost with the container`);
-	if (!publishedPorts(svc).some(p => p.target === NATS_GATEWAY_PORT && p.published === NATS_GATEWAY_PORT))
-		problems.push(`${at}: does not publish the gateway port ${NATS_GATEWAY_PORT}, so no other region can connect`);
-	const test = svc.healthcheck?.test;
-	const healthcheck = Array.isArray(test) ? test.join(" ") : (test ?? "");
-	if (!healthcheck.includes(`:${NATS_MONITOR_PORT}/`)) problems.push(`${at}: healthcheck does not probe the monitoring port ${NATS_MONITOR_PORT}`);
+	if (!volumeMounts(svc).some(m => resolve(dirname(file), m.source) === natsConfPath(regionId)))
+		problems.push(`service ${name}: does not mount deploy/nats/${regionId}.conf`);
+	else problems.push(...checkNatsServer(`service ${name}`, svc, file, natsConfPath(regionId), conf));
+	const hub = natsServiceOf(compose, file, hubConfPath(regionId));
+	if (!hub) return [...problems, `no service mounts deploy/nats/hub-${regionId}.conf: the region has no hub server`];
+	const [hubName, hubSvc] = hub;
+	problems.push(...checkNatsServer(`service ${hubName}`, hubSvc, file, hubConfPath(regionId), hubConf));
+	for (const [port, what] of [
+		[NATS_ROUTE_PORT, "route port, so no other hub server can connect"],
+		[NATS_LEAF_PORT, "leaf-node port, so no region's edge can connect"]
+	] as const)
+		if (!publishedPorts(hubSvc).some(p => p.target === port && p.published === port)) problems.push(`service ${hubName}: does not publish the ${what}`);
 	return problems;
 }
 
@@ -412,6 +453,10 @@ export const SHARED_NATS_CONFS = ["auth.conf"];
 
 export function readNatsConf(regionId: string): NatsMap {
 	return parseNatsConf(readFileSync(natsConfPath(regionId), "utf8"));
+}
+
+export function readHubConf(regionId: string): NatsMap {
+	return parseNatsConf(readFileSync(hubConfPath(regionId), "utf8"));
 }
 
 // ---- Dockerfile ----

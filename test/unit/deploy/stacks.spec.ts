@@ -9,6 +9,7 @@ import type { ComposeFile } from "./stack-checks.ts";
 import {
 	checkCompose,
 	checkDockerfile,
+	checkHubConf,
 	checkNatsConf,
 	checkNatsService,
 	checkPrometheus,
@@ -19,10 +20,12 @@ import {
 	DOCKERFILE,
 	durationMs,
 	groupNames,
+	hubConfPath,
 	natsConfPath,
 	parseCompose,
 	parseDockerfile,
 	ROOT,
+	readHubConf,
 	readNatsConf,
 	SHARED_NATS_CONFS,
 	scrapeTargets
@@ -48,16 +51,17 @@ function readCompose(regionId: string): { compose: ComposeFile; text: string; fi
 const clone = <T>(v: T): T => structuredClone(v);
 
 describe("deploy/ has a stack for every region and none for a region that does not exist", () => {
-	it.each(REGION_IDS)("%s has deploy/regions/<id>/compose.yml and deploy/nats/<id>.conf", id => {
+	it.each(REGION_IDS)("%s has deploy/regions/<id>/compose.yml, deploy/nats/<id>.conf and deploy/nats/hub-<id>.conf", id => {
 		expect(existsSync(composePath(id)), `deploy/regions/${id}/compose.yml`).toBe(true);
 		expect(existsSync(natsConfPath(id)), `deploy/nats/${id}.conf`).toBe(true);
+		expect(existsSync(hubConfPath(id)), `deploy/nats/hub-${id}.conf`).toBe(true);
 	});
 
 	it("holds no stack or NATS config for an unknown region", () => {
 		const stacks = readdirSync(join(DEPLOY, "regions"));
 		const confs = readdirSync(join(DEPLOY, "nats"))
 			.filter(f => f.endsWith(".conf") && !SHARED_NATS_CONFS.includes(f))
-			.map(f => f.replace(/\.conf$/, ""));
+			.map(f => f.replace(/\.conf$/, "").replace(/^hub-/, ""));
 		expect(stacks.filter(s => !REGION_IDS.includes(s))).toEqual([]);
 		expect(confs.filter(c => !REGION_IDS.includes(c))).toEqual([]);
 	});
@@ -73,15 +77,19 @@ describe.each(REGIONS)("the $id stack", region => {
 		expect(checkCompose(region, compose, file, KNOWN_SERVICES, text)).toEqual([]);
 	});
 
-	it("runs a NATS server from its own region's config, with JetStream on a volume and the gateway published", () => {
+	it("runs its edge and hub NATS servers from its own region's configs, JetStream on volumes, the hub's route and leaf-node ports published", () => {
 		const { compose, file } = readCompose(region.id);
-		expect(checkNatsService(region.id, compose, file, readNatsConf(region.id))).toEqual([]);
+		expect(checkNatsService(region.id, compose, file, readNatsConf(region.id), readHubConf(region.id))).toEqual([]);
 	});
 });
 
 describe.each(REGIONS)("deploy/nats/$id.conf", region => {
-	it("names its own region as cluster and gateway and has a gateway to every region", () => {
+	it("is its region's edge: its own JetStream domain, a leaf node of every hub server, its own region's first", () => {
 		expect(checkNatsConf(region.id, REGION_IDS, readNatsConf(region.id))).toEqual([]);
+	});
+
+	it("has a hub server config: domain hub, routes to every hub server, every region's edge mapped by its certificate", () => {
+		expect(checkHubConf(region.id, REGION_IDS, readHubConf(region.id))).toEqual([]);
 	});
 
 	// `nats-server -t` on each config, with the certificates and passwords it needs: nats-config.spec.ts.
@@ -89,7 +97,7 @@ describe.each(REGIONS)("deploy/nats/$id.conf", region => {
 
 describe("the NATS configs together", () => {
 	it("give every server its own name", () => {
-		const names = REGION_IDS.map(id => readNatsConf(id).server_name);
+		const names = REGION_IDS.flatMap(id => [readNatsConf(id).server_name, readHubConf(id).server_name]);
 		expect(new Set(names).size).toBe(names.length);
 	});
 });
@@ -218,16 +226,29 @@ describe("the checks catch a broken stack", () => {
 	});
 
 	it("a NATS config copied from another region", () => {
-		const conf = readNatsConf("cn-east");
-		expect(checkNatsConf("ap-south", REGION_IDS, conf).join("\n")).toMatch(/cluster name is cn-east[\s\S]*gateway name is cn-east/);
-		const fewer = parseNatsConf(readFileSync(natsConfPath("ap-south"), "utf8").replace(/^.*name: "eu-central".*$/m, ""));
-		expect(checkNatsConf("ap-south", REGION_IDS, fewer)).toEqual(["lists no gateway for region eu-central"]);
+		expect(checkNatsConf("ap-south", REGION_IDS, readNatsConf("cn-east")).join("\n")).toMatch(/JetStream domain is cn-east[\s\S]*dials .*hub\.cn-east.* first/);
+		const fewer = parseNatsConf(readFileSync(natsConfPath("ap-south"), "utf8").replace(/^.*hub\.eu-central\.edgehome\.internal.*$/m, ""));
+		expect(checkNatsConf("ap-south", REGION_IDS, fewer)).toEqual([
+			"the leaf-node remote does not dial the hub server of eu-central",
+			"the leaf-node remote dials 2 servers for 3 regions"
+		]);
+		expect(checkHubConf("ap-south", REGION_IDS, readHubConf("cn-east")).join("\n")).toMatch(/server_name is hub-cn-east[\s\S]*advertises hub\.cn-east/);
+		const unmapped = parseNatsConf(readFileSync(hubConfPath("ap-south"), "utf8").replace("verify_and_map: true", "verify: true"));
+		expect(checkHubConf("ap-south", REGION_IDS, unmapped)).toEqual(["leaf nodes are not authenticated by their certificate (tls verify_and_map)"]);
 	});
 
 	it("a stack mounting another region's NATS config", () => {
 		const copy = clone(compose);
 		copy.services!.nats!.volumes = ["../../nats/cn-east.conf:/etc/nats/edgehome.conf:ro", "nats-data:/data"];
-		expect(checkNatsService("ap-south", copy, file, readNatsConf("ap-south")).join("\n")).toMatch(/does not mount deploy\/nats\/ap-south\.conf/);
+		expect(checkNatsService("ap-south", copy, file, readNatsConf("ap-south"), readHubConf("ap-south")).join("\n")).toMatch(
+			/does not mount deploy\/nats\/ap-south\.conf/
+		);
+		const unpublished = clone(compose);
+		unpublished.services!["nats-hub"]!.ports = ["127.0.0.1:8223:8222"];
+		expect(checkNatsService("ap-south", unpublished, file, readNatsConf("ap-south"), readHubConf("ap-south"))).toEqual([
+			"service nats-hub: does not publish the route port, so no other hub server can connect",
+			"service nats-hub: does not publish the leaf-node port, so no region's edge can connect"
+		]);
 	});
 
 	it("an image missing a folder the program loads, or running as root", () => {

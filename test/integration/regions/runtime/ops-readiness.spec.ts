@@ -3,13 +3,13 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
 import { startRegionNode } from "../../../../app/node.ts";
 import { loadRegions } from "../../../../regions/loader.ts";
+import type { EdgeTopology } from "../../../harness/edge-topology.ts";
+import { startEdgeTopology } from "../../../harness/edge-topology.ts";
 import { freePort } from "../../../harness/free-port.ts";
-import type { Supercluster } from "../../../harness/supercluster.ts";
-import { startSupercluster } from "../../../harness/supercluster.ts";
 
 /** The ops port of a NATS-mode node on its own nats-server, which the test stops and starts again. */
 const TOKEN = "ops-readiness-spec-token-0123456789abcdef";
-let cluster: Supercluster;
+let cluster: EdgeTopology;
 let node: RegionNode;
 let port: number;
 const logged: string[] = [];
@@ -38,7 +38,7 @@ function otherAddress(): string {
 }
 
 beforeAll(async () => {
-	cluster = await startSupercluster(["cn-east", "ap-south"]);
+	cluster = await startEdgeTopology(["cn-east", "ap-south"]);
 	port = await freePort();
 	node = await startRegionNode({
 		region: loadRegions().find(r => r.id === "cn-east")!,
@@ -71,11 +71,29 @@ describe("ops port in NATS mode", () => {
 
 describe("readiness follows the region's NATS connection", () => {
 	it("answers 503 within 5 s of the NATS server going away, logs it, and is ready again once it is back", async () => {
-		expect(await readyz()).toEqual({ status: 200, body: { status: "ready", checks: { startup: "ok", broker: "ok", transporter: "ok", stores: "ok" } } });
+		const facts = { region: "cn-east", global: "available" };
+		expect(await readyz()).toEqual({
+			status: 200,
+			body: {
+				status: "ready",
+				ready: true,
+				serving: "own-users",
+				bus: "connected",
+				...facts,
+				checks: { startup: "ok", broker: "ok", transporter: "ok", stores: "ok" }
+			}
+		});
 		await cluster.kill("cn-east");
 		const tookMs = await readyzBecomes(503, 5000);
 		expect(tookMs).toBeLessThan(5000);
-		expect((await readyz()).body).toEqual({ status: "not-ready", checks: { startup: "ok", broker: "ok", transporter: "disconnected", stores: "ok" } });
+		expect((await readyz()).body).toEqual({
+			status: "not-ready",
+			ready: false,
+			serving: "none",
+			bus: "disconnected",
+			...facts,
+			checks: { startup: "ok", broker: "ok", transporter: "disconnected", stores: "ok" }
+		});
 		expect(logged.some(l => /bus connection lost/.test(l))).toBe(true);
 
 		await cluster.restart("cn-east");

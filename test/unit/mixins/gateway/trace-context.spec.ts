@@ -24,4 +24,10 @@ describe("traceContext", () => {
 		expect(traceContext({ "x-request-id": "req-12345678" }).requestId).toBe("req-12345678");
 		expect(traceContext({ "x-request-id": "bad id with spaces\nand a newline" }).requestId).toMatch(/^[0-9a-f]{32}$/);
 	});
+
+	it("draws well-formed, distinct new request ids across refills of its random pool", () => {
+		const ids = Array.from({ length: 3 * 4096 + 7 }, () => traceContext({}).requestId);
+		expect(ids.every(id => /^[0-9a-f]{32}$/.test(id))).toBe(true);
+		expect(new Set(ids).size).toBe(ids.length);
+	});
 });

@@ -165,7 +165,15 @@ describe("ops endpoint: /readyz", () => {
 	it("is ready once started, the transporter connected and the stores answer", async () => {
 		const res = await get("/readyz", `Bearer ${TOKEN}`);
 		expect(res.status).toBe(200);
-		expect(await res.json()).toEqual({ status: "ready", checks: { startup: "ok", broker: "ok", transporter: "ok", stores: "ok" } });
+		expect(await res.json()).toEqual({
+			status: "ready",
+			ready: true,
+			region: "ap-south",
+			serving: "own-users",
+			global: "available",
+			bus: "connected",
+			checks: { startup: "ok", broker: "ok", transporter: "ok", stores: "ok" }
+		});
 	});
 
 	it("turns not-ready when the relational store is gone, with a stable word and no store message", async () => {
@@ -173,7 +181,15 @@ describe("ops endpoint: /readyz", () => {
 		const res = await get("/readyz", `Bearer ${TOKEN}`);
 		expect(res.status).toBe(503);
 		const text = await res.text();
-		expect(JSON.parse(text)).toEqual({ status: "not-ready", checks: { startup: "ok", broker: "ok", transporter: "ok", stores: "failing" } });
+		expect(JSON.parse(text)).toEqual({
+			status: "not-ready",
+			ready: false,
+			region: "ap-south",
+			serving: "none",
+			global: "available",
+			bus: "connected",
+			checks: { startup: "ok", broker: "ok", transporter: "ok", stores: "failing" }
+		});
 		expect(text).not.toMatch(/sql|sqlite|closed|database/i);
 	});
 });
