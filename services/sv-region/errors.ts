@@ -36,3 +36,10 @@ export class UnknownRegionError extends Errors.MoleculerClientError {
 		super(`unknown region "${region}"`, 422, "UNKNOWN_REGION", { region });
 	}
 }
+
+/** `unregister` was asked to undo a user entry that has changed since the caller read it. */
+export class EntryChangedError extends Errors.MoleculerError {
+	constructor(userId: string, revision: number) {
+		super(`the directory entry of user ${userId} changed (now at revision ${revision})`, 409, "REVISION_MISMATCH", { userId, revision });
+	}
+}

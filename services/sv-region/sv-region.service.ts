@@ -12,10 +12,12 @@ import { HANDOVER_STEPS, HandoverRefused, handover } from "../../regions/ownersh
 import type { MoveRecord } from "../../regions/rehoming.ts";
 import { Mover } from "../../regions/rehoming.ts";
 import { envInt } from "../../regions/runtime/env.ts";
+import { globalProbeOf } from "../../regions/runtime/global-probe.ts";
+import { readiness } from "../../regions/runtime/health.ts";
 import { METRIC } from "../../regions/runtime/metric-names.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { HandoverRefusedError, IdentityNotFoundError, IdentityTakenError, MoveNotFoundError, UnknownRegionError } from "./errors.ts";
+import { EntryChangedError, HandoverRefusedError, IdentityNotFoundError, IdentityTakenError, MoveNotFoundError, UnknownRegionError } from "./errors.ts";
 
 export const MAX_IDENTITY_LENGTH = 320;
 /** Most user entries one census reads. */
@@ -89,17 +91,19 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			restricted: "directory",
 			params: {
 				$$strict: true,
+				// Chosen by the caller when it must know the id before the outcome (sv-user journals it): a fresh one otherwise.
+				userId: { ...userId, optional: true },
 				identities: { type: "array", min: 1, max: IDENTITY_KINDS.length, items: identity },
 				country
 			},
-			async handler(ctx: Context<{ identities: Identity[]; country?: string }>) {
+			async handler(ctx: Context<{ userId?: string; identities: Identity[]; country?: string }>) {
 				const { identities, country: c } = ctx.params;
 				const kinds = identities.map(i => i.kind);
 				if (new Set(kinds).size !== kinds.length)
 					throw new Errors.ValidationError("each identity kind may appear once", "VALIDATION_ERROR", [{ field: "identities", type: "unique" }]);
 				const { region, regions, directory } = this.runtime;
 				const assignment = assignRegion(regions, region.id, c);
-				const id = newUserId();
+				const id = ctx.params.userId ?? newUserId();
 				const home: HomeEntry = { region: assignment.region, epoch: 1, state: "active", pinned: assignment.pinned };
 				await directory.register(id, identities, home).catch(fromDirectory);
 				return { userId: id, ...home };
@@ -108,15 +112,46 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		unregister: {
 			restricted: "directory",
-			params: { $$strict: true, userId, identities: { type: "array", max: IDENTITY_KINDS.length, items: identity } },
-			async handler(ctx: Context<{ userId: string; identities: Identity[] }>) {
+			params: {
+				$$strict: true,
+				userId,
+				identities: { type: "array", max: IDENTITY_KINDS.length, items: identity },
+				// The user entry's revision the caller decided on: a newer one (a move, say) is left alone and answered REVISION_MISMATCH.
+				revision: { type: "number", integer: true, min: 1, optional: true }
+			},
+			/**
+			 * Undoes a registration: deletes the user entry, then releases the identities that point
+			 * at this user (others' are left alone). Reads the origin, so a lagging mirror hides
+			 * nothing; idempotent (what is already gone is no error), and bounded: one entry and at
+			 * most IDENTITY_KINDS.length identities, each a read and a delete within the store's timeout.
+			 * The entry goes first so that a failure half-way still leaves the identities to a re-run.
+			 */
+			async handler(ctx: Context<{ userId: string; identities: Identity[]; revision?: number }>) {
 				const { directory } = this.runtime;
-				const { userId: id, identities } = ctx.params;
-				// Release only reservations that really belong to this user.
-				await directory.release(id, identities).catch(fromDirectory);
+				const { userId: id, identities, revision } = ctx.params;
 				const user = await directory.entry(id).catch(fromDirectory);
-				if (user) await directory.store.delete(userKey(id), user.revision).catch(fromDirectory);
+				if (user && revision !== undefined && user.revision !== revision) throw new EntryChangedError(id, user.revision);
+				if (user)
+					await directory.store
+						.delete(userKey(id), user.revision)
+						.catch(async err => {
+							if (!(err instanceof DirectoryError && err.code === "REVISION_MISMATCH")) throw err;
+							const now = await directory.entry(id);
+							if (now) throw new EntryChangedError(id, now.revision);
+						})
+						.catch(fromDirectory);
+				await directory.release(id, identities).catch(fromDirectory);
 				return { userId: id, removed: Boolean(user) };
+			}
+		},
+
+		locate: {
+			restricted: "directory",
+			params: { $$strict: true, userId },
+			/** The user entry as the origin holds it, with its revision (null for none): for decisions a lagging mirror must not make. */
+			async handler(ctx: Context<{ userId: string }>) {
+				const entry = await this.runtime.directory.entry(ctx.params.userId).catch(fromDirectory);
+				return entry ? { userId: ctx.params.userId, ...entry.value, revision: entry.revision } : null;
 			}
 		},
 
@@ -166,9 +201,12 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		status: {
 			params: { $$strict: true },
-			handler() {
+			async handler() {
 				const { region, health } = this.runtime;
-				return { region: region.id, regions: health.all() };
+				// What the answering node can do (regions/runtime/health.ts), then how it sees every region.
+				const { serving, bus } = await readiness(this.broker);
+				const global = globalProbeOf(this.broker)?.state ?? { status: "unknown" };
+				return { region: region.id, node: this.broker.nodeID, serving, global, bus, regions: health.all() };
 			}
 		},
 

@@ -21,5 +21,21 @@ export const migrations: Migrations = {
 		async down(db: Kysely<any>) {
 			await db.schema.dropTable("users").execute();
 		}
+	},
+	// Registrations whose outcome is not known yet (pending-registrations.ts).
+	"0002_pending_registrations": {
+		async up(db: Kysely<any>) {
+			await db.schema
+				.createTable("pending_registrations")
+				.addColumn("user_id", "varchar(26)", c => c.primaryKey())
+				.addColumn("identities_enc", "varchar(4096)", c => c.notNull())
+				.addColumn("identities_kid", "varchar(16)", c => c.notNull())
+				.addColumn("created_at", "bigint", c => c.notNull())
+				.execute();
+			await db.schema.createIndex("pending_registrations_created_at").on("pending_registrations").column("created_at").execute();
+		},
+		async down(db: Kysely<any>) {
+			await db.schema.dropTable("pending_registrations").execute();
+		}
 	}
 };

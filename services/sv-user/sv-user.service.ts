@@ -8,6 +8,7 @@ import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { newUserId } from "../../regions/directory/entries.ts";
 import { sameIdentity } from "../../regions/directory/identity-form.ts";
 import {
 	IdentityInUseError,
@@ -19,6 +20,8 @@ import {
 } from "./errors.ts";
 import { migrations } from "./migrations.ts";
 import { decoyHash, hashPassword, verifyPassword } from "./passwords.ts";
+import type { PendingRegistrationMethods } from "./pending-registrations.ts";
+import { pendingRegistrationsMixin } from "./pending-registrations.ts";
 
 interface UserRow {
 	id: string;
@@ -62,11 +65,12 @@ interface Enrolment {
 	country?: string;
 }
 
-type Methods = MoveParticipantMethods & {
-	profile(row: UserRow): Profile;
-	findLogin(ctx: Context, login: string): Promise<{ userId: string } | undefined>;
-	enrol(ctx: Context, entry: Enrolment): Promise<{ id: string; username: string; region: string }>;
-};
+type Methods = MoveParticipantMethods &
+	PendingRegistrationMethods & {
+		profile(row: UserRow): Profile;
+		findLogin(ctx: Context, login: string): Promise<{ userId: string } | undefined>;
+		enrol(ctx: Context, entry: Enrolment): Promise<{ id: string; username: string; region: string }>;
+	};
 
 const openid = { type: "string", min: 6, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
 
@@ -104,11 +108,18 @@ function likePrefix(prefix: string): string {
  */
 const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	name: "sv-user",
-	mixins: [dbMixin<Tables>(migrations), moveParticipantMixin()],
+	mixins: [dbMixin<Tables>(migrations), moveParticipantMixin(), pendingRegistrationsMixin()],
 
 	actions: {
 		register: {
 			params: { $$strict: true, username, password, email, phone, country },
+			/**
+			 * A new user: USERNAME_TAKEN, EMAIL_TAKEN, PHONE_TAKEN for an identity another user holds.
+			 * DIRECTORY_UNAVAILABLE (503, data.retryAfter) means the outcome is unknown: the directory may
+			 * still commit the reservation. A retry may then answer USERNAME_TAKEN (or EMAIL_TAKEN…)
+			 * until this region's sweeper has undone it: within about 90 s (REGISTRATION_GRACE_MS plus
+			 * up to 1.5 sweep intervals, pending-registrations.ts) once the directory answers again.
+			 */
 			async handler(ctx: Context<{ username: string; password: string; email?: string; phone?: string; country?: string }>) {
 				const p = ctx.params;
 				if (p.password.toLowerCase().includes(p.username.toLowerCase())) throw new PasswordHasUsernameError();
@@ -322,19 +333,26 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	},
 
 	methods: {
-		/** Reserves the identities (assigning the home), writes the row there, and gives the identities back if that fails. */
+		/**
+		 * Reserves the identities (assigning the home), writes the row there, and gives the identities
+		 * back if that fails. Journaled first: a failure whose outcome is unknown is left to the sweeper.
+		 */
 		async enrol(ctx: Context, entry: Enrolment) {
+			const id = newUserId();
+			await this.journalRegistration(id, entry.identities);
 			let reserved: { userId: string; region: string };
 			try {
-				reserved = await ctx.call("sv-region.register", { identities: entry.identities, ...(entry.country ? { country: entry.country } : {}) });
+				reserved = await ctx.call("sv-region.register", { userId: id, identities: entry.identities, ...(entry.country ? { country: entry.country } : {}) });
 			} catch (err) {
 				const e = err as { type?: string; data?: { kind?: string } };
+				// Refusals leave nothing reserved; any other failure may have, and is left to the sweeper.
+				if (e.type === "VALIDATION_ERROR" || e.type === "IDENTITY_TAKEN") await this.registrationSettled(id);
 				if (e.type === "IDENTITY_TAKEN" && e.data?.kind) throw new IdentityInUseError(e.data.kind);
 				throw err;
 			}
 			try {
 				await ctx.call("sv-user.create", {
-					userId: reserved.userId,
+					userId: id,
 					username: entry.username,
 					passwordHash: entry.passwordHash,
 					email: entry.email,
@@ -342,11 +360,11 @@ const svUser: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					country: entry.country
 				});
 			} catch (err) {
-				// The profile could not be written at home: give the identities back.
-				await ctx.call("sv-region.unregister", { userId: reserved.userId, identities: entry.identities }).catch(() => undefined);
+				await this.profileNotWritten(ctx, id, entry.identities, err);
 				throw err;
 			}
-			return { id: reserved.userId, username: entry.username, region: reserved.region };
+			await this.registrationSettled(id);
+			return { id, username: entry.username, region: reserved.region };
 		},
 		findLogin(ctx: Context, value: string): Promise<{ userId: string } | undefined> {
 			return ctx.call<{ userId: string }, Identity>("sv-region.resolve", loginIdentity(value)).catch((err: { type?: string }) => {

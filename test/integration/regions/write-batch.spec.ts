@@ -129,17 +129,22 @@ describe("fenced writes committed in batches on MariaDB", () => {
 	it("lets a freeze wait for the whole batch in flight, and refuses every write after it", async () => {
 		const fence = s.fence({ batchHoldMs: 5000 });
 		const [mover, other] = await Promise.all([s.owned(), s.owned()]);
+		let inserted!: () => void;
+		const batchHoldsTheRow = new Promise<void>(r => (inserted = r));
+		let handlerDoneAt = 0;
 		const inFlight = [
 			fence.run(mover, 1, async () => {
 				await s.insert(mover, "in flight");
+				inserted();
 				await sleep(300);
+				handlerDoneAt = Date.now();
 			}),
 			fence.run(other, 1, () => s.insert(other, "same batch"))
 		];
-		await sleep(100);
-		const started = Date.now();
+		await batchHoldsTheRow;
 		await s.freeze(mover);
-		expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+		// The freeze got the row only once the batch, its slow write included, was over.
+		expect(handlerDoneAt).toBeGreaterThan(0);
 		await Promise.all(inFlight);
 		await expect(fence.run(mover, 1, () => s.insert(mover, "late"))).rejects.toMatchObject({ type: "USER_MOVING" });
 		expect(await s.tags(mover)).toEqual(["in flight"]);

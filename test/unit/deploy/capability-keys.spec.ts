@@ -71,9 +71,11 @@ describe("the writes behind the public ways in", () => {
 				"sv-region.unregister",
 				"sv-region.reserve",
 				"sv-region.release",
+				"sv-region.locate",
 				"sv-user.create",
 				"sv-user.update",
-				"sv-user.registerWechat"
+				"sv-user.registerWechat",
+				"sv-user.hasProfile"
 			].sort()
 		);
 	});

@@ -210,9 +210,9 @@ export function channelStoreContract(name: string, open: () => Promise<ChannelSt
 			const other = await consume(store, "other");
 			await store.publish(message(channel, 7, { key: "k" }));
 			await until("both groups' deliveries", () => g.seen.length === 1 && other.seen.length === 1);
-			// The dead letter is written before the settle the handler awaits; the replay below needs it stored.
+			// Seen when delivered: the dead letter (and, the first time, its stream) is stored while the handler settles.
+			await expect.poll(async () => (await store.deadLetters(channel, 10)).length, { timeout: 3000, interval: 50 }).toBe(1);
 			const dead = await store.deadLetters(channel, 10);
-			expect(dead).toHaveLength(1);
 			expect(dead[0]).toMatchObject({ id: `m-7-${counter}`, channel, group: "g", key: "k", error: "boom", errorType: "E_BOOM", attempts: 3 });
 			expect(JSON.parse(dead[0]!.payload)).toEqual({ n: 7 });
 			await expect.poll(() => store.pending(channel, "g"), { timeout: 3000, interval: 50 }).toBe(0);
