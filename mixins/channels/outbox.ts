@@ -28,7 +28,8 @@ export const FORWARDER_SETTINGS: Omit<ConsumerSettings, "channel"> = {
 	maxInFlight: 32,
 	// Nothing is lost to an outage, however long: only a message the target refuses outright is dead-lettered.
 	maxRetries: Number.POSITIVE_INFINITY,
-	ackWaitMs: 30_000,
+	// Twice a forward's own bound: a message a stopped node had pulled goes to another forwarder this soon.
+	ackWaitMs: 2 * FORWARD_TIMEOUT_MS,
 	deadLettering: true,
 	backoff: { baseMs: 200, maxMs: 5000 },
 	permanent: err => PERMANENT_CHANNEL_ERRORS.has((err as { type?: string })?.type ?? "")

@@ -146,8 +146,8 @@ describe("a region's outboxes", () => {
 		await sleep(1000);
 		expect(handled).toEqual([]);
 		const again = await start("eu-central", [], restartEnv);
-		// Within a second, unless the stopped node had pulled a message it never handled: that one comes back after the forwarder's ack wait (30 s).
-		await expect.poll(() => handled.length, { timeout: 45_000, interval: 100 }).toBe(sent.length);
+		// Within a second, unless the stopped node had pulled a message it never handled: that one comes back after the forwarder's ack wait (10 s).
+		await expect.poll(() => handled.length, { timeout: 20_000, interval: 100 }).toBe(sent.length);
 		expect(handled).toEqual(sent.map((id, seq) => ({ id, seq })));
 		await expect.poll(() => outboxPending(again), { timeout: 5000 }).toBe(0);
 		// The receiving region sent nothing away: it has its channel's stream and no outbox.
