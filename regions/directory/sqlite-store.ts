@@ -151,6 +151,9 @@ export class SqliteDirectoryStore implements DirectoryStore {
 		};
 	}
 
+	/** The file is the origin: a write commits whenever the store is open. */
+	async checkOrigin(): Promise<void> {}
+
 	async close(): Promise<void> {
 		if (this.closed) return;
 		this.closed = true;

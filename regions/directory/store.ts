@@ -57,6 +57,11 @@ export interface DirectoryStore {
 	 * in revision order, including deletes.
 	 */
 	watch<T>(onChange: (change: DirectoryChange<T>) => void, opts?: { fromRevision?: number }): Promise<DirectoryWatch>;
+	/**
+	 * Resolves when a write to the origin could commit now; DIRECTORY_UNAVAILABLE, saying why, when it could not.
+	 * Not a read: an origin that lost its quorum may go on answering reads for seconds.
+	 */
+	checkOrigin(): Promise<void>;
 	close(): Promise<void>;
 }
 

@@ -17,8 +17,6 @@ export interface GlobalProbeOptions {
 	timeoutMs: number;
 }
 
-/** Never written: reading it costs the origin one lookup, whatever the directory holds. */
-export const PROBE_KEY = "probe.global-operations";
 const JITTER = 0.2;
 const MIDDLEWARE_NAME = "GlobalProbe";
 
@@ -29,10 +27,11 @@ export function globalProbeOf(broker: ServiceBroker): GlobalProbe | undefined {
 }
 
 /**
- * Whether this node can reach the directory's origin now, so whether operations that need global
- * agreement (registration, moves, identity changes) can succeed. One authoritative read at a
+ * Whether a write to the directory's origin could commit now, so whether operations that need global
+ * agreement (registration, moves, identity changes) can succeed. Not a read: an origin leader cut off
+ * from its quorum goes on answering reads for seconds (DirectoryStore.checkOrigin). One check at a
  * time: the next starts only after the previous settled, however long the store takes, while
- * the status turns unavailable as soon as the read outlasts `timeoutMs`.
+ * the status turns unavailable as soon as the check outlasts `timeoutMs`.
  */
 export class GlobalProbe {
 	private readonly opts: GlobalProbeOptions;
@@ -84,7 +83,7 @@ export class GlobalProbe {
 			this.record("unavailable", `the origin did not answer within ${this.opts.timeoutMs} ms`);
 		}, this.opts.timeoutMs);
 		bound.unref();
-		await this.opts.store.get(PROBE_KEY, { authoritative: true }).then(
+		await this.opts.store.checkOrigin().then(
 			() => (late ? undefined : this.record("available")),
 			(err: Error) => this.record("unavailable", err.message)
 		);
@@ -99,7 +98,7 @@ export class GlobalProbe {
 	private record(status: GlobalStatus, cause?: string): void {
 		if (!this.running || this.current.status === status) return;
 		this.current = { status, since: Date.now() };
-		if (status === "available") this.logger?.info("global operations available: the directory's origin answers");
+		if (status === "available") this.logger?.info("global operations available: the directory's origin can commit writes");
 		else this.logger?.warn(`global operations unavailable (registration, moves, identity changes): ${cause}`);
 	}
 }

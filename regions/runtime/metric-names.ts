@@ -106,6 +106,6 @@ export const SAMPLED_METRICS: MetricDefinition[] = [
 	{
 		name: METRIC.globalOperationsAvailable,
 		type: "gauge",
-		help: "1 while this node reaches the directory's origin, so registration, moves and identity changes can succeed"
+		help: "1 while a write to the directory's origin could commit now (its leader hears from a quorum), so registration, moves and identity changes can succeed"
 	}
 ];

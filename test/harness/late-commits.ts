@@ -51,6 +51,7 @@ export function lateCommits(store: DirectoryStore): LateCommits {
 		update: (key, value, revision) => write("update", key, () => store.update(key, value, revision)),
 		delete: (key, revision) => write("delete", key, () => store.delete(key, revision)),
 		watch: (onChange, opts) => store.watch(onChange, opts),
+		checkOrigin: () => store.checkOrigin(),
 		close: () => store.close()
 	};
 }

@@ -25,11 +25,12 @@ const DIRECTORY_TIMEOUT_MS = 2000;
 /** An operation needing global agreement must have failed within this, gateway to directory and back. */
 export const GLOBAL_FAILURE_BOUND_MS = DIRECTORY_TIMEOUT_MS + 1500;
 /**
- * How long /readyz may keep saying global operations are "available" once the region is alone: when the origin's
- * stream leader is the region's own hub server, it answers reads until it notices it lost its quorum (NATS raft,
- * about 10 s), and the global probe is a read.
+ * How long /readyz may keep saying global operations are "available" once the region is alone. The global probe asks
+ * whether a write could commit (NatsKvDirectoryStore.checkOrigin): a leader alone is seen within 2 s of its replicas'
+ * last answer, an origin out of reach at the probe's 2 s bound, plus up to 1.2 s until the next probe. Measured
+ * 2.1–2.9 s (test/multi-region/global-quorum.spec.ts, region-cutoff.spec.ts, region-servers-killed.spec.ts).
  */
-export const GLOBAL_NOTICE_BOUND_MS = 20_000;
+export const GLOBAL_NOTICE_BOUND_MS = 5000;
 /** A restarted node must be ready (and say what it can do) within this. */
 export const READY_BOUND_MS = 10_000;
 const PASSWORD = "cut off but serving 7";

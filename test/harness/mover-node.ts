@@ -66,6 +66,7 @@ function holding(store: DirectoryStore): DirectoryStore {
 		delete: (key, revision) => store.delete(key, revision),
 		list: (prefix, opts) => store.list(prefix, opts),
 		watch: (onChange, opts) => store.watch(onChange, opts),
+		checkOrigin: () => store.checkOrigin(),
 		close: () => store.close()
 	};
 }

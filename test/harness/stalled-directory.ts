@@ -49,6 +49,7 @@ export function stalledDirectory(store: DirectoryStore): StalledDirectory {
 				if (!snapshot) onChange(change);
 			}, opts);
 		},
+		checkOrigin: () => store.checkOrigin(),
 		close: () => store.close()
 	};
 }

@@ -4,14 +4,14 @@ import { DirectoryError } from "../../regions/directory/store.ts";
 /** A directory store as a region cut off from the directory's origin sees it. */
 export interface UnreachableOrigin extends DirectoryStore {
 	/**
-	 * From now on every authoritative read and every write fails: `refuse` at once with
+	 * From now on every authoritative read, origin check and write fails: `refuse` at once with
 	 * DIRECTORY_UNAVAILABLE, as the NATS store answers a lost route; `hang` only once `reach` is called,
 	 * as a request that gets no answer at all.
 	 */
 	cut(how?: "refuse" | "hang"): void;
 	/** The origin answers again; hanging calls go on to the real store. */
 	reach(): void;
-	/** Authoritative reads started and not yet settled. */
+	/** Authoritative reads and origin checks started and not yet settled. */
 	readonly pendingOriginReads: number;
 }
 
@@ -54,6 +54,7 @@ export function unreachableOrigin(store: DirectoryStore): UnreachableOrigin {
 		update: (key, value, revision) => viaOrigin("update", () => store.update(key, value, revision)),
 		delete: (key, revision) => viaOrigin("delete", () => store.delete(key, revision)),
 		watch: (onChange, opts) => store.watch(onChange, opts),
+		checkOrigin: () => read("check origin", { authoritative: true }, () => store.checkOrigin()),
 		close: () => store.close()
 	};
 }

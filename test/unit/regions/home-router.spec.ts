@@ -10,6 +10,8 @@ import { loadRegions } from "../../../regions/loader.ts";
 import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { REGION_IDS as ids, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import type { StalledDirectory } from "../../harness/stalled-directory.ts";
+import { stalledDirectory } from "../../harness/stalled-directory.ts";
 import { within } from "../../harness/waiting.ts";
 
 /** A per-user actor: where it ran, and a write counter kept in the node's memory. */
@@ -277,5 +279,56 @@ describe("region routing (embedded, three regions)", () => {
 		});
 		expect(Date.now() - started).toBeLessThan(5000);
 		await expect(where("cn-east", { filter: { region: "ap-south" } })).resolves.toMatchObject({ region: "ap-south" });
+	});
+});
+
+describe("home routing while the caller's directory view lags behind the origin (embedded, three regions)", () => {
+	/** ap-south's view of the directory: frozen on demand, like a mirror behind its origin, its origin reads recorded. */
+	const LAGGING = "ap-south";
+	let view: StalledDirectory;
+	const originReads: string[] = [];
+	let lagged: EmbeddedRegions | undefined;
+
+	beforeAll(async () => {
+		lagged = await startEmbeddedRegions({
+			namespacePrefix: "router-lag-",
+			services: ["sv-region"],
+			schemas: [profile],
+			viewOf: (id, shared) => {
+				if (id !== LAGGING) return shared;
+				view = stalledDirectory(shared);
+				return {
+					...view,
+					get: (key, opts) => {
+						if (opts?.authoritative) originReads.push(key);
+						return view.get(key, opts);
+					}
+				};
+			}
+		});
+		await view.stall();
+	});
+
+	afterAll(() => lagged?.stop());
+
+	it("routes a user the origin has and the caller's view does not yet to the user's home", async () => {
+		const { userId, region } = await lagged!.nodes["cn-east"]!.broker.call<{ userId: string; region: string }, unknown>("sv-region.register", {
+			identities: [{ kind: "username", value: "registered-a-moment-ago" }],
+			country: "DE"
+		});
+		expect(region).toBe("eu-central");
+		const caller = lagged!.nodes[LAGGING]!;
+		expect(await view.get(userKey(userId))).toBeUndefined();
+		const res = await caller.broker.call<{ region: string; meta: { originRegion: string; hops: number } }, unknown>("profile.where", { userId });
+		expect(res).toMatchObject({ region: "eu-central", meta: { originRegion: LAGGING, hops: 1 } });
+		expect(originReads).toContain(userKey(userId));
+	});
+
+	it("still answers USER_NOT_FOUND for a user unknown everywhere, after one origin read", async () => {
+		const userId = "1".repeat(26);
+		const started = Date.now();
+		await expect(lagged!.nodes[LAGGING]!.broker.call("profile.where", { userId })).rejects.toMatchObject({ type: "USER_NOT_FOUND", code: 404 });
+		expect(originReads.filter(key => key === userKey(userId))).toHaveLength(1);
+		expect(Date.now() - started).toBeLessThan(1000);
 	});
 });

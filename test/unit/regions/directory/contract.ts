@@ -149,6 +149,11 @@ export function directoryContract(name: string, open: () => Promise<DirectorySto
 			expect(await store.get(key)).toBeUndefined();
 		});
 
+		it("says the origin can commit a write while it can, and the write then commits", async () => {
+			await store.checkOrigin();
+			expect(await store.create<Value>(`${ns}.checked`, { n: 1 })).toBeGreaterThan(0);
+		});
+
 		it("numbers every write with a revision higher than the one before, across keys", async () => {
 			const a = await store.create<Value>(`${ns}.a`, { n: 1 });
 			const b = await store.create<Value>(`${ns}.b`, { n: 1 });

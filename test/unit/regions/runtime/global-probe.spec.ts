@@ -35,7 +35,7 @@ describe("global operations probe", () => {
 		const availableSince = probe.state.since;
 
 		store.cut("refuse");
-		// A refused read is seen at the next probe: within one jittered interval.
+		// A refused check is seen at the next probe: within one jittered interval.
 		expect(await becomes("unavailable", 1000)).toBeLessThan(INTERVAL_MS * 1.2 + 100);
 		expect(probe.state.since).toBeGreaterThanOrEqual(availableSince);
 
@@ -43,19 +43,19 @@ describe("global operations probe", () => {
 		expect(await becomes("available", 1000)).toBeLessThan(INTERVAL_MS * 1.2 + 100);
 	});
 
-	it("declares the origin unreachable at its bound when a read gets no answer, and never stacks a second read on it", async () => {
+	it("declares the origin unreachable at its bound when a check gets no answer, and never stacks a second check on it", async () => {
 		probe.start();
 		await becomes("available", 1000);
 		store.cut("hang");
 		const tookMs = await becomes("unavailable", 2000);
 		expect(tookMs).toBeGreaterThanOrEqual(TIMEOUT_MS - 10);
 		expect(tookMs).toBeLessThan(INTERVAL_MS * 1.2 + TIMEOUT_MS + 100);
-		// Many intervals later the one read is still waiting, alone.
+		// Many intervals later the one check is still waiting, alone.
 		await sleep(INTERVAL_MS * 6);
 		expect(store.pendingOriginReads).toBe(1);
 		expect(probe.state.status).toBe("unavailable");
 
-		// The held read then answers late, which is not enough: only the next read, in time, makes it available.
+		// The held check then answers late, which is not enough: only the next check, in time, makes it available.
 		store.reach();
 		expect(await becomes("available", 1000)).toBeGreaterThanOrEqual(INTERVAL_MS * 0.8 - 5);
 		expect(store.pendingOriginReads).toBe(0);
