@@ -97,7 +97,10 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 
 	const regions = opts.regions ?? loadRegions();
 	const ownDirectory = opts.directory ? undefined : await openSqliteDirectory(":memory:");
+	// Made below, once the directory it probes exists.
+	let globalProbe: GlobalProbe | undefined;
 	const directory = new HomeDirectory({
+		originAvailable: () => globalProbe?.state.status === "available",
 		store: opts.directory?.store ?? ownDirectory!,
 		regions: regions.map(r => r.id),
 		blindIndexKey: opts.directory?.blindIndexKey ?? randomBytes(32),
@@ -139,7 +142,7 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 		authoritative: userId => directory.entry(userId).then(e => e?.value, fromDirectoryFailure),
 		movingWaitMs: envInt(env, "EDGEHOME_MOVING_WAIT_MS", 1000, 0, 60_000)
 	});
-	const globalProbe = new GlobalProbe({
+	globalProbe = new GlobalProbe({
 		store: directory.store,
 		intervalMs: envInt(env, "EDGEHOME_GLOBAL_PROBE_MS", 1000, 50),
 		timeoutMs: envInt(env, "EDGEHOME_GLOBAL_PROBE_TIMEOUT_MS", 2000, 50)

@@ -18,7 +18,7 @@ import { encodeResponse, sendApiError } from "./gateway/response.ts";
 import type { RouteMiddleware } from "./gateway/route-middlewares.ts";
 import { runMiddlewares } from "./gateway/route-middlewares.ts";
 import type { GatewayContext, GatewayRequest, GatewayRoute, GatewayService } from "./gateway/routes.ts";
-import { SECURITY_HEADERS } from "./gateway/security-headers.ts";
+import { setSecurityHeaders } from "./gateway/security-headers.ts";
 import type { GatewaySettings } from "./gateway/settings.ts";
 import { corsOptions, gatewaySettings, MAX_BODY_BYTES } from "./gateway/settings.ts";
 import { traceContext } from "./gateway/trace-context.ts";
@@ -122,8 +122,8 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 				req.$clientIp = clientIp(req, this.proxies);
 				// moleculer-web answers the request id as X-Request-ID itself.
 				options.requestID = req.$requestId = trace.requestId;
+				setSecurityHeaders(res);
 				if (trace.traceparent) res.setHeader("traceparent", trace.traceparent);
-				for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
 			},
 			onError(this: GatewayService, req: GatewayRequest, res: ServerResponse, err: unknown) {
 				this.sendApiError(req, res, err);

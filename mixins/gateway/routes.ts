@@ -108,8 +108,9 @@ export interface GatewayService extends Service<GatewaySettings> {
 	openapi?: object;
 	httpHandler(req: IncomingMessage, res: ServerResponse): void;
 	authenticateUser(ctx: GatewayContext, req: GatewayRequest, route: GatewayRoute): { id: string } | Promise<{ id: string }>;
-	authorize(ctx: GatewayContext, userId: string, permission: { resource: string; action: string }): void | Promise<void>;
-	limit(key: string, limit: RateLimit): void | Promise<void>;
+	/** `key`, `now`: the decision's cache key and the time, when the caller has them already (see edge-checks.ts). */
+	authorize(ctx: GatewayContext, userId: string, permission: { resource: string; action: string }, key?: string, now?: number): void | Promise<void>;
+	limit(key: string, limit: RateLimit, now?: number): void | Promise<void>;
 	aliasHandler(req: GatewayRequest, res: ServerResponse, alias: { action?: string; handler?: { route?: GatewayRoute } }): unknown;
 	serveRoute(route: GatewayRoute, req: GatewayRequest, res: ServerResponse): true | Promise<true>;
 	/** moleculer-web's: the response of a served request, the CORS headers (true when it answered a preflight), the access line. */

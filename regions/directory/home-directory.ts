@@ -20,6 +20,8 @@ export interface HomeDirectoryOptions {
 	regions: string[];
 	blindIndexKey: Buffer;
 	cacheSize?: number;
+	/** Whether the origin can commit writes now (the node's global probe): identities are then resolved there. */
+	originAvailable?: () => boolean;
 }
 
 /**
@@ -30,6 +32,7 @@ export class HomeDirectory {
 	readonly store: DirectoryStore;
 	readonly cache: HomeCache;
 	private readonly key: Buffer;
+	private readonly originAvailable: () => boolean;
 	private watch: DirectoryWatch | undefined;
 	/**
 	 * Users being read past the cache, with the newest revision the feed reported meanwhile: a read
@@ -47,6 +50,7 @@ export class HomeDirectory {
 		this.store = opts.store;
 		this.key = opts.blindIndexKey;
 		this.cache = new HomeCache(opts.regions, opts.cacheSize);
+		this.originAvailable = opts.originAvailable ?? (() => false);
 	}
 
 	/** Subscribes to the change feed; until then nothing is cached, so nothing can go stale. */
@@ -169,8 +173,20 @@ export class HomeDirectory {
 		return blindIndex(this.key, identity.kind, identity.value);
 	}
 
+	/**
+	 * The user an identity names. A login right after its registration must find it, and this
+	 * region's mirror may not have it yet: the origin answers whenever it is available, for every
+	 * identity alike (asking it on a miss only would time unknown logins apart from known ones),
+	 * and the mirror while it is not (a region cut off still logs its users in).
+	 */
 	async resolve(identity: Identity): Promise<string | undefined> {
-		const entry = await this.store.get<IdentityEntry>(identityKey(identity.kind, this.blind(identity)));
+		const key = identityKey(identity.kind, this.blind(identity));
+		const entry = this.originAvailable()
+			? await this.store.get<IdentityEntry>(key, AUTHORITATIVE).catch(err => {
+					if (err instanceof DirectoryError && err.code === "DIRECTORY_UNAVAILABLE") return this.store.get<IdentityEntry>(key);
+					throw err;
+				})
+			: await this.store.get<IdentityEntry>(key);
 		return entry?.value.userId;
 	}
 

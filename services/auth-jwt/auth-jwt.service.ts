@@ -69,8 +69,9 @@ interface Methods extends MoveParticipantMethods {
 	issue(session: OpenedSession): Promise<Tokens>;
 	refreshKeys(): Promise<void>;
 	verifyToken(token: string, client?: ClientType): VerifiedAccess | Promise<VerifiedAccess>;
-	acceptClaims(claims: VerifiedAccess, client?: ClientType): VerifiedAccess;
-	fromHome(claims: VerifiedAccess, client?: ClientType): VerifiedAccess | Promise<VerifiedAccess>;
+	/** `now`: the time the caller read for this check, when it read one without waiting since. */
+	acceptClaims(claims: VerifiedAccess, client?: ClientType, now?: number): VerifiedAccess;
+	fromHome(claims: VerifiedAccess, client?: ClientType, now?: number): VerifiedAccess | Promise<VerifiedAccess>;
 }
 
 const client = { type: "enum", values: [...CLIENT_TYPES] } as const;
@@ -79,12 +80,16 @@ const refreshToken = { type: "string", min: 70, max: 70, pattern: REFRESH_TOKEN,
 
 const tokenSettings = (s: AuthSettings): TokenSettings => ({ issuer: s.issuer, audience: s.audience });
 
+/** Characters of a token's tail that key the verified-token cache: 96 bits of its signature. */
+const CACHE_KEY_CHARS = 16;
+
 /**
- * Where a verified token is cached: its signature segment. A lookup hashes this short tail, not the
- * whole token (a new string per request, hashed anew: a measurable share of a request); the entry
- * keeps the whole token, and only that very token is a hit.
+ * Where a verified token is cached: the last characters of its signature. A lookup hashes this
+ * short tail, not the whole token or signature (a new string per request, hashed anew: a
+ * measurable share of a request); the entry keeps the whole token, and only that very token is a
+ * hit, so tokens that share a tail can only miss.
  */
-const cacheKey = (token: string): string => token.slice(token.lastIndexOf(".") + 1);
+const cacheKey = (token: string): string => token.slice(-CACHE_KEY_CHARS);
 
 function settingsFromEnv(env = process.env): AuthSettings {
 	return {
@@ -317,7 +322,9 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			const key = cacheKey(raw);
 			const entry = this.verified.peek(key);
 			const claims = entry && entry.token === raw ? entry.claims : undefined;
-			if (claims && claims.exp * 1000 > Date.now() && this.ring.keys.has(claims.kid)) return this.fromHome(claims, expected);
+			// One clock read for the expiry and the revocation check (each read is a measurable cost on some hosts).
+			const now = Date.now();
+			if (claims && claims.exp * 1000 > now && this.ring.keys.has(claims.kid)) return this.fromHome(claims, expected, now);
 			if (claims) this.verified.delete(key);
 			return verifyAccess(tokenSettings(this.settings), this.ring.keys, raw).then(
 				fresh => {
@@ -336,8 +343,8 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		 * the directory says the user lives, or one region's key could sign for another region's
 		 * users by naming itself. A token from before a move is refused; the client refreshes.
 		 */
-		fromHome(claims, expected) {
-			if (this.runtime.directory.cached(claims.sub)?.region === claims.rgn) return this.acceptClaims(claims, expected);
+		fromHome(claims, expected, now) {
+			if (this.runtime.directory.cached(claims.sub)?.region === claims.rgn) return this.acceptClaims(claims, expected, now);
 			return (async () => {
 				// This node's view first, then the origin (a move this node has not heard of yet).
 				if ((await this.runtime.directory.home(claims.sub))?.region !== claims.rgn && (await this.runtime.directory.refresh(claims.sub))?.region !== claims.rgn)
@@ -347,9 +354,9 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		},
 
 		/** Verified claims are accepted for this client type while their session is not revoked (and that is known). */
-		acceptClaims(claims, expected) {
+		acceptClaims(claims, expected, now = Date.now()) {
 			if (expected && claims.cli !== expected) throw new TokenRefusedError("TOKEN_CLIENT", "token belongs to another client type");
-			const state = this.feed.check(claims.rgn, claims.sid);
+			const state = this.feed.check(claims.rgn, claims.sid, now);
 			if (state === "stale") throw new RevocationsUnknownError(claims.rgn);
 			if (state === "revoked") throw new SessionRevokedError();
 			return claims;
