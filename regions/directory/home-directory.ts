@@ -175,19 +175,23 @@ export class HomeDirectory {
 
 	/**
 	 * The user an identity names. A login right after its registration must find it, and this
-	 * region's mirror may not have it yet: the origin answers whenever it is available, for every
-	 * identity alike (asking it on a miss only would time unknown logins apart from known ones),
-	 * and the mirror while it is not (a region cut off still logs its users in).
+	 * region's mirror may not have it yet: while the origin can commit, both are asked, for every
+	 * identity alike (asking the origin on a miss only would time unknown logins apart from known
+	 * ones), and either one's answer counts (a hub server cut off from the stream's leader can say
+	 * "not found" for a key it holds). While it cannot, the mirror answers: a region cut off still
+	 * logs its users in.
 	 */
 	async resolve(identity: Identity): Promise<string | undefined> {
 		const key = identityKey(identity.kind, this.blind(identity));
-		const entry = this.originAvailable()
-			? await this.store.get<IdentityEntry>(key, AUTHORITATIVE).catch(err => {
-					if (err instanceof DirectoryError && err.code === "DIRECTORY_UNAVAILABLE") return this.store.get<IdentityEntry>(key);
-					throw err;
-				})
-			: await this.store.get<IdentityEntry>(key);
-		return entry?.value.userId;
+		if (!this.originAvailable()) return (await this.store.get<IdentityEntry>(key))?.value.userId;
+		const [origin, local] = await Promise.all([
+			this.store.get<IdentityEntry>(key, AUTHORITATIVE).catch(err => {
+				if (err instanceof DirectoryError && err.code === "DIRECTORY_UNAVAILABLE") return undefined;
+				throw err;
+			}),
+			this.store.get<IdentityEntry>(key)
+		]);
+		return (origin ?? local)?.value.userId;
 	}
 
 	/**

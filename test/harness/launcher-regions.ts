@@ -87,7 +87,12 @@ export class LauncherRegions {
 			expect(res.body.region).toBe(region);
 		}
 		const served = await this.untilEveryHomeServed(this.regions, 15_000);
-		return `launchers ready in ${ready.map(r => r.readyMs).join("/")} ms, every gateway served every home ${served} ms after registration`;
+		// Logins find new users at the origin at once; a region cut off later serves from its mirror, so let the mirrors catch up first.
+		const mirrored = await within(async () => {
+			for (const region of this.regions) for (const user of this.users) if ((await this.homeInMirror(region, user.id)) !== user.home) return false;
+			return true;
+		}, 45_000);
+		return `launchers ready in ${ready.map(r => r.readyMs).join("/")} ms, every gateway served every home ${served} ms after registration, every mirror held them ${mirrored} ms later`;
 	}
 
 	async stop(): Promise<void> {

@@ -39,4 +39,25 @@ describe("resolving an identity in a region whose mirror lags", () => {
 		const directory = await lagging(() => true, unreachable);
 		expect(await directory.resolve({ kind: "username", value: "ann" })).toBeUndefined();
 	});
+
+	it("keeps the mirror's answer when the origin, asked through a server cut off from its leader, says not found", async () => {
+		const store = await openSqliteDirectory(":memory:");
+		stops.push(() => store.close());
+		const key = randomBytes(32);
+		await new HomeDirectory({ store, regions: ["cn-east"], blindIndexKey: key }).register("01bbbbbbbbbbbbbbbbbbbbbbbb", [{ kind: "username", value: "cem" }], {
+			region: "cn-east",
+			epoch: 1,
+			state: "active",
+			pinned: false
+		});
+		// Every call but an authoritative read goes to the store itself.
+		const blind = new Proxy(store, {
+			get: (target, prop, receiver) =>
+				prop === "get"
+					? (k: string, opts?: { authoritative?: boolean }) => (opts?.authoritative ? Promise.resolve(undefined) : target.get(k, opts))
+					: Reflect.get(target, prop, receiver)
+		}) as DirectoryStore;
+		const directory = new HomeDirectory({ store: blind, regions: ["cn-east"], blindIndexKey: key, originAvailable: () => true });
+		expect(await directory.resolve({ kind: "username", value: "cem" })).toBe("01bbbbbbbbbbbbbbbbbbbbbbbb");
+	});
 });
