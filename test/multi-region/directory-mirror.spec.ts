@@ -125,9 +125,10 @@ describe("directory on three regions' edge servers, origin in the hub, a mirror 
 		const after = "user.after-outage";
 		const created = await whileDirectoryUnavailable(() => stores["eu-central"]!.create<Home>(after, { region: "eu-central", epoch: 1 }));
 		expect(created).toBeGreaterThan(revision);
-		// A mirror whose consumer went with the hub's leader follows again on the server's retry, or the watchdog's repair (≤ 25 s).
+		// A mirror whose consumer went with the hub's leader follows again on the server's retry, or the watchdog's repair
+		// (stalled 15–25 s, then made anew and refilled: on a loaded machine the whole can pass 30 s).
 		for (const region of REGIONS)
-			await eventually(async () => (await stores[region]!.get<Home>(after))?.value, 30_000).toEqual({
+			await eventually(async () => (await stores[region]!.get<Home>(after))?.value, 50_000).toEqual({
 				region: "eu-central",
 				epoch: 1
 			});
@@ -144,5 +145,5 @@ describe("directory on three regions' edge servers, origin in the hub, a mirror 
 		const now = (await stores["ap-south"]!.get<Home>(key, { authoritative: true }))?.value;
 		expect([{ region: "ap-south", epoch: 1 }, ...REGIONS.map(region => ({ region, epoch: 2 }))]).toContainEqual(now);
 		console.log(`of the ${REGIONS.length} creates refused while the hub had no quorum, ${landed} committed once it was back`);
-	}, 60_000);
+	}, 90_000);
 });
