@@ -1,5 +1,6 @@
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
+import { passThrough } from "./pass-through-store.ts";
 
 export type DirectoryWrite = "create" | "update" | "delete";
 
@@ -45,13 +46,9 @@ export function lateCommits(store: DirectoryStore): LateCommits {
 			faults.push({ op, prefix, left: times, commit: false });
 		},
 		injected,
-		get: (key, opts) => store.get(key, opts),
-		list: (prefix, opts) => store.list(prefix, opts),
+		...passThrough(store),
 		create: (key, value) => write("create", key, () => store.create(key, value)),
 		update: (key, value, revision) => write("update", key, () => store.update(key, value, revision)),
-		delete: (key, revision) => write("delete", key, () => store.delete(key, revision)),
-		watch: (onChange, opts) => store.watch(onChange, opts),
-		checkOrigin: () => store.checkOrigin(),
-		close: () => store.close()
+		delete: (key, revision) => write("delete", key, () => store.delete(key, revision))
 	};
 }

@@ -23,6 +23,7 @@ import type { MoveRecord } from "../../regions/rehoming.ts";
 import { moveKey } from "../../regions/rehoming.ts";
 import { openKvDirectory } from "./kv-node.ts";
 import { notesService } from "./notes.service.ts";
+import { passThrough } from "./pass-through-store.ts";
 import { realStores } from "./real-servers.ts";
 
 const need = (name: string): string => {
@@ -47,6 +48,7 @@ function holding(store: DirectoryStore): DirectoryStore {
 		return new Promise<never>(() => undefined);
 	};
 	return {
+		...passThrough(store),
 		get: key => store.get(key),
 		async create(key, value) {
 			const revision = await store.create(key, value);
@@ -62,12 +64,7 @@ function holding(store: DirectoryStore): DirectoryStore {
 			const next = await store.update(key, value, revision);
 			if ((copied && hold === "after-copied") || (flip && hold === "after-flip")) return freeze();
 			return next;
-		},
-		delete: (key, revision) => store.delete(key, revision),
-		list: (prefix, opts) => store.list(prefix, opts),
-		watch: (onChange, opts) => store.watch(onChange, opts),
-		checkOrigin: () => store.checkOrigin(),
-		close: () => store.close()
+		}
 	};
 }
 

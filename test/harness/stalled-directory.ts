@@ -1,4 +1,5 @@
 import type { DirectoryChange, DirectoryEntry, DirectoryStore, DirectoryWatch } from "../../regions/directory/store.ts";
+import { passThrough } from "./pass-through-store.ts";
 
 /** A directory store as a region whose mirror stopped following the origin sees it. */
 export interface StalledDirectory extends DirectoryStore {
@@ -16,6 +17,7 @@ export interface StalledDirectory extends DirectoryStore {
 export function stalledDirectory(store: DirectoryStore): StalledDirectory {
 	let snapshot: Map<string, DirectoryEntry<unknown>> | undefined;
 	return {
+		...passThrough(store),
 		async stall() {
 			const frozen = new Map<string, DirectoryEntry<unknown>>();
 			for (let after = 0; ; ) {
@@ -33,9 +35,6 @@ export function stalledDirectory(store: DirectoryStore): StalledDirectory {
 			if (!snapshot || opts?.authoritative) return store.get<T>(key, opts);
 			return snapshot.get(key) as DirectoryEntry<T> | undefined;
 		},
-		create: (key, value) => store.create(key, value),
-		update: (key, value, revision) => store.update(key, value, revision),
-		delete: (key, revision) => store.delete(key, revision),
 		async list<T>(prefix: string, opts: { afterRevision?: number; limit: number; authoritative?: boolean }) {
 			if (!snapshot || opts.authoritative) return store.list<T>(prefix, opts);
 			const entries = [...snapshot.values()]
@@ -48,8 +47,6 @@ export function stalledDirectory(store: DirectoryStore): StalledDirectory {
 			return store.watch<T>(change => {
 				if (!snapshot) onChange(change);
 			}, opts);
-		},
-		checkOrigin: () => store.checkOrigin(),
-		close: () => store.close()
+		}
 	};
 }

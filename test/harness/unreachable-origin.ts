@@ -1,5 +1,6 @@
 import type { DirectoryStore, ReadOptions } from "../../regions/directory/store.ts";
 import { DirectoryError } from "../../regions/directory/store.ts";
+import { passThrough } from "./pass-through-store.ts";
 
 /** A directory store as a region cut off from the directory's origin sees it. */
 export interface UnreachableOrigin extends DirectoryStore {
@@ -48,13 +49,12 @@ export function unreachableOrigin(store: DirectoryStore): UnreachableOrigin {
 		get pendingOriginReads() {
 			return pending;
 		},
+		...passThrough(store),
 		get: (key, opts) => read("get", opts, () => store.get(key, opts)),
 		list: (prefix, opts) => read("list", opts, () => store.list(prefix, opts)),
 		create: (key, value) => viaOrigin("create", () => store.create(key, value)),
 		update: (key, value, revision) => viaOrigin("update", () => store.update(key, value, revision)),
 		delete: (key, revision) => viaOrigin("delete", () => store.delete(key, revision)),
-		watch: (onChange, opts) => store.watch(onChange, opts),
-		checkOrigin: () => read("check origin", { authoritative: true }, () => store.checkOrigin()),
-		close: () => store.close()
+		checkOrigin: () => read("check origin", { authoritative: true }, () => store.checkOrigin())
 	};
 }

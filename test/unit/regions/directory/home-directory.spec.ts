@@ -4,6 +4,7 @@ import { HomeDirectory } from "../../../../regions/directory/home-directory.ts";
 import { openSqliteDirectory } from "../../../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../../../regions/directory/store.ts";
 import { DirectoryError } from "../../../../regions/directory/store.ts";
+import { passThrough } from "../../../harness/pass-through-store.ts";
 import { stalledDirectory } from "../../../harness/stalled-directory.ts";
 
 const stops: (() => Promise<void>)[] = [];
@@ -50,13 +51,10 @@ describe("resolving an identity in a region whose mirror lags", () => {
 			state: "active",
 			pinned: false
 		});
-		// Every call but an authoritative read goes to the store itself.
-		const blind = new Proxy(store, {
-			get: (target, prop, receiver) =>
-				prop === "get"
-					? (k: string, opts?: { authoritative?: boolean }) => (opts?.authoritative ? Promise.resolve(undefined) : target.get(k, opts))
-					: Reflect.get(target, prop, receiver)
-		}) as DirectoryStore;
+		const blind: DirectoryStore = {
+			...passThrough(store),
+			get: (k, opts) => (opts?.authoritative ? Promise.resolve(undefined) : store.get(k, opts))
+		};
 		const directory = new HomeDirectory({ store: blind, regions: ["cn-east"], blindIndexKey: key, originAvailable: () => true });
 		expect(await directory.resolve({ kind: "username", value: "cem" })).toBe("01bbbbbbbbbbbbbbbbbbbbbbbb");
 	});
