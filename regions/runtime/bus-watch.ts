@@ -1,4 +1,5 @@
 import type { Middleware, ServiceBroker } from "moleculer";
+import { middlewarePart } from "./middleware-part.ts";
 
 interface NatsStatus {
 	type: string;
@@ -13,8 +14,7 @@ const MIDDLEWARE_NAME = "BusWatch";
 
 /** The watch of a broker configured by broker.config.ts; none on other brokers (tests, links). */
 export function busWatchOf(broker: ServiceBroker): BusWatch | undefined {
-	const list = (broker.middlewares as unknown as { list: { name?: string; watch?: BusWatch }[] }).list;
-	return list.find(m => m.name === MIDDLEWARE_NAME)?.watch;
+	return middlewarePart(broker, MIDDLEWARE_NAME, "watch");
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Middleware, ServiceBroker } from "moleculer";
 import type { DirectoryStore } from "../directory/store.ts";
+import { middlewarePart } from "./middleware-part.ts";
 
 export type GlobalStatus = "available" | "unavailable" | "unknown";
 
@@ -22,8 +23,7 @@ const MIDDLEWARE_NAME = "GlobalProbe";
 
 /** The probe of a region node's broker; none on other brokers (the REPL, links, tests). */
 export function globalProbeOf(broker: ServiceBroker): GlobalProbe | undefined {
-	const list = (broker.middlewares as unknown as { list: { name?: string; probe?: GlobalProbe }[] }).list;
-	return list.find(m => m.name === MIDDLEWARE_NAME)?.probe;
+	return middlewarePart(broker, MIDDLEWARE_NAME, "probe");
 }
 
 /**
