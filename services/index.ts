@@ -6,6 +6,7 @@ import apiWx from "./api-wx/api-wx.service.ts";
 import authJwt from "./auth-jwt/auth-jwt.service.ts";
 import authRbac from "./auth-rbac/auth-rbac.service.ts";
 import svConfig from "./sv-config/sv-config.service.ts";
+import svMoney from "./sv-money/sv-money.service.ts";
 import svRegion from "./sv-region/sv-region.service.ts";
 import svUser from "./sv-user/sv-user.service.ts";
 
@@ -21,6 +22,7 @@ export const SERVICES: Record<string, AnyServiceSchema> = {
 	"auth-rbac": authRbac,
 	"auth-jwt": authJwt,
 	"sv-config": svConfig,
+	"sv-money": svMoney,
 	"sv-region": svRegion,
 	"sv-user": svUser
 };

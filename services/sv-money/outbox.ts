@@ -1,0 +1,47 @@
+import type { Kysely } from "kysely";
+
+/**
+ * Messages to other regions written in the same transaction as the ledger change that calls for
+ * them (a credit for a payee's home, an outcome for a payer's): they exist exactly when that
+ * change committed. The relay (outbox-relay.ts) hands them to the durable channels afterwards.
+ */
+
+export const CREDIT_CHANNEL = "money.credit";
+export const SETTLE_CHANNEL = "money.settle";
+
+/** A payee's home is asked to credit a transfer the payer's home debited. */
+export interface CreditMessage {
+	userId: string;
+	transferId: string;
+	from: string;
+	fromRegion: string;
+	amount: string;
+	currency: string;
+	memo: string | null;
+	createdAt: number;
+}
+
+/** A payer's home learns how its pending transfer ended. */
+export interface SettleMessage {
+	userId: string;
+	transferId: string;
+	outcome: "completed" | "failed";
+	reason: string | null;
+}
+
+export interface OutboxRow {
+	owner_id: string;
+	channel: string;
+	msg_key: string;
+	region: string;
+	payload: string;
+	created_at: number;
+}
+
+export function outboxRow(owner: string, channel: string, key: string, region: string, payload: CreditMessage | SettleMessage): OutboxRow {
+	return { owner_id: owner, channel, msg_key: key, region, payload: JSON.stringify(payload), created_at: Date.now() };
+}
+
+export async function addToOutbox(db: Kysely<any>, row: OutboxRow): Promise<void> {
+	await db.insertInto("money_outbox").values(row).execute();
+}

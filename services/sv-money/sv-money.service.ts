@@ -1,0 +1,438 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { regionId, userId } from "../../kernel/fields.ts";
+import type { ChannelDelivery } from "../../mixins/channels/declaration.ts";
+import type { DbVars } from "../../mixins/db.mixin.ts";
+import { dbMixin } from "../../mixins/db.mixin.ts";
+import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { USER_ID } from "../../regions/directory/entries.ts";
+import { envInt } from "../../regions/runtime/env.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import { unscoped } from "../../regions/stores/scoped-db.ts";
+import { maxAmountFrom, parseAmount, parseSignedAmount } from "./amounts.ts";
+import { Currencies } from "./currencies.ts";
+import { RecipientNotFoundError, TransferNotFoundError, TransferToSelfError } from "./errors.ts";
+import { Holds } from "./holds.ts";
+import { requestHash } from "./idempotency.ts";
+import { Ledger } from "./ledger.ts";
+import { migrations } from "./migrations.ts";
+import { WalletMoves } from "./moves.ts";
+import type { CreditMessage, SettleMessage } from "./outbox.ts";
+import { CREDIT_CHANNEL, SETTLE_CHANNEL } from "./outbox.ts";
+import { OutboxRelay } from "./outbox-relay.ts";
+import { adjust, Payments } from "./payments.ts";
+import { reconcile } from "./reconciliation.ts";
+import type { TransferRow } from "./views.ts";
+import { holdView, transferView } from "./views.ts";
+import { entriesPage, walletView } from "./wallet-reads.ts";
+
+interface Vars extends DbVars<any> {
+	ledger: Ledger;
+	payments: Payments;
+	holds: Holds;
+	moves: WalletMoves;
+	relay: OutboxRelay;
+	currencies: Currencies;
+	maxAmount: bigint;
+	sweeper: NodeJS.Timeout | undefined;
+}
+
+type Methods = MoveParticipantMethods & {
+	recipient(ctx: Context, to: string, payer: string): Promise<{ id: string; home: string }>;
+	homeOf(userId: string): Promise<string>;
+	deliverCredit(msg: ChannelDelivery<CreditMessage>): Promise<void>;
+	sweepHolds(): Promise<void>;
+};
+
+/** Parameter rules of the wallet's requests. */
+const amount = { type: "multi", rules: [{ type: "string", max: 64 }, { type: "number" }] } as const;
+const signedAmount = amount;
+const currency = { type: "string", min: 1, max: 8 } as const;
+const memo = { type: "string", max: 140, optional: true } as const;
+const recipient = { type: "string", min: 1, max: 64 } as const;
+const entityId = { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "must be an id (UUID)" } } as const;
+/** Visible ASCII, as HTTP carries the header. */
+export const idempotencyKey = {
+	type: "string",
+	min: 1,
+	max: 255,
+	pattern: /^[\x21-\x7e]+$/,
+	messages: { stringPattern: "must be 1 to 255 visible ASCII characters" }
+} as const;
+const creditMessage = {
+	$$strict: true,
+	userId,
+	transferId: entityId,
+	from: userId,
+	fromRegion: regionId,
+	amount: { type: "string", pattern: /^[1-9][0-9]{0,18}$/ },
+	currency: { type: "string", pattern: /^[A-Z]{3}$/ },
+	memo: { type: "string", max: 140, nullable: true },
+	createdAt: { type: "number", integer: true, min: 0 }
+} as const;
+
+/** Most hold lifetime: a week. */
+const MAX_HOLD_SECONDS = 7 * 24 * 3600;
+/** Most entries one page lists. */
+const MAX_PAGE = 100;
+
+/**
+ * Wallets: a double-entry ledger in each user's home region (ledger.ts), transfers that are
+ * idempotent by key and never make a user balance negative, two-phase holds, and transfers to
+ * users of other regions through an outbox and the durable channels (payments.ts). Every write is
+ * home-routed, so it runs on the node the Shard strategy gives the user, inside the fence's
+ * batched transaction (regions/ownership/write-batch.ts): the group commit. A move participant.
+ */
+const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
+	name: "sv-money",
+	mixins: [dbMixin(migrations), moveParticipantMixin()],
+
+	channels: {
+		[CREDIT_CHANNEL]: {
+			maxRetries: 100,
+			maxInFlight: 32,
+			handler(this: any, msg: ChannelDelivery<CreditMessage>) {
+				return this.deliverCredit(msg);
+			}
+		},
+		[SETTLE_CHANNEL]: {
+			maxRetries: 100,
+			maxInFlight: 32,
+			async handler(this: any, msg: ChannelDelivery<SettleMessage>) {
+				await msg.ctx.call("sv-money.settle", msg.payload).catch((err: { type?: string }) => {
+					// The payer no longer exists: nobody is left to refund.
+					if (err.type !== "USER_NOT_FOUND") throw err;
+					this.logger.warn(`transfer ${msg.payload.transferId}: payer ${msg.payload.userId} is gone; outcome ${msg.payload.outcome} dropped`);
+				});
+			}
+		}
+	},
+
+	actions: {
+		transfer: {
+			restricted: "money",
+			home: "userId",
+			params: { $$strict: true, userId, to: recipient, amount, currency, memo, idempotencyKey },
+			async handler(ctx: Context<{ userId: string; to: string; amount: unknown; currency: string; memo?: string; idempotencyKey: string }>) {
+				const p = ctx.params;
+				const value = parseAmount(p.amount, this.maxAmount);
+				this.currencies.get(p.currency);
+				const hash = requestHash("transfer", [p.to, value.toString(), p.currency, p.memo ?? null]);
+				const earlier = await this.payments.replay(p.userId, p.idempotencyKey, hash);
+				if (earlier) return { transfer: transferView(earlier), replayed: true };
+				const payee = await this.recipient(ctx, p.to, p.userId);
+				const done = await this.payments.transfer({
+					payer: p.userId,
+					payee: payee.id,
+					payeeHome: payee.home,
+					amount: value,
+					currency: p.currency,
+					memo: p.memo ?? null,
+					idempotencyKey: p.idempotencyKey,
+					requestHash: hash
+				});
+				if (done.queued) this.relay.kick();
+				return { transfer: transferView(done.row), replayed: done.replayed };
+			}
+		},
+
+		getTransfer: {
+			home: { param: "userId", readonly: true },
+			params: { $$strict: true, userId, id: entityId },
+			async handler(ctx: Context<{ userId: string; id: string }>) {
+				const row = (await this.db
+					.selectFrom("money_transfers")
+					.selectAll()
+					.select(this.ledger.text("amount").as("amount"))
+					.where("owner_id", "=", ctx.params.userId)
+					.where("id", "=", ctx.params.id)
+					.executeTakeFirst()) as TransferRow | undefined;
+				if (!row) throw new TransferNotFoundError(ctx.params.id);
+				return transferView(row);
+			}
+		},
+
+		wallet: {
+			home: { param: "userId", readonly: true },
+			params: { $$strict: true, userId },
+			handler(ctx: Context<{ userId: string }>) {
+				return walletView(this.ledger, ctx.params.userId);
+			}
+		},
+
+		entries: {
+			home: { param: "userId", readonly: true },
+			params: {
+				$$strict: true,
+				userId,
+				currency: { ...currency, optional: true },
+				cursor: { type: "string", max: 32, optional: true },
+				limit: { type: "number", integer: true, min: 1, max: MAX_PAGE, default: 20, convert: true }
+			},
+			handler(ctx: Context<{ userId: string; currency?: string; cursor?: string; limit: number }>) {
+				const { userId: user, currency: code, cursor, limit } = ctx.params;
+				return entriesPage(this.ledger, user, { currency: code, cursor, limit });
+			}
+		},
+
+		placeHold: {
+			restricted: "money",
+			home: "userId",
+			params: {
+				$$strict: true,
+				userId,
+				to: recipient,
+				amount,
+				currency,
+				memo,
+				expiresInSeconds: { type: "number", integer: true, min: 1, max: MAX_HOLD_SECONDS, default: 3600, convert: true },
+				idempotencyKey
+			},
+			async handler(
+				ctx: Context<{ userId: string; to: string; amount: unknown; currency: string; memo?: string; expiresInSeconds: number; idempotencyKey: string }>
+			) {
+				const p = ctx.params;
+				const value = parseAmount(p.amount, this.maxAmount);
+				this.currencies.get(p.currency);
+				const hash = requestHash("hold", [p.to, value.toString(), p.currency, p.memo ?? null, String(p.expiresInSeconds)]);
+				const payee = await this.recipient(ctx, p.to, p.userId);
+				const placed = await this.holds.place({
+					payer: p.userId,
+					payee: payee.id,
+					amount: value,
+					currency: p.currency,
+					memo: p.memo ?? null,
+					expiresAt: Date.now() + p.expiresInSeconds * 1000,
+					idempotencyKey: p.idempotencyKey,
+					requestHash: hash
+				});
+				return { hold: holdView(placed.row), replayed: placed.replayed };
+			}
+		},
+
+		getHold: {
+			home: { param: "userId", readonly: true },
+			params: { $$strict: true, userId, id: entityId },
+			async handler(ctx: Context<{ userId: string; id: string }>) {
+				return holdView(await this.holds.get(ctx.params.userId, ctx.params.id));
+			}
+		},
+
+		captureHold: {
+			restricted: "money",
+			home: "userId",
+			params: { $$strict: true, userId, id: entityId },
+			async handler(ctx: Context<{ userId: string; id: string }>) {
+				const row = await this.holds.capture(ctx.params.userId, ctx.params.id, payee => this.homeOf(payee));
+				this.relay.kick();
+				return holdView(row);
+			}
+		},
+
+		voidHold: {
+			restricted: "money",
+			home: "userId",
+			params: { $$strict: true, userId, id: entityId },
+			async handler(ctx: Context<{ userId: string; id: string }>) {
+				return holdView(await this.holds.void(ctx.params.userId, ctx.params.id));
+			}
+		},
+
+		expireHold: {
+			restricted: "money",
+			home: "userId",
+			params: { $$strict: true, userId, id: entityId },
+			async handler(ctx: Context<{ userId: string; id: string }>) {
+				return { expired: await this.holds.expire(ctx.params.userId, ctx.params.id) };
+			}
+		},
+
+		adjust: {
+			restricted: "money",
+			home: "userId",
+			params: { $$strict: true, userId, amount: signedAmount, currency, reason: { type: "string", min: 1, max: 200 }, operator: userId },
+			async handler(ctx: Context<{ userId: string; amount: unknown; currency: string; reason: string; operator: string }>) {
+				const p = ctx.params;
+				const value = parseSignedAmount(p.amount, this.maxAmount);
+				this.currencies.get(p.currency);
+				if (!(await regionRuntimeOf(this.broker).directory.home(p.userId))) throw new RecipientNotFoundError(p.userId);
+				const row = await adjust(this.ledger, regionRuntimeOf(this.broker).region.id, {
+					userId: p.userId,
+					amount: value,
+					currency: p.currency,
+					reason: p.reason,
+					operator: p.operator
+				});
+				return transferView(row);
+			}
+		},
+
+		freeze: {
+			restricted: "money",
+			home: "userId",
+			params: { $$strict: true, userId, reason: { type: "string", max: 200, optional: true } },
+			async handler(ctx: Context<{ userId: string; reason?: string }>) {
+				await this.ledger.setFrozen(ctx.params.userId, true, ctx.params.reason ?? null);
+				return { userId: ctx.params.userId, frozen: true };
+			}
+		},
+
+		unfreeze: {
+			restricted: "money",
+			home: "userId",
+			params: { $$strict: true, userId },
+			async handler(ctx: Context<{ userId: string }>) {
+				await this.ledger.setFrozen(ctx.params.userId, false, null);
+				return { userId: ctx.params.userId, frozen: false };
+			}
+		},
+
+		reconcile: {
+			home: { region: "region" },
+			params: { $$strict: true, region: regionId },
+			handler(ctx: Context<{ region: string }>) {
+				return reconcile(this.ledger, ctx.params.region);
+			}
+		},
+
+		applyCredit: {
+			// Credits a transfer another region debited: only sv-money's own consumers may ask.
+			restricted: "money",
+			visibility: "public",
+			home: "userId",
+			params: creditMessage,
+			async handler(ctx: Context<CreditMessage>) {
+				const refusal = this.currencies.has(ctx.params.currency) ? null : "CURRENCY_NOT_SUPPORTED";
+				const outcome = await this.payments.applyCredit(ctx.params, refusal);
+				if (outcome !== "repeat") this.relay.kick();
+				return { outcome };
+			}
+		},
+
+		settle: {
+			restricted: "money",
+			visibility: "public",
+			home: "userId",
+			params: {
+				$$strict: true,
+				userId,
+				transferId: entityId,
+				outcome: { type: "enum", values: ["completed", "failed"] },
+				reason: { type: "string", max: 64, nullable: true }
+			},
+			async handler(ctx: Context<SettleMessage>) {
+				return { settled: await this.payments.settle(ctx.params) };
+			}
+		}
+	},
+
+	methods: {
+		/** The payee a request names (a user id, else a username) and its home; RECIPIENT_NOT_FOUND or TRANSFER_TO_SELF before anything is written. */
+		async recipient(ctx: Context, to: string, payer: string) {
+			const directory = regionRuntimeOf(this.broker).directory;
+			let id: string | undefined;
+			if (USER_ID.test(to) && (await directory.home(to))) id = to;
+			else {
+				const found = await ctx.call<{ userId: string }, unknown>("sv-region.resolve", { kind: "username", value: to }).catch((err: { type?: string }) => {
+					if (err.type === "USER_NOT_FOUND" || err.type === "VALIDATION_ERROR") return undefined;
+					throw err;
+				});
+				id = found?.userId;
+			}
+			if (id === payer) throw new TransferToSelfError();
+			const home = id && (await directory.home(id));
+			if (!id || !home) throw new RecipientNotFoundError(to);
+			return { id, home: home.region };
+		},
+
+		async homeOf(user: string) {
+			const home = await regionRuntimeOf(this.broker).directory.home(user);
+			if (!home) throw new RecipientNotFoundError(user);
+			return home.region;
+		},
+
+		/** A credit for a payee: applied at the payee's home, wherever that is now; a payee that no longer exists is refused back to the payer. */
+		async deliverCredit(msg: ChannelDelivery<CreditMessage>) {
+			try {
+				await msg.ctx.call("sv-money.applyCredit", msg.payload);
+			} catch (err) {
+				if ((err as { type?: string }).type !== "USER_NOT_FOUND") throw err;
+				const p = msg.payload;
+				const here = regionRuntimeOf(this.broker).region.id;
+				const settle: SettleMessage = { userId: p.from, transferId: p.transferId, outcome: "failed", reason: "RECIPIENT_NOT_FOUND" };
+				await this.broker.sendToChannel(SETTLE_CHANNEL, settle, { key: p.from, ...(p.fromRegion === here ? {} : { region: p.fromRegion }) });
+			}
+		},
+
+		/** Expired holds of users homed here give their funds back; each through the user's own write. */
+		async sweepHolds() {
+			const due = await unscoped(this.db)
+				.selectFrom("money_holds")
+				.select(["owner_id", "id"])
+				.where("status", "=", "pending")
+				.where("expires_at", "<=", Date.now())
+				.limit(100)
+				.execute();
+			for (const hold of due)
+				await this.broker.call("sv-money.expireHold", { userId: hold.owner_id, id: hold.id }).catch((err: Error) => {
+					this.logger.debug(`hold ${hold.id} not expired yet: ${err.message}`);
+				});
+		},
+
+		moveExport(user: string) {
+			return this.moves.export(user);
+		},
+		moveImport(user: string, rows: unknown[]) {
+			return this.moves.import(user, rows);
+		},
+		moveCount(user: string) {
+			return this.moves.count(user);
+		},
+		moveDelete(user: string) {
+			return this.moves.remove(user);
+		}
+	},
+
+	created() {
+		this.currencies = new Currencies(process.env.EDGEHOME_MONEY_CURRENCIES);
+		this.maxAmount = maxAmountFrom(process.env.EDGEHOME_MONEY_MAX_AMOUNT);
+	},
+
+	async started() {
+		const runtime = regionRuntimeOf(this.broker);
+		const here = runtime.region.id;
+		this.ledger = new Ledger(this.db, this.dialect);
+		this.payments = new Payments({ ledger: this.ledger, region: here, alsoFenced: (user, fn) => runtime.fence.run(user, undefined, fn) });
+		this.holds = new Holds(this.ledger, this.payments);
+		this.moves = new WalletMoves(this.ledger);
+		this.relay = new OutboxRelay({
+			db: unscoped(this.db),
+			dialect: this.dialect,
+			logger: this.logger,
+			pollMs: envInt(process.env, "EDGEHOME_MONEY_RELAY_MS", 500, 10, 60_000),
+			send: async m => {
+				await this.broker.sendToChannel(m.channel, m.payload, { key: m.key, ...(m.region === here ? {} : { region: m.region }) });
+			}
+		});
+		this.relay.start();
+		const sweepMs = envInt(process.env, "EDGEHOME_MONEY_HOLD_SWEEP_MS", 5000, 100, 3_600_000);
+		const sweep = () => {
+			this.sweeper = setTimeout(
+				() =>
+					void this.sweepHolds()
+						.catch(err => this.logger.warn(`hold sweep failed: ${(err as Error).message}`))
+						.finally(() => this.sweeper && sweep()),
+				sweepMs
+			);
+		};
+		sweep();
+	},
+
+	async stopped() {
+		clearTimeout(this.sweeper);
+		this.sweeper = undefined;
+		await this.relay?.stop();
+	}
+};
+
+export default svMoney;
