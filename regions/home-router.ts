@@ -20,10 +20,12 @@ import { METRIC } from "./runtime/metric-names.ts";
 
 /**
  * What an action or event declares to be home-routed: the path of the parameter naming the
- * user (`home: "userId"`), or `{ param, readonly }`. Reads may still be served while the user
- * is moving; writes may not, and commit only through the home region's fence.
+ * user (`home: "userId"`), or `{ param, readonly | atomic }`. Reads may still be served while the
+ * user is moving; writes may not, and commit only through the home region's fence. An `atomic`
+ * write commits all of its statements in one transaction, never split off a slow batch
+ * (regions/ownership/write-batch.ts): for writes whose statements mean nothing apart.
  */
-export type UserHomeSpec = string | { param: string; readonly?: boolean };
+export type UserHomeSpec = string | { param: string; readonly?: boolean; atomic?: boolean };
 
 /**
  * What an action declares: routed by a user's home, or (`{ region }`, the path of a parameter
@@ -67,6 +69,7 @@ export interface HomeRouterOptions {
 interface ParsedSpec {
 	path: string[];
 	write: boolean;
+	atomic?: boolean;
 	/** The parameter names a region, not a user. */
 	byRegion: boolean;
 }
@@ -74,8 +77,8 @@ interface ParsedSpec {
 function parseSpec(spec: unknown): ParsedSpec | undefined {
 	if (typeof spec === "string") return { path: spec.split("."), write: true, byRegion: false };
 	if (spec && typeof spec === "object" && typeof (spec as { param?: unknown }).param === "string") {
-		const s = spec as { param: string; readonly?: boolean };
-		return { path: s.param.split("."), write: !s.readonly, byRegion: false };
+		const s = spec as { param: string; readonly?: boolean; atomic?: boolean };
+		return { path: s.param.split("."), write: !s.readonly, atomic: Boolean(s.atomic), byRegion: false };
 	}
 	if (spec && typeof spec === "object" && typeof (spec as { region?: unknown }).region === "string")
 		return { path: (spec as { region: string }).region.split("."), write: false, byRegion: true };
@@ -367,7 +370,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 					if (userId === undefined) return next(ctx);
 					const meta = (ctx.meta as { $home?: HomeMeta }).$home;
 					if (meta && meta.hops > maxHops) return Promise.reject(new RoutingLoopError(userId, meta.hops));
-					return fence.run(userId, meta?.epoch, () => next(ctx));
+					return fence.run(userId, meta?.epoch, () => next(ctx), spec.atomic);
 				};
 			return (ctx: Context) => {
 				const userId = paramAt(ctx.params, spec.path);

@@ -80,9 +80,10 @@ export class WriteFence {
 	 * Runs `fn` as a write of `userId`'s data that commits only while this region owns the user.
 	 * `callerEpoch`: the epoch the caller routed by; an older one is refused (WRONG_REGION) so the
 	 * caller heals. Refusals happen before `fn` runs (but for the later statements of a write that
-	 * left its batch, see write-batch.ts); a frozen user is waited for, bounded.
+	 * left its batch, see write-batch.ts); a frozen user is waited for, bounded. `atomic`: the
+	 * write never leaves its batch, so all its statements commit or roll back together.
 	 */
-	async run<T>(userId: string, callerEpoch: number | undefined, fn: () => Promise<T>): Promise<T> {
+	async run<T>(userId: string, callerEpoch: number | undefined, fn: () => Promise<T>, atomic = false): Promise<T> {
 		const joined = scopeOf(this.base);
 		// A write made while another is open on this node joins its transaction (SQLite has one connection).
 		if (joined) {
@@ -90,7 +91,7 @@ export class WriteFence {
 			return fn();
 		}
 		for (let attempt = 1; ; attempt++) {
-			const answer = await this.batches.submit(userId, callerEpoch, fn);
+			const answer = await this.batches.submit(userId, callerEpoch, fn, atomic);
 			switch (answer.kind) {
 				case "done":
 					return answer.value;

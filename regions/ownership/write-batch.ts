@@ -26,6 +26,8 @@ import { BEGIN, COMMIT, queryBuilderOver, SerialTransaction } from "./serial-tra
  *   after the ownership rows of its users were read again under a shared lock. If they no longer
  *   say "active" at the same epoch, its statements are refused: USER_MOVING if it had written
  *   nothing yet, else OUTCOME_UNKNOWN (part of it committed).
+ * An `atomic` write (a ledger's debit and credit mean nothing apart) never leaves for its hold time:
+ * its batch waits for it, so all its statements commit together or not at all.
  * Every statement of a write thus commits in a transaction that held its users' rows "active":
  * the fence's argument holds per transaction, whether it carries one write or many.
  */
@@ -55,6 +57,8 @@ export type BatchAnswer<T> =
 interface Pending<T> {
 	userId: string;
 	callerEpoch: number | undefined;
+	/** Never leaves the batch for running past the hold time: its statements commit together or not at all. */
+	atomic: boolean;
 	fn: () => Promise<T>;
 	answer: (a: BatchAnswer<T>) => void;
 }
@@ -77,9 +81,9 @@ export class WriteBatches {
 		this.dialect = opts.records.store.dialect;
 	}
 
-	submit<T>(userId: string, callerEpoch: number | undefined, fn: () => Promise<T>): Promise<BatchAnswer<T>> {
+	submit<T>(userId: string, callerEpoch: number | undefined, fn: () => Promise<T>, atomic = false): Promise<BatchAnswer<T>> {
 		return new Promise(answer => {
-			this.queue.push({ userId, callerEpoch, fn, answer });
+			this.queue.push({ userId, callerEpoch, atomic, fn, answer });
 			if (this.busy < this.opts.lanes) void this.lane();
 		});
 	}
@@ -246,7 +250,7 @@ class Member<T> implements DatabaseConnection {
 				this.savepoints++;
 			},
 			closed: () => {
-				if (--this.savepoints === 0 && this.batch.holdExpired && this.batch.members.length > 1) this.detach();
+				if (--this.savepoints === 0 && this.batch.holdExpired && this.batch.members.length > 1 && !this.write.atomic) this.detach();
 			}
 		});
 		let running: Promise<T>;
@@ -276,7 +280,7 @@ class Member<T> implements DatabaseConnection {
 	}
 
 	expire(): void {
-		if (this.savepoints === 0) this.detach();
+		if (this.savepoints === 0 && !this.write.atomic) this.detach();
 	}
 
 	executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {

@@ -71,6 +71,9 @@ const creditMessage = {
 	createdAt: { type: "number", integer: true, min: 0 }
 } as const;
 
+/** A ledger write's statements mean nothing apart: they commit in one transaction (regions/home-router.ts). */
+const atomicWrite = { param: "userId", atomic: true } as const;
+
 /** Most hold lifetime: a week. */
 const MAX_HOLD_SECONDS = 7 * 24 * 3600;
 /** Most entries one page lists. */
@@ -111,7 +114,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	actions: {
 		transfer: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: { $$strict: true, userId, to: recipient, amount, currency, memo, idempotencyKey },
 			async handler(ctx: Context<{ userId: string; to: string; amount: unknown; currency: string; memo?: string; idempotencyKey: string }>) {
 				const p = ctx.params;
@@ -177,7 +180,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		placeHold: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: {
 				$$strict: true,
 				userId,
@@ -220,7 +223,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		captureHold: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: { $$strict: true, userId, id: entityId },
 			async handler(ctx: Context<{ userId: string; id: string }>) {
 				const row = await this.holds.capture(ctx.params.userId, ctx.params.id, payee => this.homeOf(payee));
@@ -231,7 +234,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		voidHold: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: { $$strict: true, userId, id: entityId },
 			async handler(ctx: Context<{ userId: string; id: string }>) {
 				return holdView(await this.holds.void(ctx.params.userId, ctx.params.id));
@@ -240,7 +243,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		expireHold: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: { $$strict: true, userId, id: entityId },
 			async handler(ctx: Context<{ userId: string; id: string }>) {
 				return { expired: await this.holds.expire(ctx.params.userId, ctx.params.id) };
@@ -249,7 +252,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		adjust: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: { $$strict: true, userId, amount: signedAmount, currency, reason: { type: "string", min: 1, max: 200 }, operator: userId },
 			async handler(ctx: Context<{ userId: string; amount: unknown; currency: string; reason: string; operator: string }>) {
 				const p = ctx.params;
@@ -269,7 +272,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		freeze: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: { $$strict: true, userId, reason: { type: "string", max: 200, optional: true } },
 			async handler(ctx: Context<{ userId: string; reason?: string }>) {
 				await this.ledger.setFrozen(ctx.params.userId, true, ctx.params.reason ?? null);
@@ -279,7 +282,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 		unfreeze: {
 			restricted: "money",
-			home: "userId",
+			home: atomicWrite,
 			params: { $$strict: true, userId },
 			async handler(ctx: Context<{ userId: string }>) {
 				await this.ledger.setFrozen(ctx.params.userId, false, null);
@@ -299,7 +302,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			// Credits a transfer another region debited: only sv-money's own consumers may ask.
 			restricted: "money",
 			visibility: "public",
-			home: "userId",
+			home: atomicWrite,
 			params: creditMessage,
 			async handler(ctx: Context<CreditMessage>) {
 				const refusal = this.currencies.has(ctx.params.currency) ? null : "CURRENCY_NOT_SUPPORTED";
@@ -312,7 +315,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		settle: {
 			restricted: "money",
 			visibility: "public",
-			home: "userId",
+			home: atomicWrite,
 			params: {
 				$$strict: true,
 				userId,

@@ -24,6 +24,8 @@ export async function startEmbeddedRegions(opts: {
 	/** How one region sees the shared directory (a stalled mirror, say); the store itself by default. */
 	viewOf?: (regionId: string, store: DirectoryStore) => DirectoryStore;
 	env?: Record<string, string>;
+	/** Each region's SQL store URL (a MariaDB database, say); an in-memory SQLite one by default. */
+	sqlOf?: (regionId: string) => string;
 }): Promise<EmbeddedRegions> {
 	const regions = loadRegions();
 	const store = await openSqliteDirectory(":memory:");
@@ -41,7 +43,7 @@ export async function startEmbeddedRegions(opts: {
 				transport: "embedded",
 				services: opts.services,
 				schemas: opts.schemas,
-				stores: { sql: "sqlite::memory:", keyPrefix: `${id}:` },
+				stores: { sql: opts.sqlOf?.(id) ?? "sqlite::memory:", keyPrefix: `${id}:` },
 				directory: { store: opts.viewOf?.(id, store) ?? store, blindIndexKey },
 				env: { EDGEHOME_NAMESPACE_PREFIX: opts.namespacePrefix, EDGEHOME_METRICS_PORT: "off", ...opts.env },
 				overrides: { logger: false }

@@ -61,6 +61,24 @@ describe("fenced writes committed in batches on SQLite", () => {
 		expect(await s.tags(fastUser)).toEqual(["fast"]);
 	});
 
+	it("keeps an atomic write in its batch past the hold time, so all of its statements commit in one transaction", async () => {
+		const fence = s.fence({ batchHoldMs: 30 });
+		const [slowUser, fastUser] = await Promise.all([s.owned(), s.owned()]);
+		const left = fence.batches.stats.left;
+		const slowWrite = (user: string) => async () => {
+			await s.insert(user, "debit");
+			await new Promise(r => setTimeout(r, 120));
+			await s.insert(user, "credit");
+		};
+		await Promise.all([fence.run(slowUser, 1, slowWrite(slowUser), true), fence.run(fastUser, 1, () => s.insert(fastUser, "fast"))]);
+		expect(fence.batches.stats.left).toBe(left);
+		expect((await s.tags(slowUser)).sort()).toEqual(["credit", "debit"]);
+		// The same write, not atomic, leaves its batch once the hold time is up.
+		const [other, otherFast] = await Promise.all([s.owned(), s.owned()]);
+		await Promise.all([fence.run(other, 1, slowWrite(other)), fence.run(otherFast, 1, () => s.insert(otherFast, "fast"))]);
+		expect(fence.batches.stats.left).toBe(left + 1);
+	});
+
 	it("checks anew a write that a finished write left behind (a timer, an event), rather than joining the finished write's transaction", async () => {
 		const fence = s.fence();
 		const user = await s.owned();

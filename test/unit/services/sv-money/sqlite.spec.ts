@@ -1,0 +1,3 @@
+import { walletContract } from "./contract.ts";
+
+walletContract("sqlite");
