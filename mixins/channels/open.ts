@@ -19,7 +19,8 @@ export interface RegionChannelSettings {
 /**
  * A region node's channel store: the region's JetStream with the node's bus login (and its
  * JetStream domain, EDGEHOME_NATS_DOMAIN, when the region has one), or `<region>.channels.sqlite`
- * beside the region's SQLite file embedded (in memory when the region's store is).
+ * beside the region's SQLite file embedded (in memory when the region's store is, or is not a
+ * SQLite file at all: an embedded test on MariaDB).
  */
 export async function openRegionChannels(s: RegionChannelSettings): Promise<ChannelStore> {
 	if (s.transport === "nats")
@@ -30,6 +31,6 @@ export async function openRegionChannels(s: RegionChannelSettings): Promise<Chan
 			credentials: natsCredentials(s.env),
 			name: `${s.nodeID}-channels`
 		});
-	const file = s.sql.replace(/^sqlite:/, "");
+	const file = s.sql.startsWith("sqlite:") ? s.sql.slice("sqlite:".length) : ":memory:";
 	return openSqliteChannels(file === ":memory:" || file === "" ? ":memory:" : `${file.replace(/\.sqlite$/, "")}.channels.sqlite`);
 }
