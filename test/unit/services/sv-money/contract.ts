@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
+import { Currencies } from "../../../../services/sv-money/currencies.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { within } from "../../../harness/waiting.ts";
@@ -163,6 +164,23 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 			expect(await transferOf("alice", res.transfer.id)).toMatchObject({ reason: "WALLET_FROZEN" });
 			expect(await balance("alice")).toEqual(before);
 			await call("cn-east", "sv-money.unfreeze", { userId: users.dieter });
+		});
+
+		it("refunds a transfer in a currency the payee's region does not hold", async () => {
+			const payeeSide = nodes["eu-central"]!.broker.getLocalService("sv-money") as unknown as { currencies: Currencies };
+			const held = payeeSide.currencies;
+			// As eu-central would run with EDGEHOME_MONEY_CURRENCIES=EUR.
+			payeeSide.currencies = new Currencies("EUR");
+			try {
+				const before = await balance("alice");
+				const res = await send("alice", { to: "dieter", amount: "9" });
+				await settled("alice", res.transfer.id, "failed");
+				expect(await transferOf("alice", res.transfer.id)).toMatchObject({ reason: "CURRENCY_NOT_SUPPORTED" });
+				expect(await transferOf("dieter", res.transfer.id)).toMatchObject({ status: "failed", reason: "CURRENCY_NOT_SUPPORTED" });
+				expect(await balance("alice")).toEqual(before);
+			} finally {
+				payeeSide.currencies = held;
+			}
 		});
 
 		it("refuses a frozen payer and a frozen payee in the same region with 423, changing nothing", async () => {
