@@ -24,6 +24,8 @@ export interface ChannelDeclaration<P = any> {
 	maxInFlight?: number;
 	/** Deliveries after the first failed one before giving up (default 3). */
 	maxRetries?: number;
+	/** Longest pause between deliveries of a failing message (it doubles from 100 ms up to this; default 30 s). */
+	maxBackoffMs?: number;
 	/** A delivery neither finished nor kept alive for this long goes to another consumer (default 30 s). */
 	ackWaitMs?: number;
 	/** Given up messages go to the channel's dead letters (default) or are dropped with an error log. */
@@ -40,6 +42,7 @@ export interface ResolvedDeclaration {
 	maxInFlight: number;
 	/** Infinity: never give up (a forwarder). */
 	maxRetries: number;
+	maxBackoffMs: number;
 	ackWaitMs: number;
 	deadLettering: boolean;
 	keyOf?: (payload: unknown) => string | undefined;
@@ -48,11 +51,12 @@ export interface ResolvedDeclaration {
 
 export const DECLARATION_LIMITS = {
 	maxInFlight: { min: 1, max: 1000, default: 10 },
-	maxRetries: { min: 0, max: 100, default: 3 },
+	maxRetries: { min: 0, max: 10_000, default: 3 },
+	maxBackoffMs: { min: 100, max: 300_000, default: 30_000 },
 	ackWaitMs: { min: 1000, max: 3_600_000, default: 30_000 }
 } as const;
 
-const OPTIONS = new Set(["group", "maxInFlight", "maxRetries", "ackWaitMs", "deadLettering", "keyOf", "handler"]);
+const OPTIONS = new Set(["group", "maxInFlight", "maxRetries", "maxBackoffMs", "ackWaitMs", "deadLettering", "keyOf", "handler"]);
 
 /** Checks a service's `channels` at creation: a mistake stops the service from being created, with the channel and option named. */
 export function resolveDeclarations(service: string, channels: unknown): ResolvedDeclaration[] {
@@ -88,6 +92,7 @@ export function resolveDeclarations(service: string, channels: unknown): Resolve
 			group,
 			maxInFlight: integer("maxInFlight"),
 			maxRetries: integer("maxRetries"),
+			maxBackoffMs: integer("maxBackoffMs"),
 			ackWaitMs: integer("ackWaitMs"),
 			deadLettering: (dl?.enabled as boolean | undefined) ?? true,
 			...(decl.keyOf ? { keyOf: decl.keyOf as ResolvedDeclaration["keyOf"] } : {}),

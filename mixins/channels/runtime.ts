@@ -29,8 +29,8 @@ export interface SentMessage {
 	outbox: boolean;
 }
 
-/** A failed handler waits 100 ms, 200 ms, 400 ms … up to 30 s before its next delivery. */
-const RETRY_BACKOFF = { baseMs: 100, maxMs: 30_000 };
+/** A failed handler waits 100 ms, 200 ms, 400 ms … up to its declaration's `maxBackoffMs` before its next delivery. */
+const RETRY_BASE_MS = 100;
 /** How long a forwarder that could not start waits before trying again. */
 const FORWARDER_RESTART_MS = 2000;
 /** How often this node samples the pending count of its groups into the metrics. */
@@ -117,7 +117,7 @@ export class ChannelsRuntime {
 			const caller = `channel:${decl.channel}`;
 			const consumption = await startConsumer(
 				this.store,
-				{ ...decl, backoff: RETRY_BACKOFF },
+				{ ...decl, backoff: { baseMs: RETRY_BASE_MS, maxMs: decl.maxBackoffMs } },
 				async delivery => {
 					const { message } = delivery;
 					const payload = JSON.parse(message.payload) as unknown;

@@ -71,6 +71,13 @@ const creditMessage = {
 	createdAt: { type: "number", integer: true, min: 0 }
 } as const;
 
+/**
+ * A credit or an outcome waits for a region that is down: tried again at least every 5 s (so it
+ * lands within seconds of the region's return), for about 14 hours before it becomes a dead
+ * letter (ops replay it: `channels replay`; the transfer stays pending meanwhile).
+ */
+const PATIENT = { maxRetries: 10_000, maxBackoffMs: 5000 } as const;
+
 /** A ledger write's statements mean nothing apart: they commit in one transaction (regions/home-router.ts). */
 const atomicWrite = { param: "userId", atomic: true } as const;
 
@@ -92,14 +99,14 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 	channels: {
 		[CREDIT_CHANNEL]: {
-			maxRetries: 100,
+			...PATIENT,
 			maxInFlight: 32,
 			handler(this: any, msg: ChannelDelivery<CreditMessage>) {
 				return this.deliverCredit(msg);
 			}
 		},
 		[SETTLE_CHANNEL]: {
-			maxRetries: 100,
+			...PATIENT,
 			maxInFlight: 32,
 			async handler(this: any, msg: ChannelDelivery<SettleMessage>) {
 				await msg.ctx.call("sv-money.settle", msg.payload).catch((err: { type?: string }) => {

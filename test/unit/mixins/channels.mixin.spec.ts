@@ -54,8 +54,9 @@ describe("channels: declaring", () => {
 		const cases: [unknown, RegExp][] = [
 			[{ "Bad Name": { handler() {} } }, /service "svc": invalid channel name "Bad Name"/],
 			[{ ok: {} }, /channel "ok": handler must be a function/],
-			[{ ok: { handler() {}, maxRetries: -1 } }, /channel "ok": maxRetries must be an integer from 0 to 100/],
+			[{ ok: { handler() {}, maxRetries: -1 } }, /channel "ok": maxRetries must be an integer from 0 to 10000/],
 			[{ ok: { handler() {}, maxInFlight: 1.5 } }, /maxInFlight must be an integer from 1 to 1000/],
+			[{ ok: { handler() {}, maxBackoffMs: 10 } }, /maxBackoffMs must be an integer from 100 to 300000/],
 			[{ ok: { handler() {}, ackWaitMs: 10 } }, /ackWaitMs must be an integer from 1000/],
 			[{ ok: { handler() {}, group: "a.b" } }, /group "a.b" must be 1 to 64/],
 			[{ ok: { handler() {}, deadLettering: true } }, /deadLettering must be \{ enabled: true \| false \}/],
