@@ -12,6 +12,7 @@ import { andThen, authenticate, authenticateUser, authorize, limit } from "./gat
 import { weakEtag } from "./gateway/etag.ts";
 import { aliasKeys, refuseUnlessPreflight } from "./gateway/http-methods.ts";
 import { gatewayServer } from "./gateway/http-server.ts";
+import { idempotencyKeyOf } from "./gateway/idempotency-key.ts";
 import { MemoryRateLimiter, RedisRateLimiter } from "./gateway/rate-limiter.ts";
 import { checkContentEncoding, refusePrototypeKeys, routeParams } from "./gateway/request.ts";
 import { encodeResponse, sendApiError } from "./gateway/response.ts";
@@ -183,8 +184,9 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 			authorize,
 			limit,
 
-			/** A matched route, past its edge checks: validate, run the handler, answer with the route's status (waiting only on a pending handler). */
+			/** A matched route, past its edge checks: its headers, then validate, run the handler, answer with the route's status (waiting only on a pending handler). */
 			serveRoute(this: GatewayService, route: GatewayRoute, req: GatewayRequest, res: ServerResponse) {
+				if (route.idempotencyKey) (req.$ctx as GatewayContext).locals.idempotencyKey = idempotencyKeyOf(req);
 				const params = routeParams(route, req);
 				const valid = this.checks.get(route)!(params);
 				if (valid !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);

@@ -12,6 +12,18 @@ import {
 	SessionRevokedError,
 	UpstreamFailedError
 } from "./auth-jwt/errors.ts";
+import {
+	AmountInvalidError,
+	CurrencyNotSupportedError,
+	HoldNotFoundError,
+	HoldNotPendingError,
+	IdempotencyKeyReusedError,
+	InsufficientFundsError,
+	RecipientNotFoundError,
+	TransferNotFoundError,
+	TransferToSelfError,
+	WalletFrozenError
+} from "./sv-money/errors.ts";
 import { IdentityInUseError, NothingToChangeError, PasswordHasUsernameError, ProfileNotFoundError } from "./sv-user/errors.ts";
 
 /**
@@ -42,3 +54,21 @@ export const COMMON_ROUTE_ERRORS: CommonRouteErrors = {
 	regions: [],
 	jwks: []
 };
+
+/**
+ * What sv-money may refuse, from its catalogue: each answered as raised, since a client must tell a
+ * missing recipient from a missing route, and too little money from a malformed request.
+ */
+const money = (err: { type: string; code: number }) => declared(err, { asRaised: true });
+export const MONEY_ERRORS = {
+	insufficientFunds: money(new InsufficientFundsError("-", "0", "0")),
+	currencyNotSupported: money(new CurrencyNotSupportedError("-")),
+	amountInvalid: money(new AmountInvalidError("-")),
+	transferToSelf: money(new TransferToSelfError()),
+	idempotencyKeyReused: money(new IdempotencyKeyReusedError()),
+	recipientNotFound: money(new RecipientNotFoundError("-")),
+	transferNotFound: money(new TransferNotFoundError("-")),
+	holdNotFound: money(new HoldNotFoundError("-")),
+	holdNotPending: money(new HoldNotPendingError("-", "-")),
+	walletFrozen: money(new WalletFrozenError("-"))
+} as const;

@@ -6,17 +6,19 @@ import type { ReplContext } from "./context.ts";
 import { describeError } from "./describe-error.ts";
 import type { Subcommand } from "./region.command.ts";
 import { regionSubcommands } from "./region.command.ts";
+import { walletSubcommands } from "./wallet.command.ts";
 
 type ReplCustomCommand = NonNullable<ReplOptions["customCommands"]>[number];
 
 /**
  * Every project command of `npm run repl`, registered here and nowhere else. Ops commands
- * are grouped under one verb per concern (`region …`, `admin …`), each sub-command in its own entry.
+ * are grouped under one verb per concern (`region …`, `wallet …`, `admin …`), each sub-command in its own entry.
  */
 export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 	return [
 		grouped(ctx, "region", "Regions", regionSubcommands(ctx)),
 		grouped(ctx, "channels", "Durable channels", channelsSubcommands(ctx)),
+		grouped(ctx, "wallet", "Wallets", walletSubcommands(ctx)),
 		{
 			command: "admin <sub> [username]",
 			description: `Administrators: ${ADMIN_CREATE_USAGE}`,

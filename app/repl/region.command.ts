@@ -1,23 +1,11 @@
 import type { ServiceBroker } from "moleculer";
-import type { IdentityKind } from "../../regions/directory/entries.ts";
-import { IDENTITY_KINDS, isUserId } from "../../regions/directory/entries.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { ReplContext } from "./context.ts";
+import { USER_ARGUMENT, userIdOf } from "./user-argument.ts";
 
 export interface Subcommand {
 	usage: string;
 	run(broker: ServiceBroker, args: string[]): Promise<void>;
-}
-
-/** `which` takes a user id, or `<kind>:<value>` for an identity (`email:ann@example.com`). */
-async function userIdOf(broker: ServiceBroker, arg: string): Promise<string> {
-	const candidate: unknown = arg;
-	if (isUserId(candidate)) return candidate;
-	const colon = arg.indexOf(":");
-	const kind = arg.slice(0, colon) as IdentityKind;
-	if (colon < 1 || !IDENTITY_KINDS.includes(kind)) throw new Error(`give a user id or ${IDENTITY_KINDS.join("|")}:<value>`);
-	const { userId } = await broker.call<{ userId: string }, unknown>("sv-region.resolve", { kind, value: arg.slice(colon + 1) });
-	return userId;
 }
 
 interface RegionStatusAnswer {
@@ -35,9 +23,9 @@ const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
 export function regionSubcommands({ regions, print }: ReplContext): Record<string, Subcommand> {
 	return {
 		which: {
-			usage: "region which <userId|kind:value>",
+			usage: `region which ${USER_ARGUMENT}`,
 			async run(broker, [arg]) {
-				if (!arg) return print("usage: region which <userId|kind:value>");
+				if (!arg) return print(`usage: region which ${USER_ARGUMENT}`);
 				const userId = await userIdOf(broker, arg);
 				const home = await broker.call<{ region: string; epoch: number; state: string; pinned: boolean }, unknown>("sv-region.lookup", { userId });
 				print(`${userId} home=${home.region} epoch=${home.epoch} state=${home.state}${home.pinned ? " pinned" : ""}`);

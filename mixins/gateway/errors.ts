@@ -1,3 +1,4 @@
+import type { DeclaredError } from "./declared-errors.ts";
 import { BODY_ENCODINGS, FORBIDDEN_KEY } from "./request.ts";
 
 /** What a gateway answers for a failure: `{"error": {code, message, requestId, details?}}` with `status`. */
@@ -59,9 +60,10 @@ function validationDetails(data: unknown): { field: string; message: string }[] 
  * Maps any error to what a client may see. Our services' client errors (4xx) keep their code and
  * message; everything else becomes a generic answer that names no service, node or stack.
  * `calledAction`: whether the request had reached its action (a missing service after that point is
- * an upstream failure, before it an unknown route).
+ * an upstream failure, before it an unknown route). `declaredErrors`: the route's, for those it
+ * declares answered as raised.
  */
-export function toHttpError(raw: unknown, calledAction: boolean): HttpError {
+export function toHttpError(raw: unknown, calledAction: boolean, declaredErrors: readonly DeclaredError[] = []): HttpError {
 	const err = (raw && typeof raw === "object" ? raw : {}) as AnyError;
 	const type = typeof err.type === "string" ? err.type : "";
 	const code = typeof err.code === "number" ? err.code : typeof err.status === "number" ? err.status : 500;
@@ -84,6 +86,8 @@ export function toHttpError(raw: unknown, calledAction: boolean): HttpError {
 	if (!calledAction && (typeof err.code === "string" || type.startsWith("request.") || (code === 400 && !type)))
 		return { status: 400, code: "BAD_REQUEST", message: "request body could not be read" };
 	if (code === 405) return { status: 405, code: "METHOD_NOT_ALLOWED", message: "this path does not answer this method", headers: { Allow: allowOf(err.data) } };
+	if (calledAction && declaredErrors.some(d => d.asRaised && d.type === type && d.status === code))
+		return { status: code, code: type, message: message || type.toLowerCase().replace(/_/g, " ") };
 
 	if (type === "VALIDATION_ERROR") return { status: 400, code: "VALIDATION_FAILED", message: "request is not valid", details: validationDetails(err.data) };
 	if (UPSTREAM_MISSING.has(type) && calledAction)

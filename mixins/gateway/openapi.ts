@@ -1,4 +1,5 @@
 import { toHttpError } from "./errors.ts";
+import { IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_MISSING } from "./idempotency-key.ts";
 import type { RouteDoc, RouteMethod } from "./routes.ts";
 
 /** A JSON Schema (2020-12) object. */
@@ -6,8 +7,9 @@ export type JsonSchema = Record<string, unknown>;
 
 export interface OpenApiParameter {
 	name: string;
-	in: "path" | "query";
+	in: "path" | "query" | "header";
 	required: boolean;
+	description?: string;
 	schema: JsonSchema;
 	style?: "deepObject";
 	explode?: boolean;
@@ -250,13 +252,15 @@ export function fastestToJsonSchema(rule: unknown): JsonSchema {
 
 /** What each error status means, in every operation that may answer it. */
 const ERROR_DESCRIPTIONS: Readonly<Record<number, string>> = {
-	400: "The request is not valid (parameters, JSON body); `details` names each failing field, never its value.",
+	400: "The request is not valid (parameters, JSON body, a required header); `details` names each failing field, never its value.",
 	401: "Not authenticated: the access token, or the credentials sent, are missing, invalid, expired or revoked.",
 	403: "Not allowed.",
 	404: "No such resource.",
 	409: "The request conflicts with the current state.",
 	413: "The request body is larger than the gateway accepts (64 kB).",
 	415: "The request body's encoding or charset is not supported.",
+	422: "The request is well formed but refused by a rule of the service; the code says which.",
+	423: "The resource is locked until staff unlock it.",
 	429: "Too many requests; retry after `Retry-After` seconds.",
 	431: "The request headers are larger than the gateway accepts (16 kB).",
 	500: "An unexpected failure; nothing internal is disclosed.",
@@ -278,6 +282,7 @@ const TAG_DESCRIPTIONS: Readonly<Record<string, string>> = {
 	me: "The caller's own profile and sessions, served by the caller's home region.",
 	regions: "The regions of the cluster.",
 	meta: "This document, its Swagger UI, the public keys and health.",
+	wallet: "The caller's own wallet: balances, entries, transfers and holds, served by the caller's home region.",
 	admin: "Staff administration: users, moves, regions, roles (each route names the permission it needs)."
 };
 
@@ -348,11 +353,15 @@ export function errorCodesOf(route: RouteDoc): Map<number, string[]> {
 		add(413, "PAYLOAD_TOO_LARGE");
 		add(415, "UNSUPPORTED_MEDIA_TYPE");
 	}
+	if (route.idempotencyKey) {
+		add(400, IDEMPOTENCY_KEY_MISSING);
+		add(400, IDEMPOTENCY_KEY_INVALID);
+	}
 	add(429, "RATE_LIMITED");
 	add(431, "HEADERS_TOO_LARGE");
 	add(500, "INTERNAL");
 	for (const declared of route.errors ?? []) {
-		const answer = toHttpError({ type: declared.type, code: declared.status, message: "" }, true);
+		const answer = toHttpError({ type: declared.type, code: declared.status, message: "" }, true, [declared]);
 		add(answer.status, answer.code);
 	}
 	return new Map([...codes].sort(([a], [b]) => a - b).map(([status, set]) => [status, [...set].sort()]));
@@ -371,6 +380,15 @@ function errorResponse(status: number, codes: readonly string[]): OpenApiRespons
 	if (headers) response.headers = { ...headers };
 	return response;
 }
+
+/** The header of a route with `idempotencyKey`. */
+const IDEMPOTENCY_KEY_PARAMETER: OpenApiParameter = {
+	name: IDEMPOTENCY_KEY_HEADER,
+	in: "header",
+	required: true,
+	description: "The client's name for this one operation (a UUID, say): a retry with the same key and request gets the first answer, not a second operation.",
+	schema: { type: "string", minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY.source }
+};
 
 function descriptionOf(route: RouteDoc): string {
 	const who = route.auth ? "Needs a bearer access token issued for this gateway's client type." : "Public: no token needed.";
@@ -398,6 +416,7 @@ function operationFor(route: RouteDoc, pathNames: string[], params: Record<strin
 		const rule = params?.[name];
 		return { name, in: "path", required: true, schema: rule === undefined ? { type: "string" } : fastestToJsonSchema(rule) };
 	});
+	if (route.idempotencyKey) parameters.push({ ...IDEMPOTENCY_KEY_PARAMETER, schema: { ...IDEMPOTENCY_KEY_PARAMETER.schema } });
 	const rest = Object.entries(params ?? {}).filter(([name]) => !isMetaKey(name) && !pathNames.includes(name));
 	if (BODY_METHODS.has(route.method)) {
 		if (rest.length > 0) {

@@ -103,3 +103,83 @@ export const roleGrant = record({ userId: string, role: string, changed: { type:
 
 /** The docs page and its files: HTML, scripts, style sheets and images, not JSON. */
 export const file = string;
+
+/* sv-money's staff answers (api-cms, issue #13). Amounts are strings of integers of minor units. */
+
+const minorUnits = { ...string, pattern: "^-?[0-9]+$", description: 'An integer of minor units, as a string (JPY 500 is "500", USD 5.00 is "500").' };
+
+export const staffWallet = record({
+	userId: string,
+	frozen: { type: "boolean" },
+	balances: listOf(
+		record({
+			currency: string,
+			balance: minorUnits,
+			available: { ...minorUnits, description: "The balance less pending holds." },
+			pending: { ...minorUnits, description: "Held for pending holds." }
+		})
+	)
+});
+
+export const walletFreeze = record({ userId: string, frozen: { type: "boolean" } });
+
+export const reconciliation = record({
+	region: string,
+	ok: { type: "boolean", description: "Every account's balance is the sum of its entries, and every currency sums to zero." },
+	checkedAt: timestamp,
+	accounts: { type: "integer" },
+	currencies: listOf(record({ currency: string, sum: minorUnits, ok: { type: "boolean" } })),
+	mismatches: listOf(record({ account: string, currency: string, balance: minorUnits, entries: minorUnits })),
+	negative: listOf(record({ account: string, currency: string, balance: minorUnits }))
+});
+
+/* The caller's own wallet (every gateway, issue #13). */
+
+const amount = { ...minorUnits, pattern: "^[0-9]+$" };
+const currency = { ...string, pattern: "^[A-Z]{3}$", description: "ISO 4217 code." };
+const party = { ...string, description: "A user id, or `system:issuance` for an operator's adjustment." };
+
+export const transferView = record({
+	id: string,
+	status: { enum: ["completed", "pending", "failed"], description: "`pending` until a transfer to another region is credited there." },
+	from: party,
+	to: party,
+	amount,
+	currency,
+	memo: { ...nullableString, description: "The payer's note, or an operator's reason for an adjustment." },
+	reason: { ...nullableString, description: "Why a transfer failed (a stable code: `WALLET_FROZEN`, `RECIPIENT_NOT_FOUND`, `CURRENCY_NOT_SUPPORTED`)." },
+	createdAt: timestamp,
+	completedAt: { type: ["string", "null"], format: "date-time" }
+});
+
+export const holdView = record({
+	id: string,
+	status: { enum: ["pending", "captured", "voided", "expired"] },
+	from: string,
+	to: string,
+	amount,
+	currency,
+	memo: nullableString,
+	createdAt: timestamp,
+	expiresAt: timestamp,
+	transferId: { ...nullableString, description: "The transfer its capture made." }
+});
+
+/** The caller's wallet: the view staff get of anyone's. */
+export const wallet = staffWallet;
+
+export const entryPage = record({
+	items: listOf(
+		record({
+			id: string,
+			transferId: string,
+			currency,
+			amount: { ...minorUnits, description: "Negative when money left the account." },
+			kind: string,
+			counterparty: nullableString,
+			memo: nullableString,
+			createdAt: timestamp
+		})
+	),
+	nextCursor: { ...nullableString, description: "Pass as `cursor` for the next (older) page; null on the last." }
+});

@@ -17,7 +17,7 @@ export function encodeResponse(req: GatewayRequest, res: ServerResponse, data: u
 
 /** Status, `{"error": {code, message, requestId, details?}}`, never a stack or a service name. */
 export function sendApiError(this: GatewayService, req: GatewayRequest, res: ServerResponse, err: unknown): void {
-	const e = toHttpError(err, Boolean(req.$gatewayRoute));
+	const e = toHttpError(err, Boolean(req.$gatewayRoute), req.$gatewayRoute?.errors);
 	if (e.status >= 500) this.logger.error(`${req.method} ${req.url?.split("?")[0]} failed:`, err);
 	if (res.headersSent) return void res.destroy();
 	const requestId = req.$ctx?.requestID ?? req.$requestId;

@@ -25,6 +25,8 @@ export interface RouteDoc {
 	auth: boolean;
 	/** RBAC permission the caller must hold (only with `auth`). */
 	permission?: { resource: string; action: string };
+	/** An `Idempotency-Key` header is required, checked at the edge and handed to the handler as `ctx.locals.idempotencyKey`. */
+	idempotencyKey?: boolean;
 	/** Status of a successful answer. */
 	status: 200 | 201 | 202 | 204;
 	/** JSON Schema (2020-12) of a successful answer's body, for the OpenAPI document. */
@@ -76,7 +78,7 @@ export type GatewayContext = Context<
 	unknown,
 	{ user: { id: string } | null; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string>; $responseType?: string }
 > & {
-	locals: { user: GatewayUser; clientIp: string };
+	locals: { user: GatewayUser; clientIp: string; idempotencyKey?: string };
 };
 
 /** A request as moleculer-web hands it on, with what the gateway adds. */

@@ -1,6 +1,7 @@
 import type { ServiceSettingSchema } from "moleculer";
 import type { ClientType } from "../../regions/region.ts";
 import { envInt, envString } from "../../regions/runtime/env.ts";
+import { IDEMPOTENCY_KEY_HEADER } from "./idempotency-key.ts";
 import type { RateLimit } from "./rate-limiter.ts";
 
 /** Request limits every gateway enforces. */
@@ -47,7 +48,7 @@ export function corsOptions(origins: string) {
 	return {
 		origin: origins.split(",").map(s => s.trim()),
 		methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-		allowedHeaders: ["Authorization", "Content-Type", "Content-Encoding", "X-Request-Id", "traceparent"],
+		allowedHeaders: ["Authorization", "Content-Type", "Content-Encoding", "X-Request-Id", "traceparent", IDEMPOTENCY_KEY_HEADER],
 		exposedHeaders: ["X-Request-Id", "traceparent", "Retry-After", "ETag"],
 		maxAge: 600
 	};

@@ -8,8 +8,11 @@ import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { MoveInProgressError, ResidencyViolationError, UserNotFoundError } from "../../regions/errors.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { ImplicitRoleError, RoleNotFoundError } from "../auth-rbac/errors.ts";
-import { SERVICE_CALL_FAILURES as CALL_FAILURES, COMMON_ROUTE_ERRORS } from "../gateway-errors.ts";
+import { WALLET } from "../auth-rbac/model.ts";
+import { SERVICE_CALL_FAILURES as CALL_FAILURES, COMMON_ROUTE_ERRORS, MONEY_ERRORS as refused } from "../gateway-errors.ts";
+import { CURRENCY_CODE } from "../sv-money/currencies.ts";
 import { MoveNotFoundError, UnknownRegionError } from "../sv-region/errors.ts";
+import { WALLET_ROUTES } from "../wallet-routes.ts";
 
 /** What the admin routes may answer besides any call's failures, from the catalogues of the services they call. */
 const USER_NOT_FOUND = declared(new UserNotFoundError("-"));
@@ -20,10 +23,13 @@ const UNKNOWN_REGION = declared(new UnknownRegionError("-"));
 const ROLE_NOT_FOUND = declared(new RoleNotFoundError("-"));
 const ROLE_IMPLICIT = declared(new ImplicitRoleError("-"));
 
+/** Why an operator moved money or froze a wallet, recorded with it. */
+const reason = { type: "string", min: 1, max: 200, trim: true } as const;
+
 const staff = (resourceName: string, actionName: string) => ({ resource: resourceName, action: actionName });
 const admin = (r: Omit<GatewayRoute, "tag" | "auth">): GatewayRoute => ({ ...r, tag: "admin", auth: true });
 
-/** Staff routes; each names the permission it needs (support reads, ops moves, admin manages roles). */
+/** Staff routes; each names the permission it needs (support reads, ops moves users and money, admin manages roles). */
 const ADMIN_ROUTES: GatewayRoute[] = [
 	admin({
 		method: "GET",
@@ -207,13 +213,92 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 			await ctx.call("auth-rbac.revoke", { userId: params.id, role: params.role });
 			return null;
 		}
+	}),
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/users/:id/wallet",
+		name: "userWallet",
+		summary: "A user's wallet: frozen or not, and per currency the balance, what is held and what is available",
+		permission: staff(WALLET, "read"),
+		status: 200,
+		response: answer.staffWallet,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND],
+		params: { $$strict: true, id },
+		handler(ctx: GatewayContext, params: { id: string }) {
+			return ctx.call("sv-money.wallet", { userId: params.id });
+		}
+	}),
+	admin({
+		method: "POST",
+		path: "/api/v1/admin/users/:id/wallet/adjustments",
+		name: "adjustWallet",
+		summary: "Credit (amount > 0) or debit (amount < 0) a user's wallet from or to issuance, with the operator and reason recorded",
+		permission: staff(WALLET, "adjust"),
+		status: 201,
+		response: answer.transferView,
+		// Taking back more than the user has is refused; a frozen wallet is still adjusted.
+		errors: [...CALL_FAILURES, USER_NOT_FOUND, refused.amountInvalid, refused.currencyNotSupported, refused.insufficientFunds],
+		params: {
+			$$strict: true,
+			id,
+			// Its form is sv-money's to judge, a JSON number's too: every malformed amount gets AMOUNT_INVALID saying why.
+			amount: [{ type: "string", min: 1, max: 32 }, { type: "number" }],
+			currency: { type: "string", pattern: CURRENCY_CODE, messages: { stringPattern: "currency must be an ISO 4217 code, e.g. USD" } },
+			reason
+		},
+		handler(ctx: GatewayContext, params: { id: string; amount: string | number; currency: string; reason: string }) {
+			const { id: userId, ...adjustment } = params;
+			return ctx.call("sv-money.adjust", { userId, ...adjustment, operator: ctx.locals.user.id });
+		}
+	}),
+	admin({
+		method: "POST",
+		path: "/api/v1/admin/users/:id/wallet/freeze",
+		name: "freezeWallet",
+		summary: "Freeze a user's wallet: it neither pays nor receives until unfrozen",
+		permission: staff(WALLET, "freeze"),
+		status: 200,
+		response: answer.walletFreeze,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND],
+		params: { $$strict: true, id, reason: { ...reason, optional: true } },
+		handler(ctx: GatewayContext, params: { id: string; reason?: string }) {
+			return ctx.call("sv-money.freeze", { userId: params.id, reason: params.reason });
+		}
+	}),
+	admin({
+		method: "POST",
+		path: "/api/v1/admin/users/:id/wallet/unfreeze",
+		name: "unfreezeWallet",
+		summary: "Unfreeze a user's wallet",
+		permission: staff(WALLET, "freeze"),
+		status: 200,
+		response: answer.walletFreeze,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND],
+		params: { $$strict: true, id },
+		handler(ctx: GatewayContext, params: { id: string }) {
+			return ctx.call("sv-money.unfreeze", { userId: params.id });
+		}
+	}),
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/wallet/reconciliation",
+		name: "walletReconciliation",
+		summary: "Reconcile a region's ledger (this one by default): every balance against its entries, every currency summing to zero",
+		permission: staff(WALLET, "reconcile"),
+		status: 200,
+		response: answer.reconciliation,
+		errors: [...CALL_FAILURES, UNKNOWN_REGION],
+		params: { $$strict: true, region: { ...region, optional: true } },
+		handler(ctx: GatewayContext, params: { region?: string }) {
+			return ctx.call("sv-money.reconcile", { region: params.region ?? regionRuntimeOf(this.broker).region.id });
+		}
 	})
 ];
 
-/** The REST gateway for staff: the common routes plus user, move, region and role administration. */
+/** The REST gateway for staff: the common routes and the caller's own wallet (as every gateway has them), plus user, move, region, role and wallet administration. */
 const apiCms: ServiceSchema = {
 	name: "api-cms",
-	mixins: [gatewayMixin({ client: "cms", commonErrors: COMMON_ROUTE_ERRORS, routes: ADMIN_ROUTES })]
+	mixins: [gatewayMixin({ client: "cms", commonErrors: COMMON_ROUTE_ERRORS, routes: [...ADMIN_ROUTES, ...WALLET_ROUTES] })]
 };
 
 export default apiCms;

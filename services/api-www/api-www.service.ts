@@ -1,11 +1,12 @@
 import type { ServiceSchema } from "moleculer";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { COMMON_ROUTE_ERRORS } from "../gateway-errors.ts";
+import { WALLET_ROUTES } from "../wallet-routes.ts";
 
-/** The REST gateway for www clients: the common routes, www tokens only. */
+/** The REST gateway for www clients: the common routes and the caller's wallet, www tokens only. */
 const apiWww: ServiceSchema = {
 	name: "api-www",
-	mixins: [gatewayMixin({ client: "www", commonErrors: COMMON_ROUTE_ERRORS })]
+	mixins: [gatewayMixin({ client: "www", commonErrors: COMMON_ROUTE_ERRORS, routes: [...WALLET_ROUTES] })]
 };
 
 export default apiWww;

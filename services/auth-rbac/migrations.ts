@@ -1,6 +1,23 @@
 import type { Kysely } from "kysely";
 import type { Migrations } from "../../regions/stores/index.ts";
-import { defaultRules } from "./model.ts";
+import type { Rule } from "./model.ts";
+import { defaultRules, OWN_WALLET, WALLET } from "./model.ts";
+
+/** The default roles' sv-money permissions (issue #13), which databases seeded before them lack. */
+const walletRules = (): Rule[] => defaultRules().filter(r => r.ptype === "p" && (r.v1 === WALLET || r.v1 === OWN_WALLET));
+
+async function bumpVersion(db: Kysely<any>): Promise<void> {
+	await db
+		.updateTable("rbac_version")
+		.set(eb => ({ version: eb("version", "+", 1) }))
+		.where("id", "=", 1)
+		.execute();
+}
+
+async function deleteRules(db: Kysely<any>, rules: Rule[]): Promise<void> {
+	for (const r of rules)
+		await db.deleteFrom("rbac_rules").where("ptype", "=", r.ptype).where("v0", "=", r.v0).where("v1", "=", r.v1).where("v2", "=", r.v2).execute();
+}
 
 export const migrations: Migrations = {
 	"0001_rbac_tables": {
@@ -33,20 +50,22 @@ export const migrations: Migrations = {
 		// The defaults as model.ts has them when this runs; changing them later needs a new migration.
 		async up(db: Kysely<any>) {
 			await db.insertInto("rbac_rules").values(defaultRules()).execute();
-			await db
-				.updateTable("rbac_version")
-				.set(eb => ({ version: eb("version", "+", 1) }))
-				.where("id", "=", 1)
-				.execute();
+			await bumpVersion(db);
 		},
 		async down(db: Kysely<any>) {
-			for (const r of defaultRules())
-				await db.deleteFrom("rbac_rules").where("ptype", "=", r.ptype).where("v0", "=", r.v0).where("v1", "=", r.v1).where("v2", "=", r.v2).execute();
-			await db
-				.updateTable("rbac_version")
-				.set(eb => ({ version: eb("version", "+", 1) }))
-				.where("id", "=", 1)
-				.execute();
+			await deleteRules(db, defaultRules());
+			await bumpVersion(db);
+		}
+	},
+	"0003_wallet_permissions": {
+		// A database seeded by 0002 after the wallet permissions were added has them already: insert-if-absent.
+		async up(db: Kysely<any>) {
+			await db.insertInto("rbac_rules").ignore().values(walletRules()).execute();
+			await bumpVersion(db);
+		},
+		async down(db: Kysely<any>) {
+			await deleteRules(db, walletRules());
+			await bumpVersion(db);
 		}
 	}
 };

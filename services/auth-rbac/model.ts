@@ -36,6 +36,11 @@ export interface Rule {
 	v2: string;
 }
 
+/** The resource of sv-money's staff permissions (`wallet:read`, `wallet:adjust`, …). */
+export const WALLET = "wallet";
+/** The caller's own wallet (`own-wallet:read`, `own-wallet:pay`): a resource of its own, since every user holds the `user` role's permissions. */
+export const OWN_WALLET = "own-wallet";
+
 export interface RoleDefault {
 	role: string;
 	/** Roles this one inherits (beyond `user`, which every holder has anyway). */
@@ -43,14 +48,16 @@ export interface RoleDefault {
 	permissions: { resource: string; action: string }[];
 }
 
-/** The roles every region starts with (seeded by migration 0002). */
+/** The roles every region starts with (seeded by migration 0002; the wallet permissions added to older databases by 0003). */
 export const DEFAULT_ROLES: readonly RoleDefault[] = [
 	{
 		role: USER_ROLE,
 		inherits: [],
 		permissions: [
 			{ resource: "profile", action: "read" },
-			{ resource: "profile", action: "update" }
+			{ resource: "profile", action: "update" },
+			{ resource: OWN_WALLET, action: "read" },
+			{ resource: OWN_WALLET, action: "pay" }
 		]
 	},
 	{
@@ -59,7 +66,8 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 		permissions: [
 			{ resource: "users", action: "read" },
 			{ resource: "moves", action: "read" },
-			{ resource: "regions", action: "read" }
+			{ resource: "regions", action: "read" },
+			{ resource: WALLET, action: "read" }
 		]
 	},
 	{
@@ -67,7 +75,11 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 		inherits: ["support"],
 		permissions: [
 			{ resource: "users", action: "move" },
-			{ resource: "moves", action: "write" }
+			{ resource: "moves", action: "write" },
+			{ resource: WALLET, action: "adjust" },
+			{ resource: WALLET, action: "freeze" },
+			// A region-wide check that reads every account, system ones included: an operations task, not a support one.
+			{ resource: WALLET, action: "reconcile" }
 		]
 	},
 	{

@@ -19,7 +19,8 @@ export interface HoldRequest {
 	amount: bigint;
 	currency: string;
 	memo: string | null;
-	expiresAt: number;
+	/** Seconds from its creation to its expiry. */
+	lifetimeS: number;
 	idempotencyKey: string;
 	requestHash: string;
 }
@@ -63,6 +64,7 @@ export class Holds {
 		const earlier = await this.byKey(req.payer, req.idempotencyKey);
 		if (earlier) return { row: replayOf(earlier, req.requestHash), replayed: true };
 		if (!(await this.ledger.holdFunds(req.payer, req.currency, req.amount))) throw await this.ledger.refusal(req.payer, req.currency, req.amount);
+		const createdAt = Date.now();
 		const row: HoldRow = {
 			id: randomUUID(),
 			owner_id: req.payer,
@@ -74,8 +76,8 @@ export class Holds {
 			transfer_id: null,
 			idempotency_key: req.idempotencyKey,
 			request_hash: req.requestHash,
-			created_at: Date.now(),
-			expires_at: req.expiresAt
+			created_at: createdAt,
+			expires_at: createdAt + req.lifetimeS * 1000
 		};
 		try {
 			await this.ledger.db.insertInto("money_holds").values(row).execute();

@@ -12,6 +12,7 @@ import { unscoped } from "../../regions/stores/scoped-db.ts";
 import { maxAmountFrom, parseAmount, parseSignedAmount } from "./amounts.ts";
 import { Currencies } from "./currencies.ts";
 import { RecipientNotFoundError, TransferNotFoundError, TransferToSelfError } from "./errors.ts";
+import { amount, currency, cursor, DEFAULT_HOLD_SECONDS, entityId, expiresInSeconds, idempotencyKey, MAX_PAGE, memo, recipient } from "./fields.ts";
 import { Holds } from "./holds.ts";
 import { requestHash } from "./idempotency.ts";
 import { Ledger } from "./ledger.ts";
@@ -44,21 +45,7 @@ type Methods = MoveParticipantMethods & {
 	sweepHolds(): Promise<void>;
 };
 
-/** Parameter rules of the wallet's requests. */
-const amount = { type: "multi", rules: [{ type: "string", max: 64 }, { type: "number" }] } as const;
 const signedAmount = amount;
-const currency = { type: "string", min: 1, max: 8 } as const;
-const memo = { type: "string", max: 140, optional: true } as const;
-const recipient = { type: "string", min: 1, max: 64 } as const;
-const entityId = { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "must be an id (UUID)" } } as const;
-/** Visible ASCII, as HTTP carries the header. */
-export const idempotencyKey = {
-	type: "string",
-	min: 1,
-	max: 255,
-	pattern: /^[\x21-\x7e]+$/,
-	messages: { stringPattern: "must be 1 to 255 visible ASCII characters" }
-} as const;
 const creditMessage = {
 	$$strict: true,
 	userId,
@@ -80,11 +67,6 @@ const PATIENT = { maxRetries: 10_000, maxBackoffMs: 5000 } as const;
 
 /** A ledger write's statements mean nothing apart: they commit in one transaction (regions/home-router.ts). */
 const atomicWrite = { param: "userId", atomic: true } as const;
-
-/** Most hold lifetime: a week. */
-const MAX_HOLD_SECONDS = 7 * 24 * 3600;
-/** Most entries one page lists. */
-const MAX_PAGE = 100;
 
 /**
  * Wallets: a double-entry ledger in each user's home region (ledger.ts), transfers that are
@@ -176,7 +158,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				$$strict: true,
 				userId,
 				currency: { ...currency, optional: true },
-				cursor: { type: "string", max: 32, optional: true },
+				cursor,
 				limit: { type: "number", integer: true, min: 1, max: MAX_PAGE, default: 20, convert: true }
 			},
 			handler(ctx: Context<{ userId: string; currency?: string; cursor?: string; limit: number }>) {
@@ -195,7 +177,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				amount,
 				currency,
 				memo,
-				expiresInSeconds: { type: "number", integer: true, min: 1, max: MAX_HOLD_SECONDS, default: 3600, convert: true },
+				expiresInSeconds: { ...expiresInSeconds, default: DEFAULT_HOLD_SECONDS, convert: true },
 				idempotencyKey
 			},
 			async handler(
@@ -212,7 +194,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					amount: value,
 					currency: p.currency,
 					memo: p.memo ?? null,
-					expiresAt: Date.now() + p.expiresInSeconds * 1000,
+					lifetimeS: p.expiresInSeconds,
 					idempotencyKey: p.idempotencyKey,
 					requestHash: hash
 				});

@@ -76,7 +76,7 @@ beforeAll(async () => {
 	const { startEmbeddedRegions } = await import("../harness/embedded-regions.ts");
 	cluster = await startEmbeddedRegions({
 		namespacePrefix: "contract-",
-		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac"],
+		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-money"],
 		schemas: gatewaySchemas({ "api-app": { rateLimits: { ip: { max: APP_IP_LIMIT, windowMs: 60_000 }, user: { max: 1000, windowMs: 60_000 } } } })
 	});
 	cn = cluster.nodes["cn-east"]!;
@@ -151,9 +151,55 @@ async function commonRoutes(gateway: GatewayName): Promise<void> {
 	expect((await c("POST", "/api/v1/auth/logout", { token: again })).status).toBe(401);
 }
 
+/** The caller's wallet, as every gateway serves it: each operation's success, a replay, and refusals of each kind. */
+async function walletRoutes(gateway: GatewayName, operator: string): Promise<void> {
+	const c = (method: string, path: string, opts?: Parameters<typeof http>[3]) => call(gateway, method, path, opts);
+	const password = "contract wallet 2026";
+	const [payer, payee] = [`wp${gateway.slice(4)}`, `wq${gateway.slice(4)}`];
+	for (const name of [payer, payee]) expect((await c("POST", "/api/v1/auth/register", { body: { username: name, password } })).status).toBe(201);
+	const token = (await c("POST", "/api/v1/auth/login", { body: { login: payer, password } })).body.accessToken;
+	const payerId = (await c("GET", "/api/v1/me", { token })).body.id;
+	await cn.broker.call("sv-money.adjust", { userId: payerId, amount: "5000", currency: "EUR", reason: "contract test", operator });
+	const key = () => ({ "Idempotency-Key": randomUUID() });
+
+	expect((await c("GET", "/api/v1/wallet", { token })).status).toBe(200);
+	expect((await c("GET", "/api/v1/wallet")).status).toBe(401);
+	expect((await c("GET", "/api/v1/wallet/entries?limit=2", { token })).status).toBe(200);
+	expect((await c("GET", "/api/v1/wallet/entries?limit=101", { token })).status).toBe(400);
+
+	const transfer = { to: payee, amount: "1000", currency: "EUR" };
+	const once = key();
+	const sent = await c("POST", "/api/v1/wallet/transfers", { token, body: transfer, headers: once });
+	expect(sent.status).toBe(201);
+	expect((await c("POST", "/api/v1/wallet/transfers", { token, body: transfer, headers: once })).status).toBe(200);
+	expect((await c("POST", "/api/v1/wallet/transfers", { token, body: transfer })).status).toBe(400);
+	expect((await c("POST", "/api/v1/wallet/transfers", { token, body: { ...transfer, amount: "0" }, headers: key() })).status).toBe(422);
+	expect((await c("POST", "/api/v1/wallet/transfers", { token, body: { ...transfer, to: "nobody-at-all" }, headers: key() })).status).toBe(404);
+	expect((await c("GET", `/api/v1/wallet/transfers/${sent.body.id}`, { token })).status).toBe(200);
+	expect((await c("GET", `/api/v1/wallet/transfers/${randomUUID()}`, { token })).status).toBe(404);
+
+	const hold = { to: payee, amount: "500", currency: "EUR" };
+	const placing = key();
+	const placed = await c("POST", "/api/v1/wallet/holds", { token, body: hold, headers: placing });
+	expect(placed.status).toBe(201);
+	expect((await c("POST", "/api/v1/wallet/holds", { token, body: hold, headers: placing })).status).toBe(200);
+	expect((await c("GET", `/api/v1/wallet/holds/${placed.body.id}`, { token })).status).toBe(200);
+	expect((await c("GET", `/api/v1/wallet/holds/${randomUUID()}`, { token })).status).toBe(404);
+	expect((await c("POST", `/api/v1/wallet/holds/${placed.body.id}/capture`, { token })).status).toBe(200);
+	expect((await c("POST", `/api/v1/wallet/holds/${placed.body.id}/capture`, { token })).status).toBe(409);
+	const voiding = (await c("POST", "/api/v1/wallet/holds", { token, body: hold, headers: key() })).body.id;
+	expect((await c("POST", `/api/v1/wallet/holds/${voiding}/void`, { token })).status).toBe(200);
+}
+
 describe("every documented answer matches its OpenAPI document", () => {
 	it("the common routes, on every gateway", async () => {
 		for (const gateway of NAMES) await commonRoutes(gateway);
+	}, 60_000);
+
+	it("the wallet routes, on every gateway", async () => {
+		const operator = (await call("api-cms", "POST", "/api/v1/auth/register", { body: { username: "contract-treasurer", password: "counts money 2026" } })).body
+			.id;
+		for (const gateway of NAMES) await walletRoutes(gateway, operator);
 	}, 60_000);
 
 	it("the staff routes of api-cms, for a plain user (403) and an admin", async () => {
@@ -187,6 +233,21 @@ describe("every documented answer matches its OpenAPI document", () => {
 		expect((await c("PUT", `/api/v1/admin/users/${plain.id}/roles/nosuchrole`, { token })).status).toBe(404);
 		expect((await c("DELETE", `/api/v1/admin/users/${plain.id}/roles/support`, { token })).status).toBe(204);
 		expect((await c("DELETE", `/api/v1/admin/users/${plain.id}/roles/user`, { token })).status).toBe(400);
+
+		// The wallet's staff routes, sv-money answering from the user's new home.
+		const wallet = `/api/v1/admin/users/${plain.id}/wallet`;
+		const adjustment = { amount: "2500", currency: "SGD", reason: "contract test" };
+		expect((await c("POST", `${wallet}/adjustments`, { token, body: adjustment })).status).toBe(201);
+		expect((await c("POST", `${wallet}/adjustments`, { token, body: { ...adjustment, amount: "0" } })).status).toBe(422);
+		expect((await c("POST", `${wallet}/adjustments`, { token, body: { ...adjustment, amount: "-2501" } })).status).toBe(422);
+		expect((await c("POST", `${wallet}/adjustments`, { token, body: { ...adjustment, reason: undefined } })).status).toBe(400);
+		expect((await c("POST", `/api/v1/admin/users/${nobody}/wallet/adjustments`, { token, body: adjustment })).status).toBe(404);
+		expect((await c("GET", wallet, { token })).status).toBe(200);
+		expect((await c("POST", `${wallet}/freeze`, { token, body: { reason: "contract test" } })).status).toBe(200);
+		expect((await c("POST", `${wallet}/unfreeze`, { token, body: {} })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/wallet/reconciliation", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/wallet/reconciliation?region=ap-south", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/wallet/reconciliation?region=mars-1", { token })).status).toBe(400);
 	}, 60_000);
 
 	it("the WeChat login of api-wx: a first login, a refused code, WeChat's rate limit", async () => {

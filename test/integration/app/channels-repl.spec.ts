@@ -1,5 +1,3 @@
-import type { ChildProcess } from "node:child_process";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../app/node.ts";
@@ -9,26 +7,17 @@ import { openSqliteDirectory } from "../../../regions/directory/sqlite-store.ts"
 import { loadRegions } from "../../../regions/loader.ts";
 import { deleteChannelStreams } from "../../harness/channels-streams.ts";
 import { launcherEnv, runId } from "../../harness/real-servers.ts";
+import type { ReplConsole } from "../../harness/repl-console.ts";
+import { startReplConsole } from "../../harness/repl-console.ts";
 
 const run = runId();
 const env = launcherEnv(run, { EDGEHOME_MOVE_PARTICIPANTS: "" });
 const directoryStore = openSqliteDirectory(":memory:");
 let node: RegionNode;
-let repl: ChildProcess;
-let output = "";
+let repl: ReplConsole;
 let cured = false;
 let handled = 0;
 let deadId = "";
-
-async function until(pattern: RegExp, ms = 10_000): Promise<RegExpMatchArray> {
-	const deadline = Date.now() + ms;
-	for (;;) {
-		const match = output.match(pattern);
-		if (match) return match;
-		if (Date.now() > deadline) throw new Error(`REPL never printed ${pattern}; it printed:\n${output}`);
-		await new Promise(r => setTimeout(r, 50));
-	}
-}
 
 beforeAll(async () => {
 	node = await startRegionNode({
@@ -62,14 +51,11 @@ beforeAll(async () => {
 	}
 	// Makes the outbox for eu-central, where no node runs: the message waits in it.
 	await node.broker.sendToChannel("mail.queued", { to: "bo" }, { region: "eu-central" });
-	repl = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], { env, stdio: ["pipe", "pipe", "pipe"] });
-	repl.stdout!.on("data", d => (output += d));
-	repl.stderr!.on("data", d => (output += d));
-	await until(/cn-east \$/);
+	repl = await startReplConsole("cn-east", env);
 });
 
 afterAll(async () => {
-	repl?.kill("SIGKILL");
+	repl?.kill();
 	await node?.stop();
 	await directoryStore.close();
 	await deleteChannelStreams(`t${run}`);
@@ -77,26 +63,20 @@ afterAll(async () => {
 
 describe("npm run repl: channels", () => {
 	it("lists the region's channels with their pending and dead-lettered counts, its outboxes among them", async () => {
-		repl.stdin!.write("channels list\n");
-		await until(/mail\.queued\s+mailer\s+pending=0 acked=0 redelivered=1 dead=1 consumers=1/);
-		await until(/OUTBOX-eu-central\s+forwarder\s+pending=1/);
+		await repl.typed("channels list", /mail\.queued\s+mailer\s+pending=0 acked=0 redelivered=1 dead=1 consumers=1/);
+		await repl.until(/OUTBOX-eu-central\s+forwarder\s+pending=1/);
 	});
 
 	it("shows a channel's dead letters with error and attempts, and replays one", async () => {
-		repl.stdin!.write("channels dlq mail.queued\n");
-		await until(new RegExp(`${deadId} group=mailer attempts=2 at=\\S+ error=smtp refused`));
+		await repl.typed("channels dlq mail.queued", new RegExp(`${deadId} group=mailer attempts=2 at=\\S+ error=smtp refused`));
 		cured = true;
-		repl.stdin!.write(`channels replay mail.queued ${deadId}\n`);
-		await until(new RegExp(`replayed ${deadId} to group mailer as [0-9a-f-]{36}`));
+		await repl.typed(`channels replay mail.queued ${deadId}`, new RegExp(`replayed ${deadId} to group mailer as [0-9a-f-]{36}`));
 		await expect.poll(() => handled, { timeout: 5000 }).toBe(1);
-		repl.stdin!.write("channels dlq mail.queued\n");
-		await until(/mail\.queued: no dead letters/);
+		await repl.typed("channels dlq mail.queued", /mail\.queued: no dead letters/);
 	});
 
 	it("answers a bad sub-command or an unknown dead letter with one line", async () => {
-		repl.stdin!.write("channels purge x\n");
-		await until(/unknown sub-command "purge"; try: channels list \| channels dlq <name> \| channels replay <name> <id>/);
-		repl.stdin!.write("channels replay mail.queued no-such-id\n");
-		await until(/error: channel "mail\.queued" has no dead letter "no-such-id" \(DEAD_LETTER_NOT_FOUND\)/);
+		await repl.typed("channels purge x", /unknown sub-command "purge"; try: channels list \| channels dlq <name> \| channels replay <name> <id>/);
+		await repl.typed("channels replay mail.queued no-such-id", /error: channel "mail\.queued" has no dead letter "no-such-id" \(DEAD_LETTER_NOT_FOUND\)/);
 	});
 });

@@ -17,11 +17,13 @@ const REGION_IDS = loadRegions(join(ROOT, "regions", "definitions")).map(r => r.
 /** Every node runs `$channels` beside its services. */
 const RESTRICTED = [...Object.entries(SERVICES).flatMap(([name, schema]) => restrictedOf(schema, name)), ...restrictedOf(CHANNELS_SERVICE)];
 const EVERY_NODE = restrictedOf(CHANNELS_SERVICE).map(r => r.capability);
-/** The source a service's node runs: its folder, and the gateway mixin's for the gateways. */
+/** The source a service's node runs: its folder, the files beside the services it imports (a gateway's route tables), and the gateway mixin's for the gateways. */
 function sourceOf(service: string): string {
 	const dir = join(ROOT, "services", service);
 	const files = readdirSync(dir).map(f => join(dir, f));
-	const own = files.map(f => readFileSync(f, "utf8")).join("\n");
+	const folder = files.map(f => readFileSync(f, "utf8")).join("\n");
+	const shared = [...new Set([...folder.matchAll(/from "\.\.\/([a-z-]+\.ts)"/g)].map(m => m[1]!))].map(f => readFileSync(join(ROOT, "services", f), "utf8"));
+	const own = [folder, ...shared].join("\n");
 	if (!own.includes("gateway.mixin.ts")) return own;
 	const gateway = join(ROOT, "mixins", "gateway");
 	return [own, ...readdirSync(gateway).map(f => readFileSync(join(gateway, f), "utf8"))].join("\n");
@@ -86,9 +88,9 @@ describe("the writes behind the public ways in", () => {
 		expect(restricted("config").sort()).toEqual(["sv-config.rollback", "sv-config.set"]);
 	});
 
-	it("are called from the gateways (a logout ends its session, PATCH /me changes identities) and auth-jwt's WeChat login, which so need the keys", () => {
-		for (const gateway of ["api-www", "api-app", "api-wx"]) expect(CALLS[gateway], gateway).toEqual(["directory", "mint"]);
-		expect(CALLS["api-cms"]).toEqual(["directory", "grant", "mint", "move"]);
+	it("are called from the gateways (a logout ends its session, PATCH /me changes identities, a transfer pays) and auth-jwt's WeChat login, which so need the keys", () => {
+		for (const gateway of ["api-www", "api-app", "api-wx"]) expect(CALLS[gateway], gateway).toEqual(["directory", "mint", "money"]);
+		expect(CALLS["api-cms"]).toEqual(["directory", "grant", "mint", "money", "move"]);
 		expect(CALLS["auth-jwt"]).toEqual(expect.arrayContaining(["directory", "login"]));
 	});
 
