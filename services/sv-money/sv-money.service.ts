@@ -1,6 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { regionId, userId } from "../../kernel/fields.ts";
 import type { ChannelDelivery } from "../../mixins/channels/declaration.ts";
+import { OutboxRelay } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
@@ -20,7 +21,6 @@ import { migrations } from "./migrations.ts";
 import { WalletMoves } from "./moves.ts";
 import type { CreditMessage, SettleMessage } from "./outbox.ts";
 import { CREDIT_CHANNEL, SETTLE_CHANNEL } from "./outbox.ts";
-import { OutboxRelay } from "./outbox-relay.ts";
 import { adjust, Payments } from "./payments.ts";
 import { reconcile } from "./reconciliation.ts";
 import type { TransferRow } from "./views.ts";
@@ -399,6 +399,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		this.moves = new WalletMoves(this.ledger);
 		this.relay = new OutboxRelay({
 			db: unscoped(this.db),
+			table: "money_outbox",
 			dialect: this.dialect,
 			logger: this.logger,
 			pollMs: envInt(process.env, "EDGEHOME_MONEY_RELAY_MS", 500, 10, 60_000),

@@ -4,12 +4,17 @@ import type { ServiceBroker } from "moleculer";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
 
 /**
- * Hands committed outbox rows to the durable channels, then deletes them. Every sv-money node of a
- * region runs one; a row is claimed for `CLAIM_MS` first (MySQL: rows another relay is claiming
+ * The transactional outbox of a service's SQL store: messages written in the same transaction as
+ * the change that calls for them, so they exist exactly when it committed. The relay hands
+ * committed rows on (to the durable channels, usually), then deletes them. Every node of the
+ * service runs one; a row is claimed for `CLAIM_MS` first (MySQL: rows another relay is claiming
  * are skipped), so relays rarely send the same row twice, and when they do (a relay killed between
- * sending and deleting, a move copying a row just sent) the receiving side's unique keys make the
- * repeat harmless. Sending needs only this region: the channels store a message for another region
- * here first.
+ * sending and deleting, a move copying a row just sent) the receiving side must find the repeat
+ * harmless. Sending needs only this region: the channels store a message for another region here
+ * first.
+ *
+ * The table: `id` (auto-increment), `channel`, `msg_key`, `region`, `payload` (JSON),
+ * `claimed_until` (ms, 0 when unclaimed), and whatever else the service keeps (its owner, a time).
  */
 
 export interface RelayedMessage {
@@ -22,6 +27,8 @@ export interface RelayedMessage {
 export interface OutboxRelayOptions {
 	/** The region database past any fenced transaction. */
 	db: Kysely<any>;
+	/** The outbox table. */
+	table: string;
 	dialect: SqlDialectName;
 	send(message: RelayedMessage): Promise<void>;
 	logger: ServiceBroker["logger"];
@@ -100,11 +107,11 @@ export class OutboxRelay {
 				);
 				const sent = claimed.filter((_, i) => outcomes[i]!.status === "fulfilled").map(r => r.id);
 				const failed = claimed.filter((_, i) => outcomes[i]!.status === "rejected").map(r => r.id);
-				if (sent.length) await this.opts.db.deleteFrom("money_outbox").where("id", "in", sent).execute();
+				if (sent.length) await this.opts.db.deleteFrom(this.opts.table).where("id", "in", sent).execute();
 				if (failed.length) {
 					this.stats.failed += failed.length;
 					await this.opts.db
-						.updateTable("money_outbox")
+						.updateTable(this.opts.table)
 						.set({ claimed_until: Date.now() + RETRY_MS })
 						.where("id", "in", failed)
 						.execute();
@@ -124,11 +131,12 @@ export class OutboxRelay {
 	private claim(): Promise<Claimed[]> {
 		const now = Date.now();
 		return this.opts.db.transaction().execute(async trx => {
-			const rows = await sql<Claimed>`select id, channel, msg_key, region, payload from money_outbox where claimed_until < ${now} order by id limit ${BATCH}
+			const rows =
+				await sql<Claimed>`select id, channel, msg_key, region, payload from ${sql.table(this.opts.table)} where claimed_until < ${now} order by id limit ${BATCH}
 				${sql.raw(this.opts.dialect === "mysql" ? "for update skip locked" : "")}`.execute(trx);
 			if (rows.rows.length)
 				await trx
-					.updateTable("money_outbox")
+					.updateTable(this.opts.table)
 					.set({ claimed_until: now + CLAIM_MS })
 					.where(
 						"id",
