@@ -7,6 +7,7 @@ import authJwt from "./auth-jwt/auth-jwt.service.ts";
 import authRbac from "./auth-rbac/auth-rbac.service.ts";
 import svConfig from "./sv-config/sv-config.service.ts";
 import svMoney from "./sv-money/sv-money.service.ts";
+import svNotice from "./sv-notice/sv-notice.service.ts";
 import svRegion from "./sv-region/sv-region.service.ts";
 import svUser from "./sv-user/sv-user.service.ts";
 
@@ -23,6 +24,7 @@ export const SERVICES: Record<string, AnyServiceSchema> = {
 	"auth-jwt": authJwt,
 	"sv-config": svConfig,
 	"sv-money": svMoney,
+	"sv-notice": svNotice,
 	"sv-region": svRegion,
 	"sv-user": svUser
 };

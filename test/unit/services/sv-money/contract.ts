@@ -4,7 +4,7 @@ import type { RegionNode } from "../../../../app/node.ts";
 import { Currencies } from "../../../../services/sv-money/currencies.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { within } from "../../../harness/waiting.ts";
+import { registered, within } from "../../../harness/waiting.ts";
 
 /**
  * sv-money's rules, run on each SQL store it ships with (SQLite embedded, MariaDB in NATS mode):
@@ -20,9 +20,8 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 	let operator = "";
 
 	async function register(name: string, country: string): Promise<string> {
-		const { id } = await call<{ id: string }>("cn-east", "sv-user.register", { username: name, password: "Tr0ub4dor&3-money", country });
-		users[name] = id;
-		return id;
+		users[name] = await registered(() => call<{ id: string }>("cn-east", "sv-user.register", { username: name, password: "Tr0ub4dor&3-money", country }));
+		return users[name]!;
 	}
 	const seed = (name: string, amount: string, currency = "CNY") =>
 		call("cn-east", "sv-money.adjust", { userId: users[name], amount, currency, reason: "seed", operator });

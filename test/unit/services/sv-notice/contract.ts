@@ -1,0 +1,155 @@
+import type { Context, Service } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RegionNode } from "../../../../app/node.ts";
+import type { PushedNotice } from "../../../../services/sv-notice/sv-notice.service.ts";
+import { PUSH_EVENT } from "../../../../services/sv-notice/sv-notice.service.ts";
+import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { registered, within } from "../../../harness/waiting.ts";
+
+/** sv-notice's rules on each SQL store it ships with: three regions in one process. */
+export function noticeContract(store: string, opts: { sqlOf?: (region: string) => string; cleanup?: () => Promise<void> } = {}): void {
+	const nodes: Record<string, RegionNode> = {};
+	let cluster: EmbeddedRegions | undefined;
+	const users: Record<string, string> = {};
+	const call = <T = any>(from: string, action: string, params: unknown) => nodes[from]!.broker.call<T, unknown>(action, params);
+	const pushes: Record<string, PushedNotice[]> = {};
+	let keys = 0;
+	const key = () => `n-${++keys}-${Date.now()}`;
+	const send = (name: string, over: Record<string, unknown> = {}, from = "cn-east") =>
+		call(from, "sv-notice.send", {
+			userId: users[name],
+			category: "wallet",
+			template: "transfer-received",
+			data: { amount: "12345", currency: "CNY", from: "alice" },
+			idempotencyKey: key(),
+			...over
+		});
+
+	describe(`sv-notice on ${store}`, () => {
+		beforeAll(async () => {
+			cluster = await startEmbeddedRegions({
+				namespacePrefix: `svnotice-${store}-`,
+				services: ["sv-region", "sv-user", "sv-notice"],
+				schemas: [
+					{
+						// What a gateway's live streams do with the pushes: a listener in every region, recording what it heard there.
+						name: "push-listener",
+						events: {
+							[PUSH_EVENT]: {
+								global: true,
+								handler(this: Service, ctx: Context<PushedNotice>) {
+									const region = REGION_IDS.find(r => this.broker.namespace.endsWith(r))!;
+									(pushes[region] ??= []).push(ctx.params);
+								}
+							}
+						}
+					}
+				],
+				env: { EDGEHOME_NOTICE_RELAY_MS: "50" },
+				sqlOf: opts.sqlOf
+			});
+			Object.assign(nodes, cluster.nodes);
+			for (const [name, country] of [
+				["hans", "DE"],
+				["liwei", "CN"]
+			] as const) {
+				users[name] = await registered(() => call<{ id: string }>("cn-east", "sv-user.register", { username: name, password: "Tr0ub4dor&3-notice", country }));
+			}
+		}, 120_000);
+
+		afterAll(async () => {
+			await cluster?.stop();
+			await opts.cleanup?.();
+		});
+
+		it("writes one inbox entry per key, rendered and escaped, in the user's home region only", async () => {
+			const k = key();
+			const first = await send("hans", { idempotencyKey: k, data: { amount: "12345", currency: "CNY", from: "<script>x</script>" } });
+			expect(first).toMatchObject({ replayed: false, notice: { category: "wallet", title: "You received 123.45 CNY", read: false, seq: 1 } });
+			expect(first.notice.html).toContain("&lt;script&gt;");
+			expect(first.notice.html).not.toContain("<script>");
+			const again = await send("hans", { idempotencyKey: k }, "ap-south");
+			expect(again).toEqual({ replayed: true, notice: first.notice });
+			for (const region of ["cn-east", "ap-south"]) expect(await nodes[region]!.stores.sql.db.selectFrom("notice_inbox").selectAll().execute()).toHaveLength(0);
+			expect(await call("cn-east", "sv-notice.unreadCount", { userId: users.hans })).toEqual({ unread: 1 });
+		});
+
+		it("refuses a send whose template is unknown or whose data is missing, writing nothing", async () => {
+			await expect(send("hans", { template: "nope" })).rejects.toMatchObject({ type: "TEMPLATE_NOT_FOUND", code: 422 });
+			await expect(send("hans", { data: { amount: "1", currency: "CNY" } })).rejects.toMatchObject({ type: "TEMPLATE_DATA_MISSING", data: { field: "from" } });
+			await expect(send("hans", { category: "gossip" })).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+			expect(await call("cn-east", "sv-notice.unreadCount", { userId: users.hans })).toEqual({ unread: 1 });
+		});
+
+		it("pushes each notice to every region's listeners once it is committed, with the unread count", async () => {
+			const sent = await send("liwei");
+			for (const region of ["cn-east", "ap-south", "eu-central"])
+				await within(async () => (pushes[region] ?? []).some(p => p.notice?.id === sent.notice.id && p.unreadCount === 1), 5000);
+		});
+
+		it("numbers a user's notices in order and resumes a stream after any of them", async () => {
+			const sent = [];
+			for (let i = 0; i < 5; i++) sent.push(await send("liwei"));
+			const seqs = sent.map(s => s.notice.seq);
+			expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+			const after = await call("eu-central", "sv-notice.since", { userId: users.liwei, after: seqs[1] });
+			expect(after.map((n: { seq: number }) => n.seq)).toEqual(seqs.slice(2));
+		});
+
+		it("lists newest first with a cursor, reads, reads all and deletes; another user's notice is not found", async () => {
+			const page = await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 2 });
+			expect(page.items).toHaveLength(2);
+			const next = await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 2, cursor: page.nextCursor });
+			expect(next.items[0].seq).toBeLessThan(page.items[1].seq);
+			await call("cn-east", "sv-notice.markRead", { userId: users.liwei, id: page.items[0].id });
+			expect((await call("cn-east", "sv-notice.list", { userId: users.liwei, unread: true, limit: 100 })).items.map((n: { id: string }) => n.id)).not.toContain(
+				page.items[0].id
+			);
+			await expect(call("cn-east", "sv-notice.markRead", { userId: users.hans, id: page.items[1].id })).rejects.toMatchObject({
+				type: "NOTICE_NOT_FOUND",
+				code: 404
+			});
+			await expect(call("cn-east", "sv-notice.remove", { userId: users.hans, id: page.items[1].id })).rejects.toMatchObject({ type: "NOTICE_NOT_FOUND" });
+			await call("cn-east", "sv-notice.remove", { userId: users.liwei, id: page.items[1].id });
+			expect((await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 100 })).items.map((n: { id: string }) => n.id)).not.toContain(
+				page.items[1].id
+			);
+			expect(await call("cn-east", "sv-notice.readAll", { userId: users.liwei })).toMatchObject({ unread: 0 });
+			expect(await call("cn-east", "sv-notice.unreadCount", { userId: users.liwei })).toEqual({ unread: 0 });
+		});
+
+		it("keeps preferences: a muted category is written read and not pushed; security stays on; the user's locale is used", async () => {
+			const prefs = await call("cn-east", "sv-notice.getPreferences", { userId: users.liwei });
+			expect(prefs).toMatchObject({ locale: "en", channels: { inbox: { security: true, wallet: true } } });
+			const off = { ...prefs.channels, inbox: { ...prefs.channels.inbox, security: false } };
+			await expect(call("cn-east", "sv-notice.setPreferences", { userId: users.liwei, locale: "zh", channels: off })).rejects.toMatchObject({
+				type: "SECURITY_NOTICES_REQUIRED",
+				code: 422
+			});
+			const muted = { ...prefs.channels, inbox: { ...prefs.channels.inbox, wallet: false } };
+			expect(await call("cn-east", "sv-notice.setPreferences", { userId: users.liwei, locale: "zh", channels: muted })).toMatchObject({
+				locale: "zh",
+				channels: { inbox: { wallet: false, security: true } }
+			});
+			const quiet = await send("liwei");
+			expect(quiet.notice).toMatchObject({ read: true, title: "您收到 123.45 CNY" });
+			const english = await send("liwei", { category: "account", template: "move-completed", data: { region: "ap-south" } });
+			expect(english.notice.title).toBe("Your account moved to ap-south");
+			await expect(call("cn-east", "sv-notice.setPreferences", { userId: users.liwei, locale: "fr", channels: muted })).rejects.toMatchObject({
+				type: "VALIDATION_ERROR"
+			});
+		});
+
+		it("moves the inbox with the user; numbering goes on where it was", async () => {
+			const before = await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 100 });
+			const prefs = await call("cn-east", "sv-notice.getPreferences", { userId: users.liwei });
+			await call("cn-east", "sv-region.move", { userId: users.liwei, to: "ap-south" });
+			expect(await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 100 })).toEqual(before);
+			expect(await call("cn-east", "sv-notice.getPreferences", { userId: users.liwei })).toEqual(prefs);
+			expect(await nodes["cn-east"]!.stores.sql.db.selectFrom("notice_inbox").selectAll().execute()).toHaveLength(0);
+			const next = await send("liwei", { category: "security", template: "new-login", data: { client: "app", ip: "192.0.2.1", at: "now" } });
+			expect(next.notice.seq).toBe(before.items[0].seq + 1);
+		});
+	});
+}

@@ -1,0 +1,3 @@
+import { noticeContract } from "./contract.ts";
+
+noticeContract("sqlite");
