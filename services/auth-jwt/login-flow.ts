@@ -10,6 +10,26 @@ export interface LoginParams {
 	client: ClientType;
 }
 
+/** The channel sv-notice takes notices from (services/sv-notice): a producer never calls it in its request path. */
+const NOTICE_CHANNEL = "notice.send";
+
+/**
+ * Tells the user of a sign-in from an IP their login never succeeded from: a security notice,
+ * stored durably and sent later. A notice that cannot be stored is logged, never the login's failure.
+ */
+async function noticeNewLogin(ctx: Context<LoginParams>, tokens: Tokens, ip: string): Promise<void> {
+	const notice = {
+		userId: tokens.userId,
+		category: "security",
+		template: "new-login",
+		data: { client: ctx.params.client, ip, at: new Date().toISOString() },
+		idempotencyKey: `new-login:${tokens.sid}`
+	};
+	await ctx.broker.sendToChannel(NOTICE_CHANNEL, notice, { key: tokens.userId, ctx }).catch((err: Error) => {
+		ctx.broker.logger.warn(`new-login notice for a session of ${tokens.userId} not stored: ${err.message}`);
+	});
+}
+
 /**
  * A login at the region that received the request: the login gate (budgets of the client IP and
  * of the login string), then the password check and the session at the user's home
@@ -29,7 +49,8 @@ export async function logIn(ctx: Context<LoginParams>, gate: LoginGate, clientIp
 			throw new InvalidCredentialsError();
 		}
 		const tokens = await ctx.call<Tokens, unknown>("auth-jwt.authenticate", { userId: found.userId, password, client });
-		await pass.succeeded();
+		const { newIp } = await pass.succeeded();
+		if (newIp && clientIp) await noticeNewLogin(ctx, tokens, clientIp);
 		return tokens;
 	} catch (err) {
 		await ((err as { type?: string }).type === "INVALID_CREDENTIALS" ? pass.failed() : pass.unchecked());

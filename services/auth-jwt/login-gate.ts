@@ -7,8 +7,8 @@ import { IP_BACKOFF, LOGIN_BACKOFF } from "./login-throttle.ts";
 
 /** An admitted login attempt; it ends one of these ways. */
 export interface Pass {
-	/** The password was right: no failure, and this IP becomes known for this login. */
-	succeeded(): Promise<void>;
+	/** The password was right: no failure, and this IP becomes known for this login; `newIp` when it was not before. */
+	succeeded(): Promise<{ newIp: boolean }>;
 	/** The password was wrong: a failure, as of now. */
 	failed(): Promise<void>;
 	/** No password was checked (an error of ours): no failure. */
@@ -56,7 +56,10 @@ export class LoginGate {
 		return {
 			succeeded: async () => {
 				await release();
-				if (ipName) await this.known.remember(loginName, ipName);
+				if (!ipName) return { newIp: false };
+				const known = await this.known.has(loginName, ipName);
+				await this.known.remember(loginName, ipName);
+				return { newIp: !known };
 			},
 			failed: () => Promise.all(slots.map(s => s.failed())).then(() => undefined),
 			unchecked: release

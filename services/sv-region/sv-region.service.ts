@@ -19,6 +19,9 @@ import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { EntryChangedError, HandoverRefusedError, IdentityNotFoundError, IdentityTakenError, MoveNotFoundError, UnknownRegionError } from "./errors.ts";
 
+/** The channel sv-notice takes notices from: producers store a notice there, never call sv-notice in their path. */
+const NOTICE_CHANNEL = "notice.send";
+
 export const MAX_IDENTITY_LENGTH = 320;
 /** Most user entries one census reads. */
 export const MAX_CENSUS = 10_000_000;
@@ -59,6 +62,7 @@ interface MoveProgress {
 
 interface Methods {
 	beginMove(userId: string, to: string): Promise<{ progress: MoveProgress; done: Promise<MoveRecord> }>;
+	noticeMoved(record: MoveRecord): Promise<void>;
 	settleMove(record: MoveRecord, outcome: Pick<MoveProgress, "state" | "error">, onlyIfRunning?: boolean): Promise<void>;
 	pruneMoves(endedBefore: number): Promise<number>;
 }
@@ -317,6 +321,20 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 	methods: {
 		/** Checks and begins a move (refusals reject here) and records it as running. */
+		/** Tells the user the move is done: a notice stored in the durable channel sv-notice takes notices from, once per move. */
+		async noticeMoved(record: MoveRecord) {
+			const notice = {
+				userId: record.userId,
+				category: "account",
+				template: "move-completed",
+				data: { region: record.to },
+				idempotencyKey: `move-completed:${record.moveId}`
+			};
+			await this.broker.sendToChannel(NOTICE_CHANNEL, notice, { key: record.userId }).catch((err: Error) => {
+				this.logger.warn(`move ${record.moveId}: the user's notice was not stored: ${err.message}`);
+			});
+		},
+
 		async beginMove(id: string, to: string) {
 			if (!this.runtime.regions.some(r => r.id === to)) throw new UnknownRegionError(to);
 			const { record, done } = await this.mover.start(id, to).catch(fromDirectory);
@@ -421,6 +439,7 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				void this.settleMove(record, { state, error: cause }).catch(err =>
 					this.logger.warn(`cannot record the outcome of move ${record.moveId}: ${(err as Error).message}`)
 				);
+				if (state === "moved" && record.from !== record.to) void this.noticeMoved(record);
 			}
 		});
 	},

@@ -30,7 +30,7 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 		beforeAll(async () => {
 			cluster = await startEmbeddedRegions({
 				namespacePrefix: `svnotice-${store}-`,
-				services: ["sv-region", "sv-user", "sv-notice"],
+				services: ["sv-region", "sv-user", "auth-jwt", "sv-notice"],
 				schemas: [
 					{
 						// What a gateway's live streams do with the pushes: a listener in every region, recording what it heard there.
@@ -134,22 +134,42 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 			});
 			const quiet = await send("liwei");
 			expect(quiet.notice).toMatchObject({ read: true, title: "您收到 123.45 CNY" });
-			const english = await send("liwei", { category: "account", template: "move-completed", data: { region: "ap-south" } });
-			expect(english.notice.title).toBe("Your account moved to ap-south");
+			const english = await send("liwei", { category: "account", template: "move-completed", data: { region: "eu-central" } });
+			expect(english.notice.title).toBe("Your account moved to eu-central");
 			await expect(call("cn-east", "sv-notice.setPreferences", { userId: users.liwei, locale: "fr", channels: muted })).rejects.toMatchObject({
 				type: "VALIDATION_ERROR"
 			});
 		});
 
-		it("moves the inbox with the user; numbering goes on where it was", async () => {
+		it("moves the inbox with the user, numbering going on where it was, and tells the user the move is done", async () => {
 			const before = await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 100 });
 			const prefs = await call("cn-east", "sv-notice.getPreferences", { userId: users.liwei });
 			await call("cn-east", "sv-region.move", { userId: users.liwei, to: "ap-south" });
-			expect(await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 100 })).toEqual(before);
 			expect(await call("cn-east", "sv-notice.getPreferences", { userId: users.liwei })).toEqual(prefs);
 			expect(await nodes["cn-east"]!.stores.sql.db.selectFrom("notice_inbox").selectAll().execute()).toHaveLength(0);
-			const next = await send("liwei", { category: "security", template: "new-login", data: { client: "app", ip: "192.0.2.1", at: "now" } });
-			expect(next.notice.seq).toBe(before.items[0].seq + 1);
+			let after: { items: { seq: number; title: string }[] } = { items: [] };
+			await within(async () => {
+				after = await call("eu-central", "sv-notice.list", { userId: users.liwei, limit: 100 });
+				return after.items.some(n => n.title === "Your account moved to ap-south");
+			}, 10_000);
+			expect(after.items.slice(1)).toEqual(before.items);
+			expect(after.items[0]!.seq).toBe(before.items[0].seq + 1);
+		});
+
+		it("tells a user of a sign-in from an IP their login never succeeded from, once", async () => {
+			const login = (ip: string) =>
+				nodes["ap-south"]!.broker.call("auth-jwt.login", { login: "hans", password: "Tr0ub4dor&3-notice", client: "app" }, { meta: { clientIp: ip } });
+			const newLogins = async () =>
+				(await call("cn-east", "sv-notice.list", { userId: users.hans, limit: 100 })).items.filter((n: { category: string }) => n.category === "security");
+			await login("198.51.100.7");
+			await within(async () => (await newLogins()).length === 1, 10_000);
+			expect((await newLogins())[0]).toMatchObject({ title: "New sign-in to your account" });
+			expect((await newLogins())[0].text).toContain("198.51.100.7");
+			await login("198.51.100.7");
+			await login("198.51.100.8");
+			await within(async () => (await newLogins()).length === 2, 10_000);
+			await new Promise(r => setTimeout(r, 300));
+			expect(await newLogins()).toHaveLength(2);
 		});
 	});
 }
