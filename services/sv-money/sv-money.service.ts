@@ -6,7 +6,9 @@ import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import type { HomeEntry } from "../../regions/directory/entries.ts";
 import { USER_ID } from "../../regions/directory/entries.ts";
+import { fromDirectoryFailure } from "../../regions/errors.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { unscoped } from "../../regions/stores/scoped-db.ts";
@@ -41,6 +43,7 @@ interface Vars extends DbVars<any> {
 type Methods = MoveParticipantMethods & {
 	recipient(ctx: Context, to: string, payer: string): Promise<{ id: string; home: string }>;
 	homeOf(userId: string): Promise<string>;
+	homeEntry(userId: string): Promise<HomeEntry | undefined>;
 	deliverCredit(msg: ChannelDelivery<CreditMessage>): Promise<void>;
 	sweepHolds(): Promise<void>;
 };
@@ -61,9 +64,10 @@ const creditMessage = {
 /**
  * A credit or an outcome waits for a region that is down: tried again at least every 5 s (so it
  * lands within seconds of the region's return), for about 14 hours before it becomes a dead
- * letter (ops replay it: `channels replay`; the transfer stays pending meanwhile).
+ * letter (ops replay it: `channels replay`; the transfer stays pending meanwhile). One held by a
+ * node that died goes to another after 10 s, not the default 30 s.
  */
-const PATIENT = { maxRetries: 10_000, maxBackoffMs: 5000 } as const;
+const PATIENT = { maxRetries: 10_000, maxBackoffMs: 5000, ackWaitMs: 10_000 } as const;
 
 /** A ledger write's statements mean nothing apart: they commit in one transaction (regions/home-router.ts). */
 const atomicWrite = { param: "userId", atomic: true } as const;
@@ -247,7 +251,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				const p = ctx.params;
 				const value = parseSignedAmount(p.amount, this.maxAmount);
 				this.currencies.get(p.currency);
-				if (!(await regionRuntimeOf(this.broker).directory.home(p.userId))) throw new RecipientNotFoundError(p.userId);
+				if (!(await this.homeEntry(p.userId))) throw new RecipientNotFoundError(p.userId);
 				const row = await adjust(this.ledger, regionRuntimeOf(this.broker).region.id, {
 					userId: p.userId,
 					amount: value,
@@ -321,9 +325,8 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	methods: {
 		/** The payee a request names (a user id, else a username) and its home; RECIPIENT_NOT_FOUND or TRANSFER_TO_SELF before anything is written. */
 		async recipient(ctx: Context, to: string, payer: string) {
-			const directory = regionRuntimeOf(this.broker).directory;
 			let id: string | undefined;
-			if (USER_ID.test(to) && (await directory.home(to))) id = to;
+			if (USER_ID.test(to) && (await this.homeEntry(to))) id = to;
 			else {
 				const found = await ctx.call<{ userId: string }, unknown>("sv-region.resolve", { kind: "username", value: to }).catch((err: { type?: string }) => {
 					if (err.type === "USER_NOT_FOUND" || err.type === "VALIDATION_ERROR") return undefined;
@@ -332,13 +335,26 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				id = found?.userId;
 			}
 			if (id === payer) throw new TransferToSelfError();
-			const home = id && (await directory.home(id));
+			const home = id && (await this.homeEntry(id));
 			if (!id || !home) throw new RecipientNotFoundError(to);
 			return { id, home: home.region };
 		},
 
+		/**
+		 * Where the directory says a user lives: this node's view, and on a miss the origin (a user
+		 * registered a moment ago may not have reached this region's mirror yet). A directory that
+		 * cannot answer is DIRECTORY_UNAVAILABLE (503), as for any routed call.
+		 */
+		async homeEntry(user: string) {
+			const directory = regionRuntimeOf(this.broker).directory;
+			return directory
+				.home(user)
+				.then(found => found ?? directory.refresh(user))
+				.catch(fromDirectoryFailure);
+		},
+
 		async homeOf(user: string) {
-			const home = await regionRuntimeOf(this.broker).directory.home(user);
+			const home = await this.homeEntry(user);
 			if (!home) throw new RecipientNotFoundError(user);
 			return home.region;
 		},

@@ -10,7 +10,8 @@
  *
  * Env: CHAOS_REGION, CHAOS_ROLE (svc | aux), CHAOS_NATS_URL, CHAOS_BUCKET, CHAOS_HUB_REPLICAS, CHAOS_RUN
  * (for realStores), CHAOS_NODE_ID, CHAOS_DISCOVERY_WAIT_MS (default 10000), EDGEHOME_NAMESPACE_PREFIX,
- * EDGEHOME_BLIND_INDEX_KEY (base64).
+ * EDGEHOME_BLIND_INDEX_KEY (base64), CHAOS_SERVICES: registry services (e.g. sv-money) every node runs
+ * besides sv-region, in place of the ledger (the bank test).
  */
 import { Socket } from "node:net";
 import { createInterface } from "node:readline";
@@ -37,6 +38,7 @@ const regionId = need("CHAOS_REGION");
 const role = need("CHAOS_ROLE");
 const natsUrl = need("CHAOS_NATS_URL");
 const regions = loadRegions();
+const participants = process.env.CHAOS_SERVICES?.split(",").filter(Boolean);
 
 const store = await openKvDirectory({
 	region: regionId,
@@ -51,8 +53,8 @@ const node = await startRegionNode({
 	regions,
 	transport: "nats",
 	group: role,
-	services: ["sv-region"],
-	schemas: role === "svc" ? [ledgerService] : [],
+	services: ["sv-region", ...(participants ?? [])],
+	schemas: role === "svc" && !participants ? [ledgerService] : [],
 	stores: realStores(need("CHAOS_RUN"), regionId),
 	directory: { store, blindIndexKey: Buffer.from(need("EDGEHOME_BLIND_INDEX_KEY"), "base64") },
 	env: { ...process.env, EDGEHOME_NATS_URL: natsUrl, EDGEHOME_NODE_ID: need("CHAOS_NODE_ID"), EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" }
@@ -61,7 +63,7 @@ const node = await startRegionNode({
 // Best effort, bounded: a node restarted while another region is down must still come up. The
 // router learns an action's `home:` from an endpoint it knows, and the mover lists participants
 // from each region's registry, so wait a little for both to be discovered.
-const services = ["sv-region", "ledger"];
+const services = ["sv-region", ...(participants ?? ["ledger"])];
 const discoveryMs = Number(process.env.CHAOS_DISCOVERY_WAIT_MS ?? 10_000);
 if (discoveryMs > 0)
 	await Promise.allSettled([

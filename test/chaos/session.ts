@@ -49,6 +49,8 @@ export interface SessionOptions {
 	log?: (line: string) => void;
 	/** Gateway relays for the mirror-lag nemesis (nemeses.ts loadMirrorLag). */
 	relays?: MirrorRelays;
+	/** More environment for every node (CHAOS_SERVICES and the services' settings: the bank test). */
+	nodeEnv?: Record<string, string>;
 }
 
 /**
@@ -153,6 +155,7 @@ export class NodeProcess {
 			proc = spawn(process.execPath, [CHAOS_NODE], {
 				env: {
 					...process.env,
+					...s.nodeEnv,
 					CHAOS_REGION: this.region,
 					CHAOS_ROLE: this.role,
 					CHAOS_NATS_URL: s.cluster.urls[this.region]!,
@@ -226,6 +229,7 @@ export class Session {
 	closing = false;
 	cluster!: EdgeTopology;
 	readonly relays: MirrorRelays | undefined;
+	readonly nodeEnv: Record<string, string>;
 	private readonly keepDir: string | undefined;
 	private readonly logger: (line: string) => void;
 	private readonly natsHolds: Record<string, number> = {};
@@ -261,6 +265,7 @@ export class Session {
 	constructor(opts: SessionOptions = {}) {
 		this.keepDir = opts.keepDir;
 		this.relays = opts.relays;
+		this.nodeEnv = opts.nodeEnv ?? {};
 		this.logger = opts.log ?? (() => undefined);
 		this.dir = opts.keepDir ? join(opts.keepDir, this.run) : mkdtempSync(join(tmpdir(), "edgehome-chaos-"));
 		if (opts.keepDir) mkdirSync(this.dir, { recursive: true });
