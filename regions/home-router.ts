@@ -23,9 +23,12 @@ import { METRIC } from "./runtime/metric-names.ts";
  * user (`home: "userId"`), or `{ param, readonly | atomic }`. Reads may still be served while the
  * user is moving; writes may not, and commit only through the home region's fence. An `atomic`
  * write commits all of its statements in one transaction, never split off a slow batch
- * (regions/ownership/write-batch.ts): for writes whose statements mean nothing apart.
+ * (regions/ownership/write-batch.ts): for writes whose statements mean nothing apart. A
+ * `selfFenced` write is routed like any write but runs unwrapped: its handler commits only in a
+ * transaction that holds the ownership rows of every user it writes (shared), as the fence would,
+ * and hands what it cannot decide to the fence (`fence.run`).
  */
-export type UserHomeSpec = string | { param: string; readonly?: boolean; atomic?: boolean };
+export type UserHomeSpec = string | { param: string; readonly?: boolean; atomic?: boolean; selfFenced?: boolean };
 
 /**
  * What an action declares: routed by a user's home, or (`{ region }`, the path of a parameter
@@ -70,6 +73,7 @@ interface ParsedSpec {
 	path: string[];
 	write: boolean;
 	atomic?: boolean;
+	selfFenced?: boolean;
 	/** The parameter names a region, not a user. */
 	byRegion: boolean;
 }
@@ -77,8 +81,8 @@ interface ParsedSpec {
 function parseSpec(spec: unknown): ParsedSpec | undefined {
 	if (typeof spec === "string") return { path: spec.split("."), write: true, byRegion: false };
 	if (spec && typeof spec === "object" && typeof (spec as { param?: unknown }).param === "string") {
-		const s = spec as { param: string; readonly?: boolean; atomic?: boolean };
-		return { path: s.param.split("."), write: !s.readonly, atomic: Boolean(s.atomic), byRegion: false };
+		const s = spec as { param: string; readonly?: boolean; atomic?: boolean; selfFenced?: boolean };
+		return { path: s.param.split("."), write: !s.readonly, atomic: Boolean(s.atomic), selfFenced: Boolean(s.selfFenced), byRegion: false };
 	}
 	if (spec && typeof spec === "object" && typeof (spec as { region?: unknown }).region === "string")
 		return { path: (spec as { region: string }).region.split("."), write: false, byRegion: true };
@@ -362,8 +366,8 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 
 		localAction(next: (ctx: Context) => Promise<unknown>, action: { home?: unknown }) {
 			const spec = parseSpec(action.home);
-			// A region-routed call concerns no user: nothing to own or fence.
-			if (!spec || spec.byRegion) return next;
+			// A region-routed call concerns no user: nothing to own or fence. A self-fenced write fences itself.
+			if (!spec || spec.byRegion || spec.selfFenced) return next;
 			if (spec.write)
 				return (ctx: Context) => {
 					const userId = paramAt(ctx.params, spec.path);

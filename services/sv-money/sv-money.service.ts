@@ -9,9 +9,10 @@ import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
 import { USER_ID } from "../../regions/directory/entries.ts";
 import { fromDirectoryFailure } from "../../regions/errors.ts";
+import type { HomeMeta } from "../../regions/home-router.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { unscoped } from "../../regions/stores/scoped-db.ts";
+import { scopeOf, unscoped } from "../../regions/stores/scoped-db.ts";
 import { maxAmountFrom, parseAmount, parseSignedAmount } from "./amounts.ts";
 import { Currencies } from "./currencies.ts";
 import { RecipientNotFoundError, TransferNotFoundError, TransferToSelfError } from "./errors.ts";
@@ -23,8 +24,11 @@ import { migrations } from "./migrations.ts";
 import { WalletMoves } from "./moves.ts";
 import type { CreditMessage, SettleMessage } from "./outbox.ts";
 import { CREDIT_CHANNEL, SETTLE_CHANNEL } from "./outbox.ts";
+import type { TransferOutcome } from "./payments.ts";
 import { adjust, Payments } from "./payments.ts";
 import { reconcile } from "./reconciliation.ts";
+import type { BatchedTransfer } from "./transfer-batches.ts";
+import { TransferBatches } from "./transfer-batches.ts";
 import type { TransferRow } from "./views.ts";
 import { holdView, transferView } from "./views.ts";
 import { entriesPage, walletView } from "./wallet-reads.ts";
@@ -33,6 +37,7 @@ interface Vars extends DbVars<any> {
 	ledger: Ledger;
 	payments: Payments;
 	holds: Holds;
+	batches: TransferBatches;
 	moves: WalletMoves;
 	relay: OutboxRelay;
 	currencies: Currencies;
@@ -44,6 +49,7 @@ type Methods = MoveParticipantMethods & {
 	recipient(ctx: Context, to: string, payer: string): Promise<{ id: string; home: string }>;
 	homeOf(userId: string): Promise<string>;
 	homeEntry(userId: string): Promise<HomeEntry | undefined>;
+	transferAlone(job: BatchedTransfer): Promise<TransferOutcome>;
 	deliverCredit(msg: ChannelDelivery<CreditMessage>): Promise<void>;
 	sweepHolds(): Promise<void>;
 };
@@ -68,6 +74,10 @@ const creditMessage = {
  * node that died goes to another after 10 s, not the default 30 s.
  */
 const PATIENT = { maxRetries: 10_000, maxBackoffMs: 5000, ackWaitMs: 10_000 } as const;
+
+/** Transfer batches in progress at once on a node (each on its own connection), and most transfers in one. */
+const BATCH_LANES = 4;
+const BATCH_SIZE = 64;
 
 /** A ledger write's statements mean nothing apart: they commit in one transaction (regions/home-router.ts). */
 const atomicWrite = { param: "userId", atomic: true } as const;
@@ -107,26 +117,32 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	actions: {
 		transfer: {
 			restricted: "money",
-			home: atomicWrite,
+			// Committed in set-based batches that hold every payer's and payee's ownership row (transfer-batches.ts).
+			home: { param: "userId", selfFenced: true },
 			params: { $$strict: true, userId, to: recipient, amount, currency, memo, idempotencyKey },
-			async handler(ctx: Context<{ userId: string; to: string; amount: unknown; currency: string; memo?: string; idempotencyKey: string }>) {
+			async handler(
+				ctx: Context<{ userId: string; to: string; amount: unknown; currency: string; memo?: string; idempotencyKey: string }, { $home?: HomeMeta }>
+			) {
 				const p = ctx.params;
 				const value = parseAmount(p.amount, this.maxAmount);
 				this.currencies.get(p.currency);
 				const hash = requestHash("transfer", [p.to, value.toString(), p.currency, p.memo ?? null]);
-				const earlier = await this.payments.replay(p.userId, p.idempotencyKey, hash);
-				if (earlier) return { transfer: transferView(earlier), replayed: true };
 				const payee = await this.recipient(ctx, p.to, p.userId);
-				const done = await this.payments.transfer({
-					payer: p.userId,
-					payee: payee.id,
-					payeeHome: payee.home,
-					amount: value,
-					currency: p.currency,
-					memo: p.memo ?? null,
-					idempotencyKey: p.idempotencyKey,
-					requestHash: hash
-				});
+				const job = {
+					req: {
+						payer: p.userId,
+						payee: payee.id,
+						payeeHome: payee.home,
+						amount: value,
+						currency: p.currency,
+						memo: p.memo ?? null,
+						idempotencyKey: p.idempotencyKey,
+						requestHash: hash
+					},
+					callerEpoch: ctx.meta.$home?.epoch
+				};
+				// Inside another write's transaction (which holds SQLite's one connection) a batch could not start: it joins that write.
+				const done = scopeOf(this.db) ? await this.transferAlone(job) : await this.batches.submit(job);
 				if (done.queued) this.relay.kick();
 				return { transfer: transferView(done.row), replayed: done.replayed };
 			}
@@ -359,6 +375,21 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			return home.region;
 		},
 
+		/** One transfer through the fence: for a payer whose ownership row a batch could not decide on (absent, moving). */
+		transferAlone(job: BatchedTransfer) {
+			const { req } = job;
+			return regionRuntimeOf(this.broker).fence.run(
+				req.payer,
+				job.callerEpoch,
+				async () => {
+					const earlier = await this.payments.replay(req.payer, req.idempotencyKey, req.requestHash);
+					if (earlier) return { row: earlier, replayed: true, queued: false };
+					return this.payments.transfer(req);
+				},
+				true
+			);
+		},
+
 		/** A credit for a payee: applied at the payee's home, wherever that is now; a payee that no longer exists is refused back to the payer. */
 		async deliverCredit(msg: ChannelDelivery<CreditMessage>) {
 			try {
@@ -412,6 +443,15 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		this.ledger = new Ledger(this.db, this.dialect);
 		this.payments = new Payments({ ledger: this.ledger, region: here, alsoFenced: (user, fn) => runtime.fence.run(user, undefined, fn) });
 		this.holds = new Holds(this.ledger, this.payments);
+		this.batches = new TransferBatches({
+			region: here,
+			db: unscoped(this.db),
+			dialect: this.dialect,
+			records: runtime.ownership,
+			alone: job => this.transferAlone(job),
+			lanes: this.dialect === "sqlite" ? 1 : BATCH_LANES,
+			maxSize: BATCH_SIZE
+		});
 		this.moves = new WalletMoves(this.ledger);
 		this.relay = new OutboxRelay({
 			db: unscoped(this.db),

@@ -37,7 +37,11 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 	const reconcileAll = () =>
 		Promise.all(REGION_IDS.map(region => call<{ ok: boolean; currencies: { currency: string; sum: string }[] }>("cn-east", "sv-money.reconcile", { region })));
 	/** sv-money as a region's node runs it: its relay is stopped to hold messages in the outbox. */
-	const moneyIn = (region: string) => nodes[region]!.broker.getLocalService("sv-money") as unknown as { relay: { stop(): Promise<void>; start(): void } };
+	const moneyIn = (region: string) =>
+		nodes[region]!.broker.getLocalService("sv-money") as unknown as {
+			relay: { stop(): Promise<void>; start(): void };
+			batches: { stats: { batches: number; transfers: number } };
+		};
 	const dbOf = (region: string) => nodes[region]!.stores.sql.db;
 
 	describe(`sv-money on ${store}`, () => {
@@ -132,8 +136,10 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 			expect(BigInt((await balance("carol"))!.balance)).toBe(start - BigInt(ok) * 100n);
 		});
 
-		it("pays one account from many payers at once (a hot account) without losing a credit", async () => {
+		it("pays one account from many payers at once (a hot account) without losing a credit, many transfers to a batch", async () => {
 			const before = BigInt((await balance("mallory"))?.balance ?? "0");
+			const { stats } = moneyIn("cn-east").batches;
+			const [batches, transfers] = [stats.batches, stats.transfers];
 			const payers = ["alice", "bob", "carol"];
 			const sent = await Promise.all(
 				Array.from({ length: 45 }, (_, i) =>
@@ -144,6 +150,8 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 				)
 			);
 			expect(BigInt((await balance("mallory"))!.balance)).toBe(before + sent.reduce((a, b) => a + b, 0n));
+			expect(stats.transfers - transfers).toBe(sent.filter(s => s > 0n).length);
+			expect(stats.batches - batches).toBeLessThan((stats.transfers - transfers) / 2);
 		});
 
 		it("sends money to another region: pending, then completed once the payee's home credited it", async () => {
