@@ -8,6 +8,8 @@ import type { Kysely } from "kysely";
 
 export const CREDIT_CHANNEL = "money.credit";
 export const SETTLE_CHANNEL = "money.settle";
+/** Where sv-notice takes notices from (services/sv-notice): the wallet tells users of money received and transfers failed. */
+export const NOTICE_CHANNEL = "notice.send";
 
 /** A payee's home is asked to credit a transfer the payer's home debited. */
 export interface CreditMessage {
@@ -29,6 +31,39 @@ export interface SettleMessage {
 	reason: string | null;
 }
 
+/** A notice for sv-notice, sent once per idempotency key. */
+export interface NoticeMessage {
+	userId: string;
+	category: "wallet";
+	template: "transfer-received" | "transfer-failed";
+	data: Record<string, string>;
+	idempotencyKey: string;
+}
+
+/** The payee's notice of a credit. */
+export function receivedNotice(transferId: string, payee: string, payer: string, amount: string, currency: string, region: string): OutboxRow {
+	const notice: NoticeMessage = {
+		userId: payee,
+		category: "wallet",
+		template: "transfer-received",
+		data: { amount, currency, from: payer },
+		idempotencyKey: `transfer-received:${transferId}`
+	};
+	return outboxRow(payee, NOTICE_CHANNEL, payee, region, notice);
+}
+
+/** The payer's notice of a refund. */
+export function failedNotice(transferId: string, payer: string, payee: string, amount: string, currency: string, reason: string, region: string): OutboxRow {
+	const notice: NoticeMessage = {
+		userId: payer,
+		category: "wallet",
+		template: "transfer-failed",
+		data: { amount, currency, to: payee, reason },
+		idempotencyKey: `transfer-failed:${transferId}`
+	};
+	return outboxRow(payer, NOTICE_CHANNEL, payer, region, notice);
+}
+
 export interface OutboxRow {
 	owner_id: string;
 	channel: string;
@@ -38,7 +73,7 @@ export interface OutboxRow {
 	created_at: number;
 }
 
-export function outboxRow(owner: string, channel: string, key: string, region: string, payload: CreditMessage | SettleMessage): OutboxRow {
+export function outboxRow(owner: string, channel: string, key: string, region: string, payload: CreditMessage | SettleMessage | NoticeMessage): OutboxRow {
 	return { owner_id: owner, channel, msg_key: key, region, payload: JSON.stringify(payload), created_at: Date.now() };
 }
 

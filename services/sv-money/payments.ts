@@ -5,7 +5,7 @@ import { replayOf } from "./idempotency.ts";
 import type { EntryRow, Ledger } from "./ledger.ts";
 import { isDuplicateKey, systemOwner } from "./ledger.ts";
 import type { CreditMessage, SettleMessage } from "./outbox.ts";
-import { addToOutbox, CREDIT_CHANNEL, outboxRow, SETTLE_CHANNEL } from "./outbox.ts";
+import { addToOutbox, CREDIT_CHANNEL, failedNotice, outboxRow, receivedNotice, SETTLE_CHANNEL } from "./outbox.ts";
 import type { TransferRow } from "./views.ts";
 
 /**
@@ -144,7 +144,8 @@ export class Payments {
 			entry(id, req.payer, req.currency, -req.amount, "transfer", now),
 			entry(id, transit ?? req.payee, req.currency, req.amount, "transfer", now)
 		]);
-		if (!local) {
+		if (local) await addToOutbox(ledger.db, receivedNotice(id, req.payee, req.payer, req.amount.toString(), req.currency, this.deps.region));
+		else {
 			const credit: CreditMessage = {
 				userId: req.payee,
 				transferId: id,
@@ -185,6 +186,7 @@ export class Payments {
 				entry(msg.transferId, transit, msg.currency, -amount, "transfer", now),
 				entry(msg.transferId, msg.userId, msg.currency, amount, "transfer", now)
 			]);
+			await addToOutbox(ledger.db, receivedNotice(msg.transferId, msg.userId, msg.from, msg.amount, msg.currency, this.deps.region));
 		}
 		await ledger.db
 			.insertInto("money_transfers")
@@ -232,7 +234,7 @@ export class Payments {
 		if (msg.outcome === "failed") {
 			const row = await ledger.db
 				.selectFrom("money_transfers")
-				.select(["currency"])
+				.select(["currency", "to_id"])
 				.select(ledger.text("amount").as("amount"))
 				.where("owner_id", "=", msg.userId)
 				.where("id", "=", msg.transferId)
@@ -245,6 +247,7 @@ export class Payments {
 				entry(msg.transferId, transit, row.currency, -amount, "refund", now),
 				entry(msg.transferId, msg.userId, row.currency, amount, "refund", now)
 			]);
+			await addToOutbox(ledger.db, failedNotice(msg.transferId, msg.userId, row.to_id, row.amount, row.currency, msg.reason ?? "FAILED", this.deps.region));
 		}
 		return true;
 	}

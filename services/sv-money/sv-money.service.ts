@@ -23,7 +23,7 @@ import { Ledger } from "./ledger.ts";
 import { migrations } from "./migrations.ts";
 import { WalletMoves } from "./moves.ts";
 import type { CreditMessage, SettleMessage } from "./outbox.ts";
-import { CREDIT_CHANNEL, SETTLE_CHANNEL } from "./outbox.ts";
+import { CREDIT_CHANNEL, NOTICE_CHANNEL, SETTLE_CHANNEL } from "./outbox.ts";
 import type { TransferOutcome } from "./payments.ts";
 import { adjust, Payments } from "./payments.ts";
 import { reconcile } from "./reconciliation.ts";
@@ -460,7 +460,13 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			logger: this.logger,
 			pollMs: envInt(process.env, "EDGEHOME_MONEY_RELAY_MS", 500, 10, 60_000),
 			send: async m => {
-				await this.broker.sendToChannel(m.channel, m.payload, { key: m.key, ...(m.region === here ? {} : { region: m.region }) });
+				await this.broker
+					.sendToChannel(m.channel, m.payload, { key: m.key, ...(m.region === here ? {} : { region: m.region }) })
+					.catch((err: { type?: string }) => {
+						// A region that runs no sv-notice sends no notices; the wallet's own channels are always declared.
+						if (m.channel === NOTICE_CHANNEL && err.type === "UNKNOWN_CHANNEL") return;
+						throw err;
+					});
 			}
 		});
 		this.relay.start();

@@ -9,7 +9,7 @@ import { IdempotencyKeyReusedError, InsufficientFundsError, WalletFrozenError } 
 import type { EntryRow } from "./ledger.ts";
 import { isDuplicateKey, SYSTEM_SLOTS, systemOwner } from "./ledger.ts";
 import type { CreditMessage } from "./outbox.ts";
-import { CREDIT_CHANNEL, outboxRow } from "./outbox.ts";
+import { CREDIT_CHANNEL, outboxRow, receivedNotice } from "./outbox.ts";
 import type { TransferOutcome, TransferRequest } from "./payments.ts";
 import { entry } from "./payments.ts";
 import type { TransferRow } from "./views.ts";
@@ -237,7 +237,8 @@ export class TransferBatches {
 				entry(id, req.payer, req.currency, -req.amount, "transfer", now),
 				entry(id, local ? req.payee : transit, req.currency, req.amount, "transfer", now)
 			);
-			if (!local) {
+			if (local) outbox.push(receivedNotice(id, req.payee, req.payer, req.amount.toString(), req.currency, region));
+			else {
 				const credit: CreditMessage = {
 					userId: req.payee,
 					transferId: id,

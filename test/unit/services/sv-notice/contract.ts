@@ -30,7 +30,7 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 		beforeAll(async () => {
 			cluster = await startEmbeddedRegions({
 				namespacePrefix: `svnotice-${store}-`,
-				services: ["sv-region", "sv-user", "auth-jwt", "sv-notice"],
+				services: ["sv-region", "sv-user", "auth-jwt", "sv-money", "sv-notice"],
 				schemas: [
 					{
 						// What a gateway's live streams do with the pushes: a listener in every region, recording what it heard there.
@@ -139,6 +139,19 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 			await expect(call("cn-east", "sv-notice.setPreferences", { userId: users.liwei, locale: "fr", channels: muted })).rejects.toMatchObject({
 				type: "VALIDATION_ERROR"
 			});
+		});
+
+		it("tells a payee of money received and a payer of a transfer refunded, through the wallet's outbox", async () => {
+			await call("cn-east", "sv-money.adjust", { userId: users.liwei, amount: "1000", currency: "CNY", reason: "seed", operator: users.hans });
+			const titles = async (name: string) =>
+				(await call("cn-east", "sv-notice.list", { userId: users[name], limit: 100 })).items.map((n: { title: string }) => n.title);
+			const paid = await call("cn-east", "sv-money.transfer", { userId: users.liwei, to: "hans", amount: "250", currency: "CNY", idempotencyKey: key() });
+			await within(async () => (await titles("hans")).includes("You received 2.50 CNY"), 10_000);
+			await call("cn-east", "sv-money.freeze", { userId: users.hans });
+			const refused = await call("cn-east", "sv-money.transfer", { userId: users.liwei, to: "hans", amount: "125", currency: "CNY", idempotencyKey: key() });
+			await within(async () => (await titles("liwei")).some((t: string) => t.includes("1.25 CNY")), 10_000);
+			await call("cn-east", "sv-money.unfreeze", { userId: users.hans });
+			expect([paid.transfer.status, refused.transfer.status]).toEqual(["pending", "pending"]);
 		});
 
 		it("moves the inbox with the user, numbering going on where it was, and tells the user the move is done", async () => {
