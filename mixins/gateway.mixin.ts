@@ -8,11 +8,12 @@ import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
 import { clientIp, trustedProxies } from "./gateway/client-ip.ts";
 import type { CommonRouteErrors } from "./gateway/common-routes.ts";
 import { commonRoutes } from "./gateway/common-routes.ts";
-import { andThen, authenticate, authenticateUser, authorize, limit } from "./gateway/edge-checks.ts";
+import { andThen, authenticate, authenticateUser, authorize, limit, stillAuthenticated } from "./gateway/edge-checks.ts";
 import { weakEtag } from "./gateway/etag.ts";
 import { aliasKeys, refuseUnlessPreflight } from "./gateway/http-methods.ts";
 import { gatewayServer } from "./gateway/http-server.ts";
 import { idempotencyKeyOf } from "./gateway/idempotency-key.ts";
+import { LiveStreams, setStreamHeaders } from "./gateway/live-streams.ts";
 import { MemoryRateLimiter, RedisRateLimiter } from "./gateway/rate-limiter.ts";
 import { checkContentEncoding, refusePrototypeKeys, routeParams } from "./gateway/request.ts";
 import { encodeResponse, sendApiError } from "./gateway/response.ts";
@@ -87,7 +88,8 @@ function routeAlias(route: GatewayRoute) {
  * route listed (nothing else answers, paths matched exactly), requests validated by each route's
  * strict schema, bearer tokens verified on this node for this gateway's client type, RBAC per
  * route, rate limits per IP and per user, one error shape, request ids and W3C trace context,
- * security headers, ETags, HEAD on GET routes, and an OpenAPI document from the same route table.
+ * security headers, ETags, HEAD on GET routes, live event streams (routes with `stream`), and an
+ * OpenAPI document from the same route table.
  * Its parts live in mixins/gateway/, one concept each.
  */
 export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRouteErrors; routes?: GatewayRoute[] }): Partial<ServiceSchema> {
@@ -183,14 +185,28 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 			authenticateUser,
 			authorize,
 			limit,
+			stillAuthenticated,
 
-			/** A matched route, past its edge checks: its headers, then validate, run the handler, answer with the route's status (waiting only on a pending handler). */
+			/**
+			 * A matched route, past its edge checks: its headers, then validate, run the handler, answer
+			 * with the route's status (waiting only on a pending handler); a stream route answers itself.
+			 */
 			serveRoute(this: GatewayService, route: GatewayRoute, req: GatewayRequest, res: ServerResponse) {
 				if (route.idempotencyKey) (req.$ctx as GatewayContext).locals.idempotencyKey = idempotencyKeyOf(req);
 				const params = routeParams(route, req);
 				const valid = this.checks.get(route)!(params);
 				if (valid !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);
-				return andThen(route.handler.call(this, req.$ctx as GatewayContext, params), data => {
+				if (route.stream) {
+					// HEAD: the headers a stream starts with, and no stream.
+					if (req.method === "HEAD") {
+						setStreamHeaders(res);
+						res.end();
+						return true;
+					}
+					// The route answers on the response itself, for as long as it stays open.
+					return andThen(route.handler.call(this, req.$ctx as GatewayContext, params, res), () => true as const);
+				}
+				return andThen(route.handler.call(this, req.$ctx as GatewayContext, params, res), data => {
 					if (route.status !== 200) res.statusCode = route.status;
 					this.sendResponse(req, res, route.status === 204 ? null : data);
 					// moleculer-web reads an alias step that answers nothing as "not routed".
@@ -226,6 +242,12 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 			this.settings.ip ??= this.broker.options.transporter === "Fake" ? "127.0.0.1" : "0.0.0.0";
 			const redis = regionRuntimeOf(this.broker).stores.redis;
 			this.limiter = redis ? new RedisRateLimiter(redis) : new MemoryRateLimiter();
+			this.liveStreams = new LiveStreams(this.settings.streams);
+		},
+
+		// Before moleculer-web's own `stopped` closes the server, which waits for every open response.
+		stopped(this: GatewayService) {
+			return this.liveStreams.stop();
 		}
 	};
 	// Moleculer's mixin list is typed for any service; the gateway's own `this` is checked above.

@@ -24,6 +24,7 @@ import {
 	TransferToSelfError,
 	WalletFrozenError
 } from "./sv-money/errors.ts";
+import { NoticeNotFoundError, SecurityNoticesRequiredError } from "./sv-notice/errors.ts";
 import { IdentityInUseError, NothingToChangeError, PasswordHasUsernameError, ProfileNotFoundError } from "./sv-user/errors.ts";
 
 /**
@@ -71,4 +72,10 @@ export const MONEY_ERRORS = {
 	holdNotFound: money(new HoldNotFoundError("-")),
 	holdNotPending: money(new HoldNotPendingError("-", "-")),
 	walletFrozen: money(new WalletFrozenError("-"))
+} as const;
+
+/** What sv-notice may refuse a user, from its catalogue: answered as raised, since a missing notice is not a missing route. */
+export const NOTICE_ERRORS = {
+	noticeNotFound: declared(new NoticeNotFoundError("-"), { asRaised: true }),
+	securityNoticesRequired: declared(new SecurityNoticesRequiredError(), { asRaised: true })
 } as const;

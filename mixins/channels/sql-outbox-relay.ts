@@ -58,6 +58,8 @@ export class OutboxRelay {
 	private timer: NodeJS.Timeout | undefined;
 	private running: Promise<void> | undefined;
 	private again = false;
+	/** When the next round is due. */
+	private dueAt = Number.POSITIVE_INFINITY;
 	private stopped = true;
 	/** Messages sent, rounds that failed: for tests and the metrics. */
 	readonly stats = { sent: 0, failed: 0 };
@@ -77,15 +79,19 @@ export class OutboxRelay {
 		await this.running;
 	}
 
-	/** A write just put a message in the outbox: send it soon rather than at the next poll. */
+	/**
+	 * A write just put a message in the outbox: send it soon rather than at the next poll. A round
+	 * due sooner stays as it is: kicks arriving faster than the delay must not keep pushing it back.
+	 */
 	kick(): void {
 		if (this.stopped) return;
 		if (this.running) this.again = true;
-		else this.schedule(KICK_DELAY_MS);
+		else if (this.dueAt > Date.now() + KICK_DELAY_MS) this.schedule(KICK_DELAY_MS);
 	}
 
 	private schedule(ms: number): void {
 		clearTimeout(this.timer);
+		this.dueAt = Date.now() + ms;
 		this.timer = setTimeout(() => {
 			this.running = this.round().finally(() => {
 				this.running = undefined;

@@ -78,6 +78,34 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 /**
+ * The token's claims, verified for this gateway's client type. Keys and revocations are local, no
+ * hop per request; when auth-jwt runs here (it should), its verifier is called directly rather
+ * than through a broker call.
+ */
+function verifyToken(service: GatewayService, ctx: GatewayContext, token: string): Claims | Promise<Claims> {
+	const local = service.broker.getLocalService("auth-jwt") as { verifyToken?: (token: string, client: ClientType) => Claims | Promise<Claims> } | undefined;
+	return local?.verifyToken
+		? local.verifyToken(token, service.settings.client)
+		: ctx.call<Claims, unknown>("auth-jwt.verify", { token, client: service.settings.client }, { nodeID: service.broker.nodeID });
+}
+
+/**
+ * Whether the request's bearer token still verifies, for an answer that outlives the request (a
+ * live stream): false once its session ended, it expired, or the user moved (the client comes back
+ * with a new token). A check that cannot be made now (revocations unknown for a while) is a yes.
+ */
+export function stillAuthenticated(this: GatewayService, ctx: GatewayContext, req: GatewayRequest): Promise<boolean> {
+	const token = bearerToken(req.headers.authorization);
+	if (!token) return Promise.resolve(false);
+	return Promise.resolve()
+		.then(() => verifyToken(this, ctx, token))
+		.then(
+			() => true,
+			(err: { code?: unknown }) => err?.code !== 401
+		);
+}
+
+/**
  * moleculer-web's authentication hook (one hook runs every check: each costs a request an await).
  * The user goes to `ctx.locals.user`; what this returns, moleculer-web puts in `ctx.meta.user` for
  * the services: the id alone.
@@ -103,13 +131,7 @@ export function authenticateUser(
 ): { id: string } | Promise<{ id: string }> {
 	const token = bearerToken(req.headers.authorization);
 	if (!token) throw unauthorized("a bearer access token is required");
-	// Keys and revocations are local, no hop per request; when auth-jwt runs here (it should),
-	// its verifier is called directly rather than through a broker call.
-	const local = this.broker.getLocalService("auth-jwt") as { verifyToken?: (token: string, client: ClientType) => Claims | Promise<Claims> } | undefined;
-	const verified: Claims | Promise<Claims> = local?.verifyToken
-		? local.verifyToken(token, this.settings.client)
-		: ctx.call<Claims, unknown>("auth-jwt.verify", { token, client: this.settings.client }, { nodeID: this.broker.nodeID });
-	return andThen(verified, claims => {
+	return andThen(verifyToken(this, ctx, token), claims => {
 		const keys = userKeys(claims);
 		const permission = route.permission;
 		// One clock read for both checks (each read is a measurable cost on some hosts); a pending limit reads its own.

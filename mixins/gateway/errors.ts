@@ -29,7 +29,9 @@ const RETRYABLE_503: Record<string, number> = {
 	WRITE_CONFLICT: 1,
 	AUTH_UNAVAILABLE: 2,
 	DIRECTORY_UNAVAILABLE: 3,
-	WX_NOT_CONFIGURED: 60
+	WX_NOT_CONFIGURED: 60,
+	// A gateway full of live streams, or stopping: another node takes the next try.
+	STREAMS_UNAVAILABLE: 5
 };
 
 const UPSTREAM_MISSING = new Set(["SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE", "SERVICE_UNAVAILABLE"]);

@@ -283,6 +283,7 @@ const TAG_DESCRIPTIONS: Readonly<Record<string, string>> = {
 	regions: "The regions of the cluster.",
 	meta: "This document, its Swagger UI, the public keys and health.",
 	wallet: "The caller's own wallet: balances, entries, transfers and holds, served by the caller's home region.",
+	notices: "The caller's own notices and notice preferences, served by the caller's home region, and their live stream.",
 	admin: "Staff administration: users, moves, regions, roles (each route names the permission it needs)."
 };
 
@@ -390,9 +391,19 @@ const IDEMPOTENCY_KEY_PARAMETER: OpenApiParameter = {
 	schema: { type: "string", minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY.source }
 };
 
+/** The header an event stream's client sends when it reconnects (the Server-Sent Events standard). */
+const LAST_EVENT_ID_PARAMETER: OpenApiParameter = {
+	name: "Last-Event-ID",
+	in: "header",
+	required: false,
+	description: "The id of the last event received: the stream resumes after it, sending what was missed first.",
+	schema: { type: "string", pattern: "^[0-9]{1,15}$" }
+};
+
 function descriptionOf(route: RouteDoc): string {
 	const who = route.auth ? "Needs a bearer access token issued for this gateway's client type." : "Public: no token needed.";
-	return route.permission ? `${who} Requires the \`${route.permission.resource}:${route.permission.action}\` permission.` : who;
+	const needs = route.permission ? `${who} Requires the \`${route.permission.resource}:${route.permission.action}\` permission.` : who;
+	return route.description ? `${needs} ${route.description}` : needs;
 }
 
 function successResponse(route: RouteDoc, description: string): OpenApiResponse {
@@ -417,6 +428,7 @@ function operationFor(route: RouteDoc, pathNames: string[], params: Record<strin
 		return { name, in: "path", required: true, schema: rule === undefined ? { type: "string" } : fastestToJsonSchema(rule) };
 	});
 	if (route.idempotencyKey) parameters.push({ ...IDEMPOTENCY_KEY_PARAMETER, schema: { ...IDEMPOTENCY_KEY_PARAMETER.schema } });
+	if (route.stream) parameters.push({ ...LAST_EVENT_ID_PARAMETER, schema: { ...LAST_EVENT_ID_PARAMETER.schema } });
 	const rest = Object.entries(params ?? {}).filter(([name]) => !isMetaKey(name) && !pathNames.includes(name));
 	if (BODY_METHODS.has(route.method)) {
 		if (rest.length > 0) {
@@ -439,8 +451,9 @@ function operationFor(route: RouteDoc, pathNames: string[], params: Record<strin
 	if (route.permission) op["x-permission"] = { ...route.permission };
 
 	op.responses[String(route.status)] = successResponse(route, SUCCESS_DESCRIPTIONS[route.status]);
-	// Every GET answer with a body carries a weak ETag.
-	if (route.method === "GET" && route.status !== 204) op.responses["304"] = { description: "Not modified: `If-None-Match` holds the current ETag." };
+	// Every GET answer with a body carries a weak ETag; an event stream has no body to tag.
+	if (route.method === "GET" && route.status !== 204 && !route.stream)
+		op.responses["304"] = { description: "Not modified: `If-None-Match` holds the current ETag." };
 	for (const [status, codes] of errorCodesOf(route)) {
 		if (route.alsoAnswers?.[status] === undefined) op.responses[String(status)] = errorResponse(status, codes);
 	}

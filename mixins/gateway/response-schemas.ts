@@ -183,3 +183,32 @@ export const entryPage = record({
 	),
 	nextCursor: { ...nullableString, description: "Pass as `cursor` for the next (older) page; null on the last." }
 });
+
+/* The notice channels' dead letters (api-cms, issue #14). */
+
+const noticeChannel = { enum: ["email", "webhook"] };
+
+export const noticeDeadLetters = record({
+	region: string,
+	items: listOf(
+		record({
+			id: string,
+			channel: noticeChannel,
+			noticeId: string,
+			userId: string,
+			category: string,
+			title: string,
+			error: { ...string, description: "The last delivery's error." },
+			errorType: { ...nullableString, description: "Its stable code, e.g. `NOTICE_DELIVERY_FAILED`." },
+			attempts: { type: "integer" },
+			at: { ...timestamp, description: "When it was given up on." }
+		})
+	)
+});
+
+export const noticeDeadLetterReplay = record({
+	id: string,
+	channel: noticeChannel,
+	region: string,
+	replayedAs: { ...string, description: "The id it was delivered again as." }
+});

@@ -4,6 +4,7 @@ import type { Context, Service } from "moleculer";
 import type { Lru } from "../../kernel/lru.ts";
 import type { ClientType } from "../../regions/region.ts";
 import type { DeclaredError } from "./declared-errors.ts";
+import type { LiveStreams } from "./live-streams.ts";
 import type { RateLimit, RateLimiter } from "./rate-limiter.ts";
 import type { GatewaySettings } from "./settings.ts";
 
@@ -19,6 +20,8 @@ export interface RouteDoc {
 	name: string;
 	/** One line for the OpenAPI document. */
 	summary: string;
+	/** More for the OpenAPI document, after what it says of the route's token and permission. */
+	description?: string;
 	/** OpenAPI tag grouping the route. */
 	tag: string;
 	/** A bearer access token of this gateway's client type is required. */
@@ -33,6 +36,11 @@ export interface RouteDoc {
 	response?: Record<string, unknown>;
 	/** Media types of a successful answer; JSON unless said. */
 	mediaTypes?: readonly string[];
+	/**
+	 * A long-lived answer (an event stream) the handler writes on the response itself: no ETag,
+	 * nothing written by the gateway once the handler has returned; HEAD gets the stream's headers.
+	 */
+	stream?: true;
 	/** Other statuses answered with the same body (status → when), e.g. readiness's 503. */
 	alsoAnswers?: Readonly<Record<number, string>>;
 	/** The errors the handler may pass on from the services it calls, from their catalogues (the edge's own are known). */
@@ -54,8 +62,12 @@ export interface GatewayRoute<P = any> extends RouteDoc {
 	 * query string, the others from the JSON body; path parameters from the path.
 	 */
 	params: Record<string, unknown>;
-	/** Serves a valid request: `this` is the gateway service, `ctx` the request's context, `params` the validated request. */
-	handler(this: GatewayService, ctx: GatewayContext, params: P): unknown;
+	/**
+	 * Serves a valid request: `this` is the gateway service, `ctx` the request's context, `params`
+	 * the validated request. `res` is for a `stream` route to answer on; any other route's answer is
+	 * what it returns, written by the gateway.
+	 */
+	handler(this: GatewayService, ctx: GatewayContext, params: P, res: ServerResponse): unknown;
 }
 
 /** Who a verified bearer token says the caller is: `ctx.locals.user` in route handlers. */
@@ -107,9 +119,13 @@ export interface GatewayService extends Service<GatewaySettings> {
 	proxies: BlockList | null;
 	decisions: Lru<{ allowed: boolean; at: number }>;
 	limiter: RateLimiter;
+	/** The event streams this gateway holds open (stream routes). */
+	liveStreams: LiveStreams;
 	openapi?: object;
 	httpHandler(req: IncomingMessage, res: ServerResponse): void;
 	authenticateUser(ctx: GatewayContext, req: GatewayRequest, route: GatewayRoute): { id: string } | Promise<{ id: string }>;
+	/** Whether the request's token still verifies: for answers that outlive the request (see edge-checks.ts). */
+	stillAuthenticated(ctx: GatewayContext, req: GatewayRequest): Promise<boolean>;
 	/** `key`, `now`: the decision's cache key and the time, when the caller has them already (see edge-checks.ts). */
 	authorize(ctx: GatewayContext, userId: string, permission: { resource: string; action: string }, key?: string, now?: number): void | Promise<void>;
 	limit(key: string, limit: RateLimit, now?: number): void | Promise<void>;

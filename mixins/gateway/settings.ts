@@ -2,6 +2,7 @@ import type { ServiceSettingSchema } from "moleculer";
 import type { ClientType } from "../../regions/region.ts";
 import { envInt, envString } from "../../regions/runtime/env.ts";
 import { IDEMPOTENCY_KEY_HEADER } from "./idempotency-key.ts";
+import type { StreamLimits } from "./live-streams.ts";
 import type { RateLimit } from "./rate-limiter.ts";
 
 /** Request limits every gateway enforces. */
@@ -24,6 +25,8 @@ export interface GatewaySettings extends ServiceSettingSchema {
 	corsOrigins: string;
 	/** moleculer-web's: how long a request may take to arrive in full. */
 	requestTimeout: number;
+	/** The live streams (Server-Sent Events) this gateway holds open. */
+	streams: StreamLimits;
 }
 
 /** A gateway's settings from the environment. */
@@ -38,7 +41,14 @@ export function gatewaySettings(client: ClientType, env = process.env): GatewayS
 			user: { max: envInt(env, "EDGEHOME_RATE_USER_PER_MIN", 300, 1), windowMs: 60_000 }
 		},
 		trustedProxies: envString(env, "EDGEHOME_TRUSTED_PROXIES", ""),
-		corsOrigins: envString(env, `EDGEHOME_CORS_${client.toUpperCase()}`, "")
+		corsOrigins: envString(env, `EDGEHOME_CORS_${client.toUpperCase()}`, ""),
+		streams: {
+			perUser: envInt(env, "EDGEHOME_STREAMS_PER_USER", 5, 1),
+			total: envInt(env, "EDGEHOME_STREAMS_PER_GATEWAY", 10_000, 1),
+			heartbeatMs: envInt(env, "EDGEHOME_STREAM_HEARTBEAT_MS", 15_000, 100),
+			retryMs: envInt(env, "EDGEHOME_STREAM_RETRY_MS", 3000, 100),
+			maxBufferedBytes: 1024 * 1024
+		}
 	};
 }
 

@@ -20,6 +20,7 @@ export const METRIC = {
 	channelAcknowledged: "edgehome_channel_acknowledged_total",
 	channelRedelivered: "edgehome_channel_redelivered_total",
 	channelDeadLettered: "edgehome_channel_dead_lettered_total",
+	noticesRateLimited: "edgehome_notices_rate_limited_total",
 	residentMemory: "process_resident_memory_bytes",
 	cpuSeconds: "process_cpu_seconds_total",
 	startTime: "process_start_time_seconds",
@@ -92,7 +93,14 @@ export const STORED_METRICS: MetricDefinition[] = [
 		help: "Channel deliveries to this node that were not the message's first (after a failure, a crash or an expired ack wait)",
 		labelNames: ["channel", "group"]
 	},
-	{ name: METRIC.channelDeadLettered, type: "counter", help: "Channel messages this node gave up on and dead-lettered", labelNames: ["channel", "group"] }
+	{ name: METRIC.channelDeadLettered, type: "counter", help: "Channel messages this node gave up on and dead-lettered", labelNames: ["channel", "group"] },
+	{
+		name: METRIC.noticesRateLimited,
+		type: "counter",
+		help: "Notices this node did not send by e-mail or webhook because their user was past the hourly rate of the channel",
+		labelNames: ["channel"],
+		seeded: { label: "channel", values: ["email", "webhook"] }
+	}
 ];
 
 /** Read at scrape time. */

@@ -31,6 +31,11 @@ export class ReplayGuard {
 		return undefined;
 	}
 
+	/** An admitted nonce whose message was not acted on: its sender may send it again. */
+	forget(nonce: string): void {
+		this.seen.delete(nonce);
+	}
+
 	get size(): number {
 		return this.seen.size;
 	}

@@ -1,12 +1,13 @@
 import type { ServiceSchema } from "moleculer";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { COMMON_ROUTE_ERRORS } from "../gateway-errors.ts";
+import { NOTICE_PUSHES, NOTICE_ROUTES } from "../notice-routes.ts";
 import { WALLET_ROUTES } from "../wallet-routes.ts";
 
-/** The REST gateway for app clients: the common routes and the caller's wallet, app tokens only. */
+/** The REST gateway for app clients: the common routes, the caller's wallet and notices, app tokens only. */
 const apiApp: ServiceSchema = {
 	name: "api-app",
-	mixins: [gatewayMixin({ client: "app", commonErrors: COMMON_ROUTE_ERRORS, routes: [...WALLET_ROUTES] })]
+	mixins: [gatewayMixin({ client: "app", commonErrors: COMMON_ROUTE_ERRORS, routes: [...WALLET_ROUTES, ...NOTICE_ROUTES] }), NOTICE_PUSHES]
 };
 
 export default apiApp;

@@ -1,5 +1,6 @@
-import type { ServiceSchema } from "moleculer";
+import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { action, userId as id, moveId, regionId as region, resource, role } from "../../kernel/fields.ts";
+import { ChannelError } from "../../mixins/channels/errors.ts";
 import { declared } from "../../mixins/gateway/declared-errors.ts";
 import * as answer from "../../mixins/gateway/response-schemas.ts";
 import type { GatewayRoute } from "../../mixins/gateway/routes.ts";
@@ -8,9 +9,12 @@ import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { MoveInProgressError, ResidencyViolationError, UserNotFoundError } from "../../regions/errors.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { ImplicitRoleError, RoleNotFoundError } from "../auth-rbac/errors.ts";
-import { WALLET } from "../auth-rbac/model.ts";
+import { NOTICES, WALLET } from "../auth-rbac/model.ts";
 import { SERVICE_CALL_FAILURES as CALL_FAILURES, COMMON_ROUTE_ERRORS, MONEY_ERRORS as refused } from "../gateway-errors.ts";
+import { NOTICE_PUSHES, NOTICE_ROUTES } from "../notice-routes.ts";
 import { CURRENCY_CODE } from "../sv-money/currencies.ts";
+import type { ChannelsCall } from "../sv-notice/dead-letters.ts";
+import { noticeDeadLetters, replayNoticeDeadLetter } from "../sv-notice/dead-letters.ts";
 import { MoveNotFoundError, UnknownRegionError } from "../sv-region/errors.ts";
 import { WALLET_ROUTES } from "../wallet-routes.ts";
 
@@ -22,12 +26,26 @@ const MOVE_NOT_FOUND = declared(new MoveNotFoundError("-"));
 const UNKNOWN_REGION = declared(new UnknownRegionError("-"));
 const ROLE_NOT_FOUND = declared(new RoleNotFoundError("-"));
 const ROLE_IMPLICIT = declared(new ImplicitRoleError("-"));
+const DEAD_LETTER_NOT_FOUND = declared(new ChannelError("DEAD_LETTER_NOT_FOUND", "-"), { asRaised: true });
 
 /** Why an operator moved money or froze a wallet, recorded with it. */
 const reason = { type: "string", min: 1, max: 200, trim: true } as const;
 
 const staff = (resourceName: string, actionName: string) => ({ resource: resourceName, action: actionName });
 const admin = (r: Omit<GatewayRoute, "tag" | "auth">): GatewayRoute => ({ ...r, tag: "admin", auth: true });
+
+/** The region a staff route acts in (this one by default), refused unless the cluster has it. */
+function regionOf(broker: ServiceBroker, wanted: string | undefined): string {
+	const runtime = regionRuntimeOf(broker);
+	if (wanted !== undefined && !runtime.regions.some(r => r.id === wanted)) throw new UnknownRegionError(wanted);
+	return wanted ?? runtime.region.id;
+}
+
+/** `$channels` of `region`: where that region's dead letters are. */
+const channelsIn =
+	(broker: ServiceBroker, region: string): ChannelsCall =>
+	(action, params) =>
+		regionRuntimeOf(broker).call(region, action, params);
 
 /** Staff routes; each names the permission it needs (support reads, ops moves users and money, admin manages roles). */
 const ADMIN_ROUTES: GatewayRoute[] = [
@@ -292,13 +310,52 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		handler(ctx: GatewayContext, params: { region?: string }) {
 			return ctx.call("sv-money.reconcile", { region: params.region ?? regionRuntimeOf(this.broker).region.id });
 		}
+	}),
+	// The notice channels' dead letters (issue #14): e-mails and webhooks given up on, in one region.
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/notices/dead-letters",
+		name: "noticeDeadLetters",
+		summary: "E-mails and webhooks of notices given up on in a region (this one by default), newest first, with their last error",
+		permission: staff(NOTICES, "dlq"),
+		status: 200,
+		response: answer.noticeDeadLetters,
+		errors: [...CALL_FAILURES, UNKNOWN_REGION],
+		params: {
+			$$strict: true,
+			region: { ...region, optional: true },
+			limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true }
+		},
+		async handler(_ctx: GatewayContext, params: { region?: string; limit: number }) {
+			const where = regionOf(this.broker, params.region);
+			return { region: where, items: await noticeDeadLetters(channelsIn(this.broker, where), params.limit) };
+		}
+	}),
+	admin({
+		method: "POST",
+		path: "/api/v1/admin/notices/dead-letters/:id/replay",
+		name: "replayNoticeDeadLetter",
+		summary: "Deliver a notice's dead letter again: sv-notice tries its provider anew, with fresh retries",
+		permission: staff(NOTICES, "dlq"),
+		status: 200,
+		response: answer.noticeDeadLetterReplay,
+		errors: [...CALL_FAILURES, UNKNOWN_REGION, DEAD_LETTER_NOT_FOUND],
+		params: {
+			$$strict: true,
+			id: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/, messages: { stringPattern: "must be a dead letter id" } },
+			region: { ...region, optional: true }
+		},
+		async handler(_ctx: GatewayContext, params: { id: string; region?: string }) {
+			const where = regionOf(this.broker, params.region);
+			return { ...(await replayNoticeDeadLetter(channelsIn(this.broker, where), params.id)), region: where };
+		}
 	})
 ];
 
-/** The REST gateway for staff: the common routes and the caller's own wallet (as every gateway has them), plus user, move, region, role and wallet administration. */
+/** The REST gateway for staff: the common routes, the caller's own wallet and notices (as every gateway has them), plus user, move, region, role and wallet administration. */
 const apiCms: ServiceSchema = {
 	name: "api-cms",
-	mixins: [gatewayMixin({ client: "cms", commonErrors: COMMON_ROUTE_ERRORS, routes: [...ADMIN_ROUTES, ...WALLET_ROUTES] })]
+	mixins: [gatewayMixin({ client: "cms", commonErrors: COMMON_ROUTE_ERRORS, routes: [...ADMIN_ROUTES, ...WALLET_ROUTES, ...NOTICE_ROUTES] }), NOTICE_PUSHES]
 };
 
 export default apiCms;

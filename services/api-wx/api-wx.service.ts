@@ -5,6 +5,7 @@ import { wxTokens } from "../../mixins/gateway/response-schemas.ts";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { RateLimitedError, UpstreamTimeoutError, WxCodeInvalidError, WxNotConfiguredError } from "../auth-jwt/errors.ts";
 import { COMMON_ROUTE_ERRORS, SERVICE_CALL_FAILURES } from "../gateway-errors.ts";
+import { NOTICE_PUSHES, NOTICE_ROUTES } from "../notice-routes.ts";
 import { WALLET_ROUTES } from "../wallet-routes.ts";
 
 /** What auth-jwt.wxLogin may answer besides any call's failures (WeChat's own frequency limit among them). */
@@ -15,7 +16,7 @@ const WX_LOGIN_FAILURES = [
 	declared(new RateLimitedError("-", 1))
 ];
 
-/** The REST gateway for WeChat mini-program clients: the common routes, the caller's wallet, and login by wx.login() code. */
+/** The REST gateway for WeChat mini-program clients: the common routes, the caller's wallet and notices, and login by wx.login() code. */
 const apiWx: ServiceSchema = {
 	name: "api-wx",
 	mixins: [
@@ -42,9 +43,11 @@ const apiWx: ServiceSchema = {
 						return { ...publicTokens(t), created: t.created };
 					}
 				},
-				...WALLET_ROUTES
+				...WALLET_ROUTES,
+				...NOTICE_ROUTES
 			]
-		})
+		}),
+		NOTICE_PUSHES
 	]
 };
 

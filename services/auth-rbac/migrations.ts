@@ -1,10 +1,14 @@
 import type { Kysely } from "kysely";
 import type { Migrations } from "../../regions/stores/index.ts";
 import type { Rule } from "./model.ts";
-import { defaultRules, OWN_WALLET, WALLET } from "./model.ts";
+import { defaultRules, NOTICES, OWN_NOTICES, OWN_WALLET, WALLET } from "./model.ts";
 
-/** The default roles' sv-money permissions (issue #13), which databases seeded before them lack. */
-const walletRules = (): Rule[] => defaultRules().filter(r => r.ptype === "p" && (r.v1 === WALLET || r.v1 === OWN_WALLET));
+/** The default roles' permissions on these resources, which databases seeded before them lack. */
+const rulesOn = (...resources: string[]): Rule[] => defaultRules().filter(r => r.ptype === "p" && resources.includes(r.v1));
+/** sv-money's (issue #13). */
+const walletRules = () => rulesOn(WALLET, OWN_WALLET);
+/** sv-notice's (issue #14): the caller's own notices, and ops' dead letters. */
+const noticeRules = () => rulesOn(OWN_NOTICES, NOTICES);
 
 async function bumpVersion(db: Kysely<any>): Promise<void> {
 	await db
@@ -17,6 +21,23 @@ async function bumpVersion(db: Kysely<any>): Promise<void> {
 async function deleteRules(db: Kysely<any>, rules: Rule[]): Promise<void> {
 	for (const r of rules)
 		await db.deleteFrom("rbac_rules").where("ptype", "=", r.ptype).where("v0", "=", r.v0).where("v1", "=", r.v1).where("v2", "=", r.v2).execute();
+}
+
+/**
+ * Default rules added after 0002 seeded a database: inserted where absent, since a database seeded
+ * by 0002 after they were added has them already.
+ */
+function defaultsAdded(rules: () => Rule[]) {
+	return {
+		async up(db: Kysely<any>) {
+			await db.insertInto("rbac_rules").ignore().values(rules()).execute();
+			await bumpVersion(db);
+		},
+		async down(db: Kysely<any>) {
+			await deleteRules(db, rules());
+			await bumpVersion(db);
+		}
+	};
 }
 
 export const migrations: Migrations = {
@@ -57,15 +78,6 @@ export const migrations: Migrations = {
 			await bumpVersion(db);
 		}
 	},
-	"0003_wallet_permissions": {
-		// A database seeded by 0002 after the wallet permissions were added has them already: insert-if-absent.
-		async up(db: Kysely<any>) {
-			await db.insertInto("rbac_rules").ignore().values(walletRules()).execute();
-			await bumpVersion(db);
-		},
-		async down(db: Kysely<any>) {
-			await deleteRules(db, walletRules());
-			await bumpVersion(db);
-		}
-	}
+	"0003_wallet_permissions": defaultsAdded(walletRules),
+	"0004_notice_permissions": defaultsAdded(noticeRules)
 };

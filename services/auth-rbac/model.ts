@@ -41,6 +41,11 @@ export const WALLET = "wallet";
 /** The caller's own wallet (`own-wallet:read`, `own-wallet:pay`): a resource of its own, since every user holds the `user` role's permissions. */
 export const OWN_WALLET = "own-wallet";
 
+/** The resource of sv-notice's staff permissions (`notices:dlq`: the notice channels' dead letters). */
+export const NOTICES = "notices";
+/** The caller's own notices and notice preferences (`own-notices:read`, `own-notices:write`). */
+export const OWN_NOTICES = "own-notices";
+
 export interface RoleDefault {
 	role: string;
 	/** Roles this one inherits (beyond `user`, which every holder has anyway). */
@@ -48,7 +53,7 @@ export interface RoleDefault {
 	permissions: { resource: string; action: string }[];
 }
 
-/** The roles every region starts with (seeded by migration 0002; the wallet permissions added to older databases by 0003). */
+/** The roles every region starts with (seeded by migration 0002; added to older databases: the wallet permissions by 0003, the notice ones by 0004). */
 export const DEFAULT_ROLES: readonly RoleDefault[] = [
 	{
 		role: USER_ROLE,
@@ -57,7 +62,9 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 			{ resource: "profile", action: "read" },
 			{ resource: "profile", action: "update" },
 			{ resource: OWN_WALLET, action: "read" },
-			{ resource: OWN_WALLET, action: "pay" }
+			{ resource: OWN_WALLET, action: "pay" },
+			{ resource: OWN_NOTICES, action: "read" },
+			{ resource: OWN_NOTICES, action: "write" }
 		]
 	},
 	{
@@ -79,7 +86,9 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 			{ resource: WALLET, action: "adjust" },
 			{ resource: WALLET, action: "freeze" },
 			// A region-wide check that reads every account, system ones included: an operations task, not a support one.
-			{ resource: WALLET, action: "reconcile" }
+			{ resource: WALLET, action: "reconcile" },
+			// Failed e-mails and webhooks: their payloads are users' notices, and replaying one sends it.
+			{ resource: NOTICES, action: "dlq" }
 		]
 	},
 	{

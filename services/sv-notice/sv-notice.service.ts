@@ -309,7 +309,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	},
 
 	created() {
-		this.providers = providersFromEnv(process.env);
+		this.providers = providersFromEnv(process.env, this.broker, this.logger);
 	},
 
 	async started() {

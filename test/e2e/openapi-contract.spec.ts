@@ -3,8 +3,10 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
+import { channelsOf } from "../../mixins/channels/runtime.ts";
 import type { OpenApiDocument, OpenApiOperation } from "../../mixins/gateway/openapi.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
+import { openEventStream } from "../harness/event-stream.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
 import { GATEWAYS, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { within } from "../harness/waiting.ts";
@@ -69,6 +71,29 @@ async function call(gateway: GatewayName, method: string, path: string, opts: Pa
 	return res;
 }
 
+/** A dead letter of `notice.webhook` in cn-east's channel store, as sv-notice leaves one it gave up on; its id. */
+async function deadNoticeLetter(): Promise<string> {
+	const store = channelsOf(cn.broker).store;
+	const id = randomUUID();
+	const delivery = {
+		noticeId: randomUUID(),
+		userId: "0".repeat(26),
+		category: "account",
+		title: "t",
+		text: "t",
+		html: "<p>t</p>",
+		createdAt: new Date().toISOString()
+	};
+	await store.declare("notice.webhook", "contract");
+	await store.publish({ id, channel: "notice.webhook", payload: JSON.stringify(delivery), headers: {} });
+	const consumption = await store.consume("notice.webhook", "contract", { maxInFlight: 1, ackWaitMs: 30_000 }, d =>
+		d.deadLetter({ error: "webhook delivery failed: the receiver answered 503", errorType: "NOTICE_DELIVERY_FAILED", attempts: 9 })
+	);
+	await within(async () => (await store.deadLetters("notice.webhook", 10)).some(d => d.id === id), 5000);
+	await consumption.stop();
+	return id;
+}
+
 beforeAll(async () => {
 	wechat = await startWechatServer();
 	// auth-jwt reads its settings when its module loads: the cluster is imported once they are set.
@@ -76,7 +101,7 @@ beforeAll(async () => {
 	const { startEmbeddedRegions } = await import("../harness/embedded-regions.ts");
 	cluster = await startEmbeddedRegions({
 		namespacePrefix: "contract-",
-		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-money"],
+		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-money", "sv-notice"],
 		schemas: gatewaySchemas({ "api-app": { rateLimits: { ip: { max: APP_IP_LIMIT, windowMs: 60_000 }, user: { max: 1000, windowMs: 60_000 } } } })
 	});
 	cn = cluster.nodes["cn-east"]!;
@@ -191,6 +216,51 @@ async function walletRoutes(gateway: GatewayName, operator: string): Promise<voi
 	expect((await c("POST", `/api/v1/wallet/holds/${voiding}/void`, { token })).status).toBe(200);
 }
 
+/** An event stream's answer held to its operation (its status and media type), then closed. */
+async function callStream(gateway: GatewayName, path: string, opts: { token?: string; lastEventId?: string } = {}): Promise<number> {
+	const { stream, refused } = await openEventStream(gatewayUrl(cn.broker, gateway), path, opts);
+	check(gateway, "GET", path, refused ?? { status: stream!.status, headers: stream!.headers, body: undefined, text: "" });
+	stream?.close();
+	return stream?.status ?? refused!.status;
+}
+
+/** The caller's notices, as every gateway serves them: each operation's success, and refusals of each kind. */
+async function noticeRoutes(gateway: GatewayName): Promise<void> {
+	const c = (method: string, path: string, opts?: Parameters<typeof http>[3]) => call(gateway, method, path, opts);
+	const password = "contract notices 2026";
+	const name = `nt${gateway.slice(4)}`;
+	expect((await c("POST", "/api/v1/auth/register", { body: { username: name, password } })).status).toBe(201);
+	const token = (await c("POST", "/api/v1/auth/login", { body: { login: name, password } })).body.accessToken;
+	const userId = (await c("GET", "/api/v1/me", { token })).body.id;
+	const { notice } = await cn.broker.call<{ notice: { id: string } }, unknown>("sv-notice.send", {
+		userId,
+		category: "account",
+		template: "move-completed",
+		data: { region: "cn-east" },
+		idempotencyKey: randomUUID()
+	});
+
+	expect((await c("GET", "/api/v1/me/notices?limit=5", { token })).status).toBe(200);
+	expect((await c("GET", "/api/v1/me/notices?limit=101", { token })).status).toBe(400);
+	expect((await c("GET", "/api/v1/me/notices")).status).toBe(401);
+	expect((await c("GET", "/api/v1/me/notices/unread-count", { token })).status).toBe(200);
+	expect(await callStream(gateway, "/api/v1/me/notices/stream", { token })).toBe(200);
+	expect(await callStream(gateway, "/api/v1/me/notices/stream", { token, lastEventId: "0" })).toBe(200);
+	expect(await callStream(gateway, "/api/v1/me/notices/stream", { token, lastEventId: "x" })).toBe(400);
+	expect(await callStream(gateway, "/api/v1/me/notices/stream")).toBe(401);
+	expect((await c("POST", `/api/v1/me/notices/${notice.id}/read`, { token })).status).toBe(200);
+	expect((await c("POST", `/api/v1/me/notices/${randomUUID()}/read`, { token })).status).toBe(404);
+	expect((await c("POST", "/api/v1/me/notices/read-all", { token })).status).toBe(200);
+	expect((await c("DELETE", `/api/v1/me/notices/${notice.id}`, { token })).status).toBe(204);
+	expect((await c("DELETE", `/api/v1/me/notices/${notice.id}`, { token })).status).toBe(404);
+
+	const prefs = (await c("GET", "/api/v1/me/notice-preferences", { token })).body;
+	expect((await c("PUT", "/api/v1/me/notice-preferences", { token, body: { ...prefs, locale: "de" } })).status).toBe(200);
+	const securityOff = { ...prefs, channels: { ...prefs.channels, inbox: { ...prefs.channels.inbox, security: false } } };
+	expect((await c("PUT", "/api/v1/me/notice-preferences", { token, body: securityOff })).status).toBe(422);
+	expect((await c("PUT", "/api/v1/me/notice-preferences", { token, body: { locale: "de" } })).status).toBe(400);
+}
+
 describe("every documented answer matches its OpenAPI document", () => {
 	it("the common routes, on every gateway", async () => {
 		for (const gateway of NAMES) await commonRoutes(gateway);
@@ -200,6 +270,10 @@ describe("every documented answer matches its OpenAPI document", () => {
 		const operator = (await call("api-cms", "POST", "/api/v1/auth/register", { body: { username: "contract-treasurer", password: "counts money 2026" } })).body
 			.id;
 		for (const gateway of NAMES) await walletRoutes(gateway, operator);
+	}, 60_000);
+
+	it("the notice routes and the notice stream, on every gateway", async () => {
+		for (const gateway of NAMES) await noticeRoutes(gateway);
 	}, 60_000);
 
 	it("the staff routes of api-cms, for a plain user (403) and an admin", async () => {
@@ -212,6 +286,7 @@ describe("every documented answer matches its OpenAPI document", () => {
 		const nobody = "0".repeat(26);
 
 		expect((await c("GET", "/api/v1/admin/users", { token: plainToken })).status).toBe(403);
+		expect((await c("GET", "/api/v1/admin/notices/dead-letters", { token: plainToken })).status).toBe(403);
 		expect((await c("GET", "/api/v1/admin/users?q=contract", { token })).status).toBe(200);
 		expect((await c("GET", "/api/v1/admin/users?pageSize=101", { token })).status).toBe(400);
 		expect((await c("GET", "/api/v1/admin/users?region=mars-1", { token })).status).toBe(400);
@@ -248,6 +323,14 @@ describe("every documented answer matches its OpenAPI document", () => {
 		expect((await c("GET", "/api/v1/admin/wallet/reconciliation", { token })).status).toBe(200);
 		expect((await c("GET", "/api/v1/admin/wallet/reconciliation?region=ap-south", { token })).status).toBe(200);
 		expect((await c("GET", "/api/v1/admin/wallet/reconciliation?region=mars-1", { token })).status).toBe(400);
+
+		// The notice channels' dead letters, with one left in cn-east as a webhook that kept failing leaves it.
+		const dlq = "/api/v1/admin/notices/dead-letters";
+		const dead = await deadNoticeLetter();
+		expect((await c("GET", `${dlq}?limit=5`, { token })).body.items.map((d: { id: string }) => d.id)).toContain(dead);
+		expect((await c("GET", `${dlq}?region=mars-1`, { token })).status).toBe(400);
+		expect((await c("POST", `${dlq}/${randomUUID()}/replay`, { token, body: {} })).status).toBe(404);
+		expect((await c("POST", `${dlq}/${dead}/replay`, { token, body: {} })).status).toBe(200);
 	}, 60_000);
 
 	it("the WeChat login of api-wx: a first login, a refused code, WeChat's rate limit", async () => {

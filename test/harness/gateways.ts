@@ -41,7 +41,11 @@ export async function http(
 		headers["content-type"] = "application/json";
 		body = JSON.stringify(opts.body);
 	}
-	const res = await fetch(`${base}${path}`, { method, headers, body });
+	return answerOf(await fetch(`${base}${path}`, { method, headers, body }));
+}
+
+/** A response read in full; its body parsed when it is JSON. */
+export async function answerOf(res: Response): Promise<HttpAnswer> {
 	const text = await res.text();
 	let parsed: unknown;
 	try {

@@ -88,9 +88,9 @@ describe("the writes behind the public ways in", () => {
 		expect(restricted("config").sort()).toEqual(["sv-config.rollback", "sv-config.set"]);
 	});
 
-	it("are called from the gateways (a logout ends its session, PATCH /me changes identities, a transfer pays) and auth-jwt's WeChat login, which so need the keys", () => {
-		for (const gateway of ["api-www", "api-app", "api-wx"]) expect(CALLS[gateway], gateway).toEqual(["directory", "mint", "money"]);
-		expect(CALLS["api-cms"]).toEqual(["directory", "grant", "mint", "money", "move"]);
+	it("are called from the gateways (a logout ends its session, PATCH /me changes identities, a transfer pays, a notice is marked read) and auth-jwt's WeChat login, which so need the keys", () => {
+		for (const gateway of ["api-www", "api-app", "api-wx"]) expect(CALLS[gateway], gateway).toEqual(["directory", "mint", "money", "notice"]);
+		expect(CALLS["api-cms"]).toEqual(["directory", "grant", "mint", "money", "move", "notice"]);
 		expect(CALLS["auth-jwt"]).toEqual(expect.arrayContaining(["directory", "login"]));
 	});
 

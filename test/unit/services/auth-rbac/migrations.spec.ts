@@ -46,7 +46,12 @@ describe("auth-rbac migrations", () => {
 	it("seed a new database with every default rule once, the wallet permissions included", async () => {
 		store = await openSqlStore("sqlite::memory:");
 		const db = store.db as Kysely<RbacTables>;
-		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0001_rbac_tables", "0002_default_roles", "0003_wallet_permissions"]);
+		expect(await migrate(db, "auth-rbac", migrations)).toEqual([
+			"0001_rbac_tables",
+			"0002_default_roles",
+			"0003_wallet_permissions",
+			"0004_notice_permissions"
+		]);
 		expect(await storedRules(db)).toEqual(asText(defaultRules()));
 	});
 
@@ -62,8 +67,8 @@ describe("auth-rbac migrations", () => {
 		const versionBefore = await version(db);
 		expect((await storedRules(db)).filter(r => r.includes(`,${WALLET},`) || r.includes(`,${OWN_WALLET},`))).toEqual([]);
 
-		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0003_wallet_permissions"]);
-		expect(await version(db)).toBe(versionBefore + 1);
+		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0003_wallet_permissions", "0004_notice_permissions"]);
+		expect(await version(db)).toBe(versionBefore + 2);
 		const rules = await storedRules(db);
 		expect(rules.filter(r => r.startsWith("p,"))).toEqual(asText(defaultRules().filter(r => r.ptype === "p")));
 
