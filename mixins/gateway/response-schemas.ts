@@ -83,6 +83,21 @@ export const moveProgress = record(
 	{ finishedAt: { type: "integer" }, error: string, step: { ...string, description: "Where a running move is." } }
 );
 
+export const announcementStarted = record({ id: string });
+
+const count = { type: "integer", minimum: 0 } as const;
+
+export const announcementProgress = record({
+	id: string,
+	title: string,
+	regions: {
+		type: "object",
+		description: "Each region the announcement goes to: its users when the region began, those with the entry, those pushed live, those that failed.",
+		additionalProperties: record({ targeted: count, written: count, pushed: count, failed: count, done: { type: "boolean" } })
+	},
+	createdAt: timestamp
+});
+
 export const staffRegions = listOf(record({ id: string, name: string, status: regionStatus, countries: strings, residency: strings }));
 
 const permission = record({ resource: string, action: string });

@@ -13,8 +13,10 @@ import { NOTICES, WALLET } from "../auth-rbac/model.ts";
 import { SERVICE_CALL_FAILURES as CALL_FAILURES, COMMON_ROUTE_ERRORS, MONEY_ERRORS as refused } from "../gateway-errors.ts";
 import { NOTICE_PUSHES, NOTICE_ROUTES } from "../notice-routes.ts";
 import { CURRENCY_CODE } from "../sv-money/currencies.ts";
+import { MAX_BODY, MAX_TITLE } from "../sv-notice/announcements.ts";
 import type { ChannelsCall } from "../sv-notice/dead-letters.ts";
 import { noticeDeadLetters, replayNoticeDeadLetter } from "../sv-notice/dead-letters.ts";
+import { AnnouncementNotFoundError } from "../sv-notice/errors.ts";
 import { MoveNotFoundError, UnknownRegionError } from "../sv-region/errors.ts";
 import { WALLET_ROUTES } from "../wallet-routes.ts";
 
@@ -26,6 +28,7 @@ const MOVE_NOT_FOUND = declared(new MoveNotFoundError("-"));
 const UNKNOWN_REGION = declared(new UnknownRegionError("-"));
 const ROLE_NOT_FOUND = declared(new RoleNotFoundError("-"));
 const ROLE_IMPLICIT = declared(new ImplicitRoleError("-"));
+const ANNOUNCEMENT_NOT_FOUND = declared(new AnnouncementNotFoundError("-"), { asRaised: true });
 const DEAD_LETTER_NOT_FOUND = declared(new ChannelError("DEAD_LETTER_NOT_FOUND", "-"), { asRaised: true });
 
 /** Why an operator moved money or froze a wallet, recorded with it. */
@@ -348,6 +351,47 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		async handler(_ctx: GatewayContext, params: { id: string; region?: string }) {
 			const where = regionOf(this.broker, params.region);
 			return { ...(await replayNoticeDeadLetter(channelsIn(this.broker, where), params.id)), region: where };
+		}
+	}),
+	// Announcements (issue #14): one inbox entry for every user of the regions named (every region by default).
+	admin({
+		method: "POST",
+		path: "/api/v1/admin/announcements",
+		name: "announce",
+		summary: "Announce to every user of some regions (all by default): accepted here, fanned out in each region, resumed there after a crash",
+		permission: staff(NOTICES, "broadcast"),
+		status: 202,
+		response: answer.announcementStarted,
+		errors: [...CALL_FAILURES, UNKNOWN_REGION],
+		params: {
+			$$strict: true,
+			title: { type: "string", min: 1, max: MAX_TITLE, trim: true },
+			body: { type: "string", min: 1, max: MAX_BODY, trim: true },
+			audience: { type: "object", strict: true, props: { regions: { type: "array", items: region, min: 1, max: 32, unique: true, optional: true } } }
+		},
+		async handler(ctx: GatewayContext, params: { title: string; body: string; audience: { regions?: string[] } }) {
+			const regions = params.audience.regions ?? regionRuntimeOf(this.broker).regions.map(r => r.id);
+			for (const wanted of regions) regionOf(this.broker, wanted);
+			const started = await ctx.call<{ id: string }, unknown>("sv-notice.announce", { title: params.title, body: params.body, regions });
+			ctx.meta.$responseHeaders = { Location: `/api/v1/admin/announcements/${started.id}` };
+			return started;
+		}
+	}),
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/announcements/:id",
+		name: "announcement",
+		summary: "Progress of an announcement in each region it goes to (a region not heard from yet shows nothing done)",
+		permission: staff(NOTICES, "broadcast"),
+		status: 200,
+		response: answer.announcementProgress,
+		errors: [...CALL_FAILURES, ANNOUNCEMENT_NOT_FOUND],
+		params: {
+			$$strict: true,
+			id: { type: "string", max: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "must be an announcement id" } }
+		},
+		handler(ctx: GatewayContext, params: { id: string }) {
+			return ctx.call("sv-notice.announcement", { id: params.id });
 		}
 	})
 ];

@@ -9,6 +9,8 @@ const rulesOn = (...resources: string[]): Rule[] => defaultRules().filter(r => r
 const walletRules = () => rulesOn(WALLET, OWN_WALLET);
 /** sv-notice's (issue #14): the caller's own notices, and ops' dead letters. */
 const noticeRules = () => rulesOn(OWN_NOTICES, NOTICES);
+/** Announcements (issue #14): `notices:broadcast`. */
+const broadcastRules = () => rulesOn(NOTICES).filter(r => r.v2 === "broadcast");
 
 async function bumpVersion(db: Kysely<any>): Promise<void> {
 	await db
@@ -79,5 +81,6 @@ export const migrations: Migrations = {
 		}
 	},
 	"0003_wallet_permissions": defaultsAdded(walletRules),
-	"0004_notice_permissions": defaultsAdded(noticeRules)
+	"0004_notice_permissions": defaultsAdded(noticeRules),
+	"0005_announcement_permissions": defaultsAdded(broadcastRules)
 };

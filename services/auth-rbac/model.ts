@@ -41,7 +41,7 @@ export const WALLET = "wallet";
 /** The caller's own wallet (`own-wallet:read`, `own-wallet:pay`): a resource of its own, since every user holds the `user` role's permissions. */
 export const OWN_WALLET = "own-wallet";
 
-/** The resource of sv-notice's staff permissions (`notices:dlq`: the notice channels' dead letters). */
+/** The resource of sv-notice's staff permissions (`notices:dlq`: the notice channels' dead letters; `notices:broadcast`: announcements). */
 export const NOTICES = "notices";
 /** The caller's own notices and notice preferences (`own-notices:read`, `own-notices:write`). */
 export const OWN_NOTICES = "own-notices";
@@ -53,7 +53,7 @@ export interface RoleDefault {
 	permissions: { resource: string; action: string }[];
 }
 
-/** The roles every region starts with (seeded by migration 0002; added to older databases: the wallet permissions by 0003, the notice ones by 0004). */
+/** The roles every region starts with (seeded by migration 0002; added to older databases: the wallet permissions by 0003, the notice ones by 0004, announcements by 0005). */
 export const DEFAULT_ROLES: readonly RoleDefault[] = [
 	{
 		role: USER_ROLE,
@@ -97,7 +97,9 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 		permissions: [
 			{ resource: "roles", action: "read" },
 			{ resource: "roles", action: "write" },
-			{ resource: "permissions", action: "write" }
+			{ resource: "permissions", action: "write" },
+			// An announcement reaches every user of the regions it names: admin's alone, not an operations task.
+			{ resource: NOTICES, action: "broadcast" }
 		]
 	}
 ];

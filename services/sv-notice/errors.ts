@@ -28,3 +28,10 @@ export class SecurityNoticesRequiredError extends Errors.MoleculerClientError {
 		super("security notices cannot be turned off in the inbox", 422, "SECURITY_NOTICES_REQUIRED");
 	}
 }
+
+/** No announcement of this id in any region that answered. */
+export class AnnouncementNotFoundError extends Errors.MoleculerClientError {
+	constructor(id: string) {
+		super(`no announcement ${id}`, 404, "ANNOUNCEMENT_NOT_FOUND", { id });
+	}
+}

@@ -54,5 +54,36 @@ export const migrations: Migrations = {
 		async down(db: Kysely<any>) {
 			for (const table of ["notice_outbox", "notice_preferences", "notice_inbox"]) await db.schema.dropTable(table).execute();
 		}
+	},
+	"0002_announcements": {
+		async up(db: Kysely<any>) {
+			// Where an announcement was made: what it says and the regions it goes to.
+			await db.schema
+				.createTable("notice_announcements")
+				.addColumn("id", "varchar(36)", c => c.primaryKey())
+				.addColumn("title", "varchar(200)", c => c.notNull())
+				.addColumn("body", "text", c => c.notNull())
+				.addColumn("regions", "varchar(1000)", c => c.notNull())
+				.addColumn("created_at", "bigint", c => c.notNull())
+				.execute();
+			// In each region it goes to: how far the fan-out over the region's users got (the last user id done).
+			await db.schema
+				.createTable("notice_announcement_runs")
+				.addColumn("id", "varchar(36)", c => c.primaryKey())
+				.addColumn("title", "varchar(200)", c => c.notNull())
+				.addColumn("body", "text", c => c.notNull())
+				.addColumn("last_user_id", "varchar(26)", c => c.notNull().defaultTo(""))
+				.addColumn("targeted", "integer", c => c.notNull())
+				.addColumn("written", "integer", c => c.notNull().defaultTo(0))
+				.addColumn("pushed", "integer", c => c.notNull().defaultTo(0))
+				.addColumn("failed", "integer", c => c.notNull().defaultTo(0))
+				.addColumn("done", "integer", c => c.notNull().defaultTo(0))
+				.addColumn("claimed_until", "bigint", c => c.notNull().defaultTo(0))
+				.addColumn("created_at", "bigint", c => c.notNull())
+				.execute();
+		},
+		async down(db: Kysely<any>) {
+			for (const table of ["notice_announcement_runs", "notice_announcements"]) await db.schema.dropTable(table).execute();
+		}
 	}
 };

@@ -1,6 +1,7 @@
+import { randomUUID } from "node:crypto";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Errors } from "moleculer";
-import { userId } from "../../kernel/fields.ts";
+import { regionId, userId } from "../../kernel/fields.ts";
 import type { ChannelDelivery } from "../../mixins/channels/declaration.ts";
 import { OutboxRelay } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
@@ -10,8 +11,12 @@ import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { unscoped } from "../../regions/stores/scoped-db.ts";
+import { UnknownRegionError } from "../sv-region/errors.ts";
+import type { Announced, AnnouncementStatus, PageOutcome } from "./announcements.ts";
+import { Announcements, MAX_BODY, MAX_TITLE } from "./announcements.ts";
 import type { Category, DeliveryChannel, ExternalChannel, Locale } from "./categories.ts";
 import { CATEGORIES, CHANNELS, EXTERNAL_CHANNELS, LOCALES } from "./categories.ts";
+import { AnnouncementNotFoundError } from "./errors.ts";
 import type { NoticeRow } from "./inbox.ts";
 import { Inbox, noticeView } from "./inbox.ts";
 import { migrations } from "./migrations.ts";
@@ -24,6 +29,8 @@ import { render } from "./templates.ts";
 
 /** The channel producers send notices through: `{ userId, category, template, data, idempotencyKey, channels? }`. */
 export const SEND_CHANNEL = "notice.send";
+/** The channel an announcement reaches each region it goes to through: `{ id, title, body }`. */
+export const ANNOUNCE_CHANNEL = "notice.announce";
 /** The global event every region's gateways hear: a notice, or a new unread count, for a user's live streams. */
 export const PUSH_EVENT = "notice.pushed";
 /** The outbox row that becomes PUSH_EVENT rather than a channel message. */
@@ -41,12 +48,20 @@ interface Vars extends DbVars<any> {
 	moves: NoticeMoves;
 	relay: OutboxRelay;
 	providers: Providers;
+	announcements: Announcements;
+	/** The fan-out loop running now, if any; `stopping` ends it after its page. */
+	announcing?: Promise<void>;
+	stopping: boolean;
+	announceTimer?: NodeJS.Timeout;
 }
 
 type Methods = MoveParticipantMethods & {
 	queuePush(userId: string, notice?: NoticeRow): Promise<void>;
 	queue(userId: string, channel: string, payload: unknown): Promise<void>;
 	deliver(channel: ExternalChannel, msg: ChannelDelivery<Delivery>): Promise<void>;
+	announce(): void;
+	fanOut(): Promise<void>;
+	notifyPage(a: Announced, users: string[]): Promise<PageOutcome>;
 };
 
 const category = { type: "enum", values: [...CATEGORIES] } as const;
@@ -57,6 +72,8 @@ const atomicWrite = { param: "userId", atomic: true } as const;
 const switches = { type: "object", strict: true, props: Object.fromEntries(CATEGORIES.map(c => [c, { type: "boolean" }])) } as const;
 /** Most notices one page lists. */
 const MAX_PAGE = 100;
+/** Users one page of an announcement's fan-out notifies (at once) before its cursor moves. */
+const ANNOUNCE_PAGE = 100;
 /** A notice's template data: small, flat values. */
 const MAX_DATA_FIELDS = 32;
 
@@ -85,6 +102,14 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					}
 					throw err;
 				});
+			}
+		},
+		[ANNOUNCE_CHANNEL]: {
+			maxRetries: 10_000,
+			maxBackoffMs: 5000,
+			async handler(this: any, msg: ChannelDelivery<Announced>) {
+				await this.announcements.begin(msg.payload, Date.now());
+				this.announce();
 			}
 		},
 		"notice.email": {
@@ -164,6 +189,60 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				for (const channel of EXTERNAL_CHANNELS) if (this.providers[channel] && wanted(channel)) await this.queue(p.userId, `notice.${channel}`, delivery);
 				this.relay.kick();
 				return { notice: noticeView(row), replayed: false };
+			}
+		},
+
+		announce: {
+			restricted: "notice",
+			params: {
+				$$strict: true,
+				title: { type: "string", min: 1, max: MAX_TITLE, trim: true },
+				body: { type: "string", min: 1, max: MAX_BODY, trim: true },
+				regions: { type: "array", items: regionId, min: 1, unique: true }
+			},
+			/** Records the announcement here, then sends it to each region it goes to, where it waits while the region is down. */
+			async handler(ctx: Context<{ title: string; body: string; regions: string[] }>) {
+				const runtime = regionRuntimeOf(this.broker);
+				const unknown = ctx.params.regions.find(r => !runtime.regions.some(known => known.id === r));
+				if (unknown) throw new UnknownRegionError(unknown);
+				const a: Announced = { id: randomUUID(), title: ctx.params.title, body: ctx.params.body };
+				await this.announcements.record(a, ctx.params.regions, Date.now());
+				const here = runtime.region.id;
+				for (const region of ctx.params.regions) await this.broker.sendToChannel(ANNOUNCE_CHANNEL, a, { key: a.id, ...(region === here ? {} : { region }) });
+				return { id: a.id };
+			}
+		},
+
+		announcementStatus: {
+			home: { region: "region" },
+			params: { $$strict: true, region: regionId, id: noticeId },
+			/** What `region` knows of the announcement: what it is (where it was made) and its run there. */
+			handler(ctx: Context<{ region: string; id: string }>) {
+				return this.announcements.status(ctx.params.id);
+			}
+		},
+
+		announcement: {
+			params: { $$strict: true, id: noticeId },
+			/** Progress in each region it goes to, gathered from every region that answers (one that does not shows nothing yet). */
+			async handler(ctx: Context<{ id: string }>) {
+				const runtime = regionRuntimeOf(this.broker);
+				const answers = await Promise.allSettled(
+					runtime.regions.map(r => ctx.call<AnnouncementStatus, unknown>("sv-notice.announcementStatus", { region: r.id, id: ctx.params.id }))
+				);
+				const heard = new Map<string, AnnouncementStatus>();
+				answers.forEach((a, i) => {
+					if (a.status === "fulfilled") heard.set(runtime.regions[i]!.id, a.value);
+				});
+				const made = [...heard.values()].find(s => s.announcement)?.announcement;
+				if (!made) throw new AnnouncementNotFoundError(ctx.params.id);
+				const none = { targeted: 0, written: 0, pushed: 0, failed: 0, done: false };
+				return {
+					id: made.id,
+					title: made.title,
+					regions: Object.fromEntries(made.regions.map(r => [r, heard.get(r)?.run ?? none])),
+					createdAt: made.createdAt
+				};
 			}
 		},
 
@@ -294,6 +373,55 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				return { email: profile.email };
 			});
 		},
+		/** Starts the fan-out loop unless it runs already. */
+		announce() {
+			if (this.announcing || this.stopping) return;
+			this.announcing = this.fanOut()
+				.catch(err => this.logger.error(`announcement fan-out stopped: ${(err as Error).message}`))
+				.finally(() => {
+					this.announcing = undefined;
+				});
+		},
+		/** Runs each unfinished announcement this node can claim, page by page, until none is left or the node stops. */
+		async fanOut() {
+			for (let run = await this.announcements.claim(Date.now()); run; run = await this.announcements.claim(Date.now())) {
+				let cursor = run.cursor;
+				for (;;) {
+					if (this.stopping) return void (await this.announcements.release(run.id));
+					const users = await this.announcements.usersAfter(cursor, ANNOUNCE_PAGE);
+					if (users.length === 0) break;
+					const page = await this.notifyPage(run, users);
+					await this.announcements.advance(run.id, page, Date.now());
+					cursor = page.lastUserId;
+				}
+				await this.announcements.finish(run.id);
+			}
+		},
+		async notifyPage(a: Announced, users: string[]) {
+			const page: PageOutcome = { lastUserId: users[users.length - 1]!, written: 0, pushed: 0, failed: 0 };
+			const sent = await Promise.allSettled(
+				users.map(user =>
+					this.broker.call<{ notice: { read: boolean } }, unknown>("sv-notice.send", {
+						userId: user,
+						category: "announcement",
+						template: "message",
+						data: { title: a.title, body: a.body },
+						idempotencyKey: `announcement:${a.id}`
+					})
+				)
+			);
+			for (const s of sent) {
+				if (s.status === "rejected") {
+					page.failed++;
+					this.logger.warn(`announcement ${a.id}: ${(s.reason as Error).message}`);
+					continue;
+				}
+				page.written++;
+				// A muted category is written read and not pushed.
+				if (!s.value.notice.read) page.pushed++;
+			}
+			return page;
+		},
 		moveExport(user: string) {
 			return this.moves.export(user);
 		},
@@ -329,9 +457,18 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			}
 		});
 		this.relay.start();
+		this.announcements = new Announcements(this.db, envInt(process.env, "EDGEHOME_NOTICE_ANNOUNCE_LEASE_MS", 30_000, 100, 600_000));
+		this.stopping = false;
+		// Picks up what a stopped node left, once its hold has lapsed.
+		this.announceTimer = setInterval(() => this.announce(), envInt(process.env, "EDGEHOME_NOTICE_ANNOUNCE_POLL_MS", 5000, 50, 300_000));
+		this.announceTimer.unref();
+		this.announce();
 	},
 
 	async stopped() {
+		this.stopping = true;
+		clearInterval(this.announceTimer);
+		await this.announcing;
 		await this.relay?.stop();
 		for (const provider of Object.values(this.providers)) await provider?.close?.();
 	}

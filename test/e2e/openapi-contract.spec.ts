@@ -331,6 +331,15 @@ describe("every documented answer matches its OpenAPI document", () => {
 		expect((await c("GET", `${dlq}?region=mars-1`, { token })).status).toBe(400);
 		expect((await c("POST", `${dlq}/${randomUUID()}/replay`, { token, body: {} })).status).toBe(404);
 		expect((await c("POST", `${dlq}/${dead}/replay`, { token, body: {} })).status).toBe(200);
+
+		// Announcements: to cn-east's users, then its progress.
+		const announcements = "/api/v1/admin/announcements";
+		const announced = await c("POST", announcements, { token, body: { title: "Contract", body: "Hello all", audience: { regions: ["cn-east"] } } });
+		expect(announced.status).toBe(202);
+		expect((await c("GET", `${announcements}/${announced.body.id}`, { token })).status).toBe(200);
+		expect((await c("GET", `${announcements}/${randomUUID()}`, { token })).status).toBe(404);
+		expect((await c("POST", announcements, { token, body: { title: "t", body: "b", audience: { regions: ["us-west"] } } })).status).toBe(400);
+		expect((await c("POST", announcements, { token, body: { title: "x".repeat(201), body: "b", audience: {} } })).status).toBe(400);
 	}, 60_000);
 
 	it("the WeChat login of api-wx: a first login, a refused code, WeChat's rate limit", async () => {

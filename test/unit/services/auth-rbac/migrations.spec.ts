@@ -50,7 +50,8 @@ describe("auth-rbac migrations", () => {
 			"0001_rbac_tables",
 			"0002_default_roles",
 			"0003_wallet_permissions",
-			"0004_notice_permissions"
+			"0004_notice_permissions",
+			"0005_announcement_permissions"
 		]);
 		expect(await storedRules(db)).toEqual(asText(defaultRules()));
 	});
@@ -67,8 +68,8 @@ describe("auth-rbac migrations", () => {
 		const versionBefore = await version(db);
 		expect((await storedRules(db)).filter(r => r.includes(`,${WALLET},`) || r.includes(`,${OWN_WALLET},`))).toEqual([]);
 
-		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0003_wallet_permissions", "0004_notice_permissions"]);
-		expect(await version(db)).toBe(versionBefore + 2);
+		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0003_wallet_permissions", "0004_notice_permissions", "0005_announcement_permissions"]);
+		expect(await version(db)).toBe(versionBefore + 3);
 		const rules = await storedRules(db);
 		expect(rules.filter(r => r.startsWith("p,"))).toEqual(asText(defaultRules().filter(r => r.ptype === "p")));
 

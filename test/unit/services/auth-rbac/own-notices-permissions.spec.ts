@@ -45,8 +45,9 @@ describe("auth-rbac: the users' own-notices permissions", () => {
 		};
 		expect(await allowed()).toEqual([false, false, false]);
 
-		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0004_notice_permissions"]);
-		expect(await adapter.version()).toBe(versionBefore + 1);
+		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0004_notice_permissions", "0005_announcement_permissions"]);
+		// One bump each: 0004 and 0005 (announcements).
+		expect(await adapter.version()).toBe(versionBefore + 2);
 		expect(asText(await db.selectFrom("rbac_rules").select(["ptype", "v0", "v1", "v2"]).execute())).toEqual(asText(defaultRules()));
 		expect(await allowed()).toEqual([true, true, false]);
 	});
