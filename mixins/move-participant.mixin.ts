@@ -16,6 +16,32 @@ export interface MoveParticipantMethods {
 	moveDelete(userId: string): Promise<number>;
 }
 
+/** A user's rows as a service's own mover object keeps them (export, import, count, remove). */
+export interface UserRowsMover {
+	export(userId: string): Promise<unknown[]>;
+	import(userId: string, rows: unknown[]): Promise<void>;
+	count(userId: string): Promise<number>;
+	remove(userId: string): Promise<number>;
+}
+
+/** The four methods, answered by the mover object `moverOf` finds on the service: spread into its `methods`. */
+export function movesThrough(moverOf: (service: any) => UserRowsMover): MoveParticipantMethods {
+	return {
+		moveExport(this: unknown, userId) {
+			return moverOf(this).export(userId);
+		},
+		moveImport(this: unknown, userId, rows) {
+			return moverOf(this).import(userId, rows);
+		},
+		moveCount(this: unknown, userId) {
+			return moverOf(this).count(userId);
+		},
+		moveDelete(this: unknown, userId) {
+			return moverOf(this).remove(userId);
+		}
+	};
+}
+
 /** Largest user export accepted in one import call. */
 export const MAX_MOVE_ROWS = 100_000;
 /** An import that deadlocks with another move's is rolled back whole by the database, so trying again is safe. */

@@ -5,7 +5,7 @@ import { OutboxRelay } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
-import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin, movesThrough } from "../../mixins/move-participant.mixin.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
 import { USER_ID } from "../../regions/directory/entries.ts";
 import { fromDirectoryFailure } from "../../regions/errors.ts";
@@ -418,18 +418,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				});
 		},
 
-		moveExport(user: string) {
-			return this.moves.export(user);
-		},
-		moveImport(user: string, rows: unknown[]) {
-			return this.moves.import(user, rows);
-		},
-		moveCount(user: string) {
-			return this.moves.count(user);
-		},
-		moveDelete(user: string) {
-			return this.moves.remove(user);
-		}
+		...movesThrough(service => service.moves)
 	},
 
 	created() {

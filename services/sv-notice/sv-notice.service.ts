@@ -7,7 +7,7 @@ import { OutboxRelay } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
-import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
+import { moveParticipantMixin, movesThrough } from "../../mixins/move-participant.mixin.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { unscoped } from "../../regions/stores/scoped-db.ts";
@@ -422,18 +422,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			}
 			return page;
 		},
-		moveExport(user: string) {
-			return this.moves.export(user);
-		},
-		moveImport(user: string, rows: unknown[]) {
-			return this.moves.import(user, rows);
-		},
-		moveCount(user: string) {
-			return this.moves.count(user);
-		},
-		moveDelete(user: string) {
-			return this.moves.remove(user);
-		}
+		...movesThrough(service => service.moves)
 	},
 
 	created() {

@@ -51,7 +51,13 @@ describe("auth-rbac on MariaDB, two nodes of one region sharing the database", (
 				.sort()
 		);
 		const applied = await node1.stores.sql.db.selectFrom("migrations_auth_rbac").select("name").execute();
-		expect(applied.map(r => r.name)).toEqual(["0001_rbac_tables", "0002_default_roles", "0003_wallet_permissions", "0004_notice_permissions", "0005_announcement_permissions"]);
+		expect(applied.map(r => r.name)).toEqual([
+			"0001_rbac_tables",
+			"0002_default_roles",
+			"0003_wallet_permissions",
+			"0004_notice_permissions",
+			"0005_announcement_permissions"
+		]);
 	});
 
 	it("enforces on node 2 a grant written on node 1 within a second, and its revocation too", async () => {
