@@ -27,6 +27,8 @@ const REGISTRATION_RESUME_BOUND_MS = 30_000;
 const MIRROR_CATCH_UP_BOUND_MS = 45_000;
 /** Hub servers that meet again re-elect their leaders (raft terms moved on while apart). */
 const HEAL_BOUND_MS = 30_000;
+/** Every gateway serving every user at the home it had, once the mirror caught up. */
+const SERVED_AFTER_HEAL_BOUND_MS = 20_000;
 
 const available = await netnsAvailable();
 if (!available) console.log("region-cutoff.spec.ts skipped: network namespaces are not available here (they need root and iproute2)");
@@ -154,20 +156,25 @@ describe.skipIf(!available)("a region cut off from every other region, on real N
 		expectRetryableRefusal("cut, after the restart: registration", await timed(regions.register(ALONE)));
 	}, 30_000);
 
-	it("heal: global operations come back, its mirror catches up (the user registered during the cut included), no home changed", async () => {
-		await net.heal(ALONE);
-		const back = await within(regions.globalIs(ALONE, "available"), HEAL_BOUND_MS);
-		console.log(`heal: ${ALONE}'s /readyz says global operations available ${back} ms after the heal`);
-		const mirrored = await within(async () => {
-			for (const user of regions.users) if ((await regions.homeInMirror(ALONE, user.id)) !== user.home) return false;
-			return true;
-		}, MIRROR_CATCH_UP_BOUND_MS).catch(async err => {
-			throw new Error(`${err.message}: ${ALONE}'s mirror ${JSON.stringify(await regions.mirrorState(ALONE))}`);
-		});
-		console.log(`heal: ${ALONE}'s own mirror held all ${regions.users.length} users at their home ${mirrored} ms later`);
-		const served = await regions.untilEveryHomeServed(REGIONS, 20_000);
-		console.log(`heal: every gateway logged in all ${regions.users.length} users at their unchanged home ${served} ms after that`);
-		const after = await regions.register(ALONE);
-		expect(after.status, after.text).toBe(201);
-	}, 60_000);
+	it(
+		"heal: global operations come back, its mirror catches up (the user registered during the cut included), no home changed",
+		async () => {
+			await net.heal(ALONE);
+			const back = await within(regions.globalIs(ALONE, "available"), HEAL_BOUND_MS);
+			console.log(`heal: ${ALONE}'s /readyz says global operations available ${back} ms after the heal`);
+			const mirrored = await within(async () => {
+				for (const user of regions.users) if ((await regions.homeInMirror(ALONE, user.id)) !== user.home) return false;
+				return true;
+			}, MIRROR_CATCH_UP_BOUND_MS).catch(async err => {
+				throw new Error(`${err.message}: ${ALONE}'s mirror ${JSON.stringify(await regions.mirrorState(ALONE))}`);
+			});
+			console.log(`heal: ${ALONE}'s own mirror held all ${regions.users.length} users at their home ${mirrored} ms later`);
+			const served = await regions.untilEveryHomeServed(REGIONS, SERVED_AFTER_HEAL_BOUND_MS);
+			console.log(`heal: every gateway logged in all ${regions.users.length} users at their unchanged home ${served} ms after that`);
+			const after = await regions.register(ALONE);
+			expect(after.status, after.text).toBe(201);
+			// The test's own limit holds every bound above, one after the other (it used to be tighter than their sum).
+		},
+		HEAL_BOUND_MS + MIRROR_CATCH_UP_BOUND_MS + SERVED_AFTER_HEAL_BOUND_MS + 10_000
+	);
 });
