@@ -4,6 +4,7 @@ import { startRegionNode } from "../../app/node.ts";
 import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { loadRegions } from "../../regions/loader.ts";
+import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { within } from "./waiting.ts";
 
@@ -59,4 +60,13 @@ export async function startEmbeddedRegions(opts: {
 export async function everyFeedHeard(cluster: EmbeddedRegions, timeoutMs: number): Promise<void> {
 	const stats = () => Promise.all(REGION_IDS.map(r => cluster.nodes[r]!.broker.call<{ current: Record<string, boolean> }, unknown>("auth-jwt.stats", {})));
 	await within(async () => (await stats()).every(s => Object.values(s.current).every(Boolean)), timeoutMs);
+}
+
+/**
+ * Waits until every region's node has reached every other region through its link (its probes say
+ * "up"): before that, a call routed to another region answers REGION_UNAVAILABLE, and a
+ * registration whose profile goes to another region may leave its username reserved.
+ */
+export async function everyRegionLinked(cluster: EmbeddedRegions, timeoutMs: number): Promise<void> {
+	await within(() => REGION_IDS.every(a => REGION_IDS.every(b => a === b || regionRuntimeOf(cluster.nodes[a]!.broker).health.status(b) === "up")), timeoutMs);
 }

@@ -22,19 +22,3 @@ export async function timed<T>(op: Promise<T>): Promise<{ ms: number; result: T 
 	const result = await op.catch(err => err);
 	return { ms: Date.now() - started, result };
 }
-
-/**
- * A registration made right after the regions started: while a region's link is still coming up
- * it answers REGION_UNAVAILABLE (nothing registered), so it is sent again, for up to 10 s.
- */
-export async function registered(register: () => Promise<{ id: string }>): Promise<string> {
-	const deadline = Date.now() + 10_000;
-	for (;;) {
-		try {
-			return (await register()).id;
-		} catch (err) {
-			if ((err as { type?: string }).type !== "REGION_UNAVAILABLE" || Date.now() > deadline) throw err;
-			await new Promise(r => setTimeout(r, 200));
-		}
-	}
-}

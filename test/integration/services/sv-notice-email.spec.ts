@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../app/node.ts";
 import { channelsOf } from "../../../mixins/channels/runtime.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
-import { startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { everyRegionLinked, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import type { Mailbox, ReceivedMail } from "../../harness/smtp-mailbox.ts";
 import { addressesOf, MAIL_DOMAIN as DOMAIN, SMTP_USER, startNoticeMailbox } from "../../harness/smtp-mailbox.ts";
-import { registered, within } from "../../harness/waiting.ts";
+import { within } from "../../harness/waiting.ts";
 
 /*
  * sv-notice's e-mails through a real SMTP server on loopback (smtp-server, over TCP, STARTTLS with a
@@ -40,15 +40,14 @@ beforeAll(async () => {
 		EDGEHOME_NOTICE_RELAY_MS: "50"
 	});
 	cluster = await startEmbeddedRegions({ namespacePrefix: "notice-email-", services: ["sv-region", "sv-user", "sv-notice"] });
+	await everyRegionLinked(cluster, 20_000);
 	Object.assign(nodes, cluster.nodes);
 	for (const [name, email, country] of [
 		["mia", "mia@example.com", "CN"],
 		["noah", "noah@example.com", "DE"],
 		["quiet", null, "CN"]
 	] as const) {
-		const id = await registered(() =>
-			call<{ id: string }>("sv-user.register", { username: name, password: "Tr0ub4dor&3-mail", country, ...(email ? { email } : {}) })
-		);
+		const id = (await call<{ id: string }>("sv-user.register", { username: name, password: "Tr0ub4dor&3-mail", country, ...(email ? { email } : {}) })).id;
 		users[name] = { id, email, home: (await call<{ region: string }>("sv-region.lookup", { userId: id })).region };
 	}
 }, 120_000);

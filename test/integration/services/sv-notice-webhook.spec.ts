@@ -6,11 +6,11 @@ import apiCms from "../../../services/api-cms/api-cms.service.ts";
 import type { RateLimitedProvider } from "../../../services/sv-notice/rate-limit.ts";
 import { DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER } from "../../../services/sv-notice/webhook-signature.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
-import { everyFeedHeard, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
+import { everyFeedHeard, everyRegionLinked, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { gatewayUrl, http } from "../../harness/gateways.ts";
 import type { Mailbox } from "../../harness/smtp-mailbox.ts";
 import { MAIL_DOMAIN, startNoticeMailbox } from "../../harness/smtp-mailbox.ts";
-import { registered, within } from "../../harness/waiting.ts";
+import { within } from "../../harness/waiting.ts";
 import type { WebhookReceiver } from "../../harness/webhook-receiver.ts";
 import { startWebhookReceiver } from "../../harness/webhook-receiver.ts";
 
@@ -54,7 +54,7 @@ const webhookStats = (user: string) => channelsOf(nodes[users[user]!.home]!.brok
 
 async function login(username: string, role?: string): Promise<string> {
 	const password = "staff work here 2026";
-	const id = await registered(() => call<{ id: string }>("sv-user.register", { username, password, country: "CN" }));
+	const id = (await call<{ id: string }>("sv-user.register", { username, password, country: "CN" })).id;
 	if (role) await call("auth-rbac.grant", { userId: id, role });
 	const res = await http(gatewayUrl(nodes["cn-east"]!.broker, "api-cms"), "POST", "/api/v1/auth/login", { body: { login: username, password } });
 	expect(res.status, res.text).toBe(200);
@@ -79,6 +79,7 @@ beforeAll(async () => {
 		services: ["sv-region", "sv-user", "sv-notice", "auth-jwt", "auth-rbac"],
 		schemas: [{ ...apiCms, settings: { ...apiCms.settings, port: 0 } }]
 	});
+	await everyRegionLinked(cluster, 20_000);
 	Object.assign(nodes, cluster.nodes);
 	await everyFeedHeard(cluster, 20_000);
 	for (const [name, country] of [
@@ -88,9 +89,7 @@ beforeAll(async () => {
 		["dirk", "DE"],
 		["rita", "CN"]
 	] as const) {
-		const id = await registered(() =>
-			call<{ id: string }>("sv-user.register", { username: name, password: "Tr0ub4dor&3-hook", country, email: `${name}@example.com` })
-		);
+		const id = (await call<{ id: string }>("sv-user.register", { username: name, password: "Tr0ub4dor&3-hook", country, email: `${name}@example.com` })).id;
 		users[name] = { id, home: (await call<{ region: string }>("sv-region.lookup", { userId: id })).region };
 	}
 	opsToken = await login("hook-ops", "ops");

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
 import { Currencies } from "../../../../services/sv-money/currencies.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { registered, within } from "../../../harness/waiting.ts";
+import { everyRegionLinked, REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { within } from "../../../harness/waiting.ts";
 
 /**
  * sv-money's rules, run on each SQL store it ships with (SQLite embedded, MariaDB in NATS mode):
@@ -20,7 +20,7 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 	let operator = "";
 
 	async function register(name: string, country: string): Promise<string> {
-		users[name] = await registered(() => call<{ id: string }>("cn-east", "sv-user.register", { username: name, password: "Tr0ub4dor&3-money", country }));
+		users[name] = (await call<{ id: string }>("cn-east", "sv-user.register", { username: name, password: "Tr0ub4dor&3-money", country })).id;
 		return users[name]!;
 	}
 	const seed = (name: string, amount: string, currency = "CNY") =>
@@ -53,6 +53,7 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 				sqlOf: opts.sqlOf
 			});
 			Object.assign(nodes, cluster.nodes);
+			await everyRegionLinked(cluster, 20_000);
 			operator = await register("ops", "CN");
 			for (const [name, country] of [
 				["alice", "CN"],

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { userKey } from "../../../../regions/directory/entries.ts";
 import shipped from "../../../../services/sv-notice/sv-notice.service.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { registered, within } from "../../../harness/waiting.ts";
+import { everyRegionLinked, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { within } from "../../../harness/waiting.ts";
 
 const svNotice = shipped as unknown as ServiceSchema;
 
@@ -61,14 +61,13 @@ describe("sv-notice announcements", () => {
 		vi.stubEnv("EDGEHOME_NOTICE_ANNOUNCE_POLL_MS", "100");
 		vi.stubEnv("EDGEHOME_NOTICE_ANNOUNCE_LEASE_MS", "1000");
 		cluster = await startEmbeddedRegions({ namespacePrefix: "svnotice-announce-", services: ["sv-region", "sv-user", "sv-notice"] });
+		await everyRegionLinked(cluster, 20_000);
 		for (const [region, country] of [
 			["cn-east", "CN"],
 			["eu-central", "DE"],
 			["ap-south", "IN"]
 		] as const)
-			homeOf[region] = await registered(() =>
-				call<{ id: string }>(region, "sv-user.register", { username: `first-${region}`, password: "Tr0ub4dor&3-notice", country })
-			);
+			homeOf[region] = (await call<{ id: string }>(region, "sv-user.register", { username: `first-${region}`, password: "Tr0ub4dor&3-notice", country })).id;
 		await addUsers("cn-east", 40);
 		await addUsers("eu-central", 25);
 	}, 60_000);

@@ -4,8 +4,8 @@ import type { RegionNode } from "../../../../app/node.ts";
 import type { PushedNotice } from "../../../../services/sv-notice/sv-notice.service.ts";
 import { PUSH_EVENT } from "../../../../services/sv-notice/sv-notice.service.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
-import { registered, within } from "../../../harness/waiting.ts";
+import { everyRegionLinked, REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
+import { within } from "../../../harness/waiting.ts";
 
 /** sv-notice's rules on each SQL store it ships with: three regions in one process. */
 export function noticeContract(store: string, opts: { sqlOf?: (region: string) => string; cleanup?: () => Promise<void> } = {}): void {
@@ -50,11 +50,12 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 				sqlOf: opts.sqlOf
 			});
 			Object.assign(nodes, cluster.nodes);
+			await everyRegionLinked(cluster, 20_000);
 			for (const [name, country] of [
 				["hans", "DE"],
 				["liwei", "CN"]
 			] as const) {
-				users[name] = await registered(() => call<{ id: string }>("cn-east", "sv-user.register", { username: name, password: "Tr0ub4dor&3-notice", country }));
+				users[name] = (await call<{ id: string }>("cn-east", "sv-user.register", { username: name, password: "Tr0ub4dor&3-notice", country })).id;
 			}
 		}, 120_000);
 
