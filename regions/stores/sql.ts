@@ -7,6 +7,12 @@ import { nodeSqliteDialect } from "./sqlite-dialect.ts";
 
 export type SqlDialectName = "mysql" | "sqlite";
 
+/** A unique key met, in either engine's words: a concurrent write got there first. */
+export function isDuplicateKey(err: unknown): boolean {
+	const e = err as { code?: string; errno?: number; message?: string };
+	return e?.code === "ER_DUP_ENTRY" || e?.errno === 1062 || /UNIQUE constraint failed/.test(e?.message ?? "");
+}
+
 /** A region's relational store: one query builder, whichever engine is behind it. */
 export interface SqlStore {
 	readonly dialect: SqlDialectName;

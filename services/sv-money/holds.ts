@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { HoldNotFoundError, HoldNotPendingError } from "./errors.ts";
 import { replayOf } from "./idempotency.ts";
 import type { Ledger } from "./ledger.ts";
-import { isDuplicateKey } from "./ledger.ts";
 import type { Payments } from "./payments.ts";
 import type { HoldRow } from "./views.ts";
 import { holdView } from "./views.ts";

@@ -2,6 +2,7 @@ import { randomInt } from "node:crypto";
 import type { Kysely, RawBuilder } from "kysely";
 import { sql } from "kysely";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
+import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { InsufficientFundsError, WalletFrozenError } from "./errors.ts";
 
 /**
@@ -31,12 +32,6 @@ export interface EntryRow {
 	kind: EntryKind;
 	amount: bigint;
 	created_at: number;
-}
-
-/** A unique key met: a concurrent write got there first. */
-export function isDuplicateKey(err: unknown): boolean {
-	const e = err as { code?: string; errno?: number; message?: string };
-	return e?.code === "ER_DUP_ENTRY" || e?.errno === 1062 || /UNIQUE constraint failed/.test(e?.message ?? "");
 }
 
 export class Ledger {

@@ -31,6 +31,27 @@ export interface SettleMessage {
 	reason: string | null;
 }
 
+/** The payee's home is asked to credit a transfer the payer's home (`fromRegion`) just debited. */
+export function creditRequest(
+	transferId: string,
+	t: { payer: string; payee: string; amount: bigint; currency: string; memo: string | null },
+	fromRegion: string,
+	payeeRegion: string,
+	at: number
+): OutboxRow {
+	const credit: CreditMessage = {
+		userId: t.payee,
+		transferId,
+		from: t.payer,
+		fromRegion,
+		amount: t.amount.toString(),
+		currency: t.currency,
+		memo: t.memo,
+		createdAt: at
+	};
+	return outboxRow(t.payer, CREDIT_CHANNEL, t.payee, payeeRegion, credit);
+}
+
 /** A notice for sv-notice, sent once per idempotency key. */
 export interface NoticeMessage {
 	userId: string;

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { UserMovingError, WrongRegionError } from "../../regions/errors.ts";
+import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { WalletFrozenError } from "./errors.ts";
 import { replayOf } from "./idempotency.ts";
 import type { EntryRow, Ledger } from "./ledger.ts";
-import { isDuplicateKey, systemOwner } from "./ledger.ts";
+import { systemOwner } from "./ledger.ts";
 import type { CreditMessage, SettleMessage } from "./outbox.ts";
-import { addToOutbox, CREDIT_CHANNEL, failedNotice, outboxRow, receivedNotice, SETTLE_CHANNEL } from "./outbox.ts";
+import { addToOutbox, creditRequest, failedNotice, outboxRow, receivedNotice, SETTLE_CHANNEL } from "./outbox.ts";
 import type { TransferRow } from "./views.ts";
 
 /**
@@ -146,17 +147,7 @@ export class Payments {
 		]);
 		if (local) await addToOutbox(ledger.db, receivedNotice(id, req.payee, req.payer, req.amount.toString(), req.currency, this.deps.region));
 		else {
-			const credit: CreditMessage = {
-				userId: req.payee,
-				transferId: id,
-				from: req.payer,
-				fromRegion: this.deps.region,
-				amount: req.amount.toString(),
-				currency: req.currency,
-				memo: req.memo,
-				createdAt: now
-			};
-			await addToOutbox(ledger.db, outboxRow(req.payer, CREDIT_CHANNEL, req.payee, payeeRegion, credit));
+			await addToOutbox(ledger.db, creditRequest(id, req, this.deps.region, payeeRegion, now));
 		}
 		return { row: { ...row, amount: req.amount.toString() }, replayed: false, queued: !local };
 	}

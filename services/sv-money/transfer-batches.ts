@@ -5,11 +5,12 @@ import { OutcomeUnknownError, WrongRegionError } from "../../regions/errors.ts";
 import { isDeadlock, isLockConflict } from "../../regions/ownership/lock-errors.ts";
 import type { OwnershipRecords } from "../../regions/ownership/records.ts";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
+import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { IdempotencyKeyReusedError, InsufficientFundsError, WalletFrozenError } from "./errors.ts";
 import type { EntryRow } from "./ledger.ts";
-import { isDuplicateKey, SYSTEM_SLOTS, systemOwner } from "./ledger.ts";
-import type { CreditMessage } from "./outbox.ts";
-import { CREDIT_CHANNEL, outboxRow, receivedNotice } from "./outbox.ts";
+import { SYSTEM_SLOTS, systemOwner } from "./ledger.ts";
+import type { OutboxRow } from "./outbox.ts";
+import { creditRequest, receivedNotice } from "./outbox.ts";
 import type { TransferOutcome, TransferRequest } from "./payments.ts";
 import { entry } from "./payments.ts";
 import type { TransferRow } from "./views.ts";
@@ -179,7 +180,7 @@ export class TransferBatches {
 		};
 		const transfers: TransferRow[] = [];
 		const entries: EntryRow[] = [];
-		const outbox: ReturnType<typeof outboxRow>[] = [];
+		const outbox: OutboxRow[] = [];
 		const made = new Map<string, TransferRow>();
 		const now = Date.now();
 		for (const i of live) {
@@ -239,17 +240,7 @@ export class TransferBatches {
 			);
 			if (local) outbox.push(receivedNotice(id, req.payee, req.payer, req.amount.toString(), req.currency, region));
 			else {
-				const credit: CreditMessage = {
-					userId: req.payee,
-					transferId: id,
-					from: req.payer,
-					fromRegion: region,
-					amount: req.amount.toString(),
-					currency: req.currency,
-					memo: req.memo,
-					createdAt: now
-				};
-				outbox.push(outboxRow(req.payer, CREDIT_CHANNEL, req.payee, req.payeeHome, credit));
+				outbox.push(creditRequest(id, req, region, req.payeeHome, now));
 			}
 			if (keyOf) made.set(keyOf, row);
 			decisions[i] = { kind: "done", outcome: { row, replayed: false, queued: !local } };

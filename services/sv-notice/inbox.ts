@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
+import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import type { Category } from "./categories.ts";
 import { NoticeNotFoundError } from "./errors.ts";
 import type { Rendered } from "./templates.ts";
@@ -62,11 +63,6 @@ export interface NewNotice {
 	/** Written as read: a muted category. */
 	muted: boolean;
 }
-
-const isDuplicateKey = (err: unknown) => {
-	const e = err as { code?: string; errno?: number; message?: string };
-	return e?.code === "ER_DUP_ENTRY" || e?.errno === 1062 || /UNIQUE constraint failed/.test(e?.message ?? "");
-};
 
 export class Inbox {
 	readonly db: Kysely<any>;
