@@ -54,7 +54,9 @@ beforeAll(async () => {
 		schemas: [notesService],
 		viewOf: (id, shared) => (id === "eu-central" ? shared : (views[id] = stalledDirectory(shared))),
 		// Short breaker settings, so that counting domain answers would open it within the test.
-		env: { EDGEHOME_CB_MIN_REQUESTS: "5", EDGEHOME_CB_THRESHOLD: "0.5" }
+		// No whole-directory orphan scan on its own schedule: a test that marks a user moving without a
+		// journal would see it set active again at a random moment (the tests below run their own).
+		env: { EDGEHOME_CB_MIN_REQUESTS: "5", EDGEHOME_CB_THRESHOLD: "0.5", EDGEHOME_MOVE_ORPHAN_SCAN_MS: String(24 * 3600_000) }
 	});
 	Object.assign(nodes, cluster.nodes);
 	store = cluster.store;
