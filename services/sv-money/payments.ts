@@ -153,25 +153,54 @@ export class Payments {
 	}
 
 	/**
-	 * At the payee's home, inside the payee's fenced write: applies a credit once. A repeat finds the
-	 * payee's copy of the transfer and does nothing; a refusal is recorded as that copy (`failed`),
-	 * so a later delivery cannot apply what was refused. Either way the payer's home is told.
+	 * At the payee's home, inside the payee's fenced write: applies a credit once. The payee's copy
+	 * of the transfer is inserted before anything else: its key is what makes the credit once, and
+	 * a fenced write commits what it wrote before it failed, so a credit delivered twice at once
+	 * (a redelivery while the first is still running) must find the copy taken before it moves money.
+	 * A refusal is recorded as that copy (`failed`), so a later delivery cannot apply what was
+	 * refused. Either way the payer's home is told.
 	 */
 	async applyCredit(msg: CreditMessage, refusal: CreditRefusal | null): Promise<"applied" | "refused" | "repeat"> {
 		const { ledger } = this;
-		const seen = await ledger.db
-			.selectFrom("money_transfers")
-			.select("status")
-			.where("owner_id", "=", msg.userId)
-			.where("id", "=", msg.transferId)
-			.executeTakeFirst();
-		if (seen) return "repeat";
 		const amount = BigInt(msg.amount);
 		const now = Date.now();
+		const copy = {
+			owner_id: msg.userId,
+			id: msg.transferId,
+			kind: "transfer",
+			from_id: msg.from,
+			to_id: msg.userId,
+			from_region: msg.fromRegion,
+			to_region: this.deps.region,
+			amount,
+			currency: msg.currency,
+			memo: msg.memo,
+			status: refusal === null ? "completed" : "failed",
+			reason: refusal,
+			operator_id: null,
+			idempotency_key: null,
+			request_hash: null,
+			created_at: msg.createdAt,
+			completed_at: now
+		};
+		try {
+			await ledger.db.insertInto("money_transfers").values(copy).execute();
+		} catch (err) {
+			if (isDuplicateKey(err)) return "repeat";
+			throw err;
+		}
 		let reason: CreditRefusal | null = refusal;
-		if (reason === null && !(await ledger.creditUser(msg.userId, msg.currency, amount))) reason = "WALLET_FROZEN";
-		const transit = systemOwner("in-transit");
+		if (reason === null && !(await ledger.creditUser(msg.userId, msg.currency, amount))) {
+			reason = "WALLET_FROZEN";
+			await ledger.db
+				.updateTable("money_transfers")
+				.set({ status: "failed", reason })
+				.where("owner_id", "=", msg.userId)
+				.where("id", "=", msg.transferId)
+				.execute();
+		}
 		if (reason === null) {
+			const transit = systemOwner("in-transit");
 			await ledger.system(transit, msg.currency, -amount);
 			await ledger.entries([
 				entry(msg.transferId, transit, msg.currency, -amount, "transfer", now),
@@ -179,28 +208,6 @@ export class Payments {
 			]);
 			await addToOutbox(ledger.db, receivedNotice(msg.transferId, msg.userId, msg.from, msg.amount, msg.currency, this.deps.region));
 		}
-		await ledger.db
-			.insertInto("money_transfers")
-			.values({
-				owner_id: msg.userId,
-				id: msg.transferId,
-				kind: "transfer",
-				from_id: msg.from,
-				to_id: msg.userId,
-				from_region: msg.fromRegion,
-				to_region: this.deps.region,
-				amount,
-				currency: msg.currency,
-				memo: msg.memo,
-				status: reason === null ? "completed" : "failed",
-				reason,
-				operator_id: null,
-				idempotency_key: null,
-				request_hash: null,
-				created_at: msg.createdAt,
-				completed_at: now
-			})
-			.execute();
 		const settle: SettleMessage = { userId: msg.from, transferId: msg.transferId, outcome: reason === null ? "completed" : "failed", reason };
 		await addToOutbox(ledger.db, outboxRow(msg.userId, SETTLE_CHANNEL, msg.from, msg.fromRegion, settle));
 		return reason === null ? "applied" : "refused";

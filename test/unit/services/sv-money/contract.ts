@@ -164,6 +164,32 @@ export function walletContract(store: string, opts: { sqlOf?: (region: string) =
 			for (const r of await reconcileAll()) expect(r).toMatchObject({ ok: true });
 		});
 
+		it("applies a credit delivered twice at once only once (a redelivery while the first still runs)", async () => {
+			await moneyIn("cn-east").relay.stop();
+			const before = BigInt((await balance("dieter"))?.balance ?? "0");
+			let id = "";
+			try {
+				id = (await send("alice", { to: "dieter", amount: "41" })).transfer.id;
+				const queued = await dbOf("cn-east").selectFrom("money_outbox").select("payload").where("channel", "=", "money.credit").execute();
+				const credit = queued.map(r => JSON.parse(r.payload as string)).find(m => m.transferId === id);
+				expect(credit, "the credit waits in the payer's outbox").toBeDefined();
+				const outcomes = await Promise.all(Array.from({ length: 6 }, () => call<{ outcome: string }>("eu-central", "sv-money.applyCredit", credit)));
+				expect(outcomes.map(o => o.outcome).sort()).toEqual(["applied", "repeat", "repeat", "repeat", "repeat", "repeat"]);
+			} finally {
+				moneyIn("cn-east").relay.start();
+			}
+			await settled("alice", id);
+			expect(BigInt((await balance("dieter"))!.balance)).toBe(before + 41n);
+			const credited = await dbOf("eu-central")
+				.selectFrom("money_entries")
+				.select("amount")
+				.where("transfer_id", "=", id)
+				.where("account_owner", "=", users.dieter!)
+				.execute();
+			expect(credited.length, "one credit entry for the payee").toBe(1);
+			for (const r of await reconcileAll()) expect(r).toMatchObject({ ok: true });
+		});
+
 		it("refunds a cross-region transfer to a frozen wallet, failed with the reason", async () => {
 			await call("cn-east", "sv-money.freeze", { userId: users.dieter, reason: "fraud check" });
 			const before = await balance("alice");
