@@ -89,8 +89,8 @@ describe("the writes behind the public ways in", () => {
 	});
 
 	it("are called from the gateways (a logout ends its session, PATCH /me changes identities, a transfer pays, a notice is marked read) and auth-jwt's WeChat login, which so need the keys", () => {
-		for (const gateway of ["api-www", "api-app", "api-wx"]) expect(CALLS[gateway], gateway).toEqual(["directory", "mint", "money", "notice"]);
-		expect(CALLS["api-cms"]).toEqual(["directory", "grant", "mint", "money", "move", "notice"]);
+		for (const gateway of ["api-www", "api-app", "api-wx"]) expect(CALLS[gateway], gateway).toEqual(["directory", "files", "mint", "money", "notice"]);
+		expect(CALLS["api-cms"]).toEqual(["directory", "files", "grant", "mint", "money", "move", "notice"]);
 		expect(CALLS["auth-jwt"]).toEqual(expect.arrayContaining(["directory", "login"]));
 	});
 

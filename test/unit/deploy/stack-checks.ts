@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isBuiltin } from "node:module";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { parseDocument } from "yaml";
@@ -48,10 +48,21 @@ export interface ComposeService {
 	restart?: string;
 	stop_grace_period?: string;
 	volumes?: (string | { type?: string; source?: string; target?: string })[];
+	secrets?: (string | { source?: string; target?: string })[];
+	networks?: string[] | Record<string, { aliases?: string[] } | null>;
+}
+
+/** A top-level secret: a file outside the repository (`content` would write it into the compose file). */
+export interface ComposeSecret {
+	file?: string;
+	environment?: string;
+	content?: string;
+	external?: boolean;
 }
 
 export interface ComposeFile {
 	services?: Record<string, ComposeService>;
+	secrets?: Record<string, ComposeSecret>;
 	[key: string]: unknown;
 }
 
@@ -161,6 +172,21 @@ function dependsOn(svc: ComposeService): Record<string, string | undefined> {
 	return Object.fromEntries(Object.entries(d).map(([name, v]) => [name, v?.condition]));
 }
 
+/** Where a compose secret lands in the container: `target` if absolute, else under /run/secrets. */
+function secretMounts(svc: ComposeService): { source: string; target: string }[] {
+	return (svc.secrets ?? []).map(s => {
+		const { source = "", target } = typeof s === "string" ? { source: s, target: undefined } : s;
+		const path = target ?? source;
+		return { source, target: path.startsWith("/") ? path : `/run/secrets/${path}` };
+	});
+}
+
+function networkAliases(svc: ComposeService): string[] {
+	const networks = svc.networks;
+	if (!networks || Array.isArray(networks)) return [];
+	return Object.values(networks).flatMap(n => n?.aliases ?? []);
+}
+
 function hasHealthcheck(svc: ComposeService | undefined): boolean {
 	const test = svc?.healthcheck?.test;
 	if (!test || svc?.healthcheck?.disable) return false;
@@ -234,6 +260,20 @@ export function checkCompose(region: RegionDefinition, compose: ComposeFile, fil
 				problems.push(`${at}: ${variable} names database "${url.pathname.slice(1)}", the region file says "${database}"`);
 		}
 
+		// sv-log's production store: the region's MongoDB database, in a container of this file.
+		if (names.includes("sv-log") && env.EDGEHOME_LOG_STORE === "mongodb") {
+			const mongo = urlOf(env.EDGEHOME_LOG_MONGO_URL);
+			const database = new URL(region.endpoints.mongo).pathname.slice(1);
+			if (!mongo) problems.push(`${at}: EDGEHOME_LOG_MONGO_URL is ${env.EDGEHOME_LOG_MONGO_URL ? "not a URL" : "not set"} (sv-log's MongoDB)`);
+			else if (!services[mongo.hostname]) problems.push(`${at}: EDGEHOME_LOG_MONGO_URL points at "${mongo.hostname}", which is no service of this file`);
+			else {
+				storeHosts.push(mongo.hostname);
+				if (mongo.pathname.slice(1) !== database)
+					problems.push(`${at}: EDGEHOME_LOG_MONGO_URL names database "${mongo.pathname.slice(1)}", the region file says "${database}"`);
+			}
+		} else if (names.includes("sv-log")) problems.push(`${at}: runs sv-log without EDGEHOME_LOG_STORE=mongodb (its production store)`);
+		problems.push(...checkOtlpUrl(at, env.EDGEHOME_OTLP_URL, compose, file));
+
 		const deps = dependsOn(svc);
 		for (const host of new Set(storeHosts)) {
 			if (deps[host] !== "service_healthy") problems.push(`${at}: does not depend on ${host} with condition service_healthy`);
@@ -273,7 +313,9 @@ export function checkCompose(region: RegionDefinition, compose: ComposeFile, fil
 	const endpoints = new Map<string, string>();
 	for (const [name, svc] of Object.entries(services)) {
 		if (!svc.restart || svc.restart === "no") problems.push(`service ${name}: has no restart policy`);
-		if (!groups.some(([g]) => g === name) && !hasHealthcheck(svc)) problems.push(`service ${name}: has no healthcheck`);
+		// A container without a shell or client to probe itself with says so (`disable: true`); nothing may wait for it.
+		if (!groups.some(([g]) => g === name) && !hasHealthcheck(svc) && !svc.healthcheck?.disable)
+			problems.push(`service ${name}: has no healthcheck (or an explicit disable: true)`);
 		for (const p of publishedPorts(svc)) {
 			if (p.published === undefined) continue;
 			const key = `${p.hostIp || "0.0.0.0"}:${p.published}`;
@@ -304,14 +346,26 @@ export function checkSecrets(compose: ComposeFile, rawText: string): string[] {
 		for (const [key, value] of Object.entries(environment(svc))) {
 			if (/ALLOW_EMPTY|RANDOM_ROOT/i.test(key) && value && !/^(0|no|false)$/i.test(value))
 				problems.push(`service ${name}: ${key} leaves a password empty or unknown`);
-			else if (SECRET_NAME.test(key) && !REQUIRED_REFERENCE.test(value)) problems.push(`service ${name}: ${key} is not a \${VAR:?…} reference`);
+			else if (/_FILE$/.test(key) && SECRET_NAME.test(key.replace(/_+FILE$/, ""))) {
+				// The program reads the secret from a file: it must be one of the service's compose secrets.
+				if (!secretMounts(svc).some(m => m.target === value)) problems.push(`service ${name}: ${key} is ${value}, which is none of its secrets`);
+			} else if (SECRET_NAME.test(key) && !REQUIRED_REFERENCE.test(value)) problems.push(`service ${name}: ${key} is not a \${VAR:?…} reference`);
 		}
+		for (const { source } of secretMounts(svc))
+			if (!compose.secrets?.[source]) problems.push(`service ${name}: uses secret "${source}", which the file does not define`);
 		const args = commandArgs(svc);
 		args.forEach((arg, i) => {
 			const inline = /^--?[\w-]*(pass|secret|token|auth)[\w-]*=(.*)$/i.exec(arg);
 			const value = inline ? inline[2]! : /^--?[\w-]*(pass|secret|token|auth)[\w-]*$/i.test(arg) ? args[i + 1] : undefined;
 			if (value !== undefined && !REQUIRED_REFERENCE.test(value)) problems.push(`service ${name}: command argument ${arg} is not given a \${VAR:?…} reference`);
 		});
+	}
+	for (const [name, secret] of Object.entries(compose.secrets ?? {})) {
+		if (secret.content !== undefined) problems.push(`secret ${name}: its content is written in the file`);
+		else if (secret.environment !== undefined) {
+			if (!/^\w+$/.test(secret.environment)) problems.push(`secret ${name}: environment "${secret.environment}" is not a variable name`);
+		} else if (!secret.external && !/^\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^}]*\}\//.test(secret.file ?? ""))
+			problems.push(`secret ${name}: file ${secret.file ?? "(none)"} is not under a required \${VAR:?…} folder (outside the repository)`);
 	}
 	walkStrings(compose, text => {
 		// A reference's message may hold spaces, so `${…}` is matched whole inside the password.
@@ -327,10 +381,213 @@ function walkStrings(value: unknown, visit: (text: string) => void): void {
 	else if (typeof value === "object" && value !== null) for (const v of Object.values(value)) walkStrings(v, visit);
 }
 
+// ---- observability: Prometheus, Grafana, the OpenTelemetry collector ----
+
+export const PROMETHEUS_CONFIG = join(DEPLOY, "prometheus", "prometheus.yml");
+export const GRAFANA = join(DEPLOY, "grafana");
+export const COLLECTOR_CONFIG = join(DEPLOY, "otel", "collector.yaml");
+/** Where Grafana's image reads its provisioning. */
+const GRAFANA_PROVISIONING = "/etc/grafana/provisioning";
+
+/** The service of a compose file that mounts `path` (a file or folder of the repository), with the path it is mounted at. */
+function mountOf(compose: ComposeFile, file: string, path: string): { name: string; svc: ComposeService; target: string } | undefined {
+	for (const [name, svc] of Object.entries(compose.services ?? {})) {
+		const mount = volumeMounts(svc).find(m => m.source.startsWith(".") && resolve(dirname(file), m.source) === path);
+		if (mount) return { name, svc, target: mount.target };
+	}
+	return undefined;
+}
+
+function configFlag(svc: ComposeService, name: string): string | undefined {
+	return flag(commandArgs(svc), name);
+}
+
+type Yaml = Record<string, unknown>;
+const isMap = (v: unknown): v is Yaml => typeof v === "object" && v !== null && !Array.isArray(v);
+const mapAt = (v: unknown, ...path: string[]): Yaml | undefined => {
+	let at = v;
+	for (const key of path) at = isMap(at) ? at[key] : undefined;
+	return isMap(at) ? at : undefined;
+};
+
+/** The OTLP/HTTP port the collector listens on, from its config's otlp receiver. */
+export function collectorHttpPort(config: unknown): number | undefined {
+	const endpoint = mapAt(config, "receivers", "otlp", "protocols", "http")?.endpoint;
+	return typeof endpoint === "string" ? portOf(endpoint) : undefined;
+}
+
+/** The variables the collector's config reads (`${env:NAME}`). */
+export function collectorVariables(configText: string): string[] {
+	return [...new Set([...configText.matchAll(/\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g)].map(m => m[1]!))].sort();
+}
+
+/**
+ * The collector's config: OTLP/HTTP on every interface of its container, one traces pipeline whose
+ * every component is defined, memory_limiter first, and no component defined but unused.
+ */
+export function checkCollectorConfig(config: unknown): string[] {
+	const problems: string[] = [];
+	const endpoint = mapAt(config, "receivers", "otlp", "protocols", "http")?.endpoint;
+	if (typeof endpoint !== "string") problems.push("receivers.otlp.protocols.http has no endpoint: no OTLP/HTTP receiver");
+	else if (!/^(0\.0\.0\.0|\[::\]):\d+$/.test(endpoint))
+		problems.push(`the OTLP/HTTP receiver listens on ${endpoint}, which the services in other containers cannot reach`);
+	const pipelines = mapAt(config, "service", "pipelines") ?? {};
+	if (!mapAt(pipelines, "traces")) problems.push("service.pipelines has no traces pipeline");
+	const used: Record<"receivers" | "processors" | "exporters", Set<string>> = { receivers: new Set(), processors: new Set(), exporters: new Set() };
+	for (const [name, pipeline] of Object.entries(pipelines)) {
+		for (const kind of ["receivers", "processors", "exporters"] as const) {
+			const list = isMap(pipeline) && Array.isArray(pipeline[kind]) ? (pipeline[kind] as string[]) : [];
+			if (kind !== "processors" && list.length === 0) problems.push(`pipeline ${name} has no ${kind}`);
+			for (const component of list) {
+				used[kind].add(component);
+				if (!mapAt(config, kind) || !(component in mapAt(config, kind)!))
+					problems.push(`pipeline ${name} uses ${kind.slice(0, -1)} ${component}, which is not defined`);
+			}
+			if (kind === "processors" && list.length && list[0] !== "memory_limiter") problems.push(`pipeline ${name} does not start with memory_limiter`);
+		}
+	}
+	for (const kind of ["receivers", "processors", "exporters"] as const)
+		for (const component of Object.keys(mapAt(config, kind) ?? {}))
+			if (!used[kind].has(component)) problems.push(`${kind.slice(0, -1)} ${component} is defined but in no pipeline`);
+	const extensions = mapAt(config, "service") && Array.isArray(mapAt(config, "service")!.extensions) ? (mapAt(config, "service")!.extensions as string[]) : [];
+	for (const e of extensions) if (!mapAt(config, "extensions") || !(e in mapAt(config, "extensions")!)) problems.push(`extension ${e} is not defined`);
+	return problems;
+}
+
+/** EDGEHOME_OTLP_URL of a group: the collector of this file, on its OTLP/HTTP port, the traces path. */
+function checkOtlpUrl(at: string, value: string | undefined, compose: ComposeFile, file: string): string[] {
+	if (!value) return [`${at}: EDGEHOME_OTLP_URL is not set: it sends no spans`];
+	const url = urlOf(value);
+	if (!url) return [`${at}: EDGEHOME_OTLP_URL is not a URL`];
+	const collector = mountOf(compose, file, COLLECTOR_CONFIG);
+	if (!collector) return [`${at}: EDGEHOME_OTLP_URL has no collector to point at: no service mounts deploy/otel/collector.yaml`];
+	const problems: string[] = [];
+	if (url.hostname !== collector.name) problems.push(`${at}: EDGEHOME_OTLP_URL points at "${url.hostname}", not the collector ${collector.name}`);
+	const port = collectorHttpPort(parseDocument(readFileSync(COLLECTOR_CONFIG, "utf8")).toJS());
+	if (Number(url.port) !== port)
+		problems.push(`${at}: EDGEHOME_OTLP_URL uses port ${url.port || "(default)"}, the collector's OTLP/HTTP receiver is on ${port}`);
+	if (url.pathname !== "/v1/traces") problems.push(`${at}: EDGEHOME_OTLP_URL's path is ${url.pathname}, OTLP/HTTP takes traces on /v1/traces`);
+	return problems;
+}
+
+export interface ObservabilityFiles {
+	/** deploy/prometheus/prometheus.yml, parsed. */
+	prometheus: unknown;
+	/** deploy/grafana/provisioning/datasources/*.yml and dashboards/*.yml, parsed. */
+	datasources: unknown[];
+	dashboardProviders: unknown[];
+	/** deploy/otel/collector.yaml, as text. */
+	collector: string;
+}
+
+/** Reads what a stack's Prometheus, Grafana and collector are given. */
+export function readObservabilityFiles(): ObservabilityFiles {
+	const yamlIn = (dir: string) =>
+		readdirSync(dir)
+			.filter(f => /\.ya?ml$/.test(f))
+			.map(f => parseDocument(readFileSync(join(dir, f), "utf8")).toJS() as unknown);
+	return {
+		prometheus: parseDocument(readFileSync(PROMETHEUS_CONFIG, "utf8")).toJS(),
+		datasources: yamlIn(join(GRAFANA, "provisioning", "datasources")),
+		dashboardProviders: yamlIn(join(GRAFANA, "provisioning", "dashboards")),
+		collector: readFileSync(COLLECTOR_CONFIG, "utf8")
+	};
+}
+
+const onEveryInterface = (svc: ComposeService) => publishedPorts(svc).filter(p => p.published !== undefined && !privateHostAddress(p.hostIp));
+
+/**
+ * What watches a region's stack: a Prometheus on deploy/prometheus (its rules, the ops token as a
+ * secret where the config reads it, this region's groups reachable at the names it scrapes), a
+ * Grafana on deploy/grafana (the dashboards where the provider reads them, a datasource that is this
+ * Prometheus, an admin password that is a secret) and a collector on deploy/otel/collector.yaml with
+ * every variable it reads. None of them is published on every interface.
+ */
+export function checkObservability(region: RegionDefinition, compose: ComposeFile, file: string, files: ObservabilityFiles): string[] {
+	const problems: string[] = [];
+	const services = compose.services ?? {};
+
+	const prometheus = mountOf(compose, file, PROMETHEUS_CONFIG);
+	if (!prometheus) problems.push("no service mounts deploy/prometheus/prometheus.yml");
+	else {
+		const at = `service ${prometheus.name}`;
+		const configPath = configFlag(prometheus.svc, "--config.file") ?? "/etc/prometheus/prometheus.yml";
+		if (configPath !== prometheus.target) problems.push(`${at}: mounts prometheus.yml at ${prometheus.target} but reads ${configPath}`);
+		const ruleFiles = (isMap(files.prometheus) && Array.isArray(files.prometheus.rule_files) ? files.prometheus.rule_files : []) as string[];
+		for (const pattern of ruleFiles) {
+			const folder = dirname(pattern);
+			const source = join(dirname(PROMETHEUS_CONFIG), folder);
+			const mounted = volumeMounts(prometheus.svc).find(m => m.source.startsWith(".") && resolve(dirname(file), m.source) === source);
+			if (mounted?.target !== join(dirname(configPath), folder))
+				problems.push(`${at}: does not mount deploy/prometheus/${folder} beside its config (rule_files ${pattern})`);
+		}
+		const scrapes = (isMap(files.prometheus) && Array.isArray(files.prometheus.scrape_configs) ? files.prometheus.scrape_configs : []) as Yaml[];
+		for (const scrape of scrapes) {
+			const credentials = mapAt(scrape, "authorization")?.credentials_file;
+			if (typeof credentials === "string" && !secretMounts(prometheus.svc).some(m => m.target === credentials))
+				problems.push(`${at}: job ${String(scrape.job_name)} reads its token from ${credentials}, which no secret of the service is mounted at`);
+		}
+		for (const target of scrapeTargets(files.prometheus).filter(t => t.labels.region === region.id)) {
+			const host = target.address.replace(/:\d+$/, "");
+			const group = edgehomeServices(compose, file).find(([, svc]) => environment(svc).EDGEHOME_GROUP === target.labels.group);
+			if (group && !networkAliases(group[1]).includes(host))
+				problems.push(`service ${group[0]}: is scraped at ${host}, which is not one of its network aliases (so not reachable inside the stack)`);
+		}
+	}
+
+	const provisioning = mountOf(compose, file, join(GRAFANA, "provisioning"));
+	if (!provisioning) problems.push("no service mounts deploy/grafana/provisioning");
+	else {
+		const at = `service ${provisioning.name}`;
+		if (provisioning.target !== GRAFANA_PROVISIONING)
+			problems.push(`${at}: mounts the provisioning at ${provisioning.target}, Grafana reads ${GRAFANA_PROVISIONING}`);
+		const dashboards = mountOf(compose, file, join(GRAFANA, "dashboards"));
+		const paths = files.dashboardProviders.flatMap(p => (isMap(p) && Array.isArray(p.providers) ? p.providers : []).map(v => mapAt(v, "options")?.path));
+		for (const path of paths)
+			if (dashboards?.name !== provisioning.name || dashboards.target !== path)
+				problems.push(`${at}: does not mount deploy/grafana/dashboards at ${String(path)}, where its dashboard provider reads them`);
+		for (const ds of files.datasources.flatMap(d => (isMap(d) && Array.isArray(d.datasources) ? d.datasources : [])) as Yaml[]) {
+			const url = typeof ds.url === "string" ? urlOf(ds.url) : undefined;
+			if (!url || !prometheus || url.hostname !== prometheus.name)
+				problems.push(`${at}: datasource ${String(ds.name)} is at ${String(ds.url)}, which is not this stack's Prometheus service`);
+		}
+		const env = environment(provisioning.svc);
+		if (!env.GF_SECURITY_ADMIN_PASSWORD && !env.GF_SECURITY_ADMIN_PASSWORD__FILE)
+			problems.push(`${at}: sets no admin password (Grafana's default is admin/admin)`);
+	}
+
+	const collector = mountOf(compose, file, COLLECTOR_CONFIG);
+	if (!collector) problems.push("no service mounts deploy/otel/collector.yaml");
+	else {
+		const at = `service ${collector.name}`;
+		if (configFlag(collector.svc, "--config") !== collector.target) problems.push(`${at}: does not start with --config=${collector.target}`);
+		const env = environment(collector.svc);
+		for (const variable of collectorVariables(files.collector))
+			if (!env[variable]) problems.push(`${at}: the config reads \${env:${variable}}, which the service does not set`);
+		if (dependedOn(compose, collector.name)) problems.push(`${at}: a group waits for it, so a collector down would stop the region`);
+	}
+
+	for (const name of [prometheus?.name, provisioning?.name, collector?.name])
+		for (const p of name ? onEveryInterface(services[name]!) : [])
+			problems.push(`service ${name}: publishes ${p.published} on ${p.hostIp || "every interface"}, not on a loopback or private address`);
+	for (const [name, svc] of Object.entries(services))
+		if (svc.healthcheck?.disable && dependedOn(compose, name)) problems.push(`service ${name}: has its healthcheck disabled, yet a service waits for it`);
+	return problems;
+}
+
+function dependedOn(compose: ComposeFile, name: string): boolean {
+	return Object.values(compose.services ?? {}).some(svc => name in dependsOn(svc));
+}
+
 // ---- NATS ----
 
 function str(v: NatsValue | undefined): string | undefined {
 	return typeof v === "string" ? v : undefined;
+}
+
+/** `port: 6222`, as the Helm chart writes it beside `listen`. */
+function numberOf(v: NatsValue | undefined): number | undefined {
+	return typeof v === "string" && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
 function portOf(listen: string | undefined): number | undefined {
@@ -357,7 +614,10 @@ const listOf = (v: NatsValue | undefined): (string | undefined)[] => (Array.isAr
 /** Checks one region's edge server config: its own JetStream domain, a leaf node of every hub server, its own first. */
 export function checkNatsConf(regionId: string, allRegionIds: string[], conf: NatsMap): string[] {
 	const problems = checkServerBasics(conf, regionId);
-	if (conf.cluster !== undefined) problems.push("has a cluster block: a one-server cluster never elects a JetStream leader");
+	// One server, or a cluster of three or more (Kubernetes, deploy/k8s/nats): JetStream needs a quorum.
+	const routes = isNatsMap(conf.cluster) ? listOf(conf.cluster.routes) : [];
+	if (conf.cluster !== undefined && routes.length < 3)
+		problems.push(`has a cluster block of ${routes.length} server(s): a cluster of fewer than three never keeps a JetStream quorum through a restart`);
 	const remotes = isNatsMap(conf.leafnodes) && Array.isArray(conf.leafnodes.remotes) ? conf.leafnodes.remotes.filter(isNatsMap) : [];
 	if (remotes.length !== 1) return [...problems, `has ${remotes.length} leaf-node remotes, not one (to the hub)`];
 	const remote = remotes[0]!;
@@ -379,7 +639,8 @@ export function checkHubConf(regionId: string, allRegionIds: string[], conf: Nat
 	if (!isNatsMap(cluster)) problems.push("has no cluster block");
 	else {
 		if (str(cluster.name) !== HUB_CLUSTER) problems.push(`cluster name is ${str(cluster.name) ?? "(none)"}, not ${HUB_CLUSTER}`);
-		if (portOf(str(cluster.listen)) !== NATS_ROUTE_PORT) problems.push(`routes listen on ${str(cluster.listen) ?? "(nothing)"}, not port ${NATS_ROUTE_PORT}`);
+		if ((portOf(str(cluster.listen)) ?? numberOf(cluster.port)) !== NATS_ROUTE_PORT)
+			problems.push(`routes listen on ${str(cluster.listen) ?? str(cluster.port) ?? "(nothing)"}, not port ${NATS_ROUTE_PORT}`);
 		if (str(cluster.advertise) !== `${hubHost(regionId)}:${NATS_ROUTE_PORT}`)
 			problems.push(`cluster advertises ${str(cluster.advertise) ?? "nothing"}, but the other hub servers dial ${hubHost(regionId)}:${NATS_ROUTE_PORT}`);
 		const routes = listOf(cluster.routes);
@@ -389,7 +650,8 @@ export function checkHubConf(regionId: string, allRegionIds: string[], conf: Nat
 	}
 	const leaf = conf.leafnodes;
 	if (!isNatsMap(leaf)) return [...problems, "has no leafnodes block"];
-	if (portOf(str(leaf.listen)) !== NATS_LEAF_PORT) problems.push(`leaf nodes listen on ${str(leaf.listen) ?? "(nothing)"}, not port ${NATS_LEAF_PORT}`);
+	if ((portOf(str(leaf.listen)) ?? numberOf(leaf.port)) !== NATS_LEAF_PORT)
+		problems.push(`leaf nodes listen on ${str(leaf.listen) ?? str(leaf.port) ?? "(nothing)"}, not port ${NATS_LEAF_PORT}`);
 	const tls = isNatsMap(leaf.tls) ? leaf.tls : undefined;
 	if (str(tls?.verify_and_map) !== "true") problems.push("leaf nodes are not authenticated by their certificate (tls verify_and_map)");
 	const users =

@@ -7,11 +7,13 @@ import { SERVICES } from "../../../services/index.ts";
 import { parseNatsConf } from "./nats-conf.ts";
 import type { ComposeFile } from "./stack-checks.ts";
 import {
+	checkCollectorConfig,
 	checkCompose,
 	checkDockerfile,
 	checkHubConf,
 	checkNatsConf,
 	checkNatsService,
+	checkObservability,
 	checkPrometheus,
 	checkScrapeAuthorization,
 	checkSecrets,
@@ -27,14 +29,15 @@ import {
 	ROOT,
 	readHubConf,
 	readNatsConf,
+	readObservabilityFiles,
 	SHARED_NATS_CONFS,
 	scrapeTargets
 } from "./stack-checks.ts";
 
 /**
- * deploy/ cannot be run here (no Docker engine in CI, and `docker compose` is not installed), so
- * the stacks are checked statically: every region has one, and each one runs its own region, only
- * known services, against its own containers, with no password written down.
+ * deploy/ cannot be run here (no Docker engine in CI), so the stacks are checked statically: every
+ * region has one, and each one runs its own region, only known services, against its own containers,
+ * with no password written down. compose-config.spec.ts has Compose itself read them.
  */
 
 // The shipped definitions, whatever EDGEHOME_REGIONS_DIR says.
@@ -49,6 +52,7 @@ function readCompose(regionId: string): { compose: ComposeFile; text: string; fi
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
+const OBSERVABILITY = readObservabilityFiles();
 
 describe("deploy/ has a stack for every region and none for a region that does not exist", () => {
 	it.each(REGION_IDS)("%s has deploy/regions/<id>/compose.yml, deploy/nats/<id>.conf and deploy/nats/hub-<id>.conf", id => {
@@ -75,6 +79,11 @@ describe.each(REGIONS)("the $id stack", region => {
 	it("runs its own region, only known services, against its own containers, with no password written down", () => {
 		const { compose, text, file } = readCompose(region.id);
 		expect(checkCompose(region, compose, file, KNOWN_SERVICES, text)).toEqual([]);
+	});
+
+	it("watches itself: Prometheus on deploy/prometheus with the token as a secret, Grafana on deploy/grafana, the collector on deploy/otel", () => {
+		const { compose, file } = readCompose(region.id);
+		expect(checkObservability(region, compose, file, OBSERVABILITY)).toEqual([]);
 	});
 
 	it("runs its edge and hub NATS servers from its own region's configs, JetStream on volumes, the hub's route and leaf-node ports published", () => {
@@ -133,6 +142,28 @@ describe("deploy/prometheus/prometheus.yml", () => {
 		const inline = clone(prometheus);
 		inline.scrape_configs[0]!.authorization = { type: "Bearer", credentials: "secret" };
 		expect(checkScrapeAuthorization(inline).join("\n")).toMatch(/written in the config/);
+	});
+});
+
+describe("deploy/otel/collector.yaml", () => {
+	it("receives OTLP/HTTP on every interface and sends every span on through one traces pipeline", () => {
+		expect(checkCollectorConfig(parseYaml(OBSERVABILITY.collector))).toEqual([]);
+	});
+
+	it("catches a pipeline naming an undefined exporter, a receiver on loopback, an unused exporter", () => {
+		const config = parseYaml(OBSERVABILITY.collector) as Record<string, any>;
+		const broken = clone(config);
+		broken.receivers.otlp.protocols.http.endpoint = "localhost:4318";
+		broken.service.pipelines.traces.exporters = ["otlp/nowhere"];
+		expect(checkCollectorConfig(broken)).toEqual([
+			"the OTLP/HTTP receiver listens on localhost:4318, which the services in other containers cannot reach",
+			"pipeline traces uses exporter otlp/nowhere, which is not defined",
+			"exporter otlp/backend is defined but in no pipeline",
+			"exporter debug is defined but in no pipeline"
+		]);
+		const late = clone(config);
+		late.service.pipelines.traces.processors = ["batch", "memory_limiter"];
+		expect(checkCollectorConfig(late)).toEqual(["pipeline traces does not start with memory_limiter"]);
 	});
 });
 
@@ -223,6 +254,70 @@ describe("the checks catch a broken stack", () => {
 		expect(secrets(c => (c.services!.redis!.command = ["redis-server", "--requirepass", "hunter2"]))).toMatch(/--requirepass/);
 		expect(secrets(() => undefined, "x: ${MYSQL_PASSWORD:-edgehome}")).toMatch(/must be required/);
 		expect(secrets(() => undefined, text)).toBe("");
+	});
+
+	it("sv-log without its MongoDB, or on another region's database; spans sent nowhere or to a container that is no collector", () => {
+		expect(problemsOf(c => delete env(c).EDGEHOME_LOG_STORE)).toMatch(/runs sv-log without EDGEHOME_LOG_STORE=mongodb/);
+		expect(problemsOf(c => (env(c).EDGEHOME_LOG_MONGO_URL = "mongodb://root:${MONGO_ROOT_PASSWORD:?x}@mongo:27017/edgehome_cn_east"))).toMatch(
+			/EDGEHOME_LOG_MONGO_URL names database "edgehome_cn_east"/
+		);
+		expect(problemsOf(c => (core(c).depends_on = { ...(core(c).depends_on as object), mongo: { condition: "service_started" } }))).toMatch(
+			/does not depend on mongo with condition service_healthy/
+		);
+		expect(problemsOf(c => delete env(c).EDGEHOME_OTLP_URL)).toMatch(/EDGEHOME_OTLP_URL is not set/);
+		const wrong = problemsOf(c => (env(c).EDGEHOME_OTLP_URL = "http://jaeger:4317/v1/trace"));
+		expect(wrong).toMatch(/points at "jaeger", not the collector otel-collector/);
+		expect(wrong).toMatch(/uses port 4317, the collector's OTLP\/HTTP receiver is on 4318/);
+		expect(wrong).toMatch(/path is \/v1\/trace,/);
+	});
+
+	it("a healthcheck left out without saying so, or disabled on a service something waits for", () => {
+		expect(problemsOf(c => delete c.services!.jaeger!.healthcheck)).toMatch(/service jaeger: has no healthcheck \(or an explicit disable: true\)/);
+		const copy = clone(compose);
+		copy.services!.core!.depends_on = { ...(copy.services!.core!.depends_on as object), "otel-collector": { condition: "service_healthy" } };
+		const problems = checkObservability(region, copy, file, OBSERVABILITY).join("\n");
+		expect(problems).toMatch(/otel-collector: a group waits for it/);
+		expect(problems).toMatch(/otel-collector: has its healthcheck disabled, yet a service waits for it/);
+	});
+
+	it("Prometheus without its rules or its token, a group it cannot reach, Grafana off its provisioning or with the default password, a collector missing a variable", () => {
+		const observe = (change: (c: ComposeFile) => void) => {
+			const copy = clone(compose);
+			change(copy);
+			return checkObservability(region, copy, file, OBSERVABILITY).join("\n");
+		};
+		const prometheus = (c: ComposeFile) => c.services!.prometheus!;
+		expect(observe(c => (prometheus(c).volumes = prometheus(c).volumes!.filter(v => !String(v).includes("rules"))))).toMatch(
+			/does not mount deploy\/prometheus\/rules beside its config/
+		);
+		expect(observe(c => delete prometheus(c).secrets)).toMatch(/reads its token from \/etc\/prometheus\/edgehome-ops-token, which no secret/);
+		expect(observe(c => delete core(c).networks)).toMatch(/is scraped at core\.ap-south\.edgehome\.internal, which is not one of its network aliases/);
+		expect(observe(c => (prometheus(c).ports = ["9090:9090"]))).toMatch(/prometheus: publishes 9090 on every interface/);
+		const grafana = (c: ComposeFile) => c.services!.grafana!;
+		expect(observe(c => (grafana(c).volumes = ["../../grafana/provisioning:/etc/grafana/provisioning:ro"]))).toMatch(
+			/does not mount deploy\/grafana\/dashboards at \/var\/lib\/grafana\/dashboards\/edgehome/
+		);
+		expect(observe(c => (grafana(c).environment = {}))).toMatch(/sets no admin password/);
+		expect(observe(c => delete c.services!.prometheus)).toMatch(
+			/no service mounts deploy\/prometheus\/prometheus\.yml[\s\S]*datasource Prometheus is at http:\/\/prometheus:9090/
+		);
+		expect(observe(c => delete (c.services!["otel-collector"]!.environment as Record<string, string>).TRACES_BACKEND)).toMatch(
+			/the config reads \$\{env:TRACES_BACKEND\}, which the service does not set/
+		);
+	});
+
+	it("a secret written into the file, one from a path in the repository, or a _FILE variable pointing at no secret", () => {
+		const secrets = (change: (c: ComposeFile) => void) => {
+			const copy = clone(compose);
+			change(copy);
+			return checkSecrets(copy, text).join("\n");
+		};
+		expect(secrets(c => (c.secrets!["ops-token"] = { content: "a-token" }))).toMatch(/secret ops-token: its content is written in the file/);
+		expect(secrets(c => (c.secrets!["ops-token"] = { file: "./ops-token" }))).toMatch(/secret ops-token: file \.\/ops-token is not under a required/);
+		expect(secrets(c => ((c.services!.grafana!.environment as Record<string, string>).GF_SECURITY_ADMIN_PASSWORD__FILE = "/etc/passwd"))).toMatch(
+			/GF_SECURITY_ADMIN_PASSWORD__FILE is \/etc\/passwd, which is none of its secrets/
+		);
+		expect(secrets(c => delete c.secrets!["grafana-admin-password"])).toMatch(/uses secret "grafana-admin-password", which the file does not define/);
 	});
 
 	it("a NATS config copied from another region", () => {
