@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
+import type { SqlDialectName } from "../../regions/stores/sql.ts";
 import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import type { Category } from "./categories.ts";
 import { NoticeNotFoundError } from "./errors.ts";
@@ -66,9 +67,11 @@ export interface NewNotice {
 
 export class Inbox {
 	readonly db: Kysely<any>;
+	readonly dialect: SqlDialectName;
 
-	constructor(db: Kysely<any>) {
+	constructor(db: Kysely<any>, dialect: SqlDialectName) {
 		this.db = db;
+		this.dialect = dialect;
 	}
 
 	async byKey(userId: string, key: string): Promise<NoticeRow | undefined> {
@@ -77,25 +80,51 @@ export class Inbox {
 			| undefined;
 	}
 
-	/** Writes the notice once per key: `added` false when the key had written one already (that one is answered). */
+	/**
+	 * Writes the notice once per key: `added` false when the key had written one already (that one
+	 * is answered). One statement for a new key; a repeated one meets the unique key, then is read.
+	 */
 	async add(n: NewNotice): Promise<{ row: NoticeRow; added: boolean }> {
 		for (let attempt = 0; ; attempt++) {
-			const earlier = await this.byKey(n.userId, n.idempotencyKey);
-			if (earlier) return { row: earlier, added: false };
 			const now = Date.now();
-			const id = randomUUID();
+			const row: NoticeRow = {
+				user_id: n.userId,
+				seq: 0,
+				id: randomUUID(),
+				category: n.category,
+				template: n.template,
+				locale: n.rendered.locale,
+				title: n.rendered.title,
+				body_text: n.rendered.text,
+				body_html: n.rendered.html,
+				idempotency_key: n.idempotencyKey,
+				created_at: now,
+				read_at: n.muted ? now : null,
+				deleted_at: null
+			};
 			try {
-				await sql`insert into notice_inbox (user_id, seq, id, category, template, locale, title, body_text, body_html, idempotency_key, created_at, read_at)
-					select ${n.userId}, coalesce(max(seq), 0) + 1, ${id}, ${n.category}, ${n.template}, ${n.rendered.locale}, ${n.rendered.title}, ${n.rendered.text},
-						${n.rendered.html}, ${n.idempotencyKey}, ${now}, ${n.muted ? now : null}
-					from notice_inbox where user_id = ${n.userId}`.execute(this.db);
+				row.seq = await this.insertNumbered(row);
+				return { row, added: true };
 			} catch (err) {
-				if (isDuplicateKey(err) && attempt < 5) continue;
-				throw err;
+				if (!isDuplicateKey(err)) throw err;
+				// The key's notice exists (a repeated send), or another write took the number first.
+				const earlier = await this.byKey(n.userId, n.idempotencyKey);
+				if (earlier) return { row: earlier, added: false };
+				if (attempt >= 5) throw err;
 			}
-			const row = (await this.db.selectFrom("notice_inbox").selectAll().where("id", "=", id).executeTakeFirstOrThrow()) as NoticeRow;
-			return { row, added: true };
 		}
+	}
+
+	/** Inserts the row as the user's next number and answers that number, in one round trip (MySQL: LAST_INSERT_ID(expr); SQLite: RETURNING). */
+	private async insertNumbered(r: NoticeRow): Promise<number> {
+		const mysql = this.dialect === "mysql";
+		const seq = mysql ? sql`last_insert_id(coalesce(max(seq), 0) + 1)` : sql`coalesce(max(seq), 0) + 1`;
+		const res = await sql<{
+			seq: number | string;
+		}>`insert into notice_inbox (user_id, seq, id, category, template, locale, title, body_text, body_html, idempotency_key, created_at, read_at)
+			select ${r.user_id}, ${seq}, ${r.id}, ${r.category}, ${r.template}, ${r.locale}, ${r.title}, ${r.body_text}, ${r.body_html}, ${r.idempotency_key}, ${r.created_at}, ${r.read_at}
+			from notice_inbox where user_id = ${r.user_id}${mysql ? sql`` : sql` returning seq`}`.execute(this.db);
+		return Number(mysql ? res.insertId : res.rows[0]!.seq);
 	}
 
 	async list(userId: string, opts: { unread?: boolean; before?: number; limit: number }): Promise<NoticeRow[]> {
@@ -127,6 +156,19 @@ export class Inbox {
 			.where("deleted_at", "is", null)
 			.executeTakeFirst();
 		return Number(r?.n ?? 0);
+	}
+
+	/** The unread counts of several users in one statement (a user with none is absent). */
+	async unreadCounts(userIds: string[]): Promise<Map<string, number>> {
+		const rows = await this.db
+			.selectFrom("notice_inbox")
+			.select(["user_id", eb => eb.fn.countAll().as("n")])
+			.where("user_id", "in", userIds)
+			.where("read_at", "is", null)
+			.where("deleted_at", "is", null)
+			.groupBy("user_id")
+			.execute();
+		return new Map(rows.map(r => [r.user_id as string, Number(r.n)]));
 	}
 
 	async markRead(userId: string, id: string): Promise<void> {

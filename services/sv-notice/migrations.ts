@@ -85,5 +85,23 @@ export const migrations: Migrations = {
 		async down(db: Kysely<any>) {
 			for (const table of ["notice_announcement_runs", "notice_announcements"]) await db.schema.dropTable(table).execute();
 		}
+	},
+	"0003_announcement_failures": {
+		// The users of a run whose send still failed after its retries, and why.
+		async up(db: Kysely<any>) {
+			await db.schema
+				.createTable("notice_announcement_failures")
+				.addColumn("run_id", "varchar(36)", c => c.notNull())
+				.addColumn("user_id", "varchar(26)", c => c.notNull())
+				.addColumn("type", "varchar(64)", c => c.notNull())
+				.addColumn("message", "varchar(500)", c => c.notNull())
+				.addColumn("attempts", "integer", c => c.notNull())
+				.addColumn("failed_at", "bigint", c => c.notNull())
+				.addPrimaryKeyConstraint("notice_announcement_failures_pk", ["run_id", "user_id"])
+				.execute();
+		},
+		async down(db: Kysely<any>) {
+			await db.schema.dropTable("notice_announcement_failures").execute();
+		}
 	}
 };

@@ -12,8 +12,8 @@ import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { unscoped } from "../../regions/stores/scoped-db.ts";
 import { UnknownRegionError } from "../sv-region/errors.ts";
-import type { Announced, AnnouncementStatus, PageOutcome } from "./announcements.ts";
-import { Announcements, MAX_BODY, MAX_TITLE } from "./announcements.ts";
+import type { Announced, AnnouncementStatus, PageOutcome, RetryPolicy } from "./announcements.ts";
+import { Announcements, healsByWaiting, MAX_BODY, MAX_TITLE, retried, retryPolicyFromEnv } from "./announcements.ts";
 import type { Category, DeliveryChannel, ExternalChannel, Locale } from "./categories.ts";
 import { CATEGORIES, CHANNELS, EXTERNAL_CHANNELS, LOCALES } from "./categories.ts";
 import { AnnouncementNotFoundError } from "./errors.ts";
@@ -25,7 +25,9 @@ import type { Preferences } from "./preferences.ts";
 import { PreferenceStore } from "./preferences.ts";
 import type { Delivery, Providers } from "./providers.ts";
 import { providersFromEnv } from "./providers.ts";
+import type { Rendered } from "./templates.ts";
 import { render } from "./templates.ts";
+import { UnreadCounts } from "./unread-counts.ts";
 
 /** The channel producers send notices through: `{ userId, category, template, data, idempotencyKey, channels? }`. */
 export const SEND_CHANNEL = "notice.send";
@@ -42,6 +44,15 @@ export interface PushedNotice {
 	notice?: ReturnType<typeof noticeView>;
 }
 
+/** A push as its write queues it: the unread count is added as it leaves the outbox (unread-counts.ts). */
+type QueuedPush = Omit<PushedNotice, "unreadCount">;
+
+/** One outbox row: a message for a channel, or the live push. */
+interface Queued {
+	channel: string;
+	payload: unknown;
+}
+
 interface Vars extends DbVars<any> {
 	inbox: Inbox;
 	preferences: PreferenceStore;
@@ -49,6 +60,11 @@ interface Vars extends DbVars<any> {
 	relay: OutboxRelay;
 	providers: Providers;
 	announcements: Announcements;
+	/** How a send of an announcement's fan-out is tried again. */
+	announceRetry: RetryPolicy;
+	/** Users one page of an announcement's fan-out notifies (at once) before its cursor moves. */
+	announcePage: number;
+	unreadCounts: UnreadCounts;
 	/** The fan-out loop running now, if any; `stopping` ends it after its page. */
 	announcing?: Promise<void>;
 	stopping: boolean;
@@ -56,8 +72,7 @@ interface Vars extends DbVars<any> {
 }
 
 type Methods = MoveParticipantMethods & {
-	queuePush(userId: string, notice?: NoticeRow): Promise<void>;
-	queue(userId: string, channel: string, payload: unknown): Promise<void>;
+	queue(userId: string, messages: Queued[]): Promise<void>;
 	deliver(channel: ExternalChannel, msg: ChannelDelivery<Delivery>): Promise<void>;
 	announce(): void;
 	fanOut(): Promise<void>;
@@ -72,10 +87,14 @@ const atomicWrite = { param: "userId", atomic: true } as const;
 const switches = { type: "object", strict: true, props: Object.fromEntries(CATEGORIES.map(c => [c, { type: "boolean" }])) } as const;
 /** Most notices one page lists. */
 const MAX_PAGE = 100;
-/** Users one page of an announcement's fan-out notifies (at once) before its cursor moves. */
-const ANNOUNCE_PAGE = 100;
 /** A notice's template data: small, flat values. */
 const MAX_DATA_FIELDS = 32;
+
+/** A live-stream update for the user's clients. */
+const pushOf = (userId: string, notice?: NoticeRow): Queued => ({
+	channel: PUSH,
+	payload: { userId, ...(notice ? { notice: noticeView(notice) } : {}) } satisfies QueuedPush
+});
 
 /**
  * Notices: one inbox entry per idempotency key in the user's home region, rendered from a
@@ -96,7 +115,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(this: any, msg: ChannelDelivery<Record<string, unknown>>) {
 				await msg.ctx.call("sv-notice.send", msg.payload).catch((err: { code?: number; type?: string; message?: string }) => {
 					// A producer's mistake (no such template, data missing, no such user) does not heal by waiting.
-					if (err.code && err.code >= 400 && err.code < 500 && err.type !== "USER_MOVING") {
+					if (!healsByWaiting(err)) {
 						this.logger.error(`notice refused for good (${err.type}): ${err.message}`);
 						return;
 					}
@@ -160,11 +179,18 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
 						{ field: "data", message: `at most ${MAX_DATA_FIELDS} fields` }
 					]);
-				const earlier = await this.inbox.byKey(p.userId, p.idempotencyKey);
-				if (earlier) return { notice: noticeView(earlier), replayed: true };
+				// A repeated key is found by the insert (its unique key): a send costs no lookup first.
 				const prefs = await this.preferences.get(p.userId);
-				// Rendered before anything is written: missing data refuses the send, not the message.
-				const rendered = render(p.category, p.template, p.data, prefs.locale);
+				let rendered: Rendered;
+				try {
+					// Rendered before anything is written: missing data refuses the send, not the message.
+					rendered = render(p.category, p.template, p.data, prefs.locale);
+				} catch (err) {
+					// A repeated send is answered by its notice, even where its data no longer renders.
+					const earlier = await this.inbox.byKey(p.userId, p.idempotencyKey);
+					if (earlier) return { notice: noticeView(earlier), replayed: true };
+					throw err;
+				}
 				const wanted = (channel: DeliveryChannel) => (p.channels ? p.channels.includes(channel) : true) && prefs.channels[channel][p.category];
 				const muted = p.category !== "security" && !wanted("inbox");
 				const { row, added } = await this.inbox.add({
@@ -176,7 +202,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					muted
 				});
 				if (!added) return { notice: noticeView(row), replayed: true };
-				if (!muted) await this.queuePush(p.userId, row);
+				const messages: Queued[] = muted ? [] : [pushOf(p.userId, row)];
 				const delivery: Delivery = {
 					noticeId: row.id,
 					userId: p.userId,
@@ -186,7 +212,9 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					html: rendered.html,
 					createdAt: noticeView(row).createdAt
 				};
-				for (const channel of EXTERNAL_CHANNELS) if (this.providers[channel] && wanted(channel)) await this.queue(p.userId, `notice.${channel}`, delivery);
+				for (const channel of EXTERNAL_CHANNELS)
+					if (this.providers[channel] && wanted(channel)) messages.push({ channel: `notice.${channel}`, payload: delivery });
+				await this.queue(p.userId, messages);
 				this.relay.kick();
 				return { notice: noticeView(row), replayed: false };
 			}
@@ -236,7 +264,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				});
 				const made = [...heard.values()].find(s => s.announcement)?.announcement;
 				if (!made) throw new AnnouncementNotFoundError(ctx.params.id);
-				const none = { targeted: 0, written: 0, pushed: 0, failed: 0, done: false };
+				const none = { targeted: 0, written: 0, pushed: 0, failed: 0, done: false, failures: [] };
 				return {
 					id: made.id,
 					title: made.title,
@@ -290,7 +318,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId, id: noticeId },
 			async handler(ctx: Context<{ userId: string; id: string }>) {
 				await this.inbox.markRead(ctx.params.userId, ctx.params.id);
-				await this.queuePush(ctx.params.userId);
+				await this.queue(ctx.params.userId, [pushOf(ctx.params.userId)]);
 				this.relay.kick();
 				return { unread: await this.inbox.unreadCount(ctx.params.userId) };
 			}
@@ -303,7 +331,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(ctx: Context<{ userId: string }>) {
 				const marked = await this.inbox.readAll(ctx.params.userId);
 				if (marked) {
-					await this.queuePush(ctx.params.userId);
+					await this.queue(ctx.params.userId, [pushOf(ctx.params.userId)]);
 					this.relay.kick();
 				}
 				return { marked, unread: 0 };
@@ -316,7 +344,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId, id: noticeId },
 			async handler(ctx: Context<{ userId: string; id: string }>) {
 				await this.inbox.remove(ctx.params.userId, ctx.params.id);
-				await this.queuePush(ctx.params.userId);
+				await this.queue(ctx.params.userId, [pushOf(ctx.params.userId)]);
 				this.relay.kick();
 				return { unread: await this.inbox.unreadCount(ctx.params.userId) };
 			}
@@ -346,22 +374,14 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	},
 
 	methods: {
-		/** A live-stream update for the user's clients, sent once this write commits. */
-		async queuePush(user: string, notice?: NoticeRow) {
-			const pushed: PushedNotice = { userId: user, unreadCount: await this.inbox.unreadCount(user), ...(notice ? { notice: noticeView(notice) } : {}) };
-			await this.queue(user, PUSH, pushed);
-		},
-		async queue(user: string, channel: string, payload: unknown) {
+		/** Messages sent once this write commits, in one statement. */
+		async queue(user: string, messages: Queued[]) {
+			if (!messages.length) return;
+			const region = regionRuntimeOf(this.broker).region.id;
+			const now = Date.now();
 			await this.db
 				.insertInto("notice_outbox")
-				.values({
-					owner_id: user,
-					channel,
-					msg_key: user,
-					region: regionRuntimeOf(this.broker).region.id,
-					payload: JSON.stringify(payload),
-					created_at: Date.now()
-				})
+				.values(messages.map(m => ({ owner_id: user, channel: m.channel, msg_key: user, region, payload: JSON.stringify(m.payload), created_at: now })))
 				.execute();
 		},
 		async deliver(channel: ExternalChannel, msg: ChannelDelivery<Delivery>) {
@@ -388,7 +408,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				let cursor = run.cursor;
 				for (;;) {
 					if (this.stopping) return void (await this.announcements.release(run.id));
-					const users = await this.announcements.usersAfter(cursor, ANNOUNCE_PAGE);
+					const users = await this.announcements.usersAfter(cursor, this.announcePage);
 					if (users.length === 0) break;
 					const page = await this.notifyPage(run, users);
 					await this.announcements.advance(run.id, page, Date.now());
@@ -397,29 +417,35 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				await this.announcements.finish(run.id);
 			}
 		},
+		/** Sends the announcement to a page of users at once, each send retried on its own (announcements.ts). */
 		async notifyPage(a: Announced, users: string[]) {
-			const page: PageOutcome = { lastUserId: users[users.length - 1]!, written: 0, pushed: 0, failed: 0 };
-			const sent = await Promise.allSettled(
+			const page: PageOutcome = { lastUserId: users[users.length - 1]!, written: 0, pushed: 0, failed: [] };
+			const sent = await Promise.all(
 				users.map(user =>
-					this.broker.call<{ notice: { read: boolean } }, unknown>("sv-notice.send", {
-						userId: user,
-						category: "announcement",
-						template: "message",
-						data: { title: a.title, body: a.body },
-						idempotencyKey: `announcement:${a.id}`
-					})
+					retried(
+						() =>
+							this.broker.call<{ notice: { read: boolean } }, unknown>("sv-notice.send", {
+								userId: user,
+								category: "announcement",
+								template: "message",
+								data: { title: a.title, body: a.body },
+								idempotencyKey: `announcement:${a.id}`
+							}),
+						this.announceRetry,
+						ms => new Promise(resolve => setTimeout(resolve, ms))
+					)
 				)
 			);
-			for (const s of sent) {
-				if (s.status === "rejected") {
-					page.failed++;
-					this.logger.warn(`announcement ${a.id}: ${(s.reason as Error).message}`);
-					continue;
+			sent.forEach((s, i) => {
+				if ("error" in s) {
+					page.failed.push({ userId: users[i]!, ...s.error, attempts: s.attempts });
+					this.logger.warn(`announcement ${a.id}: user ${users[i]} failed after ${s.attempts} attempt(s): ${s.error.type}: ${s.error.message}`);
+					return;
 				}
 				page.written++;
 				// A muted category is written read and not pushed.
 				if (!s.value.notice.read) page.pushed++;
-			}
+			});
 			return page;
 		},
 		...movesThrough(service => service.moves)
@@ -430,7 +456,8 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	},
 
 	async started() {
-		this.inbox = new Inbox(this.db);
+		this.inbox = new Inbox(this.db, this.dialect);
+		this.unreadCounts = new UnreadCounts(users => this.inbox.unreadCounts(users));
 		this.preferences = new PreferenceStore(this.db);
 		this.moves = new NoticeMoves(this.db);
 		const here = regionRuntimeOf(this.broker).region.id;
@@ -439,14 +466,19 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			table: "notice_outbox",
 			dialect: this.dialect,
 			logger: this.logger,
+			broker: this.broker,
 			pollMs: envInt(process.env, "EDGEHOME_NOTICE_RELAY_MS", 500, 10, 60_000),
 			send: async m => {
-				if (m.channel === PUSH) this.broker.broadcast(PUSH_EVENT, m.payload);
-				else await this.broker.sendToChannel(m.channel, m.payload, { key: m.key, ...(m.region === here ? {} : { region: m.region }) });
+				if (m.channel === PUSH) {
+					const push = m.payload as QueuedPush;
+					this.broker.broadcast(PUSH_EVENT, { ...push, unreadCount: await this.unreadCounts.of(push.userId) } satisfies PushedNotice);
+				} else await this.broker.sendToChannel(m.channel, m.payload, { key: m.key, ...(m.region === here ? {} : { region: m.region }) });
 			}
 		});
 		this.relay.start();
 		this.announcements = new Announcements(this.db, envInt(process.env, "EDGEHOME_NOTICE_ANNOUNCE_LEASE_MS", 30_000, 100, 600_000));
+		this.announceRetry = retryPolicyFromEnv(process.env, this.announcements.leaseMs);
+		this.announcePage = envInt(process.env, "EDGEHOME_NOTICE_ANNOUNCE_PAGE", 100, 1, 1000);
 		this.stopping = false;
 		// Picks up what a stopped node left, once its hold has lapsed.
 		this.announceTimer = setInterval(() => this.announce(), envInt(process.env, "EDGEHOME_NOTICE_ANNOUNCE_POLL_MS", 5000, 50, 300_000));

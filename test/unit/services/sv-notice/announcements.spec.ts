@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { Service, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { Errors } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { userKey } from "../../../../regions/directory/entries.ts";
 import shipped from "../../../../services/sv-notice/sv-notice.service.ts";
@@ -12,7 +13,10 @@ const svNotice = shipped as unknown as ServiceSchema;
 interface Progress {
 	id: string;
 	title: string;
-	regions: Record<string, { targeted: number; written: number; pushed: number; failed: number; done: boolean }>;
+	regions: Record<
+		string,
+		{ targeted: number; written: number; pushed: number; failed: number; done: boolean; failures: { type: string; message: string; users: number }[] }
+	>;
 }
 
 /** Announcements fanned out over each targeted region's users (three regions in one process, SQLite). */
@@ -60,6 +64,9 @@ describe("sv-notice announcements", () => {
 		vi.stubEnv("EDGEHOME_NOTICE_RELAY_MS", "50");
 		vi.stubEnv("EDGEHOME_NOTICE_ANNOUNCE_POLL_MS", "100");
 		vi.stubEnv("EDGEHOME_NOTICE_ANNOUNCE_LEASE_MS", "1000");
+		// Three attempts, 20 then 40 ms apart at most: well inside the hold.
+		vi.stubEnv("EDGEHOME_NOTICE_ANNOUNCE_ATTEMPTS", "3");
+		vi.stubEnv("EDGEHOME_NOTICE_ANNOUNCE_RETRY_MS", "20");
 		cluster = await startEmbeddedRegions({ namespacePrefix: "svnotice-announce-", services: ["sv-region", "sv-user", "sv-notice"] });
 		await everyRegionLinked(cluster, 20_000);
 		for (const [region, country] of [
@@ -88,7 +95,7 @@ describe("sv-notice announcements", () => {
 		expect(Object.keys(p.regions).sort()).toEqual(["cn-east", "eu-central"]);
 		for (const region of ["cn-east", "eu-central"]) {
 			const users = await usersIn(region);
-			expect(p.regions[region]).toEqual({ targeted: users.length, written: users.length, pushed: users.length, failed: 0, done: true });
+			expect(p.regions[region]).toEqual({ targeted: users.length, written: users.length, pushed: users.length, failed: 0, done: true, failures: [] });
 			const entries = await entriesIn(region, id);
 			expect(entries.map(e => e.user_id).sort()).toEqual(users.sort());
 			expect(entries.every(e => Number(e.n) === 1)).toBe(true);
@@ -107,13 +114,92 @@ describe("sv-notice announcements", () => {
 		await expect(progress("00000000-0000-0000-0000-000000000000")).rejects.toMatchObject({ code: 404, type: "ANNOUNCEMENT_NOT_FOUND" });
 	});
 
+	/** Replaces cn-east's sv-notice (the fan-out of cn-east's users runs there). */
+	const restartIn = async (region: string, schema: ServiceSchema) => {
+		const broker = cluster.nodes[region]!.broker;
+		await broker.destroyService(broker.getLocalService("sv-notice") as Service);
+		await broker.createService(schema)._start();
+	};
+
+	describe("a send of the fan-out that fails", () => {
+		/** Sends to each user, by the user's place in cn-east's id order. */
+		const attempts = new Map<string, number>();
+		let order: string[];
+		/** sv-notice whose send fails, before it runs, as `failure(user, attempt)` says. */
+		const failing = (failure: (user: number, attempt: number) => Error | undefined) => {
+			const send = svNotice.actions!.send as { handler: (ctx: Context<{ userId: string; category: string }>) => unknown };
+			return {
+				mixins: [svNotice],
+				actions: {
+					send: {
+						...send,
+						handler(this: Service, ctx: Context<{ userId: string; category: string }>) {
+							if (ctx.params.category === "announcement") {
+								const n = (attempts.get(ctx.params.userId) ?? 0) + 1;
+								attempts.set(ctx.params.userId, n);
+								const err = failure(order.indexOf(ctx.params.userId), n);
+								if (err) throw err;
+							}
+							return send.handler.call(this, ctx);
+						}
+					}
+				}
+			} as unknown as ServiceSchema;
+		};
+		const announceIn = async (region: string) => {
+			attempts.clear();
+			order = (await usersIn(region)).sort();
+			const { id } = await call<{ id: string }>("ap-south", "sv-notice.announce", { title: "Retried", body: "Again", regions: [region] });
+			return { id, progress: (await settled(id, [region])).regions[region]! };
+		};
+
+		afterAll(() => restartIn("cn-east", svNotice));
+
+		it("is tried again with back-off until it passes: every user written once, none failed", async () => {
+			// Users 0-2 fail their first two attempts (of three) as a store that is down would.
+			await restartIn(
+				"cn-east",
+				failing((user, attempt) => (user < 3 && attempt < 3 ? new Errors.MoleculerServerError("store down", 503, "STORE_DOWN") : undefined))
+			);
+			const { id, progress } = await announceIn("cn-east");
+			expect(progress).toEqual({ targeted: order.length, written: order.length, pushed: order.length, failed: 0, done: true, failures: [] });
+			expect(order.slice(0, 4).map(u => attempts.get(u))).toEqual([3, 3, 3, 1]);
+			const entries = await entriesIn("cn-east", id);
+			expect(entries).toHaveLength(order.length);
+			expect(entries.every(e => Number(e.n) === 1)).toBe(true);
+		});
+
+		it("still failing after the limit, counts as failed with its reason in the progress; a refusal that waiting cannot heal is not retried", async () => {
+			await restartIn(
+				"cn-east",
+				failing(user =>
+					user < 2
+						? new Errors.MoleculerServerError(`store down for user #${user}`, 503, "STORE_DOWN")
+						: user === 2
+							? new Errors.MoleculerClientError("no such user", 404, "USER_NOT_FOUND")
+							: undefined
+				)
+			);
+			const { id, progress } = await announceIn("cn-east");
+			expect(progress).toEqual({
+				targeted: order.length,
+				written: order.length - 3,
+				pushed: order.length - 3,
+				failed: 3,
+				done: true,
+				failures: [
+					{ type: "STORE_DOWN", message: expect.stringMatching(/^store down for user #[01]$/), users: 2 },
+					{ type: "USER_NOT_FOUND", message: "no such user", users: 1 }
+				]
+			});
+			expect(order.slice(0, 4).map(u => attempts.get(u))).toEqual([3, 3, 1, 1]);
+			expect((await entriesIn("cn-east", id)).map(e => e.user_id).sort()).toEqual(order.slice(3));
+		});
+	});
+
 	it("resumes after sv-notice dies mid-announcement to 5,000 users: each user exactly one entry", async () => {
 		await addUsers("eu-central", 5000 - (await usersIn("eu-central")).length);
-		const broker = cluster.nodes["eu-central"]!.broker;
-		const restart = async (schema: ServiceSchema) => {
-			await broker.destroyService(broker.getLocalService("sv-notice") as Service);
-			await broker.createService(schema)._start();
-		};
+		const restart = (schema: ServiceSchema) => restartIn("eu-central", schema);
 		// Dies in its tenth page, half of it sent: the cursor not moved and its hold on the run not given back, as after kill -9.
 		let pages = 0;
 		await restart({
@@ -140,7 +226,7 @@ describe("sv-notice announcements", () => {
 				`users with an entry ${entries.length}, with more than one ${duplicates}`
 		);
 		expect({ written: Number(atDeath.written), done: Number(atDeath.done), entries: entriesAtDeath }).toEqual({ written: 900, done: 0, entries: 950 });
-		expect(p.regions["eu-central"]).toEqual({ targeted: 5000, written: 5000, pushed: 5000, failed: 0, done: true });
+		expect(p.regions["eu-central"]).toEqual({ targeted: 5000, written: 5000, pushed: 5000, failed: 0, done: true, failures: [] });
 		expect(entries).toHaveLength(5000);
 		expect(duplicates).toBe(0);
 	}, 90_000);
