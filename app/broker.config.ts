@@ -12,6 +12,8 @@ import { OpsReporter } from "../regions/runtime/ops-reporter.ts";
 import { opsTokenFromEnv } from "../regions/runtime/ops-token.ts";
 import { RequestContextMiddleware } from "../regions/runtime/request-context.ts";
 import { RestrictedCalls } from "../regions/runtime/restricted-calls.ts";
+import { ActionSpans } from "../regions/runtime/tracing/action-spans.ts";
+import { brokerTracing } from "../regions/runtime/tracing/config.ts";
 import { redisOptions } from "../regions/stores/redis.ts";
 
 /** How a node reaches its peers: one process holding every region, or NATS. */
@@ -49,10 +51,11 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 	// Signed calls of the restricted actions (token minting, grants); see regions/runtime/restricted-calls.ts.
 	const capabilities = capabilityKeys(env, transport);
 	const bus = new BusWatch();
+	const nodeID = envString(env, "EDGEHOME_NODE_ID", `${region.id}-${group}-${process.pid}`);
 
 	return {
 		namespace: regionNamespace(region.id, env),
-		nodeID: envString(env, "EDGEHOME_NODE_ID", `${region.id}-${group}-${process.pid}`),
+		nodeID,
 		logger: {
 			type: "Pino",
 			options: {
@@ -135,7 +138,9 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 					] as unknown as Exclude<BrokerOptions["metrics"], boolean | undefined>["reporter"]
 				}
 			: false,
-		middlewares: [RequestContextMiddleware, OpsMetricsMiddleware, bus.middleware(), ...(capabilities ? [RestrictedCalls(capabilities)] : [])],
+		// OTLP export when a collector URL is set (EDGEHOME_OTLP_URL); otherwise Moleculer makes no span at all.
+		tracing: brokerTracing(env, { region: region.id, group, nodeID }),
+		middlewares: [RequestContextMiddleware, ActionSpans, OpsMetricsMiddleware, bus.middleware(), ...(capabilities ? [RestrictedCalls(capabilities)] : [])],
 		// Signals are handled by the launcher, which drains gateways before brokers.
 		skipProcessEventRegistration: true,
 		metadata: { region: region.id, group }

@@ -27,6 +27,7 @@ import { attachRegionRuntime } from "../regions/runtime/region-runtime.ts";
 import { restrictedCallsAmong } from "../regions/runtime/restricted-calls.ts";
 import type { RegionStores, StoreSettings } from "../regions/stores/index.ts";
 import { migrate, openRegionStores } from "../regions/stores/index.ts";
+import { UserChanges } from "../regions/user-changes.ts";
 import type { AnyServiceSchema } from "../services/index.ts";
 import { SERVICES } from "../services/index.ts";
 import type { Transport } from "./broker.config.ts";
@@ -163,6 +164,8 @@ export async function startRegionNode(opts: RegionNodeOptions): Promise<RegionNo
 			globalProbe.middleware(),
 			NodeLiveness(),
 			HomeRouter({ region: opts.region.id, directory, links, health, stats: routing, fence }),
+			// After the router: its hook wraps the fence's, so a write is announced once it committed.
+			UserChanges(),
 			GlobalEvents({ region: opts.region.id, regions: regions.map(r => r.id), links, health })
 		]
 	});

@@ -5,6 +5,8 @@ import ApiGateway from "moleculer-web";
 import { Lru } from "../kernel/lru.ts";
 import type { ClientType } from "../regions/region.ts";
 import { regionRuntimeOf } from "../regions/runtime/region-runtime.ts";
+import { httpServerSpan } from "../regions/runtime/tracing/http-server-span.ts";
+import { cacheMixin } from "./cache.mixin.ts";
 import { clientIp, trustedProxies } from "./gateway/client-ip.ts";
 import type { CommonRouteErrors } from "./gateway/common-routes.ts";
 import { commonRoutes } from "./gateway/common-routes.ts";
@@ -96,7 +98,7 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 	const table = [...commonRoutes(opts.commonErrors), ...(opts.routes ?? [])];
 
 	const schema: Partial<ServiceSchema<GatewaySettings & Record<string, unknown>, Record<string, unknown>, Record<string, unknown>, GatewayService>> = {
-		mixins: [ApiGateway],
+		mixins: [ApiGateway, cacheMixin],
 		settings: {
 			...gatewaySettings(opts.client),
 			server: true,
@@ -125,6 +127,7 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 				req.$clientIp = clientIp(req, this.proxies);
 				// moleculer-web answers the request id as X-Request-ID itself.
 				options.requestID = req.$requestId = trace.requestId;
+				options.parentSpan = httpServerSpan(this.broker, this.name, req, res, trace);
 				setSecurityHeaders(res);
 				if (trace.traceparent) res.setHeader("traceparent", trace.traceparent);
 			},
@@ -196,9 +199,9 @@ export function gatewayMixin(opts: { client: ClientType; commonErrors: CommonRou
 				const params = routeParams(route, req);
 				const valid = this.checks.get(route)!(params);
 				if (valid !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);
-				if (route.stream) {
+				if (route.stream || route.download) {
 					// HEAD: the headers a stream starts with, and no stream.
-					if (req.method === "HEAD") {
+					if (req.method === "HEAD" && route.stream) {
 						setStreamHeaders(res);
 						res.end();
 						return true;

@@ -17,6 +17,7 @@ import type { RegionHealth } from "./region-health.ts";
 import type { BusWatch } from "./runtime/bus-watch.ts";
 import { busWatchOf } from "./runtime/bus-watch.ts";
 import { METRIC } from "./runtime/metric-names.ts";
+import { linkHop, settleHop, settleRouting, withRoutingSpan } from "./runtime/tracing/route-spans.ts";
 
 /**
  * What an action or event declares to be home-routed: the path of the parameter naming the
@@ -69,7 +70,7 @@ export interface HomeRouterOptions {
 	regions?: string[];
 }
 
-interface ParsedSpec {
+export interface ParsedSpec {
 	path: string[];
 	write: boolean;
 	atomic?: boolean;
@@ -78,7 +79,7 @@ interface ParsedSpec {
 	byRegion: boolean;
 }
 
-function parseSpec(spec: unknown): ParsedSpec | undefined {
+export function parseSpec(spec: unknown): ParsedSpec | undefined {
 	if (typeof spec === "string") return { path: spec.split("."), write: true, byRegion: false };
 	if (spec && typeof spec === "object" && typeof (spec as { param?: unknown }).param === "string") {
 		const s = spec as { param: string; readonly?: boolean; atomic?: boolean; selfFenced?: boolean };
@@ -89,7 +90,7 @@ function parseSpec(spec: unknown): ParsedSpec | undefined {
 	return undefined;
 }
 
-function paramAt(params: unknown, path: string[]): string | undefined {
+export function paramAt(params: unknown, path: string[]): string | undefined {
 	let v: unknown = params;
 	for (const p of path) v = v && typeof v === "object" ? (v as Record<string, unknown>)[p] : undefined;
 	return typeof v === "string" ? v : undefined;
@@ -188,12 +189,17 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		if (health?.status(target) === "down") throw new RegionUnavailableError(target, 5, health.all()[target]?.reason);
 		let sent = false;
 		try {
-			const call = links.call(target, actionName, params, {
-				meta,
-				timeout: callOpts.timeout ?? undefined,
-				requestID: callOpts.parentCtx?.requestID ?? callOpts.requestID,
-				headers: callOpts.headers
-			});
+			const hop = linkHop(broker.isTracingEnabled(), callOpts, target, actionName, (meta.$home as HomeMeta | undefined)?.hops);
+			const call = settleHop(
+				hop,
+				links.call(target, actionName, params, {
+					meta,
+					timeout: callOpts.timeout ?? undefined,
+					requestID: callOpts.parentCtx?.requestID ?? callOpts.requestID,
+					headers: callOpts.headers,
+					...hop?.options
+				})
+			);
 			sent = true;
 			return await (health ? health.guard(target, call) : call);
 		} catch (err) {
@@ -215,7 +221,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 		const userId = paramAt(params, spec.path);
 		// No user named: let the action's own validation answer.
 		if (userId === undefined) return next(actionName, params, callOpts);
-		const o: CallingOptions = callOpts ?? {};
+		const o: CallingOptions = withRoutingSpan(callOpts ?? {}, actionName);
 		const cached = directory.cached(userId);
 		if (cached?.region === region && !cutOff(actionName)) {
 			stats.local++;
@@ -229,7 +235,7 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 					return retried;
 				});
 			});
-			return routed;
+			return settleRouting(o, routed, region, () => directory.cached(userId));
 		}
 		const tracked = tracking(next);
 		const routed = cached
@@ -238,7 +244,10 @@ export function HomeRouter(opts: HomeRouterOptions): Middleware {
 				lookup(userId)
 					.then(home => home ?? reread(userId))
 					.then(home => attempt(tracked.call, actionName, params, o, userId, home, 1, spec));
-		return ownContext(routed, tracked.ctx);
+		return ownContext(
+			settleRouting(o, routed, region, () => directory.cached(userId)),
+			tracked.ctx
+		);
 	}
 
 	function homeMeta(home: HomeEntry, hops: number): HomeMeta {

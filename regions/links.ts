@@ -26,7 +26,8 @@ export class RegionLinks {
 		if (existing) return existing.started;
 		const options = this.optionsFor(regionId);
 		// A link is a member of the region's namespace: it must drop that region's dead nodes as fast as they do.
-		const broker = new ServiceBroker({ ...options, middlewares: [...(options.middlewares ?? []), NodeLiveness()] });
+		// It runs nothing to trace: a call through it carries its caller's span as its parent (`parentSpan`).
+		const broker = new ServiceBroker({ ...options, tracing: { enabled: false }, middlewares: [...(options.middlewares ?? []), NodeLiveness()] });
 		let timer: NodeJS.Timeout | undefined;
 		// Moleculer retries a connection forever; a link that cannot connect must not hang its callers.
 		const timeout = new Promise<never>((_, reject) => {

@@ -54,6 +54,11 @@ export const moveKey = (userId: string) => `move.${userId}`;
 const MOVE_PREFIX = "move.";
 const AUTHORITATIVE = { authoritative: true } as const;
 const DISCOVERY_MS = 2000;
+/**
+ * Bound of one participant's export or import: a user's files are streamed region to region in it
+ * (sv-oss), far longer than a call's default. The journal's heartbeat runs meanwhile.
+ */
+const COPY_TIMEOUT_MS = 300_000;
 
 /**
  * This mover's hold on a journal: every write is compare-and-set on the revision it last wrote,
@@ -256,8 +261,8 @@ export class Mover {
 		const { userId, from, to, participants, moveId } = lease.record;
 		for (const name of participants) {
 			lease.check();
-			const rows = await this.callIn<unknown[]>(from, `${name}.move.export`, { userId });
-			await this.callIn(to, `${name}.move.import`, { userId, moveId, rows });
+			const rows = await this.callIn<unknown[]>(from, `${name}.move.export`, { userId }, COPY_TIMEOUT_MS);
+			await this.callIn(to, `${name}.move.import`, { userId, moveId, rows }, COPY_TIMEOUT_MS);
 			const [there, here] = await Promise.all([
 				this.callIn<number>(to, `${name}.move.count`, { userId }),
 				this.callIn<number>(from, `${name}.move.count`, { userId })
@@ -342,9 +347,9 @@ export class Mover {
 		return this.callIn(region, "sv-region.handover", { region, userId, step, epoch, moveId });
 	}
 
-	private callIn<T>(region: string, action: string, params: unknown): Promise<T> {
+	private callIn<T>(region: string, action: string, params: unknown, timeout?: number): Promise<T> {
 		// A move's calls are each idempotent, and the journal decides what happens after a failure: no broker retries.
-		return this.runtime.call<T>(region, action, params, { retries: 0 });
+		return this.runtime.call<T>(region, action, params, timeout === undefined ? { retries: 0 } : { retries: 0, timeout });
 	}
 
 	private journal(userId: string, from: string, to: string, epoch: number, step: MoveRecord["step"], participants: string[]): MoveRecord {

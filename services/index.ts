@@ -6,8 +6,10 @@ import apiWx from "./api-wx/api-wx.service.ts";
 import authJwt from "./auth-jwt/auth-jwt.service.ts";
 import authRbac from "./auth-rbac/auth-rbac.service.ts";
 import svConfig from "./sv-config/sv-config.service.ts";
+import svLog from "./sv-log/sv-log.service.ts";
 import svMoney from "./sv-money/sv-money.service.ts";
 import svNotice from "./sv-notice/sv-notice.service.ts";
+import svOss from "./sv-oss/sv-oss.service.ts";
 import svRegion from "./sv-region/sv-region.service.ts";
 import svUser from "./sv-user/sv-user.service.ts";
 
@@ -23,8 +25,10 @@ export const SERVICES: Record<string, AnyServiceSchema> = {
 	"auth-rbac": authRbac,
 	"auth-jwt": authJwt,
 	"sv-config": svConfig,
+	"sv-log": svLog,
 	"sv-money": svMoney,
 	"sv-notice": svNotice,
+	"sv-oss": svOss,
 	"sv-region": svRegion,
 	"sv-user": svUser
 };

@@ -94,7 +94,8 @@ export const NOTICE_ROUTES: readonly GatewayRoute[] = [
 		errors: SERVICE_CALL_FAILURES,
 		params: { $$strict: true },
 		handler(ctx) {
-			return ctx.call("sv-notice.unreadCount", { userId: ctx.locals.user.id });
+			const userId = ctx.locals.user.id;
+			return this.cachedCall(ctx, "sv-notice.unreadCount", { userId }, userId);
 		}
 	}),
 	notices({

@@ -46,7 +46,8 @@ export const WALLET_ROUTES: readonly GatewayRoute[] = [
 		errors: SERVICE_CALL_FAILURES,
 		params: { $$strict: true },
 		handler(ctx) {
-			return ctx.call("sv-money.wallet", { userId: ctx.locals.user.id });
+			const userId = ctx.locals.user.id;
+			return this.cachedCall(ctx, "sv-money.wallet", { userId }, userId);
 		}
 	}),
 	wallet({

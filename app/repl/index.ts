@@ -4,6 +4,7 @@ import { ADMIN_CREATE_USAGE, adminCreate } from "./admin.command.ts";
 import { channelsSubcommands } from "./channels.command.ts";
 import type { ReplContext } from "./context.ts";
 import { describeError } from "./describe-error.ts";
+import { logSubcommands } from "./log.command.ts";
 import { noticeSubcommands } from "./notice.command.ts";
 import type { Subcommand } from "./region.command.ts";
 import { regionSubcommands } from "./region.command.ts";
@@ -21,6 +22,7 @@ export function replCommands(ctx: ReplContext): ReplCustomCommand[] {
 		grouped(ctx, "channels", "Durable channels", channelsSubcommands(ctx)),
 		grouped(ctx, "wallet", "Wallets", walletSubcommands(ctx)),
 		grouped(ctx, "notice", "Notices", noticeSubcommands(ctx)),
+		grouped(ctx, "log", "Audit log", logSubcommands(ctx)),
 		{
 			command: "admin <sub> [username]",
 			description: `Administrators: ${ADMIN_CREATE_USAGE}`,

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceBroker } from "moleculer";
 import { findRegionRuntime } from "../../regions/runtime/region-runtime.ts";
+import { consumed, published, publishSpan } from "../../regions/runtime/tracing/channel-spans.ts";
 import { startConsumer } from "./consumer.ts";
 import type { ChannelDelivery, ResolvedDeclaration } from "./declaration.ts";
 import { ChannelError } from "./errors.ts";
@@ -9,7 +10,7 @@ import type { ForwardCall } from "./outbox.ts";
 import { FORWARDER_SETTINGS, forwarded, linkForwarder, OUTBOX_PREFIX, outboxChannel, regionOfOutbox, TARGET_HEADER } from "./outbox.ts";
 import { ChannelStats } from "./stats.ts";
 import type { ChannelStore, Consumption } from "./store.ts";
-import { contextOf, withTraceHeaders } from "./trace-headers.ts";
+import { contextOf, TRACEPARENT_HEADER, withTraceHeaders } from "./trace-headers.ts";
 
 export interface SendOptions {
 	/** Messages with the same key are handled in order. Default: the channel's declared keyOf(payload), if any. */
@@ -78,23 +79,30 @@ export class ChannelsRuntime {
 		const text = encodePayload(channel, payload);
 		const key = opts.key ?? this.keyOf.get(channel)?.(payload);
 		assertKey(key);
-		const headers = withTraceHeaders(opts.headers ?? {}, opts.ctx);
 		const id = randomUUID();
+		const span = publishSpan(this.store.kind, channel, id, opts.ctx);
+		const headers = withTraceHeaders(opts.headers ?? {}, opts.ctx, span);
 		const own = this.region;
 		const base = { id, payload: text, ...(key === undefined ? {} : { key }) };
 		if (opts.region !== undefined && opts.region !== own) {
+			const target = opts.region;
 			const regions = findRegionRuntime(this.broker)?.has("regions") ? findRegionRuntime(this.broker)!.regions.map(r => r.id) : [];
-			if (!regions.includes(opts.region))
-				throw new ChannelError("UNKNOWN_REGION", `no region "${opts.region}"; known: ${regions.join(", ") || "none (not a region node)"}`, {
-					region: opts.region
+			if (!regions.includes(target))
+				throw new ChannelError("UNKNOWN_REGION", `no region "${target}"; known: ${regions.join(", ") || "none (not a region node)"}`, {
+					region: target
 				});
-			await this.declareOutbox(opts.region);
-			await this.store.publish({ ...base, channel: outboxChannel(opts.region), headers: { ...headers, [TARGET_HEADER]: channel } });
-			this.forwardTo(opts.region);
-			return { id, channel, region: opts.region, outbox: true };
+			span?.addTags({ otel: { ...span.tags.otel, "edgehome.channel.region": target } });
+			return published(span, async () => {
+				await this.declareOutbox(target);
+				await this.store.publish({ ...base, channel: outboxChannel(target), headers: { ...headers, [TARGET_HEADER]: channel } });
+				this.forwardTo(target);
+				return { id, channel, region: target, outbox: true };
+			});
 		}
-		await this.store.publish({ ...base, channel, headers });
-		return { id, channel, region: own ?? "", outbox: false };
+		return published(span, async () => {
+			await this.store.publish({ ...base, channel, headers });
+			return { id, channel, region: own ?? "", outbox: false };
+		});
 	}
 
 	/** A message forwarded from another region's outbox: stored here under its own id, once. */
@@ -121,6 +129,7 @@ export class ChannelsRuntime {
 				async delivery => {
 					const { message } = delivery;
 					const payload = JSON.parse(message.payload) as unknown;
+					const ctx = contextOf(this.broker, payload, message.headers, caller);
 					const msg: ChannelDelivery = {
 						id: message.id,
 						channel: decl.channel,
@@ -128,10 +137,12 @@ export class ChannelsRuntime {
 						payload,
 						headers: message.headers,
 						attempt: delivery.attempt,
-						ctx: contextOf(this.broker, payload, message.headers, caller),
+						ctx,
 						...(message.key === undefined ? {} : { key: message.key })
 					};
-					await decl.handler.call(service, msg);
+					const traceparent = message.headers[TRACEPARENT_HEADER];
+					const delivered = { store: this.store.kind, channel: decl.channel, group: decl.group, id: message.id, attempt: delivery.attempt, traceparent };
+					await consumed(ctx, delivered, async () => decl.handler.call(service, msg));
 				},
 				stats,
 				service.logger

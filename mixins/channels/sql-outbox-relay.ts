@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
 import type { ServiceBroker } from "moleculer";
+import { METRIC } from "../../regions/runtime/metric-names.ts";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
 
 /**
@@ -14,7 +15,8 @@ import type { SqlDialectName } from "../../regions/stores/sql.ts";
  * first.
  *
  * The table: `id` (auto-increment), `channel`, `msg_key`, `region`, `payload` (JSON),
- * `claimed_until` (ms, 0 when unclaimed), and whatever else the service keeps (its owner, a time).
+ * `claimed_until` (ms, 0 when unclaimed), `created_at` (ms; read only for the metrics), and
+ * whatever else the service keeps (its owner).
  */
 
 export interface RelayedMessage {
@@ -34,6 +36,8 @@ export interface OutboxRelayOptions {
 	logger: ServiceBroker["logger"];
 	/** How often the outbox is read when nothing kicked the relay. */
 	pollMs: number;
+	/** Gets the age of the oldest waiting message at each round (edgehome_outbox_oldest_age_seconds, by table), when its metrics are on. */
+	broker?: ServiceBroker;
 }
 
 /** Rows sent per round. */
@@ -105,6 +109,7 @@ export class OutboxRelay {
 
 	private async round(): Promise<void> {
 		try {
+			await this.measureAge();
 			for (;;) {
 				const claimed = await this.claim();
 				if (!claimed.length) return;
@@ -131,6 +136,15 @@ export class OutboxRelay {
 		} catch (err) {
 			this.opts.logger.warn(`outbox: cannot read or update the outbox: ${(err as Error).message}`);
 		}
+	}
+
+	/** Every waiting row counts, claimed or not: one whose sends keep failing is the lag an operator must see. */
+	private async measureAge(): Promise<void> {
+		const broker = this.opts.broker;
+		if (!broker?.isMetricsEnabled()) return;
+		const oldest = await this.opts.db.selectFrom(this.opts.table).select("created_at").orderBy("id").limit(1).executeTakeFirst();
+		const ageMs = oldest ? Math.max(0, Date.now() - Number(oldest.created_at)) : 0;
+		broker.metrics.set(METRIC.outboxOldestAge, ageMs / 1000, { outbox: this.opts.table });
 	}
 
 	/** Up to BATCH unclaimed rows, oldest first, claimed for this relay. */

@@ -149,7 +149,8 @@ export function commonRoutes(handedIn: CommonRouteErrors): GatewayRoute[] {
 			errors: errors("me"),
 			params: { $$strict: true },
 			handler(ctx) {
-				return ctx.call<Record<string, unknown>, unknown>("sv-user.get", { userId: ctx.locals.user.id }).then(profile => withRegion(this, ctx, profile));
+				const userId = ctx.locals.user.id;
+				return this.cachedCall<Record<string, unknown>>(ctx, "sv-user.get", { userId }, userId).then(profile => withRegion(this, ctx, profile));
 			}
 		},
 		{

@@ -92,8 +92,12 @@ export const announcementProgress = record({
 	title: string,
 	regions: {
 		type: "object",
-		description: "Each region the announcement goes to: its users when the region began, those with the entry, those pushed live, those that failed.",
-		additionalProperties: record({ targeted: count, written: count, pushed: count, failed: count, done: { type: "boolean" } })
+		description:
+			"Each region the announcement goes to: its users when the region began, those with the entry, those pushed live, those that failed (after their retries), and why they failed, by error type.",
+		additionalProperties: record(
+			{ targeted: count, written: count, pushed: count, failed: count, done: { type: "boolean" } },
+			{ failures: listOf(record({ type: string, message: { ...string, description: "The latest error of this type." }, users: count })) }
+		)
 	},
 	createdAt: timestamp
 });
@@ -115,6 +119,27 @@ export const permissionChange = record({ role: string, resource: string, action:
 export const userRoles = record({ userId: string, roles: strings, direct: strings });
 
 export const roleGrant = record({ userId: string, role: string, changed: { type: "boolean" } });
+
+/* What the admin console reads besides the routes above (api-cms, issue #16). */
+
+export const myPermissions = record({
+	userId: string,
+	roles: { ...strings, description: "Every role the caller acts with, inherited ones and `user` included." },
+	permissions: { ...listOf(permission), description: "Each permission those roles hold; action `*` covers every action on its resource." }
+});
+
+export const staffSessions = listOf(record({ sid: string, client: string, createdAt: timestamp, lastUsedAt: timestamp }));
+
+export const regionNodes = record({
+	region: string,
+	nodes: listOf(record({ id: string, group: { ...nullableString, description: "The service group the node runs." }, services: strings }))
+});
+
+export const regionCensus = record({
+	users: { type: "object", additionalProperties: count, description: "Users homed in each region, by region id." },
+	total: count,
+	complete: { type: "boolean", description: "False when the count stopped at its limit: `total` is a lower bound." }
+});
 
 /** The docs page and its files: HTML, scripts, style sheets and images, not JSON. */
 export const file = string;

@@ -3,6 +3,7 @@ import type { BlockList } from "node:net";
 import type { Context, Service } from "moleculer";
 import type { Lru } from "../../kernel/lru.ts";
 import type { ClientType } from "../../regions/region.ts";
+import type { CachingService } from "../cache.mixin.ts";
 import type { DeclaredError } from "./declared-errors.ts";
 import type { LiveStreams } from "./live-streams.ts";
 import type { RateLimit, RateLimiter } from "./rate-limiter.ts";
@@ -41,6 +42,11 @@ export interface RouteDoc {
 	 * nothing written by the gateway once the handler has returned; HEAD gets the stream's headers.
 	 */
 	stream?: true;
+	/**
+	 * A file the handler sends on the response itself, with its own status (200, 206, 304) and
+	 * headers: no ETag from the gateway; HEAD runs the handler too, which sends the headers alone.
+	 */
+	download?: true;
 	/** Other statuses answered with the same body (status → when), e.g. readiness's 503. */
 	alsoAnswers?: Readonly<Record<number, string>>;
 	/** The errors the handler may pass on from the services it calls, from their catalogues (the edge's own are known). */
@@ -64,7 +70,7 @@ export interface GatewayRoute<P = any> extends RouteDoc {
 	params: Record<string, unknown>;
 	/**
 	 * Serves a valid request: `this` is the gateway service, `ctx` the request's context, `params`
-	 * the validated request. `res` is for a `stream` route to answer on; any other route's answer is
+	 * the validated request. `res` is for a `stream` or `download` route to answer on; any other route's answer is
 	 * what it returns, written by the gateway.
 	 */
 	handler(this: GatewayService, ctx: GatewayContext, params: P, res: ServerResponse): unknown;
@@ -110,7 +116,7 @@ export type GatewayRequest = IncomingMessage & {
 };
 
 /** What the gateway mixin adds to the service, on top of moleculer-web. */
-export interface GatewayService extends Service<GatewaySettings> {
+export interface GatewayService extends Service<GatewaySettings>, CachingService {
 	server?: Server;
 	/** moleculer-web's aliases of every route (HEAD ones included). */
 	aliases: { method: string; match(url: string): Record<string, string> | false }[];

@@ -1,6 +1,6 @@
 import { randomFillSync } from "node:crypto";
+import { parseTraceparent } from "../../regions/runtime/tracing/ids.ts";
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
 export interface TraceContext {
@@ -8,6 +8,8 @@ export interface TraceContext {
 	requestId: string;
 	/** When the request continued a trace: the response's `traceparent`, the caller's trace with our span. */
 	traceparent?: string;
+	/** When the request continued a trace: the caller's span and sampling decision, and our span's id (the one `traceparent` names). */
+	parent?: { parentId: string; sampled: boolean; spanId: string };
 }
 
 /**
@@ -34,9 +36,15 @@ function randomId(): string {
  */
 export function traceContext(headers: Record<string, string | string[] | undefined>): TraceContext {
 	const id = randomId();
-	const parent = typeof headers.traceparent === "string" ? TRACEPARENT.exec(headers.traceparent.trim().toLowerCase()) : null;
-	if (parent && !/^0+$/.test(parent[1]!) && !/^0+$/.test(parent[2]!))
-		return { requestId: parent[1]!, traceparent: `00-${parent[1]}-${id.slice(16)}-${parent[3]}` };
+	const parent = typeof headers.traceparent === "string" ? parseTraceparent(headers.traceparent) : undefined;
+	if (parent) {
+		const spanId = id.slice(16);
+		return {
+			requestId: parent.traceId,
+			traceparent: `00-${parent.traceId}-${spanId}-${parent.sampled ? "01" : "00"}`,
+			parent: { parentId: parent.parentId, sampled: parent.sampled, spanId }
+		};
+	}
 	const given = headers["x-request-id"];
 	// A new trace's id is the request id too, so one value finds the request in logs and traces.
 	return { requestId: typeof given === "string" && REQUEST_ID.test(given) ? given : id };

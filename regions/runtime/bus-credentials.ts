@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs";
+import type { DetailedPeerCertificate, PeerCertificate } from "node:tls";
+import { checkServerIdentity } from "node:tls";
 import type { Authenticator } from "nats";
 import { connect, usernamePasswordAuthenticator } from "nats";
 import type { Env } from "./env.ts";
@@ -17,7 +19,7 @@ export interface NatsCredentials {
 	/** Moleculer's transporter overwrites `user`/`pass` with the URL's, so the login travels as an authenticator. */
 	authenticator?: Authenticator;
 	/** Present: the connection must be TLS, and the server's certificate must come from this CA. */
-	tls?: { ca: string };
+	tls?: { ca: string; checkServerIdentity: typeof checkServerIdentity };
 }
 
 /**
@@ -38,8 +40,29 @@ export function natsCredentials(env: Env): NatsCredentials {
 	}
 	const credentials: NatsCredentials = {};
 	if (user && password) credentials.authenticator = usernamePasswordAuthenticator(user, password);
-	if (caFile) credentials.tls = { ca: readCa(caFile) };
+	if (caFile) credentials.tls = { ca: readCa(caFile), checkServerIdentity: noteExpiry };
 	return credentials;
+}
+
+/** Seconds since the epoch; see natsCertificateExpiry. */
+let presentedExpiry: number | undefined;
+
+/**
+ * When the first certificate of the chain a NATS server presented to this process (the server's,
+ * or its CA's) expires, as of the last TLS handshake; undefined before any. Served as a metric, so
+ * an expiring certificate is seen before connections start failing.
+ */
+export function natsCertificateExpiry(): number | undefined {
+	return presentedExpiry;
+}
+
+/** Node's own host name check, after noting the chain's first expiry (Node hands it the verified chain, CA included). */
+function noteExpiry(host: string, cert: PeerCertificate): Error | undefined {
+	let earliest = Number.POSITIVE_INFINITY;
+	for (let c: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate; c; c = c.issuerCertificate === c ? undefined : c.issuerCertificate)
+		earliest = Math.min(earliest, Date.parse(c.valid_to) / 1000);
+	if (Number.isFinite(earliest)) presentedExpiry = earliest;
+	return checkServerIdentity(host, cert);
 }
 
 function readCa(file: string): string {

@@ -1,7 +1,8 @@
 /**
  * Every metric the ops port serves, by its served (Prometheus) name: the one place a metric is
- * named, typed and described. Only these are served; nothing else a broker collects (argv, uid,
- * addresses, every action's name and error type) reaches /metrics.
+ * named, typed and described. Only these are served, and the business metrics services declare
+ * (declared-metrics.ts); nothing else a broker collects (argv, uid, addresses, every action's name
+ * and error type) reaches /metrics.
  */
 export const METRIC = {
 	httpRequests: "edgehome_http_requests_total",
@@ -21,6 +22,13 @@ export const METRIC = {
 	channelRedelivered: "edgehome_channel_redelivered_total",
 	channelDeadLettered: "edgehome_channel_dead_lettered_total",
 	noticesRateLimited: "edgehome_notices_rate_limited_total",
+	actionCalls: "edgehome_action_calls_total",
+	actionErrors: "edgehome_action_errors_total",
+	actionDuration: "edgehome_action_duration_seconds",
+	outboxOldestAge: "edgehome_outbox_oldest_age_seconds",
+	signingKeyRotation: "edgehome_signing_key_rotation_timestamp_seconds",
+	ready: "edgehome_ready",
+	natsCertificateExpiry: "edgehome_nats_certificate_expiry_timestamp_seconds",
 	residentMemory: "process_resident_memory_bytes",
 	cpuSeconds: "process_cpu_seconds_total",
 	startTime: "process_start_time_seconds",
@@ -47,6 +55,25 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 /** What the broker records (broker.metrics); counters are registered at 0. */
 export const STORED_METRICS: MetricDefinition[] = [
+	{
+		name: METRIC.actionCalls,
+		type: "counter",
+		help: "Calls of the actions of the services that take the metrics mixin, on this node: local, or forwarded from another region",
+		labelNames: ["service", "action", "origin"]
+	},
+	{
+		name: METRIC.actionErrors,
+		type: "counter",
+		help: "Those calls that failed, by error code",
+		labelNames: ["service", "action", "origin", "code"]
+	},
+	{
+		name: METRIC.actionDuration,
+		type: "histogram",
+		help: "Time from a call's arrival at the action to its answer",
+		labelNames: ["service", "action", "origin"],
+		buckets: LATENCY_BUCKETS
+	},
 	{
 		name: METRIC.httpRequests,
 		type: "counter",
@@ -100,11 +127,23 @@ export const STORED_METRICS: MetricDefinition[] = [
 		help: "Notices this node did not send by e-mail or webhook because their user was past the hourly rate of the channel",
 		labelNames: ["channel"],
 		seeded: { label: "channel", values: ["email", "webhook"] }
+	},
+	{
+		name: METRIC.outboxOldestAge,
+		type: "gauge",
+		help: "Age of the oldest message waiting in the outbox, as last read by this node's relay (0 when it is empty)",
+		labelNames: ["outbox"]
+	},
+	{
+		name: METRIC.signingKeyRotation,
+		type: "gauge",
+		help: "When this region's token signing key is next replaced: its published successor's activation, else the active key's activation plus the rotation period"
 	}
 ];
 
 /** Read at scrape time. */
 export const SAMPLED_METRICS: MetricDefinition[] = [
+	{ name: METRIC.ready, type: "gauge", help: "1 while the node is ready (what /readyz answers 200 for)" },
 	{ name: METRIC.transporterConnected, type: "gauge", help: "1 while this node's connection to its region's bus is up" },
 	{ name: METRIC.residentMemory, type: "gauge", help: "Resident set size of the process" },
 	{ name: METRIC.cpuSeconds, type: "counter", help: "User and system CPU time spent by the process" },
@@ -115,5 +154,10 @@ export const SAMPLED_METRICS: MetricDefinition[] = [
 		name: METRIC.globalOperationsAvailable,
 		type: "gauge",
 		help: "1 while a write to the directory's origin could commit now (its leader hears from a quorum), so registration, moves and identity changes can succeed"
+	},
+	{
+		name: METRIC.natsCertificateExpiry,
+		type: "gauge",
+		help: "When the first certificate of the chain the NATS server presented (its own or its CA's) expires, as of this process's last TLS handshake; no sample without TLS"
 	}
 ];

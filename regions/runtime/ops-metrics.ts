@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { MetricRegistry, Middleware, ServiceBroker } from "moleculer";
 import { isEndpointFailure } from "../errors.ts";
+import type { MetricDefinition } from "./metric-names.ts";
 import { METRIC, STORED_METRICS } from "./metric-names.ts";
 
 interface ActionDef {
@@ -13,10 +14,11 @@ interface RoutedRequest extends IncomingMessage {
 }
 
 /**
- * Per-request metrics are taken at the edge only: each HTTP request by its gateway, route template
- * and status, what the client itself sees. Calls inside the cluster are not counted by action or
- * error type (which calls a request makes tells a known login from an unknown one); only endpoint
- * failures (timeouts, unexpected errors) are, by service.
+ * Per-request metrics are taken at the edge: each HTTP request by its gateway, route template and
+ * status, what the client itself sees. Calls inside the cluster are counted by action and error
+ * code only in the services that take the metrics mixin (mixins/metrics.mixin.ts), never in the
+ * identity services (which calls a request makes tells a known login from an unknown one); here
+ * only endpoint failures (timeouts, unexpected errors) are, by service.
  */
 export const OpsMetricsMiddleware: Middleware = {
 	name: "OpsMetrics",
@@ -54,17 +56,22 @@ export const OpsMetricsMiddleware: Middleware = {
 	}
 } as Middleware;
 
+/** One metric of the catalogue on `registry`, with its real buckets and no rate or quantiles. */
+export function registerMetric(registry: MetricRegistry, def: MetricDefinition): void {
+	registry.register({
+		type: def.type,
+		name: def.name,
+		description: def.help,
+		labelNames: def.labelNames ?? [],
+		...(def.buckets ? { buckets: def.buckets, quantiles: false } : {}),
+		rate: false
+	} as never);
+}
+
 /** Every stored metric of the catalogue, before anything counts: counters start at 0. */
 function registerMetrics(registry: MetricRegistry): void {
 	for (const def of STORED_METRICS) {
-		registry.register({
-			type: def.type,
-			name: def.name,
-			description: def.help,
-			labelNames: def.labelNames ?? [],
-			...(def.buckets ? { buckets: def.buckets, quantiles: false } : {}),
-			rate: false
-		} as never);
+		registerMetric(registry, def);
 		if (def.type === "counter" && !def.labelNames?.length) registry.increment(def.name, undefined, 0);
 		for (const value of def.seeded?.values ?? []) registry.increment(def.name, { [def.seeded!.label]: value }, 0);
 	}

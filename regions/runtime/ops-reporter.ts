@@ -3,7 +3,9 @@ import { createServer } from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { MetricRegistry } from "moleculer";
 import { MetricReporters } from "moleculer";
+import { natsCertificateExpiry } from "./bus-credentials.ts";
 import { busWatchOf } from "./bus-watch.ts";
+import { declaredMetricsOf } from "./declared-metrics.ts";
 import { globalProbeOf } from "./global-probe.ts";
 import { readiness } from "./health.ts";
 import type { MetricDefinition } from "./metric-names.ts";
@@ -71,8 +73,12 @@ export class OpsReporter extends MetricReporters.Base {
 			return;
 		}
 		if (path === "/metrics") {
-			res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" });
-			return void res.end(this.exposition());
+			// Readiness is served too (edgehome_ready), so a scrape asks the stores as /readyz does.
+			readiness(this.broker).then(
+				r => this.sendMetrics(res, r.ready),
+				() => this.sendMetrics(res, false)
+			);
+			return;
 		}
 		readiness(this.broker).then(
 			// 200 while the node serves its own region's users, even with global operations unavailable.
@@ -84,10 +90,19 @@ export class OpsReporter extends MetricReporters.Base {
 		);
 	}
 
-	/** Every metric of the catalogue, stored ones from the broker's registry, the others read now. */
-	exposition(): string {
+	private sendMetrics(res: ServerResponse, ready: boolean): void {
+		res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store" });
+		res.end(this.exposition(ready));
+	}
+
+	/** Every metric of the catalogue, stored ones from the broker's registry, the others read now; then those services declared. */
+	exposition(ready: boolean): string {
 		const families = STORED_METRICS.map(def => renderFamily(def, this.stored(def), this.ops.labels));
-		for (const def of SAMPLED_METRICS) families.push(renderFamily(def, [{ labels: {}, value: this.sample(def) }], this.ops.labels));
+		for (const def of declaredMetricsOf(this.broker)) families.push(renderFamily(def as never, this.stored(def as never), this.ops.labels));
+		for (const def of SAMPLED_METRICS) {
+			const value = this.sample(def, ready);
+			families.push(renderFamily(def, value === undefined ? [] : [{ labels: {}, value }], this.ops.labels));
+		}
 		return families.join("");
 	}
 
@@ -96,8 +111,13 @@ export class OpsReporter extends MetricReporters.Base {
 		return (metric?.snapshot() ?? []) as unknown as ValueSample[] | HistogramSample[];
 	}
 
-	private sample(def: MetricDefinition): number {
+	/** undefined: nothing to sample (no TLS handshake yet); the family is served without a sample. */
+	private sample(def: MetricDefinition, ready: boolean): number | undefined {
 		switch (def.name) {
+			case METRIC.ready:
+				return ready ? 1 : 0;
+			case METRIC.natsCertificateExpiry:
+				return natsCertificateExpiry();
 			case METRIC.transporterConnected:
 				return this.broker.transit?.connected !== false && busWatchOf(this.broker)?.connected !== false ? 1 : 0;
 			case METRIC.globalOperationsAvailable:

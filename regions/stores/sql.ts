@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Kysely, MysqlDialect, sql } from "kysely";
 import { createConnection, createPool } from "mysql2";
+import { sqlQuerySpans } from "../runtime/tracing/sql-spans.ts";
 import { scopedDb } from "./scoped-db.ts";
 import { nodeSqliteDialect } from "./sqlite-dialect.ts";
 
@@ -31,7 +32,7 @@ export async function openSqlStore(url: string, opts: { poolSize?: number } = {}
 	if (url.startsWith("sqlite:")) {
 		const path = url.slice("sqlite:".length);
 		if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-		const db = new Kysely<any>({ dialect: nodeSqliteDialect(path) });
+		const db = new Kysely<any>({ dialect: nodeSqliteDialect(path), log: sqlQuerySpans("sqlite") });
 		return store("sqlite", url, db);
 	}
 	if (url.startsWith("mysql:")) {
@@ -49,7 +50,7 @@ export async function openSqlStore(url: string, opts: { poolSize?: number } = {}
 		// Statements see what others committed, and locking reads take no gap locks: fenced writes hold
 		// their transaction across a handler, and a repeatable-read snapshot would hide concurrent commits from it.
 		pool.on("connection", conn => conn.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"));
-		const db = new Kysely<any>({ dialect: new MysqlDialect({ pool }) });
+		const db = new Kysely<any>({ dialect: new MysqlDialect({ pool }), log: sqlQuerySpans("mysql", database) });
 		parsed.password = "";
 		parsed.username = "";
 		return store("mysql", parsed.toString(), db);

@@ -1,18 +1,23 @@
 import type { ServiceBroker, ServiceSchema } from "moleculer";
-import { action, userId as id, moveId, regionId as region, resource, role } from "../../kernel/fields.ts";
+import { action, userId as id, moveId, regionId as region, resource, role, sessionId } from "../../kernel/fields.ts";
 import { ChannelError } from "../../mixins/channels/errors.ts";
+import { consoleRoutes } from "../../mixins/gateway/console.ts";
 import { declared } from "../../mixins/gateway/declared-errors.ts";
 import * as answer from "../../mixins/gateway/response-schemas.ts";
 import type { GatewayRoute } from "../../mixins/gateway/routes.ts";
 import type { GatewayContext } from "../../mixins/gateway.mixin.ts";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
-import { MoveInProgressError, ResidencyViolationError, UserNotFoundError } from "../../regions/errors.ts";
+import { MoveInProgressError, RegionUnavailableError, ResidencyViolationError, UserNotFoundError } from "../../regions/errors.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import { SessionNotFoundError } from "../auth-jwt/errors.ts";
 import { ImplicitRoleError, RoleNotFoundError } from "../auth-rbac/errors.ts";
-import { NOTICES, WALLET } from "../auth-rbac/model.ts";
+import { NOTICES, SESSIONS, WALLET } from "../auth-rbac/model.ts";
+import { ADMIN_FILE_ROUTES, FILE_ROUTES } from "../file-routes.ts";
 import { SERVICE_CALL_FAILURES as CALL_FAILURES, COMMON_ROUTE_ERRORS, MONEY_ERRORS as refused } from "../gateway-errors.ts";
 import { NOTICE_PUSHES, NOTICE_ROUTES } from "../notice-routes.ts";
+import { ACTIVITY_ROUTES, AUDIT_ROUTES, auditWrites } from "../sv-log/routes.ts";
 import { CURRENCY_CODE } from "../sv-money/currencies.ts";
+import { cursor, currency as entryCurrency, MAX_PAGE as MAX_ENTRIES } from "../sv-money/fields.ts";
 import { MAX_BODY, MAX_TITLE } from "../sv-notice/announcements.ts";
 import type { ChannelsCall } from "../sv-notice/dead-letters.ts";
 import { noticeDeadLetters, replayNoticeDeadLetter } from "../sv-notice/dead-letters.ts";
@@ -30,6 +35,7 @@ const ROLE_NOT_FOUND = declared(new RoleNotFoundError("-"));
 const ROLE_IMPLICIT = declared(new ImplicitRoleError("-"));
 const ANNOUNCEMENT_NOT_FOUND = declared(new AnnouncementNotFoundError("-"), { asRaised: true });
 const DEAD_LETTER_NOT_FOUND = declared(new ChannelError("DEAD_LETTER_NOT_FOUND", "-"), { asRaised: true });
+const SESSION_NOT_FOUND = declared(new SessionNotFoundError());
 
 /** Why an operator moved money or froze a wallet, recorded with it. */
 const reason = { type: "string", min: 1, max: 200, trim: true } as const;
@@ -49,6 +55,35 @@ const channelsIn =
 	(broker: ServiceBroker, region: string): ChannelsCall =>
 	(action, params) =>
 		regionRuntimeOf(broker).call(region, action, params);
+
+/**
+ * The caller's own roles and permissions, for a client (the admin console) to offer only what the
+ * API would allow: one read of the caller's roles and one of every role's permissions.
+ */
+const MY_PERMISSIONS: GatewayRoute = {
+	method: "GET",
+	path: "/api/v1/me/permissions",
+	name: "myPermissions",
+	summary: "The caller's roles and the permissions they hold, inherited ones included",
+	tag: "me",
+	auth: true,
+	permission: { resource: "profile", action: "read" },
+	status: 200,
+	response: answer.myPermissions,
+	errors: CALL_FAILURES,
+	params: { $$strict: true },
+	async handler(ctx: GatewayContext) {
+		const userId = ctx.locals.user.id;
+		const [held, all] = await Promise.all([
+			ctx.call<{ roles: string[] }, unknown>("auth-rbac.rolesOf", { userId }),
+			ctx.call<{ roles: { role: string; permissions: { resource: string; action: string }[] }[] }, unknown>("auth-rbac.roles", {})
+		]);
+		const unique = new Map<string, { resource: string; action: string }>();
+		for (const r of all.roles) if (held.roles.includes(r.role)) for (const p of r.permissions) unique.set(`${p.resource}:${p.action}`, p);
+		const permissions = [...unique.values()].sort((a, b) => a.resource.localeCompare(b.resource) || a.action.localeCompare(b.action));
+		return { userId, roles: held.roles, permissions };
+	}
+};
 
 /** Staff routes; each names the permission it needs (support reads, ops moves users and money, admin manages roles). */
 const ADMIN_ROUTES: GatewayRoute[] = [
@@ -89,6 +124,34 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 				ctx.call<{ roles: string[] }, unknown>("auth-rbac.rolesOf", { userId: params.id })
 			]);
 			return { ...profile, region: home.region, epoch: home.epoch, state: home.state, roles: roles.roles };
+		}
+	}),
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/users/:id/sessions",
+		name: "userSessions",
+		summary: "A user's live sessions, oldest first",
+		permission: staff("users", "read"),
+		status: 200,
+		response: answer.staffSessions,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND],
+		params: { $$strict: true, id },
+		handler(ctx: GatewayContext, params: { id: string }) {
+			return ctx.call("auth-jwt.sessions", { userId: params.id });
+		}
+	}),
+	admin({
+		method: "DELETE",
+		path: "/api/v1/admin/users/:id/sessions/:sid",
+		name: "endUserSession",
+		summary: "End one of a user's sessions, as the user's own logout would",
+		permission: staff(SESSIONS, "end"),
+		status: 204,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND, SESSION_NOT_FOUND],
+		params: { $$strict: true, id, sid: sessionId },
+		async handler(ctx: GatewayContext, params: { id: string; sid: string }) {
+			await ctx.call("auth-jwt.endSession", { userId: params.id, sid: params.sid });
+			return null;
 		}
 	}),
 	admin({
@@ -133,6 +196,52 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		params: { $$strict: true },
 		handler(ctx: GatewayContext) {
 			return ctx.call("sv-region.regions", {});
+		}
+	}),
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/regions/users",
+		name: "regionCensus",
+		summary: "How many users each region is home to, counted from the directory",
+		permission: staff("regions", "read"),
+		status: 200,
+		response: answer.regionCensus,
+		errors: CALL_FAILURES,
+		params: { $$strict: true },
+		handler(ctx: GatewayContext) {
+			return ctx.call("sv-region.census", {});
+		}
+	}),
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/regions/:region/nodes",
+		name: "regionNodes",
+		summary: "The nodes a region has, as this node hears them, with the service group and services each runs",
+		permission: staff("regions", "read"),
+		status: 200,
+		response: answer.regionNodes,
+		errors: [...CALL_FAILURES, UNKNOWN_REGION],
+		params: { $$strict: true, region },
+		async handler(_ctx: GatewayContext, params: { region: string }) {
+			const where = regionOf(this.broker, params.region);
+			// A link that cannot connect in time fails with a plain error: to the caller, the region is unavailable.
+			const registry = await regionRuntimeOf(this.broker)
+				.registry(where)
+				.catch(() => {
+					throw new RegionUnavailableError(where);
+				});
+			const nodes = registry
+				.getNodeList({ onlyAvailable: true, withServices: true })
+				.filter(n => n.metadata?.region === where)
+				.map(n => ({
+					id: n.id as string,
+					group: (n.metadata?.group as string | undefined) ?? null,
+					services: (n.services ?? [])
+						.map(svc => String(svc.name))
+						.filter(name => !name.startsWith("$"))
+						.sort()
+				}));
+			return { region: where, nodes: nodes.sort((a, b) => a.id.localeCompare(b.id)) };
 		}
 	}),
 	admin({
@@ -247,6 +356,27 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 		params: { $$strict: true, id },
 		handler(ctx: GatewayContext, params: { id: string }) {
 			return ctx.call("sv-money.wallet", { userId: params.id });
+		}
+	}),
+	admin({
+		method: "GET",
+		path: "/api/v1/admin/users/:id/wallet/entries",
+		name: "userWalletEntries",
+		summary: "A user's account entries, newest first, a page at a time",
+		permission: staff(WALLET, "read"),
+		status: 200,
+		response: answer.entryPage,
+		errors: [...CALL_FAILURES, USER_NOT_FOUND],
+		params: {
+			$$strict: true,
+			id,
+			currency: { ...entryCurrency, optional: true },
+			cursor,
+			limit: { type: "number", integer: true, min: 1, max: MAX_ENTRIES, default: 20, convert: true }
+		},
+		handler(ctx: GatewayContext, params: { id: string; currency?: string; cursor?: string; limit: number }) {
+			const { id: userId, ...page } = params;
+			return ctx.call("sv-money.entries", { userId, ...page });
 		}
 	}),
 	admin({
@@ -396,10 +526,28 @@ const ADMIN_ROUTES: GatewayRoute[] = [
 	})
 ];
 
-/** The REST gateway for staff: the common routes, the caller's own wallet and notices (as every gateway has them), plus user, move, region, role and wallet administration. */
+/** The REST gateway for staff: the common routes, the caller's own wallet and notices (as every gateway has them), plus user, move, region, role and wallet administration, and the admin console that uses them. */
 const apiCms: ServiceSchema = {
 	name: "api-cms",
-	mixins: [gatewayMixin({ client: "cms", commonErrors: COMMON_ROUTE_ERRORS, routes: [...ADMIN_ROUTES, ...WALLET_ROUTES, ...NOTICE_ROUTES] }), NOTICE_PUSHES]
+	mixins: [
+		gatewayMixin({
+			client: "cms",
+			commonErrors: COMMON_ROUTE_ERRORS,
+			// Every write of this gateway leaves an audit record (services/sv-log).
+			routes: auditWrites([
+				...ADMIN_ROUTES,
+				MY_PERMISSIONS,
+				...consoleRoutes(),
+				...ADMIN_FILE_ROUTES,
+				...AUDIT_ROUTES,
+				...WALLET_ROUTES,
+				...NOTICE_ROUTES,
+				...FILE_ROUTES,
+				...ACTIVITY_ROUTES
+			])
+		}),
+		NOTICE_PUSHES
+	]
 };
 
 export default apiCms;

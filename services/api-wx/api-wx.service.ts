@@ -4,8 +4,10 @@ import { declared } from "../../mixins/gateway/declared-errors.ts";
 import { wxTokens } from "../../mixins/gateway/response-schemas.ts";
 import { gatewayMixin } from "../../mixins/gateway.mixin.ts";
 import { RateLimitedError, UpstreamTimeoutError, WxCodeInvalidError, WxNotConfiguredError } from "../auth-jwt/errors.ts";
+import { FILE_ROUTES } from "../file-routes.ts";
 import { COMMON_ROUTE_ERRORS, SERVICE_CALL_FAILURES } from "../gateway-errors.ts";
 import { NOTICE_PUSHES, NOTICE_ROUTES } from "../notice-routes.ts";
+import { ACTIVITY_ROUTES } from "../sv-log/routes.ts";
 import { WALLET_ROUTES } from "../wallet-routes.ts";
 
 /** What auth-jwt.wxLogin may answer besides any call's failures (WeChat's own frequency limit among them). */
@@ -44,7 +46,9 @@ const apiWx: ServiceSchema = {
 					}
 				},
 				...WALLET_ROUTES,
-				...NOTICE_ROUTES
+				...NOTICE_ROUTES,
+				...FILE_ROUTES,
+				...ACTIVITY_ROUTES
 			]
 		}),
 		NOTICE_PUSHES

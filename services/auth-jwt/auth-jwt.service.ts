@@ -3,6 +3,7 @@ import { givenPassword, login, sessionId, userId } from "../../kernel/fields.ts"
 import { Lru } from "../../kernel/lru.ts";
 import type { PiiKeys } from "../../kernel/sealing.ts";
 import { piiKeysFromEnv } from "../../kernel/sealing.ts";
+import { actorOf, audit } from "../../mixins/audit.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
@@ -10,6 +11,7 @@ import { moveParticipantMixin } from "../../mixins/move-participant.mixin.ts";
 import type { ClientType } from "../../regions/region.ts";
 import { CLIENT_TYPES } from "../../regions/region.ts";
 import { envInt, envString } from "../../regions/runtime/env.ts";
+import { METRIC } from "../../regions/runtime/metric-names.ts";
 import type { RegionRuntime } from "../../regions/runtime/region-runtime.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { InvalidCredentialsError, NoSigningKeyError, RefreshInvalidError, RevocationsUnknownError, SessionRevokedError, TokenRefusedError } from "./errors.ts";
@@ -140,10 +142,19 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			 * At the home: the password, the session. The budgets are the entry region's (login's): one
 			 * counted here, per account, would refuse known accounts only and so tell them apart.
 			 */
-			async handler(ctx: Context<{ userId: string; password: string; client: ClientType }>): Promise<Tokens> {
-				const { ok } = await ctx.call<{ ok: boolean }, unknown>("sv-user.verify", { userId: ctx.params.userId, password: ctx.params.password });
-				if (!ok) throw new InvalidCredentialsError();
-				return this.issue(await this.sessions.open(ctx.params.userId, ctx.params.client));
+			async handler(ctx: Context<{ userId: string; password: string; client: ClientType }, { clientIp?: string }>): Promise<Tokens> {
+				const { userId: user, client: type } = ctx.params;
+				const { ok } = await ctx.call<{ ok: boolean }, unknown>("sv-user.verify", { userId: user, password: ctx.params.password });
+				const clientIp = typeof ctx.meta.clientIp === "string" ? ctx.meta.clientIp : undefined;
+				const loggedIn = (outcome: "success" | "failure", detail: Record<string, string>) =>
+					audit(this.broker, ctx, { actor: user, action: "auth.login", target: user, outcome, detail: { client: type, ...detail }, clientIp });
+				if (!ok) {
+					await loggedIn("failure", { reason: "wrong-password" });
+					throw new InvalidCredentialsError();
+				}
+				const tokens = await this.issue(await this.sessions.open(user, type));
+				await loggedIn("success", { sid: tokens.sid });
+				return tokens;
 			}
 		},
 
@@ -187,7 +198,13 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			home: "userId",
 			params: { $$strict: true, userId, refreshToken, client: { ...client, optional: true } },
 			async handler(ctx: Context<{ userId: string; refreshToken: string; client?: ClientType }>): Promise<Tokens> {
-				return this.issue(await this.sessions.rotate(ctx.params.userId, ctx.params.refreshToken, ctx.params.client));
+				const session = await this.sessions.rotate(ctx.params.userId, ctx.params.refreshToken, ctx.params.client).catch(async (err: { type?: string }) => {
+					// A replayed refresh token ended its session: a stolen token, or a client that kept an old one.
+					if (err.type === "REFRESH_REUSED")
+						await audit(this.broker, ctx, { actor: ctx.params.userId, action: "auth.refresh-reused", target: ctx.params.userId, outcome: "refused" });
+					throw err;
+				});
+				return this.issue(session);
 			}
 		},
 
@@ -208,6 +225,16 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 			params: { $$strict: true, userId, sid: sessionId },
 			async handler(ctx: Context<{ userId: string; sid: string }>) {
 				await this.sessions.endOwn(ctx.params.userId, ctx.params.sid, "logout");
+				// The user's own logout, or staff ending it (a gateway names its caller in meta.user).
+				const by = actorOf(ctx, "auth-jwt");
+				const own = by === ctx.params.userId || by.startsWith("system:");
+				await audit(this.broker, ctx, {
+					actor: own ? ctx.params.userId : by,
+					action: own ? "auth.logout" : "auth.session-ended",
+					target: ctx.params.userId,
+					outcome: "success",
+					detail: { sid: ctx.params.sid }
+				});
 				return { ended: true };
 			}
 		},
@@ -310,6 +337,8 @@ const authJwt: ServiceSchema<AuthSettings, Methods, Vars> = {
 		async refreshKeys() {
 			await this.keys.tick();
 			this.current = await this.keys.load();
+			if (this.current.rotatesAt !== undefined && this.broker.isMetricsEnabled())
+				this.broker.metrics.set(METRIC.signingKeyRotation, this.current.rotatesAt / 1000);
 			this.ring.setRegion(this.runtime.region.id, this.current.published as unknown as Record<string, unknown>[]);
 		},
 

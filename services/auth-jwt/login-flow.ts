@@ -1,4 +1,5 @@
 import type { Context } from "moleculer";
+import { audit } from "../../mixins/audit.mixin.ts";
 import type { ClientType } from "../../regions/region.ts";
 import { InvalidCredentialsError } from "./errors.ts";
 import type { LoginGate } from "./login-gate.ts";
@@ -38,7 +39,13 @@ async function noticeNewLogin(ctx: Context<LoginParams>, tokens: Tokens, ip: str
  */
 export async function logIn(ctx: Context<LoginParams>, gate: LoginGate, clientIp: string | undefined): Promise<Tokens> {
 	const { login, password, client } = ctx.params;
-	const pass = await gate.admit(login, clientIp);
+	// Who tried is unknown here: the login string may be an e-mail or phone, which no audit record holds.
+	const refused = (outcome: "failure" | "refused", reason: string) =>
+		audit(ctx.broker, ctx, { actor: "anonymous", action: "auth.login", outcome, detail: { client, reason }, ...(clientIp ? { clientIp } : {}) });
+	const pass = await gate.admit(login, clientIp).catch(async err => {
+		await refused("refused", "throttled");
+		throw err;
+	});
 	try {
 		const found = await ctx.call<{ userId: string }, unknown>("sv-user.resolveLogin", { login }).catch((err: { type?: string }) => {
 			if (err.type === "USER_NOT_FOUND") return undefined;
@@ -46,6 +53,7 @@ export async function logIn(ctx: Context<LoginParams>, gate: LoginGate, clientIp
 		});
 		if (!found) {
 			await ctx.call("sv-user.checkPassword", { login, password });
+			await refused("failure", "unknown-login");
 			throw new InvalidCredentialsError();
 		}
 		const tokens = await ctx.call<Tokens, unknown>("auth-jwt.authenticate", { userId: found.userId, password, client });

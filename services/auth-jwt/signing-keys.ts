@@ -37,6 +37,8 @@ export interface KeySet {
 	published: PublicJwk[];
 	/** Changes whenever `published` does. */
 	version: string;
+	/** When the signer is next replaced (ms): its published successor's activation, else its own plus the rotation period. */
+	rotatesAt: number | undefined;
 }
 
 const generateEc = promisify(generateKeyPair);
@@ -152,6 +154,8 @@ export class SigningKeys {
 					)
 				}
 			: undefined;
-		return { signer, published, version };
+		const next = rows.find(r => r.state === "next");
+		const rotatesAt = next ? Number(next.activates_at) : active ? Number(active.activates_at) + this.policy.rotateAfterMs : undefined;
+		return { signer, published, version, rotatesAt };
 	}
 }

@@ -3,6 +3,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Errors } from "moleculer";
 import { action, ROLE_NAME, resource, role, userId } from "../../kernel/fields.ts";
 import { Lru } from "../../kernel/lru.ts";
+import { actorOf, audit } from "../../mixins/audit.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
@@ -105,6 +106,13 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 				if (p.role === USER_ROLE) return { userId: p.userId, role: p.role, changed: false };
 				const change = await this.adapter.add([grantRule(p.userId, p.role)]);
 				await this.committed(change);
+				await audit(this.broker, ctx, {
+					actor: actorOf(ctx, "auth-rbac"),
+					action: "rbac.grant",
+					target: p.userId,
+					outcome: "success",
+					detail: { role: p.role, changed: change.rows > 0 }
+				});
 				return { userId: p.userId, role: p.role, changed: change.rows > 0 };
 			}
 		},
@@ -119,6 +127,13 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 				await this.requireRole(p.role);
 				const change = await this.adapter.remove([grantRule(p.userId, p.role)]);
 				await this.committed(change);
+				await audit(this.broker, ctx, {
+					actor: actorOf(ctx, "auth-rbac"),
+					action: "rbac.revoke",
+					target: p.userId,
+					outcome: "success",
+					detail: { role: p.role, changed: change.rows > 0 }
+				});
 				return { userId: p.userId, role: p.role, changed: change.rows > 0 };
 			}
 		},

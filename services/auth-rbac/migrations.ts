@@ -1,7 +1,7 @@
 import type { Kysely } from "kysely";
 import type { Migrations } from "../../regions/stores/index.ts";
 import type { Rule } from "./model.ts";
-import { defaultRules, NOTICES, OWN_NOTICES, OWN_WALLET, WALLET } from "./model.ts";
+import { AUDIT, defaultRules, FILES, NOTICES, OWN_FILES, OWN_NOTICES, OWN_WALLET, SESSIONS, WALLET } from "./model.ts";
 
 /** The default roles' permissions on these resources, which databases seeded before them lack. */
 const rulesOn = (...resources: string[]): Rule[] => defaultRules().filter(r => r.ptype === "p" && resources.includes(r.v1));
@@ -11,6 +11,12 @@ const walletRules = () => rulesOn(WALLET, OWN_WALLET);
 const noticeRules = () => rulesOn(OWN_NOTICES, NOTICES);
 /** Announcements (issue #14): `notices:broadcast`. */
 const broadcastRules = () => rulesOn(NOTICES).filter(r => r.v2 === "broadcast");
+/** sv-oss's (issue #15): the caller's own files, and support's view of a user's. */
+const fileRules = () => rulesOn(OWN_FILES, FILES);
+/** sv-log's (issue #15): `audit:read`. */
+const auditRules = () => rulesOn(AUDIT);
+/** The admin console's (issue #16): `sessions:end`. */
+const sessionRules = () => rulesOn(SESSIONS);
 
 async function bumpVersion(db: Kysely<any>): Promise<void> {
 	await db
@@ -82,5 +88,8 @@ export const migrations: Migrations = {
 	},
 	"0003_wallet_permissions": defaultsAdded(walletRules),
 	"0004_notice_permissions": defaultsAdded(noticeRules),
-	"0005_announcement_permissions": defaultsAdded(broadcastRules)
+	"0005_announcement_permissions": defaultsAdded(broadcastRules),
+	"0006_file_permissions": defaultsAdded(fileRules),
+	"0007_audit_permissions": defaultsAdded(auditRules),
+	"0008_session_permissions": defaultsAdded(sessionRules)
 };

@@ -46,6 +46,17 @@ export const NOTICES = "notices";
 /** The caller's own notices and notice preferences (`own-notices:read`, `own-notices:write`). */
 export const OWN_NOTICES = "own-notices";
 
+/** The resource of sv-oss's staff permission (`files:read`: a user's files and quota use). */
+export const FILES = "files";
+/** The caller's own files (`own-files:read`, `own-files:write`). */
+export const OWN_FILES = "own-files";
+
+/** Users' sessions: `sessions:end` ends one of any user's (a user's own are `profile:update`). */
+export const SESSIONS = "sessions";
+
+/** The resource of sv-log's staff permission (`audit:read`: query, export and verify the audit log). */
+export const AUDIT = "audit";
+
 export interface RoleDefault {
 	role: string;
 	/** Roles this one inherits (beyond `user`, which every holder has anyway). */
@@ -53,7 +64,7 @@ export interface RoleDefault {
 	permissions: { resource: string; action: string }[];
 }
 
-/** The roles every region starts with (seeded by migration 0002; added to older databases: the wallet permissions by 0003, the notice ones by 0004, announcements by 0005). */
+/** The roles every region starts with (seeded by migration 0002; added to older databases: the wallet permissions by 0003, the notice ones by 0004, announcements by 0005, the file ones by 0006, the audit log's by 0007, ending sessions by 0008). */
 export const DEFAULT_ROLES: readonly RoleDefault[] = [
 	{
 		role: USER_ROLE,
@@ -64,7 +75,9 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 			{ resource: OWN_WALLET, action: "read" },
 			{ resource: OWN_WALLET, action: "pay" },
 			{ resource: OWN_NOTICES, action: "read" },
-			{ resource: OWN_NOTICES, action: "write" }
+			{ resource: OWN_NOTICES, action: "write" },
+			{ resource: OWN_FILES, action: "read" },
+			{ resource: OWN_FILES, action: "write" }
 		]
 	},
 	{
@@ -74,7 +87,10 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 			{ resource: "users", action: "read" },
 			{ resource: "moves", action: "read" },
 			{ resource: "regions", action: "read" },
-			{ resource: WALLET, action: "read" }
+			{ resource: WALLET, action: "read" },
+			{ resource: FILES, action: "read" },
+			// Who did what, never secrets or contact details (sv-log redacts them): support answers "what happened to my account".
+			{ resource: AUDIT, action: "read" }
 		]
 	},
 	{
@@ -85,6 +101,8 @@ export const DEFAULT_ROLES: readonly RoleDefault[] = [
 			{ resource: "moves", action: "write" },
 			{ resource: WALLET, action: "adjust" },
 			{ resource: WALLET, action: "freeze" },
+			// Signs a user out of a device (a lost phone, a shared computer): a change to the account, so not support's.
+			{ resource: SESSIONS, action: "end" },
 			// A region-wide check that reads every account, system ones included: an operations task, not a support one.
 			{ resource: WALLET, action: "reconcile" },
 			// Failed e-mails and webhooks: their payloads are users' notices, and replaying one sends it.

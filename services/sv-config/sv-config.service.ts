@@ -1,7 +1,9 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Errors } from "moleculer";
+import { actorOf, audit } from "../../mixins/audit.mixin.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
+import { metricsMixin } from "../../mixins/metrics.mixin.ts";
 import { ConfigNotFoundError, ValueTooLargeError } from "./errors.ts";
 import { migrations } from "./migrations.ts";
 import type { ConfigEntry, ConfigScope, ConfigTables } from "./store.ts";
@@ -35,7 +37,7 @@ function serialise(value: unknown): string {
  */
 const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars> = {
 	name: "sv-config",
-	mixins: [dbMixin<ConfigTables>(migrations)],
+	mixins: [dbMixin<ConfigTables>(migrations), metricsMixin()],
 
 	actions: {
 		get: {
@@ -56,6 +58,13 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 			async handler(ctx: Context<{ key: string; value: unknown; scope: ConfigScope }, { user?: { id?: string } }>) {
 				const entry = await this.store.append(ctx.params.scope, ctx.params.key, serialise(ctx.params.value), ctx.meta.user?.id ?? null);
 				await ctx.broadcast("config.changed", { key: entry.key, scope: entry.scope, version: entry.version });
+				await audit(this.broker, ctx, {
+					actor: actorOf(ctx, "sv-config"),
+					action: "config.set",
+					target: entry.key,
+					outcome: "success",
+					detail: { scope: entry.scope, version: entry.version }
+				});
 				return entry;
 			}
 		},
@@ -69,6 +78,13 @@ const svConfig: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars>
 				if (!target) throw new ConfigNotFoundError(k, version);
 				const entry = await this.store.append(s, k, JSON.stringify(target.value), ctx.meta.user?.id ?? null);
 				await ctx.broadcast("config.changed", { key: entry.key, scope: entry.scope, version: entry.version });
+				await audit(this.broker, ctx, {
+					actor: actorOf(ctx, "sv-config"),
+					action: "config.rollback",
+					target: entry.key,
+					outcome: "success",
+					detail: { scope: entry.scope, to: version, version: entry.version }
+				});
 				return entry;
 			}
 		},

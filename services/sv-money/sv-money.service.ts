@@ -1,9 +1,12 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { regionId, userId } from "../../kernel/fields.ts";
+import { actorOf, audit } from "../../mixins/audit.mixin.ts";
 import type { ChannelDelivery } from "../../mixins/channels/declaration.ts";
 import { OutboxRelay } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
+import type { BusinessMetrics } from "../../mixins/metrics.mixin.ts";
+import { declareMetrics, metricsMixin } from "../../mixins/metrics.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { moveParticipantMixin, movesThrough } from "../../mixins/move-participant.mixin.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
@@ -13,6 +16,7 @@ import type { HomeMeta } from "../../regions/home-router.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { scopeOf, unscoped } from "../../regions/stores/scoped-db.ts";
+import { alsoChanged } from "../../regions/user-changes.ts";
 import { maxAmountFrom, parseAmount, parseSignedAmount } from "./amounts.ts";
 import { Currencies } from "./currencies.ts";
 import { RecipientNotFoundError, TransferNotFoundError, TransferToSelfError } from "./errors.ts";
@@ -43,7 +47,18 @@ interface Vars extends DbVars<any> {
 	currencies: Currencies;
 	maxAmount: bigint;
 	sweeper: NodeJS.Timeout | undefined;
+	businessMetrics: BusinessMetrics<typeof MONEY_METRICS>;
 }
+
+/** What the wallet counts beside its actions' RED metrics (mixins/metrics.mixin.ts). */
+const MONEY_METRICS = declareMetrics({
+	transfers: {
+		name: "edgehome_money_transfers_total",
+		type: "counter",
+		help: "Transfers this node's payers made, by what their call answered: completed here, pending a credit in another region, or replayed under its key",
+		labelNames: ["outcome"]
+	}
+});
 
 type Methods = MoveParticipantMethods & {
 	recipient(ctx: Context, to: string, payer: string): Promise<{ id: string; home: string }>;
@@ -91,7 +106,7 @@ const atomicWrite = { param: "userId", atomic: true } as const;
  */
 const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	name: "sv-money",
-	mixins: [dbMixin(migrations), moveParticipantMixin()],
+	mixins: [dbMixin(migrations), moveParticipantMixin(), metricsMixin({ business: MONEY_METRICS })],
 
 	channels: {
 		[CREDIT_CHANNEL]: {
@@ -144,6 +159,17 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				// Inside another write's transaction (which holds SQLite's one connection) a batch could not start: it joins that write.
 				const done = scopeOf(this.db) ? await this.transferAlone(job) : await this.batches.submit(job);
 				if (done.queued) this.relay.kick();
+				this.businessMetrics.increment("transfers", { outcome: done.replayed ? "replayed" : done.row.status === "completed" ? "completed" : "pending" });
+				// Credited here, in this write: the payee's cached reads go too.
+				if (done.row.status === "completed") alsoChanged(ctx, payee.id);
+				if (!done.replayed)
+					await audit(this.broker, ctx, {
+						actor: p.userId,
+						action: "money.transfer",
+						target: payee.id,
+						outcome: "success",
+						detail: { transferId: done.row.id, amount: value.toString(), currency: p.currency }
+					});
 				return { transfer: transferView(done.row), replayed: done.replayed };
 			}
 		},
@@ -237,6 +263,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(ctx: Context<{ userId: string; id: string }>) {
 				const row = await this.holds.capture(ctx.params.userId, ctx.params.id, payee => this.homeOf(payee));
 				this.relay.kick();
+				alsoChanged(ctx, row.to_id);
 				return holdView(row);
 			}
 		},
@@ -275,6 +302,13 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					reason: p.reason,
 					operator: p.operator
 				});
+				await audit(this.broker, ctx, {
+					actor: p.operator,
+					action: "money.adjust",
+					target: p.userId,
+					outcome: "success",
+					detail: { amount: value.toString(), currency: p.currency, reason: p.reason, transferId: row.id }
+				});
 				return transferView(row);
 			}
 		},
@@ -285,6 +319,8 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId, reason: { type: "string", max: 200, optional: true } },
 			async handler(ctx: Context<{ userId: string; reason?: string }>) {
 				await this.ledger.setFrozen(ctx.params.userId, true, ctx.params.reason ?? null);
+				const detail = ctx.params.reason ? { reason: ctx.params.reason } : {};
+				await audit(this.broker, ctx, { actor: actorOf(ctx, "sv-money"), action: "money.freeze", target: ctx.params.userId, outcome: "success", detail });
 				return { userId: ctx.params.userId, frozen: true };
 			}
 		},
@@ -295,6 +331,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId },
 			async handler(ctx: Context<{ userId: string }>) {
 				await this.ledger.setFrozen(ctx.params.userId, false, null);
+				await audit(this.broker, ctx, { actor: actorOf(ctx, "sv-money"), action: "money.unfreeze", target: ctx.params.userId, outcome: "success" });
 				return { userId: ctx.params.userId, frozen: false };
 			}
 		},
@@ -447,6 +484,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			table: "money_outbox",
 			dialect: this.dialect,
 			logger: this.logger,
+			broker: this.broker,
 			pollMs: envInt(process.env, "EDGEHOME_MONEY_RELAY_MS", 500, 10, 60_000),
 			send: async m => {
 				await this.broker

@@ -1,6 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Errors } from "moleculer";
 import { country, moveId, regionId, userId } from "../../kernel/fields.ts";
+import { audit } from "../../mixins/audit.mixin.ts";
 import { assignRegion } from "../../regions/assignment.ts";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
 import { IDENTITY_KINDS, isUserId, newUserId, USER_PREFIX, userKey } from "../../regions/directory/entries.ts";
@@ -339,6 +340,13 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			if (!this.runtime.regions.some(r => r.id === to)) throw new UnknownRegionError(to);
 			const { record, done } = await this.mover.start(id, to).catch(fromDirectory);
 			const noop = record.from === record.to;
+			await audit(this.broker, undefined, {
+				actor: "system:sv-region",
+				action: "region.move-started",
+				target: id,
+				outcome: "success",
+				detail: { moveId: record.moveId, from: record.from, to: record.to }
+			});
 			const progress: MoveProgress = {
 				moveId: record.moveId,
 				userId: id,
@@ -391,6 +399,14 @@ const svRegion: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				try {
 					if (entry) await store.update(key, value, entry.revision);
 					else await store.create(key, value);
+					if (outcome.state !== "running")
+						await audit(this.broker, undefined, {
+							actor: "system:sv-region",
+							action: "region.move-finished",
+							target: user,
+							outcome: outcome.state === "moved" ? "success" : "failure",
+							detail: { moveId: id, from, to, state: outcome.state }
+						});
 					return;
 				} catch (err) {
 					const conflict = err instanceof DirectoryError && (err.code === "REVISION_MISMATCH" || err.code === "KEY_EXISTS");

@@ -54,8 +54,10 @@ if (import.meta.main) {
 	const schemas = spec.gateways
 		? [...gatewaySchemas({ "api-app": { port: Number(appPort) } }).filter(s => s.name === "api-app"), bareGateway(Number(barePort))]
 		: [];
-	// The entry node counts its rate limits in Redis, as a deployed gateway does.
-	const stores = spec.gateways ? { sql: "sqlite::memory:", redis: REAL.redis, keyPrefix: `${namespacePrefix}${region}:` } : undefined;
+	// The entry node counts its rate limits in Redis, as a deployed gateway does. Entry nodes given one
+	// SQL file share it as a region's nodes share its database: auth-jwt's signing keys are in it.
+	const sql = process.env.BENCH_GATEWAY_SQL ?? "sqlite::memory:";
+	const stores = spec.gateways ? { sql, redis: REAL.redis, keyPrefix: `${namespacePrefix}${region}:` } : undefined;
 	const server = await startKvNode({
 		region,
 		natsUrl,
@@ -65,7 +67,9 @@ if (import.meta.main) {
 		blindIndexKey,
 		services: spec.services,
 		schemas,
-		stores
+		stores,
+		// The bench's own tracing switch (EDGEHOME_OTLP_URL, EDGEHOME_TRACE_SAMPLE_RATIO): unset, no tracing.
+		env: Object.fromEntries(["EDGEHOME_OTLP_URL", "EDGEHOME_TRACE_SAMPLE_RATIO"].flatMap(name => (process.env[name] ? [[name, process.env[name]]] : [])))
 	});
 	serveUntilStdinEnds("gateway-server", () => server.stop());
 }

@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { startEdgeTopology } from "../harness/edge-topology.ts";
@@ -11,8 +13,9 @@ import { round, startServer, treeBusySeconds, withCleanups } from "./measure.ts"
  * `npm run bench:gateway`: HTTP load from autocannon against (a) stock moleculer-web calling
  * sv-user.get on another node over NATS, no auth; (b) our GET /api/v1/me for a user of this
  * region (token verified, RBAC-checked, home-routed); (c) the same for a user homed in the other
- * region of a 2-region supercluster. (a) and (b) run in alternating windows, in (a)(b) then (b)(a)
- * order. Ends with one JSON line.
+ * region of a 2-region supercluster; (d) (b) on a second entry node whose gateway caches users'
+ * reads (mixins/cache.mixin.ts; (b) and (c) run with it off). (a), (b) and (d) run in alternating
+ * windows, in (a)(b)(d) then (d)(b)(a) order. Ends with one JSON line.
  */
 
 const SERVER = join(import.meta.dirname, "gateway-server.ts");
@@ -70,11 +73,18 @@ async function main(): Promise<void> {
 			`bench${run}-`,
 			String(cluster.placement(region).originReplicas)
 		];
-		const [appPort, barePort] = [await freePort(), await freePort()];
+		const [appPort, barePort, cachedPort, spareBarePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
 		await startServer(cleanups, SERVER, ["users", ...common("cn-east")], env);
 		await startServer(cleanups, SERVER, ["region", ...common("eu-central")], env);
-		await startServer(cleanups, SERVER, ["gateway", ...common("cn-east"), String(appPort), String(barePort)], env);
+		// (b) and (c) without the cache mixin, so they measure the routed call; (d) on a second entry node with it.
+		// The two share a database, as a region's nodes do: a token one signed verifies on the other.
+		const shared = join(tmpdir(), `bench-gateways-${run}.db`);
+		cleanups.push(() => rm(shared, { force: true }));
+		const entry = { ...env, BENCH_GATEWAY_SQL: `sqlite:${shared}` };
+		await startServer(cleanups, SERVER, ["gateway", ...common("cn-east"), String(appPort), String(barePort)], { ...entry, EDGEHOME_CACHE_TTL_MS: "0" });
+		await startServer(cleanups, SERVER, ["gateway", ...common("cn-east"), String(cachedPort), String(spareBarePort)], entry);
 		const app = `http://127.0.0.1:${appPort}`;
+		const cachedApp = `http://127.0.0.1:${cachedPort}`;
 
 		const signUp = async (username: string, country: string) => {
 			const password = `bench pass ${randomBytes(4).toString("hex")}`;
@@ -93,35 +103,38 @@ async function main(): Promise<void> {
 
 		const bare = () => load(`http://127.0.0.1:${barePort}/profile/${local.id}`, {}, WINDOW_S);
 		const ours = () => load(`${app}/api/v1/me`, { authorization: `Bearer ${local.token}` }, WINDOW_S);
+		const cached = () => load(`${cachedApp}/api/v1/me`, { authorization: `Bearer ${local.token}` }, WINDOW_S);
 		await bare();
 		await ours();
+		await cached();
 		const bareRuns: Load[] = [];
 		const ourRuns: Load[] = [];
-		// (a) (b), then (b) (a): the machine's drift within a round weighs on both alike.
-		for (let i = 0; i < ROUNDS; i++) {
-			if (i % 2 === 0) {
-				bareRuns.push(await bare());
-				ourRuns.push(await ours());
-			} else {
-				ourRuns.push(await ours());
-				bareRuns.push(await bare());
-			}
-		}
+		const cachedRuns: Load[] = [];
+		// (a) (b) (d), then (d) (b) (a): the machine's drift within a round weighs on each alike.
+		const cases: [() => Promise<Load>, Load[]][] = [
+			[bare, bareRuns],
+			[ours, ourRuns],
+			[cached, cachedRuns]
+		];
+		for (let i = 0; i < ROUNDS; i++) for (const [run, runs] of i % 2 === 0 ? cases : [...cases].reverse()) runs.push(await run());
 		await load(`${app}/api/v1/me`, { authorization: `Bearer ${remote.token}` }, 2);
 		const away = await load(`${app}/api/v1/me`, { authorization: `Bearer ${remote.token}` }, WINDOW_S * 2);
-		return { bare: mean(bareRuns), ours: mean(ourRuns), away };
+		return { bare: mean(bareRuns), ours: mean(ourRuns), away, cached: mean(cachedRuns) };
 	});
 
 	const ratio = figures.ours.reqPerSec / figures.bare.reqPerSec;
+	const cachedRatio = figures.cached.reqPerSec / figures.bare.reqPerSec;
 	const row = (name: string, l: Load) =>
 		`${name.padEnd(58)} ${Math.round(l.reqPerSec).toLocaleString("en-US").padStart(8)} req/s  p50 ${l.p50Ms.toFixed(1)} ms  p99 ${l.p99Ms.toFixed(1)} ms  failures ${l.failures}`;
 	console.log(`gateway bench: autocannon, ${CONNECTIONS} connections, ${ROUNDS} rounds of alternating ${WINDOW_S} s windows for (a)/(b)\n`);
 	console.log(row("(a) stock moleculer-web -> sv-user.get over NATS, no auth", figures.bare));
 	console.log(row("(b) GET /api/v1/me: token, RBAC, home-routed, this region", figures.ours));
 	console.log(row("(c) GET /api/v1/me: user homed in the other region", figures.away));
+	console.log(row("(d) GET /api/v1/me through the cache mixin, this region", figures.cached));
 	// What (a) costs the machine per request over what (b) costs: the throughput ratio the cores would allow, free of window-to-window drift.
 	const cpuRatio = figures.bare.cpuUsPerReq && figures.ours.cpuUsPerReq ? figures.bare.cpuUsPerReq / figures.ours.cpuUsPerReq : undefined;
 	console.log(`\n(b)/(a) throughput: x${ratio.toFixed(3)} (goal >= 0.9)`);
+	console.log(`(d)/(a) throughput: x${cachedRatio.toFixed(3)} (goal >= 1.5)`);
 	if (cpuRatio !== undefined)
 		console.log(
 			`    CPU per request, all of the bench's processes: (a) ${figures.bare.cpuUsPerReq!.toFixed(1)} µs, (b) ${figures.ours.cpuUsPerReq!.toFixed(1)} µs: (a)/(b) x${cpuRatio.toFixed(3)}`
@@ -139,7 +152,8 @@ async function main(): Promise<void> {
 			bareMoleculerWeb: f(figures.bare),
 			me: f(figures.ours),
 			meOtherRegion: f(figures.away),
-			ratios: { meOverBare: round(ratio, 4), ...(cpuRatio === undefined ? {} : { cpuBareOverMe: round(cpuRatio, 4) }) }
+			meCached: f(figures.cached),
+			ratios: { meOverBare: round(ratio, 4), meCachedOverBare: round(cachedRatio, 4), ...(cpuRatio === undefined ? {} : { cpuBareOverMe: round(cpuRatio, 4) }) }
 		})
 	);
 }

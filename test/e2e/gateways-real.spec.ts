@@ -59,4 +59,19 @@ describe("gateways on real NATS, MariaDB and Redis, two regions", () => {
 		expect((await http(eu, "POST", "/api/v1/auth/logout", { token: login.body.accessToken })).status).toBe(204);
 		await within(async () => (await http(cn, "GET", "/api/v1/me", { token: login.body.accessToken })).status === 401, 1000);
 	});
+
+	it("serves /me from cn-east's cache, and shows a change made through eu-central within a second", async () => {
+		const cn = gatewayUrl(nodes["cn-east"]!.node.broker, "api-www");
+		const eu = gatewayUrl(nodes["eu-central"]!.node.broker, "api-www");
+		const gateway = nodes["cn-east"]!.node.broker.getLocalService("api-www") as unknown as { userReads: { hits: number } };
+		await http(cn, "POST", "/api/v1/auth/register", { body: { username: "jorunn", password: "polar night 77", country: "DE" } });
+		const token = (await http(cn, "POST", "/api/v1/auth/login", { body: { login: "jorunn", password: "polar night 77" } })).body.accessToken as string;
+		expect((await http(cn, "GET", "/api/v1/me", { token })).body.phone).toBeNull();
+		const hits = gateway.userReads.hits;
+		expect((await http(cn, "GET", "/api/v1/me", { token })).status).toBe(200);
+		expect(gateway.userReads.hits, "the second read came from the cache").toBe(hits + 1);
+		expect((await http(eu, "PATCH", "/api/v1/me", { token, body: { phone: "+4915112345678" } })).status).toBe(200);
+		const ms = await within(async () => (await http(cn, "GET", "/api/v1/me", { token })).body.phone === "+4915112345678", 1000);
+		console.log(`cn-east's cached /me showed a change made through eu-central after ${ms} ms`);
+	});
 });

@@ -1,14 +1,17 @@
 import { randomUUID } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
-import { channelsOf } from "../../mixins/channels/runtime.ts";
 import type { OpenApiDocument, OpenApiOperation } from "../../mixins/gateway/openapi.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
 import { openEventStream } from "../harness/event-stream.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
-import { GATEWAYS, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import { answerOf, GATEWAYS, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import { deadNoticeLetter } from "../harness/notice-dead-letter.ts";
 import { within } from "../harness/waiting.ts";
 import type { WechatServer } from "../harness/wechat-server.ts";
 import { startWechatServer } from "../harness/wechat-server.ts";
@@ -71,29 +74,6 @@ async function call(gateway: GatewayName, method: string, path: string, opts: Pa
 	return res;
 }
 
-/** A dead letter of `notice.webhook` in cn-east's channel store, as sv-notice leaves one it gave up on; its id. */
-async function deadNoticeLetter(): Promise<string> {
-	const store = channelsOf(cn.broker).store;
-	const id = randomUUID();
-	const delivery = {
-		noticeId: randomUUID(),
-		userId: "0".repeat(26),
-		category: "account",
-		title: "t",
-		text: "t",
-		html: "<p>t</p>",
-		createdAt: new Date().toISOString()
-	};
-	await store.declare("notice.webhook", "contract");
-	await store.publish({ id, channel: "notice.webhook", payload: JSON.stringify(delivery), headers: {} });
-	const consumption = await store.consume("notice.webhook", "contract", { maxInFlight: 1, ackWaitMs: 30_000 }, d =>
-		d.deadLetter({ error: "webhook delivery failed: the receiver answered 503", errorType: "NOTICE_DELIVERY_FAILED", attempts: 9 })
-	);
-	await within(async () => (await store.deadLetters("notice.webhook", 10)).some(d => d.id === id), 5000);
-	await consumption.stop();
-	return id;
-}
-
 beforeAll(async () => {
 	wechat = await startWechatServer();
 	// auth-jwt reads its settings when its module loads: the cluster is imported once they are set.
@@ -101,7 +81,7 @@ beforeAll(async () => {
 	const { startEmbeddedRegions } = await import("../harness/embedded-regions.ts");
 	cluster = await startEmbeddedRegions({
 		namespacePrefix: "contract-",
-		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-money", "sv-notice"],
+		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-money", "sv-notice", "sv-log", "sv-oss"],
 		schemas: gatewaySchemas({ "api-app": { rateLimits: { ip: { max: APP_IP_LIMIT, windowMs: 60_000 }, user: { max: 1000, windowMs: 60_000 } } } })
 	});
 	cn = cluster.nodes["cn-east"]!;
@@ -155,6 +135,8 @@ async function commonRoutes(gateway: GatewayName): Promise<void> {
 	expect(sessions.status).toBe(200);
 	expect((await c("DELETE", `/api/v1/me/sessions/${randomUUID()}`, { token })).status).toBe(404);
 	const current = (sessions.body as { sid: string; current: boolean }[]).find(s => s.current)!;
+	expect((await c("GET", "/api/v1/me/activity?limit=5", { token })).status).toBe(200);
+	expect((await c("GET", "/api/v1/me/activity?limit=101", { token })).status).toBe(400);
 	expect((await c("DELETE", `/api/v1/me/sessions/${current.sid}`, { token })).status).toBe(204);
 
 	for (const path of [
@@ -261,6 +243,42 @@ async function noticeRoutes(gateway: GatewayName): Promise<void> {
 	expect((await c("PUT", "/api/v1/me/notice-preferences", { token, body: { locale: "de" } })).status).toBe(400);
 }
 
+/** The caller's files, as every gateway serves them: each operation's success, and refusals of each kind. */
+async function fileRoutes(gateway: GatewayName): Promise<void> {
+	const c = (method: string, path: string, opts?: Parameters<typeof http>[3]) => call(gateway, method, path, opts);
+	const password = "contract files 2026";
+	const name = `fl${gateway.slice(4)}`;
+	expect((await c("POST", "/api/v1/auth/register", { body: { username: name, password } })).status).toBe(201);
+	const token = (await c("POST", "/api/v1/auth/login", { body: { login: name, password } })).body.accessToken;
+	const base = gatewayUrl(cn.broker, gateway);
+	const send = async (method: string, path: string, init: RequestInit) => {
+		const res = await answerOf(await fetch(`${base}${path}`, { method, ...init }));
+		check(gateway, method, path, res);
+		return res;
+	};
+	const upload = (bytes: string, headers: Record<string, string>) =>
+		send("POST", "/api/v1/files", { headers: { authorization: `Bearer ${token}`, "x-file-name": "contract.txt", ...headers }, body: bytes });
+
+	const up = await upload("a contract's text", { "content-type": "text/plain" });
+	expect(up.status).toBe(201);
+	expect((await upload("not a picture", { "content-type": "image/png" })).status).toBe(415);
+	expect((await upload("no name", { "x-file-name": "" })).status).toBe(400);
+	expect((await c("GET", "/api/v1/files?limit=5", { token })).status).toBe(200);
+	expect((await c("GET", "/api/v1/files?limit=101", { token })).status).toBe(400);
+	const file = `/api/v1/files/${up.body.id}`;
+	expect((await send("GET", file, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+	expect((await send("GET", file, { headers: { authorization: `Bearer ${token}`, range: "bytes=0-3" } })).status).toBe(206);
+	expect((await send("GET", file, { headers: { authorization: `Bearer ${token}`, "if-none-match": `"${up.body.sha256}"` } })).status).toBe(304);
+	expect((await send("GET", file, { headers: { authorization: `Bearer ${token}`, range: "bytes=999-" } })).status).toBe(416);
+	expect((await c("GET", `/api/v1/files/${randomUUID()}`, { token })).status).toBe(404);
+	const link = await c("POST", `${file}/links`, { token, body: { expiresIn: 60 } });
+	expect(link.status).toBe(201);
+	expect((await send("GET", link.body.url, {})).status).toBe(200);
+	expect((await c("GET", `${link.body.url.slice(0, -2)}xx`)).status).toBe(403);
+	expect((await c("DELETE", file, { token })).status).toBe(204);
+	expect((await c("DELETE", file, { token })).status).toBe(404);
+}
+
 describe("every documented answer matches its OpenAPI document", () => {
 	it("the common routes, on every gateway", async () => {
 		for (const gateway of NAMES) await commonRoutes(gateway);
@@ -274,6 +292,10 @@ describe("every documented answer matches its OpenAPI document", () => {
 
 	it("the notice routes and the notice stream, on every gateway", async () => {
 		for (const gateway of NAMES) await noticeRoutes(gateway);
+	}, 60_000);
+
+	it("the file routes, on every gateway", async () => {
+		for (const gateway of NAMES) await fileRoutes(gateway);
 	}, 60_000);
 
 	it("the staff routes of api-cms, for a plain user (403) and an admin", async () => {
@@ -298,6 +320,8 @@ describe("every documented answer matches its OpenAPI document", () => {
 		expect((await c("GET", `/api/v1/admin/moves/${randomUUID()}`, { token })).status).toBe(404);
 		expect((await c("POST", `/api/v1/admin/users/${nobody}/move`, { token, body: { region: "ap-south" } })).status).toBe(404);
 		expect((await c("GET", "/api/v1/admin/regions", { token })).status).toBe(200);
+		expect((await c("GET", `/api/v1/admin/users/${plain.id}/files`, { token })).status).toBe(200);
+		expect((await c("GET", `/api/v1/admin/users/${plain.id}/files?limit=0`, { token })).status).toBe(400);
 		expect((await c("GET", "/api/v1/admin/roles", { token })).status).toBe(200);
 		expect((await c("GET", "/api/v1/admin/roles/ops", { token })).status).toBe(200);
 		expect((await c("GET", "/api/v1/admin/roles/nosuchrole", { token })).status).toBe(404);
@@ -326,11 +350,19 @@ describe("every documented answer matches its OpenAPI document", () => {
 
 		// The notice channels' dead letters, with one left in cn-east as a webhook that kept failing leaves it.
 		const dlq = "/api/v1/admin/notices/dead-letters";
-		const dead = await deadNoticeLetter();
+		const dead = await deadNoticeLetter(cn.broker, { userId: nobody, title: "t" });
 		expect((await c("GET", `${dlq}?limit=5`, { token })).body.items.map((d: { id: string }) => d.id)).toContain(dead);
 		expect((await c("GET", `${dlq}?region=mars-1`, { token })).status).toBe(400);
 		expect((await c("POST", `${dlq}/${randomUUID()}/replay`, { token, body: {} })).status).toBe(404);
 		expect((await c("POST", `${dlq}/${dead}/replay`, { token, body: {} })).status).toBe(200);
+
+		// The audit log (issue #15): every region's records, one region's, the export, a chain's check, refusals.
+		expect((await c("GET", "/api/v1/admin/audit?limit=5", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/audit?region=ap-south&action=auth.login", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/audit?from=yesterday", { token })).status).toBe(400);
+		expect((await c("GET", "/api/v1/admin/audit?from=2026-02-01&to=2026-01-01", { token })).status).toBe(422);
+		expect((await c("GET", "/api/v1/admin/audit/export?limit=5", { token })).status).toBe(200);
+		expect((await c("GET", "/api/v1/admin/audit/verify?region=eu-central", { token })).status).toBe(200);
 
 		// Announcements: to cn-east's users, then its progress.
 		const announcements = "/api/v1/admin/announcements";
@@ -341,6 +373,42 @@ describe("every documented answer matches its OpenAPI document", () => {
 		expect((await c("POST", announcements, { token, body: { title: "t", body: "b", audience: { regions: ["us-west"] } } })).status).toBe(400);
 		expect((await c("POST", announcements, { token, body: { title: "x".repeat(201), body: "b", audience: {} } })).status).toBe(400);
 	}, 60_000);
+
+	it("the admin console and what it reads of api-cms: the caller's permissions, a user's sessions and entries, region nodes and counts", async () => {
+		const c = (method: string, path: string, opts?: Parameters<typeof http>[3]) => call("api-cms", method, path, opts);
+		const ops = (await c("POST", "/api/v1/auth/register", { body: { username: "contract-ops", password: "keeps it running 2026" } })).body;
+		await cn.broker.call("auth-rbac.grant", { userId: ops.id, role: "ops" });
+		const logIn = { body: { login: "contract-ops", password: "keeps it running 2026" } };
+		const token = (await c("POST", "/api/v1/auth/login", logIn)).body.accessToken;
+		// One session per client type: a second one from the app.
+		await call("api-app", "POST", "/api/v1/auth/login", logIn);
+
+		expect((await c("GET", "/api/v1/me/permissions", { token })).body.roles).toContain("support");
+		expect((await c("GET", "/api/v1/me/permissions")).status).toBe(401);
+		const sessions = await c("GET", `/api/v1/admin/users/${ops.id}/sessions`, { token });
+		const other = sessions.body.find((s: { client: string }) => s.client === "app").sid;
+		expect((await c("DELETE", `/api/v1/admin/users/${ops.id}/sessions/${other}`, { token })).status).toBe(204);
+		expect((await c("DELETE", `/api/v1/admin/users/${ops.id}/sessions/${randomUUID()}`, { token })).status).toBe(404);
+		expect((await c("GET", `/api/v1/admin/users/${"0".repeat(26)}/sessions`, { token })).status).toBe(404);
+		expect((await c("GET", `/api/v1/admin/users/${ops.id}/wallet/entries?limit=5`, { token })).status).toBe(200);
+		expect((await c("GET", `/api/v1/admin/users/${ops.id}/wallet/entries?limit=0`, { token })).status).toBe(400);
+		expect((await c("GET", "/api/v1/admin/regions/users", { token })).body.total).toBeGreaterThan(0);
+		expect((await c("GET", "/api/v1/admin/regions/eu-central/nodes", { token })).body.nodes).not.toEqual([]);
+		expect((await c("GET", "/api/v1/admin/regions/mars-1/nodes", { token })).status).toBe(400);
+
+		// The console's page and files, from a folder standing in for its build (test/browser/ drives the real one).
+		const built = await mkdtemp(join(tmpdir(), "console-"));
+		await writeFile(join(built, "index.html"), "<!DOCTYPE html><title>console</title>");
+		await writeFile(join(built, "favicon.svg"), "<svg xmlns='http://www.w3.org/2000/svg'/>");
+		process.env.EDGEHOME_CONSOLE_DIR = built;
+		expect((await c("GET", "/console")).status).toBe(200);
+		expect((await c("GET", "/console/favicon.svg")).status).toBe(200);
+		expect((await c("GET", "/console/index-nothing.js")).status).toBe(404);
+		process.env.EDGEHOME_CONSOLE_DIR = join(built, "missing");
+		expect((await c("GET", "/console")).body.error.code).toBe("CONSOLE_NOT_BUILT");
+		delete process.env.EDGEHOME_CONSOLE_DIR;
+		await rm(built, { recursive: true });
+	});
 
 	it("the WeChat login of api-wx: a first login, a refused code, WeChat's rate limit", async () => {
 		const c = (body: unknown) => call("api-wx", "POST", "/api/v1/wx/login", { body });

@@ -32,10 +32,10 @@ const stores = realStores(run, "cn-east");
 const southStores = realStores(run, "ap-south");
 const key = () => randomBytes(32).toString("base64");
 /** One key for each capability the services and every node's `$channels` restrict something to. */
-const CAPABILITIES = ["mint", "grant", "move", "directory", "login", "config", "channels"];
+const CAPABILITIES = ["mint", "grant", "move", "directory", "login", "config", "channels", "files"];
 const capabilityKeys = CAPABILITIES.map(c => `${c}:${key()}`).join(",");
 const blindIndexKey = randomBytes(32);
-const SERVICES = ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-config"];
+const SERVICES = ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-config", "sv-oss"];
 let nats: SecureNats;
 const directories: NatsKvDirectoryStore[] = [];
 let node: RegionNode;
@@ -182,6 +182,19 @@ describe("a node on the bus without the capability", () => {
 		const err = await failureOf(intruder.call("auth-jwt.openSession", { userId: greta.id, client: "app" }, to()));
 		expect(err).toMatchObject({ type: "CAPABILITY_REQUIRED", code: 403, data: { name: "auth-jwt.openSession", capability: "mint", reason: "missing" } });
 		expect(await sessionsOf(greta.id)).toBe(before);
+	});
+
+	it("cannot store, delete or share a user's files: CAPABILITY_REQUIRED, and nothing is kept", async () => {
+		const usage = () => node.broker.call<{ files: number; usedBytes: number }, unknown>("sv-oss.usage", { userId: greta.id });
+		const before = await usage();
+		const file = "01" + "0".repeat(24);
+		for (const [action, params] of [
+			["sv-oss.upload", { userId: greta.id, name: "planted.txt", length: 5 }],
+			["sv-oss.remove", { userId: greta.id, id: file }],
+			["sv-oss.createLink", { userId: greta.id, id: file, expiresIn: 3600 }]
+		] as const)
+			expect(await failureOf(intruder.call(action, params, to())), action).toMatchObject(refusal(action, "files"));
+		expect(await usage()).toEqual(before);
 	});
 
 	it("cannot grant itself a role: CAPABILITY_REQUIRED, and the grant is not stored", async () => {

@@ -48,15 +48,16 @@ async function textsByRegion(userId: string): Promise<Record<string, string[]>> 
 const typeOf = (err: unknown) => (err as { type?: string }).type ?? "(none)";
 
 beforeAll(async () => {
+	// sv-region reads it from the process's environment. No whole-directory orphan scan on its own schedule: a test
+	// that marks a user moving without a journal would see it set active again at a random moment (the tests run their own).
+	process.env.EDGEHOME_MOVE_ORPHAN_SCAN_MS = String(24 * 3600_000);
 	cluster = await startEmbeddedRegions({
 		namespacePrefix: "safety-",
 		services: ["sv-region"],
 		schemas: [notesService],
 		viewOf: (id, shared) => (id === "eu-central" ? shared : (views[id] = stalledDirectory(shared))),
 		// Short breaker settings, so that counting domain answers would open it within the test.
-		// No whole-directory orphan scan on its own schedule: a test that marks a user moving without a
-		// journal would see it set active again at a random moment (the tests below run their own).
-		env: { EDGEHOME_CB_MIN_REQUESTS: "5", EDGEHOME_CB_THRESHOLD: "0.5", EDGEHOME_MOVE_ORPHAN_SCAN_MS: String(24 * 3600_000) }
+		env: { EDGEHOME_CB_MIN_REQUESTS: "5", EDGEHOME_CB_THRESHOLD: "0.5" }
 	});
 	Object.assign(nodes, cluster.nodes);
 	store = cluster.store;

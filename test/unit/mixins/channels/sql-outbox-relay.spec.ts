@@ -2,6 +2,7 @@ import { Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OutboxRelay } from "../../../../mixins/channels/sql-outbox-relay.ts";
 import { nodeSqliteDialect } from "../../../../regions/stores/sqlite-dialect.ts";
+import { within } from "../../../harness/waiting.ts";
 
 /** The SQL outbox relay on SQLite: what it sends, and when. */
 let db: Kysely<any>;
@@ -16,6 +17,7 @@ beforeAll(async () => {
 		.addColumn("region", "varchar(32)", c => c.notNull())
 		.addColumn("payload", "text", c => c.notNull())
 		.addColumn("claimed_until", "bigint", c => c.notNull().defaultTo(0))
+		.addColumn("created_at", "bigint", c => c.notNull().defaultTo(0))
 		.execute();
 });
 
@@ -52,5 +54,43 @@ describe("the SQL outbox relay", () => {
 		// The first message went out while the writes were still coming, within a few kick delays.
 		expect(sentAt[0]! - started).toBeLessThan(Math.min(writing, 200));
 		expect(await db.selectFrom("outbox").selectAll().execute()).toHaveLength(40 - sentAt.length);
+	});
+
+	it("reports the age of its oldest message while sends fail, and 0 once it is sent", async () => {
+		await db.deleteFrom("outbox").execute();
+		const ages: number[] = [];
+		const series = new Set<string>();
+		const broker = {
+			isMetricsEnabled: () => true,
+			metrics: {
+				set(name: string, value: number, labels: unknown) {
+					series.add(`${name} ${JSON.stringify(labels)}`);
+					ages.push(value);
+				}
+			}
+		} as never;
+		let failing = true;
+		const relay = new OutboxRelay({
+			db,
+			table: "outbox",
+			dialect: "sqlite",
+			logger: silent,
+			pollMs: 20,
+			broker,
+			send: async () => {
+				if (failing) throw new Error("the bus is down");
+			}
+		});
+		await db
+			.insertInto("outbox")
+			.values({ channel: "c", msg_key: "k", region: "r", payload: "{}", created_at: Date.now() - 5000 })
+			.execute();
+		relay.start();
+		await within(() => ages.some(a => a >= 6), 5000);
+		failing = false;
+		await within(() => ages.at(-1) === 0, 5000);
+		await relay.stop();
+		expect(await db.selectFrom("outbox").selectAll().execute()).toEqual([]);
+		expect([...series]).toEqual(['edgehome_outbox_oldest_age_seconds {"outbox":"outbox"}']);
 	});
 });

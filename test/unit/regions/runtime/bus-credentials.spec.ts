@@ -1,12 +1,15 @@
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { randomBytes, X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as connectTls, createServer as createTlsServer } from "node:tls";
 import { afterAll, describe, expect, it } from "vitest";
 import { brokerConfig } from "../../../../app/broker.config.ts";
 import { findRegion, loadRegions } from "../../../../regions/loader.ts";
-import { natsCredentials } from "../../../../regions/runtime/bus-credentials.ts";
+import { natsCertificateExpiry, natsCredentials } from "../../../../regions/runtime/bus-credentials.ts";
 import { CapabilityKeys, capabilityKeys } from "../../../../regions/runtime/capability-keys.ts";
+import { DEPLOY_NATS } from "../../../harness/secure-nats.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgehome-bus-"));
 const ca = join(dir, "ca.crt");
@@ -61,6 +64,44 @@ describe("production mode (NODE_ENV=production) on NATS", () => {
 		const keys = capabilityKeys({ ...production, EDGEHOME_CAPABILITY_KEYS: `mint:${key.toString("base64")}` }, "nats");
 		expect(keys?.signer("mint")).toEqual(key);
 		expect(keys?.signer("grant")).toBeUndefined();
+	});
+});
+
+describe("the NATS server's certificate chain", () => {
+	it("is noted at each TLS handshake, its first expiry (here the CA's), while the host name is still checked", async () => {
+		// One make-certs.sh folder: a CA of 3 days, then a server certificate of 30 signed by it.
+		const pki = join(dir, "pki");
+		for (const [days, region] of [
+			["3", "ap-south"],
+			["30", "cn-east"]
+		] as const) {
+			const run = spawnSync("sh", [join(DEPLOY_NATS, "make-certs.sh"), pki, region], { env: { ...process.env, EDGEHOME_CERT_DAYS: days }, encoding: "utf8" });
+			expect(run.status, run.stderr).toBe(0);
+		}
+		const server = createTlsServer({ key: readFileSync(join(pki, "cn-east", "server.key")), cert: readFileSync(join(pki, "cn-east", "server.crt")) }, s =>
+			s.end()
+		);
+		await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+		const { port } = server.address() as { port: number };
+		const handshake = (servername: string) =>
+			new Promise<void>((resolve, reject) => {
+				const { tls } = natsCredentials({ EDGEHOME_NATS_CA: join(pki, "ca.crt") });
+				const socket = connectTls({ host: "127.0.0.1", port, servername, ...tls }, () => {
+					socket.end();
+					resolve();
+				});
+				socket.once("error", reject);
+			});
+		try {
+			await expect(handshake("nats.other.example")).rejects.toThrow(/does not match certificate's altnames/);
+			await handshake("nats");
+		} finally {
+			server.close();
+		}
+		const ca = new X509Certificate(readFileSync(join(pki, "ca.crt")));
+		const own = new X509Certificate(readFileSync(join(pki, "cn-east", "server.crt")));
+		expect(Date.parse(own.validTo) - Date.parse(ca.validTo)).toBeGreaterThan(20 * 86_400_000);
+		expect(natsCertificateExpiry()).toBe(Date.parse(ca.validTo) / 1000);
 	});
 });
 

@@ -103,7 +103,8 @@ describe("login throttling", () => {
 			near.push(((await answer("cn-east", "nadia", `near guess ${i}`, "203.0.113.5")) as { type: string }).type);
 		expect(near.slice(0, 5)).toEqual(Array(5).fill("INVALID_CREDENTIALS"));
 		expect(near.at(-1)).toBe("RATE_LIMITED");
-	});
+		// Up to 16 scrypt checks (N=2^15), each well over a second on a loaded machine.
+	}, 40_000);
 
 	it("backs a login off exponentially: each failure past the fifth doubles the wait", async () => {
 		await call("cn-east", "sv-user.register", { username: "kenji", password: "cherry blossom 9", country: "JP" });
@@ -118,7 +119,8 @@ describe("login throttling", () => {
 		}
 		expect(waits).toEqual([1, 2]);
 		expect(await answer("cn-east", "kenji", "cherry blossom 9", "192.0.2.80")).toMatchObject({ type: "RATE_LIMITED", data: { retryAfter: 4 } });
-	}, 10_000);
+		// Three seconds of waits the test must sit out, and seven scrypt checks.
+	}, 30_000);
 
 	it("throttles a login nobody has exactly like a known one, whichever regions the guesses come through", async () => {
 		await call("cn-east", "sv-user.register", { username: "tomas", password: "alpine meadow 3", country: "DE" });
@@ -133,7 +135,8 @@ describe("login throttling", () => {
 			{ type: "INVALID_CREDENTIALS", code: 401, message: "login or password is wrong", data: undefined },
 			{ type: "INVALID_CREDENTIALS", code: 401, message: "login or password is wrong", data: undefined }
 		]);
-	});
+		// 26 logins, most of them a scrypt check.
+	}, 90_000);
 });
 
 describe("refresh tokens", () => {

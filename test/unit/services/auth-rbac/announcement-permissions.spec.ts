@@ -52,8 +52,13 @@ describe("auth-rbac: the announcement permission", () => {
 		};
 		expect(await allowed()).toEqual([false, false]);
 
-		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0005_announcement_permissions"]);
-		expect(await adapter.version()).toBe(versionBefore + 1);
+		expect(await migrate(db, "auth-rbac", migrations)).toEqual([
+			"0005_announcement_permissions",
+			"0006_file_permissions",
+			"0007_audit_permissions",
+			"0008_session_permissions"
+		]);
+		expect(await adapter.version()).toBe(versionBefore + 4);
 		expect(await allowed()).toEqual([true, false]);
 	});
 });

@@ -45,9 +45,15 @@ describe("auth-rbac: the users' own-notices permissions", () => {
 		};
 		expect(await allowed()).toEqual([false, false, false]);
 
-		expect(await migrate(db, "auth-rbac", migrations)).toEqual(["0004_notice_permissions", "0005_announcement_permissions"]);
-		// One bump each: 0004 and 0005 (announcements).
-		expect(await adapter.version()).toBe(versionBefore + 2);
+		expect(await migrate(db, "auth-rbac", migrations)).toEqual([
+			"0004_notice_permissions",
+			"0005_announcement_permissions",
+			"0006_file_permissions",
+			"0007_audit_permissions",
+			"0008_session_permissions"
+		]);
+		// One bump each: 0004, 0005 (announcements), 0006 (files) and 0007 (the audit log).
+		expect(await adapter.version()).toBe(versionBefore + 5);
 		expect(asText(await db.selectFrom("rbac_rules").select(["ptype", "v0", "v1", "v2"]).execute())).toEqual(asText(defaultRules()));
 		expect(await allowed()).toEqual([true, true, false]);
 	});
