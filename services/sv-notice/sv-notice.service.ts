@@ -6,6 +6,7 @@ import type { ChannelDelivery } from "../../mixins/channels/declaration.ts";
 import { OutboxRelay } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
 import { dbMixin } from "../../mixins/db.mixin.ts";
+import { metricsMixin } from "../../mixins/metrics.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { moveParticipantMixin, movesThrough } from "../../mixins/move-participant.mixin.ts";
 import { envInt } from "../../regions/runtime/env.ts";
@@ -105,7 +106,7 @@ const pushOf = (userId: string, notice?: NoticeRow): Queued => ({
  */
 const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	name: "sv-notice",
-	mixins: [dbMixin(migrations), moveParticipantMixin()],
+	mixins: [dbMixin(migrations), moveParticipantMixin(), metricsMixin()],
 
 	channels: {
 		[SEND_CHANNEL]: {

@@ -17,6 +17,9 @@ const cnApp = via("api-app");
 const USER = { username: "traced-klara", password: "zugspitze 2962", email: "klara.traced@example.de", phone: "+4989123456", country: "DE" };
 
 beforeAll(async () => {
+	// sv-log writes each audit record in a batch of its own: a batch holding the login's record and the
+	// session end's would run its INSERT in the trace of whichever came first.
+	process.env.EDGEHOME_LOG_FLUSH_MS = "1";
 	receiver = await startOtlpReceiver();
 	cluster = await startEmbeddedRegions({
 		namespacePrefix: `trace-${randomBytes(3).toString("hex")}-`,
