@@ -56,6 +56,8 @@ async function main(): Promise<void> {
 		bucket: `${regionNamespace("edgehome-directory", env)}`,
 		...placement,
 		timeoutMs: envInt(env, "EDGEHOME_DIRECTORY_TIMEOUT_MS", 2000, 100),
+		// Unset: 15–25 s, jittered so that of a region's nodes one repairs and the others see the mirror move.
+		mirrorStallMs: env.EDGEHOME_DIRECTORY_MIRROR_STALL_MS ? envInt(env, "EDGEHOME_DIRECTORY_MIRROR_STALL_MS", 15_000, 1000, 600_000) : undefined,
 		credentials,
 		name: `${region.id}-${group}-${process.pid}-directory`
 	});

@@ -250,7 +250,9 @@ export class LauncherRegions {
 			EDGEHOME_NAMESPACE_PREFIX: `t${this.run}-`,
 			EDGEHOME_BLIND_INDEX_KEY: this.blindIndexKey,
 			EDGEHOME_OPS_TOKEN: this.opsToken,
-			EDGEHOME_LOG_LEVEL: "info"
+			EDGEHOME_LOG_LEVEL: "info",
+			// A mirror whose consumer went with a hub server is repaired after 6 s without moving (shipped: 15–25 s).
+			EDGEHOME_DIRECTORY_MIRROR_STALL_MS: "6000"
 		};
 	}
 
