@@ -1,14 +1,10 @@
 import type { ServiceBroker } from "moleculer";
-import type { MetricDefinition } from "./metric-names.ts";
+import type { MetricShape } from "./metric-names.ts";
 import { registerMetric } from "./ops-metrics.ts";
 
 /** A metric a service declared (mixins/metrics.mixin.ts), served by the ops port after the catalogue's. */
-export interface DeclaredMetric {
+export interface DeclaredMetric extends MetricShape {
 	name: `edgehome_${string}`;
-	type: "counter" | "gauge" | "histogram";
-	help: string;
-	labelNames: string[];
-	buckets?: number[];
 }
 
 const declared = new WeakMap<ServiceBroker, Map<string, DeclaredMetric>>();
@@ -23,7 +19,7 @@ export function declareMetric(broker: ServiceBroker, metric: DeclaredMetric): vo
 	if (!list) declared.set(broker, (list = new Map()));
 	if (list.has(metric.name)) return;
 	list.set(metric.name, metric);
-	if (!broker.metrics.getMetric(metric.name)) registerMetric(broker.metrics, metric as unknown as MetricDefinition);
+	if (!broker.metrics.getMetric(metric.name)) registerMetric(broker.metrics, metric);
 }
 
 export function declaredMetricsOf(broker: ServiceBroker): DeclaredMetric[] {

@@ -39,13 +39,18 @@ export const METRIC = {
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 
-export interface MetricDefinition {
-	name: MetricName;
+/** A served metric's name, kind, help and labels, whoever names it: this catalogue, or a service's declaration (declared-metrics.ts). */
+export interface MetricShape {
+	name: string;
 	type: "counter" | "gauge" | "histogram";
 	help: string;
 	labelNames?: string[];
 	/** Histogram upper bounds, in the metric's unit. */
 	buckets?: number[];
+}
+
+export interface MetricDefinition extends MetricShape {
+	name: MetricName;
 	/** A counter label with a fixed set of values: every value is served at 0 from the start. */
 	seeded?: { label: string; values: readonly string[] };
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { MetricRegistry, Middleware, ServiceBroker } from "moleculer";
 import { isEndpointFailure } from "../errors.ts";
-import type { MetricDefinition } from "./metric-names.ts";
+import type { MetricShape } from "./metric-names.ts";
 import { METRIC, STORED_METRICS } from "./metric-names.ts";
 
 interface ActionDef {
@@ -57,7 +57,7 @@ export const OpsMetricsMiddleware: Middleware = {
 } as Middleware;
 
 /** One metric of the catalogue on `registry`, with its real buckets and no rate or quantiles. */
-export function registerMetric(registry: MetricRegistry, def: MetricDefinition): void {
+export function registerMetric(registry: MetricRegistry, def: MetricShape): void {
 	registry.register({
 		type: def.type,
 		name: def.name,

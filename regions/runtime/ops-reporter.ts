@@ -8,7 +8,7 @@ import { busWatchOf } from "./bus-watch.ts";
 import { declaredMetricsOf } from "./declared-metrics.ts";
 import { globalProbeOf } from "./global-probe.ts";
 import { readiness } from "./health.ts";
-import type { MetricDefinition } from "./metric-names.ts";
+import type { MetricDefinition, MetricShape } from "./metric-names.ts";
 import { METRIC, SAMPLED_METRICS, STORED_METRICS } from "./metric-names.ts";
 import { bearerMatches } from "./ops-token.ts";
 import type { HistogramSample, ValueSample } from "./prometheus-text.ts";
@@ -98,7 +98,7 @@ export class OpsReporter extends MetricReporters.Base {
 	/** Every metric of the catalogue, stored ones from the broker's registry, the others read now; then those services declared. */
 	exposition(ready: boolean): string {
 		const families = STORED_METRICS.map(def => renderFamily(def, this.stored(def), this.ops.labels));
-		for (const def of declaredMetricsOf(this.broker)) families.push(renderFamily(def as never, this.stored(def as never), this.ops.labels));
+		for (const def of declaredMetricsOf(this.broker)) families.push(renderFamily(def, this.stored(def), this.ops.labels));
 		for (const def of SAMPLED_METRICS) {
 			const value = this.sample(def, ready);
 			families.push(renderFamily(def, value === undefined ? [] : [{ labels: {}, value }], this.ops.labels));
@@ -106,7 +106,7 @@ export class OpsReporter extends MetricReporters.Base {
 		return families.join("");
 	}
 
-	private stored(def: MetricDefinition): ValueSample[] | HistogramSample[] {
+	private stored(def: MetricShape): ValueSample[] | HistogramSample[] {
 		const metric = this.registry.getMetric(def.name);
 		return (metric?.snapshot() ?? []) as unknown as ValueSample[] | HistogramSample[];
 	}

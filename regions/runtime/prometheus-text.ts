@@ -1,4 +1,4 @@
-import type { MetricDefinition } from "./metric-names.ts";
+import type { MetricShape } from "./metric-names.ts";
 
 type Labels = Record<string, string | number>;
 
@@ -16,7 +16,7 @@ export interface HistogramSample {
 }
 
 /** Prometheus text format 0.0.4, written here so every family has its help, its type and real buckets. */
-export function renderFamily(def: MetricDefinition, samples: ValueSample[] | HistogramSample[], common: Labels): string {
+export function renderFamily(def: MetricShape, samples: ValueSample[] | HistogramSample[], common: Labels): string {
 	const lines = [`# HELP ${def.name} ${escapeHelp(def.help)}`, `# TYPE ${def.name} ${def.type}`];
 	if (def.type === "histogram") {
 		for (const s of samples as HistogramSample[]) {

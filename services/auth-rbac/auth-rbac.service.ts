@@ -46,6 +46,7 @@ interface Vars extends DbVars<RbacTables> {
 
 interface Methods extends MoveParticipantMethods {
 	reload(): Promise<void>;
+	roleChanged(ctx: Context, action: string, p: { userId: string; role: string }, changed: boolean): Promise<{ userId: string; role: string; changed: boolean }>;
 	committed(change: Change): Promise<void>;
 	changePermission(op: PermissionOp, p: PermissionParams): Promise<PermissionParams & { changed: boolean }>;
 	applyPermission(op: PermissionOp, p: PermissionParams): Promise<Change>;
@@ -106,14 +107,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 				if (p.role === USER_ROLE) return { userId: p.userId, role: p.role, changed: false };
 				const change = await this.adapter.add([grantRule(p.userId, p.role)]);
 				await this.committed(change);
-				await audit(this.broker, ctx, {
-					actor: actorOf(ctx, "auth-rbac"),
-					action: "rbac.grant",
-					target: p.userId,
-					outcome: "success",
-					detail: { role: p.role, changed: change.rows > 0 }
-				});
-				return { userId: p.userId, role: p.role, changed: change.rows > 0 };
+				return this.roleChanged(ctx, "rbac.grant", p, change.rows > 0);
 			}
 		},
 
@@ -127,14 +121,7 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 				await this.requireRole(p.role);
 				const change = await this.adapter.remove([grantRule(p.userId, p.role)]);
 				await this.committed(change);
-				await audit(this.broker, ctx, {
-					actor: actorOf(ctx, "auth-rbac"),
-					action: "rbac.revoke",
-					target: p.userId,
-					outcome: "success",
-					detail: { role: p.role, changed: change.rows > 0 }
-				});
-				return { userId: p.userId, role: p.role, changed: change.rows > 0 };
+				return this.roleChanged(ctx, "rbac.revoke", p, change.rows > 0);
 			}
 		},
 
@@ -246,6 +233,12 @@ const authRbac: ServiceSchema<RbacSettings, Methods, Vars> = {
 	},
 
 	methods: {
+		/** A grant or a revoke, recorded in the audit log; its answer. */
+		async roleChanged(ctx: Context, action: string, p: { userId: string; role: string }, changed: boolean) {
+			await audit(this.broker, ctx, { actor: actorOf(ctx, "auth-rbac"), action, target: p.userId, outcome: "success", detail: { role: p.role, changed } });
+			return { userId: p.userId, role: p.role, changed };
+		},
+
 		/**
 		 * Loads every rule into a fresh enforcer and swaps it in (casbin's loadPolicy empties the live
 		 * one first, so an enforce during the read would deny everything), then drops cached decisions.
