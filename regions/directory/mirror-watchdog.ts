@@ -44,6 +44,8 @@ export type MirrorWatchdogEvent =
 	| { type: "stalled"; mirrorSeq: number; originSeq: number; stalledMs: number }
 	| { type: "repairing"; config: StreamConfig }
 	| { type: "repaired"; originSeq: number; ms: number }
+	/** A mirror reported stalled is again the best source: it moved before any repair, or its origin stopped answering. */
+	| { type: "resumed"; reason: "moving" | "origin-unreachable" }
 	| { type: "repair-failed"; error: unknown };
 
 /** What one check found. */
@@ -64,6 +66,8 @@ export class MirrorWatchdog {
 	private pending: { config: StreamConfig } | undefined;
 	private resync: { originSeq: number; startedAt: number } | undefined;
 	private repairCount = 0;
+	/** A stall was reported and the mirror has not moved since. */
+	private stallReported = false;
 
 	constructor(opts: MirrorWatchdogOptions) {
 		this.opts = { ...DEFAULTS, ...opts };
@@ -112,6 +116,7 @@ export class MirrorWatchdog {
 			originSeq = (await originJsm.streams.info(origin)).state.last_seq;
 		} catch {
 			this.still = undefined;
+			this.resume("origin-unreachable");
 			return "origin-unreachable";
 		}
 		let mirrorSeq: number;
@@ -128,14 +133,17 @@ export class MirrorWatchdog {
 		const moving = this.resync ? "repairing" : "behind";
 		if (mirrorSeq >= originSeq) {
 			this.still = undefined;
+			this.resume("moving");
 			return this.resync ? "repairing" : "following";
 		}
 		if (!this.still || this.still.seq !== mirrorSeq) {
+			if (this.still) this.resume("moving");
 			this.still = { seq: mirrorSeq, since: now };
 			return moving;
 		}
 		const stalledMs = now - this.still.since;
 		if (stalledMs < this.opts.stallMs) return moving;
+		this.stallReported = true;
 		this.emit({ type: "stalled", mirrorSeq, originSeq, stalledMs });
 		if (now - this.lastRepairAt < this.opts.minRepairIntervalMs) return "stalled";
 		await this.repair(originSeq, now);
@@ -159,6 +167,7 @@ export class MirrorWatchdog {
 			this.emit({ type: "repair-failed", error: new Error(`${mirror} is not a mirror of ${origin}`) });
 			return;
 		}
+		this.stallReported = false;
 		this.emit({ type: "repairing", config });
 		this.repairCount++;
 		this.resync = { originSeq, startedAt: now };
@@ -178,6 +187,12 @@ export class MirrorWatchdog {
 		} catch (error) {
 			this.emit({ type: "repair-failed", error });
 		}
+	}
+
+	private resume(reason: "moving" | "origin-unreachable"): void {
+		if (!this.stallReported) return;
+		this.stallReported = false;
+		this.emit({ type: "resumed", reason });
 	}
 
 	private emit(event: MirrorWatchdogEvent): void {

@@ -105,9 +105,9 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	private ensuring: Promise<unknown>;
 	private readonly ensureOrigin: () => Promise<unknown>;
 	private readonly watches = new Set<DirectoryWatch & { reopen(): Promise<void> }>();
-	/** Repairs a stalled mirror; reads go to the origin while it is made anew. */
+	/** Repairs a stalled mirror; reads go to the origin while it stands still or is made anew. */
 	private readonly watchdog: MirrorWatchdog | undefined;
-	private repairing = false;
+	private mirrorUnfit = false;
 	private closed = false;
 
 	constructor(parts: StoreParts) {
@@ -137,9 +137,12 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	}
 
 	private onMirrorEvent(event: MirrorWatchdogEvent): void {
-		if (event.type === "repairing") this.repairing = true;
+		// A stalled mirror is known to be behind the origin that answers: reading it would give old homes
+		// for as long as a repair is held back (at most one per minRepairIntervalMs).
+		if (event.type === "stalled" || event.type === "repairing") this.mirrorUnfit = true;
+		if (event.type === "resumed") this.mirrorUnfit = false;
 		if (event.type === "repaired") {
-			this.repairing = false;
+			this.mirrorUnfit = false;
 			for (const watch of this.watches) void watch.reopen().catch(() => undefined);
 		}
 	}
@@ -147,7 +150,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	async get<T>(key: string, opts: ReadOptions = {}): Promise<DirectoryEntry<T> | undefined> {
 		assertKey(key);
 		// The origin handle is bound without direct gets, so its reads are answered by the origin stream's leader.
-		const source = opts.authoritative || this.repairing ? this.origin : this.reader;
+		const source = opts.authoritative || this.mirrorUnfit ? this.origin : this.reader;
 		return this.bounded("get", async () => {
 			const entry = await source.get(key);
 			if (entry?.operation !== "PUT") return undefined;
@@ -180,7 +183,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 		assertPrefix(prefix);
 		const { afterRevision = 0, limit } = opts;
 		assertListBounds(afterRevision, limit);
-		const fromOrigin = opts.authoritative || this.repairing;
+		const fromOrigin = opts.authoritative || this.mirrorUnfit;
 		const [api, stream] = fromOrigin ? [this.remote, this.originStream] : [this.local, this.readStream];
 		return this.bounded("list", () => this.page<T>(api, stream, prefix, afterRevision, limit));
 	}
