@@ -44,7 +44,7 @@ export interface DirectoryChange {
 }
 
 export interface SessionOptions {
-	/** Logs of the nodes and servers are kept here (else in a temp folder removed at the end). */
+	/** Logs of the nodes and servers are kept here (else in a temp folder removed at the end), and the run's databases are kept for inspection. */
 	keepDir?: string;
 	log?: (line: string) => void;
 	/** Gateway relays for the mirror-lag nemesis (nemeses.ts loadMirrorLag). */
@@ -561,7 +561,7 @@ export class Session {
 		return { rows, audit };
 	}
 
-	/** Kills every node, stops the recorder and the servers, drops the run's databases and Redis keys. */
+	/** Kills every node, stops the recorder and the servers, drops the run's databases and Redis keys (kept with `keepDir`). */
 	async stop(): Promise<void> {
 		this.closing = true;
 		for (const n of this.nodes) n.holds = 0;
@@ -570,7 +570,8 @@ export class Session {
 		await this.recorder?.messages?.close().catch(() => undefined);
 		await this.recorder?.nc.close().catch(() => undefined);
 		await Promise.allSettled(Object.values(this.dbs).map(db => db.end()));
-		await Promise.allSettled(REGIONS.map(region => cleanupRealStores(realStores(this.run, region))));
+		if (this.keepDir) console.info(`kept for inspection: ${this.dir} and the databases ${REGIONS.map(r => realStores(this.run, r).sql).join(", ")}`);
+		else await Promise.allSettled(REGIONS.map(region => cleanupRealStores(realStores(this.run, region))));
 		await this.cluster?.stop();
 		if (!this.keepDir) rmSync(this.dir, { recursive: true, force: true });
 	}

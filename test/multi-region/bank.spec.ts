@@ -14,7 +14,8 @@ import { within } from "../harness/waiting.ts";
  * Issue #13's tests on real servers: the hub-and-edge NATS topology of three regions, a MariaDB
  * database per region, and two node processes per region running sv-region and sv-money, which
  * the nemeses SIGKILL (test/chaos/session.ts). BANK_SECONDS sets the load's length (default 60),
- * BANK_SEED replays a run's choices, BANK_VERBOSE prints the run's events as they happen.
+ * BANK_SEED replays a run's choices, BANK_VERBOSE prints the run's events as they happen, BANK_KEEP_DIR=<dir>
+ * keeps the nodes' logs there and the run's databases on the server.
  */
 const SECONDS = Number(process.env.BANK_SECONDS ?? 60);
 const SEED = Number(process.env.BANK_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -29,6 +30,7 @@ const zero = Object.fromEntries(BANK_INVARIANTS.map(k => [k, 0]));
 const relays = linkRelays([STALLED]);
 const session = new Session({
 	nodeEnv: MONEY_NODE_ENV,
+	keepDir: process.env.BANK_KEEP_DIR,
 	relays: { front: relays, lag: (region, delayMs) => lagLink(relays, region, delayMs === undefined ? {} : { delayMs }) },
 	log: process.env.BANK_VERBOSE ? line => console.info(line) : undefined
 });
