@@ -1,6 +1,7 @@
-import { createHmac, hkdfSync } from "node:crypto";
+import { createHmac, hkdfSync, randomUUID } from "node:crypto";
 import type { Context, ServiceBroker } from "moleculer";
 import { parsePiiKeys } from "../kernel/sealing.ts";
+import { withTraceHeaders } from "./channels/trace-headers.ts";
 
 /**
  * What producers use to leave a record in the audit log (services/sv-log): one call that stores
@@ -66,20 +67,43 @@ export function actorOf(ctx: Context, service: string): string {
 	return typeof id === "string" ? id : `system:${service}`;
 }
 
+function auditMessage(event: AuditEvent, maxDetailBytes: number): AuditMessage {
+	const { clientIp, detail, ...rest } = event;
+	const ipHash = clientIp ? hashClientIp(clientIp) : undefined;
+	// A detail too large for where the record goes would lose it: it is kept as its size.
+	const bytes = detail === undefined ? 0 : Buffer.byteLength(JSON.stringify(detail));
+	const kept = bytes > maxDetailBytes ? { truncated: true, bytes } : detail;
+	return { at: Date.now(), ...rest, ...(kept ? { detail: kept } : {}), ...(ipHash ? { ipHash } : {}) };
+}
+
 /**
  * Stores `event` for the audit log. A record that cannot be stored is logged, never the failure
  * of the act it records (the act has happened).
  */
 export async function audit(broker: ServiceBroker, ctx: Context | undefined, event: AuditEvent): Promise<void> {
-	const { clientIp, detail, ...rest } = event;
-	const ipHash = clientIp ? hashClientIp(clientIp) : undefined;
-	// A detail too large for a channel message would lose the record: it is kept as its size.
-	const bytes = detail === undefined ? 0 : Buffer.byteLength(JSON.stringify(detail));
-	const kept = bytes > MAX_DETAIL_BYTES ? { truncated: true, bytes } : detail;
-	const message: AuditMessage = { at: Date.now(), ...rest, ...(kept ? { detail: kept } : {}), ...(ipHash ? { ipHash } : {}) };
 	try {
-		await broker.sendToChannel(AUDIT_CHANNEL, message, ctx ? { ctx } : {});
+		await broker.sendToChannel(AUDIT_CHANNEL, auditMessage(event, MAX_DETAIL_BYTES), ctx ? { ctx } : {});
 	} catch (err) {
 		broker.logger.warn(`audit record ${event.action} of ${event.actor} not stored: ${(err as Error).message}`);
 	}
+}
+
+/**
+ * A record of a write, to keep in the service's own transactional outbox with the write: it exists
+ * exactly when the write committed, and survives the bus being down. Its message id is fixed now,
+ * so that a relay sending it twice stores it once; the request's id and trace go with it.
+ */
+export interface HeldAuditRecord {
+	id: string;
+	headers: Record<string, string>;
+	record: AuditMessage;
+}
+
+export function holdAuditRecord(ctx: Context | undefined, event: AuditEvent, maxDetailBytes: number): HeldAuditRecord {
+	return { id: randomUUID(), headers: withTraceHeaders({}, ctx), record: auditMessage(event, Math.min(maxDetailBytes, MAX_DETAIL_BYTES)) };
+}
+
+/** Sends a held record on, to `where.region`'s log if not this one's; a failure is the caller's to retry (an outbox keeps the record until this succeeds). */
+export async function sendHeldAuditRecord(broker: ServiceBroker, held: HeldAuditRecord, where: { region?: string } = {}): Promise<void> {
+	await broker.sendToChannel(AUDIT_CHANNEL, held.record, { id: held.id, headers: held.headers, ...where });
 }

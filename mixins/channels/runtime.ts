@@ -20,6 +20,8 @@ export interface SendOptions {
 	region?: string;
 	/** The context whose request id and trace travel with the message (default: the request being handled). */
 	ctx?: Context;
+	/** The message's id, fixed by a sender that may send it again (an outbox relay): the channel stores it once. Default: a new UUID. */
+	id?: string;
 }
 
 export interface SentMessage {
@@ -79,7 +81,8 @@ export class ChannelsRuntime {
 		const text = encodePayload(channel, payload);
 		const key = opts.key ?? this.keyOf.get(channel)?.(payload);
 		assertKey(key);
-		const id = randomUUID();
+		if (opts.id !== undefined) assertMessageId(opts.id);
+		const id = opts.id ?? randomUUID();
 		const span = publishSpan(this.store.kind, channel, id, opts.ctx);
 		const headers = withTraceHeaders(opts.headers ?? {}, opts.ctx, span);
 		const own = this.region;

@@ -1,4 +1,6 @@
 import type { Kysely } from "kysely";
+import type { HeldAuditRecord } from "../../mixins/audit.mixin.ts";
+import { AUDIT_CHANNEL } from "../../mixins/audit.mixin.ts";
 
 /**
  * Messages to other regions written in the same transaction as the ledger change that calls for
@@ -94,7 +96,21 @@ export interface OutboxRow {
 	created_at: number;
 }
 
-export function outboxRow(owner: string, channel: string, key: string, region: string, payload: CreditMessage | SettleMessage | NoticeMessage): OutboxRow {
+/** The payload column's size (MariaDB): an audit record's detail must leave room for the rest. */
+export const AUDIT_DETAIL_BYTES = 1000;
+
+/** An audit record of a wallet write (adjustment, freeze), for this region's audit log: sent once the write has committed. */
+export function auditRow(owner: string, region: string, held: HeldAuditRecord): OutboxRow {
+	return outboxRow(owner, AUDIT_CHANNEL, owner, region, held);
+}
+
+export function outboxRow(
+	owner: string,
+	channel: string,
+	key: string,
+	region: string,
+	payload: CreditMessage | SettleMessage | NoticeMessage | HeldAuditRecord
+): OutboxRow {
 	return { owner_id: owner, channel, msg_key: key, region, payload: JSON.stringify(payload), created_at: Date.now() };
 }
 

@@ -1,6 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { regionId, userId } from "../../kernel/fields.ts";
-import { actorOf, audit } from "../../mixins/audit.mixin.ts";
+import type { AuditEvent, HeldAuditRecord } from "../../mixins/audit.mixin.ts";
+import { AUDIT_CHANNEL, actorOf, audit, holdAuditRecord, sendHeldAuditRecord } from "../../mixins/audit.mixin.ts";
 import type { ChannelDelivery } from "../../mixins/channels/declaration.ts";
 import { OutboxRelay } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { DbVars } from "../../mixins/db.mixin.ts";
@@ -27,7 +28,7 @@ import { Ledger } from "./ledger.ts";
 import { migrations } from "./migrations.ts";
 import { WalletMoves } from "./moves.ts";
 import type { CreditMessage, SettleMessage } from "./outbox.ts";
-import { CREDIT_CHANNEL, NOTICE_CHANNEL, SETTLE_CHANNEL } from "./outbox.ts";
+import { AUDIT_DETAIL_BYTES, addToOutbox, auditRow, CREDIT_CHANNEL, NOTICE_CHANNEL, SETTLE_CHANNEL } from "./outbox.ts";
 import type { TransferOutcome } from "./payments.ts";
 import { adjust, Payments } from "./payments.ts";
 import { reconcile } from "./reconciliation.ts";
@@ -67,6 +68,7 @@ type Methods = MoveParticipantMethods & {
 	transferAlone(job: BatchedTransfer): Promise<TransferOutcome>;
 	deliverCredit(msg: ChannelDelivery<CreditMessage>): Promise<void>;
 	sweepHolds(): Promise<void>;
+	auditWrite(ctx: Context, event: AuditEvent & { target: string }): Promise<void>;
 };
 
 const signedAmount = amount;
@@ -302,7 +304,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					reason: p.reason,
 					operator: p.operator
 				});
-				await audit(this.broker, ctx, {
+				await this.auditWrite(ctx, {
 					actor: p.operator,
 					action: "money.adjust",
 					target: p.userId,
@@ -320,7 +322,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			async handler(ctx: Context<{ userId: string; reason?: string }>) {
 				await this.ledger.setFrozen(ctx.params.userId, true, ctx.params.reason ?? null);
 				const detail = ctx.params.reason ? { reason: ctx.params.reason } : {};
-				await audit(this.broker, ctx, { actor: actorOf(ctx, "sv-money"), action: "money.freeze", target: ctx.params.userId, outcome: "success", detail });
+				await this.auditWrite(ctx, { actor: actorOf(ctx, "sv-money"), action: "money.freeze", target: ctx.params.userId, outcome: "success", detail });
 				return { userId: ctx.params.userId, frozen: true };
 			}
 		},
@@ -331,7 +333,7 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			params: { $$strict: true, userId },
 			async handler(ctx: Context<{ userId: string }>) {
 				await this.ledger.setFrozen(ctx.params.userId, false, null);
-				await audit(this.broker, ctx, { actor: actorOf(ctx, "sv-money"), action: "money.unfreeze", target: ctx.params.userId, outcome: "success" });
+				await this.auditWrite(ctx, { actor: actorOf(ctx, "sv-money"), action: "money.unfreeze", target: ctx.params.userId, outcome: "success" });
 				return { userId: ctx.params.userId, frozen: false };
 			}
 		},
@@ -376,6 +378,13 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	},
 
 	methods: {
+		/** An audit record of the write being made, in its transaction's outbox: no record of a write rolled back, none lost to a bus that is down. */
+		async auditWrite(ctx, event) {
+			const here = regionRuntimeOf(this.broker).region.id;
+			await addToOutbox(this.ledger.db, auditRow(event.target, here, holdAuditRecord(ctx, event, AUDIT_DETAIL_BYTES)));
+			this.relay.kick();
+		},
+
 		/** The payee a request names (a user id, else a username) and its home; RECIPIENT_NOT_FOUND or TRANSFER_TO_SELF before anything is written. */
 		async recipient(ctx: Context, to: string, payer: string) {
 			let id: string | undefined;
@@ -487,13 +496,17 @@ const svMoney: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			broker: this.broker,
 			pollMs: envInt(process.env, "EDGEHOME_MONEY_RELAY_MS", 500, 10, 60_000),
 			send: async m => {
-				await this.broker
-					.sendToChannel(m.channel, m.payload, { key: m.key, ...(m.region === here ? {} : { region: m.region }) })
-					.catch((err: { type?: string }) => {
-						// A region that runs no sv-notice sends no notices; the wallet's own channels are always declared.
-						if (m.channel === NOTICE_CHANNEL && err.type === "UNKNOWN_CHANNEL") return;
-						throw err;
-					});
+				// A record written before its user moved goes to the log of the region where the act happened.
+				const where = m.region === here ? {} : { region: m.region };
+				const sent =
+					m.channel === AUDIT_CHANNEL
+						? sendHeldAuditRecord(this.broker, m.payload as HeldAuditRecord, where)
+						: this.broker.sendToChannel(m.channel, m.payload, { key: m.key, ...where });
+				await sent.catch((err: { type?: string }) => {
+					// A region that runs no sv-notice sends no notices, one without sv-log keeps no audit log; the wallet's own channels are always declared.
+					if ((m.channel === NOTICE_CHANNEL || m.channel === AUDIT_CHANNEL) && err.type === "UNKNOWN_CHANNEL") return;
+					throw err;
+				});
 			}
 		});
 		this.relay.start();

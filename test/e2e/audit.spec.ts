@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RegionNode } from "../../app/node.ts";
+import { sendHeldAuditRecord } from "../../mixins/audit.mixin.ts";
 import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
 import { everyFeedHeard, startEmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { HttpAnswer } from "../harness/gateways.ts";
@@ -103,6 +104,37 @@ describe("the audit log through api-cms", () => {
 		]);
 		const ledger = await listed(`?region=eu-central&action=money.adjust&target=${ids.customer}`, 1);
 		expect(ledger.body.items[0]).toMatchObject({ actor: ids.ops, outcome: "success", detail: { amount: "500", currency: "EUR", reason: "goodwill" } });
+	});
+
+	it("keeps a wallet write's record in the write's own outbox until it commits, then stores it once, with the request's id", async () => {
+		const money = nodes["eu-central"]!.broker.getLocalService("sv-money") as unknown as { relay: { stop(): Promise<void>; start(): void } };
+		const db = nodes["eu-central"]!.stores.sql.db;
+		await money.relay.stop();
+		let held: { payload: string }[];
+		try {
+			const res = await cms("POST", `/api/v1/admin/users/${ids.customer}/wallet/freeze`, { token: token.ops, body: { reason: "held record" } });
+			expect(res.status, res.text).toBe(200);
+			held = await db.selectFrom("money_outbox").select("payload").where("channel", "=", "audit.record").where("owner_id", "=", ids.customer).execute();
+			expect(held.map(r => JSON.parse(r.payload).record)).toEqual([
+				expect.objectContaining({ action: "money.freeze", actor: ids.ops, target: ids.customer, detail: { reason: "held record" } })
+			]);
+			// Not sent while the write's outbox holds it.
+			await listed(`?action=cms.freeze-wallet&target=${ids.customer}`, 1);
+			expect((await audit(`?region=eu-central&action=money.freeze&target=${ids.customer}`)).body.items).toEqual([]);
+		} finally {
+			money.relay.start();
+		}
+		const [cmsRecord] = (await listed(`?action=cms.freeze-wallet&target=${ids.customer}`, 1)).body.items;
+		const [record] = (await listed(`?region=eu-central&action=money.freeze&target=${ids.customer}`, 1)).body.items;
+		expect(record).toMatchObject({ actor: ids.ops, outcome: "success", requestId: cmsRecord.requestId });
+		// A relay that dies between sending and deleting sends the row again: the log keeps one record.
+		await sendHeldAuditRecord(nodes["eu-central"]!.broker, JSON.parse(held[0]!.payload));
+		await new Promise(r => setTimeout(r, 200));
+		expect((await audit(`?region=eu-central&action=money.freeze&target=${ids.customer}`)).body.items.map((r: { id: string }) => r.id)).toEqual([record.id]);
+		expect((await cms("POST", `/api/v1/admin/users/${ids.customer}/wallet/unfreeze`, { token: token.ops })).status).toBe(200);
+		// Its records are in before the next test pages through the log.
+		await listed(`?region=eu-central&action=money.unfreeze&target=${ids.customer}`, 1);
+		await listed(`?action=cms.unfreeze-wallet&target=${ids.customer}`, 1);
 	});
 
 	it("pages through every region merged by time, and exports the same records as NDJSON", async () => {

@@ -98,6 +98,30 @@ describe.each(STORES)("channels over %s", (kind, openStore) => {
 		});
 	});
 
+	it("stores a message sent again under the sender's own id once, and refuses an id that is not one", async () => {
+		const seen: string[] = [];
+		const broker = await node(() => openStore("own-id"), {
+			name: "ledger-log",
+			channels: {
+				"entries.kept": {
+					handler(msg: ChannelDelivery<{ n: number }>) {
+						seen.push(`${msg.id} ${msg.payload.n}`);
+					}
+				}
+			}
+		});
+		const id = "0f8e2a4c-7d1b-4a53-9b61-2c5e8f3d7a90";
+		await broker.sendToChannel("entries.kept", { n: 1 }, { id });
+		// A relay killed between sending and deleting its row sends it again.
+		await broker.sendToChannel("entries.kept", { n: 1 }, { id });
+		await broker.sendToChannel("entries.kept", { n: 2 });
+		await expect(broker.sendToChannel("entries.kept", { n: 3 }, { id: "../not an id" })).rejects.toMatchObject({ type: "INVALID_CHANNEL_MESSAGE" });
+		for (let i = 0; i < 50 && seen.length < 2; i++) await sleep(20);
+		await sleep(200);
+		expect(seen.filter(s => s.endsWith(" 1"))).toEqual([`${id} 1`]);
+		expect(seen.map(s => s.split(" ")[1])).toEqual(["1", "2"]);
+	});
+
 	it("holds each key's order across two consumer nodes of one group, and both share the work", async () => {
 		const handled: { node: string; key: string; seq: number }[] = [];
 		const consumer = (nodeName: string) => ({
