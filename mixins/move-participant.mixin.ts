@@ -52,12 +52,27 @@ const IMPORT_ATTEMPTS = 4;
  * the movers (regions/move-participants.ts). They read and replace all of a user's rows, so only
  * holders of the `move` capability (sv-region's movers) may call them across the bus.
  */
-export function moveParticipantMixin(): Partial<ServiceSchema> {
+/**
+ * Default bound of one export or import: a user's rows of one service take well under a second, so
+ * a call past this was lost (its node killed, its reply dropped by a NATS restart), and the move
+ * is better failed and rolled back than held with its user refusing writes.
+ */
+export const MOVE_COPY_TIMEOUT_MS = 15_000;
+
+export interface MoveParticipantOptions {
+	/** Bound of this service's export and import, for one that copies more than rows (sv-oss streams files). */
+	copyTimeoutMs?: number;
+}
+
+export function moveParticipantMixin(opts: MoveParticipantOptions = {}): Partial<ServiceSchema> {
+	// On the actions, so that a mover in any region learns it with them (callers use an action's own timeout).
+	const timeout = opts.copyTimeoutMs ?? MOVE_COPY_TIMEOUT_MS;
 	return {
 		metadata: { moveParticipant: true },
 		actions: {
 			"move.export": {
 				restricted: "move",
+				timeout,
 				params: { $$strict: true, userId },
 				handler(ctx: Context<{ userId: string }>) {
 					return this.moveExport(ctx.params.userId);
@@ -65,6 +80,7 @@ export function moveParticipantMixin(): Partial<ServiceSchema> {
 			},
 			"move.import": {
 				restricted: "move",
+				timeout,
 				params: { $$strict: true, userId, moveId, rows: { type: "array", max: MAX_MOVE_ROWS, items: "object" } },
 				async handler(ctx: Context<{ userId: string; moveId: string; rows: unknown[] }>) {
 					const { userId: user, moveId: move, rows } = ctx.params;

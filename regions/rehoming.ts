@@ -54,11 +54,6 @@ export const moveKey = (userId: string) => `move.${userId}`;
 const MOVE_PREFIX = "move.";
 const AUTHORITATIVE = { authoritative: true } as const;
 const DISCOVERY_MS = 2000;
-/**
- * Bound of one participant's export or import: a user's files are streamed region to region in it
- * (sv-oss), far longer than a call's default. The journal's heartbeat runs meanwhile.
- */
-const COPY_TIMEOUT_MS = 300_000;
 
 /**
  * This mover's hold on a journal: every write is compare-and-set on the revision it last wrote,
@@ -261,8 +256,10 @@ export class Mover {
 		const { userId, from, to, participants, moveId } = lease.record;
 		for (const name of participants) {
 			lease.check();
-			const rows = await this.callIn<unknown[]>(from, `${name}.move.export`, { userId }, COPY_TIMEOUT_MS);
-			await this.callIn(to, `${name}.move.import`, { userId, moveId, rows }, COPY_TIMEOUT_MS);
+			// Bounded by each participant's own export and import timeout (mixins/move-participant.mixin.ts), not a
+			// mover's guess: files take minutes, rows seconds, and the journal's heartbeat runs meanwhile.
+			const rows = await this.callIn<unknown[]>(from, `${name}.move.export`, { userId });
+			await this.callIn(to, `${name}.move.import`, { userId, moveId, rows });
 			const [there, here] = await Promise.all([
 				this.callIn<number>(to, `${name}.move.count`, { userId }),
 				this.callIn<number>(from, `${name}.move.count`, { userId })

@@ -63,6 +63,8 @@ interface UploadParams {
 const fileId = { type: "string", length: 36, pattern: /^[0-9a-f-]{36}$/, messages: { stringPattern: "must be a file id" } } as const;
 const offset = { type: "number", integer: true, min: 0, optional: true } as const;
 const MAX_PAGE = 100;
+/** A move streams the user's files region to region in its export and import: up to the quota (1 GB by default) in one call. */
+const FILES_COPY_TIMEOUT_MS = 300_000;
 /** A read of the user's files, served while the user moves. */
 const read = { param: "userId", readonly: true } as const;
 
@@ -74,7 +76,7 @@ const read = { param: "userId", readonly: true } as const;
  */
 const svOss: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	name: "sv-oss",
-	mixins: [dbMixin(migrations), moveParticipantMixin(), metricsMixin()],
+	mixins: [dbMixin(migrations), moveParticipantMixin({ copyTimeoutMs: FILES_COPY_TIMEOUT_MS }), metricsMixin()],
 
 	hooks: {
 		before: {

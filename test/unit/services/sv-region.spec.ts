@@ -189,6 +189,27 @@ const picky: ServiceSchema = {
 	}
 };
 
+/** A move participant whose export for the users listed here never answers (its reply lost), bounded at STALL_BOUND_MS. */
+const STALL_BOUND_MS = 600;
+const stalling = new Set<string>();
+const lossy: ServiceSchema = {
+	name: "lossy",
+	mixins: [moveParticipantMixin({ copyTimeoutMs: STALL_BOUND_MS })],
+	methods: {
+		async moveExport(id: string) {
+			if (stalling.has(id)) await new Promise(() => undefined);
+			return [];
+		},
+		async moveImport() {},
+		async moveCount() {
+			return 0;
+		},
+		async moveDelete() {
+			return 0;
+		}
+	}
+};
+
 describe("sv-region moves in the background (embedded, three regions)", () => {
 	let cluster: EmbeddedRegions | undefined;
 	const at = <T = any>(region: string, action: string, params: unknown) => cluster!.nodes[region]!.broker.call<T, unknown>(`sv-region.${action}`, params);
@@ -202,7 +223,7 @@ describe("sv-region moves in the background (embedded, three regions)", () => {
 	};
 
 	beforeAll(async () => {
-		cluster = await startEmbeddedRegions({ namespacePrefix: "svregion-moves-", services: ["sv-region"], schemas: [picky] });
+		cluster = await startEmbeddedRegions({ namespacePrefix: "svregion-moves-", services: ["sv-region"], schemas: [picky, lossy] });
 		// A mover needs to see both regions' nodes: wait until every node reaches every region.
 		const nodes = Object.values(cluster.nodes);
 		await within(() => nodes.every(n => nodes.every(m => n.health.status(m.region.id) === "up")), 10_000);
@@ -261,6 +282,17 @@ describe("sv-region moves in the background (embedded, three regions)", () => {
 			error: expect.stringContaining("import refused"),
 			finishedAt: expect.any(Number)
 		});
+		expect(await at("cn-east", "lookup", { userId: id })).toMatchObject({ region: "ap-south", epoch: 1, state: "active" });
+	});
+
+	it("fails a move whose participant's export never answers after that participant's own bound, and rolls it back", async () => {
+		const id = await register("bg-lost-reply", "SG");
+		stalling.add(id);
+		const res = await at("cn-east", "startMove", { userId: id, to: "eu-central" });
+		const ended = await progressUntilEnded("ap-south", res.moveId);
+		expect(ended).toMatchObject({ state: "rolled-back", error: expect.stringMatching(/lossy\.move\.export.*timed out|timed out.*lossy\.move\.export/) });
+		// The bound is the participant's (600 ms), not a mover's guess of minutes.
+		expect(ended.finishedAt - ended.startedAt).toBeLessThan(5000);
 		expect(await at("cn-east", "lookup", { userId: id })).toMatchObject({ region: "ap-south", epoch: 1, state: "active" });
 	});
 
