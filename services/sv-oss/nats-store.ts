@@ -1,8 +1,10 @@
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import type { ConnectionOptions, NatsConnection, ObjectStore } from "nats";
 import { connect, StorageType } from "nats";
+import type { ObjectTarget } from "./object-chunks.ts";
+import { putObject, readObject } from "./object-chunks.ts";
 import type { BlobStore, ByteRange, StoredBlob } from "./store.ts";
-import { checkKey, Digesting, rangeOf } from "./store.ts";
+import { checkKey, rangeOf } from "./store.ts";
 
 export interface ObjectStoreOptions {
 	servers: string;
@@ -24,10 +26,11 @@ export function bucketOf(namespace: string): string {
 }
 
 /**
- * Blobs in the region's NATS JetStream Object Store (nats.js `js.views.os`): chunked (128 kB) with
- * a SHA-256 digest the store checks when a blob is read in full. An object's entry is written only
- * after its last chunk, so a blob is visible whole or not at all; a put that fails purges its
- * chunks (those of a killed writer stay in the stream, unreachable and unnamed).
+ * Blobs in the region's NATS JetStream Object Store (nats.js `js.views.os`, its bytes written and
+ * read by object-chunks.ts): chunks of 256 kB (the server's max_payload at most) with a SHA-256
+ * digest checked when a blob is read in full. An object's entry is written only after its last
+ * chunk, so a blob is visible whole or not at all; a put that fails purges its chunks (those of a
+ * killed writer stay in the stream, unreachable and unnamed).
  */
 export async function openObjectStore(opts: ObjectStoreOptions): Promise<BlobStore> {
 	const timeout = opts.timeoutMs ?? 5000;
@@ -40,9 +43,12 @@ export async function openObjectStore(opts: ObjectStoreOptions): Promise<BlobSto
 		reconnectTimeWait: 500
 	});
 	let os: ObjectStore;
+	let target: ObjectTarget;
 	try {
 		const js = nc.jetstream({ timeout, domain: opts.domain });
 		os = await js.views.os(opts.bucket, { replicas: opts.replicas ?? 1, storage: StorageType.File });
+		const jsm = await nc.jetstreamManager({ timeout, domain: opts.domain, checkAPI: false });
+		target = { bucket: opts.bucket, js, jsm, timeout, maxPayload: nc.info?.max_payload ?? 1024 * 1024 };
 	} catch (err) {
 		await nc.close();
 		throw err;
@@ -57,16 +63,13 @@ export async function openObjectStore(opts: ObjectStoreOptions): Promise<BlobSto
 	return {
 		kind: "object-store",
 		async put(key: string, body: Readable): Promise<StoredBlob> {
-			const digest = new Digesting();
-			body.on("error", err => digest.destroy(err));
-			await os.put({ name: checkKey(key) }, Readable.toWeb(body.pipe(digest)) as ReadableStream<Uint8Array>, { timeout });
-			return digest.result();
+			return putObject(target, checkKey(key), body);
 		},
 		async get(key: string, range?: ByteRange): Promise<Readable | undefined> {
-			const found = await os.get(checkKey(key));
-			if (!found) return undefined;
-			// The store's own digest check ends the stream with an error when the bytes are not the ones put.
-			const bytes = Readable.fromWeb(found.data as import("node:stream/web").ReadableStream<Uint8Array>);
+			const info = await os.info(checkKey(key));
+			if (!info || info.deleted) return undefined;
+			// The digest check ends the stream with an error when the bytes are not the ones put.
+			const bytes = await readObject(target, info);
 			if (!range) return bytes;
 			const part = rangeOf(range, () => bytes.destroy());
 			bytes.on("error", err => part.destroy(err));
