@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream";
 import busboy from "busboy";
 import { Errors } from "moleculer";
 import { userId } from "../kernel/fields.ts";
@@ -18,15 +17,16 @@ import {
 	LinkInvalidError,
 	QuotaExceededError,
 	RangeNotSatisfiableError,
+	TransferInterruptedError,
 	UploadInvalidError
 } from "./sv-oss/errors.ts";
 import type { FileView } from "./sv-oss/files.ts";
-import { callHome } from "./sv-oss/home-calls.ts";
 import { fileLimits } from "./sv-oss/limits.ts";
 import { linkTarget } from "./sv-oss/links.ts";
 import { attachmentHeader } from "./sv-oss/names.ts";
+import type { PacedOptions } from "./sv-oss/paced-calls.ts";
+import { downloadHome, uploadHome } from "./sv-oss/paced-calls.ts";
 import { LINK_PATH } from "./sv-oss/sv-oss.service.ts";
-import { fromWire } from "./sv-oss/wire.ts";
 
 /**
  * The caller's files over REST, on every gateway: upload (multipart, or the raw body), list,
@@ -39,7 +39,7 @@ const read = { resource: "own-files", action: "read" };
 const write = { resource: "own-files", action: "write" };
 
 const limits = fileLimits(process.env);
-/** Longest an upload or a download may stream through a gateway. */
+/** Longest an upload may stream through a gateway to sv-oss in its process; across the bus, the bound of a paced upload's last step and of a download's opening. */
 const TRANSFER_TIMEOUT_MS = envInt(process.env, "EDGEHOME_OSS_TRANSFER_TIMEOUT_MS", 300_000, 1000, 3_600_000);
 /** The header a raw-body upload names its file in (percent-encoded UTF-8). */
 export const FILE_NAME_HEADER = "x-file-name";
@@ -89,6 +89,8 @@ const UPLOAD_REFUSALS = [
 	asRaised(new FileNameInvalidError("-")),
 	asRaised(new UploadInvalidError("-"))
 ];
+/** A paced transfer with another node broke off (paced-calls.ts): retry. */
+const INTERRUPTED = declared(new TransferInterruptedError("-"));
 const LINK_REFUSALS = [asRaised(new LinkInvalidError()), asRaised(new LinkExpiredError())];
 const RANGE = asRaised(new RangeNotSatisfiableError(0));
 const PARTIAL = { 206: "Part of the file: the one byte range `Range` asked for (`Content-Range` says which)." };
@@ -138,21 +140,17 @@ function multipartFile(req: IncomingMessage): Promise<IncomingFile> {
 	});
 }
 
-/** One upload: the file's bytes streamed from the request to sv-oss at the user's home. */
+/** How a transfer through this gateway is bounded (paced-calls.ts). */
+const pacing = (ctx: GatewayContext): PacedOptions => ({ timeout: TRANSFER_TIMEOUT_MS, idleMs: limits.transferIdleMs, requestID: ctx.requestID ?? undefined });
+
+/** One upload: the file's bytes streamed from the request to sv-oss at the user's home (paced across the bus). */
 async function upload(service: GatewayService, ctx: GatewayContext, req: IncomingMessage): Promise<FileView> {
 	refuseEncoded(req);
 	const multipart = /^multipart\/form-data\b/i.test(req.headers["content-type"] ?? "");
 	try {
 		const file = multipart ? await multipartFile(req) : rawFile(req);
 		const params = { userId: ctx.locals.user.id, name: file.name, contentType: file.contentType, length: file.length };
-		return await callHome<FileView>(
-			service.broker,
-			ctx.locals.user.id,
-			"sv-oss.upload",
-			params,
-			{ timeout: TRANSFER_TIMEOUT_MS, requestID: ctx.requestID ?? undefined },
-			file.bytes
-		);
+		return await uploadHome(service.broker, params, file.bytes, pacing(ctx));
 	} finally {
 		// What the service did not read is read and dropped, so the client gets the answer instead of a reset.
 		req.unpipe();
@@ -201,19 +199,12 @@ async function sendFile(service: GatewayService, ctx: GatewayContext, res: Serve
 		res.setHeader("Content-Range", `bytes ${range.start}-${range.end}/${file.size}`);
 	} else res.statusCode = 200;
 	if (req.method === "HEAD" || file.size === 0) return void res.end();
-	const wire = await callHome<Readable>(
-		service.broker,
-		owner,
-		"sv-oss.read",
-		{ userId: owner, id: file.id, ...(range ?? {}) },
-		{ requestID: ctx.requestID ?? undefined }
-	);
-	await new Promise<void>(done =>
-		pipeline(fromWire(wire), res, err => {
-			if (err) service.logger.warn(`download of file ${file.id} ended early: ${err.message}`);
-			done();
-		})
-	);
+	await downloadHome(service.broker, { userId: owner, id: file.id, ...(range ?? {}) }, res, pacing(ctx)).catch((err: Error) => {
+		// Before a byte went out the client gets the error's answer; after, only a response cut short.
+		if (!res.headersSent && !res.destroyed) throw err;
+		service.logger.warn(`download of file ${file.id} ended early: ${err.message}`);
+		res.destroy();
+	});
 }
 
 export const FILE_ROUTES: readonly GatewayRoute[] = [
@@ -226,7 +217,7 @@ export const FILE_ROUTES: readonly GatewayRoute[] = [
 		permission: write,
 		status: 201,
 		response: fileAnswer,
-		errors: [...SERVICE_CALL_FAILURES, ...UPLOAD_REFUSALS],
+		errors: [...SERVICE_CALL_FAILURES, ...UPLOAD_REFUSALS, INTERRUPTED],
 		params: { $$strict: true },
 		async handler(ctx, _params, res) {
 			const file = await upload(this, ctx, res.req);
@@ -259,7 +250,7 @@ export const FILE_ROUTES: readonly GatewayRoute[] = [
 		mediaTypes: limits.types,
 		download: true,
 		alsoAnswers: PARTIAL,
-		errors: [...SERVICE_CALL_FAILURES, NOT_FOUND, RANGE],
+		errors: [...SERVICE_CALL_FAILURES, NOT_FOUND, RANGE, INTERRUPTED],
 		params: { $$strict: true, id: fileId },
 		async handler(ctx, params: { id: string }, res) {
 			const owner = ctx.locals.user.id;
@@ -306,7 +297,7 @@ export const FILE_ROUTES: readonly GatewayRoute[] = [
 		mediaTypes: limits.types,
 		download: true,
 		alsoAnswers: PARTIAL,
-		errors: [...SERVICE_CALL_FAILURES, ...LINK_REFUSALS, RANGE],
+		errors: [...SERVICE_CALL_FAILURES, ...LINK_REFUSALS, RANGE, INTERRUPTED],
 		params: { $$strict: true, token: { type: "string", max: 200 } },
 		async handler(ctx, params: { token: string }, res) {
 			const { userId: owner } = linkTarget(params.token);

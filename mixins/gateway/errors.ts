@@ -31,7 +31,9 @@ const RETRYABLE_503: Record<string, number> = {
 	DIRECTORY_UNAVAILABLE: 3,
 	WX_NOT_CONFIGURED: 60,
 	// A gateway full of live streams, or stopping: another node takes the next try.
-	STREAMS_UNAVAILABLE: 5
+	STREAMS_UNAVAILABLE: 5,
+	// A file's transfer between the gateway and the home broke off (a node gone, the session expired): sending it again starts anew.
+	TRANSFER_INTERRUPTED: 1
 };
 
 const UPSTREAM_MISSING = new Set(["SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE", "SERVICE_UNAVAILABLE"]);

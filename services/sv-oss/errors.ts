@@ -66,3 +66,31 @@ export class RangeNotSatisfiableError extends Errors.MoleculerClientError {
 		super(`the range asked for is outside the file's ${size} bytes`, 416, "RANGE_NOT_SATISFIABLE", { size });
 	}
 }
+
+/** A paced transfer (pacing.ts) this node does not hold: finished, aborted, expired, or held by a node that restarted. */
+export class TransferSessionNotFoundError extends Errors.MoleculerClientError {
+	constructor(id: string) {
+		super(`no transfer ${id} here: finished, aborted or expired`, 404, "TRANSFER_SESSION_NOT_FOUND", { id });
+	}
+}
+
+/** A part out of order beyond the window, sent twice, or announced count not the parts sent. */
+export class TransferPartInvalidError extends Errors.MoleculerClientError {
+	constructor(reason: string) {
+		super(`transfer part refused: ${reason}`, 400, "TRANSFER_PART_INVALID", { reason });
+	}
+}
+
+/** The node holds as many transfers as EDGEHOME_OSS_MAX_TRANSFERS allows. */
+export class TransfersBusyError extends Errors.MoleculerError {
+	constructor(max: number) {
+		super(`this node holds ${max} transfers already`, 503, "TRANSFERS_BUSY", { max, retryAfter: 1 });
+	}
+}
+
+/** What a client sees when a transfer between its gateway and the home broke off (the home restarted, a part expired, the node was busy). */
+export class TransferInterruptedError extends Errors.MoleculerError {
+	constructor(reason: string) {
+		super(`the transfer to the file's home region broke off (${reason}): try again`, 503, "TRANSFER_INTERRUPTED", { reason, retryAfter: 1 });
+	}
+}

@@ -13,6 +13,10 @@ export interface FileLimits {
 	maxLinkSeconds: number;
 	/** Longest file name kept, in characters (a longer one is cut, its extension kept). */
 	maxNameLength: number;
+	/** Longest a paced transfer (pacing.ts) may wait for its next part or request before the home drops it, in ms. */
+	transferIdleMs: number;
+	/** Paced transfers one node holds at once (uploads and downloads each). */
+	maxTransfers: number;
 }
 
 /** What an upload may be unless the deployment says otherwise: common documents and pictures. */
@@ -32,6 +36,8 @@ export function fileLimits(env: Env = process.env): FileLimits {
 		quotaBytes: envInt(env, "EDGEHOME_OSS_QUOTA_BYTES", 1024 * 1024 * 1024, 1, 2 ** 50),
 		types,
 		maxLinkSeconds: envInt(env, "EDGEHOME_OSS_LINK_MAX_S", 7 * 24 * 3600, 1, 365 * 24 * 3600),
-		maxNameLength: envInt(env, "EDGEHOME_OSS_NAME_MAX", 200, 16, 1000)
+		maxNameLength: envInt(env, "EDGEHOME_OSS_NAME_MAX", 200, 16, 1000),
+		transferIdleMs: envInt(env, "EDGEHOME_OSS_TRANSFER_IDLE_MS", 30_000, 100, 600_000),
+		maxTransfers: envInt(env, "EDGEHOME_OSS_MAX_TRANSFERS", 256, 1, 100_000)
 	};
 }

@@ -6,6 +6,7 @@ import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
 import type { GatewayName, HttpAnswer } from "../harness/gateways.ts";
 import { answerOf, gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
 import { expectError } from "./expect-error.ts";
+import { startFilesCluster } from "./files-cluster.ts";
 
 /*
  * The caller's files over HTTP, through real gateways in front of the three embedded regions: what
@@ -75,15 +76,8 @@ async function holdings(who: User): Promise<{ ids: string[]; used: number }> {
 }
 
 beforeAll(async () => {
-	const { startEmbeddedRegions, everyFeedHeard, everyRegionLinked, REGION_IDS } = await import("../harness/embedded-regions.ts");
-	cluster = await startEmbeddedRegions({
-		namespacePrefix: "files-e2e-",
-		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-oss"],
-		schemas: gatewaySchemas({ "api-www": LIMITS, "api-app": LIMITS, "api-cms": LIMITS, "api-wx": LIMITS })
-	});
-	for (const id of REGION_IDS) nodes[id] = cluster.nodes[id]!;
-	await everyFeedHeard(cluster, 10_000);
-	await everyRegionLinked(cluster, 10_000);
+	cluster = await startFilesCluster("files-e2e-", gatewaySchemas({ "api-www": LIMITS, "api-app": LIMITS, "api-cms": LIMITS, "api-wx": LIMITS }));
+	Object.assign(nodes, cluster.nodes);
 }, 60_000);
 
 afterAll(async () => {

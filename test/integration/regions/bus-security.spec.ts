@@ -197,6 +197,27 @@ describe("a node on the bus without the capability", () => {
 		expect(await usage()).toEqual(before);
 	});
 
+	it("cannot open, feed, end or abort a paced upload, nor open or read a paced download: CAPABILITY_REQUIRED, and nothing is kept", async () => {
+		const usage = () => node.broker.call<{ files: number; usedBytes: number }, unknown>("sv-oss.usage", { userId: greta.id });
+		const before = await usage();
+		// A gateway's upload under way, whose id the intruder has learnt.
+		const { uploadId } = await node.broker.call<{ uploadId: string }, unknown>("sv-oss.uploadBegin", { userId: greta.id, name: "real.txt" });
+		const downloadId = randomUUID();
+		for (const [action, params] of [
+			["sv-oss.uploadBegin", { userId: greta.id, name: "planted.txt", length: 5 }],
+			["sv-oss.uploadPart", { uploadId, seq: 0, data: Buffer.from("plant").toString("base64") }],
+			["sv-oss.uploadEnd", { uploadId, parts: 1 }],
+			["sv-oss.uploadAbort", { uploadId }],
+			["sv-oss.downloadOpen", { userId: greta.id, id: randomUUID() }],
+			["sv-oss.downloadPart", { downloadId, seq: 0 }],
+			["sv-oss.downloadClose", { downloadId }]
+		] as const)
+			expect(await failureOf(intruder.call(action, params, to())), action).toMatchObject(refusal(action, "files"));
+		// The real upload was neither fed nor ended by the intruder: it ends empty when its gateway aborts it.
+		expect(await node.broker.call("sv-oss.uploadAbort", { uploadId })).toEqual({ aborted: true });
+		expect(await usage()).toEqual(before);
+	});
+
 	it("cannot grant itself a role: CAPABILITY_REQUIRED, and the grant is not stored", async () => {
 		const err = await failureOf(intruder.call("auth-rbac.grant", { userId: greta.id, role: "admin" }, to()));
 		expect(err).toMatchObject({ type: "CAPABILITY_REQUIRED", code: 403, data: { capability: "grant" } });

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { regionRuntimeOf } from "../../../regions/runtime/region-runtime.ts";
 import type { FileView } from "../../../services/sv-oss/files.ts";
@@ -7,7 +7,7 @@ import { callHome } from "../../../services/sv-oss/home-calls.ts";
 import { fromWire } from "../../../services/sv-oss/wire.ts";
 import type { EmbeddedRegions } from "../../harness/embedded-regions.ts";
 import { everyRegionLinked, startEmbeddedRegions } from "../../harness/embedded-regions.ts";
-import { bytesOf } from "../../unit/services/sv-oss/store-contract.ts";
+import { bytesOf, textOf } from "../../unit/services/sv-oss/store-contract.ts";
 
 /*
  * A user's files move with the user: 100 MB in four files, streamed from the old home to the new
@@ -17,28 +17,6 @@ import { bytesOf } from "../../unit/services/sv-oss/store-contract.ts";
 const FILE_BYTES = 25 * 1024 * 1024;
 let cluster: EmbeddedRegions | undefined;
 const broker = (region: string) => cluster!.nodes[region]!.broker;
-
-/** `size` bytes of text made from a seed, streamed without being held whole. */
-function textOf(size: number, seed: string): { stream: () => Readable; sha256: string } {
-	const line = Buffer.from(`${seed} ${"x".repeat(1000)}\n`);
-	const chunk = Buffer.concat(Array.from({ length: 64 }, () => line));
-	const hash = createHash("sha256");
-	for (let at = 0; at < size; at += chunk.length) hash.update(chunk.subarray(0, Math.min(chunk.length, size - at)));
-	return {
-		sha256: hash.digest("hex"),
-		stream: () => {
-			let at = 0;
-			return new Readable({
-				read() {
-					if (at >= size) return this.push(null);
-					const n = Math.min(chunk.length, size - at);
-					at += n;
-					this.push(chunk.subarray(0, n));
-				}
-			});
-		}
-	};
-}
 
 beforeAll(async () => {
 	Object.assign(process.env, { EDGEHOME_OSS_MAX_FILE_BYTES: String(FILE_BYTES) });

@@ -22,6 +22,34 @@ export function streamOf(data: Buffer, chunk = 64 * 1024, failAfter?: number): R
 	});
 }
 
+/** `size` bytes of text made from a seed, streamed (in 64 kB pieces) without being held whole, and their SHA-256. */
+export function textOf(size: number, seed: string): { stream: () => Readable; sha256: string; at: (start: number, end: number) => Buffer } {
+	const line = Buffer.from(`${seed} ${"x".repeat(1000)}\n`);
+	const chunk = Buffer.concat(Array.from({ length: 64 }, () => line));
+	const hash = createHash("sha256");
+	for (let at = 0; at < size; at += chunk.length) hash.update(chunk.subarray(0, Math.min(chunk.length, size - at)));
+	return {
+		sha256: hash.digest("hex"),
+		stream: () => {
+			let at = 0;
+			return new Readable({
+				read() {
+					if (at >= size) return this.push(null);
+					const n = Math.min(chunk.length, size - at);
+					at += n;
+					this.push(chunk.subarray(0, n));
+				}
+			});
+		},
+		/** Bytes `start`…`end` (both included). */
+		at: (start, end) => {
+			const out = Buffer.alloc(end - start + 1);
+			for (let i = start; i <= end; i++) out[i - start] = chunk[i % chunk.length]!;
+			return out;
+		}
+	};
+}
+
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const key = () => `USER${randomBytes(4).toString("hex").toUpperCase()}/${randomUUID()}`;
 

@@ -1,6 +1,6 @@
-import { Readable } from "node:stream";
 import { toWire } from "../../../../services/sv-oss/wire.ts";
 import { startOnFolder } from "./crash-node.ts";
+import { endlessBody } from "./endless-body.ts";
 
 /*
  * A child process for the crash test (test/integration/services/sv-oss-crash.spec.ts): cn-east
@@ -14,14 +14,5 @@ const { userId } = await node.broker.call<{ userId: string }, unknown>("sv-regio
 	identities: [{ kind: "username", value: "crashing" }],
 	country: "JP"
 });
-const chunk = Buffer.alloc(64 * 1024, 97);
-let sent = 0;
-const endless = new Readable({
-	read() {
-		setTimeout(() => {
-			this.push(chunk);
-			if (++sent === 40) process.stdout.write(`${userId}\n`);
-		}, 20);
-	}
-});
+const endless = endlessBody(20, 40, () => process.stdout.write(`${userId}\n`));
 await node.broker.call("sv-oss.upload", { userId, name: "endless.txt", contentType: "text/plain" }, { stream: toWire(endless), timeout: 0 });
