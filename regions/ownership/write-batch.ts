@@ -32,6 +32,24 @@ import { BEGIN, COMMIT, queryBuilderOver, SerialTransaction } from "./serial-tra
  * the fence's argument holds per transaction, whether it carries one write or many.
  */
 
+/**
+ * Where a batched write of `userId` goes, by the user's ownership row read in the batch: into the
+ * batch when the row is active here at the caller's epoch (or the caller named none); refused with
+ * WRONG_REGION when the caller's epoch is older than the row's (the user moved away and back); else
+ * through the fence alone, which waits out a move or learns a newer epoch. Every group commit
+ * (this file's, sv-money's transfers, sv-notice's sends) decides by this one rule.
+ */
+export function placeInBatch(
+	row: Ownership | undefined,
+	callerEpoch: number | undefined,
+	userId: string,
+	region: string
+): { kind: "member"; epoch: number } | { kind: "alone" } | { kind: "failed"; error: WrongRegionError } {
+	if (row?.state !== "active" || (callerEpoch !== undefined && callerEpoch > row.epoch)) return { kind: "alone" };
+	if (callerEpoch !== undefined && callerEpoch < row.epoch) return { kind: "failed", error: new WrongRegionError(userId, region, row.epoch) };
+	return { kind: "member", epoch: row.epoch };
+}
+
 export interface WriteBatchesOptions {
 	region: string;
 	records: OwnershipRecords;
@@ -161,11 +179,9 @@ class Batch {
 			return;
 		}
 		for (const write of this.writes) {
-			const row = rows.get(write.userId);
-			const epoch = write.callerEpoch;
-			if (row?.state !== "active" || (epoch !== undefined && epoch > row.epoch)) write.answer({ kind: "alone" });
-			else if (epoch !== undefined && epoch < row.epoch) write.answer({ kind: "failed", error: new WrongRegionError(write.userId, region, row.epoch) });
-			else this.members.push(new Member(this, write, row.epoch));
+			const place = placeInBatch(rows.get(write.userId), write.callerEpoch, write.userId, region);
+			if (place.kind === "member") this.members.push(new Member(this, write, place.epoch));
+			else write.answer(place);
 		}
 		if (!this.members.length) {
 			await this.trx.rollback().catch(noop);

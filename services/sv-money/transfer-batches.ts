@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
-import { OutcomeUnknownError, WrongRegionError } from "../../regions/errors.ts";
+import { OutcomeUnknownError } from "../../regions/errors.ts";
 import { isDeadlock, isLockConflict } from "../../regions/ownership/lock-errors.ts";
 import type { OwnershipRecords } from "../../regions/ownership/records.ts";
+import { placeInBatch } from "../../regions/ownership/write-batch.ts";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
 import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { IdempotencyKeyReusedError, InsufficientFundsError, WalletFrozenError } from "./errors.ts";
@@ -140,11 +141,9 @@ export class TransferBatches {
 		const owners = await records.readMany(trx, [...new Set([...jobs.map(j => j.req.payer), ...localPayees])], "share");
 		const live: number[] = [];
 		jobs.forEach((job, i) => {
-			const row = owners.get(job.req.payer);
-			const epoch = job.callerEpoch;
-			if (row?.state !== "active" || (epoch !== undefined && epoch > row.epoch)) return;
-			if (epoch !== undefined && epoch < row.epoch) decisions[i] = { kind: "failed", error: new WrongRegionError(job.req.payer, region, row.epoch) };
-			else live.push(i);
+			const place = placeInBatch(owners.get(job.req.payer), job.callerEpoch, job.req.payer, region);
+			if (place.kind === "member") live.push(i);
+			else decisions[i] = place;
 		});
 		if (!live.length) return decisions;
 		const text = (column: string) => sql.raw(`cast(${column} as ${dialect === "mysql" ? "char" : "text"})`);

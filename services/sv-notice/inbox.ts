@@ -1,17 +1,12 @@
-import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
-import { sql } from "kysely";
-import type { SqlDialectName } from "../../regions/stores/sql.ts";
-import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import type { Category } from "./categories.ts";
 import { NoticeNotFoundError } from "./errors.ts";
-import type { Rendered } from "./templates.ts";
 
 /**
- * A user's notices, numbered per user: `seq` is one more than the user's last, computed in the
- * statement that inserts the notice, so notices of one user never share a number (two inserts
- * racing on one number: the second meets the key and takes the next). The live stream uses it
- * as the event id, and it moves with the user. A deleted notice keeps its row (marked), so a
+ * A user's notices, numbered per user: `seq` is one more than the user's last, read in the
+ * transaction that inserts the notice; `(user_id, seq)` is the key, so two writes racing on one
+ * number cannot both commit (the later meets the key and runs again, sends.ts). The live stream
+ * uses it as the event id, and it moves with the user. A deleted notice keeps its row (marked), so a
  * repeated send of its key is still answered by it, not written again.
  */
 
@@ -55,76 +50,26 @@ export function noticeView(row: NoticeRow): NoticeView {
 	};
 }
 
-export interface NewNotice {
-	userId: string;
-	category: Category;
-	template: string;
-	rendered: Rendered;
-	idempotencyKey: string;
-	/** Written as read: a muted category. */
-	muted: boolean;
-}
-
 export class Inbox {
 	readonly db: Kysely<any>;
-	readonly dialect: SqlDialectName;
 
-	constructor(db: Kysely<any>, dialect: SqlDialectName) {
+	constructor(db: Kysely<any>) {
 		this.db = db;
-		this.dialect = dialect;
 	}
 
-	async byKey(userId: string, key: string): Promise<NoticeRow | undefined> {
-		return (await this.db.selectFrom("notice_inbox").selectAll().where("user_id", "=", userId).where("idempotency_key", "=", key).executeTakeFirst()) as
-			| NoticeRow
-			| undefined;
+	/** The notices some sends' keys wrote already: `pairs` of user and key, in one statement. */
+	async byKeys(pairs: readonly { userId: string; key: string }[]): Promise<NoticeRow[]> {
+		if (!pairs.length) return [];
+		return (await this.db
+			.selectFrom("notice_inbox")
+			.selectAll()
+			.where(eb => eb.or(pairs.map(p => eb.and([eb("user_id", "=", p.userId), eb("idempotency_key", "=", p.key)]))))
+			.execute()) as NoticeRow[];
 	}
 
-	/**
-	 * Writes the notice once per key: `added` false when the key had written one already (that one
-	 * is answered). One statement for a new key; a repeated one meets the unique key, then is read.
-	 */
-	async add(n: NewNotice): Promise<{ row: NoticeRow; added: boolean }> {
-		for (let attempt = 0; ; attempt++) {
-			const now = Date.now();
-			const row: NoticeRow = {
-				user_id: n.userId,
-				seq: 0,
-				id: randomUUID(),
-				category: n.category,
-				template: n.template,
-				locale: n.rendered.locale,
-				title: n.rendered.title,
-				body_text: n.rendered.text,
-				body_html: n.rendered.html,
-				idempotency_key: n.idempotencyKey,
-				created_at: now,
-				read_at: n.muted ? now : null,
-				deleted_at: null
-			};
-			try {
-				row.seq = await this.insertNumbered(row);
-				return { row, added: true };
-			} catch (err) {
-				if (!isDuplicateKey(err)) throw err;
-				// The key's notice exists (a repeated send), or another write took the number first.
-				const earlier = await this.byKey(n.userId, n.idempotencyKey);
-				if (earlier) return { row: earlier, added: false };
-				if (attempt >= 5) throw err;
-			}
-		}
-	}
-
-	/** Inserts the row as the user's next number and answers that number, in one round trip (MySQL: LAST_INSERT_ID(expr); SQLite: RETURNING). */
-	private async insertNumbered(r: NoticeRow): Promise<number> {
-		const mysql = this.dialect === "mysql";
-		const seq = mysql ? sql`last_insert_id(coalesce(max(seq), 0) + 1)` : sql`coalesce(max(seq), 0) + 1`;
-		const res = await sql<{
-			seq: number | string;
-		}>`insert into notice_inbox (user_id, seq, id, category, template, locale, title, body_text, body_html, idempotency_key, created_at, read_at)
-			select ${r.user_id}, ${seq}, ${r.id}, ${r.category}, ${r.template}, ${r.locale}, ${r.title}, ${r.body_text}, ${r.body_html}, ${r.idempotency_key}, ${r.created_at}, ${r.read_at}
-			from notice_inbox where user_id = ${r.user_id}${mysql ? sql`` : sql` returning seq`}`.execute(this.db);
-		return Number(mysql ? res.insertId : res.rows[0]!.seq);
+	/** Writes numbered notices in one statement: a number or key taken meanwhile fails it whole (a duplicate key). */
+	async insertMany(rows: readonly NoticeRow[]): Promise<void> {
+		if (rows.length) await this.db.insertInto("notice_inbox").values(rows).execute();
 	}
 
 	async list(userId: string, opts: { unread?: boolean; before?: number; limit: number }): Promise<NoticeRow[]> {

@@ -18,6 +18,16 @@ export interface Preferences {
 
 const everythingOn = (): Switches => Object.fromEntries(CHANNELS.map(channel => [channel, Object.fromEntries(CATEGORIES.map(c => [c, true]))])) as Switches;
 
+/** The preferences a row of `notice_preferences` keeps (none: everything on, English). */
+export function preferencesOf(row: { locale: string | null; opt_outs: string } | undefined): Preferences {
+	const channels = everythingOn();
+	for (const off of row ? (JSON.parse(row.opt_outs) as string[]) : []) {
+		const [channel, category] = off.split(":") as [DeliveryChannel, Category];
+		if (channels[channel]?.[category] !== undefined) channels[channel][category] = false;
+	}
+	return { locale: (row?.locale as Locale | null) ?? DEFAULT_LOCALE, channels };
+}
+
 export class PreferenceStore {
 	private readonly db: Kysely<any>;
 
@@ -26,13 +36,8 @@ export class PreferenceStore {
 	}
 
 	async get(userId: string): Promise<Preferences> {
-		const row = await this.db.selectFrom("notice_preferences").selectAll().where("user_id", "=", userId).executeTakeFirst();
-		const channels = everythingOn();
-		for (const off of row ? (JSON.parse(row.opt_outs) as string[]) : []) {
-			const [channel, category] = off.split(":") as [DeliveryChannel, Category];
-			if (channels[channel]?.[category] !== undefined) channels[channel][category] = false;
-		}
-		return { locale: (row?.locale as Locale | null) ?? DEFAULT_LOCALE, channels };
+		const row = await this.db.selectFrom("notice_preferences").select(["locale", "opt_outs"]).where("user_id", "=", userId).executeTakeFirst();
+		return preferencesOf(row as { locale: string | null; opt_outs: string } | undefined);
 	}
 
 	/** Replaces the user's choices; turning security notices off in the inbox is refused. */

@@ -9,25 +9,30 @@ import { dbMixin } from "../../mixins/db.mixin.ts";
 import { metricsMixin } from "../../mixins/metrics.mixin.ts";
 import type { MoveParticipantMethods } from "../../mixins/move-participant.mixin.ts";
 import { moveParticipantMixin, movesThrough } from "../../mixins/move-participant.mixin.ts";
+import type { HomeMeta } from "../../regions/home-router.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
-import { unscoped } from "../../regions/stores/scoped-db.ts";
+import { scopeOf, unscoped } from "../../regions/stores/scoped-db.ts";
+import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { UnknownRegionError } from "../sv-region/errors.ts";
 import type { Announced, AnnouncementStatus, PageOutcome, RetryPolicy } from "./announcements.ts";
 import { Announcements, healsByWaiting, MAX_BODY, MAX_TITLE, retried, retryPolicyFromEnv } from "./announcements.ts";
-import type { Category, DeliveryChannel, ExternalChannel, Locale } from "./categories.ts";
-import { CATEGORIES, CHANNELS, EXTERNAL_CHANNELS, LOCALES } from "./categories.ts";
+import type { ExternalChannel, Locale } from "./categories.ts";
+import { CATEGORIES, CHANNELS, LOCALES } from "./categories.ts";
 import { AnnouncementNotFoundError } from "./errors.ts";
-import type { NoticeRow } from "./inbox.ts";
 import { Inbox, noticeView } from "./inbox.ts";
 import { migrations } from "./migrations.ts";
 import { NoticeMoves } from "./moves.ts";
+import type { PushedNotice, Queued, QueuedPush } from "./outbox.ts";
+import { outboxRows, PUSH, pushOf } from "./outbox.ts";
 import type { Preferences } from "./preferences.ts";
 import { PreferenceStore } from "./preferences.ts";
 import type { Delivery, Providers } from "./providers.ts";
 import { providersFromEnv } from "./providers.ts";
-import type { Rendered } from "./templates.ts";
-import { render } from "./templates.ts";
+import type { BatchedSend } from "./send-batches.ts";
+import { SendBatches } from "./send-batches.ts";
+import type { SendOutcome, SendRequest, SendTarget } from "./sends.ts";
+import { writeSends } from "./sends.ts";
 import { UnreadCounts } from "./unread-counts.ts";
 
 /** The channel producers send notices through: `{ userId, category, template, data, idempotencyKey, channels? }`. */
@@ -36,23 +41,7 @@ export const SEND_CHANNEL = "notice.send";
 export const ANNOUNCE_CHANNEL = "notice.announce";
 /** The global event every region's gateways hear: a notice, or a new unread count, for a user's live streams. */
 export const PUSH_EVENT = "notice.pushed";
-/** The outbox row that becomes PUSH_EVENT rather than a channel message. */
-const PUSH = "push";
-
-export interface PushedNotice {
-	userId: string;
-	unreadCount: number;
-	notice?: ReturnType<typeof noticeView>;
-}
-
-/** A push as its write queues it: the unread count is added as it leaves the outbox (unread-counts.ts). */
-type QueuedPush = Omit<PushedNotice, "unreadCount">;
-
-/** One outbox row: a message for a channel, or the live push. */
-interface Queued {
-	channel: string;
-	payload: unknown;
-}
+export type { PushedNotice };
 
 interface Vars extends DbVars<any> {
 	inbox: Inbox;
@@ -66,6 +55,9 @@ interface Vars extends DbVars<any> {
 	/** Users one page of an announcement's fan-out notifies (at once) before its cursor moves. */
 	announcePage: number;
 	unreadCounts: UnreadCounts;
+	sends: SendBatches;
+	/** Where sends written here queue their messages. */
+	sendTarget: SendTarget;
 	/** The fan-out loop running now, if any; `stopping` ends it after its page. */
 	announcing?: Promise<void>;
 	stopping: boolean;
@@ -74,6 +66,8 @@ interface Vars extends DbVars<any> {
 
 type Methods = MoveParticipantMethods & {
 	queue(userId: string, messages: Queued[]): Promise<void>;
+	sendAlone(job: BatchedSend): Promise<SendOutcome>;
+	pushCommitted(outcomes: SendOutcome[]): void;
 	deliver(channel: ExternalChannel, msg: ChannelDelivery<Delivery>): Promise<void>;
 	announce(): void;
 	fanOut(): Promise<void>;
@@ -90,19 +84,19 @@ const switches = { type: "object", strict: true, props: Object.fromEntries(CATEG
 const MAX_PAGE = 100;
 /** A notice's template data: small, flat values. */
 const MAX_DATA_FIELDS = 32;
-
-/** A live-stream update for the user's clients. */
-const pushOf = (userId: string, notice?: NoticeRow): Queued => ({
-	channel: PUSH,
-	payload: { userId, ...(notice ? { notice: noticeView(notice) } : {}) } satisfies QueuedPush
-});
+/** Send batches in progress at once on a node (each on its own connection), and most sends in one. */
+const SEND_LANES = 4;
+const SEND_BATCH = 64;
+/** Runs of a send alone that met a notice numbered or keyed meanwhile. */
+const SEND_ATTEMPTS = 5;
 
 /**
  * Notices: one inbox entry per idempotency key in the user's home region, rendered from a
- * template in the user's locale, pushed live to the user's streams in every region, and queued
- * for e-mail and webhooks (the channels the user did not turn off) in the same transaction, so a
- * crash loses or doubles nothing. Producers send through the durable channel `notice.send`. A
- * move participant.
+ * template in the user's locale, pushed live to the user's streams in every region as it
+ * commits, and queued for e-mail and webhooks (the channels the user did not turn off) in the same
+ * transaction, so a crash loses or doubles none of those. Sends are committed in batches
+ * (send-batches.ts, sends.ts). Producers send through the
+ * durable channel `notice.send`. A move participant.
  */
 const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	name: "sv-notice",
@@ -151,7 +145,8 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	actions: {
 		send: {
 			restricted: "notice",
-			home: atomicWrite,
+			// Committed in set-based batches that hold every user's ownership row (send-batches.ts).
+			home: { param: "userId", selfFenced: true },
 			params: {
 				$$strict: true,
 				userId,
@@ -165,59 +160,17 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				idempotencyKey,
 				channels: { type: "array", items: { type: "enum", values: [...CHANNELS] }, optional: true, unique: true }
 			},
-			async handler(
-				ctx: Context<{
-					userId: string;
-					category: Category;
-					template: string;
-					data: Record<string, unknown>;
-					idempotencyKey: string;
-					channels?: DeliveryChannel[];
-				}>
-			) {
+			async handler(ctx: Context<SendRequest, { $home?: HomeMeta }>) {
 				const p = ctx.params;
 				if (Object.keys(p.data).length > MAX_DATA_FIELDS)
 					throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
 						{ field: "data", message: `at most ${MAX_DATA_FIELDS} fields` }
 					]);
-				// A repeated key is found by the insert (its unique key): a send costs no lookup first.
-				const prefs = await this.preferences.get(p.userId);
-				let rendered: Rendered;
-				try {
-					// Rendered before anything is written: missing data refuses the send, not the message.
-					rendered = render(p.category, p.template, p.data, prefs.locale);
-				} catch (err) {
-					// A repeated send is answered by its notice, even where its data no longer renders.
-					const earlier = await this.inbox.byKey(p.userId, p.idempotencyKey);
-					if (earlier) return { notice: noticeView(earlier), replayed: true };
-					throw err;
-				}
-				const wanted = (channel: DeliveryChannel) => (p.channels ? p.channels.includes(channel) : true) && prefs.channels[channel][p.category];
-				const muted = p.category !== "security" && !wanted("inbox");
-				const { row, added } = await this.inbox.add({
-					userId: p.userId,
-					category: p.category,
-					template: p.template,
-					rendered,
-					idempotencyKey: p.idempotencyKey,
-					muted
-				});
-				if (!added) return { notice: noticeView(row), replayed: true };
-				const messages: Queued[] = muted ? [] : [pushOf(p.userId, row)];
-				const delivery: Delivery = {
-					noticeId: row.id,
-					userId: p.userId,
-					category: p.category,
-					title: rendered.title,
-					text: rendered.text,
-					html: rendered.html,
-					createdAt: noticeView(row).createdAt
-				};
-				for (const channel of EXTERNAL_CHANNELS)
-					if (this.providers[channel] && wanted(channel)) messages.push({ channel: `notice.${channel}`, payload: delivery });
-				await this.queue(p.userId, messages);
-				this.relay.kick();
-				return { notice: noticeView(row), replayed: false };
+				const job = { req: p, callerEpoch: ctx.meta.$home?.epoch };
+				// Inside another write's transaction (which holds SQLite's one connection) a batch could not start: it joins that write.
+				const { row, replayed, relayed } = scopeOf(this.db) ? await this.sendAlone(job) : await this.sends.submit(job);
+				if (relayed) this.relay.kick();
+				return { notice: noticeView(row), replayed };
 			}
 		},
 
@@ -378,12 +331,35 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		/** Messages sent once this write commits, in one statement. */
 		async queue(user: string, messages: Queued[]) {
 			if (!messages.length) return;
-			const region = regionRuntimeOf(this.broker).region.id;
-			const now = Date.now();
 			await this.db
 				.insertInto("notice_outbox")
-				.values(messages.map(m => ({ owner_id: user, channel: m.channel, msg_key: user, region, payload: JSON.stringify(m.payload), created_at: now })))
+				.values(outboxRows(regionRuntimeOf(this.broker).region.id, Date.now(), [{ userId: user, messages }]))
 				.execute();
+		},
+		/** One send through the fence: for a user whose ownership row a batch could not decide on (absent, moving), or inside another write. */
+		async sendAlone(job: BatchedSend) {
+			const fence = regionRuntimeOf(this.broker).fence;
+			// Inside another write, whose commit comes after this returns, the relay sends the push.
+			const pushNow = !scopeOf(this.db);
+			for (let attempt = 1; ; attempt++) {
+				try {
+					const outcome = await fence.run(
+						job.req.userId,
+						job.callerEpoch,
+						async () => {
+							const [written] = await writeSends(this.db, [job.req], this.sendTarget, pushNow);
+							if (written!.kind === "failed") throw written!.error;
+							return written!.outcome;
+						},
+						true
+					);
+					this.pushCommitted([outcome]);
+					return outcome;
+				} catch (err) {
+					// Another transaction numbered or keyed a notice of the user since this one's snapshot: a new one sees it.
+					if (!isDuplicateKey(err) || attempt >= SEND_ATTEMPTS) throw err;
+				}
+			}
 		},
 		async deliver(channel: ExternalChannel, msg: ChannelDelivery<Delivery>) {
 			const provider = this.providers[channel];
@@ -393,6 +369,10 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				const profile = await msg.ctx.call<{ email: string | null }, unknown>("sv-user.get", { userId: user });
 				return { email: profile.email };
 			});
+		},
+		/** Sends the live pushes of committed sends. */
+		pushCommitted(outcomes: SendOutcome[]) {
+			for (const { push } of outcomes) if (push) void this.broker.broadcast(PUSH_EVENT, push);
 		},
 		/** Starts the fan-out loop unless it runs already. */
 		announce() {
@@ -457,7 +437,19 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 	},
 
 	async started() {
-		this.inbox = new Inbox(this.db, this.dialect);
+		const runtime = regionRuntimeOf(this.broker);
+		this.sendTarget = { region: runtime.region.id, configured: channel => Boolean(this.providers[channel]) };
+		this.sends = new SendBatches({
+			region: runtime.region.id,
+			db: unscoped(this.db),
+			records: runtime.ownership,
+			write: (trx, reqs) => writeSends(trx, reqs, this.sendTarget, true),
+			committed: outcomes => this.pushCommitted(outcomes),
+			alone: job => this.sendAlone(job),
+			lanes: this.dialect === "sqlite" ? 1 : SEND_LANES,
+			maxSize: SEND_BATCH
+		});
+		this.inbox = new Inbox(this.db);
 		this.unreadCounts = new UnreadCounts(users => this.inbox.unreadCounts(users));
 		this.preferences = new PreferenceStore(this.db);
 		this.moves = new NoticeMoves(this.db);

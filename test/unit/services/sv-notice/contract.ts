@@ -98,6 +98,20 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 			expect(after.map((n: { seq: number }) => n.seq)).toEqual(seqs.slice(2));
 		});
 
+		it("numbers sends made at once in order, without gaps, and writes a key sent at once from several places once", async () => {
+			const before = (await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 1 })).items[0].seq;
+			const k = key();
+			const sent = await Promise.all([
+				...Array.from({ length: 12 }, () => send("liwei")),
+				...["cn-east", "ap-south", "eu-central", "cn-east"].map(from => send("liwei", { idempotencyKey: k }, from))
+			]);
+			const once = sent.slice(12);
+			expect(new Set(once.map(s => s.notice.id)).size).toBe(1);
+			expect(once.filter(s => !s.replayed)).toHaveLength(1);
+			const seqs = sent.slice(0, 13).map(s => s.notice.seq as number);
+			expect([...seqs].sort((a, b) => a - b)).toEqual(Array.from({ length: 13 }, (_, i) => before + 1 + i));
+		});
+
 		it("lists newest first with a cursor, reads, reads all and deletes; another user's notice is not found", async () => {
 			const page = await call("cn-east", "sv-notice.list", { userId: users.liwei, limit: 2 });
 			expect(page.items).toHaveLength(2);

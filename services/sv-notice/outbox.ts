@@ -1,0 +1,33 @@
+import type { NoticeView } from "./inbox.ts";
+
+/** The outbox row that becomes the live push (sv-notice.service.ts's PUSH_EVENT) rather than a channel message. */
+export const PUSH = "push";
+
+/** What a user's live streams get: a notice, or a new unread count. */
+export interface PushedNotice {
+	userId: string;
+	unreadCount: number;
+	notice?: NoticeView;
+}
+
+/** A push as a write the relay sends queues it: the unread count is added as it leaves the outbox (unread-counts.ts). */
+export type QueuedPush = Omit<PushedNotice, "unreadCount">;
+
+/** One outbox row: a message for a channel, or the live push. */
+export interface Queued {
+	channel: string;
+	payload: unknown;
+}
+
+/** A live-stream update for the user's clients. */
+export const pushOf = (userId: string, notice?: NoticeView): Queued => ({
+	channel: PUSH,
+	payload: { userId, ...(notice ? { notice } : {}) } satisfies QueuedPush
+});
+
+/** The rows of `notice_outbox` that send each user's messages once the write commits, keyed by the user. */
+export function outboxRows(region: string, now: number, queued: { userId: string; messages: Queued[] }[]) {
+	return queued.flatMap(({ userId, messages }) =>
+		messages.map(m => ({ owner_id: userId, channel: m.channel, msg_key: userId, region, payload: JSON.stringify(m.payload), created_at: now }))
+	);
+}

@@ -1,0 +1,190 @@
+import { randomUUID } from "node:crypto";
+import type { Kysely } from "kysely";
+import { sql } from "kysely";
+import { isDuplicateKey } from "../../regions/stores/sql.ts";
+import type { Category, DeliveryChannel, ExternalChannel } from "./categories.ts";
+import { EXTERNAL_CHANNELS } from "./categories.ts";
+import type { NoticeRow } from "./inbox.ts";
+import { Inbox, noticeView } from "./inbox.ts";
+import type { PushedNotice, Queued } from "./outbox.ts";
+import { outboxRows, pushOf } from "./outbox.ts";
+import type { Preferences } from "./preferences.ts";
+import { preferencesOf } from "./preferences.ts";
+import type { Delivery } from "./providers.ts";
+import type { Rendered } from "./templates.ts";
+import { render } from "./templates.ts";
+
+/**
+ * Sends written as a set: however many, a fixed handful of statements on a transaction the
+ * caller holds (fenced): the users' preferences, last numbers and unread counts, read in one;
+ * one insert of the new notices; one of their outbox messages (e-mail and webhooks the user did
+ * not turn off, and the live push unless the caller sends it). A repeated key is found by the insert (the unique key):
+ * a send costs no lookup first. Then the keys are read, and a key written already (or by an
+ * earlier send of the set) is answered by its notice, even where its data no longer renders;
+ * data that does not render refuses that send alone, before anything of it is written. The reads
+ * are a snapshot: a notice another transaction numbered or keyed since makes the insert fail
+ * whole on a duplicate key, and the caller runs the set again in a new one. With `pushNow` the
+ * caller broadcasts each live push itself as the transaction commits (`push`) rather than the
+ * relay: an outbox row would not make it surer (the relay, too, counts a push sent once handed
+ * to NATS, which a crash can still lose; a stream resuming after its last `seq` reads the inbox),
+ * and would cost the batch a round trip and a delete.
+ */
+
+export interface SendRequest {
+	userId: string;
+	category: Category;
+	template: string;
+	data: Record<string, unknown>;
+	idempotencyKey: string;
+	channels?: DeliveryChannel[];
+}
+
+export interface SendOutcome {
+	row: NoticeRow;
+	replayed: boolean;
+	/** The live push for the caller to send once committed (`pushNow`). */
+	push?: PushedNotice;
+	/** Messages were queued for the relay. */
+	relayed: boolean;
+}
+
+export type Written = { kind: "done"; outcome: SendOutcome } | { kind: "failed"; error: unknown };
+
+export interface SendTarget {
+	region: string;
+	/** Whether the channel has a provider here. */
+	configured: (channel: ExternalChannel) => boolean;
+}
+
+const keyOf = (userId: string, key: string) => `${userId}\u0000${key}`;
+
+interface Tally {
+	last: number;
+	unread: number;
+}
+
+/** The users' preferences, last numbers and unread counts, in one statement. */
+async function factsOf(db: Kysely<any>, users: string[]): Promise<{ prefs: Map<string, Preferences>; tallies: Map<string, Tally> }> {
+	const nothing = sql<any>`null`;
+	const rows = await db
+		.selectFrom("notice_preferences")
+		.select(["user_id", "locale", "opt_outs", nothing.as("last"), nothing.as("unread")])
+		.where("user_id", "in", users)
+		.unionAll(
+			db
+				.selectFrom("notice_inbox")
+				.select([
+					"user_id",
+					nothing.as("locale"),
+					nothing.as("opt_outs"),
+					eb => eb.fn.max("seq").as("last"),
+					eb =>
+						eb.fn
+							.sum(
+								eb
+									.case()
+									.when(eb.and([eb("read_at", "is", null), eb("deleted_at", "is", null)]))
+									.then(1)
+									.else(0)
+									.end()
+							)
+							.as("unread")
+				])
+				.where("user_id", "in", users)
+				.groupBy("user_id")
+		)
+		.execute();
+	const chosen = new Map(rows.filter(r => r.opt_outs !== null).map(r => [r.user_id as string, r as { locale: string | null; opt_outs: string }]));
+	return {
+		prefs: new Map(users.map(user => [user, preferencesOf(chosen.get(user))])),
+		tallies: new Map(rows.filter(r => r.opt_outs === null).map(r => [r.user_id as string, { last: Number(r.last), unread: Number(r.unread) }]))
+	};
+}
+
+export async function writeSends(db: Kysely<any>, reqs: readonly SendRequest[], target: SendTarget, pushNow: boolean): Promise<Written[]> {
+	const inbox = new Inbox(db);
+	const { prefs, tallies } = await factsOf(db, [...new Set(reqs.map(r => r.userId))]);
+	const now = Date.now();
+
+	/** The set's rows and answers, given the notices its keys are known to have written. */
+	const plan = (earlier: readonly NoticeRow[]) => {
+		const known = new Map(earlier.map(row => [keyOf(row.user_id, row.idempotency_key), row]));
+		const counted = new Map([...tallies].map(([user, t]) => [user, { ...t }]));
+		const rows: NoticeRow[] = [];
+		const queued: { userId: string; messages: Queued[] }[] = [];
+		let refused = false;
+		const written = reqs.map((req): Written => {
+			const key = keyOf(req.userId, req.idempotencyKey);
+			const seen = known.get(key);
+			if (seen) return { kind: "done", outcome: { row: seen, replayed: true, relayed: false } };
+			const { locale, channels } = prefs.get(req.userId)!;
+			let rendered: Rendered;
+			try {
+				rendered = render(req.category, req.template, req.data, locale);
+			} catch (error) {
+				refused = true;
+				return { kind: "failed", error };
+			}
+			const wanted = (channel: DeliveryChannel) => (req.channels ? req.channels.includes(channel) : true) && channels[channel][req.category];
+			const muted = req.category !== "security" && !wanted("inbox");
+			const tally = counted.get(req.userId) ?? { last: 0, unread: 0 };
+			counted.set(req.userId, tally);
+			tally.last++;
+			if (!muted) tally.unread++;
+			const row: NoticeRow = {
+				user_id: req.userId,
+				seq: tally.last,
+				id: randomUUID(),
+				category: req.category,
+				template: req.template,
+				locale: rendered.locale,
+				title: rendered.title,
+				body_text: rendered.text,
+				body_html: rendered.html,
+				idempotency_key: req.idempotencyKey,
+				created_at: now,
+				read_at: muted ? now : null,
+				deleted_at: null
+			};
+			rows.push(row);
+			known.set(key, row);
+			const view = noticeView(row);
+			const messages: Queued[] = muted || pushNow ? [] : [pushOf(req.userId, view)];
+			const delivery: Delivery = {
+				noticeId: row.id,
+				userId: req.userId,
+				category: req.category,
+				title: rendered.title,
+				text: rendered.text,
+				html: rendered.html,
+				createdAt: view.createdAt
+			};
+			for (const channel of EXTERNAL_CHANNELS)
+				if (target.configured(channel) && wanted(channel)) messages.push({ channel: `notice.${channel}`, payload: delivery });
+			queued.push({ userId: req.userId, messages });
+			const push = !muted && pushNow ? { userId: req.userId, unreadCount: tally.unread, notice: view } : undefined;
+			return { kind: "done", outcome: { row, replayed: false, push, relayed: messages.length > 0 } };
+		});
+		return { rows, queued, written, refused };
+	};
+
+	let earlier: NoticeRow[] | undefined;
+	for (;;) {
+		const set = plan(earlier ?? []);
+		// A send whose data does not render may repeat one that did: its notice answers it.
+		if (set.refused && !earlier) {
+			earlier = await inbox.byKeys(reqs.map(r => ({ userId: r.userId, key: r.idempotencyKey })));
+			continue;
+		}
+		try {
+			await inbox.insertMany(set.rows);
+		} catch (err) {
+			if (earlier || !isDuplicateKey(err)) throw err;
+			earlier = await inbox.byKeys(reqs.map(r => ({ userId: r.userId, key: r.idempotencyKey })));
+			continue;
+		}
+		const outbox = outboxRows(target.region, now, set.queued);
+		if (outbox.length) await db.insertInto("notice_outbox").values(outbox).execute();
+		return set.written;
+	}
+}
