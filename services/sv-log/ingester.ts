@@ -2,7 +2,7 @@ import type { Logger } from "moleculer";
 import { ChainConflictError } from "./errors.ts";
 import type { LogRecord } from "./record.ts";
 import { GENESIS, hashOf } from "./record.ts";
-import type { ChainHead, LogStore } from "./store.ts";
+import type { Append, ChainHead, LogStore } from "./store.ts";
 
 /** A record as it arrives, before it has a place in the chain. */
 export type Entry = Omit<LogRecord, "region" | "seq" | "loggedAt" | "prevHash" | "hash">;
@@ -16,6 +16,12 @@ export interface IngestSettings {
 	maxConflicts: number;
 }
 
+/** A batch linked into the chain, and its append made ready. */
+interface Linked {
+	records: LogRecord[];
+	write: Append;
+}
+
 interface Waiting {
 	entry: Entry;
 	done: () => void;
@@ -24,12 +30,12 @@ interface Waiting {
 
 /**
  * Batches a region's incoming records into its chain: records wait until a batch is full or
- * `flushMs` has passed; each batch is linked (every record to the one before it) as soon as it is
- * taken, while the batch before it may still be being appended, and appended in turn, one append at
- * a time. A batch whose links were made on a tail that is not what was stored before it (that batch
- * failed, or another node appended to the same chain: a unique-key conflict) is linked again from
- * what is stored. `add` resolves once its record is stored, so a channel message is acknowledged
- * only then.
+ * `flushMs` has passed; each batch is linked (every record to the one before it) and its append
+ * made ready as soon as it is taken, while the batch before it may still be being appended, and
+ * appended in turn, one append at a time. A batch whose links were made on a tail that is not
+ * what was stored before it (that batch failed, or another node appended to the same chain: a
+ * unique-key conflict) is linked again from what is stored. `add` resolves once its record is
+ * stored, so a channel message is acknowledged only then.
  */
 export class Ingester {
 	private readonly store: LogStore;
@@ -87,24 +93,29 @@ export class Ingester {
 		const previous = this.appending;
 		// The same message delivered twice at once is one record.
 		const entries = [...new Map(batch.map(w => [w.entry.id, w.entry])).values()];
-		let records: LogRecord[] = [];
+		let linked: Linked;
 		try {
 			if (this.linkedTail === null) {
 				await previous;
 				this.linkedTail = this.storedTail ?? (await this.store.head(this.region));
 			}
-			records = this.link(entries, this.linkedTail);
-			this.linkedTail = tailOf(records) ?? this.linkedTail;
+			linked = this.link(entries, this.linkedTail);
+			this.linkedTail = tailOf(linked.records) ?? this.linkedTail;
 		} catch (err) {
 			this.linkedTail = null;
 			this.fail(batch, err);
 			return;
 		}
 		this.appending = previous
-			.then(() => this.append(entries, records))
+			.then(() => this.append(entries, linked))
 			.then(
 				() => {
-					for (const w of batch) w.done();
+					// Acknowledged once the next batch's append is on its way to the database (a macrotask
+					// later): the records their senders send next are then checked and linked while that
+					// append runs, instead of holding it back until they are.
+					setImmediate(() => {
+						for (const w of batch) w.done();
+					});
 					return true;
 				},
 				err => {
@@ -121,21 +132,22 @@ export class Ingester {
 		for (const w of batch) w.failed(err);
 	}
 
-	private async append(entries: Entry[], linked: LogRecord[]): Promise<void> {
+	private async append(entries: Entry[], first: Linked): Promise<void> {
 		let pending = entries;
-		let records = linked;
+		let linked = first;
 		for (let conflicts = 0; ; conflicts++) {
 			if (this.storedTail === null) this.storedTail = await this.store.head(this.region);
 			const basis = this.storedTail;
-			if (records[0] && (records[0].seq !== (basis?.seq ?? 0) + 1 || records[0].prevHash !== (basis?.hash ?? GENESIS))) {
+			const head = linked.records[0];
+			if (head && (head.seq !== (basis?.seq ?? 0) + 1 || head.prevHash !== (basis?.hash ?? GENESIS))) {
 				// Linked on a tail that was not stored: linked again, and the batches after it will be too.
-				records = this.link(pending, basis);
+				linked = this.link(pending, basis);
 				this.linkedTail = null;
 			}
-			if (records.length === 0) return;
+			if (linked.records.length === 0) return;
 			try {
-				await this.store.append(this.region, records);
-				this.storedTail = tailOf(records)!;
+				await linked.write();
+				this.storedTail = tailOf(linked.records)!;
 				return;
 			} catch (err) {
 				if (!(err instanceof ChainConflictError) || conflicts >= this.settings.maxConflicts) throw err;
@@ -147,22 +159,39 @@ export class Ingester {
 				pending = pending.filter(e => !stored.has(e.id));
 				if (pending.length === 0) return;
 				this.storedTail = await this.store.head(this.region);
-				records = this.link(pending, this.storedTail);
+				linked = this.link(pending, this.storedTail);
 				this.linkedTail = null;
 			}
 		}
 	}
 
-	private link(entries: Entry[], head: ChainHead | undefined): LogRecord[] {
+	private link(entries: Entry[], head: ChainHead | undefined): Linked {
 		let seq = head?.seq ?? 0;
 		let prevHash = head?.hash ?? GENESIS;
 		const loggedAt = Date.now();
-		return entries.map(entry => {
-			const linked = { ...entry, region: this.region, seq: ++seq, loggedAt, prevHash };
-			const record = { ...linked, hash: hashOf(linked) };
+		const records = entries.map(e => {
+			const record: LogRecord = {
+				region: this.region,
+				seq: ++seq,
+				id: e.id,
+				at: e.at,
+				actor: e.actor,
+				action: e.action,
+				target: e.target,
+				outcome: e.outcome,
+				requestId: e.requestId,
+				traceId: e.traceId,
+				ipHash: e.ipHash,
+				detail: e.detail,
+				loggedAt,
+				prevHash,
+				hash: ""
+			};
+			record.hash = hashOf(record);
 			prevHash = record.hash;
 			return record;
 		});
+		return { records, write: this.store.prepareAppend(this.region, records) };
 	}
 }
 

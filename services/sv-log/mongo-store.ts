@@ -3,7 +3,7 @@ import { MongoClient, MongoServerError } from "mongodb";
 import type { AuditOutcome } from "../../mixins/audit.mixin.ts";
 import { ChainConflictError } from "./errors.ts";
 import type { LogRecord } from "./record.ts";
-import type { ChainHead, Checkpoint, LogFilter, LogStore } from "./store.ts";
+import type { Append, ChainHead, Checkpoint, LogFilter, LogStore } from "./store.ts";
 
 interface LogDoc {
 	/** The record's seq. */
@@ -108,14 +108,17 @@ export class MongoLogStore implements LogStore {
 		return new Set(docs.map(d => d.id));
 	}
 
-	async append(region: string, records: readonly LogRecord[]): Promise<void> {
-		if (records.length === 0) return;
-		await this.log(region)
-			.insertMany(records.map(toDoc), { ordered: true })
-			.catch(err => {
-				if ((err as { code?: number }).code === DUPLICATE_KEY) throw new ChainConflictError(region);
-				throw err;
-			});
+	prepareAppend(region: string, records: readonly LogRecord[]): Append {
+		if (records.length === 0) return async () => {};
+		const docs = records.map(toDoc);
+		return async () => {
+			await this.log(region)
+				.insertMany(docs, { ordered: true })
+				.catch(err => {
+					if ((err as { code?: number }).code === DUPLICATE_KEY) throw new ChainConflictError(region);
+					throw err;
+				});
+		};
 	}
 
 	async query(region: string, f: LogFilter, limit: number): Promise<LogRecord[]> {

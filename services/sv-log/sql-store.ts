@@ -1,9 +1,10 @@
 import type { Kysely } from "kysely";
+import { CompiledQuery } from "kysely";
 import type { AuditOutcome } from "../../mixins/audit.mixin.ts";
 import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { ChainConflictError } from "./errors.ts";
 import type { LogRecord } from "./record.ts";
-import type { ChainHead, Checkpoint, LogFilter, LogStore } from "./store.ts";
+import type { Append, ChainHead, Checkpoint, LogFilter, LogStore } from "./store.ts";
 
 /** A record as its row holds it: the same fields, snake case, the detail as JSON text. */
 type LogRow = Pick<LogRecord, "region" | "seq" | "id" | "at" | "actor" | "action" | "target" | "hash"> & {
@@ -60,6 +61,12 @@ const fromRow = (row: LogRow): LogRecord => ({
 /** The audit chain in the region's SQL store (MariaDB / MySQL or SQLite), tables of migrations.ts. */
 export class SqlLogStore implements LogStore {
 	private readonly db: Kysely<LogTables>;
+	/**
+	 * The batch insert as the query builder writes it for this engine: the statement with one row,
+	 * and what each further row adds. A batch's statement is then this text and its rows' values,
+	 * without a tree of 3 000 nodes built and compiled for each batch of 200 (the chain's hot path).
+	 */
+	private insert: { first: string; more: string } | undefined;
 
 	constructor(db: Kysely<any>) {
 		this.db = db as Kysely<LogTables>;
@@ -81,17 +88,25 @@ export class SqlLogStore implements LogStore {
 		return new Set(rows.map(r => r.id));
 	}
 
-	async append(region: string, records: readonly LogRecord[]): Promise<void> {
-		if (records.length === 0) return;
-		// One statement: all rows or none, in either engine.
-		await this.db
-			.insertInto("audit_log")
-			.values(records.map(toRow))
-			.execute()
-			.catch(err => {
+	prepareAppend(region: string, records: readonly LogRecord[]): Append {
+		if (records.length === 0) return async () => {};
+		const rows = records.map(toRow);
+		const { first, more } = (this.insert ??= this.batchInsert(rows[0]!));
+		// One statement: all rows or none, in either engine. Each row's values in its columns' order, as the builder binds them.
+		const statement = CompiledQuery.raw(first + more.repeat(rows.length - 1), rows.flatMap(Object.values));
+		return async () => {
+			await this.db.executeQuery(statement).catch(err => {
 				if (isDuplicateKey(err)) throw new ChainConflictError(region);
 				throw err;
 			});
+		};
+	}
+
+	private batchInsert(row: LogRow): { first: string; more: string } {
+		const first = this.db.insertInto("audit_log").values(row).compile().sql;
+		const two = this.db.insertInto("audit_log").values([row, row]).compile().sql;
+		if (!two.startsWith(first)) throw new Error(`the query builder's batch insert does not repeat its row: ${two}`);
+		return { first, more: two.slice(first.length) };
 	}
 
 	async query(region: string, f: LogFilter, limit: number): Promise<LogRecord[]> {

@@ -28,6 +28,9 @@ export interface Checkpoint {
 	signature: string;
 }
 
+/** A batch's append, ready to run once (LogStore's `prepareAppend`). */
+export type Append = () => Promise<void>;
+
 /** The last record of a region's chain, where the next one links. */
 export interface ChainHead {
 	seq: number;
@@ -47,11 +50,13 @@ export interface LogStore {
 	/** Which of these record ids the region holds already. */
 	existing(region: string, ids: readonly string[]): Promise<Set<string>>;
 	/**
-	 * Stores the records, in order. Throws ChainConflictError when a position or id is taken
-	 * (another node appended first): then at most a leading part of them was stored (none in SQL),
-	 * which still links, and the caller appends the rest anew from the new head.
+	 * The append of these records, made ready now (rows and statement built) and run when called,
+	 * so a batch waiting its turn is prepared while the one before it is written. Running it stores
+	 * the records, in order; it throws ChainConflictError when a position or id is taken (another
+	 * node appended first): then at most a leading part of them was stored (none in SQL), which
+	 * still links, and the caller appends the rest anew from the new head.
 	 */
-	append(region: string, records: readonly LogRecord[]): Promise<void>;
+	prepareAppend(region: string, records: readonly LogRecord[]): Append;
 	/** Up to `limit` records in listing order. */
 	query(region: string, filter: LogFilter, limit: number): Promise<LogRecord[]>;
 	/** Up to `limit` records with seq > `afterSeq`, in chain order. */

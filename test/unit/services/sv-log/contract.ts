@@ -69,7 +69,7 @@ export function logStoreContract(name: string, open: () => Promise<OpenedLogStor
 				{},
 				{}
 			]);
-			await store.append(r, records);
+			await store.prepareAppend(r, records)();
 			expect(await store.head(r)).toEqual({ seq: 3, hash: records[2]!.hash });
 			const read = await store.scan(r, 0, 10);
 			expect(read).toEqual(records);
@@ -83,11 +83,11 @@ export function logStoreContract(name: string, open: () => Promise<OpenedLogStor
 			const r = region();
 			await store.prepare(r, 86_400_000);
 			const first = chainOf(r, [{}, {}]);
-			await store.append(r, first);
+			await store.prepareAppend(r, first)();
 			const again = chainOf(r, [{ actor: "someone-else" }]);
-			await expect(store.append(r, again)).rejects.toBeInstanceOf(ChainConflictError);
+			await expect(store.prepareAppend(r, again)()).rejects.toBeInstanceOf(ChainConflictError);
 			const next = chainOf(r, [{ id: first[0]!.id }], { seq: 2, hash: first[1]!.hash });
-			await expect(store.append(r, next)).rejects.toBeInstanceOf(ChainConflictError);
+			await expect(store.prepareAppend(r, next)()).rejects.toBeInstanceOf(ChainConflictError);
 			expect([...(await store.existing(r, [first[0]!.id, "nope"]))]).toEqual([first[0]!.id]);
 			expect(await store.scan(r, 0, 10)).toEqual(first);
 			expect((await verifyChain(store, r, KEYS, 10)).ok).toBe(true);
@@ -98,7 +98,7 @@ export function logStoreContract(name: string, open: () => Promise<OpenedLogStor
 			await store.prepare(r, 86_400_000);
 			const ann = "a".repeat(26);
 			const bob = "b".repeat(26);
-			await store.append(
+			await store.prepareAppend(
 				r,
 				chainOf(r, [
 					{ actor: ann, action: "auth.login", requestId: "q1" },
@@ -107,7 +107,7 @@ export function logStoreContract(name: string, open: () => Promise<OpenedLogStor
 					{ actor: ann, action: "auth.logout", at: T0 + 10_000 },
 					{ actor: bob, action: "money.freeze", target: bob, at: T0 + 10_000 }
 				])
-			);
+			)();
 			const seqs = async (f: Parameters<LogStore["query"]>[1], limit = 10) => (await store.query(r, f, limit)).map(x => x.seq);
 			expect(await seqs({})).toEqual([5, 4, 3, 2, 1]);
 			expect(await seqs({ actor: ann })).toEqual([4, 1]);
@@ -129,7 +129,7 @@ export function logStoreContract(name: string, open: () => Promise<OpenedLogStor
 			const r = region();
 			await store.prepare(r, 86_400_000);
 			const records = chainOf(r, [{}, {}, { at: T0 + 60_000 }, {}, {}]);
-			await store.append(r, records);
+			await store.prepareAppend(r, records)();
 			// Record 3 happened late, so retention may go up to 2 only while 4 and 5 happened before the cutoff.
 			expect(await store.lastBefore(r, T0 + 30_000)).toBe(2);
 			expect(await store.lastBefore(r, T0 + 100_000)).toBe(5);
@@ -150,7 +150,7 @@ export function logStoreContract(name: string, open: () => Promise<OpenedLogStor
 		it("lets verification find a record changed in the database", async () => {
 			const r = region();
 			await store.prepare(r, 86_400_000);
-			await store.append(r, chainOf(r, [{}, {}, {}, {}]));
+			await store.prepareAppend(r, chainOf(r, [{}, {}, {}, {}]))();
 			await opened.tamper(r, 3, { actor: "c".repeat(26) });
 			expect(await verifyChain(store, r, KEYS, 2)).toEqual({
 				region: r,

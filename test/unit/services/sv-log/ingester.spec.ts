@@ -24,15 +24,18 @@ async function openStore(): Promise<LogStore> {
 	return new SqlLogStore(sql.db);
 }
 
-/** Counts the appends a store is asked for. */
+/** Counts the appends a store runs. */
 function counting(store: LogStore): { store: LogStore; appends: number[] } {
 	const appends: number[] = [];
 	return {
 		appends,
 		store: Object.assign(Object.create(store), {
-			append: (region: string, records: Parameters<LogStore["append"]>[1]) => {
-				appends.push(records.length);
-				return store.append(region, records);
+			prepareAppend: (region: string, records: Parameters<LogStore["prepareAppend"]>[1]) => {
+				const write = store.prepareAppend(region, records);
+				return () => {
+					appends.push(records.length);
+					return write();
+				};
 			}
 		})
 	};
@@ -63,6 +66,23 @@ describe("audit ingestion", () => {
 		expect(await verifyChain(store, "cn-east", KEYS, 7)).toMatchObject({ ok: true, checked: 25 });
 	});
 
+	it("sends the next batch to the store before acknowledging the one stored, so new records are linked while it is written", async () => {
+		const real = await openStore();
+		const events: string[] = [];
+		const store = Object.assign(Object.create(real), {
+			prepareAppend: (region: string, records: Parameters<LogStore["prepareAppend"]>[1]) => {
+				const write = real.prepareAppend(region, records);
+				return () => {
+					events.push(`write ${records.map(r => r.id).join(",")}`);
+					return write();
+				};
+			}
+		}) as LogStore;
+		const ingester = new Ingester(store, "cn-east", { batchSize: 2, flushMs: 5, maxConflicts: 5 }, logger);
+		await Promise.all(["a", "b", "c", "d"].map(id => ingester.add(entry(id)).then(() => events.push(`ack ${id}`))));
+		expect(events).toEqual(["write a,b", "write c,d", "ack a", "ack b", "ack c", "ack d"]);
+	});
+
 	it("stores a message delivered twice once, and keeps one chain while two nodes append to it", async () => {
 		const store = await openStore();
 		const a = new Ingester(store, "cn-east", { batchSize: 5, flushMs: 5, maxConflicts: 50 }, logger);
@@ -82,7 +102,8 @@ describe("audit ingestion", () => {
 		const real = await openStore();
 		let down = true;
 		const store = Object.assign(Object.create(real), {
-			append: (region: string, records: Parameters<LogStore["append"]>[1]) => (down ? Promise.reject(new Error("store down")) : real.append(region, records))
+			prepareAppend: (region: string, records: Parameters<LogStore["prepareAppend"]>[1]) => () =>
+				down ? Promise.reject(new Error("store down")) : real.prepareAppend(region, records)()
 		}) as LogStore;
 		const ingester = new Ingester(store, "cn-east", { batchSize: 2, flushMs: 5, maxConflicts: 5 }, logger);
 		await expect(ingester.add(entry("x1"))).rejects.toThrow("store down");
@@ -95,8 +116,8 @@ describe("audit ingestion", () => {
 		const real = await openStore();
 		let failures = 1;
 		const store = Object.assign(Object.create(real), {
-			append: (region: string, records: Parameters<LogStore["append"]>[1]) =>
-				failures-- > 0 ? Promise.reject(new Error("store down")) : real.append(region, records)
+			prepareAppend: (region: string, records: Parameters<LogStore["prepareAppend"]>[1]) => () =>
+				failures-- > 0 ? Promise.reject(new Error("store down")) : real.prepareAppend(region, records)()
 		}) as LogStore;
 		const ingester = new Ingester(store, "cn-east", { batchSize: 2, flushMs: 5, maxConflicts: 5 }, logger);
 		// Four at once: the second batch is linked on the first while the first is being appended.
