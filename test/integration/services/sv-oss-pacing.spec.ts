@@ -15,7 +15,7 @@ import type { BlobStore } from "../../../services/sv-oss/store.ts";
 import type { UploadSession } from "../../../services/sv-oss/upload-session.ts";
 import type { KvNode } from "../../harness/kv-node.ts";
 import { startKvNode } from "../../harness/kv-node.ts";
-import { deleteKvBucket, REAL, runId } from "../../harness/real-servers.ts";
+import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../../harness/real-servers.ts";
 import { within } from "../../harness/waiting.ts";
 import { textOf } from "../../unit/services/sv-oss/store-contract.ts";
 
@@ -87,8 +87,19 @@ const usageOf = () => home.node.broker.call<{ files: number; usedBytes: number }
 const oss = () => home.node.broker.getLocalService("sv-oss") as unknown as { blobs: BlobStore; uploads: Sessions<UploadSession> };
 
 beforeAll(async () => {
+	// The home keeps its files' rows in the region's MariaDB database, as deployed.
 	const start = (region: string, services: string[]) =>
-		startKvNode({ region, natsUrl: REAL.nats, bucket, namespacePrefix: prefix, blindIndexKey, services, env, group: "pacing" });
+		startKvNode({
+			region,
+			natsUrl: REAL.nats,
+			bucket,
+			namespacePrefix: prefix,
+			blindIndexKey,
+			services,
+			env,
+			group: "pacing",
+			stores: realStores(run, region)
+		});
 	home = await start("ap-south", ["sv-region", "sv-oss"]);
 	gateway = await start("cn-east", ["sv-region"]);
 	({ userId } = await gateway.node.broker.call<{ userId: string }, unknown>("sv-region.register", {
@@ -104,6 +115,7 @@ afterAll(async () => {
 	await (await nc.jetstreamManager()).streams.delete(objectStream).catch(() => undefined);
 	await nc.close();
 	await deleteKvBucket(bucket);
+	await Promise.all(["ap-south", "cn-east"].map(region => cleanupRealStores(realStores(run, region))));
 });
 
 describe("sv-oss: paced transfers over NATS", () => {

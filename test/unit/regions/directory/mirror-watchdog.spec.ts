@@ -19,18 +19,24 @@ function streams(seqs: { origin: number; mirror: number; originUp?: boolean }) {
 	return jsm;
 }
 
+/** A watchdog over `seqs` that repairs after 1 s standing still, at most once a minute. */
+function watchdog(seqs: { origin: number; mirror: number; originUp?: boolean }, events: MirrorWatchdogEvent[]): MirrorWatchdog {
+	return new MirrorWatchdog({
+		jsm: streams(seqs),
+		mirror: "KV_b-ap",
+		origin: "KV_b",
+		stallMs: 1000,
+		minRepairIntervalMs: 60_000,
+		onEvent: e => events.push(e)
+	});
+}
+
 describe("mirror watchdog", () => {
 	it("says when a stalled mirror it may not repair yet moves again, so that reads can return to it", async () => {
 		const seqs = { origin: 10, mirror: 5 };
-		const events: MirrorWatchdogEvent["type"][] = [];
-		const dog = new MirrorWatchdog({
-			jsm: streams(seqs),
-			mirror: "KV_b-ap",
-			origin: "KV_b",
-			stallMs: 1000,
-			minRepairIntervalMs: 60_000,
-			onEvent: e => events.push(e.type)
-		});
+		const seen: MirrorWatchdogEvent[] = [];
+		const events = () => seen.map(e => e.type);
+		const dog = watchdog(seqs, seen);
 		expect(await dog.check(0)).toBe("behind");
 		expect(await dog.check(1500)).toBe("repairing");
 		// Repaired and refilled to 10, then stalled again at 10 while the origin went on: no second repair within the minute.
@@ -38,24 +44,17 @@ describe("mirror watchdog", () => {
 		seqs.origin = 12;
 		expect(await dog.check(2000)).toBe("behind");
 		expect(await dog.check(3500)).toBe("stalled");
-		expect(events).toEqual(["stalled", "repairing", "repaired", "stalled"]);
+		expect(events()).toEqual(["stalled", "repairing", "repaired", "stalled"]);
 		seqs.mirror = 11;
 		expect(await dog.check(4000)).toBe("behind");
-		expect(events.at(-1)).toBe("resumed");
+		expect(events().at(-1)).toBe("resumed");
 		expect(dog.repairs).toBe(1);
 	});
 
 	it("gives a stalled mirror back to its readers once the origin stops answering: it is then the only source", async () => {
 		const seqs = { origin: 10, mirror: 5, originUp: true };
 		const events: MirrorWatchdogEvent[] = [];
-		const dog = new MirrorWatchdog({
-			jsm: streams(seqs),
-			mirror: "KV_b-ap",
-			origin: "KV_b",
-			stallMs: 1000,
-			minRepairIntervalMs: 60_000,
-			onEvent: e => events.push(e)
-		});
+		const dog = watchdog(seqs, events);
 		await dog.check(0);
 		await dog.check(1500);
 		// Refilled, then stalled again: the repair a moment ago holds the next one back.
