@@ -2,11 +2,10 @@ import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
 import { OutcomeUnknownError } from "../../regions/errors.ts";
-import { isDeadlock, isLockConflict } from "../../regions/ownership/lock-errors.ts";
+import { runBatch } from "../../regions/ownership/batch-transaction.ts";
 import type { OwnershipRecords } from "../../regions/ownership/records.ts";
 import { placeInBatch } from "../../regions/ownership/write-batch.ts";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
-import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { IdempotencyKeyReusedError, InsufficientFundsError, WalletFrozenError } from "./errors.ts";
 import type { EntryRow } from "./ledger.ts";
 import { SYSTEM_SLOTS, systemOwner } from "./ledger.ts";
@@ -109,27 +108,26 @@ export class TransferBatches {
 	}
 
 	private async decide(jobs: Job[], lane: number): Promise<Decision[]> {
-		for (let attempt = 1; ; attempt++) {
-			let committing = false;
-			try {
-				let decisions: Decision[] = [];
-				await this.opts.db.transaction().execute(async trx => {
-					decisions = await this.apply(trx, jobs, lane);
-					committing = true;
-				});
+		const run = await runBatch(
+			this.opts.db,
+			trx => this.apply(trx, jobs, lane),
+			BATCH_ATTEMPTS,
+			() => this.stats.reruns++
+		);
+		switch (run.kind) {
+			case "committed":
 				this.stats.batches++;
-				this.stats.transfers += decisions.filter(d => d.kind === "done" && !d.outcome.replayed).length;
-				return decisions;
-			} catch (err) {
-				if (committing && !isDeadlock(err)) {
-					// The COMMIT itself failed: whether the batch applied is unknown.
-					return jobs.map(j => ({ kind: "failed", error: new OutcomeUnknownError(j.req.payer, "a transfer", `its commit failed: ${(err as Error).message}`) }));
-				}
-				if (!(isDeadlock(err) || isLockConflict(err) || isDuplicateKey(err))) throw err;
-				this.stats.reruns++;
-				if (attempt >= BATCH_ATTEMPTS) return jobs.map(() => ({ kind: "alone" }));
-				await new Promise(r => setTimeout(r, Math.random() * 10 * 2 ** attempt));
-			}
+				this.stats.transfers += run.value.filter(d => d.kind === "done" && !d.outcome.replayed).length;
+				return run.value;
+			case "unknown":
+				return jobs.map(j => ({
+					kind: "failed",
+					error: new OutcomeUnknownError(j.req.payer, "a transfer", `its commit failed: ${(run.error as Error).message}`)
+				}));
+			case "gave-up":
+				return jobs.map(() => ({ kind: "alone" }));
+			case "refused":
+				throw run.error;
 		}
 	}
 

@@ -1,9 +1,8 @@
 import type { Kysely } from "kysely";
 import { OutcomeUnknownError } from "../../regions/errors.ts";
-import { isDeadlock, isLockConflict } from "../../regions/ownership/lock-errors.ts";
+import { runBatch } from "../../regions/ownership/batch-transaction.ts";
 import type { OwnershipRecords } from "../../regions/ownership/records.ts";
 import { placeInBatch } from "../../regions/ownership/write-batch.ts";
-import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import type { SendOutcome, SendRequest, Written } from "./sends.ts";
 
 /**
@@ -103,25 +102,24 @@ export class SendBatches {
 	}
 
 	private async decide(jobs: Waiting[]): Promise<Decision[]> {
-		for (let attempt = 1; ; attempt++) {
-			let committing = false;
-			try {
-				let decisions: Decision[] = [];
-				await this.opts.db.transaction().execute(async trx => {
-					decisions = await this.apply(trx, jobs);
-					committing = true;
-				});
-				this.stats.batches++;
-				this.stats.sends += decisions.filter(d => d.kind === "done").length;
-				return decisions;
-			} catch (err) {
-				if (committing && !isDeadlock(err))
-					return jobs.map(j => ({ kind: "failed", error: new OutcomeUnknownError(j.req.userId, "a notice", `its commit failed: ${(err as Error).message}`) }));
-				if (!(isDeadlock(err) || isLockConflict(err) || isDuplicateKey(err)) || attempt >= BATCH_ATTEMPTS) return jobs.map(() => ({ kind: "alone" }));
-				this.stats.reruns++;
-				await new Promise(r => setTimeout(r, Math.random() * 10 * 2 ** attempt));
-			}
+		const run = await runBatch(
+			this.opts.db,
+			trx => this.apply(trx, jobs),
+			BATCH_ATTEMPTS,
+			() => this.stats.reruns++
+		);
+		if (run.kind === "committed") {
+			this.stats.batches++;
+			this.stats.sends += run.value.filter(d => d.kind === "done").length;
+			return run.value;
 		}
+		if (run.kind === "unknown")
+			return jobs.map(j => ({
+				kind: "failed",
+				error: new OutcomeUnknownError(j.req.userId, "a notice", `its commit failed: ${(run.error as Error).message}`)
+			}));
+		// Alone, only a send's own error reaches its caller.
+		return jobs.map(() => ({ kind: "alone" }));
 	}
 
 	/** The batch inside its transaction: the users' rows decide which sends it writes. */

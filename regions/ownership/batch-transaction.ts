@@ -1,0 +1,39 @@
+import type { Kysely } from "kysely";
+import { isDuplicateKey } from "../stores/sql.ts";
+import { isDeadlock, isLockConflict } from "./lock-errors.ts";
+
+/** How a group commit's batch ended. */
+export type BatchRun<T> =
+	| { kind: "committed"; value: T }
+	/** The COMMIT itself failed: whether the batch applied cannot be told. */
+	| { kind: "unknown"; error: unknown }
+	/** Rolled back for another transaction (deadlock, lock wait, duplicate key) every time it ran. */
+	| { kind: "gave-up"; error: unknown }
+	/** Rolled back for a reason of its own: running it again would meet it again. */
+	| { kind: "refused"; error: unknown };
+
+/**
+ * Runs a group commit's batch (sv-money's transfers, sv-notice's sends) in one transaction of `db`:
+ * `apply` reads and writes the whole set. A batch the store rolled back for another transaction (a
+ * deadlock, a lock wait, a duplicate key another one inserted first) applied nothing, so it runs
+ * again from the start after a short random wait, at most `attempts` times in all.
+ */
+export async function runBatch<T>(db: Kysely<any>, apply: (trx: Kysely<any>) => Promise<T>, attempts: number, onRerun: () => void): Promise<BatchRun<T>> {
+	for (let attempt = 1; ; attempt++) {
+		let committing = false;
+		try {
+			let value!: T;
+			await db.transaction().execute(async trx => {
+				value = await apply(trx);
+				committing = true;
+			});
+			return { kind: "committed", value };
+		} catch (error) {
+			if (committing && !isDeadlock(error)) return { kind: "unknown", error };
+			if (!(isDeadlock(error) || isLockConflict(error) || isDuplicateKey(error))) return { kind: "refused", error };
+			if (attempt >= attempts) return { kind: "gave-up", error };
+			onRerun();
+			await new Promise(r => setTimeout(r, Math.random() * 10 * 2 ** attempt));
+		}
+	}
+}
