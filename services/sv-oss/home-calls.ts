@@ -24,7 +24,7 @@ export async function callHome<T>(
 	for (let attempt = 1; ; attempt++) {
 		const home = await (attempt === 1 ? runtime.directory.home(userId) : runtime.directory.refresh(userId)).catch(fromDirectoryFailure);
 		if (!home) throw new UserNotFoundError(userId);
-		const local = home.region === runtime.region.id && broker.registry.getActionEndpoints(action)?.hasLocal();
+		const local = servedInProcess(broker, home.region, action);
 		if (bytes) Object.assign(opts, local ? { stream: bytes, nodeID: broker.nodeID } : { stream: toWire(bytes) });
 		try {
 			return await runtime.call<T>(home.region, action, params, opts);
@@ -36,6 +36,11 @@ export async function callHome<T>(
 			if (opts.stream || attempt >= 2) throw new UserMovingError(userId);
 		}
 	}
+}
+
+/** Whether `action` for a user homed in `region` runs in this process: this region's, with the service here. */
+export function servedInProcess(broker: ServiceBroker, region: string | undefined, action: string): boolean {
+	return region === regionRuntimeOf(broker).region.id && Boolean(broker.registry.getActionEndpoints(action)?.hasLocal());
 }
 
 /** At the home: refuses a call for a user this region does not own now (the caller heals). */

@@ -5,7 +5,7 @@ import { fromDirectoryFailure } from "../../regions/errors.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
 import { TransferInterruptedError } from "./errors.ts";
 import type { FileView } from "./files.ts";
-import { callHome } from "./home-calls.ts";
+import { callHome, servedInProcess } from "./home-calls.ts";
 import { HeldBytes, PART_BYTES, WINDOW } from "./pacing.ts";
 import { fromWire } from "./wire.ts";
 
@@ -57,9 +57,8 @@ function asClientSees(err: unknown): unknown {
 
 /** True when the user's home region is this one and its sv-oss runs in this process. */
 async function servedHere(broker: ServiceBroker, userId: string, action: string): Promise<boolean> {
-	const runtime = regionRuntimeOf(broker);
-	const home = await runtime.directory.home(userId).catch(fromDirectoryFailure);
-	return home?.region === runtime.region.id && Boolean(broker.registry.getActionEndpoints(action)?.hasLocal());
+	const home = await regionRuntimeOf(broker).directory.home(userId).catch(fromDirectoryFailure);
+	return servedInProcess(broker, home?.region, action);
 }
 
 /** Calls `action` at the node a transfer opened on, through the link when in another region. */
