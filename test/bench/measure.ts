@@ -189,3 +189,6 @@ export function treeBusySeconds(): number | undefined {
 		return undefined;
 	}
 }
+
+/** A number a bench takes from its environment (BENCH_*), else `fallback`. */
+export const benchSetting = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);

@@ -10,7 +10,7 @@ import { deleteChannelStreams } from "../harness/channels-streams.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../harness/real-servers.ts";
 import { within } from "../harness/waiting.ts";
-import { READY_TIMEOUT_MS, round, startServer, withCleanups } from "./measure.ts";
+import { benchSetting, READY_TIMEOUT_MS, round, startServer, withCleanups } from "./measure.ts";
 import { count, expectCount, expectEqual, expectReconciled, inTransit, newTally, tallied } from "./money-checks.ts";
 import type { CpuWatch } from "./money-cpu.ts";
 import { watchCpu } from "./money-cpu.ts";
@@ -45,19 +45,18 @@ const AWAY = "eu-central";
 const COUNTRY = { [HOME]: "JP", [AWAY]: "DE" } as const;
 const CURRENCY = "CNY";
 
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const USERS = env("BENCH_MONEY_USERS", 3000);
+const USERS = benchSetting("BENCH_MONEY_USERS", 3000);
 const HOT_PAYERS = 1000;
-const AWAY_USERS = env("BENCH_MONEY_AWAY_USERS", 200);
+const AWAY_USERS = benchSetting("BENCH_MONEY_AWAY_USERS", 200);
 /** Calls in flight, for the baseline and sv-money alike. */
-const IN_FLIGHT = env("BENCH_MONEY_IN_FLIGHT", 64);
+const IN_FLIGHT = benchSetting("BENCH_MONEY_IN_FLIGHT", 64);
 /** A region node's SQL pool (regions/stores/sql.ts's default, which region nodes run with); the baseline's too. */
 const POOL_SIZE = 10;
-const WARMUP_MS = env("BENCH_MONEY_WARMUP_MS", 3000);
-const WINDOW_MS = env("BENCH_MONEY_WINDOW_MS", 4000);
-const ROUNDS = env("BENCH_MONEY_ROUNDS", 3);
-const CROSS_MS = env("BENCH_MONEY_CROSS_MS", 8000);
-const CROSS_ALONE_MS = env("BENCH_MONEY_CROSS_ALONE_MS", 5000);
+const WARMUP_MS = benchSetting("BENCH_MONEY_WARMUP_MS", 3000);
+const WINDOW_MS = benchSetting("BENCH_MONEY_WINDOW_MS", 4000);
+const ROUNDS = benchSetting("BENCH_MONEY_ROUNDS", 3);
+const CROSS_MS = benchSetting("BENCH_MONEY_CROSS_MS", 8000);
+const CROSS_ALONE_MS = benchSetting("BENCH_MONEY_CROSS_ALONE_MS", 5000);
 /** How often the payer side asks whether a lone cross-region transfer completed. */
 const POLL_MS = 5;
 const COMPLETION_TIMEOUT_MS = 90_000;

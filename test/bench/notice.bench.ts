@@ -9,7 +9,7 @@ import { deleteChannelStreams } from "../harness/channels-streams.ts";
 import { freePort } from "../harness/free-port.ts";
 import { startKvNode } from "../harness/kv-node.ts";
 import { cleanupRealStores, deleteKvBucket, REAL, realStores, runId } from "../harness/real-servers.ts";
-import { round, startServer, withCleanups } from "./measure.ts";
+import { benchSetting, round, startServer, withCleanups } from "./measure.ts";
 import { inParallel } from "./money-load.ts";
 import type { Side, SideFigures, Window } from "./notice-load.ts";
 import { Arrivals, sideFigures, window } from "./notice-load.ts";
@@ -35,14 +35,13 @@ const SERVER_SCRIPT = join(import.meta.dirname, "notice-server.ts");
 const REGION = "cn-east";
 const COUNTRY = "JP";
 
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 /** Users with a live stream open, the sends of (b) going to each in turn. */
-const STREAM_USERS = env("BENCH_NOTICE_STREAM_USERS", 50);
-const IN_FLIGHT = env("BENCH_NOTICE_IN_FLIGHT", 64);
-const WARMUP_MS = env("BENCH_NOTICE_WARMUP_MS", 3000);
-const WINDOW_MS = env("BENCH_NOTICE_WINDOW_MS", 4000);
-const ROUNDS = env("BENCH_NOTICE_ROUNDS", 3);
-const ANNOUNCE_USERS = env("BENCH_NOTICE_ANNOUNCE_USERS", 20_000);
+const STREAM_USERS = benchSetting("BENCH_NOTICE_STREAM_USERS", 50);
+const IN_FLIGHT = benchSetting("BENCH_NOTICE_IN_FLIGHT", 64);
+const WARMUP_MS = benchSetting("BENCH_NOTICE_WARMUP_MS", 3000);
+const WINDOW_MS = benchSetting("BENCH_NOTICE_WINDOW_MS", 4000);
+const ROUNDS = benchSetting("BENCH_NOTICE_ROUNDS", 3);
+const ANNOUNCE_USERS = benchSetting("BENCH_NOTICE_ANNOUNCE_USERS", 20_000);
 /** Registrations at a time while setting up (each is a scrypt hash on the region node). */
 const SIGNUP_IN_FLIGHT = 4;
 const ANNOUNCE_POLL_MS = 100;
