@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFINITIONS_DIR } from "../../regions/loader.ts";
 import type { Readiness } from "../../regions/runtime/health.ts";
-import { freePort } from "./free-port.ts";
+import { freePorts } from "./free-port.ts";
 
 const LAUNCHER = fileURLToPath(new URL("../../app/launch/region.ts", import.meta.url));
 
@@ -26,9 +26,13 @@ export interface RegionPorts {
 export async function regionFilesWithFreePorts(dir: string): Promise<Record<string, RegionPorts>> {
 	mkdirSync(dir, { recursive: true });
 	const ports: Record<string, RegionPorts> = {};
-	for (const file of readdirSync(DEFINITIONS_DIR).filter(f => f.endsWith(".json"))) {
+	const files = readdirSync(DEFINITIONS_DIR).filter(f => f.endsWith(".json"));
+	// Drawn together: ports drawn one after another may repeat, and the region loader refuses a port used twice.
+	const free = await freePorts(files.length * 5);
+	for (const file of files) {
 		const definition = JSON.parse(readFileSync(join(DEFINITIONS_DIR, file), "utf8")) as { id: string; ports: RegionPorts };
-		definition.ports = { app: await freePort(), www: await freePort(), cms: await freePort(), wx: await freePort(), metrics: await freePort() };
+		const [app, www, cms, wx, metrics] = free.splice(0, 5) as [number, number, number, number, number];
+		definition.ports = { app, www, cms, wx, metrics };
 		ports[definition.id] = definition.ports;
 		writeFileSync(join(dir, file), JSON.stringify(definition, null, 2));
 	}
