@@ -9,26 +9,27 @@ import { composePath, parseCompose, ROOT } from "./stack-checks.ts";
 /**
  * Compose itself reads each region's stack with `config`: the file is valid Compose (schema, merge
  * keys, interpolation), and it refuses to run without each required variable. The stacks are Compose
- * Specification files that Compose v2 (`docker compose`) and Debian's Compose v1.29 (`docker-compose`,
- * which .ci/run installs) both read; the first one installed is used.
+ * Specification files, read by Compose v2 (`docker compose`, which .ci/run installs); Compose v1 is not
+ * accepted as a stand-in.
  */
 const REGION_IDS = loadRegions(join(ROOT, "regions", "definitions")).map(r => r.id);
 
-/** The installed Compose: the v2 plugin, else the v1 program. */
+/** The installed Compose v2: the Docker CLI's plugin, else its standalone program. */
 function findCompose(): { command: string; args: string[]; version: string } | undefined {
 	for (const [command, args] of [
 		["docker", ["compose"]],
 		["docker-compose", []]
 	] as const) {
 		const run = spawnSync(command, [...args, "version", "--short"], { encoding: "utf8" });
-		if (!run.error && run.status === 0) return { command, args: [...args], version: run.stdout.trim() };
+		const version = run.stdout?.trim() ?? "";
+		if (!run.error && run.status === 0 && /^v?2\./.test(version)) return { command, args: [...args], version };
 	}
 	return undefined;
 }
 
 const compose = findCompose();
 if (!compose)
-	console.log("compose-config.spec.ts: skipped, neither `docker compose` nor `docker-compose` is installed (.ci/run installs Debian's docker-compose)");
+	console.log("compose-config.spec.ts: skipped, Compose v2 (`docker compose`) is not installed (.ci/run installs it)");
 
 /** A value for every `${NAME:?…}` the file requires: folders for the two that name one, a word for the others. */
 function requiredVariables(text: string): Record<string, string> {
@@ -38,7 +39,7 @@ function requiredVariables(text: string): Record<string, string> {
 	);
 }
 
-/** Four Compose processes start at once; v1 is Python, seconds each on a loaded machine. */
+/** Four Compose processes start at once, seconds each on a loaded machine. */
 const COMPOSE_TIMEOUT_MS = 90_000;
 
 // An empty env file in place of a .env an operator may have left beside the stack.
@@ -61,7 +62,7 @@ function config(file: string, env: Record<string, string>): Promise<{ code: numb
 }
 
 describe.skipIf(!compose)(`${[compose?.command ?? "compose", ...(compose?.args ?? [])].join(" ")} config (${compose?.version ?? "not installed"})`, () => {
-	// Every run starts at once: each takes seconds to start (v1 is Python), and they are independent.
+	// Every run starts at once: each takes seconds to start on a loaded machine, and they are independent.
 	const runs = Object.fromEntries(
 		REGION_IDS.map(id => {
 			const file = composePath(id);
