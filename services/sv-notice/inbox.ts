@@ -1,13 +1,15 @@
 import type { Kysely } from "kysely";
 import type { Category } from "./categories.ts";
 import { NoticeNotFoundError } from "./errors.ts";
+import { changeUnread, unreadOf } from "./tallies.ts";
 
 /**
  * A user's notices, numbered per user: `seq` is one more than the user's last, read in the
  * transaction that inserts the notice; `(user_id, seq)` is the key, so two writes racing on one
  * number cannot both commit (the later meets the key and runs again, sends.ts). The live stream
  * uses it as the event id, and it moves with the user. A deleted notice keeps its row (marked), so a
- * repeated send of its key is still answered by it, not written again.
+ * repeated send of its key is still answered by it, not written again. Reading and deleting keep
+ * the user's unread count (tallies.ts) in the same transaction.
  */
 
 export interface NoticeRow {
@@ -93,27 +95,12 @@ export class Inbox {
 	}
 
 	async unreadCount(userId: string): Promise<number> {
-		const r = await this.db
-			.selectFrom("notice_inbox")
-			.select(eb => eb.fn.countAll().as("n"))
-			.where("user_id", "=", userId)
-			.where("read_at", "is", null)
-			.where("deleted_at", "is", null)
-			.executeTakeFirst();
-		return Number(r?.n ?? 0);
+		return (await unreadOf(this.db, [userId])).get(userId) ?? 0;
 	}
 
 	/** The unread counts of several users in one statement (a user with none is absent). */
-	async unreadCounts(userIds: string[]): Promise<Map<string, number>> {
-		const rows = await this.db
-			.selectFrom("notice_inbox")
-			.select(["user_id", eb => eb.fn.countAll().as("n")])
-			.where("user_id", "in", userIds)
-			.where("read_at", "is", null)
-			.where("deleted_at", "is", null)
-			.groupBy("user_id")
-			.execute();
-		return new Map(rows.map(r => [r.user_id as string, Number(r.n)]));
+	unreadCounts(userIds: string[]): Promise<Map<string, number>> {
+		return unreadOf(this.db, userIds);
 	}
 
 	async markRead(userId: string, id: string): Promise<void> {
@@ -125,8 +112,9 @@ export class Inbox {
 			.where("deleted_at", "is", null)
 			.executeTakeFirst();
 		if (!found) throw new NoticeNotFoundError(id);
-		if (found.read_at === null)
-			await this.db.updateTable("notice_inbox").set({ read_at: Date.now() }).where("user_id", "=", userId).where("id", "=", id).execute();
+		if (found.read_at !== null) return;
+		await this.db.updateTable("notice_inbox").set({ read_at: Date.now() }).where("user_id", "=", userId).where("id", "=", id).execute();
+		await changeUnread(this.db, userId, -1);
 	}
 
 	async readAll(userId: string): Promise<number> {
@@ -137,17 +125,21 @@ export class Inbox {
 			.where("read_at", "is", null)
 			.where("deleted_at", "is", null)
 			.executeTakeFirst();
-		return Number(r.numUpdatedRows);
+		const marked = Number(r.numUpdatedRows);
+		await changeUnread(this.db, userId, -marked);
+		return marked;
 	}
 
 	async remove(userId: string, id: string): Promise<void> {
-		const r = await this.db
-			.updateTable("notice_inbox")
-			.set({ deleted_at: Date.now() })
+		const found = await this.db
+			.selectFrom("notice_inbox")
+			.select("read_at")
 			.where("user_id", "=", userId)
 			.where("id", "=", id)
 			.where("deleted_at", "is", null)
 			.executeTakeFirst();
-		if (Number(r.numUpdatedRows) === 0) throw new NoticeNotFoundError(id);
+		if (!found) throw new NoticeNotFoundError(id);
+		await this.db.updateTable("notice_inbox").set({ deleted_at: Date.now() }).where("user_id", "=", userId).where("id", "=", id).execute();
+		if (found.read_at === null) await changeUnread(this.db, userId, -1);
 	}
 }

@@ -1,5 +1,5 @@
 import type { Kysely } from "kysely";
-import { SqliteAdapter } from "kysely";
+import { SqliteAdapter, sql } from "kysely";
 import type { Migrations } from "../../regions/stores/index.ts";
 
 /** A 64-bit auto-increment key: SQLite's is its INTEGER PRIMARY KEY, MySQL's a BIGINT. */
@@ -102,6 +102,22 @@ export const migrations: Migrations = {
 		},
 		async down(db: Kysely<any>) {
 			await db.schema.dropTable("notice_announcement_failures").execute();
+		}
+	},
+	"0004_tallies": {
+		// Each user's last number and unread count (tallies.ts), counted once from the inbox as it stands.
+		async up(db: Kysely<any>) {
+			await db.schema
+				.createTable("notice_tallies")
+				.addColumn("user_id", "varchar(26)", c => c.primaryKey())
+				.addColumn("last_seq", "bigint", c => c.notNull())
+				.addColumn("unread", "integer", c => c.notNull())
+				.execute();
+			await sql`insert into notice_tallies (user_id, last_seq, unread)
+				select user_id, max(seq), sum(case when read_at is null and deleted_at is null then 1 else 0 end) from notice_inbox group by user_id`.execute(db);
+		},
+		async down(db: Kysely<any>) {
+			await db.schema.dropTable("notice_tallies").execute();
 		}
 	}
 };

@@ -1,9 +1,11 @@
 import type { Kysely } from "kysely";
+import { dropTally, recountTally } from "./tallies.ts";
 
 /**
  * A user's notices as a move carries them: the inbox (numbers kept, so a live stream resumes
  * where it was), the preferences, and one bundle of the deliveries not handed on yet. The bundle
- * counts as one row whatever the relay sends meanwhile, so the mover's counts agree.
+ * counts as one row whatever the relay sends meanwhile, so the mover's counts agree. The tally
+ * (tallies.ts) is not carried: the new home counts it from the notices it received.
  */
 
 interface ExportedRow {
@@ -55,6 +57,7 @@ export class NoticeMoves {
 		await this.db.deleteFrom("notice_inbox").where("user_id", "=", userId).execute();
 		await this.db.deleteFrom("notice_preferences").where("user_id", "=", userId).execute();
 		await this.db.deleteFrom("notice_outbox").where("owner_id", "=", userId).execute();
+		await dropTally(this.db, userId);
 		return counted;
 	}
 
@@ -83,5 +86,6 @@ export class NoticeMoves {
 				.insertInto("notice_inbox")
 				.values(notices.slice(i, i + IMPORT_CHUNK))
 				.execute();
+		await recountTally(this.db, userId);
 	}
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
+import type { SqlDialectName } from "../../regions/stores/sql.ts";
 import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import type { Category, DeliveryChannel, ExternalChannel } from "./categories.ts";
 import { EXTERNAL_CHANNELS } from "./categories.ts";
@@ -11,13 +12,15 @@ import { outboxRows, pushOf } from "./outbox.ts";
 import type { Preferences } from "./preferences.ts";
 import { preferencesOf } from "./preferences.ts";
 import type { Delivery } from "./providers.ts";
+import type { Tally } from "./tallies.ts";
+import { addToTallies, TALLIES } from "./tallies.ts";
 import type { Rendered } from "./templates.ts";
 import { render } from "./templates.ts";
 
 /**
  * Sends written as a set: however many, a fixed handful of statements on a transaction the
  * caller holds (fenced): the users' preferences, last numbers and unread counts, read in one;
- * one insert of the new notices; one of their outbox messages (e-mail and webhooks the user did
+ * one insert of the new notices; one of their tallies (tallies.ts); one of their outbox messages (e-mail and webhooks the user did
  * not turn off, and the live push unless the caller sends it). A repeated key is found by the insert (the unique key):
  * a send costs no lookup first. Then the keys are read, and a key written already (or by an
  * earlier send of the set) is answered by its notice, even where its data no longer renders;
@@ -52,16 +55,13 @@ export type Written = { kind: "done"; outcome: SendOutcome } | { kind: "failed";
 
 export interface SendTarget {
 	region: string;
+	/** The store's SQL dialect (tallies are upserted). */
+	dialect: SqlDialectName;
 	/** Whether the channel has a provider here. */
 	configured: (channel: ExternalChannel) => boolean;
 }
 
 const keyOf = (userId: string, key: string) => `${userId}\u0000${key}`;
-
-interface Tally {
-	last: number;
-	unread: number;
-}
 
 /** The users' preferences, last numbers and unread counts, in one statement. */
 async function factsOf(db: Kysely<any>, users: string[]): Promise<{ prefs: Map<string, Preferences>; tallies: Map<string, Tally> }> {
@@ -72,26 +72,9 @@ async function factsOf(db: Kysely<any>, users: string[]): Promise<{ prefs: Map<s
 		.where("user_id", "in", users)
 		.unionAll(
 			db
-				.selectFrom("notice_inbox")
-				.select([
-					"user_id",
-					nothing.as("locale"),
-					nothing.as("opt_outs"),
-					eb => eb.fn.max("seq").as("last"),
-					eb =>
-						eb.fn
-							.sum(
-								eb
-									.case()
-									.when(eb.and([eb("read_at", "is", null), eb("deleted_at", "is", null)]))
-									.then(1)
-									.else(0)
-									.end()
-							)
-							.as("unread")
-				])
+				.selectFrom(TALLIES)
+				.select(["user_id", nothing.as("locale"), nothing.as("opt_outs"), "last_seq as last", "unread"])
 				.where("user_id", "in", users)
-				.groupBy("user_id")
 		)
 		.execute();
 	const chosen = new Map(rows.filter(r => r.opt_outs !== null).map(r => [r.user_id as string, r as { locale: string | null; opt_outs: string }]));
@@ -165,7 +148,11 @@ export async function writeSends(db: Kysely<any>, reqs: readonly SendRequest[], 
 			const push = !muted && pushNow ? { userId: req.userId, unreadCount: tally.unread, notice: view } : undefined;
 			return { kind: "done", outcome: { row, replayed: false, push, relayed: messages.length > 0 } };
 		});
-		return { rows, queued, written, refused };
+		const tallied = [...counted].flatMap(([userId, t]) => {
+			const before = tallies.get(userId) ?? { last: 0, unread: 0 };
+			return t.last > before.last ? [{ userId, last: t.last, unread: t.unread - before.unread }] : [];
+		});
+		return { rows, queued, written, refused, tallied };
 	};
 
 	let earlier: NoticeRow[] | undefined;
@@ -183,6 +170,7 @@ export async function writeSends(db: Kysely<any>, reqs: readonly SendRequest[], 
 			earlier = await inbox.byKeys(reqs.map(r => ({ userId: r.userId, key: r.idempotencyKey })));
 			continue;
 		}
+		await addToTallies(db, target.dialect, set.tallied);
 		const outbox = outboxRows(target.region, now, set.queued);
 		if (outbox.length) await db.insertInto("notice_outbox").values(outbox).execute();
 		return set.written;

@@ -438,7 +438,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 	async started() {
 		const runtime = regionRuntimeOf(this.broker);
-		this.sendTarget = { region: runtime.region.id, configured: channel => Boolean(this.providers[channel]) };
+		this.sendTarget = { region: runtime.region.id, dialect: this.dialect, configured: channel => Boolean(this.providers[channel]) };
 		this.sends = new SendBatches({
 			region: runtime.region.id,
 			db: unscoped(this.db),

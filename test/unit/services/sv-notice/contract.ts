@@ -134,6 +134,43 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 			expect(await call("cn-east", "sv-notice.unreadCount", { userId: users.liwei })).toEqual({ unread: 0 });
 		});
 
+		it("keeps the unread count exact through sends, reads, deletes, reading all and a move", async () => {
+			const anya = (await call<{ id: string }>("cn-east", "sv-user.register", { username: "anya", password: "Tr0ub4dor&3-notice", country: "JP" })).id;
+			const unread = async (from = "cn-east") => (await call<{ unread: number }>(from, "sv-notice.unreadCount", { userId: anya })).unread;
+			const to = (over: Record<string, unknown> = {}) =>
+				call("cn-east", "sv-notice.send", {
+					userId: anya,
+					category: "wallet",
+					template: "transfer-received",
+					data: { amount: "1", currency: "EUR", from: "bo" },
+					idempotencyKey: key(),
+					...over
+				});
+			const sent = await Promise.all([to(), to(), to(), to()]);
+			expect(await unread()).toBe(4);
+			const k = key();
+			await Promise.all([to({ idempotencyKey: k }), to({ idempotencyKey: k })]);
+			expect(await unread()).toBe(5);
+			const [a, b, c] = sent.map(s => s.notice.id as string);
+			expect(await call("cn-east", "sv-notice.markRead", { userId: anya, id: a })).toEqual({ unread: 4 });
+			expect(await call("cn-east", "sv-notice.markRead", { userId: anya, id: a })).toEqual({ unread: 4 });
+			expect(await call("cn-east", "sv-notice.remove", { userId: anya, id: b })).toEqual({ unread: 3 });
+			expect(await call("cn-east", "sv-notice.remove", { userId: anya, id: a })).toEqual({ unread: 3 });
+			await expect(call("cn-east", "sv-notice.remove", { userId: anya, id: b })).rejects.toMatchObject({ type: "NOTICE_NOT_FOUND" });
+			expect(await call("cn-east", "sv-notice.markRead", { userId: anya, id: c })).toEqual({ unread: 2 });
+			expect(await call("cn-east", "sv-notice.readAll", { userId: anya })).toEqual({ marked: 2, unread: 0 });
+			expect(await unread()).toBe(0);
+			await Promise.all([to(), to()]);
+			expect(await unread("ap-south")).toBe(2);
+			const last = (await call("cn-east", "sv-notice.list", { userId: anya, limit: 1 })).items[0].seq as number;
+			await call("cn-east", "sv-region.move", { userId: anya, to: "ap-south" });
+			// The move's own notice ("moved to ap-south") comes through the durable channel.
+			await within(async () => (await unread()) === 3, 10_000);
+			const after = await to();
+			expect(after.notice.seq).toBe(last + 2);
+			expect(await unread("eu-central")).toBe(4);
+		});
+
 		it("keeps preferences: a muted category is written read and not pushed; security stays on; the user's locale is used", async () => {
 			const prefs = await call("cn-east", "sv-notice.getPreferences", { userId: users.liwei });
 			expect(prefs).toMatchObject({ locale: "en", channels: { inbox: { security: true, wallet: true } } });
