@@ -28,8 +28,7 @@ function findCompose(): { command: string; args: string[]; version: string } | u
 }
 
 const compose = findCompose();
-if (!compose)
-	console.log("compose-config.spec.ts: skipped, Compose v2 (`docker compose`) is not installed (.ci/run installs it)");
+if (!compose) console.log("compose-config.spec.ts: skipped, Compose v2 (`docker compose`) is not installed (.ci/run installs it)");
 
 /** A value for every `${NAME:?…}` the file requires: folders for the two that name one, a word for the others. */
 function requiredVariables(text: string): Record<string, string> {
