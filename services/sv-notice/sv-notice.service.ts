@@ -85,7 +85,7 @@ const MAX_PAGE = 100;
 /** A notice's template data: small, flat values. */
 const MAX_DATA_FIELDS = 32;
 /** Send batches in progress at once on a node (each on its own connection), and most sends in one. */
-const SEND_LANES = 4;
+const SEND_LANES = 1;
 const SEND_BATCH = 64;
 /** Runs of a send alone that met a notice numbered or keyed meanwhile. */
 const SEND_ATTEMPTS = 5;
@@ -446,7 +446,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			write: (trx, reqs) => writeSends(trx, reqs, this.sendTarget, true),
 			committed: outcomes => this.pushCommitted(outcomes),
 			alone: job => this.sendAlone(job),
-			lanes: this.dialect === "sqlite" ? 1 : SEND_LANES,
+			lanes: this.dialect === "sqlite" ? 1 : envInt(process.env, "EDGEHOME_NOTICE_SEND_LANES", SEND_LANES, 1, 16),
 			maxSize: SEND_BATCH
 		});
 		this.inbox = new Inbox(this.db);
