@@ -4,6 +4,7 @@ import { loadRegions } from "../../regions/loader.ts";
 import { OPS_TOKEN_ENV } from "../../regions/runtime/ops-token.ts";
 import { embeddedBlindIndexKey, embeddedOpsToken, embeddedPiiKeys } from "../../regions/runtime/secrets.ts";
 import { holdReadiness } from "../../regions/runtime/startup.ts";
+import { startProcessTracing } from "../../regions/runtime/tracing/process-sdk.ts";
 import type { RegionNode } from "../node.ts";
 import { startRegionNode, storeSettings } from "../node.ts";
 import { openConsole } from "../repl/console.ts";
@@ -41,10 +42,13 @@ async function main(): Promise<void> {
 	// One directory for the whole process: every embedded region reads the same global view.
 	const store = await openSqliteDirectory(memory ? ":memory:" : join(dataDir, "directory.sqlite"));
 	const directory = { store, blindIndexKey: embeddedBlindIndexKey(process.env, memory ? undefined : join(dataDir, "blind-index.key")) };
+	// One OTel SDK for every region of the process, before their brokers: each span names its region.
+	const tracing = startProcessTracing(process.env, { regions: regions.map(r => r.id), group: "all" });
 	const nodes: RegionNode[] = [];
 	const stopAll = async () => {
 		await Promise.all(nodes.map(n => n.stop()));
 		await store.close();
+		await tracing?.stop();
 	};
 	exitOnSignal(stopAll);
 	let admin: AdminOutcome;

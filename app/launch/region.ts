@@ -3,6 +3,7 @@ import { findRegion, loadRegions, RegionConfigError } from "../../regions/loader
 import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
 import { EnvError, envInt, envString } from "../../regions/runtime/env.ts";
 import { blindIndexKeyFromEnv } from "../../regions/runtime/secrets.ts";
+import { startProcessTracing } from "../../regions/runtime/tracing/process-sdk.ts";
 import { regionNamespace } from "../broker.config.ts";
 import { startRegionNode, storeSettings, unknownServices } from "../node.ts";
 import { launcherArgs } from "./args.ts";
@@ -61,14 +62,18 @@ async function main(): Promise<void> {
 		credentials,
 		name: `${region.id}-${group}-${process.pid}-directory`
 	});
+	// The process's one OTel SDK, before the broker that feeds it; its resource names this region.
+	const tracing = startProcessTracing(env, { regions: [region.id], group });
 	const node = await startRegionNode({ region, regions, transport: "nats", services, group, stores, directory: { store, blindIndexKey } }).catch(async err => {
 		await store.close();
+		await tracing?.stop();
 		throw err;
 	});
 	exitOnSignal(
 		async () => {
 			await node.stop();
 			await store.close();
+			await tracing?.stop();
 		},
 		m => node.broker.logger.info(m)
 	);

@@ -16,8 +16,17 @@ async function main(): Promise<void> {
 	if (!args.region) throw new RegionConfigError("--region", "id", "is required, e.g. --region cn-east");
 	const regions = loadRegions();
 	const region = findRegion(regions, args.region as string);
-	// The REPL is a guest: no metrics port, no cache of its own, quiet unless asked.
-	const env = { EDGEHOME_LOG_LEVEL: "warn", ...process.env, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" };
+	// The REPL is a guest: no metrics port, no cache of its own, quiet unless asked, and no traces
+	// (it runs beside a service group with that group's environment, collector URL included).
+	const env = {
+		EDGEHOME_LOG_LEVEL: "warn",
+		...process.env,
+		EDGEHOME_METRICS_PORT: "off",
+		EDGEHOME_CACHER: "off",
+		EDGEHOME_OTLP_URL: "",
+		OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "",
+		OTEL_EXPORTER_OTLP_ENDPOINT: ""
+	};
 	const natsUrl = envString(env, "EDGEHOME_NATS_URL", region.endpoints.nats);
 	await waitForServer("NATS", natsUrl, { attempts: 3, delayS: 1 });
 	// The same login as a service node (EDGEHOME_NATS_USER / _PASSWORD / _CA; the `ops` user in the

@@ -1,5 +1,6 @@
 import ApiGateway from "moleculer-web";
 import { blindIndexKeyFromEnv } from "../../regions/runtime/secrets.ts";
+import { startProcessTracing } from "../../regions/runtime/tracing/process-sdk.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { gatewaySchemas } from "../harness/gateways.ts";
 import { startKvNode } from "../harness/kv-node.ts";
@@ -58,6 +59,11 @@ if (import.meta.main) {
 	// SQL file share it as a region's nodes share its database: auth-jwt's signing keys are in it.
 	const sql = process.env.BENCH_GATEWAY_SQL ?? "sqlite::memory:";
 	const stores = spec.gateways ? { sql, redis: REAL.redis, keyPrefix: `${namespacePrefix}${region}:` } : undefined;
+	// The bench's own tracing switch (EDGEHOME_OTLP_URL, EDGEHOME_TRACE_SAMPLE_RATIO): unset, no tracing.
+	const tracingEnv = Object.fromEntries(
+		["EDGEHOME_OTLP_URL", "EDGEHOME_TRACE_SAMPLE_RATIO"].flatMap(name => (process.env[name] ? [[name, process.env[name]]] : []))
+	);
+	const tracing = startProcessTracing(tracingEnv, { regions: [region], group: "test" });
 	const server = await startKvNode({
 		region,
 		natsUrl,
@@ -68,8 +74,10 @@ if (import.meta.main) {
 		services: spec.services,
 		schemas,
 		stores,
-		// The bench's own tracing switch (EDGEHOME_OTLP_URL, EDGEHOME_TRACE_SAMPLE_RATIO): unset, no tracing.
-		env: Object.fromEntries(["EDGEHOME_OTLP_URL", "EDGEHOME_TRACE_SAMPLE_RATIO"].flatMap(name => (process.env[name] ? [[name, process.env[name]]] : [])))
+		env: tracingEnv
 	});
-	serveUntilStdinEnds("gateway-server", () => server.stop());
+	serveUntilStdinEnds("gateway-server", async () => {
+		await server.stop();
+		await tracing?.stop();
+	});
 }

@@ -5,6 +5,7 @@ import { openSqliteDirectory } from "../../regions/directory/sqlite-store.ts";
 import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { loadRegions } from "../../regions/loader.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import { startProcessTracing } from "../../regions/runtime/tracing/process-sdk.ts";
 import type { AnyServiceSchema } from "../../services/index.ts";
 import { within } from "./waiting.ts";
 
@@ -17,7 +18,10 @@ export interface EmbeddedRegions {
 	stop(): Promise<void>;
 }
 
-/** Every shipped region in this process over the in-process transporter, each with an in-memory store. */
+/**
+ * Every shipped region in this process over the in-process transporter, each with an in-memory store;
+ * traced, as `npm start` is, when `env` names a collector (this process's tracing, stopped with them).
+ */
 export async function startEmbeddedRegions(opts: {
 	namespacePrefix: string;
 	services: string[];
@@ -31,10 +35,13 @@ export async function startEmbeddedRegions(opts: {
 	const regions = loadRegions();
 	const store = await openSqliteDirectory(":memory:");
 	const blindIndexKey = randomBytes(32);
+	const env = { EDGEHOME_NAMESPACE_PREFIX: opts.namespacePrefix, EDGEHOME_METRICS_PORT: "off", ...opts.env };
+	const tracing = startProcessTracing(env, { regions: [...REGION_IDS], group: "all" });
 	const nodes: Record<string, RegionNode> = {};
 	const stop = async () => {
 		for (const n of Object.values(nodes)) await n.stop();
 		await store.close();
+		await tracing?.stop();
 	};
 	try {
 		for (const id of REGION_IDS)
@@ -46,7 +53,7 @@ export async function startEmbeddedRegions(opts: {
 				schemas: opts.schemas,
 				stores: { sql: opts.sqlOf?.(id) ?? "sqlite::memory:", keyPrefix: `${id}:` },
 				directory: { store: opts.viewOf?.(id, store) ?? store, blindIndexKey },
-				env: { EDGEHOME_NAMESPACE_PREFIX: opts.namespacePrefix, EDGEHOME_METRICS_PORT: "off", ...opts.env },
+				env,
 				overrides: { logger: false }
 			});
 	} catch (err) {

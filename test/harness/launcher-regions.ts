@@ -11,7 +11,7 @@ import type { HttpAnswer } from "./gateways.ts";
 import { http } from "./gateways.ts";
 import { cleanupRealStores, REAL, runId } from "./real-servers.ts";
 import type { RegionPorts, RegionProcess } from "./region-process.ts";
-import { readyz, regionFilesWithFreePorts, spawnRegionProcess } from "./region-process.ts";
+import { readyz, regionFilesWithFreePorts, spawnRegionProcess, untilReady } from "./region-process.ts";
 import { within } from "./waiting.ts";
 
 /** A country each shipped region serves, so that registration homes a user there. */
@@ -98,8 +98,7 @@ export class LauncherRegions {
 	async stop(): Promise<void> {
 		await Promise.allSettled([...this.edges.values()].map(async nc => (await nc).close()));
 		await Promise.allSettled(Object.values(this.nodes).map(n => n.kill()));
-		for (const region of this.regions)
-			await cleanupRealStores({ sql: this.mysqlUrl(region), redis: REAL.redis, keyPrefix: `edgehome-test:${this.run}:` }).catch(() => undefined);
+		await cleanupLauncherStores(this.run, this.regions);
 		rmSync(this.dir, { recursive: true, force: true });
 	}
 
@@ -119,15 +118,7 @@ export class LauncherRegions {
 	async startNode(region: string): Promise<{ readyMs: number; global: string }> {
 		const node = spawnRegionProcess({ region, services: SERVICES, env: this.envOf(region), logFile: join(this.dir, `${region}.log`) });
 		this.nodes[region] = node;
-		let global = "";
-		await within(async () => {
-			if (node.proc.exitCode !== null) throw new Error(`exited with ${node.proc.exitCode}`);
-			const r = await this.readiness(region);
-			global = r?.body.global ?? "";
-			return r?.status === 200;
-		}, 30_000).catch(err => {
-			throw new Error(`${region}'s launcher not ready: ${err.message}\n${node.logTail()}`);
-		});
+		const { global } = await untilReady(node, this.ports[region]!.metrics, this.opsToken, 30_000);
 		return { readyMs: Date.now() - node.startedAt, global };
 	}
 
@@ -232,34 +223,64 @@ export class LauncherRegions {
 		return nc;
 	}
 
-	private mysqlUrl(region: string): string {
-		return `${REAL.mysql}/edgehome_t_${this.run}_${region.replace(/-/g, "_")}`;
-	}
-
 	private envOf(region: string): NodeJS.ProcessEnv {
 		const placement = this.topology.placement(region);
-		return {
-			...process.env,
-			EDGEHOME_REGIONS_DIR: join(this.dir, "regions"),
+		const run = { run: this.run, regionsDir: join(this.dir, "regions"), blindIndexKey: this.blindIndexKey, opsToken: this.opsToken };
+		return launcherEnvOf(run, region, {
 			EDGEHOME_NATS_URL: this.topology.urls[region]!,
 			EDGEHOME_DIRECTORY_HUB: placement.originDomain,
 			EDGEHOME_DIRECTORY_REPLICAS: String(placement.originReplicas),
-			EDGEHOME_MYSQL_URL: this.mysqlUrl(region),
-			EDGEHOME_REDIS_URL: REAL.redis,
-			EDGEHOME_KEY_PREFIX: `edgehome-test:${this.run}`,
-			EDGEHOME_NAMESPACE_PREFIX: `t${this.run}-`,
-			EDGEHOME_BLIND_INDEX_KEY: this.blindIndexKey,
-			EDGEHOME_OPS_TOKEN: this.opsToken,
-			EDGEHOME_LOG_LEVEL: "info",
 			// A mirror whose consumer went with a hub server is repaired after 6 s without moving (shipped: 15–25 s).
 			EDGEHOME_DIRECTORY_MIRROR_STALL_MS: "6000"
-		};
+		});
 	}
 
 	/** The namespace prefix the launchers run under, for a client broker joining a region. */
 	get namespacePrefix(): string {
 		return `t${this.run}-`;
 	}
+}
+
+/** What the region launchers of one test run share. */
+export interface LauncherRun {
+	/** runId(): names the run's databases, Redis keys and namespaces. */
+	run: string;
+	/** Region files with free ports (regionFilesWithFreePorts), for EDGEHOME_REGIONS_DIR. */
+	regionsDir: string;
+	/** The directory's blind-index key, base64, the same in every region. */
+	blindIndexKey: string;
+	opsToken: string;
+}
+
+/** The MariaDB database of one region of a run. */
+function launcherMysqlUrl(run: string, region: string): string {
+	return `${REAL.mysql}/edgehome_t_${run}_${region.replace(/-/g, "_")}`;
+}
+
+/**
+ * The environment of one region's `npm run region` in a run: its own MariaDB database and Redis keys (removed by
+ * cleanupLauncherStores), the run's namespace prefix and secrets; `extra` says where its NATS is (EDGEHOME_NATS_URL),
+ * and anything else the test needs.
+ */
+export function launcherEnvOf(run: LauncherRun, region: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+	return {
+		...process.env,
+		EDGEHOME_REGIONS_DIR: run.regionsDir,
+		EDGEHOME_MYSQL_URL: launcherMysqlUrl(run.run, region),
+		EDGEHOME_REDIS_URL: REAL.redis,
+		EDGEHOME_KEY_PREFIX: `edgehome-test:${run.run}`,
+		EDGEHOME_NAMESPACE_PREFIX: `t${run.run}-`,
+		EDGEHOME_BLIND_INDEX_KEY: run.blindIndexKey,
+		EDGEHOME_OPS_TOKEN: run.opsToken,
+		EDGEHOME_LOG_LEVEL: "info",
+		...extra
+	};
+}
+
+/** Drops the databases and Redis keys of a run's region launchers. */
+export async function cleanupLauncherStores(run: string, regions: string[]): Promise<void> {
+	for (const region of regions)
+		await cleanupRealStores({ sql: launcherMysqlUrl(run, region), redis: REAL.redis, keyPrefix: `edgehome-test:${run}:` }).catch(() => undefined);
 }
 
 /** A refused operation that needs global agreement: 503, a documented retryable code, Retry-After, within the bound. */

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { DEFINITIONS_DIR } from "../../regions/loader.ts";
 import type { Readiness } from "../../regions/runtime/health.ts";
 import { freePorts } from "./free-port.ts";
+import { within } from "./waiting.ts";
 
 const LAUNCHER = fileURLToPath(new URL("../../app/launch/region.ts", import.meta.url));
 
@@ -40,6 +41,7 @@ export async function regionFilesWithFreePorts(dir: string): Promise<Record<stri
 }
 
 export interface RegionProcess {
+	readonly region: string;
 	readonly proc: ChildProcess;
 	/** When it was spawned (ms since epoch). */
 	readonly startedAt: number;
@@ -69,6 +71,7 @@ export function spawnRegionProcess(opts: { region: string; services: string[]; e
 	(watchdog.stdin as Socket).unref();
 	const exited = () => proc.exitCode !== null || proc.signalCode !== null;
 	return {
+		region: opts.region,
 		proc,
 		startedAt: Date.now(),
 		logTail: (lines = 30) => readFileSync(opts.logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n"),
@@ -91,4 +94,21 @@ export async function readyz(metricsPort: number, token: string): Promise<{ stat
 	} catch {
 		return undefined;
 	}
+}
+
+/**
+ * Waits until the launcher's /readyz first says 200, failing with the tail of its log if it exits or
+ * is not ready within `ms`; resolves with that answer's body.
+ */
+export async function untilReady(node: RegionProcess, metricsPort: number, token: string, ms: number): Promise<Readiness> {
+	let body: Readiness | undefined;
+	await within(async () => {
+		if (node.proc.exitCode !== null) throw new Error(`exited with ${node.proc.exitCode}`);
+		const r = await readyz(metricsPort, token);
+		body = r?.body;
+		return r?.status === 200;
+	}, ms).catch(err => {
+		throw new Error(`${node.region}'s launcher not ready: ${err.message}\n${node.logTail()}`);
+	});
+	return body!;
 }

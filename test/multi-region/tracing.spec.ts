@@ -1,39 +1,79 @@
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EmbeddedRegions } from "../harness/embedded-regions.ts";
-import { everyFeedHeard, everyRegionLinked, startEmbeddedRegions } from "../harness/embedded-regions.ts";
-import { gatewaySchemas, gatewayUrl, http } from "../harness/gateways.ts";
+import { deleteChannelStreams } from "../harness/channels-streams.ts";
+import { http } from "../harness/gateways.ts";
+import type { LauncherRun } from "../harness/launcher-regions.ts";
+import { cleanupLauncherStores, launcherEnvOf } from "../harness/launcher-regions.ts";
 import type { OtlpReceiver, ReceivedSpan } from "../harness/otlp-receiver.ts";
 import { startOtlpReceiver } from "../harness/otlp-receiver.ts";
+import { deleteKvBucket, REAL, runId } from "../harness/real-servers.ts";
+import type { RegionPorts, RegionProcess } from "../harness/region-process.ts";
+import { regionFilesWithFreePorts, spawnRegionProcess, untilReady } from "../harness/region-process.ts";
 import { within } from "../harness/waiting.ts";
 
+/**
+ * Each region in a process of its own, as deployed (`npm run region`, one OTel SDK and resource per
+ * process), on the real NATS (one namespace per region; the directory's bucket on that server,
+ * no mirror), MariaDB and Redis; used through cn-east's gateways.
+ */
+const REGIONS = ["cn-east", "eu-central"];
+const SERVICES = ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-log", "api-www", "api-app"];
+
 let receiver: OtlpReceiver;
-let cluster: EmbeddedRegions | undefined;
-const via = (gateway: "api-www" | "api-app") => (method: string, path: string, opts?: Parameters<typeof http>[3]) =>
-	http(gatewayUrl(cluster!.nodes["cn-east"]!.broker, gateway), method, path, opts);
-const cnWww = via("api-www");
-const cnApp = via("api-app");
+const dir = mkdtempSync(join(tmpdir(), "edgehome-tracing-"));
+const launchers: LauncherRun = {
+	run: runId(),
+	regionsDir: join(dir, "regions"),
+	blindIndexKey: randomBytes(32).toString("base64"),
+	opsToken: randomBytes(24).toString("hex")
+};
+const nodes: RegionProcess[] = [];
+let ports: Record<string, RegionPorts> = {};
+const via = (gateway: "www" | "app") => (method: string, path: string, opts?: Parameters<typeof http>[3]) =>
+	http(`http://127.0.0.1:${ports["cn-east"]![gateway]}`, method, path, opts);
+const cnWww = via("www");
+const cnApp = via("app");
 
 const USER = { username: "traced-klara", password: "zugspitze 2962", email: "klara.traced@example.de", phone: "+4989123456", country: "DE" };
 
+/** Whether a region's node reaches `peer` through its link (its ops metrics, edgehome_region_reachable). */
+async function reaches(region: string, peer: string): Promise<boolean> {
+	const res = await fetch(`http://127.0.0.1:${ports[region]!.metrics}/metrics`, { headers: { authorization: `Bearer ${launchers.opsToken}` } }).catch(
+		() => undefined
+	);
+	const text = res?.ok ? await res.text() : "";
+	return new RegExp(`^edgehome_region_reachable\\{[^}]*peer="${peer}"[^}]*\\} 1$`, "m").test(text);
+}
+
 beforeAll(async () => {
-	// sv-log writes each audit record in a batch of its own: a batch holding the login's record and the
-	// session end's would run its INSERT in the trace of whichever came first.
-	process.env.EDGEHOME_LOG_FLUSH_MS = "1";
 	receiver = await startOtlpReceiver();
-	cluster = await startEmbeddedRegions({
-		namespacePrefix: `trace-${randomBytes(3).toString("hex")}-`,
-		services: ["sv-region", "sv-user", "auth-jwt", "auth-rbac", "sv-log"],
-		schemas: gatewaySchemas(),
-		env: { EDGEHOME_OTLP_URL: receiver.url, EDGEHOME_TRACE_SAMPLE_RATIO: "1", EDGEHOME_TRACE_EXPORT_DELAY_MS: "50" }
-	});
-	await everyFeedHeard(cluster, 10_000);
-	await everyRegionLinked(cluster, 10_000);
-});
+	ports = await regionFilesWithFreePorts(launchers.regionsDir);
+	const env = {
+		EDGEHOME_NATS_URL: REAL.nats,
+		EDGEHOME_OTLP_URL: receiver.url,
+		EDGEHOME_TRACE_SAMPLE_RATIO: "1",
+		EDGEHOME_TRACE_EXPORT_DELAY_MS: "50",
+		// sv-log writes each audit record in a batch of its own: a batch holding the login's record and the
+		// session end's would run its INSERT in the trace of whichever came first.
+		EDGEHOME_LOG_FLUSH_MS: "1"
+	};
+	for (const region of REGIONS)
+		nodes.push(spawnRegionProcess({ region, services: SERVICES, env: launcherEnvOf(launchers, region, env), logFile: join(dir, `${region}.log`) }));
+	const ready = await Promise.all(nodes.map(node => untilReady(node, ports[node.region]!.metrics, launchers.opsToken, 30_000)));
+	expect(ready.map(r => r.global)).toEqual(["available", "available"]);
+	await within(async () => (await reaches("cn-east", "eu-central")) && (await reaches("eu-central", "cn-east")), 10_000);
+}, 45_000);
 
 afterAll(async () => {
-	await cluster?.stop();
+	await Promise.allSettled(nodes.map(n => n.kill()));
 	await receiver?.stop();
+	await deleteChannelStreams(`t${launchers.run}`).catch(() => undefined);
+	await deleteKvBucket(`t${launchers.run}-edgehome-directory`);
+	await cleanupLauncherStores(launchers.run, REGIONS);
+	rmSync(dir, { recursive: true, force: true });
 });
 
 const sidOf = (token: string) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).sid as string;
@@ -56,6 +96,8 @@ describe("tracing: one trace from a gateway request to the consumer of its messa
 		// The same user's session on another client: the one the request ends.
 		const other = (await login(cnApp)).body;
 		expect(mine.accessToken).toEqual(expect.any(String));
+		// cn-east verifies eu-central's tokens once it has heard eu-central's revocation feed.
+		await within(async () => (await cnWww("GET", "/api/v1/me", { token: mine.accessToken })).status === 200, 10_000);
 
 		// The client's own trace: its id becomes the request's, its span the gateway span's parent.
 		const traceId = randomBytes(16).toString("hex");
@@ -101,7 +143,7 @@ describe("tracing: one trace from a gateway request to the consumer of its messa
 			"edgehome.user.epoch": expect.any(Number)
 		});
 
-		const queries = spans.filter(s => s.attributes["db.system.name"] === "sqlite" && s.parentSpanId === handler.spanId);
+		const queries = spans.filter(s => s.attributes["db.system.name"] === "mysql" && s.parentSpanId === handler.spanId);
 		expect(queries.length).toBeGreaterThan(0);
 		expect(queries.every(q => region(q) === "eu-central" && q.kind === "SPAN_KIND_CLIENT")).toBe(true);
 		expect(queries.map(q => q.attributes["db.operation.name"])).toContain("UPDATE");
@@ -109,6 +151,8 @@ describe("tracing: one trace from a gateway request to the consumer of its messa
 		const publish = one(spans, "the audit record sent", s => s.kind === "SPAN_KIND_PRODUCER" && s.name === "send audit.record");
 		expect(publish.parentSpanId).toBe(handler.spanId);
 		expect(region(publish)).toBe("eu-central");
+		// Through the region's JetStream, as deployed.
+		expect(publish.attributes["messaging.system"]).toBe("nats");
 		const consume = one(spans, "the audit record handled", s => s.kind === "SPAN_KIND_CONSUMER" && s.name === "process audit.record");
 		expect(consume.parentSpanId).toBe(publish.spanId);
 		expect(region(consume)).toBe("eu-central");
@@ -116,8 +160,14 @@ describe("tracing: one trace from a gateway request to the consumer of its messa
 		// What the consumer does is part of it too: sv-log's insert of the record.
 		expect(spans.some(s => s.parentSpanId === consume.spanId && s.attributes["db.operation.name"] === "INSERT")).toBe(true);
 
-		// Both regions' resources, every span of one trace, every parent in the trace (or the caller's).
+		// Both regions' processes, each with its own resource; each span also names its region and node.
 		expect(new Set(spans.map(region))).toEqual(new Set(["cn-east", "eu-central"]));
+		for (const s of spans) expect(s.attributes).toMatchObject({ "edgehome.region": region(s), "edgehome.node": expect.stringMatching(`^${region(s)}-`) });
+		const instances = (r: string) => new Set(spans.filter(s => region(s) === r).map(s => s.resource["service.instance.id"]));
+		expect([...instances("cn-east")]).toHaveLength(1);
+		expect([...instances("eu-central")]).toHaveLength(1);
+		expect(instances("cn-east")).not.toEqual(instances("eu-central"));
+		// Every span of one trace, every parent in the trace (or the caller's).
 		const ids = new Set(spans.map(s => s.spanId));
 		expect(spans.filter(s => !ids.has(s.parentSpanId)).map(s => s.spanId)).toEqual([gateway.spanId]);
 	});

@@ -62,7 +62,8 @@ beforeAll(async () => {
 		await cnNode.broker.call<{ userId: string }, unknown>("sv-region.register", { identities: [{ kind: "username", value: "repl-ann" }], country: "KR" })
 	).userId;
 	repl = spawn(process.execPath, ["app/launch/repl.ts", "--region", "cn-east"], {
-		env: { ...env, ADMIN_PASSWORD: "repl admin passphrase" },
+		// A service group's environment, its collector URL included (deploy/README.md runs the console so): the console traces nothing.
+		env: { ...env, ADMIN_PASSWORD: "repl admin passphrase", EDGEHOME_OTLP_URL: "http://127.0.0.1:9/v1/traces" },
 		stdio: ["pipe", "pipe", "pipe"]
 	});
 	repl.stdout!.on("data", d => (output += d));

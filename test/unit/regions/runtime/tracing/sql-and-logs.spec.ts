@@ -1,14 +1,16 @@
 import { sql } from "kysely";
 import type { Context, ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ProcessTracing } from "../../../../../regions/runtime/tracing/process-sdk.ts";
 import type { SqlStore } from "../../../../../regions/stores/sql.ts";
 import { openSqlStore } from "../../../../../regions/stores/sql.ts";
 import type { OtlpReceiver } from "../../../../harness/otlp-receiver.ts";
 import { startOtlpReceiver } from "../../../../harness/otlp-receiver.ts";
 import { within } from "../../../../harness/waiting.ts";
-import { capturedLog, tracedBroker } from "./traced-broker.ts";
+import { capturedLog, tracedBroker, traceTo } from "./traced-broker.ts";
 
 let receiver: OtlpReceiver;
+let tracing: ProcessTracing;
 let broker: ServiceBroker;
 let store: SqlStore;
 const { log, lines } = capturedLog();
@@ -21,7 +23,8 @@ beforeAll(async () => {
 		.addColumn("id", "integer", c => c.primaryKey())
 		.addColumn("text", "text")
 		.execute();
-	broker = tracedBroker(receiver, "eu-central", "eu-central-sql");
+	tracing = traceTo(receiver, "eu-central");
+	broker = tracedBroker("eu-central", "eu-central-sql");
 	broker.createService({
 		name: "notes",
 		actions: {
@@ -43,6 +46,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	await broker?.stop();
+	await tracing?.stop();
 	await store?.close();
 	await receiver?.stop();
 });

@@ -7,24 +7,25 @@ import { logContext } from "../../../../../regions/runtime/logger.ts";
 import { RequestContextMiddleware } from "../../../../../regions/runtime/request-context.ts";
 import { ActionSpans } from "../../../../../regions/runtime/tracing/action-spans.ts";
 import { brokerTracing } from "../../../../../regions/runtime/tracing/config.ts";
+import type { ProcessTracing } from "../../../../../regions/runtime/tracing/process-sdk.ts";
+import { startProcessTracing } from "../../../../../regions/runtime/tracing/process-sdk.ts";
 import type { OtlpReceiver } from "../../../../harness/otlp-receiver.ts";
 
+/** This process's tracing, as a process of `region` (group "test"), sending to `receiver` within 20 ms unless `env` says otherwise; the spec stops it after its brokers. */
+export function traceTo(receiver: OtlpReceiver, region: string, env: Record<string, string> = {}): ProcessTracing {
+	return startProcessTracing({ EDGEHOME_OTLP_URL: receiver.url, EDGEHOME_TRACE_EXPORT_DELAY_MS: "20", ...env }, { regions: [region], group: "test" })!;
+}
+
 /**
- * A broker of `region` whose spans go to `receiver` within 20 ms, with the request scope and action
- * spans of a region node (for queries and log lines); `options` adds a transporter, say.
+ * A broker of `region` whose spans go through the process's tracing (traceTo), with the request scope
+ * and action spans of a region node (for queries and log lines); `options` adds a transporter, say.
  */
-export function tracedBroker(
-	receiver: OtlpReceiver,
-	region: string,
-	nodeID: string,
-	env: Record<string, string> = {},
-	options: BrokerOptions = {}
-): ServiceBroker {
+export function tracedBroker(region: string, nodeID: string, options: BrokerOptions = {}): ServiceBroker {
 	return new ServiceBroker({
 		nodeID,
 		logger: false,
 		metadata: { region },
-		tracing: brokerTracing({ EDGEHOME_OTLP_URL: receiver.url, EDGEHOME_TRACE_EXPORT_DELAY_MS: "20", ...env }, { region, group: "test", nodeID }),
+		tracing: brokerTracing({}, { region, group: "test", nodeID }),
 		middlewares: [RequestContextMiddleware, ActionSpans],
 		...options
 	});

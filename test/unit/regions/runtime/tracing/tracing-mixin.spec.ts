@@ -2,12 +2,14 @@ import type { Context, ServiceSchema } from "moleculer";
 import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tracingMixin } from "../../../../../mixins/tracing.mixin.ts";
+import type { ProcessTracing } from "../../../../../regions/runtime/tracing/process-sdk.ts";
 import type { OtlpReceiver } from "../../../../harness/otlp-receiver.ts";
 import { startOtlpReceiver } from "../../../../harness/otlp-receiver.ts";
 import { within } from "../../../../harness/waiting.ts";
-import { tracedBroker } from "./traced-broker.ts";
+import { tracedBroker, traceTo } from "./traced-broker.ts";
 
 let receiver: OtlpReceiver;
+let tracing: ProcessTracing;
 let broker: ServiceBroker;
 
 const notes: ServiceSchema = {
@@ -34,13 +36,15 @@ const notes: ServiceSchema = {
 
 beforeAll(async () => {
 	receiver = await startOtlpReceiver();
-	broker = tracedBroker(receiver, "eu-central", "eu-central-mixin");
+	tracing = traceTo(receiver, "eu-central");
+	broker = tracedBroker("eu-central", "eu-central-mixin");
 	broker.createService(notes);
 	await broker.start();
 });
 
 afterAll(async () => {
 	await broker?.stop();
+	await tracing?.stop();
 	await receiver?.stop();
 });
 
@@ -56,6 +60,7 @@ describe("tracingMixin", () => {
 			"rpc.service": "notes",
 			"rpc.method": "add",
 			"edgehome.region": "eu-central",
+			"edgehome.node": "eu-central-mixin",
 			"edgehome.user.home_region": "eu-central",
 			"edgehome.user.epoch": 3,
 			"edgehome.route.hops": 1,

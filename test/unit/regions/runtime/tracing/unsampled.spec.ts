@@ -9,15 +9,17 @@ import { traceContext } from "../../../../../mixins/gateway/trace-context.ts";
 import { currentTrace } from "../../../../../regions/runtime/request-context.ts";
 import { consumed } from "../../../../../regions/runtime/tracing/channel-spans.ts";
 import { httpServerSpan } from "../../../../../regions/runtime/tracing/http-server-span.ts";
+import type { ProcessTracing } from "../../../../../regions/runtime/tracing/process-sdk.ts";
 import { linkHop, withRoutingSpan } from "../../../../../regions/runtime/tracing/route-spans.ts";
 import type { SqlStore } from "../../../../../regions/stores/sql.ts";
 import { openSqlStore } from "../../../../../regions/stores/sql.ts";
 import type { OtlpReceiver } from "../../../../harness/otlp-receiver.ts";
 import { startOtlpReceiver } from "../../../../harness/otlp-receiver.ts";
 import { within } from "../../../../harness/waiting.ts";
-import { capturedLog, tracedBroker } from "./traced-broker.ts";
+import { capturedLog, tracedBroker, traceTo } from "./traced-broker.ts";
 
 let receiver: OtlpReceiver;
+let tracing: ProcessTracing | undefined;
 let store: SqlStore;
 let brokers: ServiceBroker[] = [];
 let server: Server | undefined;
@@ -36,6 +38,8 @@ afterEach(async () => {
 	server = undefined;
 	await Promise.all(brokers.map(b => b.stop()));
 	brokers = [];
+	await tracing?.stop();
+	tracing = undefined;
 	receiver.spans.length = 0;
 	lines.length = 0;
 });
@@ -49,16 +53,19 @@ interface Seen {
 }
 
 /**
- * A gateway node (`front`, sampling at `frontRatio`) and another node (`back`, always sampling
- * what starts there) on one in-process bus. `front.enter` logs a line, runs a query, builds a
+ * A gateway node (`front`, sampling at `frontRatio`, the process's ratio) and another node (`back`,
+ * always sampling what starts there, as a node of another process might) on one in-process bus. `front.enter` logs a line, runs a query, builds a
  * channel message's headers and a link hop's options, and calls `back.work` on the other node.
  * An HTTP server in front does what a gateway's `rootCallOptions` does.
  */
 async function twoNodes(frontRatio: string) {
 	const namespace = `unsampled-${randomBytes(4).toString("hex")}`;
 	const bus: BrokerOptions = { transporter: "Fake", namespace };
-	const front = tracedBroker(receiver, "cn-east", `${namespace}-front`, { EDGEHOME_TRACE_SAMPLE_RATIO: frontRatio }, bus);
-	const back = tracedBroker(receiver, "cn-east", `${namespace}-back`, { EDGEHOME_TRACE_SAMPLE_RATIO: "1" }, bus);
+	tracing = traceTo(receiver, "cn-east", { EDGEHOME_TRACE_SAMPLE_RATIO: frontRatio });
+	const front = tracedBroker("cn-east", `${namespace}-front`, bus);
+	const back = tracedBroker("cn-east", `${namespace}-back`, bus);
+	// The ratio is the process's: `back` keeps every trace it starts by a decision of its own.
+	back.tracer.shouldSample = () => true;
 	brokers.push(front, back);
 	const seen: Seen = {};
 	front.createService({
@@ -171,7 +178,8 @@ describe("an unsampled trace: no span anywhere, its trace context carried on", (
 
 describe("the action spans of a sampled trace", () => {
 	it("cover what runs around the handler: a call refused by validation still has its span", async () => {
-		const broker = tracedBroker(receiver, "cn-east", "validated", { EDGEHOME_TRACE_SAMPLE_RATIO: "1" });
+		tracing = traceTo(receiver, "cn-east", { EDGEHOME_TRACE_SAMPLE_RATIO: "1" });
+		const broker = tracedBroker("cn-east", "validated");
 		brokers.push(broker);
 		broker.createService({ name: "sums", actions: { add: { params: { n: "number" }, handler: (ctx: Context<{ n: number }>) => ctx.params.n + 1 } } });
 		await broker.start();
