@@ -9,7 +9,7 @@ import * as answer from "./notice-answers.ts";
 import { NOTICE_TOPIC, NoticeFeed } from "./notice-stream.ts";
 import { CATEGORIES, CHANNELS, LOCALES } from "./sv-notice/categories.ts";
 import type { NoticeView } from "./sv-notice/inbox.ts";
-import type { PushedNotice } from "./sv-notice/sv-notice.service.ts";
+import type { PushedNotice, Pushes } from "./sv-notice/sv-notice.service.ts";
 import { PUSH_EVENT } from "./sv-notice/sv-notice.service.ts";
 
 /**
@@ -195,16 +195,17 @@ export const NOTICE_ROUTES: readonly GatewayRoute[] = [
 ];
 
 /**
- * The pushes sv-notice sends every region (a global event, signed with the `notice` capability),
- * each handed to the streams the gateway holds open for that user: a mixin of every gateway service.
+ * The pushes sv-notice sends every region (a global event, signed with the `notice` capability, a
+ * batch's pushes in one), each handed to the streams the gateway holds open for its user: a mixin of
+ * every gateway service.
  */
 export const NOTICE_PUSHES: Partial<ServiceSchema> = {
 	events: {
 		[PUSH_EVENT]: {
 			global: true,
 			restricted: "notice",
-			handler(this: GatewayService, ctx: Context<PushedNotice>) {
-				this.liveStreams.publish(NOTICE_TOPIC, ctx.params.userId, ctx.params);
+			handler(this: GatewayService, ctx: Context<Pushes>) {
+				for (const push of ctx.params.pushes) this.liveStreams.publish(NOTICE_TOPIC, push.userId, push);
 			}
 		}
 	}

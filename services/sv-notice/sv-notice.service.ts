@@ -39,9 +39,16 @@ import { UnreadCounts } from "./unread-counts.ts";
 export const SEND_CHANNEL = "notice.send";
 /** The channel an announcement reaches each region it goes to through: `{ id, title, body }`. */
 export const ANNOUNCE_CHANNEL = "notice.announce";
-/** The global event every region's gateways hear: a notice, or a new unread count, for a user's live streams. */
+/**
+ * The global event every region's gateways hear: `{ pushes }`, each a notice or a new unread count for
+ * a user's live streams. A committed batch of sends is one event, however many users it reaches: one
+ * message (and one signature) per gateway node rather than one per notice.
+ */
 export const PUSH_EVENT = "notice.pushed";
 export type { PushedNotice };
+export interface Pushes {
+	pushes: PushedNotice[];
+}
 
 interface Vars extends DbVars<any> {
 	inbox: Inbox;
@@ -372,7 +379,8 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 		/** Sends the live pushes of committed sends. */
 		pushCommitted(outcomes: SendOutcome[]) {
-			for (const { push } of outcomes) if (push) void this.broker.broadcast(PUSH_EVENT, push);
+			const pushes = outcomes.flatMap(o => (o.push ? [o.push] : []));
+			if (pushes.length) void this.broker.broadcast(PUSH_EVENT, { pushes } satisfies Pushes);
 		},
 		/** Starts the fan-out loop unless it runs already. */
 		announce() {
@@ -464,7 +472,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			send: async m => {
 				if (m.channel === PUSH) {
 					const push = m.payload as QueuedPush;
-					this.broker.broadcast(PUSH_EVENT, { ...push, unreadCount: await this.unreadCounts.of(push.userId) } satisfies PushedNotice);
+					this.broker.broadcast(PUSH_EVENT, { pushes: [{ ...push, unreadCount: await this.unreadCounts.of(push.userId) }] } satisfies Pushes);
 				} else await this.broker.sendToChannel(m.channel, m.payload, { key: m.key, ...(m.region === here ? {} : { region: m.region }) });
 			}
 		});

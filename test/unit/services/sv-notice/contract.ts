@@ -1,7 +1,7 @@
 import type { Context, Service } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RegionNode } from "../../../../app/node.ts";
-import type { PushedNotice } from "../../../../services/sv-notice/sv-notice.service.ts";
+import type { PushedNotice, Pushes } from "../../../../services/sv-notice/sv-notice.service.ts";
 import { PUSH_EVENT } from "../../../../services/sv-notice/sv-notice.service.ts";
 import type { EmbeddedRegions } from "../../../harness/embedded-regions.ts";
 import { everyRegionLinked, REGION_IDS, startEmbeddedRegions } from "../../../harness/embedded-regions.ts";
@@ -14,6 +14,8 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 	const users: Record<string, string> = {};
 	const call = <T = any>(from: string, action: string, params: unknown) => nodes[from]!.broker.call<T, unknown>(action, params);
 	const pushes: Record<string, PushedNotice[]> = {};
+	/** Push events heard per region (one carries a committed batch's pushes). */
+	const events: Record<string, number> = {};
 	let keys = 0;
 	const key = () => `n-${++keys}-${Date.now()}`;
 	const send = (name: string, over: Record<string, unknown> = {}, from = "cn-east") =>
@@ -38,9 +40,10 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 						events: {
 							[PUSH_EVENT]: {
 								global: true,
-								handler(this: Service, ctx: Context<PushedNotice>) {
+								handler(this: Service, ctx: Context<Pushes>) {
 									const region = REGION_IDS.find(r => this.broker.namespace.endsWith(r))!;
-									(pushes[region] ??= []).push(ctx.params);
+									(pushes[region] ??= []).push(...ctx.params.pushes);
+									events[region] = (events[region] ?? 0) + 1;
 								}
 							}
 						}
@@ -87,6 +90,16 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 			const sent = await send("liwei");
 			for (const region of ["cn-east", "ap-south", "eu-central"])
 				await within(async () => (pushes[region] ?? []).some(p => p.notice?.id === sent.notice.id && p.unreadCount === 1), 5000);
+		});
+
+		it("sends the pushes of a committed batch to every region in one event", async () => {
+			const service = nodes["cn-east"]!.broker.getLocalService("sv-notice") as unknown as { pushCommitted(outcomes: unknown[]): void };
+			const before = events["ap-south"] ?? 0;
+			service.pushCommitted([{ push: { userId: users.hans, unreadCount: 70 } }, {}, { push: { userId: users.liwei, unreadCount: 71 } }]);
+			await within(async () => (pushes["ap-south"] ?? []).some(p => p.unreadCount === 71), 5000);
+			await new Promise(r => setTimeout(r, 100));
+			expect(events["ap-south"]).toBe(before + 1);
+			expect((pushes["ap-south"] ?? []).filter(p => p.unreadCount >= 70).map(p => p.userId)).toEqual([users.hans, users.liwei]);
 		});
 
 		it("numbers a user's notices in order and resumes a stream after any of them", async () => {
