@@ -20,11 +20,12 @@ import { render } from "./templates.ts";
 /**
  * Sends written as a set: however many, a fixed handful of statements on a transaction the
  * caller holds (fenced): the users' preferences, last numbers and unread counts, read in one;
- * one insert of the new notices; one of their tallies (tallies.ts); one of their outbox messages (e-mail and webhooks the user did
- * not turn off, and the live push unless the caller sends it). A repeated key is found by the insert (the unique key):
- * a send costs no lookup first. Then the keys are read, and a key written already (or by an
- * earlier send of the set) is answered by its notice, even where its data no longer renders;
- * data that does not render refuses that send alone, before anything of it is written. The reads
+ * one insert of the new notices; one upsert of their users' tallies (tallies.ts); one of their
+ * outbox messages (e-mail and webhooks the user did not turn off, and the live push unless the
+ * caller sends it). A repeated key is found by the insert (the unique key): a send costs no
+ * lookup first. Then the keys are read, and a key written already (or by an earlier send of the
+ * set) is answered by its notice, even where its data no longer renders; data that does not
+ * render refuses that send alone, before anything of it is written. The reads
  * are a snapshot: a notice another transaction numbered or keyed since makes the insert fail
  * whole on a duplicate key, and the caller runs the set again in a new one. With `pushNow` the
  * caller broadcasts each live push itself as the transaction commits (`push`) rather than the
