@@ -46,6 +46,8 @@ export interface EdgeTopology {
 	wipe(regionId: string): void;
 	/** Pids of a region's running servers, for a test that moves them (e.g. into a network namespace). */
 	pids(regionId: string): { edge?: number; hub?: number };
+	/** The region whose hub server the region's edge holds its leaf-node connection to; undefined while it holds none. */
+	leafHubOf(regionId: string): Promise<string | undefined>;
 }
 
 export interface DirectoryPlacement {
@@ -182,11 +184,18 @@ async function attemptStart(regionIds: string[], opts: EdgeTopologyOptions): Pro
 	let stopped = false;
 	const spawnPrefix = opts.spawnPrefix ?? (() => []);
 	const startAndWait = async (started: Server[]) => {
-		for (const server of started) {
+		const deadline = Date.now() + readyTimeoutMs;
+		const start = async (server: Server) => {
 			await terminate(server);
 			launch(server, spawnPrefix(server.site));
-		}
-		await waitReady(servers, readyTimeoutMs);
+		};
+		// Hub servers first: an edge dials its own region's hub server first but stays on whichever answered
+		// (no_randomize), so an edge up before its hub would hang on another region's and be cut off with it.
+		const hubsStarted = started.filter(s => s.role === "hub");
+		for (const hub of hubsStarted) await start(hub);
+		for (const hub of hubsStarted) while (!exited(hub.proc!) && Date.now() < deadline && !(await acceptsClients(hub))) await sleep(50);
+		for (const edge of started.filter(s => s.role === "edge")) await start(edge);
+		await waitReady(servers, Math.max(1000, deadline - Date.now()));
 	};
 	const killAndSettle = async (killed: Server[]) => {
 		await Promise.all(killed.map(terminate));
@@ -216,7 +225,12 @@ async function attemptStart(regionIds: string[], opts: EdgeTopologyOptions): Pro
 				mkdirSync(server.store);
 			}
 		},
-		pids: regionId => ({ edge: find("edge", regionId).proc?.pid, hub: find("hub", regionId).proc?.pid })
+		pids: regionId => ({ edge: find("edge", regionId).proc?.pid, hub: find("hub", regionId).proc?.pid }),
+		async leafHubOf(regionId) {
+			const edge = find("edge", regionId);
+			const leafs = (await monitor<{ leafs?: { port: number }[] }>(`http://${edge.clientHost}:${edge.ports.http}/leafz`))?.leafs ?? [];
+			return leafs.map(leaf => edge.dials.get(leaf.port)).find(hub => hub?.proc)?.site;
+		}
 	};
 
 	try {

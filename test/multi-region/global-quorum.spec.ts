@@ -138,6 +138,8 @@ function aloneWithTheLeader(title: string, scenario: Scenario, skip = false): vo
 
 		beforeAll(async () => {
 			topology = await scenario.setup();
+			// Each edge on its own region's hub server: one left on the region cut off would be cut off with it.
+			for (const id of REGIONS) expect(await topology.leafHubOf(id), `${id}'s edge's hub server`).toBe(id);
 			regions = new ProbedRegions(topology);
 			await regions.start();
 		}, 60_000);
@@ -170,7 +172,10 @@ function aloneWithTheLeader(title: string, scenario: Scenario, skip = false): vo
 					continue;
 				}
 				// Their two hub servers elect a new leader; meanwhile their writes fail and their probes may say so.
-				await within(async () => (await regions.write(id, `kept.${id}.${Date.now()}`)) === "(succeeded)", OTHERS_RESUME_BOUND_MS);
+				let last = "";
+				await within(async () => (last = await regions.write(id, `kept.${id}.${Date.now()}`)) === "(succeeded)", OTHERS_RESUME_BOUND_MS).catch(async err => {
+					throw new Error(`${id}'s writes did not resume: ${err.message}, the last one ${last}; its edge's hub server: ${await topology.leafHubOf(id)}`);
+				});
 				const writable = Date.now() - cutAt;
 				await within(() => regions.status(id) === "available", PROBE_MS * 1.2 + PROBE_TIMEOUT_MS);
 				const down = regions.turned(id, "unavailable", cutAt);
