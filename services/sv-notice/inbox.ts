@@ -104,15 +104,7 @@ export class Inbox {
 	}
 
 	async markRead(userId: string, id: string): Promise<void> {
-		const found = await this.db
-			.selectFrom("notice_inbox")
-			.select("read_at")
-			.where("user_id", "=", userId)
-			.where("id", "=", id)
-			.where("deleted_at", "is", null)
-			.executeTakeFirst();
-		if (!found) throw new NoticeNotFoundError(id);
-		if (found.read_at !== null) return;
+		if (!(await this.unreadShown(userId, id))) return;
 		await this.db.updateTable("notice_inbox").set({ read_at: Date.now() }).where("user_id", "=", userId).where("id", "=", id).execute();
 		await changeUnread(this.db, userId, -1);
 	}
@@ -131,6 +123,13 @@ export class Inbox {
 	}
 
 	async remove(userId: string, id: string): Promise<void> {
+		const unread = await this.unreadShown(userId, id);
+		await this.db.updateTable("notice_inbox").set({ deleted_at: Date.now() }).where("user_id", "=", userId).where("id", "=", id).execute();
+		if (unread) await changeUnread(this.db, userId, -1);
+	}
+
+	/** Whether the user's notice, not deleted, is unread; NOTICE_NOT_FOUND when there is no such notice. */
+	private async unreadShown(userId: string, id: string): Promise<boolean> {
 		const found = await this.db
 			.selectFrom("notice_inbox")
 			.select("read_at")
@@ -139,7 +138,6 @@ export class Inbox {
 			.where("deleted_at", "is", null)
 			.executeTakeFirst();
 		if (!found) throw new NoticeNotFoundError(id);
-		await this.db.updateTable("notice_inbox").set({ deleted_at: Date.now() }).where("user_id", "=", userId).where("id", "=", id).execute();
-		if (found.read_at === null) await changeUnread(this.db, userId, -1);
+		return found.read_at === null;
 	}
 }
