@@ -139,7 +139,7 @@ export function brokerConfig({ region, group, transport, env = process.env }: No
 				}
 			: false,
 		// OTLP export when a collector URL is set (EDGEHOME_OTLP_URL); otherwise Moleculer makes no span at all.
-		tracing: brokerTracing(env, { region: region.id, group, nodeID }),
+		tracing: brokerTracing(env, { region: region.id, nodeID }),
 		middlewares: [RequestContextMiddleware, ActionSpans, OpsMetricsMiddleware, bus.middleware(), ...(capabilities ? [RestrictedCalls(capabilities)] : [])],
 		// Signals are handled by the launcher, which drains gateways before brokers.
 		skipProcessEventRegistration: true,

@@ -2,16 +2,9 @@ import type { BrokerOptions } from "moleculer";
 import type { Env } from "../env.ts";
 import { EnvError } from "../env.ts";
 import { otlpCollector } from "./collector.ts";
+import type { SpanOrigin } from "./exporter.ts";
 import { OtelTraceExporter } from "./exporter.ts";
 import { runningProcessTracing } from "./process-sdk.ts";
-
-/** Where a node's spans say they ran. */
-export interface TraceOrigin {
-	region: string;
-	/** The process's group: its tracing resource names it. */
-	group: string;
-	nodeID: string;
-}
 
 /**
  * The broker's tracing options: on while the process's tracing runs (process-sdk.ts, started by the
@@ -19,7 +12,7 @@ export interface TraceOrigin {
  * ActionSpans (action-spans.ts, among the broker's middlewares), not by Moleculer's own middleware,
  * which would make one for every call of an unsampled trace too.
  */
-export function brokerTracing(env: Env, origin: TraceOrigin): BrokerOptions["tracing"] {
+export function brokerTracing(env: Env, origin: SpanOrigin): BrokerOptions["tracing"] {
 	const tracing = runningProcessTracing();
 	if (!tracing) {
 		const collector = otlpCollector(env);

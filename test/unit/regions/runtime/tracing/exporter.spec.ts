@@ -185,7 +185,7 @@ describe("the Moleculer to OTel exporter", () => {
 });
 
 describe("the collector URL, sampling and the one SDK per process", () => {
-	const origin = { region: "cn-east", group: "all", nodeID: "n1" };
+	const origin = { region: "cn-east", nodeID: "n1" };
 	const host = { regions: ["cn-east"], group: "all" };
 
 	it("turns tracing off without a URL, and takes EDGEHOME_OTLP_URL, then OTel's own variables", () => {

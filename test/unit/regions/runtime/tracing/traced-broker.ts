@@ -25,7 +25,7 @@ export function tracedBroker(region: string, nodeID: string, options: BrokerOpti
 		nodeID,
 		logger: false,
 		metadata: { region },
-		tracing: brokerTracing({}, { region, group: "test", nodeID }),
+		tracing: brokerTracing({}, { region, nodeID }),
 		middlewares: [RequestContextMiddleware, ActionSpans],
 		...options
 	});
