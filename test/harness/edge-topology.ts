@@ -226,11 +226,7 @@ async function attemptStart(regionIds: string[], opts: EdgeTopologyOptions): Pro
 			}
 		},
 		pids: regionId => ({ edge: find("edge", regionId).proc?.pid, hub: find("hub", regionId).proc?.pid }),
-		async leafHubOf(regionId) {
-			const edge = find("edge", regionId);
-			const leafs = (await monitor<{ leafs?: { port: number }[] }>(`http://${edge.clientHost}:${edge.ports.http}/leafz`))?.leafs ?? [];
-			return leafs.map(leaf => edge.dials.get(leaf.port)).find(hub => hub?.proc)?.site;
-		}
+		leafHubOf: async regionId => (await leafHub(find("edge", regionId)))?.site
 	};
 
 	try {
@@ -351,11 +347,18 @@ async function firstUnready(all: Server[], running: Server[], leader: boolean): 
 		if (server.role === "hub" && quorum && !(await monitor<{ meta_cluster?: { leader?: string } }>(`${base}/jsz`))?.meta_cluster?.leader)
 			return `${server.name} sees no JetStream meta leader yet`;
 		if (server.role !== "edge" || ![...server.dials.values()].some(hub => hub.proc)) continue;
-		const leafs = (await monitor<{ leafs?: { port: number }[] }>(`${base}/leafz`))?.leafs ?? [];
-		// A leaf connection to a server just killed may still be listed for a moment: only one to a running hub server counts.
-		if (!leafs.some(leaf => server.dials.get(leaf.port)?.proc)) return `${server.name} has no leaf-node connection to a running hub server yet`;
+		if (!(await leafHub(server))) return `${server.name} has no leaf-node connection to a running hub server yet`;
 	}
 	return undefined;
+}
+
+/**
+ * The running hub server an edge holds its leaf-node connection to. A connection to a server just killed may
+ * still be listed for a moment: only one to a running hub server counts.
+ */
+async function leafHub(edge: Server): Promise<Server | undefined> {
+	const leafs = (await monitor<{ leafs?: { port: number }[] }>(`http://${edge.clientHost}:${edge.ports.http}/leafz`))?.leafs ?? [];
+	return leafs.map(leaf => edge.dials.get(leaf.port)).find(hub => hub?.proc);
 }
 
 async function monitor<T>(url: string): Promise<T | undefined> {
