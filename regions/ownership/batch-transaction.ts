@@ -1,4 +1,6 @@
 import type { Kysely } from "kysely";
+import type { StatementGroups } from "../stores/grouped-transaction.ts";
+import { groupedTransaction, UncertainCommitError } from "../stores/grouped-transaction.ts";
 import { isDuplicateKey } from "../stores/sql.ts";
 import { isDeadlock, isLockConflict } from "./lock-errors.ts";
 
@@ -14,22 +16,22 @@ export type BatchRun<T> =
 
 /**
  * Runs a group commit's batch (sv-money's transfers, sv-notice's sends) in one transaction of `db`:
- * `apply` reads and writes the whole set. A batch the store rolled back for another transaction (a
- * deadlock, a lock wait, a duplicate key another one inserted first) applied nothing, so it runs
- * again from the start after a short random wait, at most `attempts` times in all.
+ * `apply` reads and writes the whole set, one statement at a time on `trx` or several at once
+ * through `groups` (grouped-transaction.ts). A batch the store rolled back for another
+ * transaction (a deadlock, a lock wait, a duplicate key another one inserted first) applied
+ * nothing, so it runs again from the start after a short random wait, at most `attempts` times in all.
  */
-export async function runBatch<T>(db: Kysely<any>, apply: (trx: Kysely<any>) => Promise<T>, attempts: number, onRerun: () => void): Promise<BatchRun<T>> {
+export async function runBatch<T>(
+	db: Kysely<any>,
+	apply: (trx: Kysely<any>, groups: StatementGroups) => Promise<T>,
+	attempts: number,
+	onRerun: () => void
+): Promise<BatchRun<T>> {
 	for (let attempt = 1; ; attempt++) {
-		let committing = false;
 		try {
-			let value!: T;
-			await db.transaction().execute(async trx => {
-				value = await apply(trx);
-				committing = true;
-			});
-			return { kind: "committed", value };
+			return { kind: "committed", value: await groupedTransaction(db, apply) };
 		} catch (error) {
-			if (committing && !isDeadlock(error)) return { kind: "unknown", error };
+			if (error instanceof UncertainCommitError) return { kind: "unknown", error: error.reason };
 			if (!(isDeadlock(error) || isLockConflict(error) || isDuplicateKey(error))) return { kind: "refused", error };
 			if (attempt >= attempts) return { kind: "gave-up", error };
 			onRerun();

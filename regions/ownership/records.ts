@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from "kysely";
+import type { CompiledQuery, Kysely, Transaction } from "kysely";
 import { sql } from "kysely";
 import type { Migrations, SqlStore } from "../stores/index.ts";
 
@@ -53,6 +53,11 @@ export type Db = Kysely<any> | Transaction<any>;
 
 const ownership = (row: Row): Ownership => ({ epoch: Number(row.epoch), state: row.state, moveId: row.move_id, version: Number(row.version) });
 
+type ManyRow = Row & { user_id: string };
+
+/** The rows of `readManyQuery`, by user. */
+export const ownershipsOf = (rows: readonly unknown[]): Map<string, Ownership> => new Map((rows as ManyRow[]).map(row => [row.user_id, ownership(row)]));
+
 /** Reads and changes ownership rows inside a caller's transaction. */
 export class OwnershipRecords {
 	readonly store: SqlStore;
@@ -75,11 +80,15 @@ export class OwnershipRecords {
 
 	/** The rows of several users in one statement (a batch of fenced writes), locked as `read` does. */
 	async readMany(db: Db, userIds: readonly string[], lock?: "share"): Promise<Map<string, Ownership>> {
+		return ownershipsOf((await db.executeQuery(this.readManyQuery(db, userIds, lock))).rows);
+	}
+
+	/** `readMany` as a statement to send with others (grouped-transaction.ts); `ownershipsOf` reads its rows. */
+	readManyQuery(db: Db, userIds: readonly string[], lock?: "share"): CompiledQuery<ManyRow> {
 		const clause = this.store.dialect === "mysql" && lock ? sql.raw(" lock in share mode") : sql.raw("");
-		const { rows } = await sql<
-			Row & { user_id: string }
-		>`select user_id, epoch, state, move_id, version from ${sql.table(OWNERSHIP_TABLE)} where user_id in (${sql.join(userIds)})${clause}`.execute(db);
-		return new Map(rows.map(row => [row.user_id, ownership(row)]));
+		return sql<ManyRow>`select user_id, epoch, state, move_id, version from ${sql.table(OWNERSHIP_TABLE)} where user_id in (${sql.join(userIds)})${clause}`.compile(
+			db
+		);
 	}
 
 	/** Writes the row: created if absent, else only if still at `version`. False when someone changed it first. */

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import { Kysely, MysqlDialect, sql } from "kysely";
 import { createConnection, createPool } from "mysql2";
 import { sqlQuerySpans } from "../runtime/tracing/sql-spans.ts";
+import { enableStatementGroups } from "./grouped-transaction.ts";
 import { scopedDb } from "./scoped-db.ts";
 import { nodeSqliteDialect } from "./sqlite-dialect.ts";
 
@@ -40,25 +41,33 @@ export async function openSqlStore(url: string, opts: { poolSize?: number } = {}
 		const database = decodeURIComponent(parsed.pathname.slice(1));
 		if (!/^[A-Za-z0-9_]{1,64}$/.test(database)) throw new Error(`MySQL URL must name a database of [A-Za-z0-9_] (got "${database}")`);
 		await ensureDatabase(parsed, database);
-		const pool = createPool({
-			uri: url,
-			connectionLimit: opts.poolSize ?? 10,
-			connectTimeout: 5000,
-			supportBigNumbers: true,
-			bigNumberStrings: false
-		});
-		// Statements see what others committed, and locking reads take no gap locks: fenced writes hold
-		// their transaction across a handler, and a repeatable-read snapshot would hide concurrent commits from it.
-		pool.on("connection", conn => conn.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"));
-		const db = new Kysely<any>({ dialect: new MysqlDialect({ pool }), log: sqlQuerySpans("mysql", database) });
+		const poolOf = (multipleStatements: boolean) => {
+			const pool = createPool({
+				uri: url,
+				connectionLimit: opts.poolSize ?? 10,
+				connectTimeout: 5000,
+				supportBigNumbers: true,
+				bigNumberStrings: false,
+				multipleStatements
+			});
+			// Statements see what others committed, and locking reads take no gap locks: fenced writes hold
+			// their transaction across a handler, and a repeatable-read snapshot would hide concurrent commits from it.
+			pool.on("connection", conn => conn.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"));
+			return pool;
+		};
+		const log = sqlQuerySpans("mysql", database);
+		const db = new Kysely<any>({ dialect: new MysqlDialect({ pool: poolOf(false) }), log });
+		// Only grouped transactions, whose statements are all compiled with bound parameters, may send several in one query.
+		const groups = poolOf(true);
+		enableStatementGroups(db, groups, log);
 		parsed.password = "";
 		parsed.username = "";
-		return store("mysql", parsed.toString(), db);
+		return store("mysql", parsed.toString(), db, () => new Promise<void>(resolve => groups.end(() => resolve())));
 	}
 	throw new Error(`unsupported SQL store URL "${url}" (use mysql://… or sqlite:…)`);
 }
 
-function store(dialect: SqlDialectName, location: string, raw: Kysely<any>): SqlStore {
+function store(dialect: SqlDialectName, location: string, raw: Kysely<any>, closeMore?: () => Promise<void>): SqlStore {
 	const db = scopedDb(raw);
 	return {
 		dialect,
@@ -67,7 +76,10 @@ function store(dialect: SqlDialectName, location: string, raw: Kysely<any>): Sql
 		async ping() {
 			await sql`select 1`.execute(db);
 		},
-		close: () => db.destroy()
+		async close() {
+			await db.destroy();
+			await closeMore?.();
+		}
 	};
 }
 

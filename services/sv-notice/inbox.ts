@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import type { CompiledQuery, Kysely } from "kysely";
 import type { Category } from "./categories.ts";
 import { NoticeNotFoundError } from "./errors.ts";
 import { changeUnread, unreadOf } from "./tallies.ts";
@@ -59,19 +59,18 @@ export class Inbox {
 		this.db = db;
 	}
 
-	/** The notices some sends' keys wrote already: `pairs` of user and key, in one statement. */
-	async byKeys(pairs: readonly { userId: string; key: string }[]): Promise<NoticeRow[]> {
-		if (!pairs.length) return [];
-		return (await this.db
+	/** The notices some sends' keys wrote already (`pairs` of user and key), as a statement to send with others. */
+	byKeysQuery(pairs: readonly { userId: string; key: string }[]): CompiledQuery {
+		return this.db
 			.selectFrom("notice_inbox")
 			.selectAll()
 			.where(eb => eb.or(pairs.map(p => eb.and([eb("user_id", "=", p.userId), eb("idempotency_key", "=", p.key)]))))
-			.execute()) as NoticeRow[];
+			.compile();
 	}
 
-	/** Writes numbered notices in one statement: a number or key taken meanwhile fails it whole (a duplicate key). */
-	async insertMany(rows: readonly NoticeRow[]): Promise<void> {
-		if (rows.length) await this.db.insertInto("notice_inbox").values(rows).execute();
+	/** Numbered notices in one statement, to send with others: a number or key taken meanwhile fails it whole (a duplicate key). */
+	insertQuery(rows: readonly NoticeRow[]): CompiledQuery | undefined {
+		return rows.length ? this.db.insertInto("notice_inbox").values(rows).compile() : undefined;
 	}
 
 	async list(userId: string, opts: { unread?: boolean; before?: number; limit: number }): Promise<NoticeRow[]> {

@@ -2,14 +2,18 @@ import type { Kysely } from "kysely";
 import { OutcomeUnknownError } from "../../regions/errors.ts";
 import { runBatch } from "../../regions/ownership/batch-transaction.ts";
 import type { OwnershipRecords } from "../../regions/ownership/records.ts";
+import { ownershipsOf } from "../../regions/ownership/records.ts";
 import { placeInBatch } from "../../regions/ownership/write-batch.ts";
-import type { SendOutcome, SendRequest, Written } from "./sends.ts";
+import type { StatementGroups } from "../../regions/stores/grouped-transaction.ts";
+import type { SendFacts, SendOutcome, SendRequest, Written } from "./sends.ts";
+import { sendFactsOf, sendFactsQuery } from "./sends.ts";
 
 /**
  * Group commit of sends, as sv-money commits transfers (services/sv-money/transfer-batches.ts):
- * the sends waiting are one transaction whatever their number: the ownership rows of their users
- * read in one statement under a shared lock (a move's freeze waits for the batch, as for any
- * fenced write), the set written in a fixed handful more (sends.ts), one COMMIT. Up to `lanes`
+ * the sends waiting are one transaction whatever their number, in two round trips
+ * (regions/stores/grouped-transaction.ts): the ownership rows of their users, read under a shared
+ * lock (a move's freeze waits for the batch, as for any fenced write), with what their sends are
+ * written from; then the set's writes (sends.ts) with the COMMIT. Up to `lanes`
  * batches run at once, a new one as soon as a lane is free; a send waits only while a running
  * batch carries a send of its user, so a user's notices are numbered in order from what the last
  * batch committed, and two batches of a node never wait on each other's rows. A batch that meets
@@ -31,8 +35,8 @@ export interface SendBatchesOptions {
 	/** The region database, past any open transaction. */
 	db: Kysely<any>;
 	records: OwnershipRecords;
-	/** Writes a set of sends of users this transaction holds as "active here". */
-	write: (trx: Kysely<any>, reqs: SendRequest[]) => Promise<Written[]>;
+	/** Writes a set of sends of users this transaction holds as "active here", and commits it. */
+	write: (trx: Kysely<any>, groups: StatementGroups, reqs: SendRequest[], facts: SendFacts) => Promise<Written[]>;
 	/** Hears what a batch wrote once it committed. */
 	committed: (outcomes: SendOutcome[]) => void;
 	/** The fenced one-send path. */
@@ -104,7 +108,7 @@ export class SendBatches {
 	private async decide(jobs: Waiting[]): Promise<Decision[]> {
 		const run = await runBatch(
 			this.opts.db,
-			trx => this.apply(trx, jobs),
+			(trx, groups) => this.apply(trx, groups, jobs),
 			BATCH_ATTEMPTS,
 			() => this.stats.reruns++
 		);
@@ -123,9 +127,12 @@ export class SendBatches {
 	}
 
 	/** The batch inside its transaction: the users' rows decide which sends it writes. */
-	private async apply(trx: Kysely<any>, jobs: Waiting[]): Promise<Decision[]> {
+	private async apply(trx: Kysely<any>, groups: StatementGroups, jobs: Waiting[]): Promise<Decision[]> {
 		const { region, records } = this.opts;
-		const owners = await records.readMany(trx, [...new Set(jobs.map(j => j.req.userId))], "share");
+		const users = [...new Set(jobs.map(j => j.req.userId))];
+		// One round trip, the statements running in order: the facts are read once the rows' locks are granted.
+		const [rows, factRows] = await groups.run([records.readManyQuery(trx, users, "share"), sendFactsQuery(trx, users)]);
+		const owners = ownershipsOf(rows!.rows);
 		const decisions: Decision[] = jobs.map(() => ({ kind: "alone" }));
 		const live: number[] = [];
 		jobs.forEach((job, i) => {
@@ -136,7 +143,9 @@ export class SendBatches {
 		if (!live.length) return decisions;
 		const written = await this.opts.write(
 			trx,
-			live.map(i => jobs[i]!.req)
+			groups,
+			live.map(i => jobs[i]!.req),
+			sendFactsOf(users, factRows!.rows)
 		);
 		live.forEach((i, n) => {
 			decisions[i] = written[n]!;

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
-import type { Kysely } from "kysely";
+import type { CompiledQuery, Kysely } from "kysely";
 import { sql } from "kysely";
+import type { StatementGroups } from "../../regions/stores/grouped-transaction.ts";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
 import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import type { Category, DeliveryChannel, ExternalChannel } from "./categories.ts";
@@ -13,17 +14,18 @@ import type { Preferences } from "./preferences.ts";
 import { preferencesOf } from "./preferences.ts";
 import type { Delivery } from "./providers.ts";
 import type { Tally } from "./tallies.ts";
-import { addToTallies, TALLIES } from "./tallies.ts";
+import { TALLIES, tallyUpsert } from "./tallies.ts";
 import type { Rendered } from "./templates.ts";
 import { render } from "./templates.ts";
 
 /**
  * Sends written as a set: however many, a fixed handful of statements on a transaction the
- * caller holds (fenced): the users' preferences, last numbers and unread counts, read in one;
- * one insert of the new notices; one upsert of their users' tallies (tallies.ts); one of their
- * outbox messages (e-mail and webhooks the user did not turn off, and the live push unless the
- * caller sends it). A repeated key is found by the insert (the unique key): a send costs no
- * lookup first. Then the keys are read, and a key written already (or by an earlier send of the
+ * caller holds (fenced): the users' preferences, last numbers and unread counts, read in one
+ * (readSendFacts, which the caller issues with its own reads); then, issued together, one insert
+ * of the new notices, one upsert of their users' tallies (tallies.ts) and one of their outbox
+ * messages (e-mail and webhooks the user did not turn off, and the live push unless the caller
+ * sends it), behind a savepoint that undoes the others when the insert fails. A repeated key is
+ * found by the insert (the unique key): a send costs no lookup first. Then the keys are read, and a key written already (or by an earlier send of the
  * set) is answered by its notice, even where its data no longer renders; data that does not
  * render refuses that send alone, before anything of it is written. The reads
  * are a snapshot: a notice another transaction numbered or keyed since makes the insert fail
@@ -64,10 +66,16 @@ export interface SendTarget {
 
 const keyOf = (userId: string, key: string) => `${userId}\u0000${key}`;
 
-/** The users' preferences, last numbers and unread counts, in one statement. */
-async function factsOf(db: Kysely<any>, users: string[]): Promise<{ prefs: Map<string, Preferences>; tallies: Map<string, Tally> }> {
+/** What a set of sends is written from: its users' preferences, last numbers and unread counts. */
+export interface SendFacts {
+	prefs: Map<string, Preferences>;
+	tallies: Map<string, Tally>;
+}
+
+/** The users' preferences, last numbers and unread counts, as one statement to send with others; `sendFactsOf` reads it. */
+export function sendFactsQuery(db: Kysely<any>, users: readonly string[]): CompiledQuery {
 	const nothing = sql<any>`null`;
-	const rows = await db
+	return db
 		.selectFrom("notice_preferences")
 		.select(["user_id", "locale", "opt_outs", nothing.as("last"), nothing.as("unread")])
 		.where("user_id", "in", users)
@@ -77,7 +85,10 @@ async function factsOf(db: Kysely<any>, users: string[]): Promise<{ prefs: Map<s
 				.select(["user_id", nothing.as("locale"), nothing.as("opt_outs"), "last_seq as last", "unread"])
 				.where("user_id", "in", users)
 		)
-		.execute();
+		.compile();
+}
+
+export function sendFactsOf(users: readonly string[], rows: readonly any[]): SendFacts {
 	const chosen = new Map(rows.filter(r => r.opt_outs !== null).map(r => [r.user_id as string, r as { locale: string | null; opt_outs: string }]));
 	return {
 		prefs: new Map(users.map(user => [user, preferencesOf(chosen.get(user))])),
@@ -85,9 +96,21 @@ async function factsOf(db: Kysely<any>, users: string[]): Promise<{ prefs: Map<s
 	};
 }
 
-export async function writeSends(db: Kysely<any>, reqs: readonly SendRequest[], target: SendTarget, pushNow: boolean): Promise<Written[]> {
+/**
+ * Writes the set on the transaction `groups` sends to (`db` builds its statements), ending it:
+ * the writes go with its COMMIT where the transaction is the caller's own (send-batches.ts).
+ */
+export async function writeSends(
+	db: Kysely<any>,
+	groups: StatementGroups,
+	reqs: readonly SendRequest[],
+	facts: SendFacts,
+	target: SendTarget,
+	pushNow: boolean
+): Promise<Written[]> {
 	const inbox = new Inbox(db);
-	const { prefs, tallies } = await factsOf(db, [...new Set(reqs.map(r => r.userId))]);
+	const byKeys = async () => (await groups.run([inbox.byKeysQuery(reqs.map(r => ({ userId: r.userId, key: r.idempotencyKey })))]))[0]!.rows as NoticeRow[];
+	const { prefs, tallies } = facts;
 	const now = Date.now();
 
 	/** The set's rows and answers, given the notices its keys are known to have written. */
@@ -161,19 +184,22 @@ export async function writeSends(db: Kysely<any>, reqs: readonly SendRequest[], 
 		const set = plan(earlier ?? []);
 		// A send whose data does not render may repeat one that did: its notice answers it.
 		if (set.refused && !earlier) {
-			earlier = await inbox.byKeys(reqs.map(r => ({ userId: r.userId, key: r.idempotencyKey })));
+			earlier = await byKeys();
 			continue;
 		}
+		const outbox = outboxRows(target.region, now, set.queued);
+		const writes = [
+			inbox.insertQuery(set.rows),
+			tallyUpsert(db, target.dialect, set.tallied),
+			outbox.length ? db.insertInto("notice_outbox").values(outbox).compile() : undefined
+		].filter(q => q !== undefined);
 		try {
-			await inbox.insertMany(set.rows);
+			// The insert comes first: when it meets a key, nothing after it runs, the COMMIT included.
+			await groups.runAndCommit(writes);
+			return set.written;
 		} catch (err) {
 			if (earlier || !isDuplicateKey(err)) throw err;
-			earlier = await inbox.byKeys(reqs.map(r => ({ userId: r.userId, key: r.idempotencyKey })));
-			continue;
+			earlier = await byKeys();
 		}
-		await addToTallies(db, target.dialect, set.tallied);
-		const outbox = outboxRows(target.region, now, set.queued);
-		if (outbox.length) await db.insertInto("notice_outbox").values(outbox).execute();
-		return set.written;
 	}
 }

@@ -12,6 +12,7 @@ import { moveParticipantMixin, movesThrough } from "../../mixins/move-participan
 import type { HomeMeta } from "../../regions/home-router.ts";
 import { envInt } from "../../regions/runtime/env.ts";
 import { regionRuntimeOf } from "../../regions/runtime/region-runtime.ts";
+import { sequentialGroups } from "../../regions/stores/grouped-transaction.ts";
 import { scopeOf, unscoped } from "../../regions/stores/scoped-db.ts";
 import { isDuplicateKey } from "../../regions/stores/sql.ts";
 import { UnknownRegionError } from "../sv-region/errors.ts";
@@ -32,7 +33,7 @@ import { providersFromEnv } from "./providers.ts";
 import type { BatchedSend } from "./send-batches.ts";
 import { SendBatches } from "./send-batches.ts";
 import type { SendOutcome, SendRequest, SendTarget } from "./sends.ts";
-import { writeSends } from "./sends.ts";
+import { sendFactsOf, sendFactsQuery, writeSends } from "./sends.ts";
 import { UnreadCounts } from "./unread-counts.ts";
 
 /** The channel producers send notices through: `{ userId, category, template, data, idempotencyKey, channels? }`. */
@@ -354,7 +355,10 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 						job.req.userId,
 						job.callerEpoch,
 						async () => {
-							const [written] = await writeSends(this.db, [job.req], this.sendTarget, pushNow);
+							const groups = sequentialGroups(this.db);
+							const users = [job.req.userId];
+							const facts = sendFactsOf(users, (await groups.run([sendFactsQuery(this.db, users)]))[0]!.rows);
+							const [written] = await writeSends(this.db, groups, [job.req], facts, this.sendTarget, pushNow);
 							if (written!.kind === "failed") throw written!.error;
 							return written!.outcome;
 						},
@@ -451,7 +455,7 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			region: runtime.region.id,
 			db: unscoped(this.db),
 			records: runtime.ownership,
-			write: (trx, reqs) => writeSends(trx, reqs, this.sendTarget, true),
+			write: (trx, groups, reqs, facts) => writeSends(trx, groups, reqs, facts, this.sendTarget, true),
 			committed: outcomes => this.pushCommitted(outcomes),
 			alone: job => this.sendAlone(job),
 			lanes: this.dialect === "sqlite" ? 1 : envInt(process.env, "EDGEHOME_NOTICE_SEND_LANES", SEND_LANES, 1, 16),

@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import type { CompiledQuery, Kysely } from "kysely";
 import { sql } from "kysely";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
 
@@ -23,18 +23,20 @@ export interface TallyChange {
 	unread: number;
 }
 
-export async function addToTallies(db: Kysely<any>, dialect: SqlDialectName, changes: readonly TallyChange[]): Promise<void> {
-	if (!changes.length) return;
+/** The upsert that adds `changes` to their users' tallies, to send with the batch's other writes; none when nothing changes. */
+export function tallyUpsert(db: Kysely<any>, dialect: SqlDialectName, changes: readonly TallyChange[]): CompiledQuery | undefined {
+	if (!changes.length) return undefined;
 	const insert = db.insertInto(TALLIES).values(changes.map(c => ({ user_id: c.userId, last_seq: c.last, unread: c.unread })));
-	await (dialect === "mysql"
-		? insert.onDuplicateKeyUpdate({ last_seq: sql`greatest(last_seq, values(last_seq))`, unread: sql`unread + values(unread)` })
-		: insert.onConflict(oc =>
-				oc.column("user_id").doUpdateSet({
-					last_seq: sql`max(${sql.ref(`${TALLIES}.last_seq`)}, excluded.last_seq)`,
-					unread: sql`${sql.ref(`${TALLIES}.unread`)} + excluded.unread`
-				})
-			)
-	).execute();
+	return (
+		dialect === "mysql"
+			? insert.onDuplicateKeyUpdate({ last_seq: sql`greatest(last_seq, values(last_seq))`, unread: sql`unread + values(unread)` })
+			: insert.onConflict(oc =>
+					oc.column("user_id").doUpdateSet({
+						last_seq: sql`max(${sql.ref(`${TALLIES}.last_seq`)}, excluded.last_seq)`,
+						unread: sql`${sql.ref(`${TALLIES}.unread`)} + excluded.unread`
+					})
+				)
+	).compile();
 }
 
 /** Notices of the user read or deleted unread (a negative `delta`). */

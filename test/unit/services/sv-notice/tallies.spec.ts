@@ -1,10 +1,11 @@
 import type { Kysely } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
 import { migrate } from "../../../../regions/stores/index.ts";
-import type { SqlStore } from "../../../../regions/stores/sql.ts";
+import type { SqlDialectName, SqlStore } from "../../../../regions/stores/sql.ts";
 import { openSqlStore } from "../../../../regions/stores/sql.ts";
 import { migrations } from "../../../../services/sv-notice/migrations.ts";
-import { addToTallies, changeUnread, recountTally, unreadOf } from "../../../../services/sv-notice/tallies.ts";
+import type { TallyChange } from "../../../../services/sv-notice/tallies.ts";
+import { changeUnread, recountTally, tallyUpsert, unreadOf } from "../../../../services/sv-notice/tallies.ts";
 
 let store: SqlStore | undefined;
 afterEach(async () => {
@@ -46,6 +47,11 @@ describe("sv-notice tallies", () => {
 			{ user_id: "bo", last_seq: 1, unread: 0 }
 		]);
 	});
+
+	const addToTallies = async (db: Kysely<any>, dialect: SqlDialectName, changes: TallyChange[]) => {
+		const upsert = tallyUpsert(db, dialect, changes);
+		if (upsert) await db.executeQuery(upsert);
+	};
 
 	it("add sends' numbers and unread notices to what is there, never lower a last number, and count again from the inbox", async () => {
 		store = await openSqlStore("sqlite::memory:");
