@@ -25,11 +25,12 @@ export async function runBatch<T>(
 	db: Kysely<any>,
 	apply: (trx: Kysely<any>, groups: StatementGroups) => Promise<T>,
 	attempts: number,
-	onRerun: () => void
+	onRerun: () => void,
+	transaction: typeof groupedTransaction = groupedTransaction
 ): Promise<BatchRun<T>> {
 	for (let attempt = 1; ; attempt++) {
 		try {
-			return { kind: "committed", value: await groupedTransaction(db, apply) };
+			return { kind: "committed", value: await transaction(db, apply) };
 		} catch (error) {
 			if (error instanceof UncertainCommitError) return { kind: "unknown", error: error.reason };
 			if (!(isDeadlock(error) || isLockConflict(error) || isDuplicateKey(error))) return { kind: "refused", error };

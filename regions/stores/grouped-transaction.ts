@@ -4,20 +4,20 @@ import type { Pool, PoolConnection } from "mysql2";
 import { unscoped } from "./scoped-db.ts";
 
 /**
- * A transaction that sends its statements in groups, each group one round trip: a group batch's
- * cost is its round trips, each a turn of a busy event loop and a wake-up of the server's
- * thread, and seven statements sent one by one cost seven. On MySQL a group is one multi-statement
- * query on a connection of its own pool: `BEGIN` travels with the first group and `COMMIT` with
- * the last (`runAndCommit`). The server stops a group at its first failing statement, so a failed
- * write never reaches the `COMMIT` behind it and leaves the transaction open, as a failed
- * statement does. Elsewhere (SQLite, or inside a write's own transaction) a group is its
- * statements one after another, stopping at the first that fails; the owner of the transaction
- * commits it.
+ * A transaction that sends its statements in groups, each group one round trip. A set-based batch
+ * (sv-money's transfers, sv-notice's sends) costs its round trips more than its statements: each is
+ * a turn of a busy event loop and a wake-up of the server's thread, and seven statements sent one
+ * by one cost seven. On MySQL a group is one multi-statement query on a connection of its own pool:
+ * `BEGIN` travels with the first group and `COMMIT` with the last (`runAndCommit`, the work's last
+ * statements). The server stops a group at its first failing statement, so a failed write never
+ * reaches the `COMMIT` behind it and the transaction stays open, as after any failed statement.
+ * Elsewhere (SQLite, or inside a write's own transaction) a group is its statements one after
+ * another, stopping at the first that fails, and the owner of the transaction commits it.
  */
 export interface StatementGroups {
 	/** Runs the statements in order; the first that fails stops the rest and rejects with its error. */
 	run(queries: readonly CompiledQuery[]): Promise<QueryResult<any>[]>;
-	/** As `run`, then commits, in the same round trip where the transaction is this one's. */
+	/** As `run`, then commits, in the same round trip where the transaction is this one's: the work's last statements. */
 	runAndCommit(queries: readonly CompiledQuery[]): Promise<QueryResult<any>[]>;
 }
 
@@ -76,7 +76,7 @@ export function sequentialGroups(db: Kysely<any>): StatementGroups {
  */
 export async function groupedTransaction<T>(db: Kysely<any>, fn: (trx: Kysely<any>, groups: StatementGroups) => Promise<T>): Promise<T> {
 	const grouping = groupPools.get(unscoped(db));
-	if (!grouping) return kyselyTransaction(db, fn);
+	if (!grouping) return statementTransaction(db, fn);
 	const conn =
 		warmConnection(grouping) ??
 		(await new Promise<PoolConnection>((resolve, reject) => grouping.pool.getConnection((err, c) => (err ? reject(err) : resolve(c)))));
@@ -106,7 +106,11 @@ function warmConnection(grouping: GroupPool): PoolConnection | undefined {
 	return undefined;
 }
 
-async function kyselyTransaction<T>(db: Kysely<any>, fn: (trx: Kysely<any>, groups: StatementGroups) => Promise<T>): Promise<T> {
+/**
+ * Kysely's own transaction, with groups run one statement at a time: for work that sends its
+ * statements one by one anyway, which Kysely's transaction runs with less of this process's work.
+ */
+export async function statementTransaction<T>(db: Kysely<any>, fn: (trx: Kysely<any>, groups: StatementGroups) => Promise<T>): Promise<T> {
 	let returned = false;
 	try {
 		return await db.transaction().execute(async trx => {

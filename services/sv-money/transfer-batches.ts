@@ -5,6 +5,7 @@ import { OutcomeUnknownError } from "../../regions/errors.ts";
 import { runBatch } from "../../regions/ownership/batch-transaction.ts";
 import type { OwnershipRecords } from "../../regions/ownership/records.ts";
 import { placeInBatch } from "../../regions/ownership/write-batch.ts";
+import { statementTransaction } from "../../regions/stores/grouped-transaction.ts";
 import type { SqlDialectName } from "../../regions/stores/sql.ts";
 import { IdempotencyKeyReusedError, InsufficientFundsError, WalletFrozenError } from "./errors.ts";
 import type { EntryRow } from "./ledger.ts";
@@ -112,7 +113,9 @@ export class TransferBatches {
 			this.opts.db,
 			trx => this.apply(trx, jobs, lane),
 			BATCH_ATTEMPTS,
-			() => this.stats.reruns++
+			() => this.stats.reruns++,
+			// Its statements go one by one (reads decide the writes, several steps deep): no groups to send.
+			statementTransaction
 		);
 		switch (run.kind) {
 			case "committed":

@@ -17,8 +17,7 @@ export function groupedTransactionContract(name: string, open: () => Promise<Sql
 		let db: Kysely<any>;
 		const put = (k: string, n: number): CompiledQuery => db.insertInto("grouped_items").values({ k, n }).compile();
 		const get = (k: string): CompiledQuery => db.selectFrom("grouped_items").select("n").where("k", "=", k).compile();
-		const items = async () =>
-			(await db.selectFrom("grouped_items").select(["k", "n"]).orderBy("k").execute()).map(r => `${r.k}=${Number(r.n)}`);
+		const items = async () => (await db.selectFrom("grouped_items").select(["k", "n"]).orderBy("k").execute()).map(r => `${r.k}=${Number(r.n)}`);
 
 		beforeAll(async () => {
 			store = await open();
@@ -64,7 +63,10 @@ export function groupedTransactionContract(name: string, open: () => Promise<Sql
 			await groupedTransaction(db, async (trx, groups) => {
 				await trx.insertInto("grouped_items").values({ k: "one", n: 1 }).execute();
 				const [read] = await groups.run([get("one")]);
-				await trx.insertInto("grouped_items").values({ k: "two", n: Number(read!.rows[0].n) + 1 }).execute();
+				await trx
+					.insertInto("grouped_items")
+					.values({ k: "two", n: Number(read!.rows[0].n) + 1 })
+					.execute();
 			});
 			expect(await items()).toEqual(["one=1", "two=2"]);
 		});
