@@ -6,8 +6,8 @@ import { unscoped } from "./scoped-db.ts";
 /**
  * A transaction that sends its statements in groups, each group one round trip. A set-based batch
  * (sv-money's transfers, sv-notice's sends) costs its round trips more than its statements: each is
- * a turn of a busy event loop and a wake-up of the server's thread, and seven statements sent one
- * by one cost seven. On MySQL a group is one multi-statement query on a connection of its own pool:
+ * a turn of a busy event loop and a wake-up of the server's thread, and six statements sent one
+ * by one cost six. On MySQL a group is one multi-statement query on a connection of its own pool:
  * `BEGIN` travels with the first group and `COMMIT` with the last (`runAndCommit`, the work's last
  * statements). The server stops a group at its first failing statement, so a failed write never
  * reaches the `COMMIT` behind it and the transaction stays open, as after any failed statement.
