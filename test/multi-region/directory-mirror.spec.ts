@@ -129,9 +129,9 @@ describe("directory on three regions' edge servers, origin in the hub, a mirror 
 		const created = await whileDirectoryUnavailable(() => stores["eu-central"]!.create<Home>(after, { region: "eu-central", epoch: 1 }));
 		expect(created).toBeGreaterThan(revision);
 		// A mirror whose consumer went with the hub's leader follows again on the server's retry, or the watchdog's repair
-		// (stalled 6 s here, then made anew and refilled).
+		// (stalled 6 s here, then made anew and refilled): in one CI run, under the whole suite's load, more than 50 s.
 		for (const region of REGIONS)
-			await eventually(async () => (await stores[region]!.get<Home>(after))?.value, 50_000).toEqual({
+			await eventually(async () => (await stores[region]!.get<Home>(after))?.value, 75_000).toEqual({
 				region: "eu-central",
 				epoch: 1
 			});
@@ -148,5 +148,5 @@ describe("directory on three regions' edge servers, origin in the hub, a mirror 
 		const now = (await stores["ap-south"]!.get<Home>(key, { authoritative: true }))?.value;
 		expect([{ region: "ap-south", epoch: 1 }, ...REGIONS.map(region => ({ region, epoch: 2 }))]).toContainEqual(now);
 		console.log(`of the ${REGIONS.length} creates refused while the hub had no quorum, ${landed} committed once it was back`);
-	}, 90_000);
+	}, 130_000);
 });
