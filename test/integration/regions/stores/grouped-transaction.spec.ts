@@ -50,6 +50,12 @@ describe("grouped transactions on MariaDB connections", () => {
 		await cleanupRealStores({ ...stores, redis: undefined });
 	});
 
+	it("takes several statements a query only from grouped transactions: the store's query builder refuses them", async () => {
+		const err = await sql`select 1; drop table grouped_counts`.execute(db).catch(e => e);
+		expect((err as { code?: string }).code).toBe("ER_PARSE_ERROR");
+		expect(await count()).toBe(0);
+	});
+
 	it("sends a warm connection's first group as the transaction starts, not after the event loop's next turn", async () => {
 		await groupedTransaction(db, async (_trx, groups) => connectionId(groups as never));
 		const started = performance.now();
