@@ -7,6 +7,7 @@ import { connect } from "nats";
 import { expect } from "vitest";
 import { userKey } from "../../regions/directory/entries.ts";
 import type { EdgeTopology } from "./edge-topology.ts";
+import { HUB_DOMAIN } from "./edge-topology.ts";
 import type { HttpAnswer } from "./gateways.ts";
 import { http } from "./gateways.ts";
 import { cleanupRealStores, REAL, runId } from "./real-servers.ts";
@@ -211,10 +212,15 @@ export class LauncherRegions {
 	}
 
 	/** What a region's mirror stream says of itself and its source, for a failure message. */
+	/** The region's mirror, and the origin as the region's edge reaches it: what a failed catch-up is told by. */
 	async mirrorState(region: string): Promise<unknown> {
-		const jsm = await (await this.edge(region)).jetstreamManager();
-		const info = await jsm.streams.info(`KV_${this.bucket}-${region}`);
-		return { state: info.state, mirror: info.mirror };
+		const nc = await this.edge(region);
+		const info = await (await nc.jetstreamManager()).streams.info(`KV_${this.bucket}-${region}`);
+		const origin = await (await nc.jetstreamManager({ domain: HUB_DOMAIN })).streams.info(`KV_${this.bucket}`).then(
+			o => ({ state: o.state, leader: o.cluster?.leader, replicas: o.cluster?.replicas }),
+			err => ({ unreachable: (err as Error).message })
+		);
+		return { state: info.state, mirror: info.mirror, origin };
 	}
 
 	private edge(region: string): Promise<NatsConnection> {

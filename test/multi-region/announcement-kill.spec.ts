@@ -29,6 +29,11 @@ const REGION = "cn-east";
 const USERS = 5000;
 /** The fan-out is killed once this many entries are written (well inside the run), with a page part written. */
 const KILL_AFTER = 1500;
+/**
+ * Sends of the page in flight still to come at the kill: enough that the page cannot finish and be
+ * counted between the last look and the kill (with a page almost done it could, and once did).
+ */
+const LEFT_IN_PAGE = 200;
 /** Users a page of the fan-out sends to at once: large, so that the kill lands inside one. */
 const PAGE = 500;
 /** The dead node's hold on the run: the restarted one waits this long before taking it over. */
@@ -162,7 +167,8 @@ describe("sv-notice SIGKILLed during an announcement to 5,000 users, then restar
 			});
 			const announcedAt = Date.now();
 			// Killed with entries written that the run has not counted yet: a page in flight, its cursor not moved.
-			for (let now = await state(); now.entries < KILL_AFTER || now.entries <= Number(now.written); now = await state()) {
+			const inFlight = (now: { entries: number; written: number }) => now.entries - Number(now.written);
+			for (let now = await state(); now.entries < KILL_AFTER || inFlight(now) <= 0 || inFlight(now) > PAGE - LEFT_IN_PAGE; now = await state()) {
 				if (Date.now() - announcedAt > FIRST_HALF_MS)
 					throw new Error(`no page in flight past ${KILL_AFTER} entries within ${FIRST_HALF_MS} ms: ${JSON.stringify(now)}`);
 				await sleep(10);
