@@ -21,11 +21,12 @@ import { render } from "./templates.ts";
 /**
  * Sends written as a set: however many, a fixed handful of statements on a transaction the
  * caller holds (fenced): the users' preferences, last numbers and unread counts, read in one
- * (readSendFacts, which the caller issues with its own reads); then, issued together, one insert
- * of the new notices, one upsert of their users' tallies (tallies.ts) and one of their outbox
- * messages (e-mail and webhooks the user did not turn off, and the live push unless the caller
- * sends it), behind a savepoint that undoes the others when the insert fails. A repeated key is
- * found by the insert (the unique key): a send costs no lookup first. Then the keys are read, and a key written already (or by an earlier send of the
+ * (sendFactsQuery, which the caller sends with its own reads); then, sent together as one group
+ * (regions/stores/grouped-transaction.ts), one insert of the new notices, one upsert of their
+ * users' tallies (tallies.ts) and one of their outbox messages (e-mail and webhooks the user did
+ * not turn off, and the live push unless the caller sends it), the insert first, so that when it
+ * fails nothing after it runs. A repeated key is found by the insert (the unique key): a send
+ * costs no lookup first. Then the keys are read, and a key written already (or by an earlier send of the
  * set) is answered by its notice, even where its data no longer renders; data that does not
  * render refuses that send alone, before anything of it is written. The reads
  * are a snapshot: a notice another transaction numbered or keyed since makes the insert fail
@@ -88,6 +89,7 @@ export function sendFactsQuery(db: Kysely<any>, users: readonly string[]): Compi
 		.compile();
 }
 
+/** The rows of `sendFactsQuery`, each user with its preferences (the defaults where it set none) and tally. */
 export function sendFactsOf(users: readonly string[], rows: readonly any[]): SendFacts {
 	const chosen = new Map(rows.filter(r => r.opt_outs !== null).map(r => [r.user_id as string, r as { locale: string | null; opt_outs: string }]));
 	return {
