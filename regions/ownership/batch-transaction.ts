@@ -1,8 +1,8 @@
 import type { Kysely } from "kysely";
 import type { StatementGroups } from "../stores/grouped-transaction.ts";
 import { groupedTransaction, UncertainCommitError } from "../stores/grouped-transaction.ts";
+import { isDeadlock, isLockConflict } from "../stores/lock-errors.ts";
 import { isDuplicateKey } from "../stores/sql.ts";
-import { isDeadlock, isLockConflict } from "./lock-errors.ts";
 
 /** How a group commit's batch ended. */
 export type BatchRun<T> =

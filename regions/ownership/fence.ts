@@ -1,13 +1,13 @@
 import type { Kysely, Transaction } from "kysely";
 import type { HomeEntry } from "../directory/entries.ts";
 import { MoveFencedError, UserMovingError, UserNotFoundError, WriteConflictError, WrongRegionError } from "../errors.ts";
+import { isDeadlock, isLockConflict } from "../stores/lock-errors.ts";
 import { runInScope, scopeOf, unscoped } from "../stores/scoped-db.ts";
-import { isDeadlock, isLockConflict } from "./lock-errors.ts";
 import type { Ownership, OwnershipRecords } from "./records.ts";
 import { nestable } from "./savepoints.ts";
 import { WriteBatches } from "./write-batch.ts";
 
-export { isLockConflict } from "./lock-errors.ts";
+export { isLockConflict } from "../stores/lock-errors.ts";
 
 /**
  * Storage-level fencing. A home-routed write runs inside one transaction of the region's

@@ -1,7 +1,7 @@
 import type { Transaction } from "kysely";
 import { sql } from "kysely";
+import { isLockConflict } from "../stores/lock-errors.ts";
 import { unscoped } from "../stores/scoped-db.ts";
-import { isLockConflict } from "./lock-errors.ts";
 import type { Ownership, OwnershipChange, OwnershipRecords } from "./records.ts";
 
 /**

@@ -1,7 +1,7 @@
 import type { DatabaseConnection, Dialect, Driver, QueryResult } from "kysely";
 import { CompiledQuery, Kysely, MysqlAdapter, MysqlIntrospector, MysqlQueryCompiler, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from "kysely";
+import { isDeadlock } from "../stores/lock-errors.ts";
 import type { SqlDialectName } from "../stores/sql.ts";
-import { isDeadlock } from "./lock-errors.ts";
 
 export const BEGIN = CompiledQuery.raw("begin");
 export const COMMIT = CompiledQuery.raw("commit");

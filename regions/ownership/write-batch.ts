@@ -1,8 +1,8 @@
 import type { CompiledQuery, DatabaseConnection, Kysely, QueryResult } from "kysely";
 import { OutcomeUnknownError, UserMovingError, WrongRegionError } from "../errors.ts";
+import { isDeadlock } from "../stores/lock-errors.ts";
 import { runInScope } from "../stores/scoped-db.ts";
 import type { SqlDialectName } from "../stores/sql.ts";
-import { isDeadlock } from "./lock-errors.ts";
 import type { Ownership, OwnershipRecords } from "./records.ts";
 import { nestable } from "./savepoints.ts";
 import { BEGIN, COMMIT, queryBuilderOver, SerialTransaction } from "./serial-transaction.ts";

@@ -1,6 +1,7 @@
 import type { CompiledQuery, Kysely, LogEvent, QueryResult } from "kysely";
 import { Kysely as KyselyBuilder, MysqlDialect } from "kysely";
 import type { Pool, PoolConnection } from "mysql2";
+import { isDeadlock } from "./lock-errors.ts";
 import { unscoped } from "./scoped-db.ts";
 
 /**
@@ -33,9 +34,6 @@ export class UncertainCommitError extends Error {
 }
 
 type Log = (event: LogEvent) => void;
-
-/** MySQL's ER_LOCK_DEADLOCK. */
-const DEADLOCK = 1213;
 
 interface GroupPool {
 	pool: Pool;
@@ -120,7 +118,7 @@ export async function statementTransaction<T>(db: Kysely<any>, fn: (trx: Kysely<
 		});
 	} catch (err) {
 		// A deadlock at commit rolled everything back: nothing applied.
-		throw returned && (err as { errno?: number }).errno !== DEADLOCK ? new UncertainCommitError(err) : err;
+		throw returned && !isDeadlock(err) ? new UncertainCommitError(err) : err;
 	}
 }
 
@@ -193,7 +191,7 @@ class GroupedConnection {
 				() => undefined
 			);
 			// A deadlock rolls the whole transaction back: nothing applied, as when a statement fails.
-			if (open === 1 || (open === 0 && (err as { errno?: number }).errno === DEADLOCK)) return;
+			if (open === 1 || (open === 0 && isDeadlock(err))) return;
 		}
 		this.committed = true;
 		this.broken = true;
