@@ -2,6 +2,7 @@ import type { Kysely } from "kysely";
 import { sql } from "kysely";
 import { createConnection } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StatementGroups } from "../../../../regions/stores/grouped-transaction.ts";
 import { groupedTransaction, UncertainCommitError } from "../../../../regions/stores/grouped-transaction.ts";
 import type { SqlStore } from "../../../../regions/stores/sql.ts";
 import { openSqlStore } from "../../../../regions/stores/sql.ts";
@@ -24,8 +25,7 @@ groupedTransactionContract(
 describe("grouped transactions on MariaDB connections", () => {
 	let store: SqlStore;
 	let db: Kysely<any>;
-	const connectionId = (groups: { run: (q: never[]) => Promise<{ rows: { id: number }[] }[]> }) =>
-		groups.run([sql`select connection_id() as id`.compile(db)] as never[]).then(([r]) => Number(r!.rows[0]!.id));
+	const connectionId = (groups: StatementGroups) => groups.run([sql`select connection_id() as id`.compile(db)]).then(([r]) => Number(r!.rows[0]!.id));
 	const killFromOutside = async (id: number) => {
 		const admin = await createConnection({ uri: stores.sql });
 		try {
@@ -57,7 +57,7 @@ describe("grouped transactions on MariaDB connections", () => {
 	});
 
 	it("sends a warm connection's first group as the transaction starts, not after the event loop's next turn", async () => {
-		await groupedTransaction(db, async (_trx, groups) => connectionId(groups as never));
+		await groupedTransaction(db, async (_trx, groups) => connectionId(groups));
 		const started = performance.now();
 		const slept = groupedTransaction(db, async (_trx, groups) => groups.run([sql`select sleep(0.2)`.compile(db)]));
 		// The event loop is held past the server's sleep: a group still waiting for its connection leaves only after it.
@@ -68,14 +68,14 @@ describe("grouped transactions on MariaDB connections", () => {
 	});
 
 	it("keeps a connection warm for the next transaction, and replaces one that died meanwhile", async () => {
-		const first = await groupedTransaction(db, async (_trx, groups) => connectionId(groups as never));
-		const second = await groupedTransaction(db, async (_trx, groups) => connectionId(groups as never));
+		const first = await groupedTransaction(db, async (_trx, groups) => connectionId(groups));
+		const second = await groupedTransaction(db, async (_trx, groups) => connectionId(groups));
 		expect(second).toBe(first);
 		await killFromOutside(second);
 		await new Promise(r => setTimeout(r, 200));
 		const third = await groupedTransaction(db, async (_trx, groups) => {
 			await groups.runAndCommit([db.insertInto("grouped_counts").values({ k: "after-kill", n: 1 }).compile()]);
-			return connectionId(groups as never).catch(() => -1);
+			return connectionId(groups).catch(() => -1);
 		}).catch(e => e);
 		expect(third).not.toBe(first);
 		expect(await count()).toBe(1);
@@ -84,7 +84,7 @@ describe("grouped transactions on MariaDB connections", () => {
 	it("reports a commit whose connection died under it as uncertain, not as failed or done", async () => {
 		await db.deleteFrom("grouped_counts").execute();
 		const err = await groupedTransaction(db, async (_trx, groups) => {
-			const id = await connectionId(groups as never);
+			const id = await connectionId(groups);
 			await groups.run([db.insertInto("grouped_counts").values({ k: "lost", n: 1 }).compile()]);
 			await killFromOutside(id);
 			await groups.runAndCommit([db.insertInto("grouped_counts").values({ k: "lost-too", n: 1 }).compile()]);
