@@ -12,7 +12,7 @@ import type { HttpAnswer } from "./gateways.ts";
 import { http } from "./gateways.ts";
 import { cleanupRealStores, REAL, runId } from "./real-servers.ts";
 import type { RegionPorts, RegionProcess } from "./region-process.ts";
-import { readyz, regionFilesWithFreePorts, spawnRegionProcess, untilReady } from "./region-process.ts";
+import { LAUNCHER_READY_MS, readyz, regionFilesWithFreePorts, spawnRegionProcess, untilReady } from "./region-process.ts";
 import { within } from "./waiting.ts";
 
 /** A country each shipped region serves, so that registration homes a user there. */
@@ -119,7 +119,7 @@ export class LauncherRegions {
 	async startNode(region: string): Promise<{ readyMs: number; global: string }> {
 		const node = spawnRegionProcess({ region, services: SERVICES, env: this.envOf(region), logFile: join(this.dir, `${region}.log`) });
 		this.nodes[region] = node;
-		const { global } = await untilReady(node, this.ports[region]!.metrics, this.opsToken, 30_000);
+		const { global } = await untilReady(node, this.ports[region]!.metrics, this.opsToken, LAUNCHER_READY_MS);
 		return { readyMs: Date.now() - node.startedAt, global };
 	}
 

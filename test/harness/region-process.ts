@@ -97,6 +97,12 @@ export async function readyz(metricsPort: number, token: string): Promise<{ stat
 }
 
 /**
+ * How long a launcher may take to say ready the first time: on two loaded cores (another test file's
+ * servers beside it) loading its modules alone took over 30 s once.
+ */
+export const LAUNCHER_READY_MS = 75_000;
+
+/**
  * Waits until the launcher's /readyz first says 200, failing with the tail of its log if it exits or
  * is not ready within `ms`; resolves with that answer's body.
  */

@@ -61,7 +61,7 @@ describe.skipIf(!available)("a region cut off from every other region, on real N
 		const servers = Date.now() - started;
 		regions = new LauncherRegions(topology, REGIONS);
 		console.log(`setup: servers in ${servers} ms, ${await regions.start()}`);
-	}, 60_000);
+	}, 150_000);
 
 	afterAll(async () => {
 		await regions?.stop();

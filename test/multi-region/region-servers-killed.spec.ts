@@ -29,7 +29,7 @@ describe("a region whose peers' servers are all killed, on the edge topology wit
 		topology = await startEdgeTopology(REGIONS);
 		regions = new LauncherRegions(topology, REGIONS);
 		console.log(`setup: ${await regions.start()}`);
-	}, 60_000);
+	}, 150_000);
 
 	afterAll(async () => {
 		await regions?.stop();

@@ -11,7 +11,7 @@ import type { OtlpReceiver, ReceivedSpan } from "../harness/otlp-receiver.ts";
 import { startOtlpReceiver } from "../harness/otlp-receiver.ts";
 import { deleteKvBucket, REAL, runId } from "../harness/real-servers.ts";
 import type { RegionPorts, RegionProcess } from "../harness/region-process.ts";
-import { regionFilesWithFreePorts, spawnRegionProcess, untilReady } from "../harness/region-process.ts";
+import { LAUNCHER_READY_MS, regionFilesWithFreePorts, spawnRegionProcess, untilReady } from "../harness/region-process.ts";
 import { within } from "../harness/waiting.ts";
 
 /**
@@ -62,10 +62,10 @@ beforeAll(async () => {
 	};
 	for (const region of REGIONS)
 		nodes.push(spawnRegionProcess({ region, services: SERVICES, env: launcherEnvOf(launchers, region, env), logFile: join(dir, `${region}.log`) }));
-	const ready = await Promise.all(nodes.map(node => untilReady(node, ports[node.region]!.metrics, launchers.opsToken, 30_000)));
+	const ready = await Promise.all(nodes.map(node => untilReady(node, ports[node.region]!.metrics, launchers.opsToken, LAUNCHER_READY_MS)));
 	expect(ready.map(r => r.global)).toEqual(["available", "available"]);
 	await within(async () => (await reaches("cn-east", "eu-central")) && (await reaches("eu-central", "cn-east")), 10_000);
-}, 45_000);
+}, LAUNCHER_READY_MS + 30_000);
 
 afterAll(async () => {
 	await Promise.allSettled(nodes.map(n => n.kill()));
