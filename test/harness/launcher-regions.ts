@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "nats";
 import { connect } from "nats";
 import { expect } from "vitest";
@@ -143,6 +144,28 @@ export class LauncherRegions {
 		const res = await http(this.gateway(region), "POST", "/api/v1/auth/register", { body: { username, password: PASSWORD, country } });
 		if (res.status === 201) this.users.push({ username, id: res.body.id, home: res.body.region });
 		return res;
+	}
+
+	/**
+	 * Registers as a client would: a refusal (503, retryable) is tried again until `boundMs`; anything else fails.
+	 * Resolves with the 201 answer, the ms it took, and the refusals met.
+	 */
+	async registerRetrying(region: string, boundMs: number): Promise<{ registered: HttpAnswer; took: number; refusals: Map<string, number> }> {
+		const refusals = new Map<string, number>();
+		let registered: HttpAnswer | undefined;
+		const took = await within(async () => {
+			const started = Date.now();
+			registered = await Promise.race([this.register(region), sleep(GLOBAL_FAILURE_BOUND_MS * 2).then(() => undefined)]);
+			if (!registered) throw new Error(`a registration in ${region} had no answer after ${Date.now() - started} ms`);
+			if (registered.status === 201) return true;
+			expect(registered.status, registered.text).toBe(503);
+			const why = `${registered.body?.error?.code}: ${registered.body?.error?.message}`;
+			refusals.set(why, (refusals.get(why) ?? 0) + 1);
+			return false;
+		}, boundMs).catch(err => {
+			throw new Error(`${err.message}; refusals: ${JSON.stringify([...refusals])}`);
+		});
+		return { registered: registered!, took, refusals };
 	}
 
 	login(region: string, username: string): Promise<HttpAnswer> {

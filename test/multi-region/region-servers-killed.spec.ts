@@ -57,7 +57,8 @@ describe("a region whose peers' servers are all killed, on the edge topology wit
 		const back = await within(regions.globalIs(ALONE, "available"), 20_000);
 		const served = await regions.untilEveryHomeServed(REGIONS, 30_000);
 		console.log(`killed: global operations available ${back} ms after the servers returned; every gateway served every home ${served} ms later`);
-		const after = await regions.register(ALONE);
-		expect(after.status, after.text).toBe(201);
-	}, 80_000);
+		// The servers back may still elect the origin's leader; meanwhile registrations are refused (503, retryable).
+		const after = await regions.registerRetrying(ALONE, 30_000);
+		console.log(`killed: a registration in ${ALONE} succeeded after ${after.took} ms of retries; refusals: ${JSON.stringify([...after.refusals])}`);
+	}, 110_000);
 });
