@@ -19,6 +19,16 @@ import type { SqlDialectName } from "../../regions/stores/sql.ts";
  * whatever else the service keeps (its owner).
  */
 
+/** A row as a service writes it (the relay fills `claimed_until`); `owner_id` is the user whose move takes it along. */
+export interface OutboxRow {
+	owner_id: string;
+	channel: string;
+	msg_key: string;
+	region: string;
+	payload: string;
+	created_at: number;
+}
+
 export interface RelayedMessage {
 	channel: string;
 	key: string;

@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 import type { HeldAuditRecord } from "../../mixins/audit.mixin.ts";
 import { AUDIT_CHANNEL } from "../../mixins/audit.mixin.ts";
+import type { OutboxRow } from "../../mixins/channels/sql-outbox-relay.ts";
 
 /**
  * Messages to other regions written in the same transaction as the ledger change that calls for
@@ -85,15 +86,6 @@ export function failedNotice(transferId: string, payer: string, payee: string, a
 		idempotencyKey: `transfer-failed:${transferId}`
 	};
 	return outboxRow(payer, NOTICE_CHANNEL, payer, region, notice);
-}
-
-export interface OutboxRow {
-	owner_id: string;
-	channel: string;
-	msg_key: string;
-	region: string;
-	payload: string;
-	created_at: number;
 }
 
 /** The payload column's size (MariaDB): an audit record's detail must leave room for the rest. */

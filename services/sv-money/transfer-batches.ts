@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { sql } from "kysely";
+import type { OutboxRow } from "../../mixins/channels/sql-outbox-relay.ts";
 import { OutcomeUnknownError } from "../../regions/errors.ts";
 import { runBatch } from "../../regions/ownership/batch-transaction.ts";
 import type { OwnershipRecords } from "../../regions/ownership/records.ts";
@@ -10,7 +11,6 @@ import type { SqlDialectName } from "../../regions/stores/sql.ts";
 import { IdempotencyKeyReusedError, InsufficientFundsError, WalletFrozenError } from "./errors.ts";
 import type { EntryRow } from "./ledger.ts";
 import { SYSTEM_SLOTS, systemOwner } from "./ledger.ts";
-import type { OutboxRow } from "./outbox.ts";
 import { creditRequest, receivedNotice } from "./outbox.ts";
 import type { TransferOutcome, TransferRequest } from "./payments.ts";
 import { entry } from "./payments.ts";

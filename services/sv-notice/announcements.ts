@@ -1,4 +1,5 @@
 import type { Kysely } from "kysely";
+import type { OutboxRow } from "../../mixins/channels/sql-outbox-relay.ts";
 import type { Env } from "../../regions/runtime/env.ts";
 import { EnvError, envInt } from "../../regions/runtime/env.ts";
 
@@ -155,11 +156,19 @@ export class Announcements {
 		this.leaseMs = leaseMs;
 	}
 
-	async record(a: Announced, regions: string[], now: number): Promise<void> {
-		await this.db
-			.insertInto("notice_announcements")
-			.values({ id: a.id, title: a.title, body: a.body, regions: JSON.stringify(regions), created_at: now })
-			.execute();
+	/**
+	 * Records `a` together with the outbox rows that take it to each region (outbox.ts's
+	 * `announcementRows`): a node that dies once this returned still has it sent, by its own relay on
+	 * restart or another node's, and one that dies before made nothing.
+	 */
+	async record(a: Announced, regions: string[], now: number, outbox: readonly OutboxRow[]): Promise<void> {
+		await this.db.transaction().execute(async trx => {
+			await trx
+				.insertInto("notice_announcements")
+				.values({ id: a.id, title: a.title, body: a.body, regions: JSON.stringify(regions), created_at: now })
+				.execute();
+			await trx.insertInto("notice_outbox").values(outbox).execute();
+		});
 	}
 
 	/** This region's run of `a`, begun once however often the message arrives; targeted is the region's users now. */

@@ -25,7 +25,7 @@ import { Inbox, noticeView } from "./inbox.ts";
 import { migrations } from "./migrations.ts";
 import { NoticeMoves } from "./moves.ts";
 import type { PushedNotice, Queued, QueuedPush } from "./outbox.ts";
-import { outboxRows, PUSH, pushOf } from "./outbox.ts";
+import { announcementRows, outboxRows, PUSH, pushOf } from "./outbox.ts";
 import type { Preferences } from "./preferences.ts";
 import { PreferenceStore } from "./preferences.ts";
 import type { Delivery, Providers } from "./providers.ts";
@@ -190,15 +190,18 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				body: { type: "string", min: 1, max: MAX_BODY, trim: true },
 				regions: { type: "array", items: regionId, min: 1, unique: true }
 			},
-			/** Records the announcement here, then sends it to each region it goes to, where it waits while the region is down. */
+			/**
+			 * Records the announcement here with its message to each region it goes to, in one transaction; the
+			 * outbox relay sends them (where a region is down, the message waits in this region's channel outbox).
+			 */
 			async handler(ctx: Context<{ title: string; body: string; regions: string[] }>) {
 				const runtime = regionRuntimeOf(this.broker);
 				const unknown = ctx.params.regions.find(r => !runtime.regions.some(known => known.id === r));
 				if (unknown) throw new UnknownRegionError(unknown);
 				const a: Announced = { id: randomUUID(), title: ctx.params.title, body: ctx.params.body };
-				await this.announcements.record(a, ctx.params.regions, Date.now());
-				const here = runtime.region.id;
-				for (const region of ctx.params.regions) await this.broker.sendToChannel(ANNOUNCE_CHANNEL, a, { key: a.id, ...(region === here ? {} : { region }) });
+				const now = Date.now();
+				await this.announcements.record(a, ctx.params.regions, now, announcementRows(ANNOUNCE_CHANNEL, a, ctx.params.regions, now));
+				this.relay.kick();
 				return { id: a.id };
 			}
 		},
