@@ -11,6 +11,12 @@ import type { JetStreamManager, StreamConfig } from "nats";
  * clustered server refuses to change a stream's mirror config; deleting and re-adding the mirror
  * with its own config does (following again ~1 s later).
  *
+ * Diverged means: the mirror holds a message the origin does not: it is ahead of the origin, or its
+ * last message is at another time than the origin's at the same sequence (mirrors keep the origin's
+ * times). Seen on nats-server 2.9 after a partition: the mirror of the region cut off had copied
+ * writes from the origin's leader there that the other replicas never took, then stood level or
+ * ahead with entries that do not exist and without the ones that do. Only a new mirror mends that.
+ *
  * Stalled means: the origin answers and is ahead of the mirror, and the mirror's last sequence has
  * not moved for `stallMs`. A mirror that moves, however slowly, is left alone (a new one would be
  * no faster), and so is one whose origin does not answer. `mirror.lag` is not used: the server
@@ -33,7 +39,7 @@ export interface MirrorWatchdogOptions {
 	origin: string;
 	/** Time between checks (default 2000 ms). */
 	intervalMs?: number;
-	/** A mirror behind and not moving for this long is repaired (default 15000 ms). */
+	/** A mirror behind and not moving, or holding what the origin does not, for this long is repaired (default 15000 ms). */
 	stallMs?: number;
 	/** Least time between two repairs (default 60000 ms), so that a cause a repair cannot fix does not empty the mirror over and over. */
 	minRepairIntervalMs?: number;
@@ -42,6 +48,8 @@ export interface MirrorWatchdogOptions {
 
 export type MirrorWatchdogEvent =
 	| { type: "stalled"; mirrorSeq: number; originSeq: number; stalledMs: number }
+	/** The mirror holds what the origin does not (its reads must not be trusted until a repair). */
+	| { type: "diverged"; mirrorSeq: number; originSeq: number }
 	| { type: "repairing"; config: StreamConfig }
 	| { type: "repaired"; originSeq: number; ms: number }
 	/** A mirror reported stalled is again the best source: it moved before any repair, or its origin stopped answering. */
@@ -49,7 +57,13 @@ export type MirrorWatchdogEvent =
 	| { type: "repair-failed"; error: unknown };
 
 /** What one check found. */
-export type MirrorState = "following" | "behind" | "stalled" | "repairing" | "origin-unreachable" | "mirror-unreachable";
+export type MirrorState = "following" | "behind" | "stalled" | "diverged" | "repairing" | "origin-unreachable" | "mirror-unreachable";
+
+/** What the watchdog reads of a stream: its last sequence and that message's time (RFC 3339). */
+interface Last {
+	seq: number;
+	ts: string;
+}
 
 const DEFAULTS = { intervalMs: 2000, stallMs: 15_000, minRepairIntervalMs: 60_000 };
 const STREAM_NOT_FOUND = 10059;
@@ -66,8 +80,10 @@ export class MirrorWatchdog {
 	private pending: { config: StreamConfig } | undefined;
 	private resync: { originSeq: number; startedAt: number } | undefined;
 	private repairCount = 0;
-	/** A stall was reported and the mirror has not moved since. */
+	/** A stall or a divergence was reported and the mirror has not moved since (nor been repaired). */
 	private stallReported = false;
+	/** Since when the mirror has been seen holding what the origin does not. */
+	private divergedSince: number | undefined;
 
 	constructor(opts: MirrorWatchdogOptions) {
 		this.opts = { ...DEFAULTS, ...opts };
@@ -111,24 +127,38 @@ export class MirrorWatchdog {
 			this.pending = undefined;
 		}
 		// Origin first: a mirror level with the origin as it was a moment before is following.
-		let originSeq: number;
+		let originLast: Last;
 		try {
-			originSeq = (await originJsm.streams.info(origin)).state.last_seq;
+			originLast = await lastOf(originJsm, origin);
 		} catch {
 			this.still = undefined;
 			this.resume("origin-unreachable");
 			return "origin-unreachable";
 		}
-		let mirrorSeq: number;
+		let mirrorLast: Last;
 		try {
-			mirrorSeq = (await jsm.streams.info(mirror)).state.last_seq;
+			mirrorLast = await lastOf(jsm, mirror);
 		} catch {
 			return "mirror-unreachable";
 		}
+		const originSeq = originLast.seq;
+		const mirrorSeq = mirrorLast.seq;
 		if (this.resync && mirrorSeq >= this.resync.originSeq) {
 			this.emit({ type: "repaired", originSeq: this.resync.originSeq, ms: now - this.resync.startedAt });
 			this.resync = undefined;
 		}
+		if (await this.diverged(mirrorLast, originLast)) {
+			this.still = undefined;
+			this.divergedSince ??= now;
+			if (!this.stallReported) this.emit({ type: "diverged", mirrorSeq, originSeq });
+			this.stallReported = true;
+			// Reads left the mirror with the event; the repair waits as a stall's does, so that of a region's nodes one makes the new mirror.
+			if (now - this.divergedSince < this.opts.stallMs || now - this.lastRepairAt < this.opts.minRepairIntervalMs) return "diverged";
+			this.divergedSince = undefined;
+			await this.repair(originSeq, now);
+			return "repairing";
+		}
+		this.divergedSince = undefined;
 		// A re-added mirror that stalls in turn is caught like any other.
 		const moving = this.resync ? "repairing" : "behind";
 		if (mirrorSeq >= originSeq) {
@@ -148,6 +178,22 @@ export class MirrorWatchdog {
 		if (now - this.lastRepairAt < this.opts.minRepairIntervalMs) return "stalled";
 		await this.repair(originSeq, now);
 		return "repairing";
+	}
+
+	/** Whether the mirror holds a message the origin does not; false when the origin's answers cannot tell. */
+	private async diverged(mirrorLast: Last, originLast: Last): Promise<boolean> {
+		const { originJsm = this.opts.jsm, origin } = this.opts;
+		let at = originLast;
+		if (mirrorLast.seq > at.seq) {
+			// Copied between the two looks, or never the origin's: only a second look at the origin tells.
+			at = await lastOf(originJsm, origin).catch(() => at);
+			if (mirrorLast.seq > at.seq) return true;
+		}
+		if (mirrorLast.seq === at.seq) return !sameTime(mirrorLast.ts, at.ts);
+		if (mirrorLast.seq === 0) return false;
+		// Behind: the origin's message at the mirror's last sequence, unless a newer revision of its key removed it.
+		const theirs = await originJsm.streams.getMessage(origin, { seq: mirrorLast.seq }).catch(() => undefined);
+		return theirs !== undefined && !sameTime(mirrorLast.ts, theirs.timestamp);
 	}
 
 	/** Deletes the mirror and adds it again with its own config: a new mirror sets up a new consumer on the origin. */
@@ -202,6 +248,16 @@ export class MirrorWatchdog {
 			// A listener's failure is not the watchdog's.
 		}
 	}
+}
+
+async function lastOf(jsm: JetStreamManager, stream: string): Promise<Last> {
+	const { state } = await jsm.streams.info(stream);
+	return { seq: state.last_seq, ts: state.last_ts };
+}
+
+/** To the millisecond: two servers may write the same instant with different digits. */
+function sameTime(a: string, b: string): boolean {
+	return Date.parse(a) === Date.parse(b);
 }
 
 function apiErrorCode(err: unknown): number | undefined {

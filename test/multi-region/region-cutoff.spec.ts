@@ -23,7 +23,8 @@ const ALONE = "cn-east";
 /** The hub's two other servers elect new leaders for what the cut-off one led; registrations elsewhere resume within this. */
 const REGISTRATION_RESUME_BOUND_MS = 30_000;
 /**
- * A mirror whose source stalled is made anew by the mirror watchdog, then copies the origin: the stall is judged
+ * A mirror whose source stalled, or that diverged (it copied writes of the origin's cut-off leader that the other
+ * replicas never took: seen about once in six runs), is made anew by the mirror watchdog, then copies the origin: either is judged
  * 15–25 s after the watchdog (checking every 2 s) first sees the origin ahead, which may be after /readyz already
  * says global operations are available; the new mirror then copies. 45 s, then 60 s, were once too short in CI (the
  * mirror still short of the user registered during the cut, on a loaded machine; the failure prints the origin as the

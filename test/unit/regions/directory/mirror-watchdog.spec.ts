@@ -3,14 +3,36 @@ import { describe, expect, it } from "vitest";
 import type { MirrorWatchdogEvent } from "../../../../regions/directory/mirror-watchdog.ts";
 import { MirrorWatchdog } from "../../../../regions/directory/mirror-watchdog.ts";
 
-/** Stream sequences as the servers would report them; the real servers' behaviour is in test/multi-region/mirror-watchdog.spec.ts. */
-function streams(seqs: { origin: number; mirror: number; originUp?: boolean }) {
+interface Seqs {
+	origin: number;
+	mirror: number;
+	originUp?: boolean;
+	/** The mirror's messages after this sequence are not the origin's (copied from a leader that lost them). */
+	forkedAfter?: number;
+	/** Called at each look at the origin (a write landing between two looks). */
+	onOriginLook?: () => void;
+}
+
+/** A message's time, as the servers report it: the mirror keeps the origin's, except past a fork. */
+const timeOf = (seq: number, forked = false) => new Date(seq * 1000 + (forked ? 500 : 0)).toISOString();
+
+/** Stream sequences and times as the servers would report them; the real servers' behaviour is in test/multi-region/mirror-watchdog.spec.ts. */
+function streams(seqs: Seqs) {
 	const config = { name: "KV_b-ap", mirror: { name: "KV_b" } } as StreamConfig;
+	const mirrorTime = (seq: number) => timeOf(seq, seqs.forkedAfter !== undefined && seq > seqs.forkedAfter);
 	const jsm = {
 		streams: {
 			info: async (name: string) => {
-				if (name === "KV_b" && seqs.originUp === false) throw new Error("timeout");
-				return { config, state: { last_seq: name === "KV_b" ? seqs.origin : seqs.mirror } };
+				if (name === "KV_b") {
+					if (seqs.originUp === false) throw new Error("timeout");
+					seqs.onOriginLook?.();
+					return { config, state: { last_seq: seqs.origin, last_ts: timeOf(seqs.origin) } };
+				}
+				return { config, state: { last_seq: seqs.mirror, last_ts: mirrorTime(seqs.mirror) } };
+			},
+			getMessage: async (name: string, { seq }: { seq: number }) => {
+				if (name !== "KV_b" || seq > seqs.origin) throw new Error("no message found");
+				return { seq, timestamp: timeOf(seq) };
 			},
 			delete: async () => true,
 			add: async () => ({ config })
@@ -19,8 +41,8 @@ function streams(seqs: { origin: number; mirror: number; originUp?: boolean }) {
 	return jsm;
 }
 
-/** A watchdog over `seqs` that repairs after 1 s standing still, at most once a minute. */
-function watchdog(seqs: { origin: number; mirror: number; originUp?: boolean }, events: MirrorWatchdogEvent[]): MirrorWatchdog {
+/** A watchdog over `seqs` that repairs after 1 s standing still (or diverged), at most once a minute. */
+function watchdog(seqs: Seqs, events: MirrorWatchdogEvent[]): MirrorWatchdog {
 	return new MirrorWatchdog({
 		jsm: streams(seqs),
 		mirror: "KV_b-ap",
@@ -65,5 +87,42 @@ describe("mirror watchdog", () => {
 		seqs.originUp = false;
 		expect(await dog.check(2000)).toBe("origin-unreachable");
 		expect(events.at(-1)).toEqual({ type: "resumed", reason: "origin-unreachable" });
+	});
+
+	it("takes the reads off a mirror ahead of its origin at once, and makes it anew once that has lasted as long as a stall", async () => {
+		// After a partition: the mirror copied seq 9 and 10 from a leader that lost them; the origin's seq 9 is another write.
+		const seqs: Seqs = { origin: 9, mirror: 10, forkedAfter: 8 };
+		const events: MirrorWatchdogEvent[] = [];
+		const dog = watchdog(seqs, events);
+		expect(await dog.check(0)).toBe("diverged");
+		expect(events).toEqual([{ type: "diverged", mirrorSeq: 10, originSeq: 9 }]);
+		expect(await dog.check(500)).toBe("diverged");
+		expect(await dog.check(1000)).toBe("repairing");
+		// The new mirror copies the origin.
+		seqs.mirror = 9;
+		seqs.forkedAfter = undefined;
+		expect(await dog.check(1500)).toBe("following");
+		expect(events.map(e => e.type)).toEqual(["diverged", "repairing", "repaired"]);
+	});
+
+	it("sees a mirror that diverged while level with its origin, or behind it, by the times of the same sequence", async () => {
+		const level: MirrorWatchdogEvent[] = [];
+		expect(await watchdog({ origin: 10, mirror: 10, forkedAfter: 8 }, level).check(0)).toBe("diverged");
+		const behind: MirrorWatchdogEvent[] = [];
+		expect(await watchdog({ origin: 12, mirror: 10, forkedAfter: 8 }, behind).check(0)).toBe("diverged");
+		// Behind at the origin's own message: catching up, not diverged.
+		expect(await watchdog({ origin: 12, mirror: 10 }, []).check(0)).toBe("behind");
+		expect([level, behind]).toEqual([[{ type: "diverged", mirrorSeq: 10, originSeq: 10 }], [{ type: "diverged", mirrorSeq: 10, originSeq: 12 }]]);
+	});
+
+	it("leaves alone a mirror ahead only of the origin's first look: it copied a write that landed in between", async () => {
+		let looks = 0;
+		const seqs: Seqs = { origin: 9, mirror: 10 };
+		seqs.onOriginLook = () => {
+			if (++looks === 2) seqs.origin = 10;
+		};
+		const events: MirrorWatchdogEvent[] = [];
+		expect(await watchdog(seqs, events).check(0)).toBe("following");
+		expect(events).toEqual([]);
 	});
 });
