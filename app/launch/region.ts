@@ -1,3 +1,5 @@
+import type { MirrorWatchdogEvent } from "../../regions/directory/mirror-watchdog.ts";
+import { mirrorEventLine } from "../../regions/directory/mirror-watchdog.ts";
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import { findRegion, loadRegions, RegionConfigError } from "../../regions/loader.ts";
 import { checkNatsLogin, natsCredentials } from "../../regions/runtime/bus-credentials.ts";
@@ -52,6 +54,7 @@ async function main(): Promise<void> {
 
 	const group = envString(env, "EDGEHOME_GROUP", services ? services.join("+") : "all");
 	// Production directory: a JetStream KV bucket in the hub, mirrored into this region's own JetStream.
+	let logMirror: ((e: MirrorWatchdogEvent) => void) | undefined;
 	const store = await openNatsKvDirectory({
 		servers: natsUrl,
 		bucket: `${regionNamespace("edgehome-directory", env)}`,
@@ -60,7 +63,8 @@ async function main(): Promise<void> {
 		// Unset: 15–25 s, jittered so that of a region's nodes one repairs and the others see the mirror move.
 		mirrorStallMs: env.EDGEHOME_DIRECTORY_MIRROR_STALL_MS ? envInt(env, "EDGEHOME_DIRECTORY_MIRROR_STALL_MS", 15_000, 1000, 600_000) : undefined,
 		credentials,
-		name: `${region.id}-${group}-${process.pid}-directory`
+		name: `${region.id}-${group}-${process.pid}-directory`,
+		onMirrorEvent: e => logMirror?.(e)
 	});
 	// The process's one OTel SDK, before the broker that feeds it; its resource names this region.
 	const tracing = startProcessTracing(env, { regions: [region.id], group });
@@ -69,6 +73,10 @@ async function main(): Promise<void> {
 		await tracing?.stop();
 		throw err;
 	});
+	logMirror = e => {
+		const { warn, line } = mirrorEventLine(e);
+		node.broker.logger[warn ? "warn" : "info"](line);
+	};
 	exitOnSignal(
 		async () => {
 			await node.stop();

@@ -56,6 +56,24 @@ export type MirrorWatchdogEvent =
 	| { type: "resumed"; reason: "moving" | "origin-unreachable" }
 	| { type: "repair-failed"; error: unknown };
 
+/** A line for the node's log, and whether an operator should look (the mirror is not serving reads as it should). */
+export function mirrorEventLine(e: MirrorWatchdogEvent): { warn: boolean; line: string } {
+	switch (e.type) {
+		case "stalled":
+			return { warn: true, line: `directory mirror stalled at ${e.mirrorSeq}, the origin at ${e.originSeq}, for ${e.stalledMs} ms: reads go to the origin` };
+		case "diverged":
+			return { warn: true, line: `directory mirror diverged from its origin (mirror at ${e.mirrorSeq}, origin at ${e.originSeq}): reads go to the origin` };
+		case "repairing":
+			return { warn: false, line: "directory mirror being made anew" };
+		case "repaired":
+			return { warn: false, line: `directory mirror made anew, at the origin's ${e.originSeq} after ${e.ms} ms` };
+		case "resumed":
+			return { warn: false, line: `directory mirror serves reads again (${e.reason})` };
+		case "repair-failed":
+			return { warn: true, line: `directory mirror repair failed: ${(e.error as Error)?.message ?? String(e.error)}` };
+	}
+}
+
 /** What one check found. */
 export type MirrorState = "following" | "behind" | "stalled" | "diverged" | "repairing" | "origin-unreachable" | "mirror-unreachable";
 

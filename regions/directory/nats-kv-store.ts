@@ -21,6 +21,8 @@ export interface NatsKvDirectoryOptions {
 	name?: string;
 	/** A mirror behind its origin and not moving for this long is made anew (default 15–25 s, jittered per node). */
 	mirrorStallMs?: number;
+	/** Hears what the mirror's watchdog sees (for the node's log). */
+	onMirrorEvent?: (event: MirrorWatchdogEvent) => void;
 	/** The node's bus login and TLS (regions/runtime/bus-credentials.ts). */
 	credentials?: NatsCredentials;
 }
@@ -75,6 +77,7 @@ interface StoreParts {
 	originReady: Promise<unknown>;
 	timeoutMs: number;
 	mirrorStallMs?: number;
+	onMirrorEvent?: (event: MirrorWatchdogEvent) => void;
 }
 
 /**
@@ -130,7 +133,10 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 				mirror: this.readStream,
 				origin: this.originStream,
 				stallMs: parts.mirrorStallMs ?? 15_000 + Math.floor(Math.random() * 10_000),
-				onEvent: e => this.onMirrorEvent(e)
+				onEvent: e => {
+					this.onMirrorEvent(e);
+					parts.onMirrorEvent?.(e);
+				}
 			});
 			this.watchdog.start();
 		}
@@ -435,7 +441,8 @@ export async function openNatsKvDirectory(opts: NatsKvDirectoryOptions): Promise
 			ensureOrigin,
 			originReady,
 			timeoutMs,
-			mirrorStallMs: opts.mirrorStallMs
+			mirrorStallMs: opts.mirrorStallMs,
+			onMirrorEvent: opts.onMirrorEvent
 		});
 	} catch (err) {
 		await nc.close();

@@ -1,7 +1,7 @@
 import type { JetStreamManager, StreamConfig } from "nats";
 import { describe, expect, it } from "vitest";
 import type { MirrorWatchdogEvent } from "../../../../regions/directory/mirror-watchdog.ts";
-import { MirrorWatchdog } from "../../../../regions/directory/mirror-watchdog.ts";
+import { MirrorWatchdog, mirrorEventLine } from "../../../../regions/directory/mirror-watchdog.ts";
 
 interface Seqs {
 	origin: number;
@@ -103,6 +103,12 @@ describe("mirror watchdog", () => {
 		seqs.forkedAfter = undefined;
 		expect(await dog.check(1500)).toBe("following");
 		expect(events.map(e => e.type)).toEqual(["diverged", "repairing", "repaired"]);
+		// What the launcher logs: a warning an operator can act on, then the repair.
+		expect(events.map(mirrorEventLine)).toEqual([
+			{ warn: true, line: "directory mirror diverged from its origin (mirror at 10, origin at 9): reads go to the origin" },
+			{ warn: false, line: "directory mirror being made anew" },
+			{ warn: false, line: "directory mirror made anew, at the origin's 9 after 500 ms" }
+		]);
 	});
 
 	it("sees a mirror that diverged while level with its origin, or behind it, by the times of the same sequence", async () => {
