@@ -204,7 +204,9 @@ export class MirrorWatchdog {
 		let at = originLast;
 		if (mirrorLast.seq > at.seq) {
 			// Copied between the two looks, or never the origin's: only a second look at the origin tells.
-			at = await lastOf(originJsm, origin).catch(() => at);
+			const again = await lastOf(originJsm, origin).catch(() => undefined);
+			if (!again) return false;
+			at = again;
 			if (mirrorLast.seq > at.seq) return true;
 		}
 		if (mirrorLast.seq === at.seq) return !sameTime(mirrorLast.ts, at.ts);

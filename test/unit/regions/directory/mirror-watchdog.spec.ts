@@ -129,6 +129,12 @@ describe("mirror watchdog", () => {
 		};
 		const events: MirrorWatchdogEvent[] = [];
 		expect(await watchdog(seqs, events).check(0)).toBe("following");
+		// Nor when the origin stops answering between the two looks: it cannot tell.
+		const gone: Seqs = { origin: 9, mirror: 10 };
+		gone.onOriginLook = () => {
+			gone.originUp = false;
+		};
+		expect(await watchdog(gone, events).check(0)).toBe("following");
 		expect(events).toEqual([]);
 	});
 });
