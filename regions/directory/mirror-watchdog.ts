@@ -50,6 +50,8 @@ export type MirrorWatchdogEvent =
 	| { type: "stalled"; mirrorSeq: number; originSeq: number; stalledMs: number }
 	/** The mirror holds what the origin does not (its reads must not be trusted until a repair). */
 	| { type: "diverged"; mirrorSeq: number; originSeq: number }
+	/** Another node made the mirror anew: it refills from empty, and is `repaired` once it has the origin's `originSeq`. */
+	| { type: "remade"; originSeq: number }
 	| { type: "repairing"; config: StreamConfig }
 	| { type: "repaired"; originSeq: number; ms: number }
 	/** A mirror reported stalled is again the best source: it moved before any repair, or its origin stopped answering. */
@@ -65,6 +67,8 @@ export function mirrorEventLine(e: MirrorWatchdogEvent): { warn: boolean; line: 
 			return { warn: true, line: `directory mirror diverged from its origin (mirror at ${e.mirrorSeq}, origin at ${e.originSeq}): reads go to the origin` };
 		case "repairing":
 			return { warn: false, line: "directory mirror being made anew" };
+		case "remade":
+			return { warn: false, line: `directory mirror made anew by another node: reads go to the origin until it has the origin's ${e.originSeq}` };
 		case "repaired":
 			return { warn: false, line: `directory mirror made anew, at the origin's ${e.originSeq} after ${e.ms} ms` };
 		case "resumed":
@@ -77,10 +81,11 @@ export function mirrorEventLine(e: MirrorWatchdogEvent): { warn: boolean; line: 
 /** What one check found. */
 export type MirrorState = "following" | "behind" | "stalled" | "diverged" | "repairing" | "origin-unreachable" | "mirror-unreachable";
 
-/** What the watchdog reads of a stream: its last sequence and that message's time (RFC 3339). */
+/** What the watchdog reads of a stream: its last sequence, that message's time and the stream's creation (RFC 3339). */
 interface Last {
 	seq: number;
 	ts: string;
+	created: string;
 }
 
 const DEFAULTS = { intervalMs: 2000, stallMs: 15_000, minRepairIntervalMs: 60_000 };
@@ -102,6 +107,8 @@ export class MirrorWatchdog {
 	private stallReported = false;
 	/** Since when the mirror has been seen holding what the origin does not. */
 	private divergedSince: number | undefined;
+	/** When the mirror last seen was created: another time means someone made it anew. */
+	private mirrorCreated: string | undefined;
 
 	constructor(opts: MirrorWatchdogOptions) {
 		this.opts = { ...DEFAULTS, ...opts };
@@ -161,6 +168,16 @@ export class MirrorWatchdog {
 		}
 		const originSeq = originLast.seq;
 		const mirrorSeq = mirrorLast.seq;
+		const remade = this.mirrorCreated !== undefined && mirrorLast.created !== this.mirrorCreated;
+		this.mirrorCreated = mirrorLast.created;
+		if (remade && !this.resync) {
+			// Another node's repair: the new mirror moves as it refills, which must not pass for a stalled one resuming.
+			this.still = undefined;
+			this.divergedSince = undefined;
+			this.stallReported = false;
+			this.resync = { originSeq, startedAt: now };
+			this.emit({ type: "remade", originSeq });
+		}
 		if (this.resync && mirrorSeq >= this.resync.originSeq) {
 			this.emit({ type: "repaired", originSeq: this.resync.originSeq, ms: now - this.resync.startedAt });
 			this.resync = undefined;
@@ -271,8 +288,8 @@ export class MirrorWatchdog {
 }
 
 async function lastOf(jsm: JetStreamManager, stream: string): Promise<Last> {
-	const { state } = await jsm.streams.info(stream);
-	return { seq: state.last_seq, ts: state.last_ts };
+	const { state, created } = await jsm.streams.info(stream);
+	return { seq: state.last_seq, ts: state.last_ts, created };
 }
 
 /** To the millisecond: two servers may write the same instant with different digits. */

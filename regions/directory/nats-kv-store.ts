@@ -145,7 +145,7 @@ export class NatsKvDirectoryStore implements DirectoryStore {
 	private onMirrorEvent(event: MirrorWatchdogEvent): void {
 		// A stalled mirror is known to be behind the origin that answers: reading it would give old homes
 		// for as long as a repair is held back (at most one per minRepairIntervalMs).
-		if (event.type === "stalled" || event.type === "diverged" || event.type === "repairing") this.mirrorUnfit = true;
+		if (event.type === "stalled" || event.type === "diverged" || event.type === "repairing" || event.type === "remade") this.mirrorUnfit = true;
 		if (event.type === "resumed") this.mirrorUnfit = false;
 		if (event.type === "repaired") {
 			this.mirrorUnfit = false;

@@ -11,6 +11,8 @@ interface Seqs {
 	forkedAfter?: number;
 	/** Called at each look at the origin (a write landing between two looks). */
 	onOriginLook?: () => void;
+	/** When the mirror was created: another node's repair changes it. */
+	mirrorCreated?: string;
 }
 
 /** A message's time, as the servers report it: the mirror keeps the origin's, except past a fork. */
@@ -28,7 +30,7 @@ function streams(seqs: Seqs) {
 					seqs.onOriginLook?.();
 					return { config, state: { last_seq: seqs.origin, last_ts: timeOf(seqs.origin) } };
 				}
-				return { config, state: { last_seq: seqs.mirror, last_ts: mirrorTime(seqs.mirror) } };
+				return { config, created: seqs.mirrorCreated ?? "2026-12-01T00:00:00Z", state: { last_seq: seqs.mirror, last_ts: mirrorTime(seqs.mirror) } };
 			},
 			getMessage: async (name: string, { seq }: { seq: number }) => {
 				if (name !== "KV_b" || seq > seqs.origin) throw new Error("no message found");
@@ -136,5 +138,40 @@ describe("mirror watchdog", () => {
 		};
 		expect(await watchdog(gone, events).check(0)).toBe("following");
 		expect(events).toEqual([]);
+	});
+
+	it("keeps the reads off a mirror another node made anew until it has refilled: it moves, but is no stalled mirror resuming", async () => {
+		const seqs: Seqs = { origin: 10, mirror: 10 };
+		const events: MirrorWatchdogEvent[] = [];
+		const dog = watchdog(seqs, events);
+		expect(await dog.check(0)).toBe("following");
+		// Another node of the region deleted and re-added it: it refills from empty.
+		seqs.mirror = 3;
+		seqs.mirrorCreated = "2026-12-02T08:30:00Z";
+		expect(await dog.check(100)).toBe("repairing");
+		seqs.mirror = 7;
+		expect(await dog.check(200)).toBe("repairing");
+		expect(events).toEqual([{ type: "remade", originSeq: 10 }]);
+		seqs.mirror = 10;
+		expect(await dog.check(300)).toBe("following");
+		expect(events.map(e => e.type)).toEqual(["remade", "repaired"]);
+		expect(dog.repairs).toBe(0);
+	});
+
+	it("leaves a diverged mirror another node made anew to that node's repair, and keeps the reads off it until it has refilled", async () => {
+		const seqs: Seqs = { origin: 9, mirror: 10, forkedAfter: 8 };
+		const events: MirrorWatchdogEvent[] = [];
+		const dog = watchdog(seqs, events);
+		expect(await dog.check(0)).toBe("diverged");
+		seqs.mirror = 2;
+		seqs.forkedAfter = undefined;
+		seqs.mirrorCreated = "2026-12-02T08:30:00Z";
+		expect(await dog.check(500)).toBe("repairing");
+		seqs.mirror = 5;
+		expect(await dog.check(1500)).toBe("repairing");
+		seqs.mirror = 9;
+		expect(await dog.check(2000)).toBe("following");
+		expect(events.map(e => e.type)).toEqual(["diverged", "remade", "repaired"]);
+		expect(dog.repairs).toBe(0);
 	});
 });
