@@ -37,6 +37,7 @@ export const GLOBAL_NOTICE_BOUND_MS = 5000;
 export const READY_BOUND_MS = 10_000;
 const PASSWORD = "cut off but serving 7";
 const NOT_FOUND_IN_STREAM = 10037;
+const STREAM_NOT_FOUND = 10059;
 
 export interface User {
 	username: string;
@@ -228,13 +229,13 @@ export class LauncherRegions {
 		const msg = await jsm.streams
 			.getMessage(`KV_${this.bucket}-${region}`, { last_by_subj: `$KV.${this.bucket}.${userKey(userId)}` })
 			.catch((err: { api_error?: { err_code?: number } }) => {
-				if (err.api_error?.err_code === NOT_FOUND_IN_STREAM) return undefined;
+				// No stream: the mirror watchdog is making the mirror anew (delete, then add), and it holds nothing yet.
+				if (err.api_error?.err_code === NOT_FOUND_IN_STREAM || err.api_error?.err_code === STREAM_NOT_FOUND) return undefined;
 				throw err;
 			});
 		return msg?.data.length ? msg.json<{ region: string }>().region : undefined;
 	}
 
-	/** What a region's mirror stream says of itself and its source, for a failure message. */
 	/** The region's mirror, and the origin as the region's edge reaches it: what a failed catch-up is told by. */
 	async mirrorState(region: string): Promise<unknown> {
 		const nc = await this.edge(region);
