@@ -1,5 +1,6 @@
 import type { RegionNode } from "../../app/node.ts";
 import { startRegionNode } from "../../app/node.ts";
+import type { MirrorWatchdogEvent } from "../../regions/directory/mirror-watchdog.ts";
 import type { NatsKvDirectoryStore } from "../../regions/directory/nats-kv-store.ts";
 import { openNatsKvDirectory } from "../../regions/directory/nats-kv-store.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
@@ -24,6 +25,8 @@ export interface KvNodeOptions {
 	env?: Record<string, string>;
 	/** Names the node (`<region>-<group>-<pid>`): two nodes of one region in one process need two. */
 	group?: string;
+	/** Hears what the directory mirror's watchdog sees. */
+	onMirrorEvent?: (event: MirrorWatchdogEvent) => void;
 }
 
 export interface KvNode {
@@ -39,6 +42,7 @@ export function openKvDirectory(opts: KvNodeOptions): Promise<NatsKvDirectorySto
 			servers: opts.natsUrl,
 			bucket: opts.bucket,
 			credentials: natsCredentials(opts.env ?? {}),
+			onMirrorEvent: opts.onMirrorEvent,
 			...(opts.hubReplicas ? { domain: opts.region, originDomain: HUB_DOMAIN, originReplicas: opts.hubReplicas } : {})
 		})
 	);

@@ -10,6 +10,7 @@ import { createConnection } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HomeEntry } from "../../regions/directory/entries.ts";
 import { userKey } from "../../regions/directory/entries.ts";
+import { mirrorEventLine } from "../../regions/directory/mirror-watchdog.ts";
 import type { MoveRecord } from "../../regions/rehoming.ts";
 import { moveKey } from "../../regions/rehoming.ts";
 import type { EdgeTopology } from "../harness/edge-topology.ts";
@@ -51,6 +52,8 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 	const dbs: Record<string, Connection> = {};
 	const children = new Set<ChildProcess>();
 	const timings: Record<string, number> = {};
+	/** What each region's mirror watchdog saw, printed at the end: a mirror behind or made anew explains a surprising read. */
+	const mirrorEvents: string[] = [];
 	let seq = 0;
 
 	const call = <T = any>(region: string, action: string, params: unknown, opts?: { timeout: number }) =>
@@ -141,7 +144,8 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 				blindIndexKey,
 				services: ["sv-region"],
 				schemas: [notesService],
-				stores: realStores(run, region)
+				stores: realStores(run, region),
+				onMirrorEvent: e => mirrorEvents.push(`${region}: ${mirrorEventLine(e).line}`)
 			});
 			dbs[region] = await createConnection({ uri: realStores(run, region).sql });
 		};
@@ -165,7 +169,7 @@ describe("rehoming on a three-region NATS supercluster with real MariaDB per reg
 		} finally {
 			await cluster?.stop();
 		}
-		console.info(`rehoming timings (ms): ${JSON.stringify(timings)}`);
+		console.info(`rehoming timings (ms): ${JSON.stringify(timings)}; mirror events: ${mirrorEvents.join("; ") || "none"}`);
 	});
 
 	it("moves a user written to continuously from another region: every acknowledged write lands once in the new home, nothing stays behind", async () => {
