@@ -44,12 +44,14 @@ export interface SendBatchesOptions {
 	/** Batches in progress at once, each on its own connection (SQLite: 1). */
 	lanes: number;
 	maxSize: number;
+	/** Most bytes of template data in one batch: its statements carry each value several times (rendered, queued). */
+	maxDataBytes: number;
 }
 
 type Decision = Written | { kind: "alone" };
 
-/** A send waiting for its batch, and what answers its caller once the batch decided. */
-type Waiting = BatchedSend & { settle: (d: Decision) => void };
+/** A send waiting for its batch, its template data's size, and what answers its caller once the batch decided. */
+type Waiting = BatchedSend & { bytes: number; settle: (d: Decision) => void };
 
 /** Runs of a batch the database rolled back before its sends go the fenced way one by one. */
 const BATCH_ATTEMPTS = 4;
@@ -74,7 +76,7 @@ export class SendBatches {
 				else if (d.kind === "failed") reject(d.error);
 				else this.opts.alone(job).then(resolve, reject);
 			};
-			this.waiting.push({ ...job, settle });
+			this.waiting.push({ ...job, bytes: dataBytes(job.req.data), settle });
 			this.start();
 		});
 	}
@@ -83,9 +85,16 @@ export class SendBatches {
 	private start(): void {
 		while (this.running < this.opts.lanes) {
 			const jobs: Waiting[] = [];
-			for (let i = 0; i < this.waiting.length && jobs.length < this.opts.maxSize; )
-				if (this.busy.has(this.waiting[i]!.req.userId)) i++;
-				else jobs.push(...this.waiting.splice(i, 1));
+			let bytes = 0;
+			for (let i = 0; i < this.waiting.length && jobs.length < this.opts.maxSize && bytes < this.opts.maxDataBytes; ) {
+				const job = this.waiting[i]!;
+				if (this.busy.has(job.req.userId)) i++;
+				else {
+					this.waiting.splice(i, 1);
+					jobs.push(job);
+					bytes += job.bytes;
+				}
+			}
 			if (!jobs.length) return;
 			this.running++;
 			for (const job of jobs) this.busy.add(job.req.userId);
@@ -152,4 +161,11 @@ export class SendBatches {
 		});
 		return decisions;
 	}
+}
+
+/** The size of a send's template data: its keys and values as text. */
+export function dataBytes(data: SendRequest["data"]): number {
+	let bytes = 0;
+	for (const key in data) bytes += key.length + String(data[key]).length;
+	return bytes;
 }

@@ -92,9 +92,14 @@ const switches = { type: "object", strict: true, props: Object.fromEntries(CATEG
 const MAX_PAGE = 100;
 /** A notice's template data: small, flat values. */
 const MAX_DATA_FIELDS = 32;
-/** Send batches in progress at once on a node (each on its own connection), and most sends in one. */
+/**
+ * Send batches in progress at once on a node (each on its own connection), most sends in one, and most
+ * template data in one (at most 32 fields of 2000 characters a send: a batch of large sends stays far
+ * below MariaDB's max_allowed_packet of 16 MiB, though every value goes into several statements).
+ */
 const SEND_LANES = 1;
-const SEND_BATCH = 64;
+const SEND_BATCH = 256;
+const SEND_BATCH_DATA_BYTES = 256 * 1024;
 /** Runs of a send alone that met a notice numbered or keyed meanwhile. */
 const SEND_ATTEMPTS = 5;
 
@@ -462,7 +467,8 @@ const svNotice: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			committed: outcomes => this.pushCommitted(outcomes),
 			alone: job => this.sendAlone(job),
 			lanes: this.dialect === "sqlite" ? 1 : envInt(process.env, "EDGEHOME_NOTICE_SEND_LANES", SEND_LANES, 1, 16),
-			maxSize: SEND_BATCH
+			maxSize: SEND_BATCH,
+			maxDataBytes: SEND_BATCH_DATA_BYTES
 		});
 		this.inbox = new Inbox(this.db);
 		this.unreadCounts = new UnreadCounts(users => this.inbox.unreadCounts(users));

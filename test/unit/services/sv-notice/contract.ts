@@ -102,6 +102,17 @@ export function noticeContract(store: string, opts: { sqlOf?: (region: string) =
 			expect((pushes["ap-south"] ?? []).filter(p => p.unreadCount >= 70).map(p => p.userId)).toEqual([users.hans, users.liwei]);
 		});
 
+		it("commits sends with large template data in batches that stay small, each send once", async () => {
+			const service = nodes["cn-east"]!.broker.getLocalService("sv-notice") as unknown as { sends: { stats: { batches: number; sends: number } } };
+			// 32 fields of 2000 characters: about 66 KB a send, so that a batch takes at most 4 (256 KiB of data).
+			const data = { amount: "1", currency: "CNY", from: "bob", ...Object.fromEntries(Array.from({ length: 29 }, (_, i) => [`extra${i}`, "x".repeat(2000)])) };
+			const before = { ...service.sends.stats };
+			const sent = await Promise.all(Array.from({ length: 12 }, () => send("liwei", { data })));
+			expect(new Set(sent.map(s => s.notice.id)).size).toBe(12);
+			expect(service.sends.stats.sends - before.sends).toBe(12);
+			expect(service.sends.stats.batches - before.batches).toBeGreaterThanOrEqual(3);
+		});
+
 		it("numbers a user's notices in order and resumes a stream after any of them", async () => {
 			const sent = [];
 			for (let i = 0; i < 5; i++) sent.push(await send("liwei"));
