@@ -7,24 +7,16 @@
  * Env: MOVER_NODE_REGION, MOVER_NODE_NATS_URL, MOVER_NODE_BUCKET, MOVER_NODE_HUB_REPLICAS, MOVER_NODE_RUN
  * (for realStores), EDGEHOME_NAMESPACE_PREFIX, EDGEHOME_BLIND_INDEX_KEY (base64),
  * EDGEHOME_MOVE_SETTLE_MS, and MOVER_HOLD to freeze the move at one directory write so that a
- * kill lands exactly there:
- * - "before-copied": the rows are copied but the journal still says "moving";
- * - "after-copied": the journal says "copied", the home has not flipped;
- * - "after-flip": the home has flipped, the journal still says "copied".
- * It prints "held <MOVER_HOLD>" when frozen.
+ * kill lands exactly there (holding-store.ts). It prints "held <MOVER_HOLD>" when frozen.
  */
 import { createInterface } from "node:readline";
 import { startRegionNode } from "../../app/node.ts";
-import type { HomeEntry } from "../../regions/directory/entries.ts";
-import { userKey } from "../../regions/directory/entries.ts";
 import { mirrorEventLine } from "../../regions/directory/mirror-watchdog.ts";
-import type { DirectoryStore } from "../../regions/directory/store.ts";
 import { findRegion, loadRegions } from "../../regions/loader.ts";
-import type { MoveRecord } from "../../regions/rehoming.ts";
-import { moveKey } from "../../regions/rehoming.ts";
+import type { MoveHold } from "./holding-store.ts";
+import { holdingStore } from "./holding-store.ts";
 import { openKvDirectory } from "./kv-node.ts";
 import { notesService } from "./notes.service.ts";
-import { passThrough } from "./pass-through-store.ts";
 import { realStores } from "./real-servers.ts";
 
 const need = (name: string): string => {
@@ -36,37 +28,9 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 
 const regionId = need("MOVER_NODE_REGION");
 const natsUrl = need("MOVER_NODE_NATS_URL");
-const hold = process.env.MOVER_HOLD;
+const hold = process.env.MOVER_HOLD as MoveHold | undefined;
 const blindIndexKey = Buffer.from(need("EDGEHOME_BLIND_INDEX_KEY"), "base64");
 const regions = loadRegions();
-
-/** The directory as the mover sees it, frozen forever at the write MOVER_HOLD names. */
-function holding(store: DirectoryStore): DirectoryStore {
-	/** The journals this node created, by user key: they tell a flip from any other update of the user. */
-	const journals = new Map<string, MoveRecord>();
-	const freeze = (): Promise<never> => {
-		say(`held ${hold}`);
-		return new Promise<never>(() => undefined);
-	};
-	return {
-		...passThrough(store),
-		async create(key, value) {
-			const revision = await store.create(key, value);
-			if (key.startsWith(moveKey(""))) journals.set(userKey((value as MoveRecord).userId), value as MoveRecord);
-			return revision;
-		},
-		async update(key, value, revision) {
-			const copied = key.startsWith(moveKey("")) && (value as MoveRecord).step === "copied";
-			const journal = journals.get(key);
-			const home = value as HomeEntry;
-			const flip = journal !== undefined && home.region === journal.to && home.epoch === journal.epoch + 1;
-			if (copied && hold === "before-copied") return freeze();
-			const next = await store.update(key, value, revision);
-			if ((copied && hold === "after-copied") || (flip && hold === "after-flip")) return freeze();
-			return next;
-		}
-	};
-}
 
 // The parent holds stdin: when it goes away, so does this node (no orphan after a crashed test run).
 const lines = createInterface({ input: process.stdin });
@@ -90,7 +54,7 @@ const node = await startRegionNode({
 	services: ["sv-region"],
 	schemas: [notesService],
 	stores: realStores(need("MOVER_NODE_RUN"), regionId),
-	directory: { store: holding(store), blindIndexKey },
+	directory: { store: holdingStore(store, hold, () => say(`held ${hold}`)), blindIndexKey },
 	env: { ...process.env, EDGEHOME_NATS_URL: natsUrl, EDGEHOME_METRICS_PORT: "off", EDGEHOME_CACHER: "off" },
 	overrides: { logger: false }
 });
