@@ -83,9 +83,21 @@ export interface Rendered {
 	locale: Locale;
 }
 
+/** Minor digits of the ISO 4217 codes met so far: the data set is searched entry by entry, three times a notice. */
+const minorDigits = new Map<string, number>();
+
+function digitsOf(currency: string): number {
+	const known = minorDigits.get(currency);
+	if (known !== undefined) return known;
+	const found = currencyCodes.code(currency)?.digits;
+	// Only real codes are kept (at most the data set's): a send's data names any string it likes.
+	if (found !== undefined) minorDigits.set(currency, found);
+	return found ?? 2;
+}
+
 /** Minor units as the currency writes them: "12345" CNY → "123.45 CNY", "500" JPY → "500 JPY". */
 function money(amount: unknown, currency: unknown): string {
-	const digits = currencyCodes.code(String(currency))?.digits ?? 2;
+	const digits = digitsOf(String(currency));
 	const raw = String(amount);
 	if (!/^-?[0-9]+$/.test(raw)) return `${raw} ${String(currency)}`;
 	const negative = raw.startsWith("-");
