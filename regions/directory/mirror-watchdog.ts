@@ -89,7 +89,8 @@ interface Last {
 }
 
 const DEFAULTS = { intervalMs: 2000, stallMs: 15_000, minRepairIntervalMs: 60_000 };
-const STREAM_NOT_FOUND = 10059;
+/** JetStream's API error code for a stream that does not exist (as while a mirror is deleted and added again). */
+export const STREAM_NOT_FOUND = 10059;
 
 export class MirrorWatchdog {
 	private readonly opts: MirrorWatchdogOptions & typeof DEFAULTS;

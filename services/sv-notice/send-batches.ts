@@ -164,7 +164,7 @@ export class SendBatches {
 }
 
 /** The size of a send's template data: its keys and values as text. */
-export function dataBytes(data: SendRequest["data"]): number {
+function dataBytes(data: SendRequest["data"]): number {
 	let bytes = 0;
 	for (const key in data) bytes += key.length + String(data[key]).length;
 	return bytes;

@@ -7,6 +7,7 @@ import type { NatsConnection } from "nats";
 import { connect } from "nats";
 import { expect } from "vitest";
 import { userKey } from "../../regions/directory/entries.ts";
+import { STREAM_NOT_FOUND } from "../../regions/directory/mirror-watchdog.ts";
 import type { EdgeTopology } from "./edge-topology.ts";
 import { HUB_DOMAIN } from "./edge-topology.ts";
 import type { HttpAnswer } from "./gateways.ts";
@@ -37,7 +38,6 @@ export const GLOBAL_NOTICE_BOUND_MS = 5000;
 export const READY_BOUND_MS = 10_000;
 const PASSWORD = "cut off but serving 7";
 const NOT_FOUND_IN_STREAM = 10037;
-const STREAM_NOT_FOUND = 10059;
 
 export interface User {
 	username: string;
